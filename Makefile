@@ -1,0 +1,40 @@
+GO ?= go
+PKGS := ./...
+# Tests need more than the default 10m per package only for the region tests.
+TEST_TIMEOUT ?= 20m
+
+.PHONY: run test build proto fuzz bench vet clean
+
+run: build
+	./bin/parley serve --data ./data
+
+build:
+	$(GO) build -o bin/parley ./cmd/parley
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Regenerate protobuf code (needs protoc and protoc-gen-go v1.36.12).
+proto:
+	protoc -I syncproto/proto -I core/internal/cmdpb \
+		--go_out=. --go_opt=module=github.com/parley-chat/parley \
+		syncproto/proto/parley/v1/*.proto core/internal/cmdpb/command.proto
+
+# Run each fuzz target for FUZZTIME (the corpus is replayed by make test).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin data

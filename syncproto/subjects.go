@@ -1,0 +1,19 @@
+package syncproto
+
+import "strconv"
+
+// NATS subjects of the region-internal RPC. Requests and replies are
+// protobuf CoreRequest / CoreResponse.
+
+// APISubject receives requests that are not tied to one conversation:
+// directory (accounts, devices), region info, listing a user's conversations.
+func APISubject(region string) string { return "parley." + region + ".api" }
+
+// ShardSubject receives requests for conversations of one shard.
+func ShardSubject(region string, shard uint32) string {
+	return "parley." + region + ".shard." + strconv.FormatUint(uint64(shard), 10)
+}
+
+// CoreQueue is the queue group every core node subscribes with, so one node
+// answers each request.
+const CoreQueue = "parley-core"
