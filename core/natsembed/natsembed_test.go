@@ -1,0 +1,110 @@
+package natsembed
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func checkFor(t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"ok", Config{Name: "a"}, true},
+		{"no name", Config{}, false},
+		{"js without dir", Config{Name: "a", JetStream: true}, false},
+		{"routes without cluster", Config{Name: "a", Routes: []string{"127.0.0.1:1"}}, false},
+		{"bad route", Config{Name: "a", ClusterAddr: "127.0.0.1:0", Routes: []string{"nope"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestClusterRoutesCarryRequests(t *testing.T) {
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	var servers []*Server
+	for i := range addrs {
+		var routes []string
+		for j, a := range addrs {
+			if j != i {
+				routes = append(routes, a)
+			}
+		}
+		s, err := Start(Config{
+			Name: fmt.Sprintf("n%d", i), ClusterAddr: addrs[i], Routes: routes,
+			JetStream: true, StoreDir: t.TempDir(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		servers = append(servers, s)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		for i, s := range servers {
+			if n := s.NumRoutes(); n < 2 {
+				return fmt.Errorf("server %d has %d routes", i, n)
+			}
+		}
+		return nil
+	})
+	// A responder on server 0 answers a requester on server 2 over TCP.
+	resp, err := servers[0].Connect("responder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Close()
+	if _, err := resp.QueueSubscribe("echo", "q", func(m *nats.Msg) { m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	resp.Flush()
+	req, err := nats.Connect(servers[2].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer req.Close()
+	checkFor(t, 10*time.Second, func() error {
+		m, err := req.Request("echo", []byte("hi"), time.Second)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != "hi" {
+			return fmt.Errorf("got %q", m.Data)
+		}
+		return nil
+	})
+}
