@@ -1,8 +1,8 @@
 //go:build tools
 
-// Package tools pins the versions known to build together here (see
+// Package parley pins the versions known to build together here (see
 // README.md) for parts that later issues wire in, so `go mod tidy` keeps them.
-package tools
+package parley
 
 import (
 	_ "github.com/blevesearch/bleve/v2"

@@ -1,0 +1,117 @@
+package parley_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/parley-chat/parley"
+
+// layers says which of the repo's top-level folders each folder may import
+// (besides itself), as in STYLE.md. Nothing may import cmd/ or testnet/.
+var layers = map[string][]string{
+	"crdt":      {},
+	"syncproto": {"crdt"},
+	"edge":      {"syncproto", "crdt"},
+	"core":      {"syncproto", "crdt"},
+	"client":    {"syncproto", "crdt"},
+	"testnet":   {"syncproto", "client"},
+	"cmd":       {"*"},
+	"web":       {"syncproto", "crdt", "client"},
+}
+
+// why explains each rule when it breaks.
+var why = map[string]string{
+	"edge":      "edge and core meet only on syncproto (NATS request/reply); edge never stores history or decides order",
+	"core":      "core never holds a client connection; it meets edges only on syncproto",
+	"crdt":      "crdt is pure data types with no dependencies",
+	"syncproto": "the wire contract depends on nothing but crdt",
+	"client":    "the SDK speaks only the wire contract",
+	"testnet":   "testnet drives built binaries through the SDK, never internals",
+}
+
+func top(pkg string) string {
+	rest := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[:i]
+	}
+	return rest
+}
+
+func allowed(from, to string) bool {
+	if from == to {
+		return true
+	}
+	for _, a := range layers[from] {
+		if a == "*" || a == to {
+			return to != "testnet" || from == "testnet"
+		}
+	}
+	return false
+}
+
+func TestImportLayering(t *testing.T) {
+	// Deps are transitive imports; test imports are checked too, so a test
+	// cannot reach across the layering either.
+	out, err := exec.Command("go", "list", "-e", "-f",
+		`{{.ImportPath}}|{{join .Deps " "}}|{{join .TestImports " "}} {{join .XTestImports " "}}`,
+		module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		parts := strings.SplitN(line, "|", 3)
+		if len(parts) != 3 {
+			t.Fatalf("unexpected go list line %q", line)
+		}
+		pkg := parts[0]
+		from := top(pkg)
+		if pkg == module {
+			continue
+		}
+		if _, ok := layers[from]; !ok {
+			t.Errorf("%s: top-level folder %q is not in the layering table (add it to STYLE.md and here)", pkg, from)
+			continue
+		}
+		checked++
+		for _, dep := range strings.Fields(parts[1] + " " + parts[2]) {
+			if !strings.HasPrefix(dep, module+"/") {
+				continue
+			}
+			to := top(dep)
+			if (to == "cmd" && from != "cmd") || (to == "testnet" && from != "testnet") {
+				t.Errorf("%s imports %s: nothing imports cmd/ or testnet/", pkg, dep)
+				continue
+			}
+			if !allowed(from, to) {
+				t.Errorf("%s imports %s: %s/ may import only %v (%s)", pkg, dep, from, layers[from], why[from])
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no packages checked")
+	}
+}
+
+func TestLayeringRuleCatchesViolations(t *testing.T) {
+	for _, tc := range []struct {
+		from, to string
+		ok       bool
+	}{
+		{"edge", "core", false},
+		{"core", "edge", false},
+		{"edge", "syncproto", true},
+		{"crdt", "syncproto", false},
+		{"syncproto", "crdt", true},
+		{"client", "edge", false},
+		{"testnet", "client", true},
+		{"cmd", "core", true},
+		{"cmd", "testnet", false},
+	} {
+		if got := allowed(tc.from, tc.to); got != tc.ok {
+			t.Errorf("allowed(%s -> %s) = %v, want %v", tc.from, tc.to, got, tc.ok)
+		}
+	}
+}
