@@ -1,0 +1,361 @@
+// Package corerpc is the edge's client of the regional core: protobuf
+// CoreRequest / CoreResponse over NATS request/reply, routed to the shard
+// subject of the conversation or to the region's API subject, with
+// deadlines and retries.
+//
+// # Retries
+//
+// Call retries with capped exponential backoff and jitter while the core
+// is unreachable (NATS "no responders", a lost or late reply, a dropped
+// connection) or answers UNAVAILABLE, until the call's deadline. That is
+// safe because every operation is a read, idempotent, or deduplicated by
+// the core: sends by (conv_id, client_msg_id), receipts are max-registers,
+// creating a conversation whose id exists answers CONFLICT, and so on.
+// Two operations are special:
+//
+//   - register_device creates a new device id on every execution, so it is
+//     retried only when the request certainly never reached a core (no
+//     responders). After a timeout, a lost reply or an UNAVAILABLE answer,
+//     Call returns UNAVAILABLE and the client decides: at worst it leaves an
+//     unused device that can be listed and revoked.
+//   - register_user is protected by the unique-username rule: a retry after
+//     a first attempt that did commit answers CONFLICT. When that happens
+//     after an ambiguous attempt, Call reads the account back
+//     (get_credentials) and, if its password hash is the very one this
+//     request carried (hashes have random salts, so no one else could have
+//     stored it), answers with the user as if the first attempt had
+//     succeeded. A genuine CONFLICT stays CONFLICT.
+package corerpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultTimeout        = 10 * time.Second
+	DefaultAttemptTimeout = 4 * time.Second
+	DefaultMinBackoff     = 10 * time.Millisecond
+	DefaultMaxBackoff     = 500 * time.Millisecond
+)
+
+// Config configures a Client. Zero values mean the defaults.
+type Config struct {
+	// Conn is the NATS connection (required). The Client does not close it.
+	Conn *nats.Conn
+	// Region names the subjects (default syncproto.DefaultRegion).
+	Region string
+	// ShardCount is the region's shard count; 0 means learn it from the
+	// core (region_info) before the first shard-bound call.
+	ShardCount uint32
+	// Timeout bounds every Call, whatever the ctx says (default 10 s).
+	Timeout time.Duration
+	// AttemptTimeout bounds one request, so a reply lost with a dying core
+	// node costs a retry rather than the whole deadline (default 4 s).
+	AttemptTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between attempts
+	// (defaults 10 ms and 500 ms).
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives retry diagnostics at debug (default: discard).
+	Logger *slog.Logger
+	// Now is the clock for deadline_unix_ms (default time.Now).
+	Now func() time.Time
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Conn == nil:
+		return errors.New("corerpc: Conn is required")
+	case c.Region != "" && !syncproto.ValidID(c.Region):
+		return fmt.Errorf("corerpc: Region %q: want 1..%d characters of [a-z0-9_-]", c.Region, syncproto.MaxIDLen)
+	case c.ShardCount > syncproto.MaxShardCount:
+		return fmt.Errorf("corerpc: ShardCount %d: at most %d", c.ShardCount, syncproto.MaxShardCount)
+	case c.Timeout < 0, c.AttemptTimeout < 0, c.MinBackoff < 0, c.MaxBackoff < 0:
+		return errors.New("corerpc: Timeout, AttemptTimeout, MinBackoff and MaxBackoff must not be negative")
+	case c.MinBackoff > 0 && c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff:
+		return fmt.Errorf("corerpc: MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
+	}
+	return nil
+}
+
+// Client calls the core. It is safe for concurrent use.
+type Client struct {
+	nc             *nats.Conn
+	region         string
+	shards         atomic.Uint32
+	timeout        time.Duration
+	attemptTimeout time.Duration
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	log            *slog.Logger
+	now            func() time.Time
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		nc: cfg.Conn, region: cfg.Region, timeout: cfg.Timeout, attemptTimeout: cfg.AttemptTimeout,
+		minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff, log: cfg.Logger, now: cfg.Now,
+	}
+	if c.region == "" {
+		c.region = syncproto.DefaultRegion
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.attemptTimeout == 0 {
+		c.attemptTimeout = DefaultAttemptTimeout
+	}
+	if c.minBackoff == 0 {
+		c.minBackoff = DefaultMinBackoff
+	}
+	if c.maxBackoff == 0 {
+		c.maxBackoff = max(DefaultMaxBackoff, c.minBackoff)
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.shards.Store(cfg.ShardCount)
+	return c, nil
+}
+
+// Region is the region the client talks to.
+func (c *Client) Region() string { return c.region }
+
+// ShardCount is the region's shard count, or 0 while it is unknown.
+func (c *Client) ShardCount() uint32 { return c.shards.Load() }
+
+// RegionInfo asks the core for the region's description and remembers its
+// shard count. It retries until the core answers or ctx ends (each Call
+// is bounded by Config.Timeout; RegionInfo keeps calling). Errors are
+// *syncproto.Error.
+func (c *Client) RegionInfo(ctx context.Context) (*syncpb.RegionInfo, error) {
+	req := &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RegionInfo{RegionInfo: &syncpb.RegionInfoRequest{}}}
+	for {
+		resp, err := c.Call(ctx, req)
+		if err == nil {
+			info := resp.GetRegionInfo()
+			if info == nil || info.ShardCount == 0 || info.ShardCount > syncproto.MaxShardCount {
+				return nil, syncproto.Errorf(syncpb.Code_CODE_INTERNAL, "core sent an invalid region description")
+			}
+			if old := c.shards.Swap(info.ShardCount); old != 0 && old != info.ShardCount {
+				c.log.Warn("core changed the shard count", "region", c.region, "was", old, "now", info.ShardCount)
+			}
+			return info, nil
+		}
+		if ctx.Err() != nil || !syncproto.AsError(err).Retryable() {
+			return nil, err
+		}
+		t := time.NewTimer(c.maxBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// Call sends req to the core and returns its answer. It sets the request's
+// deadline_unix_ms (on the wire, leaving req unchanged); the caller sets
+// req.Caller. A failure is returned as a *syncproto.Error: the core's own
+// error, UNAVAILABLE when no core answers, TIMEOUT when the deadline
+// passes. See the package doc for what is retried.
+func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	subject, err := c.subject(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request cannot be encoded")
+	}
+	op := opName(req)
+	_, isDevice := req.Op.(*syncpb.CoreRequest_RegisterDevice)
+	regUser, isUser := req.Op.(*syncpb.CoreRequest_RegisterUser)
+	ambiguous := false // an earlier attempt may have been executed
+	backoff := c.minBackoff
+	for attempt := 1; ; attempt++ {
+		resp, err := c.attempt(ctx, subject, data)
+		var wait time.Duration
+		switch {
+		case err == nil:
+			cerr := syncproto.FromProto(resp.GetError())
+			if cerr == nil {
+				return resp, nil
+			}
+			if isUser && ambiguous && cerr.Code == syncpb.Code_CODE_CONFLICT {
+				return c.resolveRegisterConflict(ctx, regUser.RegisterUser, cerr)
+			}
+			if cerr.Code != syncpb.Code_CODE_UNAVAILABLE || isDevice {
+				return nil, cerr
+			}
+			ambiguous = true
+			wait = cerr.RetryAfter
+			err = cerr
+		case errors.Is(err, nats.ErrNoResponders):
+			// Certainly not delivered: safe to retry for every op.
+		case errors.Is(err, nats.ErrConnectionClosed):
+			return nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge's connection to the core is closed")
+		case errors.Is(err, nats.ErrMaxPayload):
+			return nil, syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "request too large")
+		case errors.Is(err, errBadResponse):
+			return nil, syncproto.Errorf(syncpb.Code_CODE_INTERNAL, "core sent an unreadable response")
+		default:
+			// Timeout, lost reply, disconnect: the core may have run it.
+			if isDevice {
+				c.log.Debug("core call failed, not retried", "op", op, "attempt", attempt, "err", err)
+				return nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the core did not confirm the device registration; list devices before retrying")
+			}
+			ambiguous = true
+		}
+		if ctx.Err() != nil {
+			return nil, finalError(ctx, err)
+		}
+		// Equal jitter: half the backoff fixed, half random.
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		sleep = max(sleep, min(wait, c.maxBackoff))
+		backoff = min(2*backoff, c.maxBackoff)
+		c.log.Debug("core call failed, retrying", "op", op, "subject", subject, "attempt", attempt, "wait", sleep, "err", err)
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, finalError(ctx, err)
+		case <-t.C:
+		}
+	}
+}
+
+var errBadResponse = errors.New("corerpc: unreadable response")
+
+// attempt makes one request, bounded by AttemptTimeout.
+func (c *Client) attempt(ctx context.Context, subject string, data []byte) (*syncpb.CoreResponse, error) {
+	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	deadline, _ := actx.Deadline()
+	// Appending a scalar field overrides any earlier value of it (protobuf
+	// "last one wins"), so the marshalled request is reused as is.
+	msg := make([]byte, len(data), len(data)+12)
+	copy(msg, data)
+	msg = protowire.AppendTag(msg, 2, protowire.VarintType) // deadline_unix_ms
+	msg = protowire.AppendVarint(msg, uint64(c.now().Add(time.Until(deadline)).UnixMilli()))
+	m, err := c.nc.RequestWithContext(actx, subject, msg)
+	if err != nil {
+		return nil, err
+	}
+	resp := &syncpb.CoreResponse{}
+	if err := proto.Unmarshal(m.Data, resp); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadResponse, err)
+	}
+	return resp, nil
+}
+
+// finalError is the error of a call whose ctx ended while retrying.
+func finalError(ctx context.Context, last error) error {
+	var cerr *syncproto.Error
+	switch {
+	case errors.As(last, &cerr):
+		return cerr
+	case errors.Is(ctx.Err(), context.Canceled):
+		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the request was cancelled")
+	case errors.Is(last, nats.ErrNoResponders):
+		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "no core is answering")
+	default:
+		return syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "the core did not answer in time")
+	}
+}
+
+// resolveRegisterConflict decides whether a CONFLICT after an ambiguous
+// register_user attempt is our own earlier success (see the package doc).
+func (c *Client) resolveRegisterConflict(ctx context.Context, reg *syncpb.RegisterUserRequest, conflict *syncproto.Error) (*syncpb.CoreResponse, error) {
+	resp, err := c.Call(ctx, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetCredentials{GetCredentials: &syncpb.GetCredentialsRequest{
+		WorkspaceName: reg.WorkspaceName, Username: reg.Username,
+	}}})
+	if err != nil {
+		return nil, conflict
+	}
+	cr := resp.GetCredentials()
+	if cr.GetUser() == nil || cr.GetPasswordHash() == "" || cr.GetPasswordHash() != reg.PasswordHash {
+		return nil, conflict
+	}
+	c.log.Debug("register_user retry found its own earlier success", "user", cr.User.Id)
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: cr.User}}, nil
+}
+
+// subject routes req: conversation operations to their shard's subject,
+// everything else to the API subject.
+func (c *Client) subject(ctx context.Context, req *syncpb.CoreRequest) (string, error) {
+	conv, shardBound, err := convOf(req)
+	if err != nil {
+		return "", err
+	}
+	if !shardBound {
+		return syncproto.APISubject(c.region), nil
+	}
+	n := c.shards.Load()
+	if n == 0 {
+		if _, err := c.RegionInfo(ctx); err != nil {
+			return "", err
+		}
+		n = c.shards.Load()
+	}
+	return syncproto.ShardSubject(c.region, syncproto.ShardOf(conv, n)), nil
+}
+
+// convOf returns the conversation of a shard-bound request.
+func convOf(req *syncpb.CoreRequest) (conv string, shardBound bool, err error) {
+	switch op := req.GetOp().(type) {
+	case nil:
+		return "", false, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
+	case *syncpb.CoreRequest_CreateConversation:
+		conv = op.CreateConversation.GetConvId()
+	case *syncpb.CoreRequest_GetConversation:
+		conv = op.GetConversation.GetConvId()
+	case *syncpb.CoreRequest_ChangeMembers:
+		conv = op.ChangeMembers.GetConvId()
+	case *syncpb.CoreRequest_Send:
+		conv = op.Send.GetConvId()
+	case *syncpb.CoreRequest_History:
+		conv = op.History.GetConvId()
+	case *syncpb.CoreRequest_Receipt:
+		conv = op.Receipt.GetConvId()
+	default:
+		return "", false, nil
+	}
+	if !syncproto.ValidID(conv) {
+		return "", true, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "invalid conversation id")
+	}
+	return conv, true, nil
+}
+
+// opName is the name of req's operation ("send", "history"...), for logs.
+func opName(req *syncpb.CoreRequest) string {
+	m := req.ProtoReflect()
+	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("op")); f != nil {
+		return string(f.Name())
+	}
+	return "none"
+}
