@@ -3,6 +3,9 @@ package kvfsm
 import (
 	"bytes"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -13,9 +16,20 @@ type Getter interface {
 	Get(key []byte) (val []byte, ok bool, err error)
 }
 
+// Reader reads and scans keys relative to the group's prefix.
+type Reader interface {
+	Getter
+	// Scan calls fn for each key under prefix in ascending order
+	// (descending when reverse), starting at seek: the first key >= seek,
+	// or when reverse the last key <= seek; a nil seek starts at the first
+	// (last) key under prefix. key and val are valid only during the call;
+	// fn returns false to stop.
+	Scan(prefix, seek []byte, reverse bool, fn func(key, val []byte) (bool, error)) error
+}
+
 var (
-	_ Getter = (*View)(nil)
-	_ Getter = (*Tx)(nil)
+	_ Reader = (*View)(nil)
+	_ Reader = (*Tx)(nil)
 )
 
 // View is a consistent read-only view of a group's keys. It is valid only
@@ -46,11 +60,7 @@ func (v *View) Get(key []byte) ([]byte, bool, error) {
 	return val, true, nil
 }
 
-// Scan calls fn for each key under prefix in ascending order (descending
-// when reverse), starting at seek: the first key >= seek, or when reverse
-// the last key <= seek. A nil seek starts at the first (last) key under
-// prefix. key and val are valid only during the call; fn returns false to
-// stop.
+// Scan implements Reader.
 func (v *View) Scan(prefix, seek []byte, reverse bool, fn func(key, val []byte) (bool, error)) error {
 	absPrefix := v.abs(prefix)
 	opts := badger.DefaultIteratorOptions
@@ -179,4 +189,49 @@ func (t *Tx) keep() []op {
 func (t *Tx) drop() {
 	t.ops = nil
 	clear(t.idx)
+}
+
+// Scan implements Reader. It merges the entry's and the batch's writes with
+// the view, so it reads the whole prefix first: meant for small prefixes.
+func (t *Tx) Scan(prefix, seek []byte, reverse bool, fn func(key, val []byte) (bool, error)) error {
+	merged := map[string][]byte{}
+	err := t.view.Scan(prefix, nil, false, func(k, v []byte) (bool, error) {
+		merged[string(k)] = bytes.Clone(v)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	overlay := func(o op) {
+		if !strings.HasPrefix(o.key, string(prefix)) {
+			return
+		}
+		if o.del {
+			delete(merged, o.key)
+		} else {
+			merged[o.key] = o.val
+		}
+	}
+	for _, o := range t.batch {
+		overlay(o)
+	}
+	for _, o := range t.ops {
+		overlay(o)
+	}
+	keys := slices.Sorted(maps.Keys(merged))
+	if reverse {
+		slices.Reverse(keys)
+	}
+	for _, k := range keys {
+		if seek != nil {
+			if c := strings.Compare(k, string(seek)); (!reverse && c < 0) || (reverse && c > 0) {
+				continue
+			}
+		}
+		more, err := fn([]byte(k), merged[k])
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,211 @@
+package shard
+
+import (
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Limits on message metadata that syncproto/limits.go leaves open.
+const (
+	maxContentTypeLen    = 255
+	maxAttachmentNameLen = 255
+	maxAttachmentMeta    = 4 << 10
+)
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSend validates a send against syncproto's limits.
+func checkSend(req *syncpb.SendRequest) error {
+	if req == nil {
+		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
+	}
+	if err := checkConvID(req.ConvId); err != nil {
+		return err
+	}
+	switch {
+	case !syncproto.ValidClientMsgID(req.ClientMsgId):
+		return invalid("invalid client_msg_id")
+	case len(req.Body) > syncproto.MaxBodySize:
+		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "message body over %d bytes", syncproto.MaxBodySize)
+	case len(req.Attachments) > syncproto.MaxAttachments:
+		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "more than %d attachments", syncproto.MaxAttachments)
+	case len(req.Body) == 0 && len(req.Attachments) == 0:
+		return invalid("empty message")
+	case len(req.ContentType) > maxContentTypeLen || !printableASCII(req.ContentType):
+		return invalid("invalid content type")
+	}
+	for _, a := range req.Attachments {
+		switch {
+		case !syncproto.ValidID(a.GetId()):
+			return invalid("invalid attachment id")
+		case len(a.Name) > maxAttachmentNameLen || !utf8.ValidString(a.Name):
+			return invalid("invalid attachment name")
+		case len(a.ContentType) > maxContentTypeLen || !printableASCII(a.ContentType):
+			return invalid("invalid attachment content type")
+		case len(a.Meta) > maxAttachmentMeta:
+			return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "attachment metadata over %d bytes", maxAttachmentMeta)
+		}
+	}
+	return nil
+}
+
+// dedupe returns the first result of (conv, client_msg_id), if any.
+func dedupe(g kvfsm.Getter, conv, cmid string) (*syncpb.CoreResponse, error) {
+	ack := &syncpb.SendAck{}
+	ok, err := getProto(g, dedupeKey(conv, cmid), ack)
+	if err != nil || !ok {
+		return nil, err
+	}
+	ack.Duplicate = true
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}, nil
+}
+
+func (f *FSM) prepareSend(caller *syncpb.Caller, req *syncpb.SendRequest, now int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+	if err := checkSend(req); err != nil {
+		return nil, nil, err
+	}
+	var resp *syncpb.CoreResponse
+	err := f.view(func(v *kvfsm.View) error {
+		if _, _, err := access(v, caller, req.ConvId); err != nil {
+			return err
+		}
+		var err error
+		resp, err = dedupe(v, req.ConvId, req.ClientMsgId)
+		return err
+	})
+	if err != nil || resp != nil {
+		return nil, resp, err
+	}
+	return &cmdpb.Command{Caller: caller, TsUnixMs: now, Op: &cmdpb.Command_Send{Send: req}}, nil, nil
+}
+
+// appendMessage gives msg the conversation's next seq, its id, and a ts no
+// lower than the previous message's, and stores it. The caller writes meta.
+func appendMessage(tx *kvfsm.Tx, conv string, meta *convMeta, msg *syncpb.Message, ts int64) error {
+	meta.LastSeq++
+	meta.LastMs = max(meta.LastMs, ts)
+	msg.ConvId = conv
+	msg.Seq = meta.LastSeq
+	msg.MsgId = syncproto.MessageID(conv, msg.Seq)
+	msg.TsUnixMs = meta.LastMs
+	b, err := encode(msg)
+	if err != nil {
+		return err
+	}
+	tx.Set(msgKey(conv, msg.Seq), b)
+	return nil
+}
+
+func applySend(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.SendRequest) (*syncpb.CoreResponse, error) {
+	if err := checkSend(req); err != nil {
+		return nil, err
+	}
+	caller := cmd.Caller
+	meta, _, err := access(tx, caller, req.ConvId)
+	if err != nil {
+		return nil, err
+	}
+	// Two retries proposed concurrently: the second finds the first here.
+	if resp, err := dedupe(tx, req.ConvId, req.ClientMsgId); err != nil || resp != nil {
+		return resp, err
+	}
+	msg := &syncpb.Message{
+		ClientMsgId: req.ClientMsgId, SenderUserId: caller.UserId, SenderDeviceId: caller.DeviceId,
+		Body: req.Body, ContentType: req.ContentType, Attachments: req.Attachments,
+		Kind: syncpb.MessageKind_MESSAGE_KIND_USER,
+	}
+	if err := appendMessage(tx, req.ConvId, meta, msg, cmd.TsUnixMs); err != nil {
+		return nil, err
+	}
+	ack := &syncpb.SendAck{ConvId: req.ConvId, Seq: msg.Seq, MsgId: msg.MsgId, TsUnixMs: msg.TsUnixMs, ClientMsgId: req.ClientMsgId}
+	b, err := encode(ack)
+	if err != nil {
+		return nil, err
+	}
+	tx.Set(dedupeKey(req.ConvId, req.ClientMsgId), b)
+	tx.Set(metaKey(req.ConvId), meta.marshal())
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}, nil
+}
+
+// history returns a page of messages, always in ascending seq order.
+// BACKWARD returns the newest messages with seq < cursor (cursor 0: the
+// newest of all) and next_cursor is the lowest seq returned; FORWARD
+// returns the oldest with seq > cursor and next_cursor is the highest seq
+// returned. next_cursor is 0 when nothing is left in that direction.
+func (f *FSM) history(caller *syncpb.Caller, req *syncpb.HistoryRequest) (*syncpb.CoreResponse, error) {
+	if req == nil {
+		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
+	}
+	limit := int(req.Limit)
+	switch {
+	case limit == 0:
+		limit = syncproto.DefaultHistoryLimit
+	case limit > syncproto.MaxHistoryLimit:
+		limit = syncproto.MaxHistoryLimit
+	}
+	if req.Direction != syncpb.Direction_DIRECTION_BACKWARD && req.Direction != syncpb.Direction_DIRECTION_FORWARD {
+		return nil, invalid("unknown direction")
+	}
+	out := &syncpb.HistoryResponse{ConvId: req.ConvId}
+	err := f.view(func(v *kvfsm.View) error {
+		meta, _, err := access(v, caller, req.ConvId)
+		if err != nil {
+			return err
+		}
+		out.LastSeq = meta.LastSeq
+		collect := func(_, val []byte) (bool, error) {
+			m := &syncpb.Message{}
+			if err := proto.Unmarshal(val, m); err != nil {
+				return false, fmt.Errorf("%w: message: %v", errCorrupt, err)
+			}
+			out.Messages = append(out.Messages, m)
+			return len(out.Messages) < limit, nil
+		}
+		if req.Direction == syncpb.Direction_DIRECTION_FORWARD {
+			if req.Cursor >= meta.LastSeq {
+				return nil
+			}
+			if err := v.Scan(msgPrefix(req.ConvId), msgKey(req.ConvId, req.Cursor+1), false, collect); err != nil {
+				return err
+			}
+			if n := len(out.Messages); n > 0 && out.Messages[n-1].Seq < meta.LastSeq {
+				out.NextCursor = out.Messages[n-1].Seq
+			}
+			return nil
+		}
+		upper := meta.LastSeq
+		if req.Cursor > 0 {
+			upper = min(upper, req.Cursor-1)
+		}
+		if upper == 0 {
+			return nil
+		}
+		if err := v.Scan(msgPrefix(req.ConvId), msgKey(req.ConvId, upper), true, collect); err != nil {
+			return err
+		}
+		slices.Reverse(out.Messages)
+		if len(out.Messages) > 0 && out.Messages[0].Seq > 1 {
+			out.NextCursor = out.Messages[0].Seq
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_History{History: out}}, nil
+}

@@ -1,0 +1,187 @@
+package shard
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Keys, relative to the group's prefix "f/<G>/". Ids are [a-z0-9_-], so
+// '/' separates components unambiguously; a client_msg_id is always last.
+//
+//	c/<conv>                 conversation metadata (convMeta)
+//	m/<conv>/<user>          member (syncpb.Member)
+//	u/<user>/<conv>          the user's conversations (empty value)
+//	g/<conv>/<seq be64>      message (syncpb.Message)
+//	d/<conv>/<client_msg_id> dedupe: the first result (syncpb.SendAck)
+//	r/<conv>/<user>/<device> device receipts: delivered, read (2 x be64)
+//	p/<conv>/<user>          user receipts, max over devices (2 x be64)
+func metaKey(conv string) []byte           { return []byte("c/" + conv) }
+func memberPrefix(conv string) []byte      { return []byte("m/" + conv + "/") }
+func memberKey(conv, user string) []byte   { return []byte("m/" + conv + "/" + user) }
+func userConvPrefix(user string) []byte    { return []byte("u/" + user + "/") }
+func userConvKey(user, conv string) []byte { return []byte("u/" + user + "/" + conv) }
+func msgPrefix(conv string) []byte         { return []byte("g/" + conv + "/") }
+func dedupeKey(conv, cmid string) []byte   { return []byte("d/" + conv + "/" + cmid) }
+func readKey(conv, user string) []byte     { return []byte("p/" + conv + "/" + user) }
+
+func msgKey(conv string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(msgPrefix(conv), seq)
+}
+
+func receiptKey(conv, user, device string) []byte {
+	return []byte("r/" + conv + "/" + user + "/" + device)
+}
+
+// errCorrupt is returned (wrapped) when a stored record fails to decode: a
+// storage failure, never the client's fault.
+var errCorrupt = errors.New("shard: corrupt record")
+
+// convMeta is a conversation's metadata. Members and Owners count the
+// member records, so membership rules need no scan.
+type convMeta struct {
+	Type        syncpb.ConversationType
+	WorkspaceID string
+	Title       string
+	CreatedBy   string
+	CreatedMs   int64
+	LastSeq     uint64
+	LastMs      int64 // newest message's ts; message ts never go below it
+	Members     uint64
+	Owners      uint64
+}
+
+const convMetaVersion = 1
+
+func (c *convMeta) marshal() []byte {
+	b := make([]byte, 0, 64+len(c.WorkspaceID)+len(c.Title)+len(c.CreatedBy))
+	b = append(b, convMetaVersion, byte(c.Type))
+	b = binary.AppendUvarint(b, c.LastSeq)
+	b = binary.AppendVarint(b, c.CreatedMs)
+	b = binary.AppendVarint(b, c.LastMs)
+	b = binary.AppendUvarint(b, c.Members)
+	b = binary.AppendUvarint(b, c.Owners)
+	for _, s := range []string{c.WorkspaceID, c.Title, c.CreatedBy} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+func unmarshalConvMeta(b []byte) (*convMeta, error) {
+	if len(b) < 2 || b[0] != convMetaVersion {
+		return nil, fmt.Errorf("%w: conversation version", errCorrupt)
+	}
+	c := &convMeta{Type: syncpb.ConversationType(b[1])}
+	b = b[2:]
+	uv := func(dst *uint64) bool {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return false
+		}
+		*dst, b = v, b[n:]
+		return true
+	}
+	sv := func(dst *int64) bool {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return false
+		}
+		*dst, b = v, b[n:]
+		return true
+	}
+	str := func(dst *string) bool {
+		var n uint64
+		if !uv(&n) || n > uint64(len(b)) {
+			return false
+		}
+		*dst, b = string(b[:n]), b[n:]
+		return true
+	}
+	if !uv(&c.LastSeq) || !sv(&c.CreatedMs) || !sv(&c.LastMs) || !uv(&c.Members) || !uv(&c.Owners) ||
+		!str(&c.WorkspaceID) || !str(&c.Title) || !str(&c.CreatedBy) || len(b) != 0 {
+		return nil, fmt.Errorf("%w: conversation", errCorrupt)
+	}
+	return c, nil
+}
+
+// receipts is a pair of watermarks, for a device or a user.
+type receipts struct {
+	Delivered, Read uint64
+}
+
+func (r receipts) marshal() []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), r.Delivered)
+	return binary.BigEndian.AppendUint64(b, r.Read)
+}
+
+func getReceipts(g kvfsm.Getter, key []byte) (receipts, error) {
+	b, ok, err := g.Get(key)
+	if err != nil || !ok {
+		return receipts{}, err
+	}
+	if len(b) != 16 {
+		return receipts{}, fmt.Errorf("%w: receipts", errCorrupt)
+	}
+	return receipts{Delivered: binary.BigEndian.Uint64(b), Read: binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// merge raises r to o's watermarks; read implies delivered.
+func (r receipts) merge(o receipts) receipts {
+	r.Delivered = max(r.Delivered, o.Delivered, o.Read, r.Read)
+	r.Read = max(r.Read, o.Read)
+	return r
+}
+
+func getMeta(g kvfsm.Getter, conv string) (*convMeta, bool, error) {
+	b, ok, err := g.Get(metaKey(conv))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	m, err := unmarshalConvMeta(b)
+	if err != nil {
+		return nil, false, err
+	}
+	return m, true, nil
+}
+
+func getMember(g kvfsm.Getter, conv, user string) (*syncpb.Member, bool, error) {
+	b, ok, err := g.Get(memberKey(conv, user))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	m := &syncpb.Member{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, false, fmt.Errorf("%w: member: %v", errCorrupt, err)
+	}
+	return m, true, nil
+}
+
+// getProto reads key into msg.
+func getProto(g kvfsm.Getter, key []byte, msg proto.Message) (bool, error) {
+	b, ok, err := g.Get(key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := proto.Unmarshal(b, msg); err != nil {
+		return false, fmt.Errorf("%w: %s: %v", errCorrupt, key, err)
+	}
+	return true, nil
+}
+
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+// encode marshals a record. Marshalling fails only on invalid UTF-8, which
+// decoding the command already excluded; it is rejected deterministically.
+func encode(m proto.Message) ([]byte, error) {
+	b, err := marshalOpts.Marshal(m)
+	if err != nil {
+		return nil, syncproto.Errorf(syncpb.Code_CODE_INTERNAL, "cannot encode record")
+	}
+	return b, nil
+}

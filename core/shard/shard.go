@@ -1,0 +1,237 @@
+// Package shard is the replicated state machine of one conversation shard:
+// conversations, membership, messages and receipts, applied from a Raft
+// log into the group's keys of the node's Badger DB.
+//
+// Access rules, checked against the caller the edge verified:
+//   - A conversation that does not exist, or belongs to another workspace,
+//     is NOT_FOUND; one in the caller's workspace that the caller is not a
+//     member of is NOT_MEMBER, for every request (get, send, history,
+//     receipt, change_members).
+//   - Direct conversations have exactly two members, an id equal to
+//     syncproto.DirectConversationID, and fixed membership. Creating one
+//     that exists returns it.
+//   - Groups: the creator is owner. Owners and admins add and remove
+//     members; only an owner adds, removes or sets admins and owners.
+//     Anyone may leave. A group with members always keeps an owner: a
+//     change that would leave none (last owner leaving, demoted or removed)
+//     is FORBIDDEN. Membership changes append SYSTEM messages.
+//   - Creating a group whose id exists is CONFLICT, unless the caller
+//     created it and is a member (a retry): then it is returned.
+//
+// History pages are always in ascending seq order; next_cursor continues in
+// the requested direction (see history.go). Creating a conversation appends
+// no message: the first send gets seq 1.
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+
+	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Directory resolves users for membership checks. The node implements it
+// with a leader read of the directory group.
+type Directory interface {
+	// LookupUsers returns the users among userIDs that exist in the
+	// workspace; unknown ids are left out. Errors are wire errors.
+	LookupUsers(ctx context.Context, workspaceID string, userIDs []string) ([]*syncpb.User, error)
+}
+
+// Config of a shard state machine.
+type Config struct {
+	// Group is the raft group's name ("s0".."s<N-1>"); it names the keys.
+	Group     string
+	Directory Directory
+	// Sync makes the DB's writes durable; called before snapshots and after
+	// restores. Nil skips it.
+	Sync   func() error
+	Logger *slog.Logger
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Group == "":
+		return errors.New("shard: Config.Group is required")
+	case c.Directory == nil:
+		return errors.New("shard: Config.Directory is required")
+	}
+	return nil
+}
+
+// FSM is a shard's state machine. Raft calls Apply, ApplyBatch, Snapshot
+// and Restore from one goroutine; Prepare and AppliedIndex may run
+// concurrently with them.
+type FSM struct {
+	m   *kvfsm.Machine
+	dir Directory
+	log *slog.Logger
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// New returns the state machine of cfg.Group over db.
+func New(db *badger.DB, cfg Config) (*FSM, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group)}
+	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	f.m = m
+	return f, nil
+}
+
+// Apply applies one committed entry; it returns a *syncpb.CoreResponse.
+func (f *FSM) Apply(l *raft.Log) any { return f.m.Apply(l) }
+
+// ApplyBatch applies committed entries in one transaction where they fit.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any { return f.m.ApplyBatch(logs) }
+
+// Snapshot captures the shard's keys; see kvfsm.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return f.m.Snapshot() }
+
+// Restore replaces the shard's keys with a snapshot's; see kvfsm.
+func (f *FSM) Restore(rc io.ReadCloser) error { return f.m.Restore(rc) }
+
+// AppliedIndex is the last raft index whose effects are in the DB.
+func (f *FSM) AppliedIndex() (uint64, error) { return f.m.AppliedIndex() }
+
+// Prepare answers reads from local state (resp) and validates writes,
+// returning the command to propose (cmd). err is a *syncproto.Error for a
+// rejection, or a storage error. now is the leader's clock, carried in the
+// command.
+func (f *FSM) Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Time) (cmd *cmdpb.Command, resp *syncpb.CoreResponse, err error) {
+	if err := f.m.Err(); err != nil {
+		f.log.Warn("prepare on a failed state machine", "err", err)
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "shard unavailable, retry")
+	}
+	caller := req.GetCaller()
+	if err := checkCaller(caller); err != nil {
+		return nil, nil, err
+	}
+	ms := now.UnixMilli()
+	switch op := req.GetOp().(type) {
+	case *syncpb.CoreRequest_CreateConversation:
+		return f.prepareCreate(ctx, caller, op.CreateConversation, ms)
+	case *syncpb.CoreRequest_GetConversation:
+		resp, err := f.getConversation(caller, op.GetConversation)
+		return nil, resp, err
+	case *syncpb.CoreRequest_ListConversations:
+		resp, err := f.listConversations(caller, op.ListConversations)
+		return nil, resp, err
+	case *syncpb.CoreRequest_ChangeMembers:
+		return f.prepareChange(ctx, caller, op.ChangeMembers, ms)
+	case *syncpb.CoreRequest_Send:
+		return f.prepareSend(caller, op.Send, ms)
+	case *syncpb.CoreRequest_History:
+		resp, err := f.history(caller, op.History)
+		return nil, resp, err
+	case *syncpb.CoreRequest_Receipt:
+		return f.prepareReceipt(caller, op.Receipt, ms)
+	case nil:
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
+	default:
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation request")
+	}
+}
+
+// apply is the kvfsm.ApplyFunc: it re-validates everything, since state
+// may have changed since Prepare.
+func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
+	resp, err := f.applyCommand(tx, cmd)
+	var werr *syncproto.Error
+	if errors.As(err, &werr) {
+		return &syncpb.CoreResponse{Error: werr.Proto()}, nil
+	}
+	return resp, err
+}
+
+func (f *FSM) applyCommand(tx *kvfsm.Tx, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
+	caller := cmd.GetCaller()
+	if err := checkCaller(caller); err != nil {
+		return nil, err
+	}
+	switch op := cmd.GetOp().(type) {
+	case *cmdpb.Command_CreateConversation:
+		return applyCreate(tx, cmd, op.CreateConversation)
+	case *cmdpb.Command_ChangeMembers:
+		return applyChange(tx, cmd, op.ChangeMembers)
+	case *cmdpb.Command_Send:
+		return applySend(tx, cmd, op.Send)
+	case *cmdpb.Command_Receipt:
+		return applyReceipt(tx, cmd, op.Receipt)
+	default:
+		return nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a shard command")
+	}
+}
+
+// view runs fn on a consistent view of the shard.
+func (f *FSM) view(fn func(v *kvfsm.View) error) error { return f.m.View(fn) }
+
+// checkCaller rejects a request without a verified identity.
+func checkCaller(c *syncpb.Caller) error {
+	if c == nil || !syncproto.ValidID(c.WorkspaceId) || !syncproto.ValidID(c.UserId) {
+		return syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "request has no verified caller")
+	}
+	if c.DeviceId != "" && !syncproto.ValidID(c.DeviceId) {
+		return syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "invalid caller device")
+	}
+	return nil
+}
+
+func checkConvID(conv string) error {
+	if !syncproto.ValidID(conv) {
+		return syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "invalid conversation id")
+	}
+	return nil
+}
+
+var (
+	errNotFound  = syncproto.Errorf(syncpb.Code_CODE_NOT_FOUND, "conversation not found")
+	errNotMember = syncproto.Errorf(syncpb.Code_CODE_NOT_MEMBER, "not a member of this conversation")
+)
+
+// access loads conv for caller: NOT_FOUND when it does not exist in the
+// caller's workspace, NOT_MEMBER when the caller is not a member.
+func access(g kvfsm.Getter, caller *syncpb.Caller, conv string) (*convMeta, *syncpb.Member, error) {
+	if err := checkConvID(conv); err != nil {
+		return nil, nil, err
+	}
+	meta, ok, err := getMeta(g, conv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || meta.WorkspaceID != caller.WorkspaceId {
+		return nil, nil, errNotFound
+	}
+	mem, ok, err := getMember(g, conv, caller.UserId)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return nil, nil, errNotMember
+	}
+	return meta, mem, nil
+}
+
+func conversationResponse(c *syncpb.Conversation) *syncpb.CoreResponse {
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversation{Conversation: c}}
+}
