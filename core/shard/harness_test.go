@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,11 +109,17 @@ type harness struct {
 	index uint64
 	now   time.Time
 	logs  []*raft.Log
+	stats map[string]int // applied results by kind
 }
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	db := openDB(t, 16<<20)
+	return newHarnessDB(t, 16<<20)
+}
+
+func newHarnessDB(t testing.TB, memTable int64) *harness {
+	t.Helper()
+	db := openDB(t, memTable)
 	dir := newFakeDir()
 	return &harness{t: t, f: newFSM(t, db, dir), db: db, dir: dir, now: time.UnixMilli(1_700_000_000_000)}
 }
@@ -152,6 +159,16 @@ func (h *harness) propose(cmd *cmdpb.Command) *syncpb.CoreResponse {
 	if !ok {
 		h.t.Fatalf("Apply returned %T", r)
 	}
+	kind := fmt.Sprintf("%T", r.GetResult())
+	if r.GetError() != nil {
+		kind = syncproto.CodeName(r.GetError().GetCode())
+	} else if r.GetSendAck().GetDuplicate() {
+		kind = "duplicate"
+	}
+	if h.stats == nil {
+		h.stats = map[string]int{}
+	}
+	h.stats[strings.TrimPrefix(kind, "*syncpb.CoreResponse_")]++
 	return r
 }
 
