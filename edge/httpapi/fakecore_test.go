@@ -1,0 +1,418 @@
+package httpapi
+
+// fakeCore is a TEST DOUBLE of the core: a small in-memory responder on
+// the real NATS subjects, enough to exercise the edge. It is not the core
+// (no Raft, no storage) and only approximates its rules; end-to-end tests
+// against the real core live with the core.
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+const fakeShards = 4
+
+type fakeConv struct {
+	conv     *syncpb.Conversation
+	msgs     []*syncpb.Message
+	byClient map[string]*syncpb.SendAck
+	receipts map[string]uint64 // device/type -> seq
+}
+
+type fakeCore struct {
+	t   *testing.T
+	sub *nats.Subscription
+
+	mu         sync.Mutex
+	now        int64
+	workspaces map[string]string // name -> id
+	users      map[string]*syncpb.User
+	hashes     map[string]string // user id -> hash
+	devices    map[string]*syncpb.Device
+	convs      map[string]*fakeConv
+	callers    []*syncpb.Caller // of every authenticated request, in order
+	dropSends  int              // commit the next n sends but send no reply
+	sends      int              // send requests seen
+}
+
+func newFakeCore(t *testing.T, nc *nats.Conn) *fakeCore {
+	t.Helper()
+	f := &fakeCore{t: t, now: 1_700_000_000_000, workspaces: map[string]string{}, users: map[string]*syncpb.User{},
+		hashes: map[string]string{}, devices: map[string]*syncpb.Device{}, convs: map[string]*fakeConv{}}
+	f.start(nc)
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fakeCore) start(nc *nats.Conn) {
+	f.t.Helper()
+	sub, err := nc.QueueSubscribe("parley.local.>", syncproto.CoreQueue, f.serve)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.sub = sub
+	f.mu.Unlock()
+}
+
+func (f *fakeCore) stop() {
+	f.mu.Lock()
+	sub := f.sub
+	f.sub = nil
+	f.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+}
+
+func (f *fakeCore) serve(m *nats.Msg) {
+	req := &syncpb.CoreRequest{}
+	var resp *syncpb.CoreResponse
+	if err := proto.Unmarshal(m.Data, req); err != nil {
+		resp = fail(syncpb.Code_CODE_MALFORMED, "bad request")
+	} else {
+		resp = f.handle(m.Subject, req)
+	}
+	if resp == nil {
+		return // a lost reply
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		f.t.Errorf("fake core: %v", err)
+		return
+	}
+	_ = m.Respond(b)
+}
+
+func fail(code syncpb.Code, msg string) *syncpb.CoreResponse {
+	return &syncpb.CoreResponse{Error: &syncpb.Error{Code: code, Message: msg}}
+}
+
+func convOfReq(req *syncpb.CoreRequest) string {
+	switch op := req.Op.(type) {
+	case *syncpb.CoreRequest_CreateConversation:
+		return op.CreateConversation.ConvId
+	case *syncpb.CoreRequest_GetConversation:
+		return op.GetConversation.ConvId
+	case *syncpb.CoreRequest_ChangeMembers:
+		return op.ChangeMembers.ConvId
+	case *syncpb.CoreRequest_Send:
+		return op.Send.ConvId
+	case *syncpb.CoreRequest_History:
+		return op.History.ConvId
+	case *syncpb.CoreRequest_Receipt:
+		return op.Receipt.ConvId
+	}
+	return ""
+}
+
+func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now++
+	// The routing contract: conversation ops on their shard, others on api.
+	if conv := convOfReq(req); conv != "" {
+		if want := syncproto.ShardSubject("local", syncproto.ShardOf(conv, fakeShards)); subject != want {
+			f.t.Errorf("fake core: %T for %s on %s, want %s", req.Op, conv, subject, want)
+			return fail(syncpb.Code_CODE_INVALID_ARGUMENT, "wrong shard")
+		}
+	} else if subject != syncproto.APISubject("local") {
+		f.t.Errorf("fake core: %T on %s", req.Op, subject)
+		return fail(syncpb.Code_CODE_INVALID_ARGUMENT, "wrong subject")
+	}
+	if req.DeadlineUnixMs == 0 {
+		f.t.Errorf("fake core: %T without a deadline", req.Op)
+	}
+	c := req.Caller
+	if c != nil {
+		f.callers = append(f.callers, c)
+	}
+	needCaller := func() *syncpb.CoreResponse {
+		if c == nil || f.users[c.UserId] == nil || f.users[c.UserId].WorkspaceId != c.WorkspaceId {
+			return fail(syncpb.Code_CODE_UNAUTHENTICATED, "no caller")
+		}
+		return nil
+	}
+	switch op := req.Op.(type) {
+	case *syncpb.CoreRequest_RegionInfo:
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: fakeShards, Nodes: []string{"fake"}}}}
+
+	case *syncpb.CoreRequest_RegisterUser:
+		r := op.RegisterUser
+		if !strings.HasPrefix(r.PasswordHash, "$argon2id$") {
+			f.t.Errorf("fake core: register_user without an argon2id hash: %q", r.PasswordHash)
+		}
+		role := "member"
+		ws, ok := f.workspaces[r.WorkspaceName]
+		if !ok {
+			ws = syncproto.NewID(syncproto.PrefixWorkspace)
+			f.workspaces[r.WorkspaceName] = ws
+			role = "owner"
+		}
+		if f.userByName(ws, r.Username) != nil {
+			return fail(syncpb.Code_CODE_CONFLICT, "username taken")
+		}
+		u := &syncpb.User{Id: syncproto.NewID(syncproto.PrefixUser), WorkspaceId: ws, Username: r.Username,
+			DisplayName: r.DisplayName, CreatedUnixMs: f.now, WorkspaceRole: role}
+		f.users[u.Id], f.hashes[u.Id] = u, r.PasswordHash
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: u}}
+
+	case *syncpb.CoreRequest_GetCredentials:
+		u := f.userByName(f.workspaces[op.GetCredentials.WorkspaceName], op.GetCredentials.Username)
+		if u == nil {
+			return fail(syncpb.Code_CODE_NOT_FOUND, "no such user")
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Credentials{Credentials: &syncpb.Credentials{User: u, PasswordHash: f.hashes[u.Id]}}}
+
+	case *syncpb.CoreRequest_LookupUsers:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		var out []*syncpb.User
+		for _, id := range op.LookupUsers.UserIds {
+			if u := f.users[id]; u != nil && u.WorkspaceId == c.WorkspaceId {
+				out = append(out, u)
+			}
+		}
+		for _, n := range op.LookupUsers.Usernames {
+			if u := f.userByName(c.WorkspaceId, n); u != nil {
+				out = append(out, u)
+			}
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Users{Users: &syncpb.UserList{Users: out}}}
+
+	case *syncpb.CoreRequest_RegisterDevice:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		d := &syncpb.Device{Id: syncproto.NewID(syncproto.PrefixDevice), UserId: c.UserId, Name: op.RegisterDevice.Name,
+			Platform: op.RegisterDevice.Platform, CreatedUnixMs: f.now}
+		f.devices[d.Id] = d
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+
+	case *syncpb.CoreRequest_ListDevices:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		var out []*syncpb.Device
+		for _, d := range f.devices {
+			if d.UserId == c.UserId {
+				out = append(out, d)
+			}
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Devices{Devices: &syncpb.DeviceList{Devices: out}}}
+
+	case *syncpb.CoreRequest_GetDevice:
+		d := f.devices[op.GetDevice.DeviceId]
+		if d == nil || (c != nil && d.UserId != c.UserId) {
+			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+
+	case *syncpb.CoreRequest_RevokeDevice:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		d := f.devices[op.RevokeDevice.DeviceId]
+		if d == nil || d.UserId != c.UserId {
+			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
+		}
+		d.Revoked = true
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+
+	case *syncpb.CoreRequest_ListConversations:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		var out []*syncpb.Conversation
+		for _, cv := range f.convs {
+			if member(cv.conv, c.UserId) != nil {
+				out = append(out, cv.conv)
+			}
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversations{Conversations: &syncpb.ConversationList{Conversations: out}}}
+
+	case *syncpb.CoreRequest_CreateConversation:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		r := op.CreateConversation
+		if f.convs[r.ConvId] != nil {
+			return fail(syncpb.Code_CODE_CONFLICT, "conversation exists")
+		}
+		cv := &syncpb.Conversation{Id: r.ConvId, WorkspaceId: c.WorkspaceId, Type: r.Type, Title: r.Title, CreatedBy: c.UserId, CreatedUnixMs: f.now}
+		ownerRole := syncpb.Role_ROLE_OWNER
+		if r.Type == syncpb.ConversationType_CONVERSATION_TYPE_DIRECT {
+			ownerRole = syncpb.Role_ROLE_MEMBER
+		}
+		cv.Members = append(cv.Members, &syncpb.Member{UserId: c.UserId, Role: ownerRole, JoinedUnixMs: f.now})
+		for _, id := range r.MemberUserIds {
+			if u := f.users[id]; u == nil || u.WorkspaceId != c.WorkspaceId {
+				return fail(syncpb.Code_CODE_NOT_FOUND, "no such user")
+			}
+			cv.Members = append(cv.Members, &syncpb.Member{UserId: id, Role: syncpb.Role_ROLE_MEMBER, JoinedUnixMs: f.now})
+		}
+		f.convs[r.ConvId] = &fakeConv{conv: cv, byClient: map[string]*syncpb.SendAck{}, receipts: map[string]uint64{}}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversation{Conversation: cv}}
+	}
+
+	// The remaining operations need a conversation the caller belongs to.
+	if e := needCaller(); e != nil {
+		return e
+	}
+	cv := f.convs[convOfReq(req)]
+	if cv == nil {
+		return fail(syncpb.Code_CODE_NOT_FOUND, "no such conversation")
+	}
+	me := member(cv.conv, c.UserId)
+	if me == nil {
+		return fail(syncpb.Code_CODE_NOT_MEMBER, "not a member of this conversation")
+	}
+	switch op := req.Op.(type) {
+	case *syncpb.CoreRequest_GetConversation:
+		out := proto.Clone(cv.conv).(*syncpb.Conversation)
+		out.ReadSeq = cv.receipts[c.DeviceId+"/read"]
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversation{Conversation: out}}
+
+	case *syncpb.CoreRequest_ChangeMembers:
+		r := op.ChangeMembers
+		if r.Leave {
+			removeMember(cv.conv, c.UserId)
+			return &syncpb.CoreResponse{}
+		}
+		if me.Role < syncpb.Role_ROLE_ADMIN {
+			return fail(syncpb.Code_CODE_FORBIDDEN, "only admins change members")
+		}
+		for _, id := range r.AddUserIds {
+			if u := f.users[id]; u == nil || u.WorkspaceId != c.WorkspaceId {
+				return fail(syncpb.Code_CODE_NOT_FOUND, "no such user")
+			}
+			if member(cv.conv, id) == nil {
+				cv.conv.Members = append(cv.conv.Members, &syncpb.Member{UserId: id, Role: syncpb.Role_ROLE_MEMBER, JoinedUnixMs: f.now})
+			}
+		}
+		for _, id := range r.RemoveUserIds {
+			removeMember(cv.conv, id)
+		}
+		for id, role := range r.SetRoles {
+			m := member(cv.conv, id)
+			if m == nil {
+				return fail(syncpb.Code_CODE_NOT_FOUND, "not a member")
+			}
+			m.Role = role
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversation{Conversation: cv.conv}}
+
+	case *syncpb.CoreRequest_Send:
+		r := op.Send
+		f.sends++
+		if ack, ok := cv.byClient[r.ClientMsgId]; ok {
+			dup := proto.Clone(ack).(*syncpb.SendAck)
+			dup.Duplicate = true
+			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: dup}}
+		}
+		seq := uint64(len(cv.msgs) + 1)
+		msg := &syncpb.Message{ConvId: r.ConvId, Seq: seq, MsgId: syncproto.MessageID(r.ConvId, seq), ClientMsgId: r.ClientMsgId,
+			SenderUserId: c.UserId, SenderDeviceId: c.DeviceId, TsUnixMs: f.now, Body: r.Body, ContentType: r.ContentType, Attachments: r.Attachments}
+		cv.msgs = append(cv.msgs, msg)
+		cv.conv.LastSeq = seq
+		ack := &syncpb.SendAck{ConvId: r.ConvId, Seq: seq, MsgId: msg.MsgId, TsUnixMs: f.now, ClientMsgId: r.ClientMsgId}
+		cv.byClient[r.ClientMsgId] = ack
+		if f.dropSends > 0 {
+			f.dropSends--
+			return nil
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}
+
+	case *syncpb.CoreRequest_History:
+		r := op.History
+		var page []*syncpb.Message
+		if r.Direction == syncpb.Direction_DIRECTION_FORWARD {
+			for _, m := range cv.msgs {
+				if m.Seq > r.Cursor && len(page) < int(r.Limit) {
+					page = append(page, m)
+				}
+			}
+		} else {
+			for i := len(cv.msgs) - 1; i >= 0; i-- {
+				if m := cv.msgs[i]; (r.Cursor == 0 || m.Seq < r.Cursor) && len(page) < int(r.Limit) {
+					page = append(page, m)
+				}
+			}
+		}
+		h := &syncpb.HistoryResponse{ConvId: r.ConvId, Messages: page, LastSeq: cv.conv.LastSeq}
+		if n := len(page); n == int(r.Limit) && n > 0 {
+			last := page[n-1].Seq
+			if r.Direction == syncpb.Direction_DIRECTION_FORWARD && last < cv.conv.LastSeq {
+				h.NextCursor = last
+			} else if r.Direction == syncpb.Direction_DIRECTION_BACKWARD && last > 1 {
+				h.NextCursor = last
+			}
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_History{History: h}}
+
+	case *syncpb.CoreRequest_Receipt:
+		r := op.Receipt
+		key := c.DeviceId + "/" + receiptTypeName(r.Type)
+		cv.receipts[key] = max(cv.receipts[key], min(r.Seq, cv.conv.LastSeq))
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{ConvId: r.ConvId, Type: r.Type, Seq: cv.receipts[key]}}}
+	}
+	return fail(syncpb.Code_CODE_INVALID_ARGUMENT, "unknown op")
+}
+
+func (f *fakeCore) userByName(ws, name string) *syncpb.User {
+	for _, u := range f.users {
+		if u.WorkspaceId == ws && strings.EqualFold(u.Username, name) {
+			return u
+		}
+	}
+	return nil
+}
+
+func member(c *syncpb.Conversation, user string) *syncpb.Member {
+	for _, m := range c.Members {
+		if m.UserId == user {
+			return m
+		}
+	}
+	return nil
+}
+
+func removeMember(c *syncpb.Conversation, user string) {
+	out := c.Members[:0]
+	for _, m := range c.Members {
+		if m.UserId != user {
+			out = append(out, m)
+		}
+	}
+	c.Members = out
+}
+
+// lastCaller is the caller of the latest authenticated request.
+func (f *fakeCore) lastCaller() *syncpb.Caller {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.callers) == 0 {
+		return nil
+	}
+	return f.callers[len(f.callers)-1]
+}
+
+func (f *fakeCore) messageCount(conv string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cv := f.convs[conv]; cv != nil {
+		return len(cv.msgs)
+	}
+	return 0
+}

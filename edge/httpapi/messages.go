@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+type sendRequest struct {
+	ConvID      string           `json:"conv_id"`
+	ClientMsgID string           `json:"client_msg_id"`
+	Body        *string          `json:"body"`
+	BodyBase64  *string          `json:"body_base64"`
+	ContentType string           `json:"content_type"`
+	Attachments []attachmentJSON `json:"attachments"`
+}
+
+type sendResponse struct {
+	ConvID      string `json:"conv_id"`
+	MsgID       string `json:"msg_id"`
+	Seq         uint64 `json:"seq"`
+	TS          int64  `json:"ts"`
+	ClientMsgID string `json:"client_msg_id"`
+	Duplicate   bool   `json:"duplicate"`
+}
+
+// send: POST /v1/messages. 201 when the message is committed by this
+// request, 200 with the first result when client_msg_id was already sent.
+func (a *API) send(c *call) error {
+	var req sendRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := checkID("conv_id", req.ConvID); err != nil {
+		return err
+	}
+	c.info.conv = req.ConvID
+	if !syncproto.ValidClientMsgID(req.ClientMsgID) {
+		return invalid("client_msg_id must be 1 to %d printable ASCII characters", syncproto.MaxClientMsgIDLen)
+	}
+	var body []byte
+	switch {
+	case req.Body != nil && req.BodyBase64 != nil:
+		return invalid("send body or body_base64, not both")
+	case req.Body != nil:
+		body = []byte(*req.Body)
+		if req.ContentType == "" {
+			req.ContentType = defaultContentType
+		}
+	case req.BodyBase64 != nil:
+		var err error
+		if body, err = decodeBase64(*req.BodyBase64); err != nil {
+			return invalid("body_base64 is not valid base64")
+		}
+		if req.ContentType == "" {
+			req.ContentType = "application/octet-stream"
+		}
+	}
+	if len(body) > syncproto.MaxBodySize {
+		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "message body exceeds %d bytes", syncproto.MaxBodySize)
+	}
+	if len(body) == 0 && len(req.Attachments) == 0 {
+		return invalid("a message needs a body or attachments")
+	}
+	if err := checkASCII("content_type", req.ContentType, maxTypeLen); err != nil {
+		return err
+	}
+	if len(req.Attachments) > syncproto.MaxAttachments {
+		return invalid("at most %d attachments", syncproto.MaxAttachments)
+	}
+	atts := make([]*syncpb.Attachment, 0, len(req.Attachments))
+	for i, at := range req.Attachments {
+		field := "attachments[" + strconv.Itoa(i) + "]"
+		if err := checkID(field+".id", at.ID); err != nil {
+			return err
+		}
+		if err := checkText(field+".name", at.Name, maxTypeLen, false); err != nil {
+			return err
+		}
+		if err := checkASCII(field+".content_type", at.ContentType, maxTypeLen); err != nil {
+			return err
+		}
+		meta, err := decodeBase64(at.MetaBase64)
+		if err != nil {
+			return invalid("%s.meta_base64 is not valid base64", field)
+		}
+		if len(meta) > maxMetaBytes {
+			return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "%s.meta_base64 exceeds %d bytes", field, maxMetaBytes)
+		}
+		atts = append(atts, &syncpb.Attachment{Id: at.ID, Name: at.Name, ContentType: at.ContentType, Size: at.Size, Meta: meta})
+	}
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+		ConvId: req.ConvID, ClientMsgId: req.ClientMsgID, Body: body, ContentType: req.ContentType, Attachments: atts,
+	}}})
+	if err != nil {
+		return err
+	}
+	ack := r.GetSendAck()
+	if ack == nil {
+		return missing("send ack")
+	}
+	status := http.StatusCreated
+	if ack.Duplicate {
+		status = http.StatusOK
+	}
+	writeJSON(c.w, status, sendResponse{ConvID: ack.ConvId, MsgID: ack.MsgId, Seq: ack.Seq, TS: ack.TsUnixMs,
+		ClientMsgID: ack.ClientMsgId, Duplicate: ack.Duplicate})
+	return nil
+}
+
+// decodeBase64 accepts standard base64, padded or not.
+func decodeBase64(s string) ([]byte, error) {
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}
+
+type historyResponse struct {
+	ConvID     string        `json:"conv_id"`
+	Messages   []messageJSON `json:"messages"`
+	NextCursor uint64        `json:"next_cursor"`
+	LastSeq    uint64        `json:"last_seq"`
+}
+
+// history: GET /v1/conversations/{id}/history?cursor=&limit=&dir=.
+// cursor is an exclusive seq bound (backward: seq < cursor, 0 = from the
+// end; forward: seq > cursor); next_cursor continues, 0 when done.
+func (a *API) history(c *call) error {
+	id, err := c.convID()
+	if err != nil {
+		return err
+	}
+	cursor, err := queryUint(c.r, "cursor", 1<<63)
+	if err != nil {
+		return err
+	}
+	limit, err := queryUint(c.r, "limit", syncproto.MaxHistoryLimit)
+	if err != nil {
+		return err
+	}
+	if limit == 0 {
+		limit = syncproto.DefaultHistoryLimit
+	}
+	dir := syncpb.Direction_DIRECTION_BACKWARD
+	switch c.r.URL.Query().Get("dir") {
+	case "", "backward":
+	case "forward":
+		dir = syncpb.Direction_DIRECTION_FORWARD
+	default:
+		return invalid(`dir must be "backward" or "forward"`)
+	}
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_History{History: &syncpb.HistoryRequest{
+		ConvId: id, Cursor: cursor, Limit: uint32(limit), Direction: dir,
+	}}})
+	if err != nil {
+		return err
+	}
+	h := r.GetHistory()
+	if h == nil {
+		return missing("history")
+	}
+	out := historyResponse{ConvID: id, Messages: make([]messageJSON, 0, len(h.Messages)), NextCursor: h.NextCursor, LastSeq: h.LastSeq}
+	for _, m := range h.Messages {
+		out.Messages = append(out.Messages, toMessage(m))
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
+
+type receiptRequest struct {
+	ConvID string `json:"conv_id"`
+	Seq    uint64 `json:"seq"`
+	Type   string `json:"type"`
+}
+
+type receiptResponse struct {
+	ConvID string `json:"conv_id"`
+	Type   string `json:"type"`
+	Seq    uint64 `json:"seq"`
+}
+
+// receipt: POST /v1/receipts. The answer carries the device's position
+// after the merge, which never goes back.
+func (a *API) receipt(c *call) error {
+	var req receiptRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if err := checkID("conv_id", req.ConvID); err != nil {
+		return err
+	}
+	c.info.conv = req.ConvID
+	typ, ok := receiptTypes[req.Type]
+	if !ok {
+		return invalid(`type must be "delivered" or "read"`)
+	}
+	if req.Seq == 0 {
+		return invalid("seq must be at least 1")
+	}
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Receipt{Receipt: &syncpb.ReceiptReport{
+		ConvId: req.ConvID, Seq: req.Seq, Type: typ,
+	}}})
+	if err != nil {
+		return err
+	}
+	ack := r.GetReceiptAck()
+	if ack == nil {
+		return missing("receipt ack")
+	}
+	writeJSON(c.w, http.StatusOK, receiptResponse{ConvID: ack.ConvId, Type: receiptTypeName(ack.Type), Seq: ack.Seq})
+	return nil
+}
