@@ -1,0 +1,270 @@
+// Package edge is the relay between clients and the regional core. An
+// Edge serves the HTTP /v1 API (package edge/httpapi) and reaches the core
+// only through protobuf requests over NATS (package edge/corerpc); it
+// stores no history and decides no order.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/corerpc"
+	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/syncproto"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// ErrClosed is returned by Run after Close, and by a second Run.
+var ErrClosed = errors.New("edge: closed or already running")
+
+// Config configures an Edge. Zero values mean the defaults; TokenKeys and
+// one of NATS or NATSURL are required.
+type Config struct {
+	// HTTPAddr is where the HTTP API listens (default 127.0.0.1:8080;
+	// port 0 picks a free port, see Edge.Addr).
+	HTTPAddr string
+	// NATS is an existing connection to the region's NATS, which the Edge
+	// uses but does not close. Otherwise the Edge connects to NATSURL
+	// (retrying in the background while it is down) and closes it.
+	NATS    *nats.Conn
+	NATSURL string
+	// Region names the NATS subjects (default syncproto.DefaultRegion).
+	Region string
+	// TokenKeys sign (the first) and verify (all) tokens; see auth.Key.
+	TokenKeys []auth.Key
+	// AccessTTL and RefreshTTL are token lifetimes (defaults 15 min, 30 days).
+	AccessTTL, RefreshTTL time.Duration
+	// Argon2 are the password hashing costs (default OWASP's).
+	Argon2 auth.Argon2Params
+	// MaxBodyBytes bounds request bodies (default 256 KiB).
+	MaxBodyBytes int64
+	// UserRate/UserBurst limit each user's calls; IPRate/IPBurst limit
+	// unauthenticated calls per IP (see httpapi.Config for defaults).
+	UserRate  rate.Limit
+	UserBurst int
+	IPRate    rate.Limit
+	IPBurst   int
+	// RequestTimeout bounds each request, core calls included (default 10 s).
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown when Run's ctx ends
+	// (default 10 s); requests still running then are cut off.
+	ShutdownTimeout time.Duration
+	// Logger (default: discard).
+	Logger *slog.Logger
+	// Now is the clock for tokens and limits (default time.Now).
+	Now func() time.Time
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.NATS == nil && c.NATSURL == "":
+		return errors.New("edge: NATS or NATSURL is required")
+	case c.NATS != nil && c.NATSURL != "":
+		return errors.New("edge: set NATS or NATSURL, not both")
+	case c.Region != "" && !syncproto.ValidID(c.Region):
+		return fmt.Errorf("edge: Region %q: want 1..%d characters of [a-z0-9_-]", c.Region, syncproto.MaxIDLen)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("edge: ShutdownTimeout %v is negative", c.ShutdownTimeout)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("edge: RequestTimeout %v is negative", c.RequestTimeout)
+	}
+	if err := c.authConfig().Validate(); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	return nil
+}
+
+func (c Config) authConfig() auth.Config {
+	return auth.Config{Keys: c.TokenKeys, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, Argon2: c.Argon2, Now: c.Now}
+}
+
+// Edge is one edge relay. New listens; Run serves; Close releases.
+type Edge struct {
+	log      *slog.Logger
+	ln       net.Listener
+	srv      *http.Server
+	nc       *nats.Conn
+	ownNC    bool
+	rpc      *corerpc.Client
+	shutdown time.Duration
+
+	mu      sync.Mutex
+	started bool
+	closing chan struct{}
+	runDone chan struct{}
+	once    sync.Once
+}
+
+// New builds an Edge and starts listening on cfg.HTTPAddr, so Addr is
+// known at once; nothing is served until Run.
+func New(cfg Config) (*Edge, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Edge{log: cfg.Logger, shutdown: cfg.ShutdownTimeout, closing: make(chan struct{}), runDone: make(chan struct{})}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.shutdown == 0 {
+		e.shutdown = DefaultShutdownTimeout
+	}
+	timeout := cfg.RequestTimeout
+	if timeout == 0 {
+		timeout = httpapi.DefaultRequestTimeout
+	}
+	au, err := auth.New(cfg.authConfig())
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.nc = cfg.NATS
+	if e.nc == nil {
+		e.nc, err = nats.Connect(cfg.NATSURL, nats.Name("parley-edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+		if err != nil {
+			return nil, fmt.Errorf("edge: connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		e.ownNC = true
+	}
+	fail := func(err error) (*Edge, error) {
+		if e.ownNC {
+			e.nc.Close()
+		}
+		return nil, err
+	}
+	e.rpc, err = corerpc.New(corerpc.Config{Conn: e.nc, Region: cfg.Region, Timeout: timeout, Logger: e.log.With("part", "corerpc"), Now: cfg.Now})
+	if err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
+	api, err := httpapi.New(httpapi.Config{
+		Core: e.rpc, Auth: au, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: timeout,
+		UserRate: cfg.UserRate, UserBurst: cfg.UserBurst, IPRate: cfg.IPRate, IPBurst: cfg.IPBurst,
+		Logger: e.log.With("part", "httpapi"), Now: cfg.Now,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
+	addr := cfg.HTTPAddr
+	if addr == "" {
+		addr = DefaultHTTPAddr
+	}
+	e.ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		return fail(fmt.Errorf("edge: listen %s: %w", addr, err))
+	}
+	e.srv = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      timeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+	}
+	return e, nil
+}
+
+// Addr is the address the HTTP API listens on.
+func (e *Edge) Addr() net.Addr { return e.ln.Addr() }
+
+// Run serves until ctx ends or Close is called, then shuts down
+// gracefully: it stops accepting, lets running requests finish within
+// ShutdownTimeout, and returns nil. It returns an error if serving fails,
+// and ErrClosed if the Edge was closed or is already running.
+func (e *Edge) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	e.started = true
+	e.mu.Unlock()
+	defer close(e.runDone)
+
+	var wg sync.WaitGroup
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.learnRegion(wctx)
+	}()
+
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve(e.ln) }()
+	e.log.Info("edge listening", "addr", e.Addr().String(), "region", e.rpc.Region())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-e.closing:
+	case err = <-served:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), e.shutdown)
+	defer scancel()
+	if serr := e.srv.Shutdown(sctx); serr != nil {
+		e.log.Warn("graceful shutdown timed out; closing connections", "err", serr)
+		_ = e.srv.Close()
+	}
+	if err == nil {
+		err = <-served
+	}
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("edge: serve: %w", err)
+	}
+	return nil
+}
+
+// learnRegion asks the core for the shard count until it answers, so the
+// first requests need not wait for it.
+func (e *Edge) learnRegion(ctx context.Context) {
+	info, err := e.rpc.RegionInfo(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("could not learn the region from the core", "err", err)
+		}
+		return
+	}
+	e.log.Info("core reachable", "region", info.Region, "shards", info.ShardCount, "nodes", len(info.Nodes))
+}
+
+// Close stops a running Run and waits for it to return, releases the
+// listener, and closes the NATS connection if the Edge opened it. It is
+// idempotent.
+func (e *Edge) Close() error {
+	e.once.Do(func() {
+		close(e.closing)
+		e.mu.Lock()
+		started := e.started
+		e.started = true
+		e.mu.Unlock()
+		if started {
+			<-e.runDone
+		} else {
+			_ = e.ln.Close()
+		}
+		if e.ownNC {
+			e.nc.Close()
+		}
+	})
+	return nil
+}

@@ -1,0 +1,262 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+var testKey = auth.Key{ID: "t", Secret: bytes.Repeat([]byte{7}, 32)}
+
+// coreDouble answers region_info, and list_devices after release is closed
+// (so a test can hold a request in flight).
+func coreDouble(t *testing.T, nc *nats.Conn, release <-chan struct{}, arrived chan<- struct{}) {
+	t.Helper()
+	sub, err := nc.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) {
+		req := &syncpb.CoreRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			return
+		}
+		resp := &syncpb.CoreResponse{}
+		switch req.Op.(type) {
+		case *syncpb.CoreRequest_RegionInfo:
+			resp.Result = &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: 2}}
+		case *syncpb.CoreRequest_ListDevices:
+			arrived <- struct{}{}
+			<-release
+			resp.Result = &syncpb.CoreResponse_Devices{Devices: &syncpb.DeviceList{}}
+		}
+		b, _ := proto.Marshal(resp)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, url, token string) (int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunServesAndShutsDownGracefully(t *testing.T) {
+	ns := natstest.Server(t)
+	release, arrived := make(chan struct{}), make(chan struct{}, 1)
+	coreDouble(t, natstest.Conn(t, ns), release, arrived)
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // runs first: never leave the responder blocked
+
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey},
+		Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	base := "http://" + e.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+
+	waitFor(t, 10*time.Second, "readyz", func() bool {
+		code, err := get(t, base+"/readyz", "")
+		return err == nil && code == 200
+	})
+	if code, err := get(t, base+"/healthz", ""); err != nil || code != 200 {
+		t.Fatalf("healthz: %d %v", code, err)
+	}
+
+	// A request in flight when shutdown starts still completes.
+	a, err := auth.New(auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := a.Issue(auth.Access, auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: "d_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inflight := make(chan int, 1)
+	go func() {
+		code, err := get(t, base+"/v1/devices", tok)
+		if err != nil {
+			t.Error(err)
+		}
+		inflight <- code
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("request did not reach the core")
+	}
+	cancel()
+	// New connections are refused once shutdown has begun.
+	waitFor(t, 10*time.Second, "listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", e.Addr().String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	releaseOnce()
+	if code := <-inflight; code != 200 {
+		t.Fatalf("in-flight request during shutdown: %d", code)
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after ctx ended")
+	}
+	if err := e.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Run: %v", err)
+	}
+}
+
+func TestCloseWithoutRunReleasesPortAndKeepsCallersConn(t *testing.T) {
+	ns := natstest.Server(t)
+	nc := natstest.Conn(t, ns)
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.Addr().String()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("port not released: %v", err)
+	}
+	ln.Close()
+	if nc.IsClosed() {
+		t.Fatal("Close closed a NATS connection the edge does not own")
+	}
+	if err := e.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v", err)
+	}
+}
+
+func TestCloseStopsRun(t *testing.T) {
+	ns := natstest.Server(t)
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(context.Background()) }()
+	waitFor(t, 10*time.Second, "healthz", func() bool {
+		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
+		return err == nil && code == 200
+	})
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+}
+
+func TestNATSDownAtStart(t *testing.T) {
+	// The edge starts while NATS is unreachable: it serves healthz, is not
+	// ready, and answers API calls 503 rather than failing to start.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: "nats://" + dead, TokenKeys: []auth.Key{testKey},
+		Argon2: auth.Argon2Params{Memory: 64, Time: 1}, RequestTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	go func() { _ = e.Run(context.Background()) }()
+	base := "http://" + e.Addr().String()
+	waitFor(t, 10*time.Second, "healthz", func() bool {
+		code, err := get(t, base+"/healthz", "")
+		return err == nil && code == 200
+	})
+	if code, err := get(t, base+"/readyz", ""); err != nil || code != 503 {
+		t.Fatalf("readyz without NATS: %d %v", code, err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	nc := &nats.Conn{}
+	keys := []auth.Key{testKey}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"ok with url", Config{NATSURL: "nats://127.0.0.1:4222", TokenKeys: keys}, true},
+		{"ok with conn", Config{NATS: nc, TokenKeys: keys}, true},
+		{"no nats", Config{TokenKeys: keys}, false},
+		{"both nats", Config{NATS: nc, NATSURL: "nats://x", TokenKeys: keys}, false},
+		{"no keys", Config{NATS: nc}, false},
+		{"short key", Config{NATS: nc, TokenKeys: []auth.Key{{ID: "k", Secret: []byte("short")}}}, false},
+		{"bad region", Config{NATS: nc, TokenKeys: keys, Region: "EU West"}, false},
+		{"negative shutdown", Config{NATS: nc, TokenKeys: keys, ShutdownTimeout: -1}, false},
+		{"bad argon2", Config{NATS: nc, TokenKeys: keys, Argon2: auth.Argon2Params{SaltLen: 1}}, false},
+	} {
+		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
