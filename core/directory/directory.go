@@ -1,0 +1,189 @@
+// Package directory is the replicated state machine of the directory group:
+// workspaces, users and devices.
+//
+// Rules:
+//   - register_user creates the workspace, with the user as its owner, when
+//     the name is new; otherwise the user joins it as a member. Workspace
+//     names and usernames are lower-cased, 1..MaxNameLen of [a-z0-9._-]
+//     starting with a letter or digit; a username is unique per workspace
+//     (CONFLICT), except that repeating a registration with the same
+//     password hash (a client's retry) returns the user.
+//   - get_credentials and get_device without a caller serve the edge's
+//     login and token-refresh checks; get_device with a caller, and
+//     list_devices and revoke_device, see only the caller's own devices
+//     (another user's device is NOT_FOUND).
+//   - lookup_users answers only for users of the caller's workspace;
+//     unknown ids and names are left out.
+//   - A user has at most MaxDevices devices that are not revoked.
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+
+	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// MaxDevices is how many devices a user may have that are not revoked.
+const MaxDevices = 100
+
+// Config of the directory state machine.
+type Config struct {
+	// Group is the raft group's name ("dir"); it names the keys.
+	Group string
+	// Sync makes the DB's writes durable; called before snapshots and after
+	// restores. Nil skips it.
+	Sync   func() error
+	Logger *slog.Logger
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	if c.Group == "" {
+		return errors.New("directory: Config.Group is required")
+	}
+	return nil
+}
+
+// FSM is the directory's state machine. Raft calls Apply, ApplyBatch,
+// Snapshot and Restore from one goroutine; Prepare, LookupUsers and
+// AppliedIndex may run concurrently with them.
+type FSM struct {
+	m   *kvfsm.Machine
+	log *slog.Logger
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// New returns the directory state machine of cfg.Group over db.
+func New(db *badger.DB, cfg Config) (*FSM, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &FSM{log: log.With("group", cfg.Group)}
+	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("directory: %w", err)
+	}
+	f.m = m
+	return f, nil
+}
+
+// Apply applies one committed entry; it returns a *syncpb.CoreResponse.
+func (f *FSM) Apply(l *raft.Log) any { return f.m.Apply(l) }
+
+// ApplyBatch applies committed entries in one transaction where they fit.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any { return f.m.ApplyBatch(logs) }
+
+// Snapshot captures the directory's keys; see kvfsm.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return f.m.Snapshot() }
+
+// Restore replaces the directory's keys with a snapshot's; see kvfsm.
+func (f *FSM) Restore(rc io.ReadCloser) error { return f.m.Restore(rc) }
+
+// AppliedIndex is the last raft index whose effects are in the DB.
+func (f *FSM) AppliedIndex() (uint64, error) { return f.m.AppliedIndex() }
+
+// Prepare answers reads from local state (resp) and validates writes,
+// returning the command to propose (cmd), with the ids it creates. err is
+// a *syncproto.Error for a rejection, or a storage error.
+func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time) (cmd *cmdpb.Command, resp *syncpb.CoreResponse, err error) {
+	if err := f.m.Err(); err != nil {
+		f.log.Warn("prepare on a failed state machine", "err", err)
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "directory unavailable, retry")
+	}
+	caller := req.GetCaller()
+	ms := now.UnixMilli()
+	switch op := req.GetOp().(type) {
+	case *syncpb.CoreRequest_RegisterUser:
+		return f.prepareRegisterUser(op.RegisterUser, ms)
+	case *syncpb.CoreRequest_GetCredentials:
+		resp, err := f.getCredentials(op.GetCredentials)
+		return nil, resp, err
+	case *syncpb.CoreRequest_LookupUsers:
+		resp, err := f.lookupUsers(caller, op.LookupUsers)
+		return nil, resp, err
+	case *syncpb.CoreRequest_RegisterDevice:
+		return f.prepareRegisterDevice(caller, op.RegisterDevice, ms)
+	case *syncpb.CoreRequest_ListDevices:
+		resp, err := f.listDevices(caller)
+		return nil, resp, err
+	case *syncpb.CoreRequest_GetDevice:
+		resp, err := f.getDevice(caller, op.GetDevice)
+		return nil, resp, err
+	case *syncpb.CoreRequest_RevokeDevice:
+		return f.prepareRevokeDevice(caller, op.RevokeDevice, ms)
+	case nil:
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
+	default:
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory request")
+	}
+}
+
+func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
+	var resp *syncpb.CoreResponse
+	var err error
+	switch op := cmd.GetOp().(type) {
+	case *cmdpb.Command_RegisterUser:
+		resp, err = applyRegisterUser(tx, cmd, op.RegisterUser)
+	case *cmdpb.Command_RegisterDevice:
+		resp, err = applyRegisterDevice(tx, cmd, op.RegisterDevice)
+	case *cmdpb.Command_RevokeDevice:
+		resp, err = applyRevokeDevice(tx, cmd, op.RevokeDevice)
+	default:
+		err = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory command")
+	}
+	var werr *syncproto.Error
+	if errors.As(err, &werr) {
+		return &syncpb.CoreResponse{Error: werr.Proto()}, nil
+	}
+	return resp, err
+}
+
+func (f *FSM) view(fn func(v *kvfsm.View) error) error { return f.m.View(fn) }
+
+// LookupUsers returns the users among userIDs that exist in workspaceID,
+// in the order asked, from this node's state (stale on a follower).
+func (f *FSM) LookupUsers(workspaceID string, userIDs []string) ([]*syncpb.User, error) {
+	resp, err := f.lookupUsers(&syncpb.Caller{WorkspaceId: workspaceID}, &syncpb.LookupUsersRequest{UserIds: userIDs})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetUsers().GetUsers(), nil
+}
+
+func invalid(msg string) error {
+	return syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "%s", msg)
+}
+
+var errNoCaller = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "request has no verified caller")
+
+// checkCaller requires a verified user.
+func checkCaller(c *syncpb.Caller) error {
+	if c == nil || !syncproto.ValidID(c.WorkspaceId) || !syncproto.ValidID(c.UserId) {
+		return errNoCaller
+	}
+	return nil
+}
+
+// checkID validates an id the leader generated for a command.
+func checkNewID(id, prefix string) error {
+	if !syncproto.ValidID(id) || len(id) <= len(prefix) || id[:len(prefix)] != prefix {
+		return invalid("invalid generated id")
+	}
+	return nil
+}
