@@ -11,20 +11,16 @@
 // safe because every operation is a read, idempotent, or deduplicated by
 // the core: sends by (conv_id, client_msg_id), receipts are max-registers,
 // creating a conversation whose id exists answers CONFLICT, and so on.
-// Two operations are special:
+// One operation is special: register_device creates a new device id on
+// every execution, so it is retried only when the request certainly never
+// reached a core (no responders). After a timeout, a lost reply or an
+// UNAVAILABLE answer, Call returns UNAVAILABLE and the client decides: at
+// worst it leaves an unused device that can be listed and revoked.
 //
-//   - register_device creates a new device id on every execution, so it is
-//     retried only when the request certainly never reached a core (no
-//     responders). After a timeout, a lost reply or an UNAVAILABLE answer,
-//     Call returns UNAVAILABLE and the client decides: at worst it leaves an
-//     unused device that can be listed and revoked.
-//   - register_user is protected by the unique-username rule: a retry after
-//     a first attempt that did commit answers CONFLICT. When that happens
-//     after an ambiguous attempt, Call reads the account back
-//     (get_credentials) and, if its password hash is the very one this
-//     request carried (hashes have random salts, so no one else could have
-//     stored it), answers with the user as if the first attempt had
-//     succeeded. A genuine CONFLICT stays CONFLICT.
+// register_user is retried like the rest: the core treats a repeated
+// registration carrying the same password hash as a retry and returns the
+// user (the hash has a random salt, so only this request carries it);
+// another hash for a taken username is CONFLICT.
 package corerpc
 
 import (
@@ -194,9 +190,8 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Cor
 	}
 	op := opName(req)
 	_, isDevice := req.Op.(*syncpb.CoreRequest_RegisterDevice)
-	regUser, isUser := req.Op.(*syncpb.CoreRequest_RegisterUser)
-	ambiguous := false // an earlier attempt may have been executed
 	backoff := c.minBackoff
+	var last error // the latest failure not caused by ctx ending
 	for attempt := 1; ; attempt++ {
 		resp, err := c.attempt(ctx, subject, data)
 		var wait time.Duration
@@ -206,13 +201,9 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Cor
 			if cerr == nil {
 				return resp, nil
 			}
-			if isUser && ambiguous && cerr.Code == syncpb.Code_CODE_CONFLICT {
-				return c.resolveRegisterConflict(ctx, regUser.RegisterUser, cerr)
-			}
 			if cerr.Code != syncpb.Code_CODE_UNAVAILABLE || isDevice {
 				return nil, cerr
 			}
-			ambiguous = true
 			wait = cerr.RetryAfter
 			err = cerr
 		case errors.Is(err, nats.ErrNoResponders):
@@ -229,11 +220,16 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Cor
 				c.log.Debug("core call failed, not retried", "op", op, "attempt", attempt, "err", err)
 				return nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the core did not confirm the device registration; list devices before retrying")
 			}
-			ambiguous = true
 		}
 		if ctx.Err() != nil {
-			return nil, finalError(ctx, err)
+			// An attempt cut short by the call's own end says less than
+			// the failure before it (e.g. no responders).
+			if last == nil || !errors.Is(err, ctx.Err()) {
+				last = err
+			}
+			return nil, finalError(ctx, last)
 		}
+		last = err
 		// Equal jitter: half the backoff fixed, half random.
 		sleep := backoff/2 + rand.N(backoff/2+1)
 		sleep = max(sleep, min(wait, c.maxBackoff))
@@ -243,7 +239,7 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Cor
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, finalError(ctx, err)
+			return nil, finalError(ctx, last)
 		case <-t.C:
 		}
 	}
@@ -286,23 +282,6 @@ func finalError(ctx context.Context, last error) error {
 	default:
 		return syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "the core did not answer in time")
 	}
-}
-
-// resolveRegisterConflict decides whether a CONFLICT after an ambiguous
-// register_user attempt is our own earlier success (see the package doc).
-func (c *Client) resolveRegisterConflict(ctx context.Context, reg *syncpb.RegisterUserRequest, conflict *syncproto.Error) (*syncpb.CoreResponse, error) {
-	resp, err := c.Call(ctx, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetCredentials{GetCredentials: &syncpb.GetCredentialsRequest{
-		WorkspaceName: reg.WorkspaceName, Username: reg.Username,
-	}}})
-	if err != nil {
-		return nil, conflict
-	}
-	cr := resp.GetCredentials()
-	if cr.GetUser() == nil || cr.GetPasswordHash() == "" || cr.GetPasswordHash() != reg.PasswordHash {
-		return nil, conflict
-	}
-	c.log.Debug("register_user retry found its own earlier success", "user", cr.User.Id)
-	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: cr.User}}, nil
 }
 
 // subject routes req: conversation operations to their shard's subject,

@@ -302,66 +302,41 @@ func TestNoRespondersRetriedForEveryOp(t *testing.T) {
 	}
 }
 
-func TestRegisterUserRetry(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		stolen bool // someone else registered the name with another hash
-		want   syncpb.Code
-	}{
-		{"own earlier success", false, syncpb.Code_CODE_OK},
-		{"genuine conflict", true, syncpb.Code_CODE_CONFLICT},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Config{ShardCount: 1, AttemptTimeout: 100 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
-			var mu sync.Mutex
-			var stored string
-			respond(t, e.nc, syncproto.APISubject("local"), func(_ string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
-				mu.Lock()
-				defer mu.Unlock()
-				user := &syncpb.User{Id: "u_ana", Username: "ana"}
-				switch op := req.Op.(type) {
-				case *syncpb.CoreRequest_RegisterUser:
-					if stored == "" {
-						stored = op.RegisterUser.PasswordHash
-						if tc.stolen {
-							stored = "$argon2id$someone-else"
-						}
-						return nil // committed, but the reply is lost
-					}
-					return errResp(syncpb.Code_CODE_CONFLICT, "username taken")
-				case *syncpb.CoreRequest_GetCredentials:
-					return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Credentials{Credentials: &syncpb.Credentials{User: user, PasswordHash: stored}}}
-				}
-				return errResp(syncpb.Code_CODE_INVALID_ARGUMENT, "unexpected")
-			})
-			resp, err := e.client.Call(ctxT(t, 5*time.Second), &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RegisterUser{RegisterUser: &syncpb.RegisterUserRequest{
-				WorkspaceName: "acme", Username: "ana", PasswordHash: "$argon2id$mine"}}})
-			if tc.want != syncpb.Code_CODE_OK {
-				wantCode(t, err, tc.want)
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.GetUser().GetId() != "u_ana" {
-				t.Fatalf("response %v", resp)
-			}
-		})
-	}
-}
-
-func TestRegisterUserConflictWithoutRetryIsFinal(t *testing.T) {
-	e := newEnv(t, Config{ShardCount: 1})
-	creds := respond(t, e.nc, syncproto.APISubject("local"), func(_ string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
-		if req.GetGetCredentials() != nil {
-			t.Error("a first-attempt CONFLICT must not be second-guessed")
+func TestRegisterUserRetriedAfterLostReply(t *testing.T) {
+	// Like the core's directory: the same hash again is a retry and gets
+	// the user; another hash for the name is CONFLICT.
+	e := newEnv(t, Config{ShardCount: 1, AttemptTimeout: 100 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	var mu sync.Mutex
+	stored := ""
+	n := respond(t, e.nc, syncproto.APISubject("local"), func(_ string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+		mu.Lock()
+		defer mu.Unlock()
+		h := req.GetRegisterUser().GetPasswordHash()
+		switch {
+		case stored == "":
+			stored = h
+			return nil // committed, but the reply is lost
+		case h == stored:
+			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: &syncpb.User{Id: "u_ana"}}}
+		default:
+			return errResp(syncpb.Code_CODE_CONFLICT, "username taken")
 		}
-		return errResp(syncpb.Code_CODE_CONFLICT, "username taken")
 	})
-	_, err := e.client.Call(ctxT(t, 5*time.Second), &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RegisterUser{RegisterUser: &syncpb.RegisterUserRequest{PasswordHash: "h"}}})
+	reg := func(hash string) (*syncpb.CoreResponse, error) {
+		return e.client.Call(ctxT(t, 5*time.Second), &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RegisterUser{RegisterUser: &syncpb.RegisterUserRequest{
+			WorkspaceName: "acme", Username: "ana", PasswordHash: hash}}})
+	}
+	resp, err := reg("$argon2id$mine")
+	if err != nil || resp.GetUser().GetId() != "u_ana" {
+		t.Fatalf("register with a lost first reply: %v %v", resp, err)
+	}
+	if n.Load() != 2 {
+		t.Fatalf("%d attempts, want 2", n.Load())
+	}
+	_, err = reg("$argon2id$someone-else")
 	wantCode(t, err, syncpb.Code_CODE_CONFLICT)
-	if creds.Load() != 1 {
-		t.Fatalf("%d requests, want 1", creds.Load())
+	if n.Load() != 3 {
+		t.Fatalf("CONFLICT was retried: %d attempts, want 3", n.Load())
 	}
 }
 

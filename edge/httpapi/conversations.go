@@ -28,7 +28,7 @@ type conversationsResponse struct {
 // createConversation: POST /v1/conversations. The edge names the
 // conversation, which decides its shard: a group gets a fresh random id; a
 // direct conversation the id derived from its two users, so asking twice
-// finds the same one (200 instead of 201).
+// (from either side) finds the same one, answered 200 instead of 201.
 func (a *API) createConversation(c *call) error {
 	var req createConversationRequest
 	if err := c.decode(&req); err != nil {
@@ -71,15 +71,21 @@ func (a *API) createConversation(c *call) error {
 	}
 	c.info.conv = create.ConvId
 	status := http.StatusCreated
-	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_CreateConversation{CreateConversation: create}})
-	if errors.Is(err, syncproto.ErrConflict) {
-		// The conversation exists: a repeated direct conversation, or a
-		// group whose fresh id an earlier (retried) attempt created.
-		if create.Type == syncpb.ConversationType_CONVERSATION_TYPE_DIRECT {
-			status = http.StatusOK
+	if create.Type == syncpb.ConversationType_CONVERSATION_TYPE_DIRECT {
+		// The core returns an existing direct conversation on create too;
+		// asking first tells 200 (found) from 201 (created).
+		r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: create.ConvId}}})
+		switch {
+		case err == nil && r.GetConversation() != nil:
+			writeJSON(c.w, http.StatusOK, conversationResponse{Conversation: toConversation(r.GetConversation())})
+			return nil
+		case err != nil && !errors.Is(err, syncproto.ErrNotFound):
+			return err
 		}
-		r, err = a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: create.ConvId}}})
 	}
+	// A retried create of our own fresh group id, or a direct conversation
+	// created meanwhile, is answered with the conversation by the core.
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_CreateConversation{CreateConversation: create}})
 	if err != nil {
 		return err
 	}

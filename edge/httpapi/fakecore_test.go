@@ -159,7 +159,10 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 			f.workspaces[r.WorkspaceName] = ws
 			role = "owner"
 		}
-		if f.userByName(ws, r.Username) != nil {
+		if u := f.userByName(ws, r.Username); u != nil {
+			if f.hashes[u.Id] == r.PasswordHash { // a retry
+				return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: u}}
+			}
 			return fail(syncpb.Code_CODE_CONFLICT, "username taken")
 		}
 		u := &syncpb.User{Id: syncproto.NewID(syncproto.PrefixUser), WorkspaceId: ws, Username: r.Username,
@@ -247,8 +250,18 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 			return e
 		}
 		r := op.CreateConversation
-		if f.convs[r.ConvId] != nil {
-			return fail(syncpb.Code_CODE_CONFLICT, "conversation exists")
+		if cv := f.convs[r.ConvId]; cv != nil {
+			// Like the core: an existing direct conversation (or a group's
+			// creator retrying) gets it back, anyone else CONFLICT.
+			ok := cv.conv.WorkspaceId == c.WorkspaceId && cv.conv.Type == r.Type &&
+				(r.Type == syncpb.ConversationType_CONVERSATION_TYPE_DIRECT || cv.conv.CreatedBy == c.UserId)
+			if !ok {
+				return fail(syncpb.Code_CODE_CONFLICT, "conversation exists")
+			}
+			if member(cv.conv, c.UserId) == nil {
+				return fail(syncpb.Code_CODE_NOT_MEMBER, "not a member")
+			}
+			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversation{Conversation: cv.conv}}
 		}
 		cv := &syncpb.Conversation{Id: r.ConvId, WorkspaceId: c.WorkspaceId, Type: r.Type, Title: r.Title, CreatedBy: c.UserId, CreatedUnixMs: f.now}
 		ownerRole := syncpb.Role_ROLE_OWNER
@@ -288,7 +301,8 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 		r := op.ChangeMembers
 		if r.Leave {
 			removeMember(cv.conv, c.UserId)
-			return &syncpb.CoreResponse{}
+			left := &syncpb.Conversation{Id: cv.conv.Id, WorkspaceId: cv.conv.WorkspaceId, Type: cv.conv.Type, LastSeq: cv.conv.LastSeq}
+			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversation{Conversation: left}}
 		}
 		if me.Role < syncpb.Role_ROLE_ADMIN {
 			return fail(syncpb.Code_CODE_FORBIDDEN, "only admins change members")
@@ -335,28 +349,27 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}
 
 	case *syncpb.CoreRequest_History:
+		// Like the core: pages in ascending seq order; next_cursor is the
+		// lowest (backward) or highest (forward) seq returned, 0 at the end.
 		r := op.History
-		var page []*syncpb.Message
+		h := &syncpb.HistoryResponse{ConvId: r.ConvId, LastSeq: cv.conv.LastSeq}
 		if r.Direction == syncpb.Direction_DIRECTION_FORWARD {
 			for _, m := range cv.msgs {
-				if m.Seq > r.Cursor && len(page) < int(r.Limit) {
-					page = append(page, m)
+				if m.Seq > r.Cursor && len(h.Messages) < int(r.Limit) {
+					h.Messages = append(h.Messages, m)
 				}
+			}
+			if n := len(h.Messages); n > 0 && h.Messages[n-1].Seq < cv.conv.LastSeq {
+				h.NextCursor = h.Messages[n-1].Seq
 			}
 		} else {
-			for i := len(cv.msgs) - 1; i >= 0; i-- {
-				if m := cv.msgs[i]; (r.Cursor == 0 || m.Seq < r.Cursor) && len(page) < int(r.Limit) {
-					page = append(page, m)
-				}
+			start := len(cv.msgs)
+			if r.Cursor > 0 {
+				start = min(start, int(r.Cursor)-1)
 			}
-		}
-		h := &syncpb.HistoryResponse{ConvId: r.ConvId, Messages: page, LastSeq: cv.conv.LastSeq}
-		if n := len(page); n == int(r.Limit) && n > 0 {
-			last := page[n-1].Seq
-			if r.Direction == syncpb.Direction_DIRECTION_FORWARD && last < cv.conv.LastSeq {
-				h.NextCursor = last
-			} else if r.Direction == syncpb.Direction_DIRECTION_BACKWARD && last > 1 {
-				h.NextCursor = last
+			h.Messages = cv.msgs[max(0, start-int(r.Limit)):start]
+			if len(h.Messages) > 0 && h.Messages[0].Seq > 1 {
+				h.NextCursor = h.Messages[0].Seq
 			}
 		}
 		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_History{History: h}}

@@ -142,10 +142,13 @@ type messageJSON struct {
 const defaultContentType = "text/plain; charset=utf-8"
 
 // isText reports whether a body of content type ct is shown as a string:
-// text/* (or no type) and valid UTF-8. Everything else is base64.
+// valid UTF-8 of no type, text/*, application/json or any +json type (the
+// core's system messages are application/json). Everything else is base64.
 func isText(ct string, body []byte) bool {
-	ct = strings.ToLower(strings.TrimSpace(ct))
-	return (ct == "" || strings.HasPrefix(ct, "text/")) && utf8.Valid(body)
+	mt, _, _ := strings.Cut(strings.ToLower(ct), ";")
+	mt = strings.TrimSpace(mt)
+	textual := mt == "" || strings.HasPrefix(mt, "text/") || mt == "application/json" || strings.HasSuffix(mt, "+json")
+	return textual && utf8.Valid(body)
 }
 
 func toMessage(m *syncpb.Message) messageJSON {
