@@ -36,14 +36,26 @@ func openDB(t testing.TB, dir string, memTable int64) *badger.DB {
 
 // counterApply is a small state machine: a send sets k/<conv> to the body
 // and bumps a counter n; client_msg_id "reject" writes and then rejects,
-// "fail" reports a storage failure.
+// "fail" reports a storage failure, "del" deletes k/<conv> instead, and
+// "scan" returns the keys under k/ (newest first) in the ack's msg_id.
 func counterApply(tx *Tx, index uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
 	s := cmd.GetSend()
 	if s == nil {
 		return errorResponse(syncpb.Code_CODE_INVALID_ARGUMENT, "not a send"), nil
 	}
-	tx.Set([]byte("k/"+s.ConvId), s.Body)
+	if s.ClientMsgId == "del" {
+		tx.Delete([]byte("k/" + s.ConvId))
+	} else {
+		tx.Set([]byte("k/"+s.ConvId), s.Body)
+	}
 	switch s.ClientMsgId {
+	case "scan":
+		var keys []string
+		err := tx.Scan([]byte("k/"), nil, true, func(k, v []byte) (bool, error) {
+			keys = append(keys, string(k)+"="+string(v))
+			return true, nil
+		})
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: &syncpb.SendAck{MsgId: strings.Join(keys, " ")}}}, err
 	case "reject":
 		return errorResponse(syncpb.Code_CODE_NOT_MEMBER, "rejected"), nil
 	case "fail":
@@ -371,5 +383,22 @@ func TestScan(t *testing.T) {
 		if got := scan(tc.prefix, tc.seek, tc.reverse, tc.limit); got != tc.want {
 			t.Errorf("Scan(%q, %q, %v) = %q, want %q", tc.prefix, tc.seek, tc.reverse, got, tc.want)
 		}
+	}
+}
+
+// Tx.Scan sees the DB, the batch's earlier entries and the entry's own
+// writes, deletes included.
+func TestTxScanMergesPendingWrites(t *testing.T) {
+	db := openDB(t, "", 16<<20)
+	m := newTestMachine(t, db, "s0")
+	m.ApplyBatch([]*raft.Log{sendLog(t, 1, "a", "x", []byte("1")), sendLog(t, 2, "d", "x", []byte("1"))})
+	out := m.ApplyBatch([]*raft.Log{
+		sendLog(t, 3, "b", "x", []byte("2")),
+		sendLog(t, 4, "a", "del", nil),
+		sendLog(t, 5, "d", "x", []byte("3")),
+		sendLog(t, 6, "c", "scan", []byte("4")),
+	})
+	if got, want := out[3].(*syncpb.CoreResponse).GetSendAck().GetMsgId(), "k/d=3 k/c=4 k/b=2"; got != want {
+		t.Fatalf("scan saw %q, want %q", got, want)
 	}
 }
