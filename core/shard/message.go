@@ -18,6 +18,9 @@ const (
 	maxContentTypeLen    = 255
 	maxAttachmentNameLen = 255
 	maxAttachmentMeta    = 4 << 10
+	// maxHistoryBytes bounds a history page, which must fit in one NATS
+	// reply; a page holds at least one message.
+	maxHistoryBytes = 4 << 20
 )
 
 func printableASCII(s string) bool {
@@ -146,7 +149,8 @@ func applySend(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.SendRequest) (*sync
 // BACKWARD returns the newest messages with seq < cursor (cursor 0: the
 // newest of all) and next_cursor is the lowest seq returned; FORWARD
 // returns the oldest with seq > cursor and next_cursor is the highest seq
-// returned. next_cursor is 0 when nothing is left in that direction.
+// returned. next_cursor is 0 when nothing is left in that direction. A page
+// stops early at maxHistoryBytes.
 func (f *FSM) history(caller *syncpb.Caller, req *syncpb.HistoryRequest) (*syncpb.CoreResponse, error) {
 	if req == nil {
 		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
@@ -168,7 +172,12 @@ func (f *FSM) history(caller *syncpb.Caller, req *syncpb.HistoryRequest) (*syncp
 			return err
 		}
 		out.LastSeq = meta.LastSeq
+		size := 0
 		collect := func(_, val []byte) (bool, error) {
+			size += len(val)
+			if len(out.Messages) > 0 && size > maxHistoryBytes {
+				return false, nil
+			}
 			m := &syncpb.Message{}
 			if err := proto.Unmarshal(val, m); err != nil {
 				return false, fmt.Errorf("%w: message: %v", errCorrupt, err)

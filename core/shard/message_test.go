@@ -225,3 +225,27 @@ func TestHistoryPagesCoverEverything(t *testing.T) {
 		}
 	}
 }
+
+// Pages of large messages stop at the byte budget and still page through.
+func TestHistoryPageByteBudget(t *testing.T) {
+	h := newHarness(t)
+	mustOK(t, h.do(caller("ana"), groupReq("c_big")))
+	body := strings.Repeat("b", syncproto.MaxBodySize)
+	n := maxHistoryBytes/syncproto.MaxBodySize + 20
+	for i := 1; i <= n; i++ {
+		mustOK(t, h.do(caller("ana"), sendReq("c_big", fmt.Sprint(i), body)))
+	}
+	for _, dir := range []syncpb.Direction{syncpb.Direction_DIRECTION_BACKWARD, syncpb.Direction_DIRECTION_FORWARD} {
+		hist := mustOK(t, h.do(caller("ana"), historyReq("c_big", 0, syncproto.MaxHistoryLimit, dir))).GetHistory()
+		if len(hist.Messages) == 0 || len(hist.Messages) >= n || hist.NextCursor == 0 {
+			t.Fatalf("%v: page of %d messages, next %d", dir, len(hist.Messages), hist.NextCursor)
+		}
+		size := 0
+		for _, m := range hist.Messages {
+			size += len(m.Body)
+		}
+		if size > maxHistoryBytes {
+			t.Fatalf("%v: page of %d bytes", dir, size)
+		}
+	}
+}
