@@ -167,3 +167,13 @@ func FuzzParseHash(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHashPasswordDefault measures the production cost (OWASP params):
+// the price of each registration and login.
+func BenchmarkHashPasswordDefault(b *testing.B) {
+	for b.Loop() {
+		if _, err := HashPassword("correct horse battery", DefaultArgon2Params()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

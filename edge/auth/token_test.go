@@ -247,3 +247,25 @@ func FuzzDecodeToken(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkIssue(b *testing.B) {
+	a := newTestAuth(b, time.Now)
+	for b.Loop() {
+		if _, _, err := a.Issue(Access, alice); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	a := newTestAuth(b, time.Now)
+	tok, _, err := a.Issue(Access, alice)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := a.Verify(tok, Access); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -411,3 +411,33 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCall is one send round trip through a real NATS server to an
+// in-test responder.
+func BenchmarkCall(b *testing.B) {
+	s := natstest.Server(b)
+	core := natstest.Conn(b, s)
+	ack, _ := proto.Marshal(&syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: &syncpb.SendAck{Seq: 1}}})
+	sub, err := core.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) { _ = m.Respond(ack) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := core.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	c, err := New(Config{Conn: natstest.Conn(b, s), ShardCount: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &syncpb.CoreRequest{Caller: &syncpb.Caller{WorkspaceId: "w_1", UserId: "u_1", DeviceId: "d_1"},
+		Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{ConvId: syncproto.NewConversationID(), ClientMsgId: "m", Body: []byte("hello")}}}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Call(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -71,7 +73,8 @@ func newStubAPI(t testing.TB) (*API, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := New(Config{Core: stubCore{}, Auth: au, MaxBodyBytes: 16 << 10, RequestTimeout: 2 * time.Second})
+	api, err := New(Config{Core: stubCore{}, Auth: au, MaxBodyBytes: 16 << 10, RequestTimeout: 2 * time.Second,
+		UserRate: rate.Inf, IPRate: rate.Inf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,4 +346,23 @@ func urlEscape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// BenchmarkSend is the HTTP layer of POST /v1/messages (token check, rate
+// limit, JSON decode and validation, response) over a stub core.
+func BenchmarkSend(b *testing.B) {
+	api, tok := newStubAPI(b)
+	body := []byte(`{"conv_id":"c_abcdefghijklmnopqrstuvwxyz","client_msg_id":"m-1","body":"hello, world"}`)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest("POST", "/v1/messages", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			api.ServeHTTP(rec, req)
+			if rec.Code != http.StatusCreated {
+				b.Errorf("status %d: %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	})
 }
