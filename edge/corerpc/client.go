@@ -10,7 +10,8 @@
 // connection) or answers UNAVAILABLE, until the call's deadline. That is
 // safe because every operation is a read, idempotent, or deduplicated by
 // the core: sends by (conv_id, client_msg_id), receipts are max-registers,
-// creating a conversation whose id exists answers CONFLICT, and so on.
+// creating a conversation the caller already created returns it, and so on.
+//
 // One operation is special: register_device creates a new device id on
 // every execution, so it is retried only when the request certainly never
 // reached a core (no responders). After a timeout, a lost reply or an
