@@ -85,12 +85,16 @@ type Machine struct {
 	apply  ApplyFunc
 	sync   func() error
 	log    *slog.Logger
+	// Badger's transaction limits, read once (tests may raise them to
+	// check the fallback when Badger counts more than estimated).
+	maxCount, maxSize int64
 
 	mu     sync.Mutex
 	failed error // sticky storage failure, wraps ErrFailed
 }
 
-// New returns a Machine for cfg.Group's keys in db.
+// New returns a Machine for cfg.Group's keys in db, which must be opened in
+// normal (not managed) mode. Other groups may share db.
 func New(db *badger.DB, cfg Config) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,6 +113,9 @@ func New(db *badger.DB, cfg Config) (*Machine, error) {
 		apply:  cfg.Apply,
 		sync:   cfg.Sync,
 		log:    log.With("group", cfg.Group),
+
+		maxCount: db.MaxBatchCount(),
+		maxSize:  db.MaxBatchSize(),
 	}, nil
 }
 
@@ -287,7 +294,7 @@ func (m *Machine) fits(ops []op) bool {
 	for _, o := range ops {
 		size += m.cost(o)
 	}
-	return int64(len(ops))+2 < m.db.MaxBatchCount() && size < m.db.MaxBatchSize()
+	return int64(len(ops))+2 < m.maxCount && size < m.maxSize
 }
 
 // commit writes entries and the applied index, splitting between entries
@@ -306,20 +313,42 @@ func (m *Machine) commit(entries []entry) (int, error) {
 }
 
 func (m *Machine) commitSome(entries []entry) (int, error) {
-	txn := m.db.NewTransaction(true)
-	defer txn.Discard()
-	maxCount, maxSize := m.db.MaxBatchCount(), m.db.MaxBatchSize()
+	n := m.fitting(entries)
+	for {
+		err := m.commitEntries(entries[:n])
+		if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+			n /= 2 // Badger counted more than the estimate: commit fewer
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+// fitting returns how many entries (at least one) fit in one transaction
+// by the same estimate Badger makes.
+func (m *Machine) fitting(entries []entry) int {
 	count, size := int64(2), m.appliedCost()
-	n := 0
-	for _, e := range entries {
-		var c, s int64
+	for n, e := range entries {
+		c, s := int64(len(e.ops)), int64(0)
 		for _, o := range e.ops {
-			c++
 			s += m.cost(o)
 		}
-		if n > 0 && (count+c >= maxCount || size+s >= maxSize) {
-			break
+		if n > 0 && (count+c >= m.maxCount || size+s >= m.maxSize) {
+			return n
 		}
+		count, size = count+c, size+s
+	}
+	return len(entries)
+}
+
+// commitEntries writes entries and the applied index in one transaction.
+func (m *Machine) commitEntries(entries []entry) error {
+	txn := m.db.NewTransaction(true)
+	defer txn.Discard()
+	for _, e := range entries {
 		for _, o := range e.ops {
 			k := m.key(o.key)
 			var err error
@@ -329,21 +358,18 @@ func (m *Machine) commitSome(entries []entry) (int, error) {
 				err = txn.Set(k, o.val)
 			}
 			if err != nil {
-				return 0, fmt.Errorf("write index %d: %w", e.index, err)
+				return fmt.Errorf("write index %d: %w", e.index, err)
 			}
 		}
-		count, size = count+c, size+s
-		n++
 	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], entries[n-1].index)
-	if err := txn.Set(m.key(keyApplied), b[:]); err != nil {
-		return 0, fmt.Errorf("write applied index: %w", err)
+	last := entries[len(entries)-1].index
+	if err := txn.Set(m.key(keyApplied), binary.BigEndian.AppendUint64(nil, last)); err != nil {
+		return fmt.Errorf("write applied index: %w", err)
 	}
 	if err := txn.Commit(); err != nil {
-		return 0, fmt.Errorf("commit through index %d: %w", entries[n-1].index, err)
+		return fmt.Errorf("commit through index %d: %w", last, err)
 	}
-	return n, nil
+	return nil
 }
 
 func (m *Machine) key(rel string) []byte {

@@ -402,3 +402,27 @@ func TestTxScanMergesPendingWrites(t *testing.T) {
 		t.Fatalf("scan saw %q, want %q", got, want)
 	}
 }
+
+// When Badger counts a transaction larger than estimated, the batch is
+// committed in smaller pieces, still split between entries.
+func TestApplyBatchFallsBackWhenBadgerCountsMore(t *testing.T) {
+	db := openDB(t, "", 1<<20)
+	m := newTestMachine(t, db, "s0")
+	m.maxSize *= 4 // the estimate now lets too much into one transaction
+	body := bytes.Repeat([]byte("b"), 10<<10)
+	var logs []*raft.Log
+	for i := uint64(1); i <= 40; i++ {
+		logs = append(logs, sendLog(t, i, fmt.Sprint(i), "x", body))
+	}
+	for i, r := range m.ApplyBatch(logs) {
+		if c := code(r); c != syncpb.Code_CODE_OK {
+			t.Fatalf("entry %d: code %v", i+1, c)
+		}
+	}
+	if m.Err() != nil || applied(t, m) != 40 {
+		t.Fatalf("err %v, applied %d", m.Err(), applied(t, m))
+	}
+	if v, _ := get(t, m, "n"); binary.BigEndian.Uint64([]byte(v)) != 40 {
+		t.Fatalf("counter %x", v)
+	}
+}
