@@ -40,8 +40,9 @@ var (
 	// fails to decode or verify.
 	ErrBadSnapshot = errors.New("kvfsm: bad snapshot")
 	// ErrFailed is returned (wrapped, with the cause) by AppliedIndex, Err
-	// and Snapshot after a storage failure while applying: the machine
-	// rejects every later entry, and a restart replays them from the log.
+	// and Snapshot after a storage failure while applying, or an apply over
+	// an unfinished restore: the machine rejects every later entry until a
+	// Restore succeeds or a restart replays them from the log.
 	ErrFailed = errors.New("kvfsm: state machine failed")
 )
 
@@ -200,6 +201,14 @@ func (m *Machine) ApplyBatch(logs []*raft.Log) []any {
 	defer rtx.Discard()
 	tx := newTx(View{txn: rtx, prefix: m.prefix})
 	applied, err := readApplied(tx)
+	if err == nil {
+		// Entries must not apply over a half-restored state.
+		if _, restoring, gerr := tx.Get([]byte(keyRestoring)); gerr != nil {
+			err = gerr
+		} else if restoring {
+			err = ErrRestoreIncomplete
+		}
+	}
 	if err != nil {
 		m.fail(err)
 		fillUnavailable(out, 0)

@@ -294,7 +294,8 @@ func (s *snapshot) Release() { s.txn.Discard() }
 // writes the restoring marker, then deletes the old keys, writes the new
 // ones, verifies the trailer, and removes the marker last: a crash or a bad
 // snapshot leaves the marker, so AppliedIndex reports ErrRestoreIncomplete
-// until a later Restore succeeds. The old state is gone once it starts.
+// until a later Restore succeeds. The old state is gone once it starts. A
+// successful Restore also clears a sticky failure (see ErrFailed).
 func (m *Machine) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := m.restore(rc); err != nil {
@@ -349,6 +350,9 @@ func (m *Machine) restore(r io.Reader) error {
 			return fmt.Errorf("sync: %w", err)
 		}
 	}
+	m.mu.Lock()
+	m.failed = nil // the state is whole again, at the snapshot's index
+	m.mu.Unlock()
 	m.log.Info("restored snapshot", "keys", n)
 	return nil
 }

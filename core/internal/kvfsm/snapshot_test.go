@@ -10,6 +10,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
+
+	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
 // bufferSink is a raft.SnapshotSink that keeps the snapshot in memory.
@@ -171,11 +173,18 @@ func TestInterruptedRestoreIsDetectedAfterReopen(t *testing.T) {
 	if _, err := m.AppliedIndex(); !errors.Is(err, ErrRestoreIncomplete) {
 		t.Fatalf("AppliedIndex after interrupted restore: %v", err)
 	}
+	// Nothing applies over the half-restored state.
+	if code(m.Apply(sendLog(t, 11, "a", "x", nil))) != syncpb.Code_CODE_UNAVAILABLE {
+		t.Fatal("entry applied over an unfinished restore")
+	}
 	if err := m.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
 		t.Fatal(err)
 	}
 	if got := applied(t, m); got != 10 {
 		t.Fatalf("applied %d", got)
+	}
+	if code(m.Apply(sendLog(t, 11, "a", "x", nil))) != syncpb.Code_CODE_OK || applied(t, m) != 11 {
+		t.Fatal("apply after a good restore failed")
 	}
 }
 
