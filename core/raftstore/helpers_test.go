@@ -1,0 +1,95 @@
+package raftstore
+
+import (
+	"bytes"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// testWriter sends log lines to t.Log until the test ends.
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
+
+// testLogger logs at Info and above to t.Log.
+func testLogger(t testing.TB) *slog.Logger {
+	t.Helper()
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// openTestDB opens a Badger DB in dir with OpenDB's options changed by
+// with, and closes it (and its Syncer) at cleanup unless closed already.
+func openTestDB(t testing.TB, dir string, with func(badger.Options) badger.Options) (*badger.DB, *Syncer) {
+	t.Helper()
+	opts := dbOptions(dir, testLogger(t))
+	if with != nil {
+		opts = with(opts)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatalf("open badger: %v", err)
+	}
+	s := NewSyncer(db)
+	t.Cleanup(func() {
+		s.Close()
+		if !db.IsClosed() {
+			if err := db.Close(); err != nil {
+				t.Errorf("close badger: %v", err)
+			}
+		}
+	})
+	return db, s
+}
+
+// newTestStore returns a store of group in a fresh DB.
+func newTestStore(t testing.TB, group string) *Store {
+	t.Helper()
+	db, s := openTestDB(t, t.TempDir(), nil)
+	return mustNew(t, db, s, group)
+}
+
+func mustNew(t testing.TB, db *badger.DB, s *Syncer, group string) *Store {
+	t.Helper()
+	st, err := New(db, s, group)
+	if err != nil {
+		t.Fatalf("New(%q): %v", group, err)
+	}
+	return st
+}
+
+// checkFor calls f until it returns nil or the deadline passes.
+func checkFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

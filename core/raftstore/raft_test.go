@@ -1,0 +1,287 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+
+	"github.com/parley-chat/parley/core/internal/raftlog"
+)
+
+// listFSM records applied commands in order.
+type listFSM struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (f *listFSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, string(l.Data))
+	return len(f.got)
+}
+
+func (f *listFSM) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.got)
+}
+
+func (f *listFSM) Snapshot() (raft.FSMSnapshot, error) { return listSnap(f.list()), nil }
+
+func (f *listFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var got []string
+	if err := json.NewDecoder(rc).Decode(&got); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.got = got
+	f.mu.Unlock()
+	return nil
+}
+
+type listSnap []string
+
+func (s listSnap) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode([]string(s)); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (listSnap) Release() {}
+
+// raftNode is one member of a test cluster; its DB, snapshots and address
+// outlive restarts.
+type raftNode struct {
+	id    raft.ServerID
+	addr  raft.ServerAddress
+	dir   string
+	snaps *raft.InmemSnapshotStore
+
+	db    *badger.DB
+	sync  *Syncer
+	store *Store
+	trans *raft.InmemTransport
+	fsm   *listFSM
+	raft  *raft.Raft
+}
+
+type raftCluster struct {
+	t     *testing.T
+	nodes []*raftNode
+}
+
+func newRaftCluster(t *testing.T, n int) *raftCluster {
+	t.Helper()
+	c := &raftCluster{t: t}
+	var servers []raft.Server
+	for i := 0; i < n; i++ {
+		nd := &raftNode{
+			id:    raft.ServerID(fmt.Sprintf("n%d", i)),
+			addr:  raft.ServerAddress(fmt.Sprintf("node%d", i)),
+			dir:   filepath.Join(t.TempDir(), "badger"),
+			snaps: raft.NewInmemSnapshotStore(),
+		}
+		c.nodes = append(c.nodes, nd)
+		servers = append(servers, raft.Server{ID: nd.id, Address: nd.addr})
+	}
+	t.Cleanup(c.stop)
+	c.start(&raft.Configuration{Servers: servers})
+	return c
+}
+
+func (c *raftCluster) config(nd *raftNode) *raft.Config {
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = nd.id
+	cfg.HeartbeatTimeout = 100 * time.Millisecond
+	cfg.ElectionTimeout = 100 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.CommitTimeout = 5 * time.Millisecond
+	cfg.TrailingLogs = 10
+	cfg.SnapshotThreshold = 1 << 30 // only explicit snapshots
+	cfg.Logger = raftlog.New(testLogger(c.t), "s0")
+	return cfg
+}
+
+// start opens every node's DB and store and starts raft, bootstrapping
+// with boot when given.
+func (c *raftCluster) start(boot *raft.Configuration) {
+	t := c.t
+	t.Helper()
+	for _, nd := range c.nodes {
+		db, err := OpenDB(nd.dir, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.db, nd.sync = db, NewSyncer(db)
+		nd.store = mustNew(t, db, nd.sync, "s0")
+		_, nd.trans = raft.NewInmemTransport(nd.addr)
+		nd.fsm = &listFSM{}
+	}
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b {
+				a.trans.Connect(b.addr, b.trans)
+			}
+		}
+	}
+	for _, nd := range c.nodes {
+		cfg := c.config(nd)
+		has, err := raft.HasExistingState(nd.store, nd.store, nd.snaps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if boot != nil {
+			if has {
+				t.Fatalf("%s: state before bootstrap", nd.id)
+			}
+			if err := raft.BootstrapCluster(cfg, nd.store, nd.store, nd.snaps, nd.trans, *boot); err != nil {
+				t.Fatal(err)
+			}
+		} else if !has {
+			t.Fatalf("%s: no existing state after restart", nd.id)
+		}
+		r, err := raft.NewRaft(cfg, nd.fsm, nd.store, nd.store, nd.snaps, nd.trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.raft = r
+	}
+}
+
+// stop shuts raft down and closes the DBs.
+func (c *raftCluster) stop() {
+	for _, nd := range c.nodes {
+		if nd.raft == nil {
+			continue
+		}
+		if err := nd.raft.Shutdown().Error(); err != nil {
+			c.t.Errorf("%s shutdown: %v", nd.id, err)
+		}
+		nd.trans.Close()
+		nd.sync.Close()
+		if err := nd.db.Close(); err != nil {
+			c.t.Errorf("%s close db: %v", nd.id, err)
+		}
+		nd.raft = nil
+	}
+}
+
+func (c *raftCluster) leader() *raftNode {
+	c.t.Helper()
+	var leader *raftNode
+	checkFor(c.t, 10*time.Second, func() error {
+		for _, nd := range c.nodes {
+			if nd.raft.State() == raft.Leader {
+				leader = nd
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader")
+	})
+	return leader
+}
+
+// apply proposes cmds on the leader and waits for each to commit.
+func (c *raftCluster) apply(cmds ...string) {
+	c.t.Helper()
+	leader := c.leader()
+	futures := make([]raft.ApplyFuture, len(cmds))
+	for i, cmd := range cmds {
+		futures[i] = leader.raft.Apply([]byte(cmd), 5*time.Second)
+	}
+	for i, f := range futures {
+		if err := f.Error(); err != nil {
+			c.t.Fatalf("apply %q: %v", cmds[i], err)
+		}
+	}
+}
+
+// converged waits until every FSM holds want.
+func (c *raftCluster) converged(want []string) {
+	c.t.Helper()
+	checkFor(c.t, 10*time.Second, func() error {
+		for _, nd := range c.nodes {
+			if got := nd.fsm.list(); !slices.Equal(got, want) {
+				return fmt.Errorf("%s applied %d of %d commands", nd.id, len(got), len(want))
+			}
+		}
+		return nil
+	})
+}
+
+func commands(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("cmd-%03d", i))
+	}
+	return out
+}
+
+func TestRaftCluster(t *testing.T) {
+	c := newRaftCluster(t, 3)
+	want := commands(0, 100)
+	c.apply(want...)
+	c.converged(want)
+
+	// The logs agree entry by entry.
+	leader := c.leader()
+	last, _ := leader.store.LastIndex()
+	for i := uint64(1); i <= last; i++ {
+		var ref raft.Log
+		if err := leader.store.GetLog(i, &ref); err != nil {
+			t.Fatalf("leader GetLog(%d): %v", i, err)
+		}
+		for _, nd := range c.nodes {
+			checkFor(t, 5*time.Second, func() error {
+				var l raft.Log
+				if err := nd.store.GetLog(i, &l); err != nil {
+					return fmt.Errorf("%s GetLog(%d): %w", nd.id, i, err)
+				}
+				if l.Term != ref.Term || l.Type != ref.Type || string(l.Data) != string(ref.Data) {
+					return fmt.Errorf("%s entry %d differs: %+v vs %+v", nd.id, i, l, ref)
+				}
+				return nil
+			})
+		}
+	}
+
+	// A snapshot compacts the leader's log through DeleteRange.
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	first, _ := leader.store.FirstIndex()
+	if first <= 1 || last-first > 20 {
+		t.Fatalf("after snapshot the leader's log is %d..%d", first, last)
+	}
+	more := commands(100, 150)
+	c.apply(more...)
+	want = append(want, more...)
+	c.converged(want)
+	term := leader.raft.CurrentTerm()
+
+	// Everything survives closing and reopening the DBs: the nodes restart
+	// from their stores (no bootstrap), replay, elect and go on.
+	c.stop()
+	c.start(nil)
+	for _, nd := range c.nodes {
+		if v, err := nd.store.GetUint64([]byte("CurrentTerm")); err != nil || v < term {
+			t.Fatalf("%s: CurrentTerm %d, %v; was %d", nd.id, v, err, term)
+		}
+	}
+	tail := commands(150, 170)
+	c.apply(tail...)
+	want = append(want, tail...)
+	c.converged(want)
+}
