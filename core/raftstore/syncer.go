@@ -22,6 +22,13 @@ var (
 // db.Sync: while an fsync runs, callers that arrive queue, and exactly one
 // following fsync serves all of them. There is no background goroutine: the
 // first caller of a batch runs the fsync itself.
+//
+// Badger's Sync covers the active memtable's WAL and value log. A write
+// that lands in a memtable which is rotated out before the Sync is durable
+// only once Badger has flushed that memtable to a (synced) L0 table,
+// usually well under a second later; Badger v4.9.6 has no call to sync the
+// rotated WAL. A process crash loses nothing (the page cache survives);
+// only an OS crash or power loss inside that window can.
 type Syncer struct {
 	db   *badger.DB
 	sync func() error // db.Sync; replaced in tests
