@@ -51,7 +51,7 @@ func ValidGroup(name string) bool {
 // Store is one group's raft.LogStore and raft.StableStore. Every method is
 // safe for concurrent use. StoreLog(s), DeleteRange, Set and SetUint64
 // return after their writes are fsync'd. FirstIndex and LastIndex are
-// served from memory.
+// served from memory, so a group must have one Store per DB at a time.
 type Store struct {
 	db     *badger.DB
 	syncer *Syncer
