@@ -14,4 +14,19 @@ const (
 	MaxTitleLen = 256
 	// MaxNameLen bounds usernames, workspace names and display names.
 	MaxNameLen = 64
+	// MaxContentTypeLen bounds the content type of a message or an
+	// attachment, in bytes of printable ASCII.
+	MaxContentTypeLen = 255
+	// MaxAttachmentNameLen bounds an attachment's file name, in bytes.
+	MaxAttachmentNameLen = 255
+	// MaxAttachmentMetaSize bounds an attachment's opaque metadata, in bytes.
+	MaxAttachmentMetaSize = 4 << 10
+	// MaxAccessTokenLen bounds Hello.access_token, in bytes.
+	MaxAccessTokenLen = 4 << 10
+	// MaxClientNameLen bounds Hello.client_name, in bytes.
+	MaxClientNameLen = 128
+	// MaxWatermarks is the most watermarks one SyncPosition may carry.
+	MaxWatermarks = 10000
+	// MaxSyncTokenLen bounds the opaque sync token, in bytes.
+	MaxSyncTokenLen = 4 << 10
 )
