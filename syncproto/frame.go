@@ -37,7 +37,9 @@ var (
 // deterministic: equal frames give equal bytes. It fails with MALFORMED for
 // a frame that encodes to nothing (N == 0 is not a frame) or cannot be
 // encoded (a string that is not UTF-8), and TOO_LARGE above MaxFrameSize;
-// dst is returned unchanged then.
+// dst is returned unchanged then. Several goroutines may encode the same
+// frame at once (a delivery fanned out to many sessions) as long as none
+// modifies it.
 func AppendFrame(dst []byte, f *syncpb.Frame) ([]byte, error) {
 	n := marshalOptions.Size(f)
 	switch {
@@ -46,16 +48,16 @@ func AppendFrame(dst []byte, f *syncpb.Frame) ([]byte, error) {
 	case n > MaxFrameSize:
 		return dst, fmt.Errorf("encode frame: %w", tooLarge(uint64(n), MaxFrameSize))
 	}
-	orig := len(dst)
+	orig := dst
 	dst = binary.AppendUvarint(dst, uint64(n))
 	start := len(dst)
 	out, err := marshalSizedOptions.MarshalAppend(dst, f)
 	if err != nil {
-		return dst[:orig], fmt.Errorf("encode frame: %w: %w", Errorf(syncpb.Code_CODE_MALFORMED, "frame cannot be encoded"), err)
+		return orig, fmt.Errorf("encode frame: %w: %w", Errorf(syncpb.Code_CODE_MALFORMED, "frame cannot be encoded"), err)
 	}
 	if len(out)-start != n {
 		// Only a frame changed by another goroutine during the call gets here.
-		return dst[:orig], fmt.Errorf("encode frame: %w", Errorf(syncpb.Code_CODE_INTERNAL, "frame changed while being encoded"))
+		return orig, fmt.Errorf("encode frame: %w", Errorf(syncpb.Code_CODE_INTERNAL, "frame changed while being encoded"))
 	}
 	return out, nil
 }

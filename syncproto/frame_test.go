@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 
@@ -364,5 +365,36 @@ func TestFrameErrorMessages(t *testing.T) {
 	}
 	if e := AsError(err); e.Code != syncpb.Code_CODE_TOO_LARGE || strings.Contains(e.Message, "decode frame") {
 		t.Fatalf("AsError = %+v; want TOO_LARGE with a user-safe message", e)
+	}
+}
+
+// One frame encoded by many goroutines at once, as a fanout does.
+func TestAppendFrameConcurrent(t *testing.T) {
+	f := benchFrames()[1].f
+	want, err := AppendFrame(nil, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				var buf bytes.Buffer
+				if err := WriteFrame(&buf, f); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf.Bytes(), want) {
+					errs <- errors.New("concurrent encoding differs")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
