@@ -68,9 +68,10 @@ func newMuxCluster(t *testing.T, nodes int, groups ...string) *muxCluster {
 			c.trans = append(c.trans, trans)
 			cfg := raft.DefaultConfig()
 			cfg.LocalID = servers[i].ID
-			cfg.HeartbeatTimeout = 100 * time.Millisecond
-			cfg.ElectionTimeout = 100 * time.Millisecond
-			cfg.LeaderLeaseTimeout = 100 * time.Millisecond
+			// Loose enough for -race on two busy cores.
+			cfg.HeartbeatTimeout = 500 * time.Millisecond
+			cfg.ElectionTimeout = 500 * time.Millisecond
+			cfg.LeaderLeaseTimeout = 250 * time.Millisecond
 			cfg.CommitTimeout = 5 * time.Millisecond
 			cfg.Logger = hl
 			store, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
@@ -103,7 +104,7 @@ func (c *muxCluster) shutdown() {
 func (c *muxCluster) leader(g string, skip ...int) int {
 	c.t.Helper()
 	idx := -1
-	checkFor(c.t, 10*time.Second, func() error {
+	checkFor(c.t, 20*time.Second, func() error {
 		idx = -1
 		for i, r := range c.rafts[g] {
 			if slices.Contains(skip, i) || r.State() != raft.Leader {
@@ -126,7 +127,7 @@ func (c *muxCluster) leader(g string, skip ...int) int {
 func (c *muxCluster) apply(g string, cmds ...string) {
 	c.t.Helper()
 	for _, cmd := range cmds {
-		checkFor(c.t, 10*time.Second, func() error {
+		checkFor(c.t, 20*time.Second, func() error {
 			return c.rafts[g][c.leader(g)].Apply([]byte(cmd), time.Second).Error()
 		})
 	}
@@ -136,7 +137,7 @@ func (c *muxCluster) apply(g string, cmds ...string) {
 // (a retried Apply may have committed twice; duplicates are ignored).
 func (c *muxCluster) has(g string, want []string, nodes ...int) {
 	c.t.Helper()
-	checkFor(c.t, 10*time.Second, func() error {
+	checkFor(c.t, 20*time.Second, func() error {
 		for _, i := range nodes {
 			got := slices.Compact(c.fsms[g][i].list())
 			if !slices.Equal(got, want) {
@@ -171,7 +172,7 @@ func TestRaftOverMux(t *testing.T) {
 		conn := dialRaw(t, c.muxes[0].Addr())
 		_, err := conn.Write(send)
 		must(t, err)
-		closedByPeer(t, conn, 3*time.Second)
+		closedByPeer(t, conn, 10*time.Second)
 	}
 	for _, g := range c.groups {
 		want := append(cmds(g, 20), cmds(g+"-more", 5)...)
@@ -199,7 +200,7 @@ func TestRaftPartition(t *testing.T) {
 	c.muxes[old].Partition(others...)
 
 	// The old leader loses quorum and steps down; the others elect a leader.
-	checkFor(t, 10*time.Second, func() error {
+	checkFor(t, 20*time.Second, func() error {
 		if st := c.rafts["s0"][old].State(); st == raft.Leader {
 			return fmt.Errorf("partitioned n%d is still %v", old, st)
 		}
