@@ -3,6 +3,9 @@
 // and the dialer's advertise address (see header.go); the accepting Mux hands
 // it to that group's Layer, a raft.StreamLayer for raft's NetworkTransport.
 //
+// The header is not authenticated and the traffic is not encrypted: the
+// listener belongs on the region's private network.
+//
 // For in-process cluster tests, Mux.Partition cuts this node off from given
 // peers (both directions) and Mux.Heal restores it.
 package raftmux
