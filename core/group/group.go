@@ -193,7 +193,7 @@ func New(cfg Config) (*Group, error) {
 			return nil, fmt.Errorf("group %s: bootstrap: %w", cfg.Name, err)
 		}
 	}
-	if err := catchUpFromSnapshot(cfg.FSM, cfg.Snapshots, log); err != nil {
+	if err := catchUpFromSnapshot(cfg.FSM, cfg.Snapshots, cfg.Logs, log); err != nil {
 		return nil, fmt.Errorf("group %s: %w", cfg.Name, err)
 	}
 	r, err := raft.NewRaft(rc, cfg.FSM, cfg.Logs, cfg.Stable, cfg.Snapshots, cfg.Transport)
@@ -206,7 +206,7 @@ func New(cfg Config) (*Group, error) {
 // catchUpFromSnapshot restores the newest snapshot into a state machine
 // that is behind it (lost unsynced writes, an interrupted restore). Raft
 // itself skips the restore on start because the state machine persists.
-func catchUpFromSnapshot(fsm StateMachine, snaps raft.SnapshotStore, log *slog.Logger) error {
+func catchUpFromSnapshot(fsm StateMachine, snaps raft.SnapshotStore, logs raft.LogStore, log *slog.Logger) error {
 	metas, err := snaps.List()
 	if err != nil {
 		return fmt.Errorf("list snapshots: %w", err)
@@ -215,7 +215,7 @@ func catchUpFromSnapshot(fsm StateMachine, snaps raft.SnapshotStore, log *slog.L
 		return nil
 	}
 	applied, err := fsm.AppliedIndex()
-	if err == nil && applied >= metas[0].Index {
+	if err == nil && onlyInternalAfter(logs, applied, metas[0].Index) {
 		return nil
 	}
 	log.Info("state machine behind its snapshot, restoring", "applied", applied, "snapshot", metas[0].Index, "err", err)
@@ -228,6 +228,28 @@ func catchUpFromSnapshot(fsm StateMachine, snaps raft.SnapshotStore, log *slog.L
 		return fmt.Errorf("restore snapshot %s: %w", metas[0].ID, err)
 	}
 	return nil
+}
+
+// onlyInternalAfter reports whether every entry in (applied, upto] is one
+// raft keeps to itself (no-ops, barriers): the snapshot at upto then holds
+// nothing the state machine lacks. A missing entry counts as a command.
+func onlyInternalAfter(logs raft.LogStore, applied, upto uint64) bool {
+	if applied >= upto {
+		return true
+	}
+	if upto-applied > 64 {
+		return false
+	}
+	for i := applied + 1; i <= upto; i++ {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return false
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
 }
 
 // Name is the group's name.

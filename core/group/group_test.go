@@ -255,19 +255,45 @@ func TestCatchUpFromSnapshotWhenBehind(t *testing.T) {
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
+	logs := raft.NewInmemStore()
+	for i := uint64(90); i <= 100; i++ {
+		typ := raft.LogNoop
+		if i == 95 {
+			typ = raft.LogCommand
+		}
+		if err := logs.StoreLog(&raft.Log{Index: i, Term: 3, Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	behind := &counter{applied: 50}
-	if err := catchUpFromSnapshot(behind, snaps, discardLog()); err != nil {
+	if err := catchUpFromSnapshot(behind, snaps, logs, discardLog()); err != nil {
 		t.Fatal(err)
 	}
 	if behind.value() != 42 {
 		t.Fatalf("sum %d after restore, want 42", behind.value())
 	}
 	ahead := &counter{sum: 7, applied: 200}
-	if err := catchUpFromSnapshot(ahead, snaps, discardLog()); err != nil {
+	if err := catchUpFromSnapshot(ahead, snaps, logs, discardLog()); err != nil {
 		t.Fatal(err)
 	}
 	if ahead.value() != 7 {
 		t.Fatal("a state machine ahead of the snapshot was restored")
+	}
+	// Only no-ops between applied and the snapshot: nothing to restore.
+	nearly := &counter{sum: 9, applied: 95}
+	if err := catchUpFromSnapshot(nearly, snaps, logs, discardLog()); err != nil {
+		t.Fatal(err)
+	}
+	if nearly.value() != 9 {
+		t.Fatal("restored over entries raft never gives the state machine")
+	}
+	// A command between them: restore.
+	before := &counter{sum: 9, applied: 94}
+	if err := catchUpFromSnapshot(before, snaps, logs, discardLog()); err != nil {
+		t.Fatal(err)
+	}
+	if before.value() != 42 {
+		t.Fatal("a state machine missing a command was not restored")
 	}
 }
 

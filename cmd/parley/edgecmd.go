@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/auth"
+)
+
+func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parley edge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "the region's NATS (any core node's client URL; comma-separated for several)")
+	httpAddr := fs.String("http", edge.DefaultHTTPAddr, "HTTP API listen address")
+	keyFile := fs.String("token-keys", "", "token key file shared by the region's edges (see parley keygen)")
+	region := fs.String("region", "", "region name (default \"local\")")
+	userRate := fs.Float64("user-rate", 0, "API calls per second per user (default 20)")
+	userBurst := fs.Int("user-burst", 0, "API call burst per user (default 40)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logJSON := fs.Bool("log-json", false, "log as JSON")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *keyFile == "" {
+		fmt.Fprintln(stderr, "parley edge: --token-keys is required (create one with: parley keygen FILE)")
+		return errUsage
+	}
+	keys, err := readKeyFile(*keyFile)
+	if err != nil {
+		return fmt.Errorf("token keys: %w", err)
+	}
+	log, err := newLogger(stderr, *logLevel, *logJSON)
+	if err != nil {
+		return err
+	}
+	e, err := edge.New(edge.Config{
+		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys,
+		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "parley edge: HTTP API http://%s/v1, core via %s\n", e.Addr(), *natsURL)
+	return e.Run(ctx)
+}
+
+// runKeygen writes a new token key file, or with -rotate puts a new key
+// first in an existing one (old keys keep verifying until removed).
+func runKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parley keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rotate := fs.Bool("rotate", false, "add a new signing key to an existing file")
+	id := fs.String("id", "", "key id (default k<n>)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: parley keygen [-rotate] [-id ID] FILE")
+		return errUsage
+	}
+	path := fs.Arg(0)
+	var keys []auth.Key
+	if *rotate {
+		var err error
+		if keys, err = readKeyFile(path); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s exists (use -rotate to add a key)", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	kid := *id
+	if kid == "" {
+		kid = fmt.Sprintf("k%d", len(keys)+1)
+	}
+	for _, k := range keys {
+		if k.ID == kid {
+			return fmt.Errorf("key id %q already in %s", kid, path)
+		}
+	}
+	k, err := auth.GenerateKey(kid)
+	if err != nil {
+		return err
+	}
+	if err := writeKeyFile(path, append([]auth.Key{k}, keys...)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: key %s signs, %d older keys verify\n", path, kid, len(keys))
+	return nil
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/edge"
+)
+
+// serveConfig is one process running a single-node core and an edge.
+type serveConfig struct {
+	DataDir   string
+	HTTPAddr  string
+	NATSAddr  string // "-" for in-process only
+	RaftAddr  string
+	Shards    int
+	UserRate  float64
+	UserBurst int
+	Logger    *slog.Logger
+}
+
+// system is a running `parley serve`.
+type system struct {
+	node *core.Node
+	nc   *nats.Conn
+	edge *edge.Edge
+}
+
+func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	keys, err := loadOrCreateKeyFile(filepath.Join(cfg.DataDir, "edge", "token.keys"))
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
+	s = &system{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.node, err = core.New(core.Config{
+		NodeID:     "n1",
+		DataDir:    filepath.Join(cfg.DataDir, "core"),
+		RaftAddr:   cfg.RaftAddr,
+		ShardCount: cfg.Shards,
+		NATS:       core.NATSConfig{ClientAddr: cfg.NATSAddr},
+		Logger:     cfg.Logger.With("part", "core"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.node.WaitReady(wctx); err != nil {
+		return nil, err
+	}
+	s.nc, err = s.node.ConnectNATS("parley-edge")
+	if err != nil {
+		return nil, err
+	}
+	s.edge, err = edge.New(edge.Config{
+		HTTPAddr:  cfg.HTTPAddr,
+		NATS:      s.nc,
+		TokenKeys: keys,
+		UserRate:  rate.Limit(cfg.UserRate),
+		UserBurst: cfg.UserBurst,
+		Logger:    cfg.Logger.With("part", "edge"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// HTTPAddr is where the /v1 API listens.
+func (s *system) HTTPAddr() string { return s.edge.Addr().String() }
+
+// Run serves until ctx ends, then shuts everything down.
+func (s *system) Run(ctx context.Context) error {
+	err := s.edge.Run(ctx)
+	return errors.Join(err, s.Close())
+}
+
+// Close stops the edge, then the core. Safe to call more than once.
+func (s *system) Close() error {
+	var errs []error
+	if s.edge != nil {
+		if err := s.edge.Close(); err != nil && !errors.Is(err, edge.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.node != nil {
+		errs = append(errs, s.node.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parley serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg serveConfig
+	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory")
+	fs.StringVar(&cfg.HTTPAddr, "http", edge.DefaultHTTPAddr, "HTTP API listen address")
+	fs.StringVar(&cfg.NATSAddr, "nats", "127.0.0.1:4222", "NATS listen address for extra edges (\"-\": in-process only)")
+	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:0", "Raft listen address (unused by peers in one process)")
+	fs.IntVar(&cfg.Shards, "shards", 0, "number of shard groups (default 16; fixed once data exists)")
+	fs.Float64Var(&cfg.UserRate, "user-rate", 0, "API calls per second per user (default 20)")
+	fs.IntVar(&cfg.UserBurst, "user-burst", 0, "API call burst per user (default 40)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logJSON := fs.Bool("log-json", false, "log as JSON")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var err error
+	if cfg.Logger, err = newLogger(stderr, *logLevel, *logJSON); err != nil {
+		return err
+	}
+	s, err := startSystem(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	base := "http://" + s.HTTPAddr()
+	fmt.Fprintf(stdout, "parley serve: data in %s\n", cfg.DataDir)
+	fmt.Fprintf(stdout, "  HTTP API  %s/v1   (OpenAPI: %s/v1/openapi.json, health: %s/healthz)\n", base, base, base)
+	if u := s.node.NATSURL(); u != "" {
+		fmt.Fprintf(stdout, "  NATS      %s   (more edges: parley edge --nats %s --token-keys %s)\n",
+			u, u, filepath.Join(cfg.DataDir, "edge", "token.keys"))
+	}
+	fmt.Fprintf(stdout, "  try       curl -s %s/v1/accounts -d '{\"workspace\":\"acme\",\"username\":\"ana\",\"password\":\"correct horse battery\"}'\n", base)
+	fmt.Fprintln(stdout, "Ctrl-C stops.")
+	err = s.Run(ctx)
+	fmt.Fprintln(stdout, "parley serve: stopped")
+	return err
+}

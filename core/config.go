@@ -1,0 +1,130 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/syncproto"
+)
+
+// Peer is one core node of the region.
+type Peer struct {
+	ID string
+	// RaftAddr is the node's advertised Raft address (host:port).
+	RaftAddr string
+}
+
+// NATSConfig configures the NATS server embedded in each core node.
+type NATSConfig struct {
+	// ClientAddr is where edges connect ("127.0.0.1:4222"); empty picks a
+	// free loopback port; "-" serves in-process connections only.
+	ClientAddr string
+	// ClusterAddr and Routes join the embedded servers of a region.
+	ClusterAddr string
+	Routes      []string
+	// NoJetStream turns JetStream off (it is on by default).
+	NoJetStream bool
+}
+
+// Config of a core node. Zero values mean the defaults.
+type Config struct {
+	NodeID string
+	Region string
+	// DataDir holds the Badger DB, snapshots and NATS JetStream files.
+	DataDir string
+	// RaftAddr is the Raft listener ("127.0.0.1:0" by default); RaftAdvertise
+	// is the address peers dial (the listener's address by default).
+	RaftAddr      string
+	RaftAdvertise string
+	// RaftListener, when set, is used instead of listening on RaftAddr
+	// (tests pass one bound to 127.0.0.1:0). The node closes it.
+	RaftListener net.Listener
+	// Peers are all core nodes of the region, this one included. Empty means
+	// a single-node region.
+	Peers []Peer
+	// ShardCount is the number of shard groups; every node and edge of a
+	// region must agree (edges learn it from region_info).
+	ShardCount int
+	NATS       NATSConfig
+	Timing     group.Timing
+	// MaxInFlight bounds requests being served at once; more are refused
+	// with UNAVAILABLE instead of queueing without bound.
+	MaxInFlight int
+	// BalanceInterval is how often a node hands groups it leads to their
+	// preferred leaders (spreading leaders across nodes); 0 means 2 s,
+	// negative disables balancing.
+	BalanceInterval time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Region == "" {
+		c.Region = syncproto.DefaultRegion
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = "127.0.0.1:0"
+	}
+	if c.ShardCount == 0 {
+		c.ShardCount = syncproto.DefaultShardCount
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.BalanceInterval == 0 {
+		c.BalanceInterval = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	if c.NodeID == "" || !syncproto.ValidID(c.NodeID) {
+		return fmt.Errorf("core: Config.NodeID %q must be 1..%d of [a-z0-9_-]", c.NodeID, syncproto.MaxIDLen)
+	}
+	if c.DataDir == "" {
+		return errors.New("core: Config.DataDir is required")
+	}
+	if c.Region != "" && !syncproto.ValidID(c.Region) {
+		return fmt.Errorf("core: Config.Region %q must be of [a-z0-9_-]", c.Region)
+	}
+	if c.ShardCount < 0 || c.ShardCount > syncproto.MaxShardCount {
+		return fmt.Errorf("core: Config.ShardCount %d out of 1..%d", c.ShardCount, syncproto.MaxShardCount)
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); c.RaftAddr != "" && err != nil {
+		return fmt.Errorf("core: Config.RaftAddr: %w", err)
+	}
+	if len(c.Peers) > 0 {
+		self := false
+		seen := map[string]bool{}
+		for _, p := range c.Peers {
+			if !syncproto.ValidID(p.ID) {
+				return fmt.Errorf("core: Config.Peers: bad node id %q", p.ID)
+			}
+			if seen[p.ID] {
+				return fmt.Errorf("core: Config.Peers: duplicate node id %q", p.ID)
+			}
+			seen[p.ID] = true
+			if _, _, err := net.SplitHostPort(p.RaftAddr); err != nil {
+				return fmt.Errorf("core: Config.Peers: node %s: %w", p.ID, err)
+			}
+			self = self || p.ID == c.NodeID
+		}
+		if !self {
+			return fmt.Errorf("core: Config.Peers does not name this node %q", c.NodeID)
+		}
+		if len(c.Peers)%2 == 0 {
+			return fmt.Errorf("core: Config.Peers has %d nodes; use an odd number (1, 3, 5)", len(c.Peers))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,308 @@
+// Package core is a regional core node: Raft groups (one directory group and
+// a fixed number of conversation shards) on one Badger DB, served to edges
+// as NATS request/reply. Any node accepts any request and forwards it to the
+// group's leader, so callers never need to know who leads.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/core/directory"
+	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/core/internal/raftlog"
+	"github.com/parley-chat/parley/core/natsembed"
+	"github.com/parley-chat/parley/core/raftmux"
+	"github.com/parley-chat/parley/core/raftstore"
+	"github.com/parley-chat/parley/core/shard"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// dirGroup is the name of the directory group; shard i is "s<i>".
+const dirGroup = "dir"
+
+func shardGroup(i int) string { return "s" + strconv.Itoa(i) }
+
+// stateMachine is what the node needs of a group's state machine.
+type stateMachine interface {
+	group.StateMachine
+	// Prepare answers a read from local state (resp), or validates a write
+	// and returns the command to propose (cmd); err is a wire error.
+	Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Time) (cmd *cmdpb.Command, resp *syncpb.CoreResponse, err error)
+}
+
+var (
+	_ stateMachine = (*shard.FSM)(nil)
+	_ stateMachine = (*directory.FSM)(nil)
+)
+
+type member struct {
+	index int // position in the region's group order, for leader placement
+	g     *group.Group
+	sm    stateMachine
+}
+
+// Node is a running core node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	peers []Peer // sorted by id
+
+	db     *badger.DB
+	syncer *raftstore.Syncer
+	ln     net.Listener
+	mux    *raftmux.Mux
+	groups map[string]*member
+	order  []string // dir, s0, s1, ...
+
+	nats *natsembed.Server
+	nc   *nats.Conn
+	subs []*nats.Subscription
+	sem  chan struct{}
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a core node: storage, Raft groups, the embedded NATS server,
+// and the request service. Close stops it.
+func New(cfg Config) (n *Node, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
+		groups: map[string]*member{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("core: data dir: %w", err)
+	}
+	n.db, err = raftstore.OpenDB(filepath.Join(cfg.DataDir, "badger"), n.log)
+	if err != nil {
+		return nil, fmt.Errorf("core: open badger: %w", err)
+	}
+	n.syncer = raftstore.NewSyncer(n.db)
+
+	n.ln = cfg.RaftListener
+	if n.ln == nil {
+		n.ln, err = net.Listen("tcp", cfg.RaftAddr)
+		if err != nil {
+			return nil, fmt.Errorf("core: raft listener: %w", err)
+		}
+	}
+	advertise := cfg.RaftAdvertise
+	if advertise == "" {
+		advertise = n.ln.Addr().String()
+	}
+	n.mux, err = raftmux.NewWithConfig(n.ln, raftmux.Config{AdvertiseAddr: advertise, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("core: raft mux: %w", err)
+	}
+	n.peers = append([]Peer(nil), cfg.Peers...)
+	if len(n.peers) == 0 {
+		n.peers = []Peer{{ID: cfg.NodeID, RaftAddr: advertise}}
+	}
+	sort.Slice(n.peers, func(i, j int) bool { return n.peers[i].ID < n.peers[j].ID })
+
+	// The NATS server starts first so that shard state machines can reach
+	// the directory group through the node's own request path.
+	n.nats, err = natsembed.Start(natsembed.Config{
+		Name:        cfg.NodeID,
+		ClientAddr:  cfg.NATS.ClientAddr,
+		ClusterName: "parley-" + cfg.Region,
+		ClusterAddr: cfg.NATS.ClusterAddr,
+		Routes:      cfg.NATS.Routes,
+		JetStream:   !cfg.NATS.NoJetStream,
+		StoreDir:    filepath.Join(cfg.DataDir, "nats"),
+		Logger:      n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	n.nc, err = n.nats.Connect("core-"+cfg.NodeID, nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+
+	dir, err := directory.New(n.db, directory.Config{Group: dirGroup, Sync: n.syncer.Sync, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("core: directory state: %w", err)
+	}
+	if err := n.addGroup(dirGroup, 0, dir); err != nil {
+		return nil, err
+	}
+	for i := 0; i < cfg.ShardCount; i++ {
+		name := shardGroup(i)
+		sm, err := shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, Logger: n.log})
+		if err != nil {
+			return nil, fmt.Errorf("core: shard %s state: %w", name, err)
+		}
+		if err := n.addGroup(name, i+1, sm); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.serve(); err != nil {
+		return nil, err
+	}
+	if cfg.BalanceInterval > 0 && len(n.peers) > 1 {
+		n.wg.Add(1)
+		go n.balanceLoop()
+	}
+	n.log.Info("core node started", "raft", advertise, "nats", n.nats.ClientURL(), "groups", len(n.order))
+	return n, nil
+}
+
+func (n *Node) addGroup(name string, index int, sm stateMachine) error {
+	store, err := raftstore.New(n.db, n.syncer, name)
+	if err != nil {
+		return fmt.Errorf("core: group %s log store: %w", name, err)
+	}
+	hl := raftlog.New(n.log, name)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "snapshots", name), 2, hl)
+	if err != nil {
+		return fmt.Errorf("core: group %s snapshots: %w", name, err)
+	}
+	layer, err := n.mux.Layer(name)
+	if err != nil {
+		return fmt.Errorf("core: group %s: %w", name, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
+	})
+	var peers []group.Peer
+	for _, p := range n.peers {
+		peers = append(peers, group.Peer{ID: p.ID, Addr: p.RaftAddr})
+	}
+	g, err := group.New(group.Config{
+		Name: name, NodeID: n.cfg.NodeID, Peers: peers, FSM: sm,
+		Logs: store, Stable: store, Snapshots: snaps, Transport: trans,
+		Timing: n.cfg.Timing, RaftLogger: hl, Logger: n.log,
+	})
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("core: %w", err)
+	}
+	n.groups[name] = &member{index: index, g: g, sm: sm}
+	n.order = append(n.order, name)
+	return nil
+}
+
+// NodeID is this node's id.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// RaftAddr is the address of this node's Raft listener.
+func (n *Node) RaftAddr() string { return n.ln.Addr().String() }
+
+// NATSURL is where edges connect ("" for an in-process-only server).
+func (n *Node) NATSURL() string { return n.nats.ClientURL() }
+
+// NATSClusterAddr is the embedded server's route address, if clustered.
+func (n *Node) NATSClusterAddr() string {
+	if a := n.nats.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// ConnectNATS returns an in-process connection to the node's NATS server
+// (parley serve gives it to its edge).
+func (n *Node) ConnectNATS(name string, opts ...nats.Option) (*nats.Conn, error) {
+	return n.nats.Connect(name, opts...)
+}
+
+// Group returns a group by name ("dir", "s0"...), for stats and tests.
+func (n *Node) Group(name string) *group.Group {
+	if m, ok := n.groups[name]; ok {
+		return m.g
+	}
+	return nil
+}
+
+// Groups lists group names in region order.
+func (n *Node) Groups() []string { return append([]string(nil), n.order...) }
+
+// Partition cuts this node's Raft traffic to and from the given nodes'
+// Raft addresses (tests only); Heal restores it.
+func (n *Node) Partition(raftAddrs ...string) { n.mux.Partition(raftAddrs...) }
+
+// Heal undoes Partition.
+func (n *Node) Heal() { n.mux.Heal() }
+
+// WaitReady waits until every group has a leader that answers reads.
+func (n *Node) WaitReady(ctx context.Context) error {
+	for _, name := range n.order {
+		for {
+			if id, _ := n.groups[name].g.Leader(); id != "" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("core: group %s has no leader: %w", name, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops the node: the request service, the groups, the listener, the
+// NATS server and the DB, in that order. Idempotent; waits for goroutines.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		var errs []error
+		for _, s := range n.subs {
+			_ = s.Unsubscribe()
+		}
+		if n.nc != nil {
+			n.nc.Close()
+		}
+		n.wg.Wait()
+		for i := len(n.order) - 1; i >= 0; i-- {
+			if err := n.groups[n.order[i]].g.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if n.mux != nil {
+			if err := n.mux.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		} else if n.ln != nil {
+			n.ln.Close()
+		}
+		if n.nats != nil {
+			n.nats.Close()
+		}
+		if n.syncer != nil {
+			n.syncer.Close()
+		}
+		if n.db != nil {
+			if err := n.db.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("core: close badger: %w", err))
+			}
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("core node stopped")
+	})
+	return n.closeErr
+}

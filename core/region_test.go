@@ -1,0 +1,537 @@
+package core_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// testTiming keeps elections quick but tolerant of a loaded 2-core machine
+// running -race.
+var testTiming = group.Timing{
+	HeartbeatTimeout:   500 * time.Millisecond,
+	ElectionTimeout:    500 * time.Millisecond,
+	LeaderLeaseTimeout: 250 * time.Millisecond,
+}
+
+const testShards = 4
+
+type testNode struct {
+	cfg  core.Config
+	node *core.Node
+}
+
+// testRegion is an in-process region: real Raft groups over TCP, real
+// Badger files, real NATS servers clustered by routes on loopback.
+type testRegion struct {
+	t     *testing.T
+	nodes []*testNode
+	nc    *nats.Conn
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("PARLEY_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
+	t.Helper()
+	r := &testRegion{t: t}
+	var peers []core.Peer
+	var clusterAddrs []string
+	for i := 0; i < n; i++ {
+		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t)})
+		clusterAddrs = append(clusterAddrs, freeAddr(t))
+	}
+	var urls []string
+	for i := 0; i < n; i++ {
+		var routes []string
+		for j, a := range clusterAddrs {
+			if j != i {
+				routes = append(routes, a)
+			}
+		}
+		cfg := core.Config{
+			NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
+			RaftAddr: peers[i].RaftAddr, Peers: peers, ShardCount: testShards,
+			NATS:   core.NATSConfig{ClientAddr: freeAddr(t), ClusterAddr: clusterAddrs[i], Routes: routes},
+			Timing: timing, BalanceInterval: 500 * time.Millisecond, Logger: testLogger(t).With("node", peers[i].ID),
+		}
+		tn := &testNode{cfg: cfg}
+		r.nodes = append(r.nodes, tn)
+		urls = append(urls, "nats://"+cfg.NATS.ClientAddr)
+	}
+	// Start all nodes concurrently: each waits for the others' routes.
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range r.nodes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = r.start(i)
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if r.nc != nil {
+			r.nc.Close()
+		}
+		for _, tn := range r.nodes {
+			if tn.node != nil {
+				tn.node.Close()
+			}
+		}
+	})
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.nc = nc
+	r.waitReady()
+	return r
+}
+
+func (r *testRegion) start(i int) error {
+	node, err := core.New(r.nodes[i].cfg)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", r.nodes[i].cfg.NodeID, err)
+	}
+	r.nodes[i].node = node
+	return nil
+}
+
+func (r *testRegion) stop(i int) {
+	r.t.Helper()
+	if err := r.nodes[i].node.Close(); err != nil {
+		r.t.Logf("close %s: %v", r.nodes[i].cfg.NodeID, err)
+	}
+	r.nodes[i].node = nil
+}
+
+func (r *testRegion) live() []*core.Node {
+	var out []*core.Node
+	for _, tn := range r.nodes {
+		if tn.node != nil {
+			out = append(out, tn.node)
+		}
+	}
+	return out
+}
+
+func (r *testRegion) waitReady() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range r.live() {
+		if err := n.WaitReady(ctx); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	// Answering region_info proves the NATS path works end to end.
+	if _, err := r.call(ctx, syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
+		Op: &syncpb.CoreRequest_RegionInfo{RegionInfo: &syncpb.RegionInfoRequest{}}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// leaderOf returns the index of the node leading group name.
+func (r *testRegion) leaderOf(name string) int {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, tn := range r.nodes {
+			if tn.node != nil && tn.node.Group(name).IsLeader() {
+				return i
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.t.Fatalf("group %s: no leader", name)
+	return -1
+}
+
+// call sends one request, retrying UNAVAILABLE, timeouts and missing
+// responders until ctx ends: what an edge does.
+func (r *testRegion) call(ctx context.Context, subject string, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	backoff := 10 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		m, err := r.nc.RequestWithContext(actx, subject, b)
+		cancel()
+		if err == nil {
+			resp := &syncpb.CoreResponse{}
+			if err := proto.Unmarshal(m.Data, resp); err != nil {
+				return nil, err
+			}
+			e := syncproto.FromProto(resp.Error)
+			if e == nil {
+				return resp, nil
+			}
+			if !e.Retryable() {
+				return resp, e
+			}
+			err = e
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+func (r *testRegion) mustCall(subject string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := r.call(ctx, subject, req)
+	if err != nil {
+		r.t.Fatalf("%T: %v", req.Op, err)
+	}
+	return resp
+}
+
+func shardSubject(conv string) string {
+	return syncproto.ShardSubject(syncproto.DefaultRegion, syncproto.ShardOf(conv, testShards))
+}
+
+// setupUsers registers users in one workspace and returns their callers.
+func (r *testRegion) setupUsers(names ...string) []*syncpb.Caller {
+	r.t.Helper()
+	var out []*syncpb.Caller
+	for _, name := range names {
+		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
+			Op: &syncpb.CoreRequest_RegisterUser{RegisterUser: &syncpb.RegisterUserRequest{
+				WorkspaceName: "acme", Username: name, DisplayName: name, PasswordHash: "$argon2id$test"}}})
+		u := resp.GetUser()
+		dev := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
+			Caller: &syncpb.Caller{WorkspaceId: u.WorkspaceId, UserId: u.Id},
+			Op:     &syncpb.CoreRequest_RegisterDevice{RegisterDevice: &syncpb.RegisterDeviceRequest{Name: "phone"}}})
+		out = append(out, &syncpb.Caller{WorkspaceId: u.WorkspaceId, UserId: u.Id, DeviceId: dev.GetDevice().GetId()})
+	}
+	return out
+}
+
+func (r *testRegion) createGroup(owner *syncpb.Caller, members []*syncpb.Caller) string {
+	r.t.Helper()
+	conv := syncproto.NewConversationID()
+	var ids []string
+	for _, m := range members {
+		if m.UserId != owner.UserId {
+			ids = append(ids, m.UserId)
+		}
+	}
+	r.mustCall(shardSubject(conv), &syncpb.CoreRequest{Caller: owner,
+		Op: &syncpb.CoreRequest_CreateConversation{CreateConversation: &syncpb.CreateConversationRequest{
+			ConvId: conv, Type: syncpb.ConversationType_CONVERSATION_TYPE_GROUP, Title: "t", MemberUserIds: ids}}})
+	return conv
+}
+
+// localHistory reads every message of conv from one node's own replica;
+// it fails with NOT_FOUND while the replica has not caught up to the
+// conversation's creation.
+func localHistory(n *core.Node, caller *syncpb.Caller, conv string) ([]*syncpb.Message, error) {
+	var out []*syncpb.Message
+	var cursor uint64
+	for {
+		resp := n.ReadLocal(context.Background(), n.ShardGroupOf(conv), &syncpb.CoreRequest{Caller: caller,
+			Op: &syncpb.CoreRequest_History{History: &syncpb.HistoryRequest{ConvId: conv, Cursor: cursor,
+				Limit: syncproto.MaxHistoryLimit, Direction: syncpb.Direction_DIRECTION_FORWARD}}})
+		if e := syncproto.FromProto(resp.GetError()); e != nil {
+			return nil, fmt.Errorf("%s: history %s: %w", n.NodeID(), conv, e)
+		}
+		h := resp.GetHistory()
+		out = append(out, h.Messages...)
+		if h.NextCursor == 0 || len(h.Messages) == 0 {
+			return out, nil
+		}
+		cursor = h.NextCursor
+	}
+}
+
+type ack struct {
+	seq   uint64
+	msgID string
+}
+
+// TestRegionKeepsAckedMessagesThroughLeaderLoss: 10,000 sends from
+// concurrent clients with retries while the leader of the busiest shard is
+// killed and later restarted. Afterwards every acknowledged message is
+// present exactly once, in gapless seq order, identically on all nodes.
+func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node region; skipped with -short")
+	}
+	r := newTestRegion(t, 3, testTiming)
+	users := r.setupUsers("ana", "bo", "cy", "di")
+	var convs []string
+	for i := 0; i < 6; i++ {
+		convs = append(convs, r.createGroup(users[i%len(users)], users))
+	}
+	hot := convs[0]
+	hotGroup := r.nodes[0].node.ShardGroupOf(hot)
+
+	const total = 10000
+	const senders = 32
+	var (
+		mu      sync.Mutex
+		acked   = map[string]map[string]ack{} // conv -> client_msg_id -> ack
+		next    atomic.Int64
+		nAcked  atomic.Int64
+		gaveUp  atomic.Int64
+		retries atomic.Int64
+	)
+	for _, c := range convs {
+		acked[c] = map[string]ack{}
+	}
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > total {
+					return
+				}
+				// Half the traffic goes to the hot conversation.
+				conv := hot
+				if i%2 == 1 {
+					conv = convs[1+int(i)%(len(convs)-1)]
+				}
+				caller := users[int(i)%len(users)]
+				cmid := fmt.Sprintf("s%d-%d", s, i)
+				req := &syncpb.CoreRequest{Caller: caller, Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+					ConvId: conv, ClientMsgId: cmid, Body: []byte(strings.Repeat("x", 200))}}}
+				// A client retries the same client_msg_id until it is acked.
+				var resp *syncpb.CoreResponse
+				var err error
+				for attempt := 0; attempt < 5; attempt++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					resp, err = r.call(ctx, shardSubject(conv), req)
+					cancel()
+					if err == nil {
+						break
+					}
+					retries.Add(1)
+				}
+				if err != nil {
+					gaveUp.Add(1)
+					continue
+				}
+				a := resp.GetSendAck()
+				mu.Lock()
+				if prev, dup := acked[conv][cmid]; dup && prev.seq != a.Seq {
+					t.Errorf("client_msg_id %s acked twice with seq %d and %d", cmid, prev.seq, a.Seq)
+				}
+				acked[conv][cmid] = ack{seq: a.Seq, msgID: a.MsgId}
+				mu.Unlock()
+				nAcked.Add(1)
+			}
+		}(s)
+	}
+
+	waitAcks := func(n int64) {
+		deadline := time.Now().Add(3 * time.Minute)
+		for nAcked.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d acks after 3 minutes, waiting for %d", nAcked.Load(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitAcks(2000)
+	victim := r.leaderOf(hotGroup)
+	t.Logf("killing %s, leader of %s, at %d acks", r.nodes[victim].cfg.NodeID, hotGroup, nAcked.Load())
+	r.stop(victim)
+	waitAcks(5000)
+	t.Logf("restarting %s at %d acks", r.nodes[victim].cfg.NodeID, nAcked.Load())
+	if err := r.start(victim); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	t.Logf("acked %d, gave up %d, retries %d", nAcked.Load(), gaveUp.Load(), retries.Load())
+	if nAcked.Load()+gaveUp.Load() != total {
+		t.Fatalf("acked %d + gave up %d != %d", nAcked.Load(), gaveUp.Load(), total)
+	}
+
+	// Wait until every replica holds every acked message, then compare.
+	deadline := time.Now().Add(60 * time.Second)
+	for _, conv := range convs {
+		want := acked[conv]
+		var ref []*syncpb.Message
+		for ni, n := range r.live() {
+			all := waitMessages(t, n, users[0], conv, len(want), deadline)
+			checkLog(t, n.NodeID(), conv, all, want)
+			msgs := userMessages(all)
+			if ni == 0 {
+				ref = msgs
+				continue
+			}
+			if len(msgs) != len(ref) {
+				t.Fatalf("%s: %s has %d messages, %s has %d", conv, n.NodeID(), len(msgs), r.live()[0].NodeID(), len(ref))
+			}
+			for k := range msgs {
+				if !proto.Equal(msgs[k], ref[k]) {
+					t.Fatalf("%s: replicas differ at seq %d", conv, msgs[k].Seq)
+				}
+			}
+		}
+	}
+}
+
+func userMessages(all []*syncpb.Message) []*syncpb.Message {
+	var out []*syncpb.Message
+	for _, m := range all {
+		if m.Kind == syncpb.MessageKind_MESSAGE_KIND_USER {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// checkLog verifies one replica's log of conv: seqs gapless from 1, every
+// acked message present once with its acked seq, no client_msg_id twice.
+func checkLog(t *testing.T, node, conv string, all []*syncpb.Message, want map[string]ack) {
+	t.Helper()
+	seen := map[string]uint64{}
+	for i, m := range all {
+		if m.Seq != uint64(i+1) {
+			t.Fatalf("%s %s: message %d has seq %d: gap or reorder", node, conv, i, m.Seq)
+		}
+		if m.Kind != syncpb.MessageKind_MESSAGE_KIND_USER {
+			continue
+		}
+		if prev, ok := seen[m.ClientMsgId]; ok {
+			t.Fatalf("%s %s: client_msg_id %s stored twice (seq %d and %d)", node, conv, m.ClientMsgId, prev, m.Seq)
+		}
+		seen[m.ClientMsgId] = m.Seq
+	}
+	var missing []string
+	for cmid, a := range want {
+		got, ok := seen[cmid]
+		if !ok {
+			missing = append(missing, cmid)
+			continue
+		}
+		if got != a.seq {
+			t.Fatalf("%s %s: %s acked as seq %d but stored at %d", node, conv, cmid, a.seq, got)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		t.Fatalf("%s %s: %d acked messages missing, e.g. %v", node, conv, len(missing), missing[:min(5, len(missing))])
+	}
+}
+
+// TestRegionNodeCatchesUpFromSnapshot: a node that was down while the log
+// was compacted past it, and whose data was wiped, catches up from a
+// snapshot; a node restarted from its own Badger directory catches up too.
+func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node region; skipped with -short")
+	}
+	timing := testTiming
+	timing.SnapshotThreshold = 200
+	timing.TrailingLogs = 50
+	timing.SnapshotInterval = 200 * time.Millisecond
+	r := newTestRegion(t, 3, timing)
+	users := r.setupUsers("ana", "bo")
+	conv := r.createGroup(users[0], users)
+	name := r.nodes[0].node.ShardGroupOf(conv)
+
+	send := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			r.mustCall(shardSubject(conv), &syncpb.CoreRequest{Caller: users[i%2], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+				ConvId: conv, ClientMsgId: fmt.Sprintf("m%d", i), Body: []byte("hello")}}})
+		}
+	}
+	send(0, 100)
+	// Stop a follower and wipe it; stop another... only one may be down.
+	leader := r.leaderOf(name)
+	wiped := (leader + 1) % 3
+	restarted := (leader + 2) % 3
+	r.stop(wiped)
+	if err := os.RemoveAll(r.nodes[wiped].cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	send(100, 800)
+	if err := r.start(wiped); err != nil {
+		t.Fatal(err)
+	}
+	waitMessages(t, r.nodes[wiped].node, users[0], conv, 800, time.Now().Add(60*time.Second))
+	stats := r.nodes[wiped].node.Group(name).Raft().Stats()
+	if stats["last_snapshot_index"] == "0" {
+		t.Fatalf("wiped node caught up without installing a snapshot: %v", stats)
+	}
+
+	r.stop(restarted)
+	send(800, 1000)
+	if err := r.start(restarted); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range r.live() {
+		checkLog(t, n.NodeID(), conv, waitMessages(t, n, users[0], conv, 1000, time.Now().Add(60*time.Second)), nil)
+	}
+}
+
+// waitMessages polls one replica until it holds want user messages of conv
+// and returns all its messages (system ones included).
+func waitMessages(t *testing.T, n *core.Node, caller *syncpb.Caller, conv string, want int, deadline time.Time) []*syncpb.Message {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		all, err := localHistory(n, caller, conv)
+		got := len(userMessages(all))
+		if err == nil && got >= want {
+			return all
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d of %d messages (last error: %v)", n.NodeID(), got, want, err)
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,413 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// headerGroup names the target group of a request forwarded between nodes.
+const headerGroup = "Parley-Group"
+
+// defaultRequestTimeout bounds a request whose caller set no deadline.
+const defaultRequestTimeout = 10 * time.Second
+
+func (n *Node) nodeSubject(id string) string {
+	return "parley." + n.cfg.Region + ".node." + id
+}
+
+// serve subscribes the request subjects: the API subject and every shard
+// subject in the core queue group, and this node's own forward subject.
+func (n *Node) serve() error {
+	sub := func(subject, queue string, h nats.MsgHandler) error {
+		var s *nats.Subscription
+		var err error
+		if queue == "" {
+			s, err = n.nc.Subscribe(subject, h)
+		} else {
+			s, err = n.nc.QueueSubscribe(subject, queue, h)
+		}
+		if err != nil {
+			return fmt.Errorf("core: subscribe %s: %w", subject, err)
+		}
+		// Handlers hand off to goroutines at once; this bounds the backlog.
+		if err := s.SetPendingLimits(65536, 64<<20); err != nil {
+			return fmt.Errorf("core: pending limits %s: %w", subject, err)
+		}
+		n.subs = append(n.subs, s)
+		return nil
+	}
+	if err := sub(syncproto.APISubject(n.cfg.Region), syncproto.CoreQueue, n.onRequest("")); err != nil {
+		return err
+	}
+	for i := 0; i < n.cfg.ShardCount; i++ {
+		if err := sub(syncproto.ShardSubject(n.cfg.Region, uint32(i)), syncproto.CoreQueue, n.onRequest(shardGroup(i))); err != nil {
+			return err
+		}
+	}
+	if err := sub(n.nodeSubject(n.cfg.NodeID), "", n.onForward); err != nil {
+		return err
+	}
+	return n.nc.Flush()
+}
+
+// onRequest handles requests from edges. shardName is the shard of the
+// subject, or "" for the API subject.
+func (n *Node) onRequest(shardName string) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		n.dispatch(m, func(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+			return n.handle(ctx, shardName, req)
+		})
+	}
+}
+
+// onForward handles a request another node forwarded because this node
+// leads the target group. It never forwards again.
+func (n *Node) onForward(m *nats.Msg) {
+	name := m.Header.Get(headerGroup)
+	n.dispatch(m, func(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+		mem, ok := n.groups[name]
+		if !ok {
+			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "unknown group"))
+		}
+		return n.local(ctx, mem, req)
+	})
+}
+
+// dispatch decodes m, runs h in its own goroutine under the in-flight bound
+// and the request's deadline, and replies.
+func (n *Node) dispatch(m *nats.Msg, h func(context.Context, *syncpb.CoreRequest) *syncpb.CoreResponse) {
+	select {
+	case n.sem <- struct{}{}:
+	default:
+		n.reply(m, errorResponse(&syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "core overloaded, retry", RetryAfter: 50 * time.Millisecond}))
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.sem }()
+		req := &syncpb.CoreRequest{}
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			n.reply(m, errorResponse(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "malformed core request")))
+			return
+		}
+		timeout := defaultRequestTimeout
+		if req.DeadlineUnixMs > 0 {
+			timeout = time.Until(time.UnixMilli(req.DeadlineUnixMs))
+			if timeout > defaultRequestTimeout {
+				timeout = defaultRequestTimeout
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		n.reply(m, h(ctx, req))
+	}()
+}
+
+func (n *Node) reply(m *nats.Msg, resp *syncpb.CoreResponse) {
+	if m.Reply == "" {
+		return
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		n.log.Error("marshal core response", "err", err)
+		return
+	}
+	if err := m.Respond(b); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		n.log.Debug("respond", "err", err)
+	}
+}
+
+func errorResponse(err error) *syncpb.CoreResponse {
+	return &syncpb.CoreResponse{Error: syncproto.AsError(err).Proto()}
+}
+
+// handle routes an edge's request to its group.
+func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	if shardName != "" {
+		conv := convOf(req)
+		if conv == "" {
+			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "this request does not belong on a shard subject"))
+		}
+		if !syncproto.ValidID(conv) {
+			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "invalid conversation id"))
+		}
+		if want := shardGroup(int(syncproto.ShardOf(conv, uint32(n.cfg.ShardCount)))); want != shardName {
+			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "conversation belongs to another shard (shard count mismatch?)"))
+		}
+		return n.execute(ctx, shardName, req)
+	}
+	switch req.Op.(type) {
+	case *syncpb.CoreRequest_RegionInfo:
+		return n.regionInfo()
+	case *syncpb.CoreRequest_ListConversations:
+		return n.listConversations(ctx, req)
+	case *syncpb.CoreRequest_RegisterUser, *syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers,
+		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
+		*syncpb.CoreRequest_RevokeDevice:
+		return n.execute(ctx, dirGroup, req)
+	case nil:
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation"))
+	default:
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "this request belongs on a shard subject"))
+	}
+}
+
+// convOf is the conversation a shard-bound request is about.
+func convOf(req *syncpb.CoreRequest) string {
+	switch op := req.Op.(type) {
+	case *syncpb.CoreRequest_CreateConversation:
+		return op.CreateConversation.GetConvId()
+	case *syncpb.CoreRequest_GetConversation:
+		return op.GetConversation.GetConvId()
+	case *syncpb.CoreRequest_ChangeMembers:
+		return op.ChangeMembers.GetConvId()
+	case *syncpb.CoreRequest_Send:
+		return op.Send.GetConvId()
+	case *syncpb.CoreRequest_History:
+		return op.History.GetConvId()
+	case *syncpb.CoreRequest_Receipt:
+		return op.Receipt.GetConvId()
+	}
+	return ""
+}
+
+// isRead reports whether req only reads state (and so needs a read barrier
+// instead of a proposal).
+func isRead(req *syncpb.CoreRequest) bool {
+	switch req.Op.(type) {
+	case *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ListConversations, *syncpb.CoreRequest_History,
+		*syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers, *syncpb.CoreRequest_ListDevices,
+		*syncpb.CoreRequest_GetDevice:
+		return true
+	}
+	return false
+}
+
+// execute runs req on the leader of group name: here when this node leads,
+// else forwarded to the leader. While the group has no leader, or the
+// leader changes under the request, it retries until ctx ends.
+func (n *Node) execute(ctx context.Context, name string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	mem, ok := n.groups[name]
+	if !ok {
+		return errorResponse(fmt.Errorf("core: no group %s", name))
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		var resp *syncpb.CoreResponse
+		leader, _ := mem.g.Leader()
+		switch {
+		case leader == n.cfg.NodeID:
+			resp = n.local(ctx, mem, req)
+		case leader != "":
+			resp = n.forward(ctx, leader, name, req)
+		default:
+			resp = errorResponse(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "no leader yet, retry"))
+		}
+		if resp.GetError().GetCode() != syncpb.Code_CODE_UNAVAILABLE {
+			return resp
+		}
+		select {
+		case <-ctx.Done():
+			return resp
+		case <-n.stop:
+			return resp
+		case <-time.After(backoff):
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+// forward sends req to the node that leads group name.
+func (n *Node) forward(ctx context.Context, leader, name string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return errorResponse(err)
+	}
+	m := nats.NewMsg(n.nodeSubject(leader))
+	m.Header.Set(headerGroup, name)
+	m.Data = b
+	// Bound one attempt so a dead leader costs a retry, not the deadline.
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	r, err := n.nc.RequestMsgWithContext(actx, m)
+	if err != nil {
+		return errorResponse(&syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "leader unreachable, retry"})
+	}
+	resp := &syncpb.CoreResponse{}
+	if err := proto.Unmarshal(r.Data, resp); err != nil {
+		return errorResponse(fmt.Errorf("core: forwarded response from %s: %w", leader, err))
+	}
+	return resp
+}
+
+// local serves req on this node, which should lead the group.
+func (n *Node) local(ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	if isRead(req) {
+		if err := mem.g.ReadBarrier(ctx); err != nil {
+			return errorResponse(err)
+		}
+	} else if !mem.g.IsLeader() {
+		return errorResponse(syncproto.ErrUnavailable)
+	}
+	cmd, resp, err := mem.sm.Prepare(ctx, req, n.cfg.Now())
+	if err != nil {
+		return errorResponse(err)
+	}
+	if resp != nil {
+		return resp
+	}
+	if cmd == nil {
+		return errorResponse(fmt.Errorf("core: group %s: Prepare returned nothing", mem.g.Name()))
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return errorResponse(err)
+	}
+	res, err := mem.g.Apply(ctx, data)
+	if err != nil {
+		return errorResponse(err)
+	}
+	switch r := res.(type) {
+	case *syncpb.CoreResponse:
+		return r
+	case error:
+		return errorResponse(r)
+	default:
+		return errorResponse(fmt.Errorf("core: group %s: unexpected apply result %T", mem.g.Name(), res))
+	}
+}
+
+func (n *Node) regionInfo() *syncpb.CoreResponse {
+	ids := make([]string, 0, len(n.peers))
+	for _, p := range n.peers {
+		ids = append(ids, p.ID)
+	}
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{
+		Region: n.cfg.Region, ShardCount: uint32(n.cfg.ShardCount), Nodes: ids,
+	}}}
+}
+
+// listConversations gathers the caller's conversations from every shard.
+func (n *Node) listConversations(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	type result struct {
+		resp *syncpb.CoreResponse
+	}
+	results := make(chan result, n.cfg.ShardCount)
+	for i := 0; i < n.cfg.ShardCount; i++ {
+		go func(name string) { results <- result{n.execute(ctx, name, req)} }(shardGroup(i))
+	}
+	var all []*syncpb.Conversation
+	var firstErr *syncpb.Error
+	for i := 0; i < n.cfg.ShardCount; i++ {
+		r := <-results
+		if e := r.resp.GetError(); e != nil {
+			if firstErr == nil {
+				firstErr = e
+			}
+			continue
+		}
+		all = append(all, r.resp.GetConversations().GetConversations()...)
+	}
+	if firstErr != nil {
+		return &syncpb.CoreResponse{Error: firstErr}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].CreatedUnixMs != all[j].CreatedUnixMs {
+			return all[i].CreatedUnixMs > all[j].CreatedUnixMs
+		}
+		return all[i].Id < all[j].Id
+	})
+	if lim := int(req.GetListConversations().GetLimit()); lim > 0 && len(all) > lim {
+		all = all[:lim]
+	}
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversations{Conversations: &syncpb.ConversationList{Conversations: all}}}
+}
+
+// directoryClient gives shard state machines leader reads of the directory.
+type directoryClient struct{ n *Node }
+
+func (d directoryClient) LookupUsers(ctx context.Context, workspaceID string, userIDs []string) ([]*syncpb.User, error) {
+	resp := d.n.execute(ctx, dirGroup, &syncpb.CoreRequest{
+		Caller: &syncpb.Caller{WorkspaceId: workspaceID},
+		Op:     &syncpb.CoreRequest_LookupUsers{LookupUsers: &syncpb.LookupUsersRequest{UserIds: userIDs}},
+	})
+	if err := syncproto.FromProto(resp.GetError()); err != nil {
+		return nil, err
+	}
+	return resp.GetUsers().GetUsers(), nil
+}
+
+// balanceLoop hands each group this node leads to its preferred leader
+// (group index mod node count), so leaders spread across the region.
+func (n *Node) balanceLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.BalanceInterval)
+	defer t.Stop()
+	retryAt := map[string]time.Time{}
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		for _, name := range n.order {
+			mem := n.groups[name]
+			want := n.peers[mem.index%len(n.peers)]
+			if want.ID == n.cfg.NodeID || !mem.g.IsLeader() || time.Now().Before(retryAt[name]) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := mem.g.TransferLeadership(ctx, want.ID, want.RaftAddr)
+			cancel()
+			if err != nil {
+				// The preferred node is down or behind: try again later.
+				retryAt[name] = time.Now().Add(30 * time.Second)
+				n.log.Debug("leadership transfer failed", "group", name, "to", want.ID, "err", err)
+				continue
+			}
+			n.log.Debug("leadership transferred", "group", name, "to", want.ID)
+		}
+	}
+}
+
+// ReadLocal answers a read from this node's own copy of the group's state,
+// without asking the leader: it may be stale. For diagnostics and tests
+// that compare replicas.
+func (n *Node) ReadLocal(ctx context.Context, name string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	mem, ok := n.groups[name]
+	if !ok {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "unknown group"))
+	}
+	if !isRead(req) {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "ReadLocal serves reads only"))
+	}
+	_, resp, err := mem.sm.Prepare(ctx, req, n.cfg.Now())
+	if err != nil {
+		return errorResponse(err)
+	}
+	return resp
+}
+
+// ShardGroupOf names the group that sequences a conversation.
+func (n *Node) ShardGroupOf(convID string) string {
+	return shardGroup(int(syncproto.ShardOf(convID, uint32(n.cfg.ShardCount))))
+}
