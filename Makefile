@@ -3,7 +3,7 @@ PKGS := ./...
 # Tests need more than the default 10m per package only for the region tests.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test build proto fuzz bench vet clean
+.PHONY: run test build proto fuzz bench bench-http vet clean
 
 run: build
 	./bin/parley serve --data ./data
@@ -32,6 +32,15 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Send-ack latency and throughput over HTTP at 1 and 64 senders, for one
+# process and for a 3-node region on loopback.
+BENCH_DURATION ?= 20s
+bench-http: build
+	./bin/parley bench -spawn serve -senders 1 -convs 1 -duration $(BENCH_DURATION)
+	./bin/parley bench -spawn serve -senders 64 -duration $(BENCH_DURATION)
+	./bin/parley bench -spawn region3 -senders 1 -convs 1 -duration $(BENCH_DURATION)
+	./bin/parley bench -spawn region3 -senders 64 -duration $(BENCH_DURATION)
 
 vet:
 	$(GO) vet $(PKGS)

@@ -3,6 +3,7 @@
 //	parley serve   everything in one process on the embedded defaults
 //	parley core    one core node of a multi-node region
 //	parley edge    an edge (the /v1 HTTP API) against a region's NATS
+//	parley bench   measure send acks over the HTTP API
 //	parley keygen  write or rotate the edges' token key file
 //	parley version the build's version and protocol version
 package main
@@ -26,6 +27,7 @@ Usage:
   parley serve   [flags]   run everything in one process (data under ./data)
   parley core    [flags]   run one core node of a region
   parley edge    [flags]   run an edge against a region's NATS
+  parley bench   [flags]   measure send-ack latency and throughput over /v1
   parley keygen  FILE      write (or -rotate) the edges' token key file
   parley version           print version information
 
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runCore(ctx, args[1:], stdout, stderr)
 	case "edge":
 		err = runEdge(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		err = runKeygen(args[1:], stdout, stderr)
 	case "version":

@@ -26,6 +26,8 @@ type serveConfig struct {
 	Shards    int
 	UserRate  float64
 	UserBurst int
+	IPRate    float64 // unauthenticated calls per IP
+	IPBurst   int
 	Logger    *slog.Logger
 }
 
@@ -76,6 +78,8 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		TokenKeys: keys,
 		UserRate:  rate.Limit(cfg.UserRate),
 		UserBurst: cfg.UserBurst,
+		IPRate:    rate.Limit(cfg.IPRate),
+		IPBurst:   cfg.IPBurst,
 		Logger:    cfg.Logger.With("part", "edge"),
 	})
 	if err != nil {

@@ -39,7 +39,8 @@ func dbOptions(dir string, log *slog.Logger) badger.Options {
 		WithNumMemtables(4).
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false)
 }
 
 // badgerLogger adapts slog to badger.Logger.

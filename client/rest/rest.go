@@ -1,0 +1,459 @@
+// Package rest is a Go client of parley's /v1 HTTP API. It keeps the
+// session's tokens, refreshes the access token when it expires, and
+// retries sends that may not have landed with the same client_msg_id, so a
+// retry never stores a message twice.
+package rest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Client calls one parley edge. Safe for concurrent use.
+type Client struct {
+	base string
+	hc   *http.Client
+
+	mu      sync.Mutex
+	access  string
+	refresh string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient uses hc instead of a default client with a 30 s timeout.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithTokens starts the client with an existing session's tokens.
+func WithTokens(access, refresh string) Option {
+	return func(c *Client) { c.access, c.refresh = access, refresh }
+}
+
+// New returns a client of the edge at baseURL ("http://127.0.0.1:8080").
+func New(baseURL string, opts ...Option) *Client {
+	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: &http.Client{Timeout: 30 * time.Second}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Tokens returns the session's current access and refresh tokens.
+func (c *Client) Tokens() (access, refresh string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.access, c.refresh
+}
+
+// Error is an API error: the wire error plus the HTTP status.
+type Error struct {
+	Code       syncpb.Code
+	Message    string
+	RetryAfter time.Duration
+	Status     int
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("parley: %s (HTTP %d): %s", syncproto.CodeName(e.Code), e.Status, e.Message)
+}
+
+// Wire is the error as a syncproto error.
+func (e *Error) Wire() *syncproto.Error {
+	return &syncproto.Error{Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter}
+}
+
+// Code is the wire code of err (CODE_OK when err is not an API error,
+// e.g. a network failure).
+func Code(err error) syncpb.Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return syncpb.Code_CODE_OK
+}
+
+type errorBody struct {
+	Error struct {
+		Code         string `json:"code"`
+		NumericCode  int32  `json:"numeric_code"`
+		Message      string `json:"message"`
+		RetryAfterMS int64  `json:"retry_after_ms"`
+	} `json:"error"`
+}
+
+// do sends one request; in and out are JSON (either may be nil). With
+// auth, a 401 on an expired access token refreshes once and retries.
+func (c *Client) do(ctx context.Context, method, path string, in, out any, auth bool) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("rest: encode %s %s: %w", method, path, err)
+		}
+	}
+	err := c.once(ctx, method, path, body, out, auth)
+	if auth && Code(err) == syncpb.Code_CODE_TOKEN_EXPIRED {
+		if _, refresh := c.Tokens(); refresh != "" {
+			if rerr := c.Refresh(ctx); rerr == nil {
+				err = c.once(ctx, method, path, body, out, auth)
+			}
+		}
+	}
+	return err
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any, auth bool) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("rest: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth {
+		access, _ := c.Tokens()
+		req.Header.Set("Authorization", "Bearer "+access)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("rest: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("rest: %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb errorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
+			return &Error{Code: syncpb.Code_CODE_INTERNAL, Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode}
+		}
+		return &Error{Status: resp.StatusCode, Code: syncpb.Code(eb.Error.NumericCode), Message: eb.Error.Message,
+			RetryAfter: time.Duration(eb.Error.RetryAfterMS) * time.Millisecond}
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("rest: %s %s: decode response: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// User is an account.
+type User struct {
+	ID            string `json:"id"`
+	WorkspaceID   string `json:"workspace_id"`
+	Username      string `json:"username"`
+	DisplayName   string `json:"display_name"`
+	CreatedTS     int64  `json:"created_ts"`
+	WorkspaceRole string `json:"workspace_role"`
+}
+
+// Device is one of a user's devices.
+type Device struct {
+	ID        string `json:"id"`
+	UserID    string `json:"user_id"`
+	Name      string `json:"name"`
+	Platform  string `json:"platform"`
+	CreatedTS int64  `json:"created_ts"`
+	Revoked   bool   `json:"revoked"`
+}
+
+// Register creates an account (and its workspace, the first time).
+func (c *Client) Register(ctx context.Context, workspace, username, password string) (*User, error) {
+	var out struct {
+		User *User `json:"user"`
+	}
+	in := map[string]string{"workspace": workspace, "username": username, "password": password}
+	if err := c.do(ctx, http.MethodPost, "/v1/accounts", in, &out, false); err != nil {
+		return nil, err
+	}
+	return out.User, nil
+}
+
+// Session is a logged-in device.
+type Session struct {
+	AccessToken  string  `json:"access_token"`
+	RefreshToken string  `json:"refresh_token"`
+	ExpiresIn    int64   `json:"expires_in"`
+	User         *User   `json:"user"`
+	Device       *Device `json:"device"`
+}
+
+// LoginRequest logs a device in; an empty DeviceID registers a new device.
+type LoginRequest struct {
+	Workspace  string `json:"workspace"`
+	Username   string `json:"username"`
+	Password   string `json:"password"`
+	DeviceID   string `json:"device_id,omitempty"`
+	DeviceName string `json:"device_name,omitempty"`
+	Platform   string `json:"platform,omitempty"`
+}
+
+// Login starts a session; the client keeps its tokens.
+func (c *Client) Login(ctx context.Context, req LoginRequest) (*Session, error) {
+	var s Session
+	if err := c.do(ctx, http.MethodPost, "/v1/sessions", req, &s, false); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.access, c.refresh = s.AccessToken, s.RefreshToken
+	c.mu.Unlock()
+	return &s, nil
+}
+
+// Refresh trades the refresh token for a new token pair.
+func (c *Client) Refresh(ctx context.Context) error {
+	_, refresh := c.Tokens()
+	var s Session
+	if err := c.do(ctx, http.MethodPost, "/v1/sessions/refresh", map[string]string{"refresh_token": refresh}, &s, false); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.access, c.refresh = s.AccessToken, s.RefreshToken
+	c.mu.Unlock()
+	return nil
+}
+
+// Me returns the session's user and device id.
+func (c *Client) Me(ctx context.Context) (*User, string, error) {
+	var out struct {
+		User     *User  `json:"user"`
+		DeviceID string `json:"device_id"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/me", nil, &out, true); err != nil {
+		return nil, "", err
+	}
+	return out.User, out.DeviceID, nil
+}
+
+// Member is a conversation member.
+type Member struct {
+	UserID   string `json:"user_id"`
+	Role     string `json:"role"`
+	JoinedTS int64  `json:"joined_ts"`
+}
+
+// Conversation is a 1:1 ("direct") or group conversation.
+type Conversation struct {
+	ID          string   `json:"id"`
+	WorkspaceID string   `json:"workspace_id"`
+	Type        string   `json:"type"`
+	Title       string   `json:"title"`
+	CreatedBy   string   `json:"created_by"`
+	CreatedTS   int64    `json:"created_ts"`
+	LastSeq     uint64   `json:"last_seq"`
+	Members     []Member `json:"members"`
+	ReadSeq     uint64   `json:"read_seq"`
+}
+
+// NewConversation describes a conversation to create. Type is "group" or
+// "direct" (one other member); members are named by id or username.
+type NewConversation struct {
+	Type            string   `json:"type"`
+	Title           string   `json:"title,omitempty"`
+	MemberIDs       []string `json:"member_ids,omitempty"`
+	MemberUsernames []string `json:"member_usernames,omitempty"`
+}
+
+// CreateConversation creates a conversation (a direct one that exists is
+// returned as it is).
+func (c *Client) CreateConversation(ctx context.Context, req NewConversation) (*Conversation, error) {
+	var out struct {
+		Conversation *Conversation `json:"conversation"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/conversations", req, &out, true); err != nil {
+		return nil, err
+	}
+	return out.Conversation, nil
+}
+
+// Conversation fetches one conversation.
+func (c *Client) Conversation(ctx context.Context, id string) (*Conversation, error) {
+	var out struct {
+		Conversation *Conversation `json:"conversation"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/conversations/"+url.PathEscape(id), nil, &out, true); err != nil {
+		return nil, err
+	}
+	return out.Conversation, nil
+}
+
+// Conversations lists the caller's conversations, newest first.
+func (c *Client) Conversations(ctx context.Context) ([]*Conversation, error) {
+	var out struct {
+		Conversations []*Conversation `json:"conversations"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/conversations", nil, &out, true); err != nil {
+		return nil, err
+	}
+	return out.Conversations, nil
+}
+
+// AddMembers adds users (by id or username) to a group conversation.
+func (c *Client) AddMembers(ctx context.Context, convID string, userIDs, usernames []string) (*Conversation, error) {
+	var out struct {
+		Conversation *Conversation `json:"conversation"`
+	}
+	in := map[string][]string{"user_ids": userIDs, "usernames": usernames}
+	if err := c.do(ctx, http.MethodPost, "/v1/conversations/"+url.PathEscape(convID)+"/members", in, &out, true); err != nil {
+		return nil, err
+	}
+	return out.Conversation, nil
+}
+
+// RemoveMember kicks a user, or leaves when userID is the caller's own.
+func (c *Client) RemoveMember(ctx context.Context, convID, userID string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/conversations/"+url.PathEscape(convID)+"/members/"+url.PathEscape(userID), nil, nil, true)
+}
+
+// SetRole changes a member's role (owner, admin, member).
+func (c *Client) SetRole(ctx context.Context, convID, userID, role string) error {
+	return c.do(ctx, http.MethodPatch, "/v1/conversations/"+url.PathEscape(convID)+"/members/"+url.PathEscape(userID),
+		map[string]string{"role": role}, nil, true)
+}
+
+// SendRequest is a message to send. An empty ClientMsgID gets a random one.
+type SendRequest struct {
+	ConvID      string `json:"conv_id"`
+	ClientMsgID string `json:"client_msg_id"`
+	Body        string `json:"body"`
+	ContentType string `json:"content_type,omitempty"`
+}
+
+// SendResult is the server's acknowledgement.
+type SendResult struct {
+	ConvID      string `json:"conv_id"`
+	MsgID       string `json:"msg_id"`
+	Seq         uint64 `json:"seq"`
+	TS          int64  `json:"ts"`
+	ClientMsgID string `json:"client_msg_id"`
+	Duplicate   bool   `json:"duplicate"`
+}
+
+// Send sends a message. When the outcome is unknown (a network error, or
+// the core asked for a retry) it resends with the same client_msg_id until
+// ctx ends; the server stores the message once and answers the same ack.
+func (c *Client) Send(ctx context.Context, req SendRequest) (*SendResult, error) {
+	if req.ClientMsgID == "" {
+		req.ClientMsgID = NewClientMsgID()
+	}
+	backoff := 20 * time.Millisecond
+	for {
+		var out SendResult
+		err := c.do(ctx, http.MethodPost, "/v1/messages", req, &out, true)
+		if err == nil {
+			return &out, nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		wait := backoff
+		var e *Error
+		if errors.As(err, &e) && e.RetryAfter > wait {
+			wait = e.RetryAfter
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Wire().Retryable()
+	}
+	return true // transport error: the outcome is unknown
+}
+
+// NewClientMsgID returns a random client message id.
+func NewClientMsgID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// Message is a stored message. System messages (membership changes) have
+// Kind "system" and a JSON body.
+type Message struct {
+	ConvID         string `json:"conv_id"`
+	Seq            uint64 `json:"seq"`
+	MsgID          string `json:"msg_id"`
+	ClientMsgID    string `json:"client_msg_id"`
+	SenderUserID   string `json:"sender_user_id"`
+	SenderDeviceID string `json:"sender_device_id"`
+	TS             int64  `json:"ts"`
+	Body           string `json:"body"`
+	BodyBase64     string `json:"body_base64"`
+	ContentType    string `json:"content_type"`
+	Kind           string `json:"kind"`
+}
+
+// History is one page of messages, ascending by seq.
+type History struct {
+	ConvID     string    `json:"conv_id"`
+	Messages   []Message `json:"messages"`
+	NextCursor uint64    `json:"next_cursor"`
+	LastSeq    uint64    `json:"last_seq"`
+}
+
+// HistoryRequest pages through a conversation. Cursor is an exclusive seq
+// bound (0 starts at the beginning forward, or at the end backward).
+type HistoryRequest struct {
+	ConvID   string
+	Cursor   uint64
+	Limit    int
+	Backward bool
+}
+
+// History reads one page.
+func (c *Client) History(ctx context.Context, req HistoryRequest) (*History, error) {
+	q := url.Values{}
+	if req.Cursor > 0 {
+		q.Set("cursor", strconv.FormatUint(req.Cursor, 10))
+	}
+	if req.Limit > 0 {
+		q.Set("limit", strconv.Itoa(req.Limit))
+	}
+	if req.Backward {
+		q.Set("dir", "backward")
+	} else {
+		q.Set("dir", "forward")
+	}
+	var h History
+	if err := c.do(ctx, http.MethodGet, "/v1/conversations/"+url.PathEscape(req.ConvID)+"/history?"+q.Encode(), nil, &h, true); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// Receipt records that this device has delivered or read up to seq
+// (typ "delivered" or "read").
+func (c *Client) Receipt(ctx context.Context, convID string, seq uint64, typ string) error {
+	in := map[string]any{"conv_id": convID, "seq": seq, "type": typ}
+	return c.do(ctx, http.MethodPost, "/v1/receipts", in, nil, true)
+}
