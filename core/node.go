@@ -74,6 +74,11 @@ type Node struct {
 	subs []*nats.Subscription
 	sem  chan struct{}
 
+	shardMu   sync.Mutex
+	shardSubs map[string]*nats.Subscription // shards this node leads
+	closing   bool
+	observer  *raft.Observer
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -88,7 +93,7 @@ func New(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n = &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
-		groups: map[string]*member{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
+		groups: map[string]*member{}, shardSubs: map[string]*nats.Subscription{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -271,6 +276,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		var errs []error
+		n.dropShardSubs()
 		for _, s := range n.subs {
 			_ = s.Unsubscribe()
 		}

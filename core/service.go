@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
@@ -48,15 +49,90 @@ func (n *Node) serve() error {
 	if err := sub(syncproto.APISubject(n.cfg.Region), syncproto.CoreQueue, n.onRequest("")); err != nil {
 		return err
 	}
-	for i := 0; i < n.cfg.ShardCount; i++ {
-		if err := sub(syncproto.ShardSubject(n.cfg.Region, uint32(i)), syncproto.CoreQueue, n.onRequest(shardGroup(i))); err != nil {
-			return err
-		}
-	}
 	if err := sub(n.nodeSubject(n.cfg.NodeID), "", n.onForward); err != nil {
 		return err
 	}
+	// Shard subjects are served by the shard's leader only, so an edge's
+	// request reaches it in one hop. While leadership moves, a request may
+	// find no responder (the edge retries) or a former leader (it forwards).
+	obs := make(chan raft.Observation, 64)
+	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	for i := 0; i < n.cfg.ShardCount; i++ {
+		n.groups[shardGroup(i)].g.Raft().RegisterObserver(n.observer)
+	}
+	n.reconcileShardSubs()
+	n.wg.Add(1)
+	go n.shardSubLoop(obs)
 	return n.nc.Flush()
+}
+
+// shardSubLoop keeps the shard subscriptions in step with leadership: on
+// every leader change, and every 250 ms in case an observation was dropped.
+func (n *Node) shardSubLoop(obs <-chan raft.Observation) {
+	defer n.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-obs:
+		case <-t.C:
+		}
+		n.reconcileShardSubs()
+	}
+}
+
+// reconcileShardSubs subscribes the subjects of the shards this node leads
+// and drains those of shards it no longer leads.
+func (n *Node) reconcileShardSubs() {
+	n.shardMu.Lock()
+	defer n.shardMu.Unlock()
+	if n.closing {
+		return
+	}
+	for i := 0; i < n.cfg.ShardCount; i++ {
+		name := shardGroup(i)
+		cur := n.shardSubs[name]
+		lead := n.groups[name].g.IsLeader()
+		switch {
+		case lead && cur == nil:
+			s, err := n.nc.QueueSubscribe(syncproto.ShardSubject(n.cfg.Region, uint32(i)), syncproto.CoreQueue, n.onRequest(name))
+			if err != nil {
+				n.log.Warn("subscribe shard subject", "group", name, "err", err)
+				continue
+			}
+			if err := s.SetPendingLimits(65536, 64<<20); err != nil {
+				n.log.Warn("pending limits", "group", name, "err", err)
+			}
+			n.shardSubs[name] = s
+		case !lead && cur != nil:
+			// Drain answers what was already delivered, then unsubscribes.
+			if err := cur.Drain(); err != nil {
+				_ = cur.Unsubscribe()
+			}
+			delete(n.shardSubs, name)
+		}
+	}
+}
+
+// dropShardSubs unsubscribes every shard subject (on Close).
+func (n *Node) dropShardSubs() {
+	n.shardMu.Lock()
+	defer n.shardMu.Unlock()
+	n.closing = true
+	for name, s := range n.shardSubs {
+		_ = s.Unsubscribe()
+		delete(n.shardSubs, name)
+	}
+	if n.observer != nil {
+		for _, name := range n.order {
+			n.groups[name].g.Raft().DeregisterObserver(n.observer)
+		}
+	}
 }
 
 // onRequest handles requests from edges. shardName is the shard of the
