@@ -191,8 +191,13 @@ func (n *Node) addGroup(name string, index int, sm stateMachine) error {
 	if err != nil {
 		return fmt.Errorf("core: group %s: %w", name, err)
 	}
+	// MaxRPCsInFlight 1 turns off raft's pipelined replication: in
+	// hashicorp/raft v1.8.0 a follower's Success=false can leave the
+	// pipeline's sender and decoder blocked on each other forever, so that
+	// follower gets heartbeats but no more entries, and the leader's
+	// Shutdown hangs (seen here with 32 shards; grafana/pyroscope#5518).
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
+		Stream: layer, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hl,
 	})
 	var peers []group.Peer
 	for _, p := range n.peers {

@@ -125,7 +125,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return fmt.Errorf("rest: %w", err)
+		return &requestError{err}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -144,12 +144,20 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return fmt.Errorf("rest: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
+		retryAfter := headerRetryAfter(resp.Header)
 		var eb errorBody
 		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
-			return &Error{Code: syncpb.Code_CODE_INTERNAL, Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode}
+			// Not the edge's answer (a proxy's, say): the status decides.
+			return &Error{Code: statusCode(resp.StatusCode), Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode, RetryAfter: retryAfter}
 		}
-		return &Error{Status: resp.StatusCode, Code: syncpb.Code(eb.Error.NumericCode), Message: eb.Error.Message,
-			RetryAfter: time.Duration(eb.Error.RetryAfterMS) * time.Millisecond}
+		code := syncpb.Code(eb.Error.NumericCode)
+		if code == syncpb.Code_CODE_OK {
+			code = codeByName(eb.Error.Code)
+		}
+		if eb.Error.RetryAfterMS > 0 {
+			retryAfter = time.Duration(eb.Error.RetryAfterMS) * time.Millisecond
+		}
+		return &Error{Status: resp.StatusCode, Code: code, Message: eb.Error.Message, RetryAfter: retryAfter}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -382,12 +390,61 @@ func (c *Client) Send(ctx context.Context, req SendRequest) (*SendResult, error)
 	}
 }
 
+// requestError is a request that could not be built.
+type requestError struct{ err error }
+
+func (e *requestError) Error() string { return "rest: " + e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
 func retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Wire().Retryable()
 	}
+	// A request that could not be built (a bad base URL) never will be.
+	var reqErr *requestError
+	if errors.As(err, &reqErr) {
+		return false
+	}
+	// A 2xx answer that does not decode: the request was served, and
+	// resending it gets the same answer.
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &syntaxErr) || errors.As(err, &typeErr) {
+		return false
+	}
 	return true // transport error: the outcome is unknown
+}
+
+// statusCode is the wire code for an error status without an edge error
+// body: gateway failures may be retried, anything else is INTERNAL.
+func statusCode(status int) syncpb.Code {
+	switch status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+		return syncpb.Code_CODE_UNAVAILABLE
+	case http.StatusGatewayTimeout:
+		return syncpb.Code_CODE_TIMEOUT
+	case http.StatusTooManyRequests:
+		return syncpb.Code_CODE_RATE_LIMITED
+	}
+	return syncpb.Code_CODE_INTERNAL
+}
+
+// codeByName maps a JSON error code ("not_member") to its wire code.
+func codeByName(name string) syncpb.Code {
+	if v, ok := syncpb.Code_value["CODE_"+strings.ToUpper(name)]; ok {
+		return syncpb.Code(v)
+	}
+	return syncpb.Code_CODE_INTERNAL
+}
+
+// headerRetryAfter reads a Retry-After header in seconds (0 if absent).
+func headerRetryAfter(h http.Header) time.Duration {
+	secs, err := strconv.Atoi(h.Get("Retry-After"))
+	if err != nil || secs <= 0 {
+		return 0
+	}
+	return time.Duration(min(secs, 3600)) * time.Second
 }
 
 // NewClientMsgID returns a random client message id.

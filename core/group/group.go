@@ -97,6 +97,9 @@ type Config struct {
 	Logs      raft.LogStore
 	Stable    raft.StableStore
 	Snapshots raft.SnapshotStore
+	// Transport belongs to the group from New on: Close closes it (when it
+	// has a Close method), so that no peer waits on a transport whose raft
+	// is gone.
 	Transport raft.Transport
 	Timing    Timing
 	// RaftLogger receives raft's own log; nil discards it.
@@ -140,10 +143,11 @@ var ErrNotLeader = &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message:
 
 // Group is one running Raft group.
 type Group struct {
-	name string
-	raft *raft.Raft
-	fsm  StateMachine
-	log  *slog.Logger
+	name  string
+	raft  *raft.Raft
+	trans raft.Transport
+	fsm   StateMachine
+	log   *slog.Logger
 
 	mu        sync.Mutex
 	readyTerm uint64 // term in which a barrier completed on this leader
@@ -200,7 +204,7 @@ func New(cfg Config) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %s: start raft: %w", cfg.Name, err)
 	}
-	return &Group{name: cfg.Name, raft: r, fsm: cfg.FSM, log: log}, nil
+	return &Group{name: cfg.Name, raft: r, trans: cfg.Transport, fsm: cfg.FSM, log: log}, nil
 }
 
 // catchUpFromSnapshot restores the newest snapshot into a state machine
@@ -321,10 +325,39 @@ func (g *Group) TransferLeadership(ctx context.Context, id, addr string) error {
 
 // Close shuts the group down and waits. Idempotent.
 func (g *Group) Close() error {
-	if err := g.raft.Shutdown().Error(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+	f := g.raft.Shutdown()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(shutdownGrace):
+		// A replication pipeline to a peer that stopped answering blocks
+		// raft's shutdown; closing the transport fails its I/O.
+		g.log.Warn("raft shutdown is slow; closing its transport", "group", g.name)
+		g.closeTransport()
+		err = <-done
+	}
+	// A transport left open after its raft stops keeps accepting RPCs
+	// that nobody answers, and a leader's pipeline to it then stalls for
+	// its I/O timeout per request in flight.
+	g.closeTransport()
+	if err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
 		return fmt.Errorf("group %s: shutdown: %w", g.name, err)
 	}
 	return nil
+}
+
+// shutdownGrace is how long Close waits for raft before closing the
+// transport under it.
+const shutdownGrace = 3 * time.Second
+
+func (g *Group) closeTransport() {
+	if c, ok := g.trans.(raft.WithClose); ok {
+		if err := c.Close(); err != nil {
+			g.log.Warn("close raft transport", "group", g.name, "err", err)
+		}
+	}
 }
 
 // waitFuture waits for f or ctx and maps raft's errors to wire errors.
