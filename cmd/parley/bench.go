@@ -396,7 +396,7 @@ func printRaftStats(w io.Writer, sink *metrics.InmemSink) {
 		iv.RUnlock()
 	}
 	slices.Sort(names)
-	fmt.Fprintln(w, "raft timers (ms): name count mean max")
+	fmt.Fprintln(w, "raft and fsync metrics (timers in ms): name count mean max")
 	for _, n := range names {
 		a := agg[n]
 		fmt.Fprintf(w, "  %-60s %8d %8.3f %8.3f\n", n, a.Count, a.Sum/float64(max(a.Count, 1)), a.Max)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/go-metrics"
 )
 
 var (
@@ -39,9 +41,17 @@ type Syncer struct {
 	started uint64 // fsyncs started
 	done    uint64 // fsyncs finished (done == started, or started-1 while running)
 	calls   uint64 // Sync calls (for stats)
+	served  uint64 // calls counted into a started fsync
 	err     error  // sticky failure
 	closed  bool
 }
+
+// Metrics (go-metrics, a no-op unless a sink is set): the time of each
+// fsync in ms, and how many Sync calls it was started for.
+var (
+	fsyncMetric = []string{"raftstore", "fsync"}
+	batchMetric = []string{"raftstore", "fsync", "calls"}
+)
 
 // NewSyncer returns a Syncer for db. Close it before closing db.
 func NewSyncer(db *badger.DB) *Syncer {
@@ -70,9 +80,14 @@ func (s *Syncer) Sync() error {
 			s.running = true
 			s.started++
 			gen := s.started
+			waiting := s.calls - s.served
 			s.mu.Unlock()
+			start := time.Now()
 			err := s.sync()
+			metrics.MeasureSince(fsyncMetric, start)
+			metrics.AddSample(batchMetric, float32(waiting))
 			s.mu.Lock()
+			s.served += waiting
 			s.running = false
 			s.done = gen
 			if err != nil && s.err == nil {
