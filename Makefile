@@ -3,7 +3,7 @@ PKGS := ./...
 # Tests need more than the default 10m per package only for the region tests.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test build proto fuzz bench bench-http vet clean
+.PHONY: run test build proto fuzz bench bench-http test-long vet clean
 
 run: build
 	./bin/parley serve --data ./data
@@ -14,6 +14,11 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Long tests kept out of make test: a node that was down for 100,000
+# entries catches up from a snapshot (a few minutes on 2 cores).
+test-long:
+	PARLEY_TEST_LONG=1 $(GO) test -count=1 -timeout 30m -run 'TestRegionNodeCatchesUpFromSnapshot' -v ./core/
 
 # Regenerate protobuf code (needs protoc and protoc-gen-go v1.36.12).
 proto:
