@@ -17,3 +17,12 @@ func ShardSubject(region string, shard uint32) string {
 // CoreQueue is the queue group every core node subscribes with, so one node
 // answers each request.
 const CoreQueue = "parley-core"
+
+// UserSubject carries live deliveries for one user: the shard leader
+// publishes a Deliver for each committed message to the subject of every
+// member, and edges subscribe for the users connected to them.
+func UserSubject(region, userID string) string { return "parley." + region + ".user." + userID }
+
+// ConvSubject carries live deliveries of one large group: the leader
+// publishes once, and edges with a connected member subscribe.
+func ConvSubject(region, convID string) string { return "parley." + region + ".conv." + convID }

@@ -208,6 +208,7 @@ type CoreRequest struct {
 	//	*CoreRequest_Send
 	//	*CoreRequest_History
 	//	*CoreRequest_Receipt
+	//	*CoreRequest_Sync
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -399,6 +400,15 @@ func (x *CoreRequest) GetReceipt() *ReceiptReport {
 	return nil
 }
 
+func (x *CoreRequest) GetSync() *SyncRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_Sync); ok {
+			return x.Sync
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -463,6 +473,12 @@ type CoreRequest_Receipt struct {
 	Receipt *ReceiptReport `protobuf:"bytes,32,opt,name=receipt,proto3,oneof"`
 }
 
+type CoreRequest_Sync struct {
+	// Sync gathers, from every shard, the caller's conversations that
+	// changed since the given position (sent on the API subject).
+	Sync *SyncRequest `protobuf:"bytes,33,opt,name=sync,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -493,6 +509,8 @@ func (*CoreRequest_History) isCoreRequest_Op() {}
 
 func (*CoreRequest_Receipt) isCoreRequest_Op() {}
 
+func (*CoreRequest_Sync) isCoreRequest_Op() {}
+
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the request failed; no result is set then.
@@ -510,6 +528,7 @@ type CoreResponse struct {
 	//	*CoreResponse_SendAck
 	//	*CoreResponse_History
 	//	*CoreResponse_ReceiptAck
+	//	*CoreResponse_Sync
 	Result        isCoreResponse_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -658,6 +677,15 @@ func (x *CoreResponse) GetReceiptAck() *ReceiptAck {
 	return nil
 }
 
+func (x *CoreResponse) GetSync() *SyncResponse {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Sync); ok {
+			return x.Sync
+		}
+	}
+	return nil
+}
+
 type isCoreResponse_Result interface {
 	isCoreResponse_Result()
 }
@@ -706,6 +734,10 @@ type CoreResponse_ReceiptAck struct {
 	ReceiptAck *ReceiptAck `protobuf:"bytes,32,opt,name=receipt_ack,json=receiptAck,proto3,oneof"`
 }
 
+type CoreResponse_Sync struct {
+	Sync *SyncResponse `protobuf:"bytes,33,opt,name=sync,proto3,oneof"`
+}
+
 func (*CoreResponse_RegionInfo) isCoreResponse_Result() {}
 
 func (*CoreResponse_User) isCoreResponse_Result() {}
@@ -727,6 +759,8 @@ func (*CoreResponse_SendAck) isCoreResponse_Result() {}
 func (*CoreResponse_History) isCoreResponse_Result() {}
 
 func (*CoreResponse_ReceiptAck) isCoreResponse_Result() {}
+
+func (*CoreResponse_Sync) isCoreResponse_Result() {}
 
 type RegionInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2001,7 +2035,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xfb\b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xa9\t\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -2022,8 +2056,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x0echange_members\x18\x17 \x01(\v2\x1f.parley.v1.ChangeMembersRequestH\x00R\rchangeMembers\x12,\n" +
 	"\x04send\x18\x1e \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x125\n" +
 	"\ahistory\x18\x1f \x01(\v2\x19.parley.v1.HistoryRequestH\x00R\ahistory\x124\n" +
-	"\areceipt\x18  \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceiptB\x04\n" +
-	"\x02op\"\x91\x05\n" +
+	"\areceipt\x18  \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceipt\x12,\n" +
+	"\x04sync\x18! \x01(\v2\x16.parley.v1.SyncRequestH\x00R\x04syncB\x04\n" +
+	"\x02op\"\xc0\x05\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2039,7 +2074,8 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\bsend_ack\x18\x1e \x01(\v2\x12.parley.v1.SendAckH\x00R\asendAck\x126\n" +
 	"\ahistory\x18\x1f \x01(\v2\x1a.parley.v1.HistoryResponseH\x00R\ahistory\x128\n" +
 	"\vreceipt_ack\x18  \x01(\v2\x15.parley.v1.ReceiptAckH\x00R\n" +
-	"receiptAckB\b\n" +
+	"receiptAck\x12-\n" +
+	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04syncB\b\n" +
 	"\x06result\"\x13\n" +
 	"\x11RegionInfoRequest\"[\n" +
 	"\n" +
@@ -2187,10 +2223,12 @@ var file_parley_v1_core_proto_goTypes = []any{
 	(*SendRequest)(nil),               // 28: parley.v1.SendRequest
 	(*HistoryRequest)(nil),            // 29: parley.v1.HistoryRequest
 	(*ReceiptReport)(nil),             // 30: parley.v1.ReceiptReport
-	(*Error)(nil),                     // 31: parley.v1.Error
-	(*SendAck)(nil),                   // 32: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 33: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 34: parley.v1.ReceiptAck
+	(*SyncRequest)(nil),               // 31: parley.v1.SyncRequest
+	(*Error)(nil),                     // 32: parley.v1.Error
+	(*SendAck)(nil),                   // 33: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 34: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 35: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 36: parley.v1.SyncResponse
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
 	2,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
@@ -2209,33 +2247,35 @@ var file_parley_v1_core_proto_depIdxs = []int32{
 	28, // 13: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
 	29, // 14: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
 	30, // 15: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
-	31, // 16: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	6,  // 17: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	8,  // 18: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	12, // 19: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	9,  // 20: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	14, // 21: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	15, // 22: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	21, // 23: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	22, // 24: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	32, // 25: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	33, // 26: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	34, // 27: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	8,  // 28: parley.v1.UserList.users:type_name -> parley.v1.User
-	8,  // 29: parley.v1.Credentials.user:type_name -> parley.v1.User
-	14, // 30: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	1,  // 31: parley.v1.Member.role:type_name -> parley.v1.Role
-	0,  // 32: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	20, // 33: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	21, // 34: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	0,  // 35: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	27, // 36: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	1,  // 37: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	31, // 16: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
+	32, // 17: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	6,  // 18: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	8,  // 19: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	12, // 20: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	9,  // 21: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	14, // 22: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	15, // 23: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	21, // 24: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	22, // 25: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	33, // 26: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	34, // 27: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	35, // 28: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	36, // 29: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	8,  // 30: parley.v1.UserList.users:type_name -> parley.v1.User
+	8,  // 31: parley.v1.Credentials.user:type_name -> parley.v1.User
+	14, // 32: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	1,  // 33: parley.v1.Member.role:type_name -> parley.v1.Role
+	0,  // 34: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	20, // 35: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	21, // 36: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	0,  // 37: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	27, // 38: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	1,  // 39: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -2263,6 +2303,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_Send)(nil),
 		(*CoreRequest_History)(nil),
 		(*CoreRequest_Receipt)(nil),
+		(*CoreRequest_Sync)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -2276,6 +2317,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_SendAck)(nil),
 		(*CoreResponse_History)(nil),
 		(*CoreResponse_ReceiptAck)(nil),
+		(*CoreResponse_Sync)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
