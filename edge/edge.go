@@ -20,6 +20,8 @@ import (
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/corerpc"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/session"
+	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/syncproto"
 )
 
@@ -64,6 +66,10 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown when Run's ctx ends
 	// (default 10 s); requests still running then are cut off.
 	ShutdownTimeout time.Duration
+	// SendQueue bounds the frames waiting for one device; KeepAlive is the
+	// ping interval announced to devices (see session.Config for defaults).
+	SendQueue int
+	KeepAlive time.Duration
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for tokens and limits (default time.Now).
@@ -102,7 +108,12 @@ type Edge struct {
 	nc       *nats.Conn
 	ownNC    bool
 	rpc      *corerpc.Client
+	hub      *session.Hub
+	sessions *session.Server
 	shutdown time.Duration
+	// base lives as long as the Edge; sessions run under it.
+	base       context.Context
+	baseCancel context.CancelFunc
 
 	mu      sync.Mutex
 	started bool
@@ -158,16 +169,30 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
+	e.hub = session.NewHub(e.nc, e.rpc.Region(), e.log.With("part", "hub"))
+	e.sessions, err = session.New(session.Config{
+		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
+		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive,
+		Logger: e.log.With("part", "session"), Now: cfg.Now,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
+	e.base, e.baseCancel = context.WithCancel(context.Background())
+	mux := http.NewServeMux()
+	mux.Handle("GET "+wsconn.Path, wsconn.Handler(e.base, e.sessions, e.log.With("part", "ws")))
+	mux.Handle("/", api)
 	addr := cfg.HTTPAddr
 	if addr == "" {
 		addr = DefaultHTTPAddr
 	}
 	e.ln, err = net.Listen("tcp", addr)
 	if err != nil {
+		e.baseCancel()
 		return fail(fmt.Errorf("edge: listen %s: %w", addr, err))
 	}
 	e.srv = &http.Server{
-		Handler:           api,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      timeout + 10*time.Second,
@@ -217,6 +242,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), e.shutdown)
 	defer scancel()
+	// Sessions are told to move (GoAway) and given the shutdown time to go.
+	if derr := e.sessions.Drain(sctx, "the edge is shutting down"); derr != nil {
+		e.log.Warn("sessions still open at shutdown were closed", "err", derr)
+	}
+	e.baseCancel()
+	e.hub.Close()
 	if serr := e.srv.Shutdown(sctx); serr != nil {
 		e.log.Warn("graceful shutdown timed out; closing connections", "err", serr)
 		_ = e.srv.Close()
@@ -247,6 +278,9 @@ func (e *Edge) learnRegion(ctx context.Context) {
 	e.log.Info("core reachable", "region", info.Region, "shards", info.ShardCount, "nodes", len(info.Nodes))
 }
 
+// Sessions is the number of live device sessions.
+func (e *Edge) Sessions() int { return e.sessions.Sessions() }
+
 // Close stops a running Run and waits for it to return, releases the
 // listener, and closes the NATS connection if the Edge opened it. It is
 // idempotent.
@@ -261,6 +295,8 @@ func (e *Edge) Close() error {
 			<-e.runDone
 		} else {
 			_ = e.ln.Close()
+			e.baseCancel()
+			e.hub.Close()
 		}
 		if e.ownNC {
 			e.nc.Close()

@@ -1,0 +1,238 @@
+// Package session runs client sessions of the syncproto frame protocol, the
+// same code for every transport (raw QUIC, WebTransport, WebSocket): hello
+// and token check, requests forwarded to the core, the catch-up sync, and
+// live deliveries from the user's NATS subject, through a bounded queue
+// per session. Transports adapt their connections to Conn.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Conn is one client connection's control channel: frames in order in both
+// directions. A session calls ReadFrame from one goroutine and WriteFrame
+// from another, never either concurrently with itself.
+type Conn interface {
+	// ReadFrame returns the next frame, io.EOF when the peer closed
+	// cleanly, or a *syncproto.Error (MALFORMED, TOO_LARGE) for bad bytes.
+	ReadFrame(ctx context.Context) (*syncpb.Frame, error)
+	// WriteFrame writes one frame.
+	WriteFrame(ctx context.Context, f *syncpb.Frame) error
+	// Close ends the connection; err (nil for a clean end) may tell the
+	// peer why, as the transport allows.
+	Close(err error) error
+}
+
+// Core is what sessions need of the core; *corerpc.Client implements it.
+type Core interface {
+	Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error)
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultHelloTimeout   = 10 * time.Second
+	DefaultKeepAlive      = 25 * time.Second
+	DefaultSendQueue      = 1024
+	DefaultMaxInFlight    = 32
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultFrameRate      = rate.Limit(100)
+	DefaultFrameBurst     = 200
+	DefaultSyncLimit      = 100
+)
+
+// Config configures a Server. Core, Auth and Hub are required.
+type Config struct {
+	Core Core
+	Auth *auth.Auth
+	Hub  *Hub
+	// MaxFrameSize bounds the frames a client may send (default
+	// syncproto.DefaultMaxFrameSize); announced in Welcome.
+	MaxFrameSize int
+	// HelloTimeout bounds the wait for the first frame (default 10 s).
+	HelloTimeout time.Duration
+	// KeepAlive is how often an idle client pings (announced in Welcome,
+	// default 25 s); a session that hears nothing for 3 KeepAlives ends.
+	KeepAlive time.Duration
+	// SendQueue bounds the frames waiting to be written to one device
+	// (default 1024). Live pushes that find it full are dropped and the
+	// device is told to resync.
+	SendQueue int
+	// MaxInFlight bounds one session's concurrent requests (default 32);
+	// more wait, which slows the reading of its frames.
+	MaxInFlight int
+	// RequestTimeout bounds each request's core call (default 10 s).
+	RequestTimeout time.Duration
+	// FrameRate and FrameBurst limit the frames one session sends
+	// (default 100/s, burst 200); requests over it get RATE_LIMITED, and a
+	// session that keeps flooding is closed.
+	FrameRate  rate.Limit
+	FrameBurst int
+	// SyncLimit is the per-conversation message limit of the catch-up
+	// sync that follows a Hello with a position (default 100).
+	SyncLimit uint32
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Core == nil || c.Auth == nil || c.Hub == nil:
+		return errors.New("session: Core, Auth and Hub are required")
+	case c.MaxFrameSize < 0 || c.MaxFrameSize > syncproto.MaxFrameSize:
+		return fmt.Errorf("session: MaxFrameSize %d: want 0..%d", c.MaxFrameSize, syncproto.MaxFrameSize)
+	case c.HelloTimeout < 0 || c.KeepAlive < 0 || c.RequestTimeout < 0:
+		return errors.New("session: timeouts must not be negative")
+	case c.SendQueue < 0 || c.MaxInFlight < 0 || c.FrameBurst < 0 || c.FrameRate < 0:
+		return errors.New("session: SendQueue, MaxInFlight, FrameRate and FrameBurst must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = syncproto.DefaultMaxFrameSize
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = DefaultHelloTimeout
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = DefaultSendQueue
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.FrameRate == 0 {
+		c.FrameRate = DefaultFrameRate
+	}
+	if c.FrameBurst == 0 {
+		c.FrameBurst = DefaultFrameBurst
+	}
+	if c.SyncLimit == 0 {
+		c.SyncLimit = DefaultSyncLimit
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Server runs sessions. Safe for concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	draining bool
+	wg       sync.WaitGroup
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*session]struct{}{}}, nil
+}
+
+// MaxFrameSize is the largest frame payload clients may send.
+func (s *Server) MaxFrameSize() int { return s.cfg.MaxFrameSize }
+
+// ErrDraining is returned by Serve when the server is draining.
+var ErrDraining = syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "this edge is draining; connect to another")
+
+// Serve runs one session on conn until the peer leaves, a fatal protocol
+// error, ctx ends or the server drains. It closes conn. The error is nil
+// for a clean end.
+func (s *Server) Serve(ctx context.Context, conn Conn) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		_ = conn.WriteFrame(ctx, errorFrame(0, ErrDraining))
+		_ = conn.Close(ErrDraining)
+		return ErrDraining
+	}
+	ss := newSession(s, conn)
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	return ss.run(ctx)
+}
+
+// Sessions is the number of sessions running.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Drain stops new sessions, sends GoAway to every session (they should
+// reconnect, preferably to an alternative), and waits until they have
+// ended or ctx ends; then it closes the rest.
+func (s *Server) Drain(ctx context.Context, reason string, alternatives ...string) error {
+	s.mu.Lock()
+	s.draining = true
+	all := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.goAway(reason, alternatives)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for ss := range s.sessions {
+			ss.stop(ErrDraining)
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func errorFrame(id uint64, err error) *syncpb.Frame {
+	return &syncpb.Frame{Id: id, Body: &syncpb.Frame_Error{Error: syncproto.AsError(err).Proto()}}
+}
+
+func newSessionID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return "s_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}

@@ -1,0 +1,481 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// writeTimeout bounds writing one frame: a device that takes no bytes for
+// this long is gone.
+const writeTimeout = 30 * time.Second
+
+// session is one device's connection.
+type session struct {
+	srv  *Server
+	cfg  Config
+	conn Conn
+	id   string
+	log  *slog.Logger
+
+	caller *syncpb.Caller
+
+	out      chan *syncpb.Frame // responses and pushes, bounded
+	inflight chan struct{}
+	limiter  *rate.Limiter
+
+	mu      sync.Mutex
+	holding bool            // catch-up running: pushes wait in held
+	held    []*syncpb.Frame // pushes during catch-up, bounded like out
+	resync  bool            // pushes were dropped: a Resync is owed
+	kick    chan struct{}   // wakes the writer (cap 1)
+	final   chan finalFrame // the writer's last frame before the end
+	done    chan struct{}   // closed by stop
+	stopErr error           // why the session ended (nil: cleanly)
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+func newSession(srv *Server, conn Conn) *session {
+	cfg := srv.cfg
+	id := newSessionID()
+	return &session{
+		srv: srv, cfg: cfg, conn: conn, id: id, log: srv.log.With("session", id),
+		out:      make(chan *syncpb.Frame, cfg.SendQueue),
+		inflight: make(chan struct{}, cfg.MaxInFlight),
+		limiter:  rate.NewLimiter(cfg.FrameRate, cfg.FrameBurst),
+		holding:  true,
+		kick:     make(chan struct{}, 1),
+		final:    make(chan finalFrame),
+		done:     make(chan struct{}),
+	}
+}
+
+// stop ends the session once, closing the connection.
+func (s *session) stop(err error) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.stopErr = err
+		s.mu.Unlock()
+		close(s.done)
+		_ = s.conn.Close(err)
+	})
+}
+
+func (s *session) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.stop(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge is shutting down"))
+		case <-s.done:
+		}
+	}()
+	hello, helloID, err := s.hello(ctx)
+	if err != nil {
+		s.fail(ctx, helloID, err)
+		return err
+	}
+	unsubscribe, err := s.cfg.Hub.Subscribe(ctx, s.caller.UserId, s)
+	if err != nil {
+		s.fail(ctx, helloID, err)
+		return err
+	}
+	defer unsubscribe()
+	welcome := &syncpb.Frame{Id: helloID, Body: &syncpb.Frame_Welcome{Welcome: &syncpb.Welcome{
+		Version: hello.version, SessionId: s.id, UserId: s.caller.UserId, DeviceId: s.caller.DeviceId,
+		WorkspaceId: s.caller.WorkspaceId, ServerTimeUnixMs: s.cfg.Now().UnixMilli(),
+		MaxFrameSize: uint32(s.cfg.MaxFrameSize), KeepaliveMs: uint32(s.cfg.KeepAlive / time.Millisecond),
+	}}}
+	if err := s.write(ctx, welcome); err != nil {
+		s.stop(err)
+		return err
+	}
+	s.log.Debug("session started", "user", s.caller.UserId, "device", s.caller.DeviceId, "client", hello.client)
+
+	s.wg.Add(1)
+	go s.writer(ctx)
+	if hello.position != nil {
+		s.wg.Add(1)
+		go s.catchUp(ctx, hello.position)
+	} else {
+		s.release()
+	}
+	err = s.reader(ctx)
+	s.stop(err)
+	s.wg.Wait()
+	s.mu.Lock()
+	err = s.stopErr
+	s.mu.Unlock()
+	return err
+}
+
+type helloInfo struct {
+	version  uint32
+	position *syncpb.SyncPosition
+	client   string
+}
+
+// hello reads and checks the first frame and verifies its token.
+func (s *session) hello(ctx context.Context) (helloInfo, uint64, error) {
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.HelloTimeout)
+	defer cancel()
+	f, err := s.conn.ReadFrame(hctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return helloInfo{}, 0, syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no hello within %v", s.cfg.HelloTimeout)
+		}
+		return helloInfo{}, 0, err
+	}
+	h := f.GetHello()
+	if h == nil {
+		return helloInfo{}, f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "the first frame must be hello")
+	}
+	v, err := syncproto.Negotiate(h)
+	if err != nil {
+		return helloInfo{}, f.Id, err
+	}
+	if err := syncproto.CheckHello(h); err != nil {
+		return helloInfo{}, f.Id, err
+	}
+	c, err := s.cfg.Auth.Verify(h.AccessToken, auth.Access)
+	if err != nil {
+		return helloInfo{}, f.Id, err
+	}
+	if h.DeviceId != "" && h.DeviceId != c.DeviceID {
+		return helloInfo{}, f.Id, syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device_id does not match the access token")
+	}
+	s.caller = &syncpb.Caller{WorkspaceId: c.WorkspaceID, UserId: c.UserID, DeviceId: c.DeviceID}
+	s.log = s.log.With("user", c.UserID, "device", c.DeviceID)
+	return helloInfo{version: v, position: h.Position, client: h.ClientName}, f.Id, nil
+}
+
+// fail answers a failed hello with an Error frame and ends the session.
+func (s *session) fail(ctx context.Context, id uint64, err error) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = s.conn.WriteFrame(wctx, errorFrame(id, err))
+		cancel()
+	}
+	s.stop(err)
+}
+
+// finalFrame is an Error frame that ends the session once written.
+type finalFrame struct {
+	f   *syncpb.Frame
+	err error
+}
+
+// abort ends a running session (the writer started) with an Error frame:
+// the writer writes it, then stops the session.
+func (s *session) abort(id uint64, err error) {
+	select {
+	case s.final <- finalFrame{errorFrame(id, err), err}:
+		t := time.NewTimer(2 * time.Second)
+		defer t.Stop()
+		select {
+		case <-s.done:
+		case <-t.C:
+			s.stop(err)
+		}
+	case <-s.done:
+	}
+}
+
+func (s *session) write(ctx context.Context, f *syncpb.Frame) error {
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return s.conn.WriteFrame(wctx, f)
+}
+
+// catchUp answers the Hello's position with a SyncResponse (id 0) before
+// any live push, then lets the held pushes through. Pushes that arrive
+// while the sync runs are held, so the device sees the catch-up first and
+// live deliveries after it; a message in both is dropped by the device by
+// seq.
+func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
+	defer s.wg.Done()
+	defer s.release()
+	resp, err := s.call(ctx, &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{
+		Position: pos, PerConversationLimit: s.cfg.SyncLimit}}})
+	if err != nil {
+		// The device syncs itself; tell it so.
+		s.mu.Lock()
+		s.resync = true
+		s.mu.Unlock()
+		s.log.Debug("catch-up sync failed", "err", err)
+		return
+	}
+	s.reply(resp)
+}
+
+// release ends the catch-up hold: held pushes go to the queue in order.
+func (s *session) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.holding {
+		return
+	}
+	s.holding = false
+	for _, f := range s.held {
+		select {
+		case s.out <- f:
+		default:
+			s.resync = true
+		}
+	}
+	s.held = nil
+	s.wake()
+}
+
+func (s *session) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Deliver queues a live push; it never blocks (Sink).
+func (s *session) Deliver(d *syncpb.Deliver) {
+	f := &syncpb.Frame{Body: &syncpb.Frame_Deliver{Deliver: d}}
+	s.mu.Lock()
+	if s.holding {
+		if len(s.held) < cap(s.out) {
+			s.held = append(s.held, f)
+		} else {
+			s.resync = true
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	select {
+	case s.out <- f:
+	default:
+		s.mu.Lock()
+		s.resync = true
+		s.mu.Unlock()
+		s.wake()
+	}
+}
+
+// Lost records that pushes were lost upstream (Sink).
+func (s *session) Lost() {
+	s.mu.Lock()
+	s.resync = true
+	s.mu.Unlock()
+	s.wake()
+}
+
+// reply queues a response; it waits for room (responses are never
+// dropped; MaxInFlight bounds how many can wait).
+func (s *session) reply(f *syncpb.Frame) {
+	select {
+	case s.out <- f:
+	case <-s.done:
+	}
+}
+
+func (s *session) goAway(reason string, alternatives []string) {
+	f := &syncpb.Frame{Body: &syncpb.Frame_GoAway{GoAway: &syncpb.GoAway{Reason: reason, Alternatives: alternatives}}}
+	select {
+	case s.out <- f:
+	default:
+		s.stop(ErrDraining)
+	}
+}
+
+// writer writes queued frames, and a Resync when pushes were dropped.
+func (s *session) writer(ctx context.Context) {
+	defer s.wg.Done()
+	for {
+		var f *syncpb.Frame
+		select {
+		case <-s.done:
+			return
+		case f = <-s.out:
+		case <-s.kick:
+		case ff := <-s.final:
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			_ = s.conn.WriteFrame(wctx, ff.f)
+			cancel()
+			s.stop(ff.err)
+			return
+		}
+		if f != nil {
+			if err := s.write(ctx, f); err != nil {
+				s.stop(err)
+				return
+			}
+		}
+		s.mu.Lock()
+		owed := s.resync && !s.holding && len(s.out) == 0
+		if owed {
+			s.resync = false
+		}
+		s.mu.Unlock()
+		if owed {
+			r := &syncpb.Frame{Body: &syncpb.Frame_Resync{Resync: &syncpb.Resync{Reason: "live deliveries were dropped; sync from your watermarks"}}}
+			if err := s.write(ctx, r); err != nil {
+				s.stop(err)
+				return
+			}
+		}
+	}
+}
+
+// reader reads the device's frames and dispatches them until the session
+// ends. It returns nil when the device closed cleanly.
+func (s *session) reader(ctx context.Context) error {
+	idle := 3 * s.cfg.KeepAlive
+	flooding := 0
+	for {
+		rctx, cancel := context.WithTimeout(ctx, idle)
+		f, err := s.conn.ReadFrame(rctx)
+		cancel()
+		select {
+		case <-s.done:
+			return nil
+		default:
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			return syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no frame for %v", idle)
+		default:
+			var pe *syncproto.Error
+			if errors.As(err, &pe) {
+				// Bad bytes: the stream can no longer be trusted.
+				s.abort(0, pe)
+			}
+			return err
+		}
+		if !s.limiter.Allow() {
+			flooding++
+			if flooding > s.cfg.FrameBurst {
+				err := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many frames; closing")
+				s.abort(0, err)
+				return err
+			}
+			if f.Id != 0 {
+				e := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many requests")
+				e.RetryAfter = time.Second
+				s.reply(errorFrame(f.Id, e))
+			}
+			continue
+		}
+		flooding = 0
+		if err := s.dispatch(ctx, f); err != nil {
+			s.abort(f.Id, err)
+			return err
+		}
+	}
+}
+
+// dispatch starts serving one frame. An error is fatal to the session.
+func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
+	switch b := f.Body.(type) {
+	case nil:
+		return nil // a frame type this version does not know: skip it
+	case *syncpb.Frame_Ping:
+		if f.Id != 0 {
+			s.reply(&syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_Pong{Pong: &syncpb.Pong{Nonce: b.Ping.GetNonce()}}})
+		}
+		return nil
+	case *syncpb.Frame_Pong:
+		return nil
+	case *syncpb.Frame_Typing:
+		return nil // typing and presence arrive with the presence work
+	case *syncpb.Frame_PresenceSubscribe:
+		if f.Id != 0 {
+			s.reply(errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence is not available on this server yet")))
+		}
+		return nil
+	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt:
+		if f.Id == 0 {
+			return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
+		}
+		select {
+		case s.inflight <- struct{}{}:
+		case <-s.done:
+			return nil
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.inflight }()
+			resp, err := s.call(ctx, f)
+			if err != nil {
+				resp = errorFrame(f.Id, err)
+			}
+			s.reply(resp)
+		}()
+		return nil
+	default:
+		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a client may not send this frame type here")
+	}
+}
+
+// call serves one request frame through the core.
+func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
+	req := &syncpb.CoreRequest{Caller: s.caller}
+	switch b := f.Body.(type) {
+	case *syncpb.Frame_Send:
+		if err := syncproto.ValidateSend(b.Send); err != nil {
+			return nil, err
+		}
+		req.Op = &syncpb.CoreRequest_Send{Send: b.Send}
+	case *syncpb.Frame_SyncRequest:
+		if err := syncproto.ValidateSync(b.SyncRequest); err != nil {
+			return nil, err
+		}
+		req.Op = &syncpb.CoreRequest_Sync{Sync: b.SyncRequest}
+	case *syncpb.Frame_HistoryRequest:
+		if err := syncproto.ValidateHistory(b.HistoryRequest); err != nil {
+			return nil, err
+		}
+		req.Op = &syncpb.CoreRequest_History{History: b.HistoryRequest}
+	case *syncpb.Frame_Receipt:
+		if err := syncproto.ValidateReceipt(b.Receipt); err != nil {
+			return nil, err
+		}
+		req.Op = &syncpb.CoreRequest_Receipt{Receipt: b.Receipt}
+	default:
+		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "not a request")
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := s.cfg.Core.Call(cctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := &syncpb.Frame{Id: f.Id}
+	ok := false
+	switch f.Body.(type) {
+	case *syncpb.Frame_Send:
+		out.Body, ok = &syncpb.Frame_SendAck{SendAck: resp.GetSendAck()}, resp.GetSendAck() != nil
+	case *syncpb.Frame_SyncRequest:
+		out.Body, ok = &syncpb.Frame_SyncResponse{SyncResponse: resp.GetSync()}, resp.GetSync() != nil
+	case *syncpb.Frame_HistoryRequest:
+		out.Body, ok = &syncpb.Frame_HistoryResponse{HistoryResponse: resp.GetHistory()}, resp.GetHistory() != nil
+	case *syncpb.Frame_Receipt:
+		out.Body, ok = &syncpb.Frame_ReceiptAck{ReceiptAck: resp.GetReceiptAck()}, resp.GetReceiptAck() != nil
+	}
+	if !ok {
+		s.log.Error("core answered without the expected result", "request", f.Body)
+		return nil, syncproto.Errorf(syncpb.Code_CODE_INTERNAL, "internal error")
+	}
+	return out, nil
+}
