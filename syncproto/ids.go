@@ -34,6 +34,10 @@ func NewID(prefix string) string {
 	return prefix + idEncoding.EncodeToString(b[:])
 }
 
+// NewClientMsgID returns a random client_msg_id (128 bits), for clients
+// that do not name their messages themselves.
+func NewClientMsgID() string { return NewID("") }
+
 // NewConversationID returns a fresh group conversation id.
 func NewConversationID() string { return NewID(PrefixGroupConv) }
 

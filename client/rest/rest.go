@@ -7,8 +7,6 @@ package rest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -448,11 +446,7 @@ func headerRetryAfter(h http.Header) time.Duration {
 }
 
 // NewClientMsgID returns a random client message id.
-func NewClientMsgID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
+func NewClientMsgID() string { return syncproto.NewClientMsgID() }
 
 // Message is a stored message. System messages (membership changes) have
 // Kind "system" and a JSON body.
