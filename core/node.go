@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -73,6 +74,8 @@ type Node struct {
 	nc   *nats.Conn
 	subs []*nats.Subscription
 	sem  chan struct{}
+
+	deliver *deliverer
 
 	shardMu   sync.Mutex
 	shardSubs map[string]*nats.Subscription // shards this node leads
@@ -156,15 +159,30 @@ func New(cfg Config) (n *Node, err error) {
 	if err := n.addGroup(dirGroup, 0, dir); err != nil {
 		return nil, err
 	}
+	n.deliver = newDeliverer(cfg.Region, n.nc.Publish, n.log)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.deliver.run(n.stop)
+	}()
 	for i := 0; i < cfg.ShardCount; i++ {
 		name := shardGroup(i)
-		sm, err := shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, Logger: n.log})
+		var sm *shard.FSM
+		var g atomic.Pointer[group.Group] // set once the group runs
+		onCommit := func(cs []shard.Committed) {
+			// Only the leader publishes; its apply follows the log's order.
+			if gg := g.Load(); gg != nil && gg.IsLeader() {
+				n.deliver.enqueue(sm, cs)
+			}
+		}
+		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit, Logger: n.log})
 		if err != nil {
 			return nil, fmt.Errorf("core: shard %s state: %w", name, err)
 		}
 		if err := n.addGroup(name, i+1, sm); err != nil {
 			return nil, err
 		}
+		g.Store(n.groups[name].g)
 	}
 	if err := n.serve(); err != nil {
 		return nil, err

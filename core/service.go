@@ -234,6 +234,8 @@ func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreReq
 		return n.regionInfo()
 	case *syncpb.CoreRequest_ListConversations:
 		return n.listConversations(ctx, req)
+	case *syncpb.CoreRequest_Sync:
+		return n.sync(ctx, req)
 	case *syncpb.CoreRequest_RegisterUser, *syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers,
 		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
 		*syncpb.CoreRequest_RevokeDevice:
@@ -269,6 +271,7 @@ func convOf(req *syncpb.CoreRequest) string {
 func isRead(req *syncpb.CoreRequest) bool {
 	switch req.Op.(type) {
 	case *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ListConversations, *syncpb.CoreRequest_History,
+		*syncpb.CoreRequest_Sync,
 		*syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers, *syncpb.CoreRequest_ListDevices,
 		*syncpb.CoreRequest_GetDevice:
 		return true

@@ -29,4 +29,23 @@ const (
 	MaxWatermarks = 10000
 	// MaxSyncTokenLen bounds the opaque sync token, in bytes.
 	MaxSyncTokenLen = 4 << 10
+	// DefaultSyncLimit and MaxSyncLimit bound the messages a sync returns
+	// per conversation (SyncRequest.per_conversation_limit).
+	DefaultSyncLimit = 50
+	MaxSyncLimit     = 500
+	// MaxSyncBytes bounds the messages of one SyncResponse, in encoded
+	// bytes, so that it fits in a frame of DefaultMaxFrameSize.
+	MaxSyncBytes = 640 << 10
 )
+
+// SyncLimit is the per-conversation message limit a sync request asks for:
+// DefaultSyncLimit for 0, at most MaxSyncLimit.
+func SyncLimit(asked uint32) int {
+	switch {
+	case asked == 0:
+		return DefaultSyncLimit
+	case asked > MaxSyncLimit:
+		return MaxSyncLimit
+	}
+	return int(asked)
+}

@@ -233,7 +233,7 @@ func roleName(r syncpb.Role) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }
 
-func applyChange(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.ChangeMembersRequest) (*syncpb.CoreResponse, error) {
+func applyChange(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.ChangeMembersRequest) (*syncpb.CoreResponse, error) {
 	caller := cmd.Caller
 	meta, me, err := access(tx, caller, req.ConvId)
 	if err != nil {
@@ -247,11 +247,11 @@ func applyChange(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.ChangeMembersRequ
 		return nil, err
 	}
 	if p.empty() {
-		c, err := loadConversation(tx, req.ConvId, meta, caller.UserId)
+		conv, err := loadConversation(tx, req.ConvId, meta, caller.UserId)
 		if err != nil {
 			return nil, err
 		}
-		return conversationResponse(c), nil
+		return conversationResponse(conv), nil
 	}
 	var events []systemEvent
 	if len(p.added) > 0 {
@@ -290,12 +290,17 @@ func applyChange(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.ChangeMembersRequ
 		events = append(events, systemEvent{Event: "member_left", By: caller.UserId, Users: []string{caller.UserId}})
 	}
 	meta.Members, meta.Owners = p.members, p.owners
+	c.ConvID, c.MembersChanged = req.ConvId, true
+	c.Removed = append(c.Removed, p.removed...)
+	if p.left {
+		c.Removed = append(c.Removed, caller.UserId)
+	}
 	for _, ev := range events {
 		body, err := json.Marshal(ev)
 		if err != nil {
 			return nil, err
 		}
-		err = appendMessage(tx, req.ConvId, meta, &syncpb.Message{
+		err = appendMessage(tx, c, req.ConvId, meta, &syncpb.Message{
 			SenderUserId: caller.UserId, SenderDeviceId: caller.DeviceId,
 			Body: body, ContentType: "application/json", Kind: syncpb.MessageKind_MESSAGE_KIND_SYSTEM,
 		}, cmd.TsUnixMs)
@@ -311,9 +316,9 @@ func applyChange(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.ChangeMembersRequ
 			CreatedBy: meta.CreatedBy, CreatedUnixMs: meta.CreatedMs, LastSeq: meta.LastSeq,
 		}), nil
 	}
-	c, err := loadConversation(tx, req.ConvId, meta, caller.UserId)
+	conv, err := loadConversation(tx, req.ConvId, meta, caller.UserId)
 	if err != nil {
 		return nil, err
 	}
-	return conversationResponse(c), nil
+	return conversationResponse(conv), nil
 }

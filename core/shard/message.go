@@ -19,8 +19,9 @@ const (
 	maxAttachmentNameLen = 255
 	maxAttachmentMeta    = 4 << 10
 	// maxHistoryBytes bounds a history page, which must fit in one NATS
-	// reply; a page holds at least one message.
-	maxHistoryBytes = 4 << 20
+	// reply and one frame of syncproto.DefaultMaxFrameSize; a page holds at
+	// least one message.
+	maxHistoryBytes = syncproto.MaxSyncBytes
 )
 
 func printableASCII(s string) bool {
@@ -99,7 +100,7 @@ func (f *FSM) prepareSend(caller *syncpb.Caller, req *syncpb.SendRequest, now in
 
 // appendMessage gives msg the conversation's next seq, its id, and a ts no
 // lower than the previous message's, and stores it. The caller writes meta.
-func appendMessage(tx *kvfsm.Tx, conv string, meta *convMeta, msg *syncpb.Message, ts int64) error {
+func appendMessage(tx *kvfsm.Tx, c *Committed, conv string, meta *convMeta, msg *syncpb.Message, ts int64) error {
 	meta.LastSeq++
 	meta.LastMs = max(meta.LastMs, ts)
 	msg.ConvId = conv
@@ -111,10 +112,12 @@ func appendMessage(tx *kvfsm.Tx, conv string, meta *convMeta, msg *syncpb.Messag
 		return err
 	}
 	tx.Set(msgKey(conv, msg.Seq), b)
+	c.ConvID = conv
+	c.Messages = append(c.Messages, msg)
 	return nil
 }
 
-func applySend(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.SendRequest) (*syncpb.CoreResponse, error) {
+func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendRequest) (*syncpb.CoreResponse, error) {
 	if err := checkSend(req); err != nil {
 		return nil, err
 	}
@@ -132,7 +135,7 @@ func applySend(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.SendRequest) (*sync
 		Body: req.Body, ContentType: req.ContentType, Attachments: req.Attachments,
 		Kind: syncpb.MessageKind_MESSAGE_KIND_USER,
 	}
-	if err := appendMessage(tx, req.ConvId, meta, msg, cmd.TsUnixMs); err != nil {
+	if err := appendMessage(tx, c, req.ConvId, meta, msg, cmd.TsUnixMs); err != nil {
 		return nil, err
 	}
 	ack := &syncpb.SendAck{ConvId: req.ConvId, Seq: msg.Seq, MsgId: msg.MsgId, TsUnixMs: msg.TsUnixMs, ClientMsgId: req.ClientMsgId}

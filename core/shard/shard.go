@@ -55,8 +55,24 @@ type Config struct {
 	Directory Directory
 	// Sync makes the DB's writes durable; called before snapshots and after
 	// restores. Nil skips it.
-	Sync   func() error
-	Logger *slog.Logger
+	Sync func() error
+	// OnCommit, when set, is called from the apply goroutine after each
+	// batch of entries is stored, with the messages they appended and the
+	// membership they changed, in log order. It must not block: the node
+	// queues them for delivery.
+	OnCommit func([]Committed)
+	Logger   *slog.Logger
+}
+
+// Committed is what one applied command changed that devices must hear
+// of: the messages it appended (in seq order) and, for a membership
+// change, the users it removed (they are told of their removal once).
+type Committed struct {
+	Index          uint64 // raft index of the command
+	ConvID         string
+	Messages       []*syncpb.Message
+	MembersChanged bool
+	Removed        []string
 }
 
 // Validate reports the first bad field.
@@ -74,9 +90,11 @@ func (c *Config) Validate() error {
 // and Restore from one goroutine; Prepare and AppliedIndex may run
 // concurrently with them.
 type FSM struct {
-	m   *kvfsm.Machine
-	dir Directory
-	log *slog.Logger
+	m        *kvfsm.Machine
+	dir      Directory
+	log      *slog.Logger
+	onCommit func([]Committed)
+	batch    []Committed // of the ApplyBatch under way
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -90,7 +108,7 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group)}
+	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit}
 	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("shard: %w", err)
@@ -100,10 +118,32 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 }
 
 // Apply applies one committed entry; it returns a *syncpb.CoreResponse.
-func (f *FSM) Apply(l *raft.Log) any { return f.m.Apply(l) }
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch applies committed entries in one transaction where they fit.
-func (f *FSM) ApplyBatch(logs []*raft.Log) []any { return f.m.ApplyBatch(logs) }
+// ApplyBatch applies committed entries in one transaction where they fit,
+// then hands what they committed to Config.OnCommit.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.batch = f.batch[:0]
+	out := f.m.ApplyBatch(logs)
+	if f.onCommit == nil || len(f.batch) == 0 {
+		return out
+	}
+	done := make([]Committed, 0, len(f.batch))
+	i := 0
+	for _, c := range f.batch {
+		for i < len(logs) && logs[i].Index < c.Index {
+			i++
+		}
+		// An entry the batch failed to store reports an error instead.
+		if r, ok := out[i].(*syncpb.CoreResponse); ok && r.GetError() == nil {
+			done = append(done, c)
+		}
+	}
+	if len(done) > 0 {
+		f.onCommit(done)
+	}
+	return out
+}
 
 // Snapshot captures the shard's keys; see kvfsm.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return f.m.Snapshot() }
@@ -146,6 +186,9 @@ func (f *FSM) Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Tim
 		return nil, resp, err
 	case *syncpb.CoreRequest_Receipt:
 		return f.prepareReceipt(caller, op.Receipt, ms)
+	case *syncpb.CoreRequest_Sync:
+		resp, err := f.sync(caller, op.Sync)
+		return nil, resp, err
 	case nil:
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
 	default:
@@ -155,16 +198,20 @@ func (f *FSM) Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Tim
 
 // apply is the kvfsm.ApplyFunc: it re-validates everything, since state
 // may have changed since Prepare.
-func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
-	resp, err := f.applyCommand(tx, cmd)
+func (f *FSM) apply(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
+	c := Committed{Index: index}
+	resp, err := f.applyCommand(tx, &c, cmd)
 	var werr *syncproto.Error
 	if errors.As(err, &werr) {
 		return &syncpb.CoreResponse{Error: werr.Proto()}, nil
 	}
+	if err == nil && resp.GetError() == nil && c.ConvID != "" {
+		f.batch = append(f.batch, c)
+	}
 	return resp, err
 }
 
-func (f *FSM) applyCommand(tx *kvfsm.Tx, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
+func (f *FSM) applyCommand(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
 	caller := cmd.GetCaller()
 	if err := checkCaller(caller); err != nil {
 		return nil, err
@@ -173,9 +220,9 @@ func (f *FSM) applyCommand(tx *kvfsm.Tx, cmd *cmdpb.Command) (*syncpb.CoreRespon
 	case *cmdpb.Command_CreateConversation:
 		return applyCreate(tx, cmd, op.CreateConversation)
 	case *cmdpb.Command_ChangeMembers:
-		return applyChange(tx, cmd, op.ChangeMembers)
+		return applyChange(tx, c, cmd, op.ChangeMembers)
 	case *cmdpb.Command_Send:
-		return applySend(tx, cmd, op.Send)
+		return applySend(tx, c, cmd, op.Send)
 	case *cmdpb.Command_Receipt:
 		return applyReceipt(tx, cmd, op.Receipt)
 	default:

@@ -1,0 +1,497 @@
+// Package client is parley's Go SDK for device sessions: it dials an edge
+// (WebSocket today; raw QUIC and WebTransport share the same Transport),
+// keeps the session up with exponential backoff and jitter, resumes from
+// its watermarks without loss, hands every message to the app once and in
+// seq order per conversation (filling gaps from history), and sends
+// through an outbox that retries each message with the same client_msg_id
+// until the server acknowledges it.
+//
+// Scripts that only need request/response can use client/rest instead.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+	historyPage       = 200
+)
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("client: closed")
+
+// Config configures a Client. Dial and Token are required.
+type Config struct {
+	Dial Dialer
+	// Token returns a valid access token; it is called for every
+	// connection, so it should refresh an expired one (client/rest does).
+	Token func(ctx context.Context) (string, error)
+	// DeviceID is the device the token was issued for ("" takes the
+	// token's).
+	DeviceID   string
+	ClientName string
+	// Watermarks is where the device is (conv id -> highest seq it holds
+	// with no gap below), e.g. as saved from Watermarks() last run.
+	Watermarks map[string]uint64
+	// OnMessage gets every message once, in seq order per conversation,
+	// from one goroutine. It should not block for long.
+	OnMessage func(*syncpb.Message)
+	// MinBackoff and MaxBackoff bound reconnect waits (defaults 100 ms,
+	// 10 s); each wait is drawn with full jitter.
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
+}
+
+// Client is a device session that reconnects by itself. Safe for
+// concurrent use.
+type Client struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	cur      *link
+	up       chan struct{} // closed while cur is set; replaced when it drops
+	marks    map[string]uint64
+	last     map[string]uint64 // highest seq known to exist per conversation
+	pending  map[string]map[uint64]*syncpb.Message
+	filling  map[string]bool
+	ready    []*syncpb.Message // in order, for the deliverer
+	readyC   chan struct{}
+	outbox   []*outItem
+	outC     chan struct{}
+	welcomed chan error // the first connection's outcome, for Dial
+	conns    int
+}
+
+type outItem struct {
+	req  *syncpb.SendRequest
+	done chan struct{}
+	ack  *syncpb.SendAck
+	err  error
+}
+
+// Dial starts a Client and returns once its first session is welcomed (or
+// fails: a bad token or version is returned at once; an unreachable edge
+// is retried until ctx ends). The Client then stays connected until Close.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Dial == nil || cfg.Token == nil {
+		return nil, errors.New("client: Config.Dial and Config.Token are required")
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(DefaultMaxBackoff, cfg.MinBackoff)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, up: make(chan struct{}), marks: maps.Clone(cfg.Watermarks),
+		last: map[string]uint64{}, pending: map[string]map[uint64]*syncpb.Message{}, filling: map[string]bool{},
+		readyC: make(chan struct{}, 1), outC: make(chan struct{}, 1), welcomed: make(chan error, 1)}
+	if c.marks == nil {
+		c.marks = map[string]uint64{}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(3)
+	go c.run()
+	go c.deliverer()
+	go c.sender()
+	select {
+	case err := <-c.welcomed:
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, ctx.Err()
+	}
+}
+
+// Close ends the session; Sends still waiting fail with ErrClosed.
+func (c *Client) Close() error {
+	c.cancel()
+	c.mu.Lock()
+	if c.cur != nil {
+		c.cur.fail(ErrClosed)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.mu.Lock()
+	for _, it := range c.outbox {
+		it.err = ErrClosed
+		close(it.done)
+	}
+	c.outbox = nil
+	c.mu.Unlock()
+	return nil
+}
+
+// Watermarks returns the device's position: per conversation, the highest
+// seq handed to OnMessage with no gap below. Save it to resume later.
+func (c *Client) Watermarks() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.marks)
+}
+
+// Connections is how many sessions have been welcomed so far.
+func (c *Client) Connections() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conns
+}
+
+// run keeps a session up until Close.
+func (c *Client) run() {
+	defer c.wg.Done()
+	first := true
+	attempt := 0
+	for c.ctx.Err() == nil {
+		l, err := c.connect()
+		if err != nil {
+			if first && fatal(err) {
+				c.welcomed <- err
+				return
+			}
+			attempt++
+			c.log.Debug("connect failed", "attempt", attempt, "err", err)
+			c.sleep(attempt)
+			continue
+		}
+		attempt = 0
+		c.mu.Lock()
+		c.cur = l
+		c.conns++
+		close(c.up)
+		c.mu.Unlock()
+		if first {
+			c.welcomed <- nil
+			first = false
+		}
+		c.wake(c.outC)
+		err = c.read(l)
+		l.fail(err)
+		c.mu.Lock()
+		c.cur = nil
+		c.up = make(chan struct{})
+		c.mu.Unlock()
+		c.log.Debug("session ended", "err", err)
+		if c.ctx.Err() == nil {
+			attempt++
+			c.sleep(attempt)
+		}
+	}
+}
+
+// fatal errors are not fixed by retrying the same hello.
+func fatal(err error) bool {
+	switch syncproto.CodeOf(err) {
+	case syncpb.Code_CODE_UNAUTHENTICATED, syncpb.Code_CODE_FORBIDDEN, syncpb.Code_CODE_UNSUPPORTED_VERSION,
+		syncpb.Code_CODE_INVALID_ARGUMENT, syncpb.Code_CODE_MALFORMED:
+		return true
+	}
+	return false
+}
+
+// sleep waits a jittered exponential backoff for attempt (from 1).
+func (c *Client) sleep(attempt int) {
+	d := c.cfg.MinBackoff << min(attempt-1, 16)
+	d = min(d, c.cfg.MaxBackoff)
+	d = time.Duration(rand.Int64N(int64(d)) + 1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+}
+
+// connect dials, says hello with the watermarks, and waits for Welcome.
+func (c *Client) connect() (*link, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
+	defer cancel()
+	tok, err := c.cfg.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: token: %w", err)
+	}
+	t, err := c.cfg.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h := syncproto.NewHello(tok, c.cfg.DeviceID)
+	h.ClientName = c.cfg.ClientName
+	h.Position = c.position()
+	if err := t.WriteFrame(ctx, &syncpb.Frame{Id: 1, Body: &syncpb.Frame_Hello{Hello: h}}); err != nil {
+		_ = t.Close(nil)
+		return nil, err
+	}
+	f, err := t.ReadFrame(ctx)
+	if err != nil {
+		_ = t.Close(nil)
+		return nil, err
+	}
+	if e := syncproto.FromProto(f.GetError()); e != nil {
+		_ = t.Close(nil)
+		return nil, e
+	}
+	if f.GetWelcome() == nil {
+		_ = t.Close(nil)
+		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "expected welcome")
+	}
+	l := newLink(t)
+	l.welcome = f.GetWelcome()
+	l.nextID.Store(1)
+	return l, nil
+}
+
+func (c *Client) position() *syncpb.SyncPosition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := &syncpb.SyncPosition{}
+	for conv, seq := range c.marks {
+		p.Watermarks = append(p.Watermarks, &syncpb.Watermark{ConvId: conv, Seq: seq})
+	}
+	return p
+}
+
+// read handles the server's frames until the link fails.
+func (c *Client) read(l *link) error {
+	for {
+		f, err := l.t.ReadFrame(c.ctx)
+		if err != nil {
+			return err
+		}
+		if f.Id != 0 && l.answer(f) {
+			continue
+		}
+		switch b := f.Body.(type) {
+		case *syncpb.Frame_Deliver:
+			for _, m := range b.Deliver.Messages {
+				c.accept(m)
+			}
+		case *syncpb.Frame_SyncResponse: // the catch-up after Welcome
+			c.applySync(b.SyncResponse)
+		case *syncpb.Frame_Resync:
+			c.wg.Add(1)
+			go c.resync(l)
+		case *syncpb.Frame_GoAway:
+			c.log.Debug("edge asked us to move", "reason", b.GoAway.Reason)
+			return errors.New("client: go away: " + b.GoAway.Reason)
+		case *syncpb.Frame_Error:
+			if f.Id == 0 {
+				return syncproto.FromProto(b.Error)
+			}
+		}
+	}
+}
+
+// resync asks for everything changed since the watermarks.
+func (c *Client) resync(l *link) {
+	defer c.wg.Done()
+	r, err := l.request(c.ctx, &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{Position: c.position()}}})
+	if err != nil {
+		c.log.Debug("resync failed; the next connection syncs", "err", err)
+		l.fail(err)
+		return
+	}
+	c.applySync(r.GetSyncResponse())
+}
+
+func (c *Client) applySync(s *syncpb.SyncResponse) {
+	for _, d := range s.GetChanged() {
+		c.mu.Lock()
+		c.last[d.ConvId] = max(c.last[d.ConvId], d.LastSeq)
+		c.mu.Unlock()
+		for _, m := range d.Messages {
+			c.accept(m)
+		}
+		c.checkGap(d.ConvId)
+	}
+}
+
+// accept takes a message from any source: duplicates are dropped, the
+// next in order go to the app, later ones wait for the gap to fill.
+func (c *Client) accept(m *syncpb.Message) {
+	c.mu.Lock()
+	conv := m.ConvId
+	c.last[conv] = max(c.last[conv], m.Seq)
+	if m.Seq <= c.marks[conv] {
+		c.mu.Unlock()
+		return
+	}
+	p := c.pending[conv]
+	if p == nil {
+		p = map[uint64]*syncpb.Message{}
+		c.pending[conv] = p
+	}
+	p[m.Seq] = m
+	moved := false
+	for {
+		next, ok := p[c.marks[conv]+1]
+		if !ok {
+			break
+		}
+		delete(p, next.Seq)
+		c.marks[conv] = next.Seq
+		c.ready = append(c.ready, next)
+		moved = true
+	}
+	c.mu.Unlock()
+	if moved {
+		c.wake(c.readyC)
+	}
+	c.checkGap(conv)
+}
+
+// checkGap starts filling conv from history when it knows of messages
+// beyond its watermark that it does not hold.
+func (c *Client) checkGap(conv string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last[conv] <= c.marks[conv] || c.filling[conv] {
+		return
+	}
+	c.filling[conv] = true
+	c.wg.Add(1)
+	go c.fill(conv)
+}
+
+// fill reads history after the watermark until conv is caught up.
+func (c *Client) fill(conv string) {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		from, to := c.marks[conv], c.last[conv]
+		if from >= to || c.ctx.Err() != nil {
+			c.filling[conv] = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		r, err := c.request(c.ctx, &syncpb.Frame{Body: &syncpb.Frame_HistoryRequest{HistoryRequest: &syncpb.HistoryRequest{
+			ConvId: conv, Cursor: from, Limit: historyPage, Direction: syncpb.Direction_DIRECTION_FORWARD}}})
+		if err != nil {
+			if !syncproto.AsError(err).Retryable() {
+				c.log.Warn("cannot fill a gap", "conv", conv, "err", err)
+				c.mu.Lock()
+				c.filling[conv] = false
+				c.mu.Unlock()
+				return
+			}
+			continue // request waited for a new connection already
+		}
+		h := r.GetHistoryResponse()
+		for _, m := range h.GetMessages() {
+			c.accept(m)
+		}
+		c.mu.Lock()
+		c.last[conv] = max(c.last[conv], h.GetLastSeq())
+		stuck := len(h.GetMessages()) == 0 && c.marks[conv] == from
+		if stuck {
+			// The server has nothing after the watermark (e.g. retention
+			// removed it): stop rather than spin.
+			c.last[conv] = c.marks[conv]
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *Client) wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// deliverer hands ready messages to OnMessage, in order.
+func (c *Client) deliverer() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.readyC:
+		}
+		for {
+			c.mu.Lock()
+			batch := c.ready
+			c.ready = nil
+			c.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for _, m := range batch {
+				if c.cfg.OnMessage != nil {
+					c.cfg.OnMessage(m)
+				}
+			}
+		}
+	}
+}
+
+// request waits for a connection and sends f on it; a connection that
+// drops before the answer makes it wait for the next one and send again
+// (callers make their requests safe to repeat).
+func (c *Client) request(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
+	for {
+		c.mu.Lock()
+		l, up := c.cur, c.up
+		c.mu.Unlock()
+		if l == nil {
+			select {
+			case <-up:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.ctx.Done():
+				return nil, ErrClosed
+			}
+		}
+		r, err := l.request(ctx, proto.Clone(f).(*syncpb.Frame))
+		if errors.Is(err, errLinkDown) {
+			select {
+			case <-l.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		return r, err
+	}
+}
+
+// History reads one page of a conversation.
+func (c *Client) History(ctx context.Context, req *syncpb.HistoryRequest) (*syncpb.HistoryResponse, error) {
+	r, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_HistoryRequest{HistoryRequest: req}})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetHistoryResponse(), nil
+}
+
+// Receipt reports that this device delivered or read conv up to seq.
+func (c *Client) Receipt(ctx context.Context, conv string, seq uint64, typ syncpb.ReceiptType) error {
+	_, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})
+	return err
+}

@@ -1,0 +1,127 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/syncproto/wsframe"
+)
+
+// Transport is one connection's control channel to an edge: frames in
+// order both ways. ReadFrame is called from one goroutine; WriteFrame
+// calls are serialized by the client.
+type Transport interface {
+	ReadFrame(ctx context.Context) (*syncpb.Frame, error)
+	WriteFrame(ctx context.Context, f *syncpb.Frame) error
+	Close(err error) error
+}
+
+// Dialer opens a Transport to an edge.
+type Dialer func(ctx context.Context) (Transport, error)
+
+// WebSocket dials an edge's WebSocket endpoint: url is
+// ws://host:port/v1/ws (or wss://).
+func WebSocket(url string) Dialer {
+	return func(ctx context.Context) (Transport, error) {
+		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{wsframe.Subprotocol}})
+		if err != nil {
+			return nil, err
+		}
+		return wsframe.NewConn(c, syncproto.MaxFrameSize), nil
+	}
+}
+
+// errLinkDown fails requests in flight when their connection ends; the
+// outcome is unknown, so it is retryable.
+var errLinkDown = syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "connection lost")
+
+// link is one live connection: request ids, waiters, serialized writes.
+type link struct {
+	t       Transport
+	welcome *syncpb.Welcome
+	nextID  atomic.Uint64
+
+	wmu sync.Mutex // serializes WriteFrame
+
+	mu      sync.Mutex
+	waiting map[uint64]chan *syncpb.Frame
+	done    chan struct{}
+	err     error
+}
+
+func newLink(t Transport) *link {
+	return &link{t: t, waiting: map[uint64]chan *syncpb.Frame{}, done: make(chan struct{})}
+}
+
+func (l *link) write(ctx context.Context, f *syncpb.Frame) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return l.t.WriteFrame(ctx, f)
+}
+
+// request sends f with a fresh id and waits for the frame answering it. An
+// Error frame is returned as a *syncproto.Error.
+func (l *link) request(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
+	id := l.nextID.Add(1)
+	f.Id = id
+	ch := make(chan *syncpb.Frame, 1)
+	l.mu.Lock()
+	if l.err != nil {
+		l.mu.Unlock()
+		return nil, errLinkDown
+	}
+	l.waiting[id] = ch
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.waiting, id)
+		l.mu.Unlock()
+	}()
+	if err := l.write(ctx, f); err != nil {
+		l.fail(err)
+		return nil, errLinkDown
+	}
+	select {
+	case r := <-ch:
+		if e := syncproto.FromProto(r.GetError()); e != nil {
+			return nil, e
+		}
+		return r, nil
+	case <-l.done:
+		return nil, errLinkDown
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// answer routes a response to its waiter; false if nobody waits for it.
+func (l *link) answer(f *syncpb.Frame) bool {
+	l.mu.Lock()
+	ch, ok := l.waiting[f.Id]
+	l.mu.Unlock()
+	if ok {
+		ch <- f
+	}
+	return ok
+}
+
+// fail ends the link once: waiters get errLinkDown.
+func (l *link) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	if err == nil {
+		err = errors.New("client: closed")
+	}
+	l.err = err
+	close(l.done)
+	_ = l.t.Close(nil)
+}
