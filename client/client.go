@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -494,4 +495,52 @@ func (c *Client) History(ctx context.Context, req *syncpb.HistoryRequest) (*sync
 func (c *Client) Receipt(ctx context.Context, conv string, seq uint64, typ syncpb.ReceiptType) error {
 	_, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})
 	return err
+}
+
+// ErrCannotMigrate is returned by Migrate when the current connection
+// cannot move to a new network path (not raw QUIC, or no connection).
+var ErrCannotMigrate = errors.New("client: this connection cannot migrate")
+
+// migrator is a Transport that can move to a new UDP socket.
+type migrator interface {
+	migrate(ctx context.Context) error
+}
+
+// Migrate moves the connection to a new local UDP socket, as after a
+// network change (Wi-Fi to cellular): over raw QUIC the connection and
+// its session survive. Where that is not possible (another transport, or
+// the new path fails), Migrate drops the connection and the Client
+// reconnects and resumes by its watermarks; it returns the migration's
+// error then. Either way no message is lost or repeated.
+func (c *Client) Migrate(ctx context.Context) error {
+	c.mu.Lock()
+	l := c.cur
+	c.mu.Unlock()
+	if l == nil {
+		return ErrCannotMigrate
+	}
+	m, ok := l.t.(migrator)
+	if !ok {
+		l.fail(ErrCannotMigrate)
+		return ErrCannotMigrate
+	}
+	if err := m.migrate(ctx); err != nil {
+		l.fail(err)
+		return err
+	}
+	return nil
+}
+
+// LocalAddr is the local address of the current connection when the
+// transport reports one (raw QUIC), else nil.
+func (c *Client) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return nil
+	}
+	if q, ok := c.cur.t.(interface{ localAddr() net.Addr }); ok {
+		return q.localAddr()
+	}
+	return nil
 }

@@ -19,7 +19,9 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/corerpc"
+	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/edge/session"
 	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/syncproto"
@@ -70,6 +72,16 @@ type Config struct {
 	// ping interval announced to devices (see session.Config for defaults).
 	SendQueue int
 	KeepAlive time.Duration
+	// UDPAddr, when set, serves raw QUIC and HTTP/3 + WebTransport on this
+	// UDP address (port 0 picks one, see Edge.UDPAddr). Its certificate
+	// is CertFile/KeyFile (PEM, reloaded when they change) or else a
+	// self-signed dev certificate kept in DevCertDir (see edge/devcert),
+	// whose hashes the HTTP port publishes for browsers.
+	UDPAddr           string
+	CertFile, KeyFile string
+	DevCertDir        string
+	// IdleTimeout closes a QUIC connection silent this long (default 60 s).
+	IdleTimeout time.Duration
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for tokens and limits (default time.Now).
@@ -110,6 +122,8 @@ type Edge struct {
 	rpc      *corerpc.Client
 	hub      *session.Hub
 	sessions *session.Server
+	certs    *devcert.Manager // nil without a UDP port
+	udp      *quicport.Port
 	shutdown time.Duration
 	// base lives as long as the Edge; sessions run under it.
 	base       context.Context
@@ -182,12 +196,29 @@ func New(cfg Config) (*Edge, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+wsconn.Path, wsconn.Handler(e.base, e.sessions, e.log.With("part", "ws")))
 	mux.Handle("/", api)
+	if cfg.UDPAddr != "" {
+		e.certs, err = devcert.New(devcert.Config{Dir: cfg.DevCertDir, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
+			Logger: e.log.With("part", "cert"), Now: cfg.Now})
+		if err != nil {
+			e.baseCancel()
+			return fail(fmt.Errorf("edge: %w", err))
+		}
+		mux.Handle(devcert.HashPath, e.certs.HashHandler())
+		e.udp, err = quicport.New(quicport.Config{Addr: cfg.UDPAddr, TLS: e.certs.TLSConfig(), Sessions: e.sessions,
+			HTTP: api, IdleTimeout: cfg.IdleTimeout, Logger: e.log.With("part", "quic")})
+		if err != nil {
+			_ = e.certs.Close()
+			e.baseCancel()
+			return fail(fmt.Errorf("edge: %w", err))
+		}
+	}
 	addr := cfg.HTTPAddr
 	if addr == "" {
 		addr = DefaultHTTPAddr
 	}
 	e.ln, err = net.Listen("tcp", addr)
 	if err != nil {
+		e.closeUDP()
 		e.baseCancel()
 		return fail(fmt.Errorf("edge: listen %s: %w", addr, err))
 	}
@@ -205,6 +236,32 @@ func New(cfg Config) (*Edge, error) {
 
 // Addr is the address the HTTP API listens on.
 func (e *Edge) Addr() net.Addr { return e.ln.Addr() }
+
+// UDPAddr is the address of the QUIC/WebTransport port, nil without one.
+func (e *Edge) UDPAddr() net.Addr {
+	if e.udp == nil {
+		return nil
+	}
+	return e.udp.Addr()
+}
+
+// CertHashes are the SHA-256 hashes of the certificates the UDP port
+// serves that browsers may pin (see devcert); none without a UDP port.
+func (e *Edge) CertHashes() [][32]byte {
+	if e.certs == nil {
+		return nil
+	}
+	return e.certs.Hashes()
+}
+
+func (e *Edge) closeUDP() {
+	if e.udp != nil {
+		_ = e.udp.Close()
+	}
+	if e.certs != nil {
+		_ = e.certs.Close()
+	}
+}
 
 // Run serves until ctx ends or Close is called, then shuts down
 // gracefully: it stops accepting, lets running requests finish within
@@ -231,7 +288,27 @@ func (e *Edge) Run(ctx context.Context) error {
 
 	served := make(chan error, 1)
 	go func() { served <- e.srv.Serve(e.ln) }()
-	e.log.Info("edge listening", "addr", e.Addr().String(), "region", e.rpc.Region())
+	// The UDP port outlives the drain below, so its sessions get GoAway.
+	uctx, ucancel := context.WithCancel(context.Background())
+	defer ucancel()
+	if e.udp != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := e.certs.Run(uctx); err != nil {
+				e.log.Error("certificate manager stopped", "err", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := e.udp.Run(uctx); err != nil {
+				e.log.Error("UDP port stopped", "err", err)
+			}
+		}()
+		e.log.Info("edge listening", "addr", e.Addr().String(), "udp", e.UDPAddr().String(), "region", e.rpc.Region())
+	} else {
+		e.log.Info("edge listening", "addr", e.Addr().String(), "region", e.rpc.Region())
+	}
 
 	var err error
 	select {
@@ -246,6 +323,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	if derr := e.sessions.Drain(sctx, "the edge is shutting down"); derr != nil {
 		e.log.Warn("sessions still open at shutdown were closed", "err", derr)
 	}
+	ucancel()
 	e.baseCancel()
 	e.hub.Close()
 	if serr := e.srv.Shutdown(sctx); serr != nil {
@@ -295,6 +373,7 @@ func (e *Edge) Close() error {
 			<-e.runDone
 		} else {
 			_ = e.ln.Close()
+			e.closeUDP()
 			e.baseCancel()
 			e.hub.Close()
 		}

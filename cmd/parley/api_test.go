@@ -42,6 +42,7 @@ func startTestSystem(t *testing.T, dir string, mod func(*serveConfig)) *testSyst
 	cfg := serveConfig{
 		DataDir:   dir,
 		HTTPAddr:  "127.0.0.1:0",
+		UDPAddr:   "127.0.0.1:0",
 		NATSAddr:  "-",
 		RaftAddr:  "127.0.0.1:0",
 		Shards:    4,

@@ -21,6 +21,9 @@ import (
 type serveConfig struct {
 	DataDir   string
 	HTTPAddr  string
+	UDPAddr   string // QUIC + WebTransport; "" for none
+	CertFile  string // operator certificate for the UDP port; else a dev one
+	KeyFile   string
 	NATSAddr  string // "-" for in-process only
 	RaftAddr  string
 	Shards    int
@@ -72,15 +75,23 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 	if err != nil {
 		return nil, err
 	}
+	devDir := ""
+	if cfg.UDPAddr != "" && cfg.CertFile == "" {
+		devDir = filepath.Join(cfg.DataDir, "edge", "cert")
+	}
 	s.edge, err = edge.New(edge.Config{
-		HTTPAddr:  cfg.HTTPAddr,
-		NATS:      s.nc,
-		TokenKeys: keys,
-		UserRate:  rate.Limit(cfg.UserRate),
-		UserBurst: cfg.UserBurst,
-		IPRate:    rate.Limit(cfg.IPRate),
-		IPBurst:   cfg.IPBurst,
-		Logger:    cfg.Logger.With("part", "edge"),
+		DevCertDir: devDir,
+		HTTPAddr:   cfg.HTTPAddr,
+		NATS:       s.nc,
+		TokenKeys:  keys,
+		UserRate:   rate.Limit(cfg.UserRate),
+		UserBurst:  cfg.UserBurst,
+		IPRate:     rate.Limit(cfg.IPRate),
+		IPBurst:    cfg.IPBurst,
+		UDPAddr:    cfg.UDPAddr,
+		CertFile:   cfg.CertFile,
+		KeyFile:    cfg.KeyFile,
+		Logger:     cfg.Logger.With("part", "edge"),
 	})
 	if err != nil {
 		return nil, err
@@ -120,6 +131,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg serveConfig
 	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory")
 	fs.StringVar(&cfg.HTTPAddr, "http", edge.DefaultHTTPAddr, "HTTP API listen address")
+	fs.StringVar(&cfg.UDPAddr, "udp", "127.0.0.1:8443", "QUIC and WebTransport (HTTP/3) UDP listen address (\"\": none)")
+	fs.StringVar(&cfg.CertFile, "cert", "", "TLS certificate (PEM) for the UDP port (default: a self-signed dev certificate under -data)")
+	fs.StringVar(&cfg.KeyFile, "key", "", "TLS key (PEM) for -cert")
 	fs.StringVar(&cfg.NATSAddr, "nats", "127.0.0.1:4222", "NATS listen address for extra edges (\"-\": in-process only)")
 	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:0", "Raft listen address (unused by peers in one process)")
 	fs.IntVar(&cfg.Shards, "shards", 0, "number of shard groups (default 16; fixed once data exists)")
@@ -141,6 +155,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	base := "http://" + s.HTTPAddr()
 	fmt.Fprintf(stdout, "parley serve: data in %s\n", cfg.DataDir)
 	fmt.Fprintf(stdout, "  HTTP API  %s/v1   (OpenAPI: %s/v1/openapi.json, health: %s/healthz)\n", base, base, base)
+	if a := s.edge.UDPAddr(); a != nil {
+		fmt.Fprintf(stdout, "  QUIC      %s (ALPN parley/1)   WebTransport https://%s/v1/wt   WebSocket ws://%s/v1/ws\n", a, a, s.HTTPAddr())
+		fmt.Fprintf(stdout, "  cert      SHA-256 hashes for serverCertificateHashes: %s/.well-known/parley/cert-hashes\n", base)
+	}
 	if u := s.node.NATSURL(); u != "" {
 		fmt.Fprintf(stdout, "  NATS      %s   (more edges: parley edge --nats %s --token-keys %s)\n",
 			u, u, filepath.Join(cfg.DataDir, "edge", "token.keys"))

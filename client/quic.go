@@ -1,0 +1,221 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/streamframe"
+)
+
+// DefaultKeepAlive is how often QUIC and WebTransport connections ping an
+// idle edge: well inside the edge's idle timeout (60 s by default) and
+// common NAT binding lifetimes.
+const DefaultKeepAlive = 15 * time.Second
+
+// QUICOptions tune the QUIC and WebTransport dialers.
+type QUICOptions struct {
+	// TLS verifies the edge; nil uses the system roots. For an edge's
+	// self-signed dev certificate use PinnedTLS with its hashes.
+	TLS *tls.Config
+	// KeepAlive (default DefaultKeepAlive) and IdleTimeout (default 60 s).
+	KeepAlive, IdleTimeout time.Duration
+	// LocalAddr is the UDP address to dial from ("" picks one).
+	LocalAddr string
+}
+
+func (o QUICOptions) quicConfig() *quic.Config {
+	c := &quic.Config{KeepAlivePeriod: o.KeepAlive, MaxIdleTimeout: o.IdleTimeout,
+		EnableDatagrams: true, EnableStreamResetPartialDelivery: true}
+	if c.KeepAlivePeriod == 0 {
+		c.KeepAlivePeriod = DefaultKeepAlive
+	}
+	if c.MaxIdleTimeout == 0 {
+		c.MaxIdleTimeout = 60 * time.Second
+	}
+	return c
+}
+
+func (o QUICOptions) tlsConfig(alpn string) *tls.Config {
+	var c *tls.Config
+	if o.TLS != nil {
+		c = o.TLS.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	c.NextProtos = []string{alpn}
+	c.MinVersion = tls.VersionTLS13
+	return c
+}
+
+// PinnedTLS trusts exactly the certificates whose SHA-256 (of the DER
+// leaf) is among hashes, as browsers do with serverCertificateHashes: for
+// an edge's self-signed dev certificate (see its
+// /.well-known/parley/cert-hashes).
+func PinnedTLS(hashes ...[32]byte) *tls.Config {
+	return &tls.Config{
+		InsecureSkipVerify: true, // replaced by the pin check below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("client: the edge sent no certificate")
+			}
+			sum := sha256.Sum256(raw[0])
+			for _, h := range hashes {
+				if subtle.ConstantTimeCompare(sum[:], h[:]) == 1 {
+					return nil
+				}
+			}
+			return errors.New("client: the edge's certificate matches no pinned hash")
+		},
+	}
+}
+
+// QUIC dials an edge's UDP port over raw QUIC (ALPN parley/1): addr is
+// host:port. The connection can move to a new UDP socket (Client.Migrate).
+func QUIC(addr string, o QUICOptions) Dialer {
+	return func(ctx context.Context) (Transport, error) {
+		raddr, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("client: resolve %s: %w", addr, err)
+		}
+		t, err := newUDPTransport(o.LocalAddr)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := t.Dial(ctx, raddr, o.tlsConfig(streamframe.ALPN), o.quicConfig())
+		if err != nil {
+			_ = t.Close()
+			_ = t.Conn.Close()
+			return nil, err
+		}
+		str, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			_ = conn.CloseWithError(0, "")
+			_ = t.Close()
+			_ = t.Conn.Close()
+			return nil, err
+		}
+		q := &quicTransport{Conn: streamframe.NewConn(str, syncproto.MaxFrameSize), conn: conn, trs: []*quic.Transport{t},
+			local: o.LocalAddr, addr: t.Conn.LocalAddr()}
+		q.Conn.OnClose = q.close
+		return q, nil
+	}
+}
+
+func newUDPTransport(local string) (*quic.Transport, error) {
+	if local == "" {
+		local = ":0"
+	}
+	pc, err := net.ListenPacket("udp", local)
+	if err != nil {
+		return nil, fmt.Errorf("client: udp socket: %w", err)
+	}
+	return &quic.Transport{Conn: pc}, nil
+}
+
+// quicTransport is a raw QUIC connection's control stream.
+type quicTransport struct {
+	*streamframe.Conn
+	conn  *quic.Conn
+	local string
+
+	mu   sync.Mutex
+	trs  []*quic.Transport // every socket the connection has used
+	addr net.Addr          // the socket it sends from
+	path *quic.Path        // the path it switched to last, if any
+}
+
+// probeTimeout bounds a migration's path validation when the caller's ctx
+// has no deadline.
+const probeTimeout = 5 * time.Second
+
+// migrate moves the connection to a new UDP socket: probe the new path,
+// then switch. The old sockets stay open until the connection ends
+// (closing one would kill the connection).
+func (q *quicTransport) migrate(ctx context.Context) error {
+	t, err := newUDPTransport(q.local)
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.trs = append(q.trs, t)
+	q.mu.Unlock()
+	path, err := q.conn.AddPath(t)
+	if err != nil {
+		return fmt.Errorf("client: migrate: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+	}
+	if err := path.Probe(ctx); err != nil {
+		_ = path.Close()
+		return fmt.Errorf("client: migrate: probe: %w", err)
+	}
+	if err := path.Switch(); err != nil {
+		_ = path.Close()
+		return fmt.Errorf("client: migrate: switch: %w", err)
+	}
+	q.mu.Lock()
+	old := q.path
+	q.addr, q.path = t.Conn.LocalAddr(), path
+	q.mu.Unlock()
+	if old != nil {
+		// Abandoning the previous path retires its connection ID, so the
+		// edge can issue one for the next move.
+		_ = old.Close()
+	}
+	return nil
+}
+
+// localAddr is the UDP socket address the connection sends from. (Not
+// quic.Conn.LocalAddr, which races with a path switch in quic-go v0.64.)
+func (q *quicTransport) localAddr() net.Addr {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.addr
+}
+
+func (q *quicTransport) close(error) error {
+	err := q.conn.CloseWithError(0, "")
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, t := range q.trs {
+		_ = t.Close()
+		_ = t.Conn.Close()
+	}
+	return err
+}
+
+// WebTransport dials an edge's WebTransport endpoint over HTTP/3: url is
+// https://host:port/v1/wt.
+func WebTransport(url string, o QUICOptions) Dialer {
+	return func(ctx context.Context) (Transport, error) {
+		d := &webtransport.Transport{TLSClientConfig: o.tlsConfig(http3.NextProtoH3), QUICConfig: o.quicConfig()}
+		_, sess, err := d.Dial(ctx, url, nil)
+		if err != nil {
+			return nil, fmt.Errorf("client: webtransport %s: %w", url, err)
+		}
+		str, err := sess.OpenStreamSync(ctx)
+		if err != nil {
+			_ = sess.CloseWithError(0, "")
+			return nil, err
+		}
+		c := streamframe.NewConn(str, syncproto.MaxFrameSize)
+		c.OnClose = func(error) error { return sess.CloseWithError(0, "") }
+		return c, nil
+	}
+}

@@ -1,0 +1,290 @@
+// Package quicport serves device sessions on one UDP port: raw QUIC for
+// native clients (ALPN syncproto/streamframe.ALPN) and HTTP/3 with
+// WebTransport for browsers (ALPN h3), told apart by ALPN. On both the
+// client's first bidirectional stream is the session's control stream,
+// carrying syncproto frames (streamframe); the session code is the same
+// as over WebSocket. HTTP/3 requests other than the WebTransport path go
+// to Config.HTTP (the /v1 API).
+package quicport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/parley-chat/parley/edge/session"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/streamframe"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// WebTransportPath is where browsers open WebTransport sessions.
+const WebTransportPath = "/v1/wt"
+
+// Defaults for Config's zero values.
+const (
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultStreamTimeout bounds the wait for a connection's control
+	// stream, and the grace a closing session gives its last frame.
+	DefaultStreamTimeout = 10 * time.Second
+)
+
+// Application error codes of closed raw-QUIC connections: 0 for a clean
+// end, else the syncproto code of the error that ended the session.
+func closeCode(err error) (quic.ApplicationErrorCode, string) {
+	if err == nil {
+		return 0, ""
+	}
+	e := syncproto.AsError(err)
+	return quic.ApplicationErrorCode(e.Code), e.Message
+}
+
+// Config configures a Port.
+type Config struct {
+	// Addr is the UDP address to listen on ("127.0.0.1:0" picks a port).
+	Addr string
+	// PacketConn, when set, is used instead of listening on Addr (the Port
+	// closes it).
+	PacketConn net.PacketConn
+	// TLS supplies the certificate (Certificates or GetCertificate);
+	// NextProtos is set by the Port.
+	TLS      *tls.Config
+	Sessions *session.Server
+	// HTTP serves HTTP/3 requests other than WebTransportPath (optional).
+	HTTP http.Handler
+	// IdleTimeout closes a connection silent this long (default 60 s);
+	// clients send keepalives at a third of it. KeepAlive makes the
+	// server ping too (default off: idle phones cost nothing).
+	IdleTimeout time.Duration
+	KeepAlive   time.Duration
+	// StreamTimeout: see DefaultStreamTimeout.
+	StreamTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.Addr == "" && c.PacketConn == nil:
+		return errors.New("quicport: Config.Addr or PacketConn is required")
+	case c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil):
+		return errors.New("quicport: Config.TLS with a certificate is required")
+	case c.Sessions == nil:
+		return errors.New("quicport: Config.Sessions is required")
+	case c.IdleTimeout < 0 || c.KeepAlive < 0 || c.StreamTimeout < 0:
+		return errors.New("quicport: negative timeout")
+	}
+	return nil
+}
+
+// Port is a running UDP listener. New listens; Run serves; Close stops.
+type Port struct {
+	cfg  Config
+	log  *slog.Logger
+	tr   *quic.Transport
+	ln   *quic.Listener
+	wt   *webtransport.Server
+	base context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New listens on cfg.Addr; nothing is served until Run.
+func New(cfg Config) (*Port, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.StreamTimeout == 0 {
+		cfg.StreamTimeout = DefaultStreamTimeout
+	}
+	p := &Port{cfg: cfg, log: cfg.Logger}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	pc := cfg.PacketConn
+	if pc == nil {
+		udp, err := net.ListenPacket("udp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("quicport: listen %s: %w", cfg.Addr, err)
+		}
+		pc = udp
+	}
+	p.tr = &quic.Transport{Conn: pc}
+	tlsConf := cfg.TLS.Clone()
+	tlsConf.NextProtos = []string{http3.NextProtoH3, streamframe.ALPN}
+	tlsConf.MinVersion = tls.VersionTLS13
+	qconf := &quic.Config{
+		MaxIdleTimeout:                   cfg.IdleTimeout,
+		KeepAlivePeriod:                  cfg.KeepAlive,
+		HandshakeIdleTimeout:             cfg.StreamTimeout,
+		EnableDatagrams:                  true,
+		EnableStreamResetPartialDelivery: true,
+		MaxIncomingStreams:               16,
+		MaxIncomingUniStreams:            16,
+	}
+	var err error
+	p.ln, err = p.tr.Listen(tlsConf, qconf)
+	if err != nil {
+		_ = p.tr.Close()
+		_ = pc.Close()
+		return nil, fmt.Errorf("quicport: %w", err)
+	}
+	p.base, p.stop = context.WithCancel(context.Background())
+	mux := http.NewServeMux()
+	mux.HandleFunc(WebTransportPath, p.serveWebTransport)
+	if cfg.HTTP != nil {
+		mux.Handle("/", cfg.HTTP)
+	}
+	p.wt = &webtransport.Server{
+		H3: &http3.Server{Handler: mux, QUICConfig: qconf, Logger: p.log},
+		// Sessions authenticate with the token in their Hello, never
+		// with cookies, so any origin may connect.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return p, nil
+}
+
+// Addr is the UDP address the port listens on.
+func (p *Port) Addr() net.Addr { return p.ln.Addr() }
+
+// Run accepts connections until ctx ends or Close; then it closes the
+// listener and every connection (sessions should be drained first), and
+// returns nil.
+func (p *Port) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, p.stop)
+	defer stop()
+	for {
+		conn, err := p.ln.Accept(p.base)
+		if err != nil {
+			if p.base.Err() != nil {
+				p.shutdown()
+				return nil
+			}
+			p.shutdown()
+			return fmt.Errorf("quicport: accept: %w", err)
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serve(conn)
+		}()
+	}
+}
+
+func (p *Port) serve(conn *quic.Conn) {
+	switch proto := conn.ConnectionState().TLS.NegotiatedProtocol; proto {
+	case streamframe.ALPN:
+		p.serveRaw(conn)
+	case http3.NextProtoH3:
+		if err := p.wt.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Debug("http3 connection ended", "remote", conn.RemoteAddr(), "err", err)
+		}
+	default:
+		_ = conn.CloseWithError(quic.ApplicationErrorCode(syncpb.Code_CODE_UNSUPPORTED_VERSION), "unknown ALPN")
+	}
+}
+
+// serveRaw runs a session on a raw QUIC connection's first stream.
+func (p *Port) serveRaw(conn *quic.Conn) {
+	ctx, cancel := context.WithTimeout(p.base, p.cfg.StreamTimeout)
+	str, err := conn.AcceptStream(ctx)
+	cancel()
+	if err != nil {
+		code, msg := closeCode(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no control stream"))
+		_ = conn.CloseWithError(code, msg)
+		return
+	}
+	c := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
+	c.OnClose = func(err error) error {
+		// Finish the stream so the last frame (an error, say) arrives,
+		// then close the connection once the client has gone or after a
+		// grace period.
+		_ = str.Close()
+		str.CancelRead(0)
+		go func() {
+			t := time.NewTimer(p.cfg.StreamTimeout)
+			defer t.Stop()
+			select {
+			case <-conn.Context().Done():
+			case <-t.C:
+			case <-p.base.Done():
+			}
+			code, msg := closeCode(err)
+			_ = conn.CloseWithError(code, msg)
+		}()
+		return nil
+	}
+	if err := p.cfg.Sessions.Serve(p.base, c); err != nil {
+		p.log.Debug("quic session ended", "remote", conn.RemoteAddr(), "err", err)
+	}
+}
+
+// serveWebTransport upgrades a CONNECT request and runs a session on the
+// client's first stream.
+func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
+	sess, err := p.wt.Upgrade(w, r)
+	if err != nil {
+		p.log.Debug("webtransport upgrade failed", "remote", r.RemoteAddr, "err", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.base, p.cfg.StreamTimeout)
+	str, err := sess.AcceptStream(ctx)
+	cancel()
+	if err != nil {
+		_ = sess.CloseWithError(webtransport.SessionErrorCode(syncpb.Code_CODE_TIMEOUT), "no control stream")
+		return
+	}
+	c := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
+	c.OnClose = func(err error) error {
+		_ = str.Close()
+		str.CancelRead(0)
+		go func() {
+			t := time.NewTimer(p.cfg.StreamTimeout)
+			defer t.Stop()
+			select {
+			case <-sess.Context().Done():
+			case <-t.C:
+			case <-p.base.Done():
+			}
+			code, msg := closeCode(err)
+			_ = sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
+		}()
+		return nil
+	}
+	if err := p.cfg.Sessions.Serve(p.base, c); err != nil {
+		p.log.Debug("webtransport session ended", "remote", r.RemoteAddr, "err", err)
+	}
+}
+
+func (p *Port) shutdown() {
+	p.once.Do(func() {
+		p.stop()
+		_ = p.wt.Close()
+		_ = p.ln.Close()
+		p.wg.Wait()
+		_ = p.tr.Close()
+		_ = p.tr.Conn.Close()
+	})
+}
+
+// Close stops Run (or releases the listener if Run never ran) and waits
+// for connections to end. Idempotent.
+func (p *Port) Close() error {
+	p.shutdown()
+	return nil
+}
