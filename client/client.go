@@ -244,21 +244,22 @@ func (c *Client) connect() (*link, error) {
 	h.ClientName = c.cfg.ClientName
 	h.Position = c.position()
 	if err := t.WriteFrame(ctx, &syncpb.Frame{Id: 1, Body: &syncpb.Frame_Hello{Hello: h}}); err != nil {
-		_ = t.Close(nil)
+		_ = t.Close(err)
 		return nil, err
 	}
 	f, err := t.ReadFrame(ctx)
 	if err != nil {
-		_ = t.Close(nil)
+		_ = t.Close(err)
 		return nil, err
 	}
 	if e := syncproto.FromProto(f.GetError()); e != nil {
-		_ = t.Close(nil)
+		_ = t.Close(e)
 		return nil, e
 	}
 	if f.GetWelcome() == nil {
-		_ = t.Close(nil)
-		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "expected welcome")
+		err := syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "expected welcome")
+		_ = t.Close(err)
+		return nil, err
 	}
 	l := newLink(t)
 	l.welcome = f.GetWelcome()

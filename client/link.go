@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -119,9 +118,9 @@ func (l *link) fail(err error) {
 		return
 	}
 	if err == nil {
-		err = errors.New("client: closed")
+		err = ErrClosed
 	}
 	l.err = err
 	close(l.done)
-	_ = l.t.Close(nil)
+	_ = l.t.Close(err)
 }

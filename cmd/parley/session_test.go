@@ -7,13 +7,20 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	quicproxy "github.com/quic-go/quic-go/integrationtests/tools/proxy"
+	"golang.org/x/time/rate"
+
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -377,5 +384,169 @@ func TestSessionsQUICMigration(t *testing.T) {
 	}
 	if err != nil && phone.c.Connections() < 2 {
 		t.Fatalf("a failed migration must reconnect; connections %d", phone.c.Connections())
+	}
+}
+
+// A raw-QUIC device behind 5% loss each way and 50 ms ± 20 ms delay (a
+// userspace relay: this kernel has no netem) keeps delivering in order.
+func TestSessionsQUICThroughLossAndDelay(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped, passed atomic.Int64
+	proxy := &quicproxy.Proxy{
+		Conn:       udp,
+		ServerAddr: s.edge.UDPAddr().(*net.UDPAddr),
+		DropPacket: func(quicproxy.Direction, net.Addr, net.Addr, []byte) bool {
+			if rand.IntN(100) < 5 {
+				dropped.Add(1)
+				return true
+			}
+			passed.Add(1)
+			return false
+		},
+		DelayPacket: func(quicproxy.Direction, net.Addr, net.Addr, []byte) time.Duration {
+			return 30*time.Millisecond + time.Duration(rand.IntN(41))*time.Millisecond
+		},
+	}
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+
+	phoneRC, phoneS := s.user(t, "acme", "lossy")
+	peerRC, peerS := s.user(t, "acme", "wired")
+	d := &wsDevice{box: newInbox(), rest: phoneRC, sess: phoneS, drops: &dropper{}}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	d.c, err = client.Dial(ctx, client.Config{
+		Dial:      client.QUIC(proxy.LocalAddr().String(), client.QUICOptions{TLS: client.PinnedTLS(s.edge.CertHashes()...)}),
+		Token:     func(context.Context) (string, error) { a, _ := phoneRC.Tokens(); return a, nil },
+		DeviceID:  phoneS.Device.ID,
+		OnMessage: d.box.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.c.Close() })
+	peer := s.deviceOver(t, "ws", peerRC, peerS, nil)
+	g, err := phoneRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "lossy", MemberIDs: []string{peerS.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := map[string]*wsDevice{"lossy": d, "wired": peer}
+	sendAll(t, g.ID, 15, both)
+	total := lastSeq(t, peerRC, g.ID)
+	for name, dev := range both {
+		checkOnceInOrder(t, name, dev.box.waitFor(t, g.ID, total, name))
+	}
+	t.Logf("proxy: %d packets passed, %d dropped; the phone connected %d time(s)", passed.Load(), dropped.Load(), d.c.Connections())
+	if dropped.Load() == 0 {
+		t.Fatal("the proxy dropped nothing: the test did not test loss")
+	}
+}
+
+// startExtraEdge starts a second edge on the system's core (as `parley
+// edge` would), sharing its token keys.
+func (s *testSystem) startExtraEdge(t *testing.T, shutdown time.Duration) (*edge.Edge, func()) {
+	t.Helper()
+	keys, err := loadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := s.node.ConnectNATS("edge-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: keys,
+		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6, ShutdownTimeout: shutdown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = e.Close()
+			if err := <-done; err != nil {
+				t.Errorf("edge b: %v", err)
+			}
+			nc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return e, stop
+}
+
+// Devices on an edge that dies mid-stream (or drains) move to the other
+// edge and end with every acknowledged message exactly once, in order.
+func TestSessionsSurviveEdgeLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		shutdown time.Duration // 1 ns: sessions are cut at once, no goodbye
+	}{{"killed", time.Nanosecond}, {"drained", 10 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startTestSystem(t, "", nil)
+			b, stopB := s.startExtraEdge(t, tc.shutdown)
+			pin := client.QUICOptions{TLS: client.PinnedTLS(append(s.edge.CertHashes(), b.CertHashes()...)...)}
+			dialers := map[string]client.Dialer{
+				"quic": client.Failover(client.QUIC(b.UDPAddr().String(), pin), client.QUIC(s.edge.UDPAddr().String(), pin)),
+				"wt": client.Failover(client.WebTransport("https://"+b.UDPAddr().String()+"/v1/wt", pin),
+					client.WebTransport("https://"+s.edge.UDPAddr().String()+"/v1/wt", pin)),
+				"ws": client.Failover(client.WebSocket("ws://"+b.Addr().String()+"/v1/ws"), client.WebSocket("ws"+s.base[len("http"):]+"/v1/ws")),
+			}
+			devs := map[string]*wsDevice{}
+			var ids []string
+			var first *rest.Client
+			for tr, dial := range dialers {
+				rc, sess := s.user(t, "acme", "u"+tr)
+				d := &wsDevice{box: newInbox(), rest: rc, sess: sess}
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				var err error
+				d.c, err = client.Dial(ctx, client.Config{Dial: dial, DeviceID: sess.Device.ID, OnMessage: d.box.add,
+					Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
+					MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { d.c.Close() })
+				devs[tr] = d
+				ids = append(ids, sess.User.ID)
+				first = rc
+			}
+			if n := b.Sessions(); n != 3 {
+				t.Fatalf("edge b holds %d sessions, want 3", n)
+			}
+			g, err := first.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "edge loss", MemberIDs: ids})
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed := make(chan struct{})
+			go func() {
+				defer close(killed)
+				devs["ws"].box.waitFor(t, g.ID, 20, "ws") // mid-stream
+				stopB()
+			}()
+			sendAll(t, g.ID, 25, devs)
+			<-killed
+			sendAll(t, g.ID, 5, devs)
+			total := lastSeq(t, first, g.ID)
+			if total != 3*30 {
+				t.Fatalf("last seq %d, want %d: a send was lost or stored twice", total, 3*30)
+			}
+			for tr, d := range devs {
+				checkOnceInOrder(t, tr, d.box.waitFor(t, g.ID, total, tr))
+				if d.c.Connections() < 2 {
+					t.Errorf("%s never reconnected", tr)
+				}
+			}
+			if n := s.edge.Sessions(); n != 3 {
+				t.Fatalf("the surviving edge holds %d sessions, want 3", n)
+			}
+		})
 	}
 }
