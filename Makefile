@@ -3,7 +3,7 @@ PKGS := ./...
 # Tests need more than the default 10m per package only for the region tests.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test build proto fuzz bench bench-http test-long vet clean
+.PHONY: run test build proto fuzz bench bench-http bench-sdk test-long vet clean
 
 run: build
 	./bin/parley serve --data ./data
@@ -46,6 +46,14 @@ bench-http: build
 	./bin/parley bench -spawn serve -senders 64 -duration $(BENCH_DURATION)
 	./bin/parley bench -spawn region3 -senders 1 -convs 1 -duration $(BENCH_DURATION)
 	./bin/parley bench -spawn region3 -senders 64 -duration $(BENCH_DURATION)
+
+# Device sessions over WebSocket with the Go SDK against a serve system in
+# the bench's process: 200 clients in groups of 5 at 1,000 sends/s, then
+# as fast as acks come back with 1,000 idle sessions besides (the edge's
+# memory per session).
+bench-sdk: build
+	./bin/parley bench -transport ws -self -clients 200 -group-size 5 -rate 1000 -duration $(BENCH_DURATION)
+	./bin/parley bench -transport ws -self -clients 200 -group-size 5 -idle 1000 -duration $(BENCH_DURATION)
 
 vet:
 	$(GO) vet $(PKGS)

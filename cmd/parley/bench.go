@@ -57,9 +57,13 @@ type benchResult struct {
 func (r benchResult) rate() float64 { return float64(r.Sends) / r.Elapsed.Seconds() }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if t := benchTransport(args); t != "" && t != "http" {
+		return runBenchSDK(ctx, args, stdout, stderr) // benchsdk.go
+	}
 	fs := flag.NewFlagSet("parley bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg benchConfig
+	fs.String("transport", "http", "http: sends over the /v1 HTTP API (these flags); ws: device sessions over WebSocket with the Go SDK (see -transport ws -h)")
 	fs.StringVar(&cfg.Target, "target", "", "edge base URL (e.g. http://127.0.0.1:8080); users need user-rate headroom")
 	fs.StringVar(&cfg.Spawn, "spawn", "serve", "start the system in-process: serve (one node) or region3 (3 core nodes on loopback); ignored with -target")
 	fs.IntVar(&cfg.Senders, "senders", 64, "concurrent senders (one user and session each)")

@@ -1,0 +1,906 @@
+package main
+
+// `parley bench -transport ws`: device sessions over WebSocket with the Go
+// SDK (package client). N devices, each its own user, send into M
+// conversations of a chosen size; the bench measures send-ack latency
+// (Send until its ack) and end-to-end delivery latency (send until
+// OnMessage on every other member's device: the send time travels in the
+// body and everything runs in this process, so one clock), then checks
+// that every acknowledged message reached every other member's device
+// once and in order. With -idle it also holds idle sessions and reports
+// the edge's memory per session (benchsdk_mem.go).
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/bits"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-chat/parley/client"
+	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/syncproto/wsframe"
+)
+
+const (
+	// sdkSendTimeout bounds one Send; a Send still unacknowledged then is
+	// counted as an error (its message stays in the outbox and may still
+	// be delivered: see deliveryCheck.DeliveredUnacked).
+	sdkSendTimeout = 30 * time.Second
+	// sdkMaxOutstanding bounds one device's Sends waiting in its outbox
+	// with -rate; the generator waits for room, so the achieved rate drops
+	// below the target when the system cannot keep up.
+	sdkMaxOutstanding = 64
+	// tokenMaxAge is when a session's access token is refreshed before a
+	// (re)connect; the server's default lifetime is 15 minutes.
+	tokenMaxAge   = 10 * time.Minute
+	benchPassword = "bench password 123"
+	// benchMagic starts every bench message body; then the sender's index
+	// (uint32) and the send time (int64 ns since the run's epoch).
+	benchMagic       = "PBv1"
+	benchHeaderBytes = len(benchMagic) + 4 + 8
+	benchContentType = "application/x-parley-bench"
+)
+
+// sdkBenchConfig is one `parley bench -transport ws` run.
+type sdkBenchConfig struct {
+	URL         string // edge base URL (http://host:port); unused with Self
+	Self        bool   // start a serve system in this process
+	Shards      int    // of the Self system
+	DataDir     string // of the Self system ("" = a temp dir, removed after)
+	Clients     int
+	Convs       int // 0: ceil(Clients/GroupSize), every client in one
+	GroupSize   int // members per conversation; 2 makes them 1:1
+	Rate        float64
+	BodyBytes   int
+	Duration    time.Duration
+	Warmup      time.Duration
+	Straggle    time.Duration // wait for deliveries after the last ack
+	Idle        int
+	IdleUsers   int
+	IdleDevices int // 0: min(Idle, 100)
+	EdgePID     int
+	JSON        bool
+}
+
+// Validate names the first bad field.
+func (c sdkBenchConfig) Validate() error {
+	switch {
+	case c.Clients < 2:
+		return fmt.Errorf("-clients %d: want at least 2", c.Clients)
+	case c.GroupSize < 2 || c.GroupSize > c.Clients:
+		return fmt.Errorf("-group-size %d: want 2..%d (-clients)", c.GroupSize, c.Clients)
+	case c.Convs < 0:
+		return fmt.Errorf("-convs %d is negative", c.Convs)
+	case c.GroupSize == 2 && c.Convs > c.Clients*(c.Clients-1)/2:
+		return fmt.Errorf("-convs %d: %d clients have only %d distinct 1:1 pairs", c.Convs, c.Clients, c.Clients*(c.Clients-1)/2)
+	case c.Rate < 0:
+		return fmt.Errorf("-rate %v is negative", c.Rate)
+	case c.BodyBytes < benchHeaderBytes:
+		return fmt.Errorf("-body %d: want at least %d (the bench header)", c.BodyBytes, benchHeaderBytes)
+	case c.Duration <= 0:
+		return fmt.Errorf("-duration %v: want > 0", c.Duration)
+	case c.Warmup < 0 || c.Straggle < 0:
+		return errors.New("-warmup and -straggle must not be negative")
+	case c.Idle < 0 || c.IdleUsers < 1 || c.IdleDevices < 0:
+		return errors.New("-idle and -idle-devices must not be negative, -idle-users must be positive")
+	case c.EdgePID < 0:
+		return fmt.Errorf("-edge-pid %d is negative", c.EdgePID)
+	case !c.Self && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://"):
+		return fmt.Errorf("-url %q: want http://host:port or https://host:port", c.URL)
+	}
+	return nil
+}
+
+// benchTransport returns the value of a -transport flag in args ("" if
+// there is none), so runBench can hand the whole command line to the mode
+// that owns the other flags.
+func benchTransport(args []string) string {
+	for i, a := range args {
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			return ""
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(name, "transport="); ok {
+			return v
+		}
+		if name == "transport" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error) {
+	fs := flag.NewFlagSet("parley bench -transport ws", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg sdkBenchConfig
+	transport := fs.String("transport", "ws", "ws: device sessions over WebSocket with the Go SDK (http: sends over /v1, see parley bench -h)")
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of a running edge or parley serve (users go into a new workspace; its sessions are at /v1/ws)")
+	fs.BoolVar(&cfg.Self, "self", false, "start a serve system in this process on a temp data dir instead of using -url")
+	fs.IntVar(&cfg.Shards, "shards", 16, "shards of the -self system")
+	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the -self system (default: a temp dir, removed after)")
+	fs.IntVar(&cfg.Clients, "clients", 20, "device sessions that send and receive (one user each)")
+	fs.IntVar(&cfg.Convs, "convs", 0, "conversations (default: clients/group-size rounded up, every client in one)")
+	fs.IntVar(&cfg.GroupSize, "group-size", 5, "members per conversation (2: 1:1 conversations)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "total sends per second over all clients (0: each client sends as soon as its last send is acked)")
+	fs.IntVar(&cfg.BodyBytes, "body", 200, "message body bytes (the first 16 carry the sender and the send time)")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "measured run time")
+	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured run time first (its messages are still checked for delivery)")
+	fs.DurationVar(&cfg.Straggle, "straggle", 5*time.Second, "how long to wait for deliveries after the last ack before counting the missing")
+	fs.IntVar(&cfg.Idle, "idle", 0, "also hold this many idle sessions (users in no conversation) and report the edge's memory per session")
+	fs.IntVar(&cfg.IdleUsers, "idle-users", 10, "users the idle sessions belong to")
+	fs.IntVar(&cfg.IdleDevices, "idle-devices", 0, "devices (logins; each costs an argon2 hash) the idle sessions share, round-robin (default: min(idle, 100))")
+	fs.IntVar(&cfg.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
+	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return cfg, errUsage
+	}
+	if *transport != "ws" {
+		return cfg, fmt.Errorf("-transport %q: want http or ws", *transport)
+	}
+	urlSet := false
+	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+	if cfg.Self && urlSet {
+		return cfg, errors.New("use -url or -self, not both")
+	}
+	if cfg.Convs == 0 {
+		cfg.Convs = (cfg.Clients + cfg.GroupSize - 1) / max(cfg.GroupSize, 1)
+	}
+	if cfg.IdleDevices == 0 {
+		cfg.IdleDevices = min(cfg.Idle, 100)
+	}
+	return cfg, cfg.Validate()
+}
+
+// runBenchSDK is `parley bench -transport ws`.
+func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseSDKBenchFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	base := strings.TrimRight(cfg.URL, "/")
+	var probe memProbe
+	target := base
+	if cfg.Self {
+		if cfg.Idle > 0 {
+			// Finer heap sampling, for the split of the memory per idle
+			// session between the edge and the bench's own clients.
+			runtime.MemProfileRate = selfMemProfileRate
+		}
+		dir := cfg.DataDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "parley-bench-ws-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
+		}
+		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
+			Shards: cfg.Shards, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return fmt.Errorf("start the -self system: %w", err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(rctx) }()
+		defer func() { cancel(); <-done }()
+		base = "http://" + s.HTTPAddr()
+		target = "self (serve in this process) at " + base
+		probe = selfProbe{sys: s}
+	} else if cfg.EdgePID > 0 {
+		probe = pidProbe{pid: cfg.EdgePID}
+	}
+	if !cfg.JSON {
+		fmt.Fprintf(stdout, "parley bench: ws sessions, %s, %d clients, %d conversations of %d, rate %s, %d-byte bodies, %v (after %v warmup), GOMAXPROCS %d, load %s\n",
+			target, cfg.Clients, cfg.Convs, cfg.GroupSize, rateName(cfg.Rate), cfg.BodyBytes, cfg.Duration, cfg.Warmup, runtime.GOMAXPROCS(0), loadAvg())
+	}
+	b := newSDKBench(cfg, base, stderr)
+	defer b.closeAll()
+	res, err := b.run(ctx, probe)
+	if err != nil {
+		return err
+	}
+	res.Target = target
+	if cfg.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	printSDKResult(stdout, res)
+	return nil
+}
+
+func rateName(r float64) string {
+	if r == 0 {
+		return "unthrottled"
+	}
+	return fmt.Sprintf("%g/s", r)
+}
+
+// sdkResult is what one run measured. The send and delivery figures cover
+// messages sent in the measured window; Check covers the whole run.
+type sdkResult struct {
+	Target      string  `json:"target"`
+	Transport   string  `json:"transport"`
+	Clients     int     `json:"clients"`
+	Senders     int     `json:"senders"` // clients in at least one conversation
+	Convs       int     `json:"convs"`
+	GroupSize   int     `json:"group_size"`
+	TargetRate  float64 `json:"target_rate"` // sends/s; 0: unthrottled
+	BodyBytes   int     `json:"body_bytes"`
+	WarmupSec   float64 `json:"warmup_s"`
+	DurationSec float64 `json:"duration_s"`
+	GOMAXPROCS  int     `json:"gomaxprocs"`
+	LoadBefore  string  `json:"load_before"`
+	LoadAfter   string  `json:"load_after"`
+
+	Sent             int          `json:"sent"`  // Sends started in the window
+	Acked            int          `json:"acked"` // of those, acknowledged
+	AckedPerSec      float64      `json:"acked_per_s"`
+	Deliveries       int          `json:"deliveries"` // of those, handed to OnMessage on another member's device
+	DeliveriesPerSec float64      `json:"deliveries_per_s"`
+	Ack              latencyStats `json:"ack_latency"`
+	Delivery         latencyStats `json:"delivery_latency"`
+	Errors           int          `json:"errors"` // failed Sends, whole run
+
+	Check      deliveryCheck `json:"check"`
+	Reconnects int           `json:"reconnects"` // sessions re-established by the clients
+	Idle       *idleResult   `json:"idle,omitempty"`
+}
+
+// deliveryCheck compares, for the whole run, every acknowledged message
+// with what the other members' devices were handed. Expected is always
+// Delivered + Missing.
+type deliveryCheck struct {
+	AckedMessages int `json:"acked_messages"`
+	Expected      int `json:"expected"` // acked messages × other members
+	Delivered     int `json:"delivered"`
+	Missing       int `json:"missing"`
+	// Duplicates are bench messages handed to one device twice;
+	// OutOfOrder counts messages (any kind, own included) whose seq was
+	// not the device's previous seq of the conversation plus one.
+	Duplicates int `json:"duplicates"`
+	OutOfOrder int `json:"out_of_order"`
+	// DeliveredUnacked are deliveries of messages whose Send failed or
+	// timed out: stored after all, not lost.
+	DeliveredUnacked int     `json:"delivered_unacked"`
+	StraggleSec      float64 `json:"straggle_wait_s"` // waited after the last ack
+}
+
+// latencyStats are in milliseconds.
+type latencyStats struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P95   float64 `json:"p95_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func latencies(d []time.Duration) latencyStats {
+	if len(d) == 0 {
+		return latencyStats{}
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 { return msf(d[min(len(d)-1, int(p*float64(len(d))))]) }
+	return latencyStats{Count: len(d), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: msf(d[len(d)-1])}
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func (l latencyStats) String() string {
+	return fmt.Sprintf("p50 %.2fms p95 %.2fms p99 %.2fms max %.2fms", l.P50, l.P95, l.P99, l.Max)
+}
+
+func printSDKResult(w io.Writer, r *sdkResult) {
+	fmt.Fprintf(w, "sends: %d started, %d acked in %.1fs = %.0f/s, errors %d; ack latency %v\n",
+		r.Sent, r.Acked, r.DurationSec, r.AckedPerSec, r.Errors, r.Ack)
+	fmt.Fprintf(w, "deliveries: %d to other members' devices = %.0f/s; send-to-OnMessage latency %v\n",
+		r.Deliveries, r.DeliveriesPerSec, r.Delivery)
+	c := r.Check
+	fmt.Fprintf(w, "check (whole run): %d acked messages, %d deliveries expected, %d delivered, %d missing (after waiting %.1fs), %d duplicates, %d out of order, %d delivered though their send failed; %d reconnects; load after %s\n",
+		c.AckedMessages, c.Expected, c.Delivered, c.Missing, c.StraggleSec, c.Duplicates, c.OutOfOrder, c.DeliveredUnacked, r.Reconnects, r.LoadAfter)
+	if r.Idle != nil {
+		printIdle(w, r.Idle)
+	}
+}
+
+// sdkBench is one run's state.
+type sdkBench struct {
+	cfg   sdkBenchConfig
+	base  string
+	wsURL string
+	log   io.Writer
+	hc    *http.Client
+	space string // the run's workspace
+
+	epoch    time.Time
+	from, to time.Duration // the measured window, since epoch
+
+	devs    []*benchDevice
+	convIDs []string
+	convIdx map[string]int
+	members [][]int
+
+	mu      sync.Mutex
+	clients []*client.Client // every session, for closeAll
+
+	sent, winSent, winAcked, errs, winDeliv atomic.Int64
+	dups, disorder                          atomic.Int64
+	// Running totals for the straggler wait: deliveries owed by acks, and
+	// first deliveries of bench messages to other members.
+	owed, delivered atomic.Int64
+}
+
+// benchDevice is one sending and receiving device session.
+type benchDevice struct {
+	idx   int
+	name  string
+	rc    *rest.Client
+	sess  *rest.Session
+	tok   *tokenSource
+	c     *client.Client
+	convs []int
+
+	mu     sync.Mutex
+	last   map[int]uint64  // conv -> last seq handed over (order check)
+	got    map[int]*bitset // conv -> seqs of bench messages from others
+	lat    []time.Duration // delivery latencies of window messages
+	acks   []ackRec
+	ackLat []time.Duration // of window messages
+}
+
+type ackRec struct {
+	conv int
+	seq  uint64
+}
+
+func newSDKBench(cfg sdkBenchConfig, base string, log io.Writer) *sdkBench {
+	ws := "ws" + strings.TrimPrefix(base, "http") + wsframe.Path // http->ws, https->wss
+	conns := min(cfg.Clients, 64)
+	return &sdkBench{cfg: cfg, base: base, wsURL: ws, log: log,
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: time.Minute}},
+		space: fmt.Sprintf("wsbench%d", time.Now().UnixNano()%1e9)}
+}
+
+func (b *sdkBench) progress(format string, args ...any) {
+	fmt.Fprintf(b.log, "bench: "+format+"\n", args...)
+}
+
+// closeAll closes every session; safe to call more than once.
+func (b *sdkBench) closeAll() {
+	b.mu.Lock()
+	cs := b.clients
+	b.clients = nil
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { _ = c.Close() })
+	}
+	wg.Wait()
+}
+
+func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) {
+	if err := b.setup(ctx); err != nil {
+		return nil, err
+	}
+	var idle *idleResult
+	if b.cfg.Idle > 0 {
+		var err error
+		if idle, err = b.holdIdle(ctx, probe); err != nil {
+			return nil, err
+		}
+	}
+	res := &sdkResult{Transport: "ws", Clients: b.cfg.Clients, Convs: b.cfg.Convs, GroupSize: b.cfg.GroupSize,
+		TargetRate: b.cfg.Rate, BodyBytes: b.cfg.BodyBytes, WarmupSec: b.cfg.Warmup.Seconds(),
+		DurationSec: b.cfg.Duration.Seconds(), GOMAXPROCS: runtime.GOMAXPROCS(0), LoadBefore: loadAvg()}
+	var senders []*benchDevice
+	for _, d := range b.devs {
+		if len(d.convs) > 0 {
+			senders = append(senders, d)
+		}
+	}
+	res.Senders = len(senders)
+	b.progress("sending for %v (+%v warmup)", b.cfg.Duration, b.cfg.Warmup)
+	b.epoch = time.Now()
+	b.from, b.to = b.cfg.Warmup, b.cfg.Warmup+b.cfg.Duration
+	var wg sync.WaitGroup
+	for _, d := range senders {
+		wg.Go(func() { b.generate(ctx, d, len(senders)) })
+	}
+	wg.Wait() // every Send has returned
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	straggle := time.Now()
+	if err := b.waitDelivered(ctx); err != nil {
+		return nil, err
+	}
+	res.Check.StraggleSec = time.Since(straggle).Seconds()
+	res.LoadAfter = loadAvg()
+	for _, d := range b.devs {
+		res.Reconnects += d.c.Connections() - 1
+	}
+	if idle != nil {
+		b.finishIdle(idle, probe)
+		res.Idle = idle
+	}
+	b.closeAll() // no more deliveries: the devices' state is final
+
+	var ackLat, delLat []time.Duration
+	for _, d := range b.devs {
+		ackLat = append(ackLat, d.ackLat...)
+		delLat = append(delLat, d.lat...)
+	}
+	secs := b.cfg.Duration.Seconds()
+	res.Sent, res.Acked, res.Deliveries = int(b.winSent.Load()), int(b.winAcked.Load()), int(b.winDeliv.Load())
+	res.AckedPerSec, res.DeliveriesPerSec = float64(res.Acked)/secs, float64(res.Deliveries)/secs
+	res.Ack, res.Delivery = latencies(ackLat), latencies(delLat)
+	res.Errors = int(b.errs.Load())
+	b.check(&res.Check)
+	return res, nil
+}
+
+// setup registers and logs in the users, creates the conversations and
+// connects the devices.
+func (b *sdkBench) setup(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	b.progress("registering %d users in workspace %s at %s", b.cfg.Clients, b.space, b.base)
+	names := make([]string, b.cfg.Clients)
+	for i := range names {
+		names[i] = fmt.Sprintf("u%d", i)
+	}
+	rcs, sessions, err := b.users(sctx, names, names)
+	if err != nil {
+		return err
+	}
+	b.devs = make([]*benchDevice, b.cfg.Clients)
+	for i := range b.devs {
+		b.devs[i] = &benchDevice{idx: i, name: names[i], rc: rcs[i], sess: sessions[i],
+			tok: &tokenSource{rc: rcs[i], at: time.Now()}, last: map[int]uint64{}, got: map[int]*bitset{}}
+	}
+	b.progress("users ready in %.1fs; creating %d conversations", time.Since(t0).Seconds(), b.cfg.Convs)
+	b.members, err = planConvs(b.cfg.Clients, b.cfg.Convs, b.cfg.GroupSize, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		return err
+	}
+	b.convIDs = make([]string, len(b.members))
+	err = parallel(sctx, len(b.members), 8, func(ctx context.Context, i int) error {
+		ms := b.members[i]
+		nc := rest.NewConversation{Type: "group", Title: fmt.Sprintf("bench %d", i)}
+		if len(ms) == 2 {
+			nc = rest.NewConversation{Type: "direct"}
+		}
+		for _, m := range ms[1:] {
+			nc.MemberIDs = append(nc.MemberIDs, b.devs[m].sess.User.ID)
+		}
+		return retrying(ctx, func() error {
+			c, err := b.devs[ms[0]].rc.CreateConversation(ctx, nc)
+			if err == nil {
+				b.convIDs[i] = c.ID
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("create conversations: %w", err)
+	}
+	// The map is complete before any device connects, so OnMessage only
+	// reads it; the devices catch up on the conversations' first messages.
+	b.convIdx = make(map[string]int, len(b.convIDs))
+	for i, id := range b.convIDs {
+		if _, dup := b.convIdx[id]; dup {
+			return fmt.Errorf("create conversations: conversation %d is %s again", i, id)
+		}
+		b.convIdx[id] = i
+		for _, m := range b.members[i] {
+			b.devs[m].convs = append(b.devs[m].convs, i)
+		}
+	}
+	b.progress("connecting %d devices to %s", len(b.devs), b.wsURL)
+	t0 = time.Now()
+	err = parallel(sctx, len(b.devs), 16, func(ctx context.Context, i int) error {
+		d := b.devs[i]
+		c, err := b.dial(ctx, d.tok, d.sess.Device.ID, func(m *syncpb.Message) { b.onMessage(d, m) })
+		d.c = c
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connect devices: %w", err)
+	}
+	b.progress("devices connected in %.1fs", time.Since(t0).Seconds())
+	return nil
+}
+
+// users registers users (the first alone, since it creates the workspace)
+// and logs in one device per entry of logins (a user name, repeated for
+// more devices of one user).
+func (b *sdkBench) users(ctx context.Context, names, logins []string) ([]*rest.Client, []*rest.Session, error) {
+	register := func(ctx context.Context, i int) error {
+		return retrying(ctx, func() error {
+			_, err := rest.New(b.base, rest.WithHTTPClient(b.hc)).Register(ctx, b.space, names[i], benchPassword)
+			return err
+		})
+	}
+	if err := register(ctx, 0); err != nil {
+		return nil, nil, fmt.Errorf("register %s: %w", names[0], err)
+	}
+	// argon2 is deliberately expensive: a few at a time.
+	if err := parallel(ctx, len(names)-1, 4, func(ctx context.Context, i int) error { return register(ctx, i+1) }); err != nil {
+		return nil, nil, fmt.Errorf("register: %w", err)
+	}
+	rcs := make([]*rest.Client, len(logins))
+	sessions := make([]*rest.Session, len(logins))
+	err := parallel(ctx, len(logins), 4, func(ctx context.Context, i int) error {
+		rcs[i] = rest.New(b.base, rest.WithHTTPClient(b.hc))
+		return retrying(ctx, func() error {
+			s, err := rcs[i].Login(ctx, rest.LoginRequest{Workspace: b.space, Username: logins[i], Password: benchPassword,
+				DeviceName: fmt.Sprintf("bench-%d", i), Platform: "bench"})
+			sessions[i] = s
+			return err
+		})
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("log in: %w", err)
+	}
+	return rcs, sessions, nil
+}
+
+// dial opens one device session.
+func (b *sdkBench) dial(ctx context.Context, tok *tokenSource, device string, onMessage func(*syncpb.Message)) (*client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(dctx, client.Config{Dial: client.WebSocket(b.wsURL), Token: tok.token, DeviceID: device,
+		ClientName: "parley-bench", OnMessage: onMessage})
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.clients = append(b.clients, c)
+	b.mu.Unlock()
+	return c, nil
+}
+
+// tokenSource hands a session its access token, refreshing it when old.
+type tokenSource struct {
+	rc *rest.Client
+	mu sync.Mutex
+	at time.Time // when the access token was issued
+}
+
+func (s *tokenSource) token(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.at) > tokenMaxAge {
+		if err := s.rc.Refresh(ctx); err != nil {
+			return "", err
+		}
+		s.at = time.Now()
+	}
+	access, _ := s.rc.Tokens()
+	return access, nil
+}
+
+// generate sends from d until the window ends: back to back with no
+// -rate, else on d's share of the rate with up to sdkMaxOutstanding Sends
+// waiting in its outbox.
+func (b *sdkBench) generate(ctx context.Context, d *benchDevice, senders int) {
+	end := b.epoch.Add(b.to)
+	k := 0
+	nextConv := func() int { k++; return d.convs[k%len(d.convs)] }
+	if b.cfg.Rate == 0 {
+		for ctx.Err() == nil && time.Now().Before(end) {
+			b.send(ctx, d, nextConv())
+		}
+		return
+	}
+	interval := max(time.Duration(float64(time.Second)*float64(senders)/b.cfg.Rate), 1)
+	next := b.epoch.Add(rand.N(interval)) // spread the senders' phases
+	slots := make(chan struct{}, sdkMaxOutstanding)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for next.Before(end) {
+		t.Reset(time.Until(next))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		conv := nextConv()
+		wg.Go(func() {
+			defer func() { <-slots }()
+			b.send(ctx, d, conv)
+		})
+		next = next.Add(interval)
+		if now := time.Now(); next.Before(now.Add(-interval)) {
+			next = now // fell behind: do not burst to catch up
+		}
+	}
+}
+
+// send sends one message into conv and records its ack.
+func (b *sdkBench) send(ctx context.Context, d *benchDevice, conv int) {
+	t0 := time.Now()
+	off := t0.Sub(b.epoch)
+	in := off >= b.from && off < b.to
+	b.sent.Add(1)
+	if in {
+		b.winSent.Add(1)
+	}
+	body := make([]byte, b.cfg.BodyBytes)
+	copy(body, benchMagic)
+	binary.BigEndian.PutUint32(body[4:], uint32(d.idx))
+	binary.BigEndian.PutUint64(body[8:], uint64(off))
+	for i := benchHeaderBytes; i < len(body); i++ {
+		body[i] = 'x'
+	}
+	sctx, cancel := context.WithTimeout(ctx, sdkSendTimeout)
+	ack, err := d.c.Send(sctx, &syncpb.SendRequest{ConvId: b.convIDs[conv], Body: body, ContentType: benchContentType})
+	cancel()
+	lat := time.Since(t0)
+	if err != nil {
+		if ctx.Err() == nil && b.errs.Add(1) <= 5 {
+			b.progress("send from %s: %v", d.name, err)
+		}
+		return
+	}
+	b.owed.Add(int64(len(b.members[conv]) - 1))
+	d.mu.Lock()
+	d.acks = append(d.acks, ackRec{conv: conv, seq: ack.Seq})
+	if in {
+		d.ackLat = append(d.ackLat, lat)
+	}
+	d.mu.Unlock()
+	if in {
+		b.winAcked.Add(1)
+	}
+}
+
+// onMessage is d's OnMessage: order check, then, for a bench message
+// from another member, the delivery and its latency.
+func (b *sdkBench) onMessage(d *benchDevice, m *syncpb.Message) {
+	now := time.Since(b.epoch)
+	conv, ok := b.convIdx[m.ConvId]
+	if !ok {
+		return // not a bench conversation
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if prev := d.last[conv]; m.Seq != prev+1 {
+		b.disorder.Add(1)
+	}
+	d.last[conv] = max(d.last[conv], m.Seq)
+	sender, sentAt, ok := decodeBenchBody(m.Body)
+	if !ok || m.Kind != syncpb.MessageKind_MESSAGE_KIND_USER || sender == d.idx {
+		return
+	}
+	bs := d.got[conv]
+	if bs == nil {
+		bs = &bitset{}
+		d.got[conv] = bs
+	}
+	if !bs.set(m.Seq) {
+		b.dups.Add(1)
+		return
+	}
+	b.delivered.Add(1)
+	if sentAt >= b.from && sentAt < b.to {
+		d.lat = append(d.lat, now-sentAt)
+		b.winDeliv.Add(1)
+	}
+}
+
+func decodeBenchBody(body []byte) (sender int, sentAt time.Duration, ok bool) {
+	if len(body) < benchHeaderBytes || string(body[:len(benchMagic)]) != benchMagic {
+		return 0, 0, false
+	}
+	return int(binary.BigEndian.Uint32(body[4:])), time.Duration(binary.BigEndian.Uint64(body[8:])), true
+}
+
+// waitDelivered waits up to -straggle for the deliveries the acks owe.
+func (b *sdkBench) waitDelivered(ctx context.Context) error {
+	deadline := time.NewTimer(b.cfg.Straggle)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for b.delivered.Load() < b.owed.Load() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// check fills c from the acks and what every device was handed; the
+// sessions must be closed.
+func (b *sdkBench) check(c *deliveryCheck) {
+	acked := make([]bitset, len(b.convIDs))
+	for _, d := range b.devs {
+		for _, a := range d.acks {
+			c.AckedMessages++
+			acked[a.conv].set(a.seq)
+			for _, m := range b.members[a.conv] {
+				if m == d.idx {
+					continue
+				}
+				c.Expected++
+				if b.devs[m].got[a.conv].has(a.seq) {
+					c.Delivered++
+				} else {
+					c.Missing++
+				}
+			}
+		}
+	}
+	for _, d := range b.devs {
+		for conv, bs := range d.got {
+			c.DeliveredUnacked += bs.countNotIn(&acked[conv])
+		}
+	}
+	c.Duplicates, c.OutOfOrder = int(b.dups.Load()), int(b.disorder.Load())
+}
+
+// planConvs picks the members of m conversations of g among n clients:
+// the first ceil(n/g) take consecutive blocks, so every client is in one
+// if m allows; the rest take random distinct members (distinct pairs for
+// 1:1 conversations, which the server keeps unique per pair).
+func planConvs(n, m, g int, rng *rand.Rand) ([][]int, error) {
+	if g < 2 || g > n {
+		return nil, fmt.Errorf("group size %d: want 2..%d", g, n)
+	}
+	out := make([][]int, 0, m)
+	pairs := map[[2]int]bool{}
+	fresh := func(ms []int) bool {
+		if g != 2 {
+			return true
+		}
+		p := [2]int{min(ms[0], ms[1]), max(ms[0], ms[1])}
+		if pairs[p] {
+			return false
+		}
+		pairs[p] = true
+		return true
+	}
+	blocks := (n + g - 1) / g
+	for i := 0; i < m && i < blocks; i++ {
+		ms := make([]int, g)
+		for k := range ms {
+			ms[k] = (i*g + k) % n
+		}
+		fresh(ms)
+		out = append(out, ms)
+	}
+	for len(out) < m {
+		placed := false
+		for range 10000 {
+			ms := rng.Perm(n)[:g]
+			if fresh(ms) {
+				out = append(out, slices.Clone(ms))
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			return nil, fmt.Errorf("cannot find %d distinct 1:1 pairs among %d clients; lower -convs", m, n)
+		}
+	}
+	return out, nil
+}
+
+// bitset is a set of seqs.
+type bitset struct{ w []uint64 }
+
+// set adds s and reports whether it was new.
+func (b *bitset) set(s uint64) bool {
+	i := int(s / 64)
+	if i >= len(b.w) {
+		b.w = append(b.w, make([]uint64, i+1-len(b.w))...)
+	}
+	bit := uint64(1) << (s % 64)
+	if b.w[i]&bit != 0 {
+		return false
+	}
+	b.w[i] |= bit
+	return true
+}
+
+func (b *bitset) has(s uint64) bool {
+	if b == nil {
+		return false
+	}
+	i := int(s / 64)
+	return i < len(b.w) && b.w[i]&(1<<(s%64)) != 0
+}
+
+// countNotIn counts the members of b that o lacks.
+func (b *bitset) countNotIn(o *bitset) int {
+	n := 0
+	for i, w := range b.w {
+		if i < len(o.w) {
+			w &^= o.w[i]
+		}
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// parallel runs f(0..n-1) with at most width at a time and returns the
+// first error (the others are cancelled).
+func parallel(ctx context.Context, n, width int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, width)
+	var wg sync.WaitGroup
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := f(ctx, i); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// retrying calls f again while it fails with RATE_LIMITED or UNAVAILABLE
+// (a running edge's default limits are low for setup traffic), waiting
+// what the server asks, until ctx ends.
+func retrying(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		switch rest.Code(err) {
+		case syncpb.Code_CODE_RATE_LIMITED, syncpb.Code_CODE_UNAVAILABLE:
+		default:
+			return err
+		}
+		wait := 200 * time.Millisecond
+		var e *rest.Error
+		if errors.As(err, &e) && e.RetryAfter > 0 {
+			wait = e.RetryAfter
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// runSDKBench runs `parley bench` with args and decodes its -json output.
+func runSDKBench(t *testing.T, args ...string) *sdkResult {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := runBench(t.Context(), append([]string{"-transport", "ws", "-json"}, args...), &stdout, &stderr)
+	t.Logf("progress:\n%s", stderr.String())
+	if err != nil {
+		t.Fatalf("parley bench %s: %v", strings.Join(args, " "), err)
+	}
+	dec := json.NewDecoder(&stdout)
+	dec.DisallowUnknownFields()
+	var r sdkResult
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("decode the JSON result: %v\n%s", err, stdout.String())
+	}
+	return &r
+}
+
+// checkSDKResult asserts what must hold after any clean run: no errors,
+// nothing lost, duplicated or reordered, and counts that add up. It makes
+// no claim about latencies beyond their order.
+func checkSDKResult(t *testing.T, r *sdkResult, clients, groupSize int) {
+	t.Helper()
+	others := groupSize - 1
+	c := r.Check
+	switch {
+	case r.Errors != 0:
+		t.Errorf("%d send errors", r.Errors)
+	case c.Missing != 0 || c.Duplicates != 0 || c.OutOfOrder != 0 || c.DeliveredUnacked != 0:
+		t.Errorf("delivery check failed: %+v", c)
+	case r.Acked == 0 || r.Sent != r.Acked:
+		t.Errorf("sent %d, acked %d in the window", r.Sent, r.Acked)
+	case r.Deliveries != r.Acked*others:
+		t.Errorf("%d deliveries of %d acked messages in groups of %d", r.Deliveries, r.Acked, groupSize)
+	case c.AckedMessages < r.Acked:
+		t.Errorf("%d acked messages in the whole run, %d in the window", c.AckedMessages, r.Acked)
+	case c.Expected != c.AckedMessages*others || c.Expected != c.Delivered+c.Missing:
+		t.Errorf("check does not add up: %+v", c)
+	case r.Ack.Count != r.Acked || r.Delivery.Count != r.Deliveries:
+		t.Errorf("latency samples: %d acks, %d deliveries; want %d and %d", r.Ack.Count, r.Delivery.Count, r.Acked, r.Deliveries)
+	case r.Clients != clients || r.Senders != clients || r.GroupSize != groupSize:
+		t.Errorf("clients %d senders %d group size %d; want %d, %d, %d", r.Clients, r.Senders, r.GroupSize, clients, clients, groupSize)
+	case r.AckedPerSec <= 0 || r.DeliveriesPerSec <= 0:
+		t.Errorf("throughput %v acked/s, %v deliveries/s", r.AckedPerSec, r.DeliveriesPerSec)
+	}
+	for name, l := range map[string]latencyStats{"ack": r.Ack, "delivery": r.Delivery} {
+		if !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) {
+			t.Errorf("%s latency percentiles out of order: %+v", name, l)
+		}
+	}
+	var text bytes.Buffer
+	printSDKResult(&text, r)
+	if !strings.Contains(text.String(), " 0 missing") {
+		t.Errorf("text output lacks the missing count:\n%s", text.String())
+	}
+}
+
+// Against a running system by URL, at a set rate, with idle sessions
+// measured through /proc (the system runs in this process).
+func TestBenchSDKByURL(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	r := runSDKBench(t, "-url", s.base, "-clients", "4", "-group-size", "3", "-convs", "3", "-rate", "200",
+		"-warmup", "200ms", "-duration", "1500ms", "-straggle", "20s",
+		"-idle", "6", "-idle-users", "2", "-idle-devices", "3", "-edge-pid", strconv.Itoa(os.Getpid()))
+	checkSDKResult(t, r, 4, 3)
+	if r.TargetRate != 200 || r.Convs != 3 {
+		t.Errorf("rate %v, convs %d; want 200 and 3", r.TargetRate, r.Convs)
+	}
+	i := r.Idle
+	switch {
+	case i == nil:
+		t.Fatal("no idle report")
+	case i.Connected != 6 || i.Failed != 0 || i.Users != 2 || i.Devices != 3:
+		t.Errorf("idle: %+v", i)
+	case i.Memory == nil || !strings.Contains(i.Memory.Source, strconv.Itoa(os.Getpid())) || i.Memory.Runtime != nil:
+		t.Errorf("idle memory: %+v", i.Memory)
+	}
+}
+
+// -self starts its own system; 1:1 conversations, unthrottled.
+func TestBenchSDKSelf(t *testing.T) {
+	r := runSDKBench(t, "-self", "-shards", "2", "-clients", "3", "-group-size", "2",
+		"-warmup", "0s", "-duration", "1s", "-straggle", "20s", "-idle", "4", "-idle-users", "1")
+	checkSDKResult(t, r, 3, 2)
+	if r.Convs != 2 || r.TargetRate != 0 {
+		t.Errorf("convs %d rate %v; want 2 and unthrottled", r.Convs, r.TargetRate)
+	}
+	i := r.Idle
+	if i == nil || i.Connected != 4 || i.Devices != 4 || i.Memory == nil || i.Memory.Runtime == nil {
+		t.Fatalf("idle: %+v", i)
+	}
+	if i.EdgeSessions != 3+4 {
+		t.Errorf("edge sessions %d after the idle ones connected; want %d", i.EdgeSessions, 3+4)
+	}
+}
+
+func TestBenchTransport(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"-senders", "4"}, ""},
+		{[]string{"-transport", "ws", "-self"}, "ws"},
+		{[]string{"-self", "--transport=ws"}, "ws"},
+		{[]string{"-transport=http"}, "http"},
+		{[]string{"-transport"}, ""},
+		{[]string{"--", "-transport", "ws"}, ""},
+	} {
+		if got := benchTransport(tc.args); got != tc.want {
+			t.Errorf("benchTransport(%q) = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestBenchSDKFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		bad  string // in the error; "" for none
+	}{
+		{[]string{"-transport", "ws", "-self"}, ""},
+		{[]string{"-transport", "ws", "-self", "-url", "http://x"}, "not both"},
+		{[]string{"-transport", "quic"}, "want http or ws"},
+		{[]string{"-transport", "ws", "-group-size", "30"}, "-group-size"},
+		{[]string{"-transport", "ws", "-clients", "3", "-group-size", "2", "-convs", "4"}, "1:1 pairs"},
+		{[]string{"-transport", "ws", "-url", "localhost:8080"}, "-url"},
+		{[]string{"-transport", "ws", "-body", "8"}, "-body"},
+	} {
+		cfg, err := parseSDKBenchFlags(tc.args, &bytes.Buffer{})
+		switch {
+		case tc.bad == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)):
+			t.Errorf("%q: error %v, want one about %q", tc.args, err, tc.bad)
+		case tc.bad == "" && cfg.Convs != 4: // 20 clients in groups of 5
+			t.Errorf("%q: %d conversations by default, want 4", tc.args, cfg.Convs)
+		}
+	}
+}
+
+func TestPlanConvs(t *testing.T) {
+	for _, tc := range []struct{ n, m, g int }{
+		{2, 1, 2}, {5, 3, 2}, {5, 10, 2}, {200, 40, 5}, {7, 3, 3}, {10, 25, 4}, {4, 1, 4},
+	} {
+		ms, err := planConvs(tc.n, tc.m, tc.g, rand.New(rand.NewPCG(1, 2)))
+		if err != nil {
+			t.Errorf("%+v: %v", tc, err)
+			continue
+		}
+		if len(ms) != tc.m {
+			t.Errorf("%+v: %d conversations", tc, len(ms))
+		}
+		in := map[int]bool{}
+		pairs := map[[2]int]bool{}
+		for _, c := range ms {
+			seen := map[int]bool{}
+			for _, u := range c {
+				if u < 0 || u >= tc.n || seen[u] {
+					t.Errorf("%+v: bad members %v", tc, c)
+				}
+				seen[u], in[u] = true, true
+			}
+			if tc.g == 2 {
+				p := [2]int{min(c[0], c[1]), max(c[0], c[1])}
+				if pairs[p] {
+					t.Errorf("%+v: pair %v twice", tc, p)
+				}
+				pairs[p] = true
+			}
+		}
+		if tc.m*tc.g >= tc.n && len(in) != tc.n {
+			t.Errorf("%+v: %d of %d clients in a conversation", tc, len(in), tc.n)
+		}
+	}
+	if _, err := planConvs(3, 1, 4, rand.New(rand.NewPCG(1, 2))); err == nil {
+		t.Error("groups larger than the clients were planned")
+	}
+}
