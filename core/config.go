@@ -51,6 +51,10 @@ type Config struct {
 	ShardCount int
 	NATS       NATSConfig
 	Timing     group.Timing
+	// LargeGroup is the member count above which a group's live deliveries
+	// are published once on its conversation subject rather than once per
+	// member (default 100; negative: never).
+	LargeGroup int
 	// MaxInFlight bounds requests being served at once; more are refused
 	// with UNAVAILABLE instead of queueing without bound.
 	MaxInFlight int
@@ -71,6 +75,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShardCount == 0 {
 		c.ShardCount = syncproto.DefaultShardCount
+	}
+	switch {
+	case c.LargeGroup == 0:
+		c.LargeGroup = 100
+	case c.LargeGroup < 0:
+		c.LargeGroup = 0
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 4096

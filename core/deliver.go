@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/core/shard"
@@ -14,7 +15,14 @@ import (
 // Live delivery: after a shard's entries are stored, its leader publishes
 // each committed message once to the user subject of every member (and of
 // every user a membership change removed, so they see their removal).
-// Edges subscribed for a user push to its devices. Pushes are best effort:
+// Edges subscribed for a user push to its devices. A group with more than
+// LargeGroup members is published once on its conversation subject
+// instead, which each edge with a member connected listens on: one NATS
+// message per edge, not per member. Membership changes of a large group
+// still go to every member's user subject, with a header telling the
+// edges to join (members) or leave (removed users) the conversation
+// subject for that user; sync tells a connecting device's edge which
+// large groups its user is in. Pushes are best effort:
 // a device that finds a gap fills it from history, and one that reconnects
 // syncs, so a push lost to overload or a leader change loses nothing.
 
@@ -33,7 +41,8 @@ type deliverJob struct {
 
 type deliverer struct {
 	region  string
-	publish func(subject string, data []byte) error
+	large   int // member count above which the conversation subject is used; 0: never
+	publish func(*nats.Msg) error
 	log     *slog.Logger
 	q       chan deliverJob
 	members map[string][]string // conv -> user ids; only the loop touches it
@@ -41,8 +50,8 @@ type deliverer struct {
 	sent    atomic.Uint64
 }
 
-func newDeliverer(region string, publish func(string, []byte) error, log *slog.Logger) *deliverer {
-	return &deliverer{region: region, publish: publish, log: log, q: make(chan deliverJob, deliverQueue), members: map[string][]string{}}
+func newDeliverer(region string, large int, publish func(*nats.Msg) error, log *slog.Logger) *deliverer {
+	return &deliverer{region: region, large: large, publish: publish, log: log, q: make(chan deliverJob, deliverQueue), members: map[string][]string{}}
 }
 
 // enqueue is the shard's OnCommit hook on a node that leads the shard:
@@ -77,7 +86,7 @@ func (d *deliverer) deliver(sm *shard.FSM, c shard.Committed) {
 	if c.MembersChanged {
 		delete(d.members, c.ConvID)
 	}
-	if len(c.Messages) == 0 {
+	if len(c.Messages) == 0 && !c.MembersChanged {
 		return
 	}
 	users, ok := d.members[c.ConvID]
@@ -98,17 +107,35 @@ func (d *deliverer) deliver(sm *shard.FSM, c shard.Committed) {
 		d.log.Error("marshal deliver", "err", err)
 		return
 	}
-	for _, u := range users {
-		d.send(u, b)
+	large := d.large > 0 && len(users) > d.large
+	if len(c.Messages) == 0 && !large {
+		return // a new small group: its first message reaches everyone
+	}
+	switch {
+	case large && !c.MembersChanged:
+		d.send(syncproto.ConvSubject(d.region, c.ConvID), b, "", "")
+	case large:
+		for _, u := range users {
+			d.send(syncproto.UserSubject(d.region, u), b, syncproto.HeaderConvJoin, c.ConvID)
+		}
+	default:
+		for _, u := range users {
+			d.send(syncproto.UserSubject(d.region, u), b, "", "")
+		}
 	}
 	for _, u := range c.Removed {
-		d.send(u, b)
+		d.send(syncproto.UserSubject(d.region, u), b, syncproto.HeaderConvLeave, c.ConvID)
 	}
 }
 
-func (d *deliverer) send(user string, b []byte) {
-	if err := d.publish(syncproto.UserSubject(d.region, user), b); err != nil {
-		d.log.Debug("publish deliver", "user", user, "err", err)
+// send publishes one delivery, with header key: value when key is set.
+func (d *deliverer) send(subject string, b []byte, key, value string) {
+	m := &nats.Msg{Subject: subject, Data: b}
+	if key != "" {
+		m.Header = nats.Header{key: []string{value}}
+	}
+	if err := d.publish(m); err != nil {
+		d.log.Debug("publish deliver", "subject", subject, "err", err)
 		return
 	}
 	d.sent.Add(1)

@@ -159,7 +159,7 @@ func New(cfg Config) (n *Node, err error) {
 	if err := n.addGroup(dirGroup, 0, dir); err != nil {
 		return nil, err
 	}
-	n.deliver = newDeliverer(cfg.Region, n.nc.Publish, n.log)
+	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -175,7 +175,8 @@ func New(cfg Config) (n *Node, err error) {
 				n.deliver.enqueue(sm, cs)
 			}
 		}
-		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit, Logger: n.log})
+		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,
+			LargeGroup: cfg.LargeGroup, Logger: n.log})
 		if err != nil {
 			return nil, fmt.Errorf("core: shard %s state: %w", name, err)
 		}

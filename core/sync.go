@@ -22,6 +22,7 @@ func (n *Node) sync(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreRe
 		go func(name string) { results <- n.execute(ctx, name, req) }(shardGroup(i))
 	}
 	var all []*syncpb.ConversationDelta
+	var large []string
 	var firstErr *syncpb.Error
 	for i := 0; i < n.cfg.ShardCount; i++ {
 		r := <-results
@@ -32,13 +33,15 @@ func (n *Node) sync(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreRe
 			continue
 		}
 		all = append(all, r.GetSync().GetChanged()...)
+		large = append(large, r.GetConversationSubjects()...)
 	}
 	if firstErr != nil {
 		return &syncpb.CoreResponse{Error: firstErr}
 	}
 	slices.SortFunc(all, func(a, b *syncpb.ConversationDelta) int { return strings.Compare(a.ConvId, b.ConvId) })
 	trimDeltas(all, syncproto.MaxSyncBytes)
-	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Sync{Sync: &syncpb.SyncResponse{Changed: all}}}
+	slices.Sort(large)
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Sync{Sync: &syncpb.SyncResponse{Changed: all}}, ConversationSubjects: large}
 }
 
 // trimDeltas cuts the deltas' messages to budget encoded bytes, keeping

@@ -356,6 +356,9 @@ func (e *Edge) learnRegion(ctx context.Context) {
 	e.log.Info("core reachable", "region", info.Region, "shards", info.ShardCount, "nodes", len(info.Nodes))
 }
 
+// Hub is the edge's live-delivery hub (for stats and tests).
+func (e *Edge) Hub() *session.Hub { return e.hub }
+
 // Sessions is the number of live device sessions.
 func (e *Edge) Sessions() int { return e.sessions.Sessions() }
 

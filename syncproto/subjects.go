@@ -26,3 +26,11 @@ func UserSubject(region, userID string) string { return "parley." + region + ".u
 // ConvSubject carries live deliveries of one large group: the leader
 // publishes once, and edges with a connected member subscribe.
 func ConvSubject(region, convID string) string { return "parley." + region + ".conv." + convID }
+
+// Headers of deliveries on a user subject that tell the user's edge to
+// start or stop listening on a large group's ConvSubject for that user
+// (the user joined or left it). Their value is the conversation id.
+const (
+	HeaderConvJoin  = "Parley-Conv-Join"
+	HeaderConvLeave = "Parley-Conv-Leave"
+)

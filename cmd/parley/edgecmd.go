@@ -19,6 +19,11 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "the region's NATS (any core node's client URL; comma-separated for several)")
 	httpAddr := fs.String("http", edge.DefaultHTTPAddr, "HTTP API listen address")
+	udpAddr := fs.String("udp", "", "QUIC and WebTransport (HTTP/3) UDP listen address (default none)")
+	certFile := fs.String("cert", "", "TLS certificate (PEM) for -udp (default: a self-signed dev certificate in -cert-dir)")
+	tlsKey := fs.String("key", "", "TLS key (PEM) for -cert")
+	certDir := fs.String("cert-dir", "", "where the dev certificate is kept (default: a new one per run)")
+	idle := fs.Duration("idle-timeout", 0, "close QUIC connections silent this long (default 60s)")
 	keyFile := fs.String("token-keys", "", "token key file shared by the region's edges (see parley keygen)")
 	region := fs.String("region", "", "region name (default \"local\")")
 	userRate := fs.Float64("user-rate", 0, "API calls per second per user (default 20)")
@@ -43,11 +48,15 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	e, err := edge.New(edge.Config{
 		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys,
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
+		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "parley edge: HTTP API http://%s/v1, core via %s\n", e.Addr(), *natsURL)
+	fmt.Fprintf(stdout, "parley edge: HTTP API http://%s/v1, WebSocket ws://%s/v1/ws, core via %s\n", e.Addr(), e.Addr(), *natsURL)
+	if a := e.UDPAddr(); a != nil {
+		fmt.Fprintf(stdout, "parley edge: QUIC %s (ALPN parley/1), WebTransport https://%s/v1/wt\n", a, a)
+	}
 	return e.Run(ctx)
 }
 

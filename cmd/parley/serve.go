@@ -27,6 +27,7 @@ type serveConfig struct {
 	NATSAddr  string // "-" for in-process only
 	RaftAddr  string
 	Shards    int
+	Large     int // members above which a group uses its conversation subject (0: default)
 	UserRate  float64
 	UserBurst int
 	IPRate    float64 // unauthenticated calls per IP
@@ -60,6 +61,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		DataDir:    filepath.Join(cfg.DataDir, "core"),
 		RaftAddr:   cfg.RaftAddr,
 		ShardCount: cfg.Shards,
+		LargeGroup: cfg.Large,
 		NATS:       core.NATSConfig{ClientAddr: cfg.NATSAddr},
 		Logger:     cfg.Logger.With("part", "core"),
 	})
@@ -137,6 +139,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.NATSAddr, "nats", "127.0.0.1:4222", "NATS listen address for extra edges (\"-\": in-process only)")
 	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:0", "Raft listen address (unused by peers in one process)")
 	fs.IntVar(&cfg.Shards, "shards", 0, "number of shard groups (default 16; fixed once data exists)")
+	fs.IntVar(&cfg.Large, "large-group", 0, "member count above which a group's deliveries go once per edge on its conversation subject (default 100; -1: never)")
 	fs.Float64Var(&cfg.UserRate, "user-rate", 0, "API calls per second per user (default 20)")
 	fs.IntVar(&cfg.UserBurst, "user-burst", 0, "API call burst per user (default 40)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

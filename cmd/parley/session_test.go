@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	quicproxy "github.com/quic-go/quic-go/integrationtests/tools/proxy"
 	"golang.org/x/time/rate"
 
@@ -548,5 +549,108 @@ func TestSessionsSurviveEdgeLoss(t *testing.T) {
 				t.Fatalf("the surviving edge holds %d sessions, want 3", n)
 			}
 		})
+	}
+}
+
+// A group above the large-group size is published once per message on
+// its conversation subject; each edge with members connected listens
+// there and fans out locally. Members added while connected start getting
+// it live; removed members stop.
+func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
+	s := startTestSystem(t, "", func(c *serveConfig) { c.Large = 3 })
+	b, _ := s.startExtraEdge(t, 10*time.Second)
+	nc, err := s.node.ConnectNATS("watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var convPubs, userPubs atomic.Int64
+	if _, err := nc.Subscribe("parley.local.conv.>", func(*nats.Msg) { convPubs.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Subscribe("parley.local.user.>", func(*nats.Msg) { userPubs.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	devs := map[string]*wsDevice{}
+	var ids []string
+	var owner *rest.Client
+	for i := range 5 {
+		rc, sess := s.user(t, "acme", fmt.Sprint("m", i))
+		if i == 0 {
+			owner = rc
+		}
+		ids = append(ids, sess.User.ID)
+		dial := client.WebSocket("ws" + s.base[len("http"):] + "/v1/ws")
+		if i%2 == 1 {
+			dial = client.WebSocket("ws://" + b.Addr().String() + "/v1/ws")
+		}
+		d := &wsDevice{box: newInbox(), rest: rc, sess: sess}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		d.c, err = client.Dial(ctx, client.Config{Dial: dial, DeviceID: sess.Device.ID, OnMessage: d.box.add,
+			Token: func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil }})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.c.Close() })
+		devs[fmt.Sprint("m", i)] = d
+	}
+	// Created with 4 members (large: > 3); m4 joins later.
+	g, err := owner.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "big", MemberIDs: ids[1:4]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]*wsDevice{"m0": devs["m0"], "m1": devs["m1"], "m2": devs["m2"], "m3": devs["m3"]}
+	// Creating it told the members' edges to listen (join notices).
+	waitConvs(t, "edge a", s.edge.Hub().Convs, 1)
+	waitConvs(t, "edge b", b.Hub().Convs, 1)
+	convPubs.Store(0)
+	userPubs.Store(0)
+	sendAll(t, g.ID, 10, first)
+	total := lastSeq(t, owner, g.ID)
+	for name, d := range first {
+		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
+	}
+	if c, u := convPubs.Load(), userPubs.Load(); c != int64(total) || u != 0 {
+		t.Fatalf("%d messages went out as %d conversation-subject and %d user-subject publishes; want %d and 0", total, c, u, total)
+	}
+
+	// m4 (on edge b) joins while connected: it gets the join, then live
+	// messages; m3 is removed and gets nothing after its removal.
+	if _, err := owner.AddMembers(t.Context(), g.ID, []string{ids[4]}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.RemoveMember(t.Context(), g.ID, ids[3]); err != nil {
+		t.Fatal(err)
+	}
+	removedAt := lastSeq(t, owner, g.ID)
+	now := map[string]*wsDevice{"m0": devs["m0"], "m1": devs["m1"], "m4": devs["m4"]}
+	sendAll(t, g.ID, 10, now)
+	total = lastSeq(t, owner, g.ID)
+	for name, d := range map[string]*wsDevice{"m0": devs["m0"], "m1": devs["m1"], "m2": devs["m2"]} {
+		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
+	}
+	// m4 holds everything from seq 1 too (it catches up what preceded its
+	// join) and m3 stops at its removal.
+	checkOnceInOrder(t, "m4", devs["m4"].box.waitFor(t, g.ID, total, "m4"))
+	got := devs["m3"].box.waitFor(t, g.ID, removedAt, "m3")
+	checkOnceInOrder(t, "m3", got)
+	if len(got) != removedAt {
+		t.Fatalf("m3 got %d messages; it was removed at seq %d", len(got), removedAt)
+	}
+}
+
+// waitConvs waits until an edge's hub listens on n conversation subjects.
+func waitConvs(t *testing.T, what string, convs func() int, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for convs() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s listens on %d conversation subjects, want %d", what, convs(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

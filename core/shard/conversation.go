@@ -187,7 +187,7 @@ func checkVerified(cmd *cmdpb.Command, users []string) error {
 	return nil
 }
 
-func applyCreate(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.CreateConversationRequest) (*syncpb.CoreResponse, error) {
+func applyCreate(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.CreateConversationRequest) (*syncpb.CoreResponse, error) {
 	caller := cmd.Caller
 	p, err := planCreate(caller, req)
 	if err != nil {
@@ -220,6 +220,10 @@ func applyCreate(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.CreateConversatio
 		}
 	}
 	tx.Set(metaKey(req.ConvId), meta.marshal())
+	c.ConvID, c.MembersChanged = req.ConvId, true
+	for _, m := range members {
+		c.Added = append(c.Added, m.UserId)
+	}
 	slices.SortFunc(members, func(a, b *syncpb.Member) int { return cmp.Compare(a.UserId, b.UserId) })
 	return conversationResponse(&syncpb.Conversation{
 		Id: req.ConvId, WorkspaceId: meta.WorkspaceID, Type: meta.Type, Title: meta.Title,

@@ -291,6 +291,7 @@ func applyChange(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.Cha
 	}
 	meta.Members, meta.Owners = p.members, p.owners
 	c.ConvID, c.MembersChanged = req.ConvId, true
+	c.Added = append(c.Added, p.addedIDs()...)
 	c.Removed = append(c.Removed, p.removed...)
 	if p.left {
 		c.Removed = append(c.Removed, caller.UserId)

@@ -61,7 +61,11 @@ type Config struct {
 	// membership they changed, in log order. It must not block: the node
 	// queues them for delivery.
 	OnCommit func([]Committed)
-	Logger   *slog.Logger
+	// LargeGroup is the member count above which a conversation's live
+	// deliveries go on its conversation subject (sync lists such groups
+	// for the edge); 0 means never.
+	LargeGroup int
+	Logger     *slog.Logger
 }
 
 // Committed is what one applied command changed that devices must hear
@@ -72,6 +76,7 @@ type Committed struct {
 	ConvID         string
 	Messages       []*syncpb.Message
 	MembersChanged bool
+	Added          []string
 	Removed        []string
 }
 
@@ -94,6 +99,7 @@ type FSM struct {
 	dir      Directory
 	log      *slog.Logger
 	onCommit func([]Committed)
+	large    uint64      // Config.LargeGroup; 0: none
 	batch    []Committed // of the ApplyBatch under way
 }
 
@@ -108,7 +114,7 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit}
+	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit, large: uint64(max(cfg.LargeGroup, 0))}
 	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("shard: %w", err)
@@ -218,7 +224,7 @@ func (f *FSM) applyCommand(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command) (*syn
 	}
 	switch op := cmd.GetOp().(type) {
 	case *cmdpb.Command_CreateConversation:
-		return applyCreate(tx, cmd, op.CreateConversation)
+		return applyCreate(tx, c, cmd, op.CreateConversation)
 	case *cmdpb.Command_ChangeMembers:
 		return applyChange(tx, c, cmd, op.ChangeMembers)
 	case *cmdpb.Command_Send:

@@ -27,6 +27,7 @@ func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.Core
 		marks[w.ConvId] = w.Seq
 	}
 	out := &syncpb.SyncResponse{}
+	var large []string
 	err := f.view(func(v *kvfsm.View) error {
 		var convs []string
 		prefix := userConvPrefix(caller.UserId)
@@ -42,7 +43,13 @@ func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.Core
 			if err != nil {
 				return err
 			}
-			if !ok || meta.WorkspaceID != caller.WorkspaceId || meta.LastSeq <= marks[conv] {
+			if !ok || meta.WorkspaceID != caller.WorkspaceId {
+				continue
+			}
+			if f.large > 0 && meta.Members > f.large {
+				large = append(large, conv)
+			}
+			if meta.LastSeq <= marks[conv] {
 				continue
 			}
 			rs, err := getReceipts(v, readKey(conv, caller.UserId))
@@ -79,7 +86,7 @@ func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.Core
 	if err != nil {
 		return nil, err
 	}
-	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Sync{Sync: out}}, nil
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Sync{Sync: out}, ConversationSubjects: large}, nil
 }
 
 // Members lists the user ids of conv's members from local state (the

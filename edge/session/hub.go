@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,9 @@ type Sink interface {
 
 // Hub holds one NATS subscription per connected user, however many devices
 // of that user are connected to this edge, and fans each delivery out to
-// the user's sinks (sessions).
+// the user's sinks (sessions). For large groups it holds one subscription
+// per conversation subject while any member is connected here, and fans
+// each delivery out to the sinks of the members connected here.
 type Hub struct {
 	nc     *nats.Conn
 	region string
@@ -33,6 +36,7 @@ type Hub struct {
 
 	mu     sync.Mutex
 	users  map[string]*userSub
+	convs  map[string]*convSub
 	closed bool
 }
 
@@ -41,6 +45,13 @@ type userSub struct {
 	err     error         // set before ready closes when subscribing failed
 	sub     *nats.Subscription
 	sinks   map[*sinkRef]struct{}
+	dropped int
+	convs   map[string]struct{} // large groups the user is in
+}
+
+type convSub struct {
+	sub     *nats.Subscription
+	users   map[string]struct{}
 	dropped int
 }
 
@@ -61,7 +72,7 @@ func NewHub(nc *nats.Conn, region string, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{nc: nc, region: region, log: log, users: map[string]*userSub{}}
+	return &Hub{nc: nc, region: region, log: log, users: map[string]*userSub{}, convs: map[string]*convSub{}}
 }
 
 // Subscribe adds s to userID's sinks and returns once the NATS server has
@@ -142,6 +153,10 @@ func (h *Hub) remove(userID string, u *userSub, ref *sinkRef) {
 	}
 	_ = u.sub.Unsubscribe()
 	u.sub = nil
+	for conv := range u.convs {
+		h.leaveLocked(userID, conv)
+	}
+	u.convs = nil
 	if h.users[userID] == u {
 		delete(h.users, userID)
 	}
@@ -152,6 +167,34 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 	if err := proto.Unmarshal(m.Data, d); err != nil {
 		h.log.Warn("undecodable delivery", "subject", m.Subject, "err", err)
 		return
+	}
+	if conv := m.Header.Get(syncproto.HeaderConvLeave); conv != "" {
+		h.mu.Lock()
+		if h.users[userOf(m.Subject, h.region)] == u && u.convs != nil {
+			if _, ok := u.convs[conv]; ok {
+				delete(u.convs, conv)
+				h.leaveLocked(userOf(m.Subject, h.region), conv)
+			}
+		}
+		h.mu.Unlock()
+	}
+	if conv := m.Header.Get(syncproto.HeaderConvJoin); conv != "" {
+		// Subscribing waits for the server; not on NATS's goroutine.
+		user := userOf(m.Subject, h.region)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+			defer cancel()
+			fresh, err := h.Join(ctx, user, []string{conv})
+			if err != nil {
+				h.log.Warn("join conversation subject", "conv", conv, "err", err)
+			}
+			if err != nil || fresh {
+				h.lost(u)
+			}
+		}()
+	}
+	if len(d.Messages) == 0 {
+		return // a join or leave notice only
 	}
 	h.mu.Lock()
 	lost := false
@@ -173,6 +216,145 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 	}
 }
 
+// userOf is the user id of a user subject.
+func userOf(subject, region string) string {
+	return strings.TrimPrefix(subject, syncproto.UserSubject(region, ""))
+}
+
+// lost tells u's sinks that deliveries were lost.
+func (h *Hub) lost(u *userSub) {
+	h.mu.Lock()
+	sinks := make([]Sink, 0, len(u.sinks))
+	for r := range u.sinks {
+		sinks = append(sinks, r.s)
+	}
+	h.mu.Unlock()
+	for _, s := range sinks {
+		s.Lost()
+	}
+}
+
+// Join makes userID, which must be subscribed, listen on the subjects of
+// convs (large groups it is in) besides the ones it listens on. It returns
+// once the server has every new subscription. fresh reports whether one
+// was new on this edge: deliveries published before it may have been
+// missed, so the caller's devices must sync.
+func (h *Hub) Join(ctx context.Context, userID string, convs []string) (fresh bool, err error) {
+	return h.setConvs(ctx, userID, convs, false)
+}
+
+// SetConvs is Join, and it also stops listening for userID on the large
+// groups not in convs (the full list, as a sync returns it).
+func (h *Hub) SetConvs(ctx context.Context, userID string, convs []string) (fresh bool, err error) {
+	return h.setConvs(ctx, userID, convs, true)
+}
+
+func (h *Hub) setConvs(ctx context.Context, userID string, convs []string, exact bool) (bool, error) {
+	h.mu.Lock()
+	u := h.users[userID]
+	if h.closed || u == nil || u.sub == nil {
+		h.mu.Unlock()
+		return false, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+	}
+	want := make(map[string]struct{}, len(convs))
+	for _, c := range convs {
+		want[c] = struct{}{}
+	}
+	if exact {
+		for c := range u.convs {
+			if _, ok := want[c]; !ok {
+				delete(u.convs, c)
+				h.leaveLocked(userID, c)
+			}
+		}
+	}
+	fresh := false
+	var err error
+	for c := range want {
+		if _, ok := u.convs[c]; ok {
+			continue
+		}
+		cs := h.convs[c]
+		if cs == nil {
+			cs = &convSub{users: map[string]struct{}{}}
+			cs.sub, err = h.nc.Subscribe(syncproto.ConvSubject(h.region, c), func(m *nats.Msg) { h.deliverConv(cs, m) })
+			if err != nil {
+				break
+			}
+			_ = cs.sub.SetPendingLimits(hubPendingMsgs, hubPendingBytes)
+			h.convs[c] = cs
+			fresh = true
+		}
+		cs.users[userID] = struct{}{}
+		if u.convs == nil {
+			u.convs = map[string]struct{}{}
+		}
+		u.convs[c] = struct{}{}
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return fresh, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+	}
+	if fresh {
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+		if err := h.nc.FlushWithContext(fctx); err != nil {
+			return true, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+		}
+	}
+	return fresh, nil
+}
+
+// leaveLocked drops userID from conv's listeners; the last one out
+// unsubscribes. h.mu is held.
+func (h *Hub) leaveLocked(userID, conv string) {
+	cs := h.convs[conv]
+	if cs == nil {
+		return
+	}
+	delete(cs.users, userID)
+	if len(cs.users) == 0 {
+		_ = cs.sub.Unsubscribe()
+		delete(h.convs, conv)
+	}
+}
+
+// deliverConv fans a large group's delivery out to its members here.
+func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
+	d := &syncpb.Deliver{}
+	if err := proto.Unmarshal(m.Data, d); err != nil {
+		h.log.Warn("undecodable delivery", "subject", m.Subject, "err", err)
+		return
+	}
+	h.mu.Lock()
+	lost := false
+	if n, err := cs.sub.Dropped(); err == nil && n > cs.dropped {
+		cs.dropped, lost = n, true
+	}
+	var sinks []Sink
+	for user := range cs.users {
+		if u := h.users[user]; u != nil {
+			for r := range u.sinks {
+				sinks = append(sinks, r.s)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range sinks {
+		if lost {
+			s.Lost()
+		}
+		s.Deliver(d)
+	}
+}
+
+// Convs is how many conversation subjects the hub listens on.
+func (h *Hub) Convs() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.convs)
+}
+
 // Users is how many users have a live subscription (for tests and stats).
 func (h *Hub) Users() int {
 	h.mu.Lock()
@@ -191,5 +373,9 @@ func (h *Hub) Close() {
 			u.sub = nil
 		}
 		delete(h.users, id)
+	}
+	for id, cs := range h.convs {
+		_ = cs.sub.Unsubscribe()
+		delete(h.convs, id)
 	}
 }

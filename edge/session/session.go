@@ -105,12 +105,10 @@ func (s *session) run(ctx context.Context) error {
 
 	s.wg.Add(1)
 	go s.writer(ctx)
-	if hello.position != nil {
-		s.wg.Add(1)
-		go s.catchUp(ctx, hello.position)
-	} else {
-		s.release()
-	}
+	// The catch-up sync also tells the edge the user's large groups, so it
+	// runs even for a device that asked for none (and is not shown it).
+	s.wg.Add(1)
+	go s.catchUp(ctx, hello.position)
 	err = s.reader(ctx)
 	s.stop(err)
 	s.wg.Wait()
@@ -206,8 +204,12 @@ func (s *session) write(ctx context.Context, f *syncpb.Frame) error {
 func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 	defer s.wg.Done()
 	defer s.release()
+	limit := s.cfg.SyncLimit
+	if pos == nil {
+		limit = 1 // only for the large groups; the device asked for nothing
+	}
 	resp, err := s.call(ctx, &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{
-		Position: pos, PerConversationLimit: s.cfg.SyncLimit}}})
+		Position: pos, PerConversationLimit: limit}}})
 	if err != nil {
 		// The device syncs itself; tell it so.
 		s.mu.Lock()
@@ -216,7 +218,9 @@ func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 		s.log.Debug("catch-up sync failed", "err", err)
 		return
 	}
-	s.reply(resp)
+	if pos != nil {
+		s.reply(resp)
+	}
 }
 
 // release ends the catch-up hold: held pushes go to the queue in order.
@@ -460,6 +464,14 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 	resp, err := s.cfg.Core.Call(cctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := f.Body.(*syncpb.Frame_SyncRequest); ok {
+		// A sync lists the user's large groups: listen on their subjects.
+		// A subscription new here may have missed deliveries: resync.
+		fresh, err := s.cfg.Hub.SetConvs(cctx, s.caller.UserId, resp.GetConversationSubjects())
+		if err != nil || fresh {
+			s.Lost()
+		}
 	}
 	out := &syncpb.Frame{Id: f.Id}
 	ok := false

@@ -529,9 +529,14 @@ type CoreResponse struct {
 	//	*CoreResponse_History
 	//	*CoreResponse_ReceiptAck
 	//	*CoreResponse_Sync
-	Result        isCoreResponse_Result `protobuf_oneof:"result"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Result isCoreResponse_Result `protobuf_oneof:"result"`
+	// With sync only, for the edge (never sent to devices): the caller's
+	// large groups, whose live deliveries travel once per edge on their
+	// conversation subjects (syncproto.ConvSubject) instead of on members'
+	// user subjects. The edge listens on them while the caller is connected.
+	ConversationSubjects []string `protobuf:"bytes,40,rep,name=conversation_subjects,json=conversationSubjects,proto3" json:"conversation_subjects,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *CoreResponse) Reset() {
@@ -682,6 +687,13 @@ func (x *CoreResponse) GetSync() *SyncResponse {
 		if x, ok := x.Result.(*CoreResponse_Sync); ok {
 			return x.Sync
 		}
+	}
+	return nil
+}
+
+func (x *CoreResponse) GetConversationSubjects() []string {
+	if x != nil {
+		return x.ConversationSubjects
 	}
 	return nil
 }
@@ -2058,7 +2070,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\ahistory\x18\x1f \x01(\v2\x19.parley.v1.HistoryRequestH\x00R\ahistory\x124\n" +
 	"\areceipt\x18  \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceipt\x12,\n" +
 	"\x04sync\x18! \x01(\v2\x16.parley.v1.SyncRequestH\x00R\x04syncB\x04\n" +
-	"\x02op\"\xc0\x05\n" +
+	"\x02op\"\xf5\x05\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2075,7 +2087,8 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\ahistory\x18\x1f \x01(\v2\x1a.parley.v1.HistoryResponseH\x00R\ahistory\x128\n" +
 	"\vreceipt_ack\x18  \x01(\v2\x15.parley.v1.ReceiptAckH\x00R\n" +
 	"receiptAck\x12-\n" +
-	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04syncB\b\n" +
+	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04sync\x123\n" +
+	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjectsB\b\n" +
 	"\x06result\"\x13\n" +
 	"\x11RegionInfoRequest\"[\n" +
 	"\n" +
