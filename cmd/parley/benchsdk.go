@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -21,7 +22,9 @@ import (
 	"log/slog"
 	"math/bits"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -32,6 +35,8 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/edge/devcert"
+	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/syncproto/wsframe"
 )
@@ -58,7 +63,9 @@ const (
 
 // sdkBenchConfig is one `parley bench -transport ws` run.
 type sdkBenchConfig struct {
+	Transport   string // ws, quic or wt
 	URL         string // edge base URL (http://host:port); unused with Self
+	UDP         string // the edge's QUIC/WebTransport address (default: -url's host, port 8443)
 	Self        bool   // start a serve system in this process
 	Shards      int    // of the Self system
 	DataDir     string // of the Self system ("" = a temp dir, removed after)
@@ -129,7 +136,8 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs := flag.NewFlagSet("parley bench -transport ws", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg sdkBenchConfig
-	transport := fs.String("transport", "ws", "ws: device sessions over WebSocket with the Go SDK (http: sends over /v1, see parley bench -h)")
+	fs.StringVar(&cfg.Transport, "transport", "ws", "device sessions with the Go SDK over ws (WebSocket), quic (raw QUIC) or wt (WebTransport); http: sends over /v1, see parley bench -h")
+	fs.StringVar(&cfg.UDP, "udp", "", "with -url and quic/wt: the edge's UDP address (default: -url's host, port 8443)")
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of a running edge or parley serve (users go into a new workspace; its sessions are at /v1/ws)")
 	fs.BoolVar(&cfg.Self, "self", false, "start a serve system in this process on a temp data dir instead of using -url")
 	fs.IntVar(&cfg.Shards, "shards", 16, "shards of the -self system")
@@ -150,8 +158,15 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage
 	}
-	if *transport != "ws" {
-		return cfg, fmt.Errorf("-transport %q: want http or ws", *transport)
+	switch cfg.Transport {
+	case "ws", "quic", "wt":
+	default:
+		return cfg, fmt.Errorf("-transport %q: want http, ws, quic or wt", cfg.Transport)
+	}
+	if cfg.UDP == "" && !cfg.Self {
+		if u, err := url.Parse(cfg.URL); err == nil {
+			cfg.UDP = net.JoinHostPort(u.Hostname(), "8443")
+		}
 	}
 	urlSet := false
 	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
@@ -191,7 +206,7 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			defer os.RemoveAll(tmp)
 			dir = tmp
 		}
-		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
+		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
 			Shards: cfg.Shards, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return fmt.Errorf("start the -self system: %w", err)
@@ -201,17 +216,21 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		go func() { defer close(done); _ = s.Run(rctx) }()
 		defer func() { cancel(); <-done }()
 		base = "http://" + s.HTTPAddr()
+		cfg.UDP = s.edge.UDPAddr().String()
 		target = "self (serve in this process) at " + base
 		probe = selfProbe{sys: s}
 	} else if cfg.EdgePID > 0 {
 		probe = pidProbe{pid: cfg.EdgePID}
 	}
 	if !cfg.JSON {
-		fmt.Fprintf(stdout, "parley bench: ws sessions, %s, %d clients, %d conversations of %d, rate %s, %d-byte bodies, %v (after %v warmup), GOMAXPROCS %d, load %s\n",
-			target, cfg.Clients, cfg.Convs, cfg.GroupSize, rateName(cfg.Rate), cfg.BodyBytes, cfg.Duration, cfg.Warmup, runtime.GOMAXPROCS(0), loadAvg())
+		fmt.Fprintf(stdout, "parley bench: %s sessions, %s, %d clients, %d conversations of %d, rate %s, %d-byte bodies, %v (after %v warmup), GOMAXPROCS %d, load %s\n",
+			cfg.Transport, target, cfg.Clients, cfg.Convs, cfg.GroupSize, rateName(cfg.Rate), cfg.BodyBytes, cfg.Duration, cfg.Warmup, runtime.GOMAXPROCS(0), loadAvg())
 	}
 	b := newSDKBench(cfg, base, stderr)
 	defer b.closeAll()
+	if b.dialer, err = sdkDialer(ctx, cfg, base); err != nil {
+		return err
+	}
 	res, err := b.run(ctx, probe)
 	if err != nil {
 		return err
@@ -322,12 +341,13 @@ func printSDKResult(w io.Writer, r *sdkResult) {
 
 // sdkBench is one run's state.
 type sdkBench struct {
-	cfg   sdkBenchConfig
-	base  string
-	wsURL string
-	log   io.Writer
-	hc    *http.Client
-	space string // the run's workspace
+	cfg    sdkBenchConfig
+	base   string
+	wsURL  string
+	dialer client.Dialer // nil: WebSocket to wsURL
+	log    io.Writer
+	hc     *http.Client
+	space  string // the run's workspace
 
 	epoch    time.Time
 	from, to time.Duration // the measured window, since epoch
@@ -407,7 +427,7 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 			return nil, err
 		}
 	}
-	res := &sdkResult{Transport: "ws", Clients: b.cfg.Clients, Convs: b.cfg.Convs, GroupSize: b.cfg.GroupSize,
+	res := &sdkResult{Transport: b.cfg.Transport, Clients: b.cfg.Clients, Convs: b.cfg.Convs, GroupSize: b.cfg.GroupSize,
 		TargetRate: b.cfg.Rate, BodyBytes: b.cfg.BodyBytes, WarmupSec: b.cfg.Warmup.Seconds(),
 		DurationSec: b.cfg.Duration.Seconds(), GOMAXPROCS: runtime.GOMAXPROCS(0), LoadBefore: loadAvg()}
 	var senders []*benchDevice
@@ -568,7 +588,11 @@ func (b *sdkBench) users(ctx context.Context, names, logins []string) ([]*rest.C
 func (b *sdkBench) dial(ctx context.Context, tok *tokenSource, device string, onMessage func(*syncpb.Message)) (*client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(dctx, client.Config{Dial: client.WebSocket(b.wsURL), Token: tok.token, DeviceID: device,
+	dial := b.dialer
+	if dial == nil {
+		dial = client.WebSocket(b.wsURL)
+	}
+	c, err := client.Dial(dctx, client.Config{Dial: dial, Token: tok.token, DeviceID: device,
 		ClientName: "parley-bench", OnMessage: onMessage})
 	if err != nil {
 		return nil, err
@@ -903,4 +927,53 @@ func retrying(ctx context.Context, f func() error) error {
 			return err
 		}
 	}
+}
+
+// sdkDialer is the SDK dialer of cfg.Transport. QUIC and WebTransport
+// trust the edge's certificate by the hashes it publishes over HTTP (its
+// dev certificate), or by the system roots when it publishes none.
+func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string) (client.Dialer, error) {
+	if cfg.Transport == "ws" {
+		return nil, nil
+	}
+	hashes, err := fetchCertHashes(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	opts := client.QUICOptions{}
+	if len(hashes) > 0 {
+		opts.TLS = client.PinnedTLS(hashes...)
+	}
+	if cfg.Transport == "quic" {
+		return client.QUIC(cfg.UDP, opts), nil
+	}
+	return client.WebTransport("https://"+cfg.UDP+quicport.WebTransportPath, opts), nil
+}
+
+func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+devcert.HashPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("certificate hashes: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("certificate hashes: %s (does the edge serve QUIC?)", resp.Status)
+	}
+	var list devcert.HashList
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("certificate hashes: %w", err)
+	}
+	var out [][32]byte
+	for _, h := range list.Hashes {
+		b, err := base64.StdEncoding.DecodeString(h.Value)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("certificate hashes: bad value %q", h.Value)
+		}
+		out = append(out, [32]byte(b))
+	}
+	return out, nil
 }

@@ -132,7 +132,8 @@ func TestBenchSDKFlags(t *testing.T) {
 	}{
 		{[]string{"-transport", "ws", "-self"}, ""},
 		{[]string{"-transport", "ws", "-self", "-url", "http://x"}, "not both"},
-		{[]string{"-transport", "quic"}, "want http or ws"},
+		{[]string{"-transport", "quic", "-self"}, ""},
+		{[]string{"-transport", "smoke"}, "want http, ws, quic or wt"},
 		{[]string{"-transport", "ws", "-group-size", "30"}, "-group-size"},
 		{[]string{"-transport", "ws", "-clients", "3", "-group-size", "2", "-convs", "4"}, "1:1 pairs"},
 		{[]string{"-transport", "ws", "-url", "localhost:8080"}, "-url"},
@@ -186,5 +187,21 @@ func TestPlanConvs(t *testing.T) {
 	}
 	if _, err := planConvs(3, 1, 4, rand.New(rand.NewPCG(1, 2))); err == nil {
 		t.Error("groups larger than the clients were planned")
+	}
+}
+
+// Raw QUIC and WebTransport sessions, by URL (the certificate is pinned
+// by the hashes the edge publishes).
+func TestBenchSDKOverQUICAndWebTransport(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	for _, tr := range []string{"quic", "wt"} {
+		t.Run(tr, func(t *testing.T) {
+			r := runSDKBench(t, "-transport", tr, "-url", s.base, "-udp", s.edge.UDPAddr().String(),
+				"-clients", "4", "-group-size", "2", "-warmup", "0s", "-duration", "1s", "-straggle", "20s")
+			checkSDKResult(t, r, 4, 2)
+			if r.Transport != tr {
+				t.Errorf("transport %q, want %q", r.Transport, tr)
+			}
+		})
 	}
 }
