@@ -52,6 +52,14 @@ type Config struct {
 	// OnMessage gets every message once, in seq order per conversation,
 	// from one goroutine. It should not block for long.
 	OnMessage func(*syncpb.Message)
+	// OutboxPath, when set, keeps the outbox in this file: a Send is on
+	// disk (fsync'd) before it is sent, and sends not yet answered when
+	// the app stopped are sent again by the next Dial with the same path.
+	OutboxPath string
+	// OnAck gets the answer of each send nobody waits for any more: those
+	// restored from OutboxPath, and those whose Send returned because its
+	// ctx ended. err is nil with an ack, else why the server refused it.
+	OnAck func(req *syncpb.SendRequest, ack *syncpb.SendAck, err error)
 	// MinBackoff and MaxBackoff bound reconnect waits (defaults 100 ms,
 	// 10 s); each wait is drawn with full jitter.
 	MinBackoff, MaxBackoff time.Duration
@@ -77,16 +85,18 @@ type Client struct {
 	ready    []*syncpb.Message // in order, for the deliverer
 	readyC   chan struct{}
 	outbox   []*outItem
+	box      *outboxFile // nil without Config.OutboxPath
 	outC     chan struct{}
 	welcomed chan error // the first connection's outcome, for Dial
 	conns    int
 }
 
 type outItem struct {
-	req  *syncpb.SendRequest
-	done chan struct{}
-	ack  *syncpb.SendAck
-	err  error
+	req       *syncpb.SendRequest
+	done      chan struct{}
+	ack       *syncpb.SendAck
+	err       error
+	abandoned bool // nobody waits in Send: tell OnAck (guarded by Client.mu)
 }
 
 // Dial starts a Client and returns once its first session is welcomed (or
@@ -110,6 +120,16 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		readyC: make(chan struct{}, 1), outC: make(chan struct{}, 1), welcomed: make(chan error, 1)}
 	if c.marks == nil {
 		c.marks = map[string]uint64{}
+	}
+	if cfg.OutboxPath != "" {
+		box, pending, err := openOutbox(cfg.OutboxPath)
+		if err != nil {
+			return nil, err
+		}
+		c.box = box
+		for _, req := range pending {
+			c.outbox = append(c.outbox, &outItem{req: req, done: make(chan struct{}), abandoned: true})
+		}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(3)
@@ -144,6 +164,10 @@ func (c *Client) Close() error {
 		close(it.done)
 	}
 	c.outbox = nil
+	if c.box != nil {
+		_ = c.box.close() // what was waiting stays on disk for the next Dial
+		c.box = nil
+	}
 	c.mu.Unlock()
 	return nil
 }

@@ -27,6 +27,12 @@ func (c *Client) Send(ctx context.Context, req *syncpb.SendRequest) (*syncpb.Sen
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if c.box != nil {
+		if err := c.box.add(req); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+	}
 	c.outbox = append(c.outbox, it)
 	c.mu.Unlock()
 	c.wake(c.outC)
@@ -34,6 +40,14 @@ func (c *Client) Send(ctx context.Context, req *syncpb.SendRequest) (*syncpb.Sen
 	case <-it.done:
 		return it.ack, it.err
 	case <-ctx.Done():
+		c.mu.Lock()
+		it.abandoned = true
+		c.mu.Unlock()
+		select {
+		case <-it.done: // answered meanwhile
+			return it.ack, it.err
+		default:
+		}
 		return nil, ctx.Err()
 	}
 }
@@ -72,14 +86,27 @@ func (c *Client) sender() {
 			c.sleep(1)
 			continue
 		}
-		c.mu.Lock()
-		c.outbox = c.outbox[1:]
-		c.mu.Unlock()
 		if err == nil {
 			it.ack = r.GetSendAck()
 		}
 		it.err = err
+		c.mu.Lock()
+		c.outbox = c.outbox[1:]
+		if c.box != nil {
+			pending := make([]*syncpb.SendRequest, len(c.outbox))
+			for i, o := range c.outbox {
+				pending[i] = o.req
+			}
+			if berr := c.box.done(it.req.ClientMsgId, pending); berr != nil {
+				c.log.Warn("outbox file", "err", berr)
+			}
+		}
 		close(it.done)
+		tell := it.abandoned && c.cfg.OnAck != nil
+		c.mu.Unlock()
+		if tell {
+			c.cfg.OnAck(it.req, it.ack, it.err)
+		}
 	}
 }
 

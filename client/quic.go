@@ -34,6 +34,10 @@ type QUICOptions struct {
 	KeepAlive, IdleTimeout time.Duration
 	// LocalAddr is the UDP address to dial from ("" picks one).
 	LocalAddr string
+	// Transport, when set, is a UDP socket shared by many connections
+	// (load generators holding thousands); the caller closes it. Such a
+	// connection can still Migrate to a socket of its own.
+	Transport *quic.Transport
 }
 
 func (o QUICOptions) quicConfig() *quic.Config {
@@ -90,25 +94,34 @@ func QUIC(addr string, o QUICOptions) Dialer {
 		if err != nil {
 			return nil, fmt.Errorf("client: resolve %s: %w", addr, err)
 		}
-		t, err := newUDPTransport(o.LocalAddr)
-		if err != nil {
-			return nil, err
+		t, own := o.Transport, o.Transport == nil
+		if own {
+			if t, err = newUDPTransport(o.LocalAddr); err != nil {
+				return nil, err
+			}
+		}
+		release := func() {
+			if own {
+				_ = t.Close()
+				_ = t.Conn.Close()
+			}
 		}
 		conn, err := t.Dial(ctx, raddr, o.tlsConfig(streamframe.ALPN), o.quicConfig())
 		if err != nil {
-			_ = t.Close()
-			_ = t.Conn.Close()
+			release()
 			return nil, err
 		}
 		str, err := conn.OpenStreamSync(ctx)
 		if err != nil {
 			_ = conn.CloseWithError(0, "")
-			_ = t.Close()
-			_ = t.Conn.Close()
+			release()
 			return nil, err
 		}
-		q := &quicTransport{Conn: streamframe.NewConn(str, syncproto.MaxFrameSize), conn: conn, trs: []*quic.Transport{t},
+		q := &quicTransport{Conn: streamframe.NewConn(str, syncproto.MaxFrameSize), conn: conn,
 			local: o.LocalAddr, addr: t.Conn.LocalAddr()}
+		if own {
+			q.trs = []*quic.Transport{t}
+		}
 		q.Conn.OnClose = q.close
 		return q, nil
 	}

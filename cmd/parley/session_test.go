@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -652,5 +653,95 @@ func waitConvs(t *testing.T, what string, convs func() int, n int) {
 			t.Fatalf("%s listens on %d conversation subjects, want %d", what, convs(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// switchable dials through inner while on, and fails while off (the
+// device lost its network).
+type switchable struct {
+	on    atomic.Bool
+	inner client.Dialer
+}
+
+func (s *switchable) dial(ctx context.Context) (client.Transport, error) {
+	if !s.on.Load() {
+		return nil, errors.New("network down")
+	}
+	return s.inner(ctx)
+}
+
+// Sends queued while offline survive an app restart through the outbox
+// file: the next run sends them, the peer gets each once, OnAck reports.
+func TestSessionsOutboxSurvivesRestart(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	rc, sess := s.user(t, "acme", "offline")
+	peerRC, peerS := s.user(t, "acme", "peer")
+	peer := s.deviceOver(t, "ws", peerRC, peerS, nil)
+	g, err := rc.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "outbox", MemberIDs: []string{peerS.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "outbox")
+	netw := &switchable{inner: s.dialer("quic")}
+	netw.on.Store(true)
+	drops := &dropper{}
+	cfg := client.Config{Dial: drops.dial(netw.dial), DeviceID: sess.Device.ID, OutboxPath: path,
+		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	c, err := client.Dial(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(t.Context(), &syncpb.SendRequest{ConvId: g.ID, Body: []byte("online")}); err != nil {
+		t.Fatal(err)
+	}
+	netw.on.Store(false)
+	drops.drop()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		_, err := c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "offline %d", i)})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("offline send %d: %v, want it queued past its deadline", i, err)
+		}
+	}
+	if n := c.Pending(); n != 3 {
+		t.Fatalf("%d sends pending, want 3", n)
+	}
+	c.Close() // the app stops
+
+	netw.on.Store(true)
+	acks := make(chan *syncpb.SendAck, 3)
+	cfg.OnAck = func(req *syncpb.SendRequest, ack *syncpb.SendAck, err error) {
+		if err != nil {
+			t.Errorf("restored send %q: %v", req.Body, err)
+			return
+		}
+		acks <- ack
+	}
+	c, err = client.Dial(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		select {
+		case ack := <-acks:
+			if ack.Seq != uint64(i+2) {
+				t.Fatalf("restored send %d acked with seq %d, want %d (in order)", i, ack.Seq, i+2)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("restored send %d never acked", i)
+		}
+	}
+	got := peer.box.waitFor(t, g.ID, 4, "peer")
+	checkOnceInOrder(t, "peer", got)
+	for i, m := range got[1:] {
+		if want := fmt.Sprintf("offline %d", i); string(m.Body) != want {
+			t.Fatalf("peer's message %d is %q, want %q", i+2, m.Body, want)
+		}
+	}
+	if total := lastSeq(t, peerRC, g.ID); total != 4 {
+		t.Fatalf("last seq %d, want 4: a restored send was stored twice or lost", total)
 	}
 }
