@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge/devcert"
@@ -80,6 +82,7 @@ type sdkBenchConfig struct {
 	Idle        int
 	IdleUsers   int
 	IdleDevices int // 0: min(Idle, 100)
+	IdleSockets int // quic: UDP sockets shared by the idle sessions
 	EdgePID     int
 	JSON        bool
 }
@@ -153,6 +156,7 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs.IntVar(&cfg.Idle, "idle", 0, "also hold this many idle sessions (users in no conversation) and report the edge's memory per session")
 	fs.IntVar(&cfg.IdleUsers, "idle-users", 10, "users the idle sessions belong to")
 	fs.IntVar(&cfg.IdleDevices, "idle-devices", 0, "devices (logins; each costs an argon2 hash) the idle sessions share, round-robin (default: min(idle, 100))")
+	fs.IntVar(&cfg.IdleSockets, "idle-sockets", 64, "with -transport quic: UDP sockets the idle sessions share (0: one each)")
 	fs.IntVar(&cfg.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -228,8 +232,24 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	b := newSDKBench(cfg, base, stderr)
 	defer b.closeAll()
-	if b.dialer, err = sdkDialer(ctx, cfg, base); err != nil {
+	if b.dialer, err = sdkDialer(ctx, cfg, base, nil); err != nil {
 		return err
+	}
+	if cfg.Transport == "quic" && cfg.IdleSockets > 0 && cfg.Idle > 0 {
+		for range cfg.IdleSockets {
+			pc, err := net.ListenPacket("udp", ":0")
+			if err != nil {
+				return err
+			}
+			tr := &quic.Transport{Conn: pc}
+			defer pc.Close()
+			defer tr.Close()
+			d, err := sdkDialer(ctx, cfg, base, tr)
+			if err != nil {
+				return err
+			}
+			b.idleDialers = append(b.idleDialers, d)
+		}
 	}
 	res, err := b.run(ctx, probe)
 	if err != nil {
@@ -345,9 +365,12 @@ type sdkBench struct {
 	base   string
 	wsURL  string
 	dialer client.Dialer // nil: WebSocket to wsURL
-	log    io.Writer
-	hc     *http.Client
-	space  string // the run's workspace
+	// idleDialers, if any, dial the idle sessions round-robin (QUIC
+	// connections sharing a few UDP sockets).
+	idleDialers []client.Dialer
+	log         io.Writer
+	hc          *http.Client
+	space       string // the run's workspace
 
 	epoch    time.Time
 	from, to time.Duration // the measured window, since epoch
@@ -586,9 +609,12 @@ func (b *sdkBench) users(ctx context.Context, names, logins []string) ([]*rest.C
 
 // dial opens one device session.
 func (b *sdkBench) dial(ctx context.Context, tok *tokenSource, device string, onMessage func(*syncpb.Message)) (*client.Client, error) {
+	return b.dialWith(ctx, b.dialer, tok, device, onMessage)
+}
+
+func (b *sdkBench) dialWith(ctx context.Context, dial client.Dialer, tok *tokenSource, device string, onMessage func(*syncpb.Message)) (*client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	dial := b.dialer
 	if dial == nil {
 		dial = client.WebSocket(b.wsURL)
 	}
@@ -932,7 +958,7 @@ func retrying(ctx context.Context, f func() error) error {
 // sdkDialer is the SDK dialer of cfg.Transport. QUIC and WebTransport
 // trust the edge's certificate by the hashes it publishes over HTTP (its
 // dev certificate), or by the system roots when it publishes none.
-func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string) (client.Dialer, error) {
+func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string, shared *quic.Transport) (client.Dialer, error) {
 	if cfg.Transport == "ws" {
 		return nil, nil
 	}
@@ -940,7 +966,7 @@ func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string) (client.Dia
 	if err != nil {
 		return nil, err
 	}
-	opts := client.QUICOptions{}
+	opts := client.QUICOptions{Transport: shared}
 	if len(hashes) > 0 {
 		opts.TLS = client.PinnedTLS(hashes...)
 	}

@@ -269,7 +269,11 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 	var failed atomic.Int64
 	err = parallel(sctx, b.cfg.Idle, 32, func(ctx context.Context, i int) error {
 		d := i % devices
-		c, err := b.dial(ctx, toks[d], sessions[d].Device.ID, nil)
+		dial := b.dialer
+		if len(b.idleDialers) > 0 {
+			dial = b.idleDialers[i%len(b.idleDialers)]
+		}
+		c, err := b.dialWith(ctx, dial, toks[d], sessions[d].Device.ID, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
