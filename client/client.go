@@ -1,10 +1,12 @@
-// Package client is parley's Go SDK for device sessions: it dials an edge
-// (WebSocket today; raw QUIC and WebTransport share the same Transport),
-// keeps the session up with exponential backoff and jitter, resumes from
-// its watermarks without loss, hands every message to the app once and in
-// seq order per conversation (filling gaps from history), and sends
-// through an outbox that retries each message with the same client_msg_id
-// until the server acknowledges it.
+// Package client is parley's Go SDK for device sessions. It dials an edge
+// over raw QUIC (QUIC), WebTransport (WebTransport) or WebSocket
+// (WebSocket), or several edges in turn (Failover); keeps the session up
+// with exponential backoff and jitter; resumes from its watermarks without
+// loss; hands every message to the app once and in seq order per
+// conversation (filling gaps from history); moves a QUIC connection to a
+// new network path (Migrate); and sends through an outbox that retries
+// each message with the same client_msg_id until the server answers,
+// optionally kept on disk across app restarts (Config.OutboxPath).
 //
 // Scripts that only need request/response can use client/rest instead.
 package client
