@@ -182,6 +182,13 @@ func (c *Client) Watermarks() map[string]uint64 {
 	return maps.Clone(c.marks)
 }
 
+// Connected reports whether a session is up now.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur != nil
+}
+
 // Connections is how many sessions have been welcomed so far.
 func (c *Client) Connections() int {
 	c.mu.Lock()
@@ -217,6 +224,8 @@ func (c *Client) run() {
 			first = false
 		}
 		c.wake(c.outC)
+		c.wg.Add(1)
+		go c.keepalive(l)
 		err = c.read(l)
 		l.fail(err)
 		c.mu.Lock()
@@ -231,6 +240,41 @@ func (c *Client) run() {
 	}
 }
 
+// defaultKeepAlive is the ping interval when the edge announces none.
+const defaultKeepAlive = 25 * time.Second
+
+// keepalive pings the edge at the interval its Welcome asks for, so an
+// idle session stays up, and fails the link when a ping goes unanswered
+// for that long: a dead network path is noticed even while nothing is
+// sent (the client then reconnects and resumes).
+func (c *Client) keepalive(l *link) {
+	defer c.wg.Done()
+	every := time.Duration(l.welcome.GetKeepaliveMs()) * time.Millisecond
+	if every <= 0 {
+		every = defaultKeepAlive
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for nonce := uint64(1); ; nonce++ {
+		select {
+		case <-t.C:
+		case <-l.done:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, every)
+		_, err := l.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{Nonce: nonce}}})
+		cancel()
+		// Only silence means a dead path; a refusal (rate limit) does not.
+		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+			c.log.Debug("keepalive failed; reconnecting", "err", err)
+			l.fail(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "keepalive: %v", err))
+			return
+		}
+	}
+}
+
 // fatal errors are not fixed by retrying the same hello.
 func fatal(err error) bool {
 	switch syncproto.CodeOf(err) {
@@ -239,6 +283,21 @@ func fatal(err error) bool {
 		return true
 	}
 	return false
+}
+
+// retryWait waits before retrying after err: the server's Retry-After
+// when it gave one, else a jittered backoff for attempt.
+func (c *Client) retryWait(err error, attempt int) {
+	if d := syncproto.AsError(err).RetryAfter; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+		}
+		return
+	}
+	c.sleep(attempt)
 }
 
 // sleep waits a jittered exponential backoff for attempt (from 1).
@@ -408,7 +467,7 @@ func (c *Client) checkGap(conv string) {
 // fill reads history after the watermark until conv is caught up.
 func (c *Client) fill(conv string) {
 	defer c.wg.Done()
-	for {
+	for attempt := 1; ; {
 		c.mu.Lock()
 		from, to := c.marks[conv], c.last[conv]
 		if from >= to || c.ctx.Err() != nil {
@@ -427,8 +486,11 @@ func (c *Client) fill(conv string) {
 				c.mu.Unlock()
 				return
 			}
-			continue // request waited for a new connection already
+			c.retryWait(err, attempt) // busy or rate-limited: back off
+			attempt = min(attempt+1, 8)
+			continue
 		}
+		attempt = 1
 		h := r.GetHistoryResponse()
 		for _, m := range h.GetMessages() {
 			c.accept(m)

@@ -83,7 +83,7 @@ func (c *Client) sender() {
 		}
 		if err != nil && syncproto.AsError(err).Retryable() {
 			// The server is busy or unsure; the same id makes the retry safe.
-			c.sleep(1)
+			c.retryWait(err, 1)
 			continue
 		}
 		if err == nil {

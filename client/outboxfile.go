@@ -180,4 +180,3 @@ func (o *outboxFile) close() error {
 	}
 	return o.f.Close()
 }
-

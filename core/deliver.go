@@ -2,6 +2,7 @@ package core
 
 import (
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -34,8 +35,13 @@ const (
 	memberCacheSize = 16384
 )
 
+// memberLister lists a conversation's members (*shard.FSM does).
+type memberLister interface {
+	Members(conv string) ([]string, error)
+}
+
 type deliverJob struct {
-	sm *shard.FSM
+	sm memberLister
 	cs []shard.Committed
 }
 
@@ -48,22 +54,64 @@ type deliverer struct {
 	members map[string][]string // conv -> user ids; only the loop touches it
 	dropped atomic.Uint64
 	sent    atomic.Uint64
+
+	lostMu sync.Mutex
+	lost   map[string]memberLister // conversations with dropped deliveries
 }
 
-func newDeliverer(region string, large int, publish func(*nats.Msg) error, log *slog.Logger) *deliverer {
-	return &deliverer{region: region, large: large, publish: publish, log: log, q: make(chan deliverJob, deliverQueue), members: map[string][]string{}}
+// maxLost bounds the conversations remembered for resync hints; beyond
+// it, devices still find the gap at their next message or reconnect.
+const maxLost = 65536
+
+func newDeliverer(region string, large, queue int, publish func(*nats.Msg) error, log *slog.Logger) *deliverer {
+	return &deliverer{region: region, large: large, publish: publish, log: log, q: make(chan deliverJob, queue),
+		members: map[string][]string{}, lost: map[string]memberLister{}}
 }
 
 // enqueue is the shard's OnCommit hook on a node that leads the shard:
 // it never blocks.
-func (d *deliverer) enqueue(sm *shard.FSM, cs []shard.Committed) {
+func (d *deliverer) enqueue(sm memberLister, cs []shard.Committed) {
 	// The slice is the FSM's; copy what the loop keeps.
 	job := deliverJob{sm: sm, cs: append([]shard.Committed(nil), cs...)}
 	select {
 	case d.q <- job:
 	default:
 		if d.dropped.Add(1)%1000 == 1 {
-			d.log.Warn("delivery queue full: live pushes dropped (devices catch up by seq)", "dropped", d.dropped.Load())
+			d.log.Warn("delivery queue full: live pushes dropped; members are told to resync", "dropped", d.dropped.Load())
+		}
+		d.lostMu.Lock()
+		for _, c := range cs {
+			if len(d.lost) < maxLost {
+				d.lost[c.ConvID] = sm
+			}
+		}
+		d.lostMu.Unlock()
+	}
+}
+
+// hintLost tells the members of conversations whose deliveries were
+// dropped to sync, once the queue has drained.
+func (d *deliverer) hintLost() {
+	d.lostMu.Lock()
+	lost := d.lost
+	if len(lost) == 0 {
+		d.lostMu.Unlock()
+		return
+	}
+	d.lost = map[string]memberLister{}
+	d.lostMu.Unlock()
+	b, _ := proto.Marshal(&syncpb.Deliver{})
+	for conv, sm := range lost {
+		users, err := sm.Members(conv)
+		if err != nil {
+			continue
+		}
+		if d.large > 0 && len(users) > d.large {
+			d.send(syncproto.ConvSubject(d.region, conv), b, syncproto.HeaderResync, conv)
+			continue
+		}
+		for _, u := range users {
+			d.send(syncproto.UserSubject(d.region, u), b, syncproto.HeaderResync, conv)
 		}
 	}
 }
@@ -78,11 +126,14 @@ func (d *deliverer) run(stop <-chan struct{}) {
 			for _, c := range job.cs {
 				d.deliver(job.sm, c)
 			}
+			if len(d.q) == 0 {
+				d.hintLost()
+			}
 		}
 	}
 }
 
-func (d *deliverer) deliver(sm *shard.FSM, c shard.Committed) {
+func (d *deliverer) deliver(sm memberLister, c shard.Committed) {
 	if c.MembersChanged {
 		delete(d.members, c.ConvID)
 	}

@@ -90,12 +90,12 @@ type Node struct {
 
 // New starts a core node: storage, Raft groups, the embedded NATS server,
 // and the request service. Close stops it.
-func New(cfg Config) (n *Node, err error) {
+func New(cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
 		groups: map[string]*member{}, shardSubs: map[string]*nats.Subscription{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -159,7 +159,7 @@ func New(cfg Config) (n *Node, err error) {
 	if err := n.addGroup(dirGroup, 0, dir); err != nil {
 		return nil, err
 	}
-	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, n.nc.PublishMsg, n.log)
+	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, deliverQueue, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,6 +129,12 @@ func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 
 func (r *testRegion) start(i int) error {
 	node, err := core.New(r.nodes[i].cfg)
+	// A restarted node binds the addresses it had; another test process
+	// may hold one for a moment (freeAddr cannot reserve them).
+	for try := 0; err != nil && errors.Is(err, syscall.EADDRINUSE) && try < 50; try++ {
+		time.Sleep(100 * time.Millisecond)
+		node, err = core.New(r.nodes[i].cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", r.nodes[i].cfg.NodeID, err)
 	}

@@ -72,6 +72,10 @@ type Config struct {
 	// ping interval announced to devices (see session.Config for defaults).
 	SendQueue int
 	KeepAlive time.Duration
+	// FrameRate and FrameBurst limit the frames one device session sends
+	// (see session.Config for defaults: 100/s, burst 200).
+	FrameRate  rate.Limit
+	FrameBurst int
 	// UDPAddr, when set, serves raw QUIC and HTTP/3 + WebTransport on this
 	// UDP address (port 0 picks one, see Edge.UDPAddr). Its certificate
 	// is CertFile/KeyFile (PEM, reloaded when they change) or else a
@@ -186,7 +190,7 @@ func New(cfg Config) (*Edge, error) {
 	e.hub = session.NewHub(e.nc, e.rpc.Region(), e.log.With("part", "hub"))
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
-		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive,
+		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
 		Logger: e.log.With("part", "session"), Now: cfg.Now,
 	})
 	if err != nil {

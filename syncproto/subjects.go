@@ -33,4 +33,7 @@ func ConvSubject(region, convID string) string { return "parley." + region + ".c
 const (
 	HeaderConvJoin  = "Parley-Conv-Join"
 	HeaderConvLeave = "Parley-Conv-Leave"
+	// HeaderResync on an empty delivery says live deliveries of the named
+	// conversation were dropped before publishing: devices must sync.
+	HeaderResync = "Parley-Resync"
 )

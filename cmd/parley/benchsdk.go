@@ -211,7 +211,7 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			dir = tmp
 		}
 		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
-			Shards: cfg.Shards, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: slog.New(slog.DiscardHandler)})
+			Shards: cfg.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return fmt.Errorf("start the -self system: %w", err)
 		}

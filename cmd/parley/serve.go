@@ -27,7 +27,9 @@ type serveConfig struct {
 	NATSAddr  string // "-" for in-process only
 	RaftAddr  string
 	Shards    int
-	Large     int // members above which a group uses its conversation subject (0: default)
+	Large     int           // members above which a group uses its conversation subject (0: default)
+	KeepAlive time.Duration // device ping interval announced by the edge (0: default)
+	FrameRate float64       // frames per second per device session (0: default)
 	UserRate  float64
 	UserBurst int
 	IPRate    float64 // unauthenticated calls per IP
@@ -91,6 +93,9 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		IPRate:     rate.Limit(cfg.IPRate),
 		IPBurst:    cfg.IPBurst,
 		UDPAddr:    cfg.UDPAddr,
+		KeepAlive:  cfg.KeepAlive,
+		FrameRate:  rate.Limit(cfg.FrameRate),
+		FrameBurst: int(2 * cfg.FrameRate),
 		CertFile:   cfg.CertFile,
 		KeyFile:    cfg.KeyFile,
 		Logger:     cfg.Logger.With("part", "edge"),
@@ -140,6 +145,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:0", "Raft listen address (unused by peers in one process)")
 	fs.IntVar(&cfg.Shards, "shards", 0, "number of shard groups (default 16; fixed once data exists)")
 	fs.IntVar(&cfg.Large, "large-group", 0, "member count above which a group's deliveries go once per edge on its conversation subject (default 100; -1: never)")
+	fs.Float64Var(&cfg.FrameRate, "device-rate", 0, "frames per second per device session, burst twice that (default 100)")
 	fs.Float64Var(&cfg.UserRate, "user-rate", 0, "API calls per second per user (default 20)")
 	fs.IntVar(&cfg.UserBurst, "user-burst", 0, "API call burst per user (default 40)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -745,3 +745,64 @@ func TestSessionsOutboxSurvivesRestart(t *testing.T) {
 		t.Fatalf("last seq %d, want 4: a restored send was stored twice or lost", total)
 	}
 }
+
+// Idle sessions stay up on keepalives; a path that goes silent is noticed
+// by the unanswered ping, and the device reconnects and resumes.
+func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
+	s := startTestSystem(t, "", func(c *serveConfig) { c.KeepAlive = 150 * time.Millisecond })
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blackhole atomic.Bool
+	proxy := &quicproxy.Proxy{Conn: udp, ServerAddr: s.edge.UDPAddr().(*net.UDPAddr),
+		DropPacket: func(quicproxy.Direction, net.Addr, net.Addr, []byte) bool { return blackhole.Load() }}
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	rc, sess := s.user(t, "acme", "idle")
+	peerRC, peerS := s.user(t, "acme", "talker")
+	box := newInbox()
+	c, err := client.Dial(t.Context(), client.Config{
+		Dial:     client.QUIC(proxy.LocalAddr().String(), client.QUICOptions{TLS: client.PinnedTLS(s.edge.CertHashes()...)}),
+		Token:    func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
+		DeviceID: sess.Device.ID, OnMessage: box.add, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ws := s.device(t, peerRC, peerS, nil) // a WebSocket device, idle too
+	// Ten keepalive periods (three without a frame end a session).
+	time.Sleep(1500 * time.Millisecond)
+	if c.Connections() != 1 || ws.c.Connections() != 1 {
+		t.Fatalf("idle sessions reconnected: quic %d, ws %d connections", c.Connections(), ws.c.Connections())
+	}
+	g, err := peerRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "dead path", MemberIDs: []string{sess.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blackhole.Store(true)
+	for i := range 5 {
+		if _, err := ws.c.Send(t.Context(), &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "while dark %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the client notices the silent path", c.Connected, false)
+	blackhole.Store(false) // the network comes back
+	waitUntil(t, "the client reconnects", func() bool { return c.Connections() >= 2 }, true)
+	checkOnceInOrder(t, "idle", box.waitFor(t, g.ID, 5, "idle"))
+}
+
+// waitUntil polls cond until it returns want, failing after 20 s.
+func waitUntil(t *testing.T, what string, cond func() bool, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for cond() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -193,6 +193,10 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 			}
 		}()
 	}
+	if m.Header.Get(syncproto.HeaderResync) != "" {
+		h.lost(u)
+		return
+	}
 	if len(d.Messages) == 0 {
 		return // a join or leave notice only
 	}
@@ -327,7 +331,7 @@ func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
 		return
 	}
 	h.mu.Lock()
-	lost := false
+	lost := m.Header.Get(syncproto.HeaderResync) != ""
 	if n, err := cs.sub.Dropped(); err == nil && n > cs.dropped {
 		cs.dropped, lost = n, true
 	}
@@ -344,7 +348,9 @@ func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
 		if lost {
 			s.Lost()
 		}
-		s.Deliver(d)
+		if len(d.Messages) > 0 {
+			s.Deliver(d)
+		}
 	}
 }
 
