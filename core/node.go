@@ -170,9 +170,22 @@ func New(cfg Config) (_ *Node, err error) {
 		var sm *shard.FSM
 		var g atomic.Pointer[group.Group] // set once the group runs
 		onCommit := func(cs []shard.Committed) {
-			// Only the leader publishes; its apply follows the log's order.
-			if gg := g.Load(); gg != nil && gg.IsLeader() {
-				n.deliver.enqueue(sm, cs)
+			// Only the leader publishes what it proposed itself (entries of
+			// its own term), in apply order: a new leader applying its
+			// predecessor's entries late must not publish them again.
+			gg := g.Load()
+			if gg == nil || !gg.IsLeader() {
+				return
+			}
+			term := gg.Raft().CurrentTerm()
+			own := cs[:0:0]
+			for _, c := range cs {
+				if c.Term == term {
+					own = append(own, c)
+				}
+			}
+			if len(own) > 0 {
+				n.deliver.enqueue(sm, own)
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,

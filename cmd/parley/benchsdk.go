@@ -110,8 +110,16 @@ func (c sdkBenchConfig) Validate() error {
 		return errors.New("-idle and -idle-devices must not be negative, -idle-users must be positive")
 	case c.EdgePID < 0:
 		return fmt.Errorf("-edge-pid %d is negative", c.EdgePID)
-	case !c.Self && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://"):
-		return fmt.Errorf("-url %q: want http://host:port or https://host:port", c.URL)
+	}
+	if !c.Self {
+		for _, u := range strings.Split(c.URL, ",") {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("-url %q: want http://host:port or https://host:port (comma-separated for several edges)", c.URL)
+			}
+		}
+	}
+	if c.Transport != "ws" && !c.Self && len(strings.Split(c.UDP, ",")) != len(strings.Split(c.URL, ",")) {
+		return fmt.Errorf("-udp %q: want one UDP address per -url edge", c.UDP)
 	}
 	return nil
 }
@@ -168,9 +176,13 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 		return cfg, fmt.Errorf("-transport %q: want http, ws, quic or wt", cfg.Transport)
 	}
 	if cfg.UDP == "" && !cfg.Self {
-		if u, err := url.Parse(cfg.URL); err == nil {
-			cfg.UDP = net.JoinHostPort(u.Hostname(), "8443")
+		var udps []string
+		for _, s := range strings.Split(cfg.URL, ",") {
+			if u, err := url.Parse(s); err == nil {
+				udps = append(udps, net.JoinHostPort(u.Hostname(), "8443"))
+			}
 		}
+		cfg.UDP = strings.Join(udps, ",")
 	}
 	urlSet := false
 	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
@@ -192,7 +204,11 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	base := strings.TrimRight(cfg.URL, "/")
+	edges := strings.Split(cfg.URL, ",")
+	for i := range edges {
+		edges[i] = strings.TrimRight(edges[i], "/")
+	}
+	base := edges[0]
 	var probe memProbe
 	target := base
 	if cfg.Self {
@@ -220,6 +236,7 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		go func() { defer close(done); _ = s.Run(rctx) }()
 		defer func() { cancel(); <-done }()
 		base = "http://" + s.HTTPAddr()
+		edges = []string{base}
 		cfg.UDP = s.edge.UDPAddr().String()
 		target = "self (serve in this process) at " + base
 		probe = selfProbe{sys: s}
@@ -232,8 +249,24 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	b := newSDKBench(cfg, base, stderr)
 	defer b.closeAll()
-	if b.dialer, err = sdkDialer(ctx, cfg, base, nil); err != nil {
-		return err
+	udps := strings.Split(cfg.UDP, ",")
+	for i, e := range edges {
+		c := cfg
+		if i < len(udps) {
+			c.UDP = udps[i]
+		}
+		d, err := sdkDialer(ctx, c, e, nil)
+		if err != nil {
+			return err
+		}
+		if d == nil {
+			d = client.WebSocket("ws" + strings.TrimPrefix(e, "http") + wsframe.Path)
+		}
+		b.dialers = append(b.dialers, d)
+	}
+	b.dialer = b.dialers[0]
+	if len(edges) > 1 {
+		target = fmt.Sprintf("%d edges (%s)", len(edges), cfg.URL)
 	}
 	if cfg.Transport == "quic" && cfg.IdleSockets > 0 && cfg.Idle > 0 {
 		for range cfg.IdleSockets {
@@ -365,6 +398,8 @@ type sdkBench struct {
 	base   string
 	wsURL  string
 	dialer client.Dialer // nil: WebSocket to wsURL
+	// dialers reach each edge of -url; clients take them round-robin.
+	dialers []client.Dialer
 	// idleDialers, if any, dial the idle sessions round-robin (QUIC
 	// connections sharing a few UDP sockets).
 	idleDialers []client.Dialer
@@ -562,7 +597,7 @@ func (b *sdkBench) setup(ctx context.Context) error {
 	t0 = time.Now()
 	err = parallel(sctx, len(b.devs), 16, func(ctx context.Context, i int) error {
 		d := b.devs[i]
-		c, err := b.dial(ctx, d.tok, d.sess.Device.ID, func(m *syncpb.Message) { b.onMessage(d, m) })
+		c, err := b.dialWith(ctx, b.dialers[i%len(b.dialers)], d.tok, d.sess.Device.ID, func(m *syncpb.Message) { b.onMessage(d, m) })
 		d.c = c
 		return err
 	})

@@ -28,8 +28,9 @@ type coreFile struct {
 		ID       string `json:"id"`
 		RaftAddr string `json:"raft_addr"`
 	} `json:"peers"`
-	Shards int `json:"shards"`
-	NATS   struct {
+	Shards     int `json:"shards"`
+	LargeGroup int `json:"large_group"`
+	NATS       struct {
 		ClientAddr  string   `json:"client_addr"`
 		ClusterAddr string   `json:"cluster_addr"`
 		Routes      []string `json:"routes"`
@@ -92,6 +93,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	raftAdv := fs.String("raft-advertise", "", "Raft address peers dial (default: the listen address)")
 	peers := fs.String("peers", "", "all nodes of the region: id=host:port,... (Raft addresses)")
 	shards := fs.Int("shards", 0, "number of shard groups (default 16; the same on every node)")
+	large := fs.Int("large-group", 0, "member count above which a group's deliveries go once per edge on its conversation subject (default 100; -1: never)")
 	natsAddr := fs.String("nats", "", "NATS client listen address for edges (default 127.0.0.1:4222)")
 	natsCluster := fs.String("nats-cluster", "", "NATS cluster (route) listen address")
 	natsRoutes := fs.String("nats-routes", "", "other nodes' NATS cluster addresses: host:port,...")
@@ -119,6 +121,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		RaftAddr:      pick("raft", *raftAddr, f.RaftAddr),
 		RaftAdvertise: pick("raft-advertise", *raftAdv, f.RaftAdvertise),
 		ShardCount:    f.Shards,
+		LargeGroup:    f.LargeGroup,
 		NATS: core.NATSConfig{
 			ClientAddr:  pick("nats", *natsAddr, f.NATS.ClientAddr),
 			ClusterAddr: pick("nats-cluster", *natsCluster, f.NATS.ClusterAddr),
@@ -127,6 +130,9 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if set["shards"] {
 		cfg.ShardCount = *shards
+	}
+	if set["large-group"] {
+		cfg.LargeGroup = *large
 	}
 	if set["nats-routes"] {
 		cfg.NATS.Routes = splitList(*natsRoutes)

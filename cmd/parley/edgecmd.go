@@ -28,6 +28,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	region := fs.String("region", "", "region name (default \"local\")")
 	userRate := fs.Float64("user-rate", 0, "API calls per second per user (default 20)")
 	userBurst := fs.Int("user-burst", 0, "API call burst per user (default 40)")
+	ipRate := fs.Float64("ip-rate", 0, "unauthenticated calls (sign-up, log-in) per second per client IP (default 5)")
+	ipBurst := fs.Int("ip-burst", 0, "unauthenticated call burst per client IP (default 20)")
+	deviceRate := fs.Float64("device-rate", 0, "frames per second per device session, burst twice that (default 100)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -48,6 +51,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	e, err := edge.New(edge.Config{
 		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys,
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
+		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
 		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle,
 	})
 	if err != nil {

@@ -73,6 +73,7 @@ type Config struct {
 // change, the users it removed (they are told of their removal once).
 type Committed struct {
 	Index          uint64 // raft index of the command
+	Term           uint64 // raft term it was proposed in
 	ConvID         string
 	Messages       []*syncpb.Message
 	MembersChanged bool
@@ -142,6 +143,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		// An entry the batch failed to store reports an error instead.
 		if r, ok := out[i].(*syncpb.CoreResponse); ok && r.GetError() == nil {
+			c.Term = logs[i].Term
 			done = append(done, c)
 		}
 	}
