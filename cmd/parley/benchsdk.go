@@ -211,6 +211,9 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	base := edges[0]
 	var probe memProbe
 	target := base
+	if len(edges) > 1 {
+		target = fmt.Sprintf("%d edges (%s)", len(edges), cfg.URL)
+	}
 	if cfg.Self {
 		if cfg.Idle > 0 {
 			// Finer heap sampling, for the split of the memory per idle
@@ -265,9 +268,6 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		b.dialers = append(b.dialers, d)
 	}
 	b.dialer = b.dialers[0]
-	if len(edges) > 1 {
-		target = fmt.Sprintf("%d edges (%s)", len(edges), cfg.URL)
-	}
 	if cfg.Transport == "quic" && cfg.IdleSockets > 0 && cfg.Idle > 0 {
 		for range cfg.IdleSockets {
 			pc, err := net.ListenPacket("udp", ":0")
