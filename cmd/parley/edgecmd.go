@@ -23,6 +23,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	certFile := fs.String("cert", "", "TLS certificate (PEM) for -udp (default: a self-signed dev certificate in -cert-dir)")
 	tlsKey := fs.String("key", "", "TLS key (PEM) for -cert")
 	certDir := fs.String("cert-dir", "", "where the dev certificate is kept (default: a new one per run)")
+	keepalive := fs.Duration("keepalive", 0, "how often idle devices ping (announced in Welcome; 3 missed pings end a session; default 25s)")
 	idle := fs.Duration("idle-timeout", 0, "close QUIC connections silent this long (default 60s)")
 	keyFile := fs.String("token-keys", "", "token key file shared by the region's edges (see parley keygen)")
 	region := fs.String("region", "", "region name (default \"local\")")
@@ -52,7 +53,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys,
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
-		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle,
+		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle, KeepAlive: *keepalive,
 	})
 	if err != nil {
 		return err

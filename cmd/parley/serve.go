@@ -145,6 +145,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:0", "Raft listen address (unused by peers in one process)")
 	fs.IntVar(&cfg.Shards, "shards", 0, "number of shard groups (default 16; fixed once data exists)")
 	fs.IntVar(&cfg.Large, "large-group", 0, "member count above which a group's deliveries go once per edge on its conversation subject (default 100; -1: never)")
+	fs.DurationVar(&cfg.KeepAlive, "keepalive", 0, "how often idle devices ping (announced in Welcome; 3 missed pings end a session; default 25s)")
 	fs.Float64Var(&cfg.IPRate, "ip-rate", 0, "unauthenticated calls (sign-up, log-in) per second per client IP (default 5)")
 	fs.IntVar(&cfg.IPBurst, "ip-burst", 0, "unauthenticated call burst per client IP (default 20)")
 	fs.Float64Var(&cfg.FrameRate, "device-rate", 0, "frames per second per device session, burst twice that (default 100)")
