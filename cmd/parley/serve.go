@@ -153,11 +153,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.UserBurst, "user-burst", 0, "API call burst per user (default 40)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
+	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	var err error
 	if cfg.Logger, err = newLogger(stderr, *logLevel, *logJSON); err != nil {
+		return err
+	}
+	if err := serveDebug(ctx, *debugAddr, cfg.Logger); err != nil {
 		return err
 	}
 	s, err := startSystem(ctx, cfg)

@@ -46,7 +46,7 @@ type Core interface {
 const (
 	DefaultHelloTimeout   = 10 * time.Second
 	DefaultKeepAlive      = 25 * time.Second
-	DefaultSendQueue      = 1024
+	DefaultSendQueue      = 256
 	DefaultMaxInFlight    = 32
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultFrameRate      = rate.Limit(100)
@@ -68,7 +68,7 @@ type Config struct {
 	// default 25 s); a session that hears nothing for 3 KeepAlives ends.
 	KeepAlive time.Duration
 	// SendQueue bounds the frames waiting to be written to one device
-	// (default 1024). Live pushes that find it full are dropped and the
+	// (default 256). Live pushes that find it full are dropped and the
 	// device is told to resync.
 	SendQueue int
 	// MaxInFlight bounds one session's concurrent requests (default 32);

@@ -74,13 +74,12 @@ func (s *session) stop(err error) {
 func (s *session) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-ctx.Done():
-			s.stop(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge is shutting down"))
-		case <-s.done:
-		}
-	}()
+	// No goroutine per session for this: idle sessions are the edge's
+	// main memory cost.
+	unwatch := context.AfterFunc(ctx, func() {
+		s.stop(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge is shutting down"))
+	})
+	defer unwatch()
 	hello, helloID, err := s.hello(ctx)
 	if err != nil {
 		s.fail(ctx, helloID, err)
