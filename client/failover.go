@@ -28,13 +28,17 @@ func Failover(dialers ...Dialer) Dialer {
 				mu.Lock()
 				cur = k
 				mu.Unlock()
-				return &failoverTransport{Transport: t, moved: func() {
+				ft := &failoverTransport{Transport: t, moved: func() {
 					mu.Lock()
 					if cur == k {
 						cur = (k + 1) % len(dialers)
 					}
 					mu.Unlock()
-				}}, nil
+				}}
+				if ro, ok := t.(requestOpener); ok {
+					return &failoverStreams{failoverTransport: ft, ro: ro}, nil
+				}
+				return ft, nil
 			}
 			errs = append(errs, err)
 			if ctx.Err() != nil {
@@ -61,6 +65,17 @@ func (f *failoverTransport) Close(err error) error {
 		f.moved()
 	}
 	return f.Transport.Close(err)
+}
+
+// failoverStreams is a failoverTransport whose transport has request
+// streams (requestOpener).
+type failoverStreams struct {
+	*failoverTransport
+	ro requestOpener
+}
+
+func (f *failoverStreams) openRequest(ctx context.Context) (Transport, error) {
+	return f.ro.openRequest(ctx)
 }
 
 // migrate passes Client.Migrate through to a transport that can move.

@@ -67,6 +67,9 @@ func (l *link) write(ctx context.Context, f *syncpb.Frame) error {
 // request sends f with a fresh id and waits for the frame answering it. An
 // Error frame is returned as a *syncproto.Error.
 func (l *link) request(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
+	if ro, ok := l.t.(requestOpener); ok && onOwnStream(f) {
+		return l.requestOnStream(ctx, ro, f)
+	}
 	id := l.nextID.Add(1)
 	f.Id = id
 	ch := make(chan *syncpb.Frame, 1)
@@ -123,4 +126,71 @@ func (l *link) fail(err error) {
 	l.err = err
 	close(l.done)
 	_ = l.t.Close(err)
+}
+
+// requestOpener is a Transport that can carry a request on a stream of
+// its own (raw QUIC, WebTransport): no head-of-line blocking behind other
+// requests or live pushes. The returned Transport carries one request
+// frame and its response.
+type requestOpener interface {
+	openRequest(ctx context.Context) (Transport, error)
+}
+
+// onOwnStream reports whether f goes on a stream of its own when the
+// transport has them (requests do; pings test the control stream).
+func onOwnStream(f *syncpb.Frame) bool {
+	switch f.Body.(type) {
+	case *syncpb.Frame_Send, *syncpb.Frame_HistoryRequest, *syncpb.Frame_SyncRequest, *syncpb.Frame_Receipt:
+		return true
+	}
+	return false
+}
+
+// requestOnStream sends f on a new stream and reads its response there.
+// Any failure of the stream or the link is errLinkDown (the outcome is
+// unknown, so callers retry; requests are safe to repeat).
+func (l *link) requestOnStream(ctx context.Context, ro requestOpener, f *syncpb.Frame) (*syncpb.Frame, error) {
+	select {
+	case <-l.done:
+		return nil, errLinkDown
+	default:
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.done:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	t, err := ro.openRequest(rctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errLinkDown
+	}
+	defer t.Close(nil)
+	f.Id = l.nextID.Add(1)
+	if err := t.WriteFrame(rctx, f); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errLinkDown
+	}
+	r, err := t.ReadFrame(rctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errLinkDown
+	}
+	if e := syncproto.FromProto(r.GetError()); e != nil {
+		return nil, e
+	}
+	if r.Id != f.Id {
+		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "response %d on the stream of request %d", r.Id, f.Id)
+	}
+	return r, nil
 }

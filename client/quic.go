@@ -194,6 +194,17 @@ func (q *quicTransport) migrate(ctx context.Context) error {
 	return nil
 }
 
+// openRequest opens a stream for one request (requestOpener).
+func (q *quicTransport) openRequest(ctx context.Context) (Transport, error) {
+	str, err := q.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := streamframe.NewConn(str, syncproto.MaxFrameSize)
+	c.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
+	return c, nil
+}
+
 // localAddr is the UDP socket address the connection sends from. (Not
 // quic.Conn.LocalAddr, which races with a path switch in quic-go v0.64.)
 func (q *quicTransport) localAddr() net.Addr {
@@ -229,6 +240,23 @@ func WebTransport(url string, o QUICOptions) Dialer {
 		}
 		c := streamframe.NewConn(str, syncproto.MaxFrameSize)
 		c.OnClose = func(error) error { return sess.CloseWithError(0, "") }
-		return c, nil
+		return &wtTransport{Conn: c, sess: sess}, nil
 	}
+}
+
+// wtTransport is a WebTransport session's control stream.
+type wtTransport struct {
+	*streamframe.Conn
+	sess *webtransport.Session
+}
+
+// openRequest opens a stream for one request (requestOpener).
+func (w *wtTransport) openRequest(ctx context.Context) (Transport, error) {
+	str, err := w.sess.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := streamframe.NewConn(str, syncproto.MaxFrameSize)
+	c.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
+	return c, nil
 }

@@ -228,9 +228,31 @@ func (p *Port) serveRaw(conn *quic.Conn) {
 		}()
 		return nil
 	}
-	if err := p.cfg.Sessions.Serve(p.base, c); err != nil {
+	rc := &streamsConn{Conn: c, accept: func(ctx context.Context) (*streamframe.Conn, error) {
+		str, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
+		r.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
+		return r, nil
+	}}
+	if err := p.cfg.Sessions.Serve(p.base, rc); err != nil {
 		p.log.Debug("quic session ended", "remote", conn.RemoteAddr(), "err", err)
 	}
+}
+
+// streamsConn is a session's control stream that can also accept the
+// device's request streams (session.RequestStreams).
+type streamsConn struct {
+	*streamframe.Conn
+	accept func(ctx context.Context) (*streamframe.Conn, error)
+}
+
+var _ session.RequestStreams = (*streamsConn)(nil)
+
+func (c *streamsConn) AcceptRequest(ctx context.Context) (session.Conn, error) {
+	return c.accept(ctx)
 }
 
 // serveWebTransport upgrades a CONNECT request and runs a session on the
@@ -266,7 +288,16 @@ func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
 		}()
 		return nil
 	}
-	if err := p.cfg.Sessions.Serve(p.base, c); err != nil {
+	rc := &streamsConn{Conn: c, accept: func(ctx context.Context) (*streamframe.Conn, error) {
+		str, err := sess.AcceptStream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
+		r.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
+		return r, nil
+	}}
+	if err := p.cfg.Sessions.Serve(p.base, rc); err != nil {
 		p.log.Debug("webtransport session ended", "remote", r.RemoteAddr, "err", err)
 	}
 }

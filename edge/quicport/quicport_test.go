@@ -246,3 +246,48 @@ func mustFrame(t *testing.T, f *syncpb.Frame) []byte {
 	}
 	return b
 }
+
+// A request on a stream of its own is answered on that stream; a bad one
+// gets an error there and the session carries on.
+func TestRawQUICRequestStreams(t *testing.T) {
+	tp := newTestPort(t)
+	conn, err := tp.dial(t, streamframe.ALPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	control := tp.session(t, conn)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ask := func(f *syncpb.Frame) *syncpb.Frame {
+		t.Helper()
+		str, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := streamframe.NewConn(str, syncproto.MaxFrameSize)
+		if err := c.WriteFrame(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		_ = str.Close()
+		r, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ReadFrame(ctx); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the response: %v, want the stream's end", err)
+		}
+		return r
+	}
+	for i := range 3 {
+		r := ask(&syncpb.Frame{Id: uint64(10 + i), Body: &syncpb.Frame_Send{Send: &syncpb.SendRequest{
+			ConvId: "c_1", ClientMsgId: syncproto.NewClientMsgID(), Body: []byte("hi")}}})
+		if r.Id != uint64(10+i) || r.GetSendAck() == nil {
+			t.Fatalf("request stream %d answered %v", i, r)
+		}
+	}
+	if r := ask(&syncpb.Frame{Id: 20, Body: &syncpb.Frame_Hello{Hello: syncproto.NewHello("x", "d_1")}}); r.GetError().GetCode() != syncpb.Code_CODE_MALFORMED {
+		t.Fatalf("a hello on a request stream: %v, want MALFORMED", r)
+	}
+	sendOne(t, control) // the control stream still works
+}

@@ -108,8 +108,15 @@ func (s *session) run(ctx context.Context) error {
 	// runs even for a device that asked for none (and is not shown it).
 	s.wg.Add(1)
 	go s.catchUp(ctx, hello.position)
+	rctx, stopRequests := context.WithCancel(ctx)
+	defer stopRequests()
+	if rs, ok := s.conn.(RequestStreams); ok {
+		s.wg.Add(1)
+		go s.acceptRequests(rctx, rs)
+	}
 	err = s.reader(ctx)
 	s.stop(err)
+	stopRequests()
 	s.wg.Wait()
 	s.mu.Lock()
 	err = s.stopErr

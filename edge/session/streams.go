@@ -1,0 +1,84 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// RequestStreams is an optional Conn capability of transports with cheap
+// streams (raw QUIC, WebTransport): a device may put a request on a
+// stream of its own, so that a packet lost on one request does not hold
+// up the others or the live pushes (no head-of-line blocking). Such a
+// stream carries one request frame and its one response frame.
+type RequestStreams interface {
+	// AcceptRequest waits for the device's next request stream.
+	AcceptRequest(ctx context.Context) (Conn, error)
+}
+
+// requestStreamTimeout bounds reading the request from a new stream.
+const requestStreamTimeout = 10 * time.Second
+
+// acceptRequests serves request streams until the session ends.
+func (s *session) acceptRequests(ctx context.Context, rs RequestStreams) {
+	defer s.wg.Done()
+	for {
+		c, err := rs.AcceptRequest(ctx)
+		if err != nil {
+			return // the connection or the session ended
+		}
+		select {
+		case s.inflight <- struct{}{}:
+		case <-s.done:
+			_ = c.Close(nil)
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.inflight }()
+			s.serveRequestStream(ctx, c)
+		}()
+	}
+}
+
+// serveRequestStream answers the one request on c and closes it. Errors
+// of the request go back on c; a bad stream is closed, not the session.
+func (s *session) serveRequestStream(ctx context.Context, c Conn) {
+	rctx, cancel := context.WithTimeout(ctx, requestStreamTimeout)
+	f, err := c.ReadFrame(rctx)
+	cancel()
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			_ = c.WriteFrame(ctx, errorFrame(0, err))
+		}
+		_ = c.Close(err)
+		return
+	}
+	var resp *syncpb.Frame
+	switch {
+	case !s.limiter.Allow():
+		e := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many requests")
+		e.RetryAfter = time.Second
+		resp = errorFrame(f.Id, e)
+	default:
+		switch f.Body.(type) {
+		case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt:
+			if resp, err = s.call(ctx, f); err != nil {
+				resp = errorFrame(f.Id, err)
+			}
+		case *syncpb.Frame_Ping:
+			resp = &syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_Pong{Pong: &syncpb.Pong{Nonce: f.GetPing().GetNonce()}}}
+		default:
+			resp = errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request stream carries one request"))
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	_ = c.WriteFrame(wctx, resp)
+	cancel()
+	_ = c.Close(nil)
+}
