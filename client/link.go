@@ -164,27 +164,25 @@ func (l *link) requestOnStream(ctx context.Context, ro requestOpener, f *syncpb.
 		case <-rctx.Done():
 		}
 	}()
+	// The caller's own deadline is its error; anything else is the link's.
+	failed := func() error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errLinkDown
+	}
 	t, err := ro.openRequest(rctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, errLinkDown
+		return nil, failed()
 	}
 	defer t.Close(nil)
 	f.Id = l.nextID.Add(1)
 	if err := t.WriteFrame(rctx, f); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, errLinkDown
+		return nil, failed()
 	}
 	r, err := t.ReadFrame(rctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, errLinkDown
+		return nil, failed()
 	}
 	if e := syncproto.FromProto(r.GetError()); e != nil {
 		return nil, e

@@ -200,9 +200,19 @@ func (q *quicTransport) openRequest(ctx context.Context) (Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := streamframe.NewConn(str, syncproto.MaxFrameSize)
-	c.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
-	return c, nil
+	return requestConn(str, func() { str.CancelRead(0) }), nil
+}
+
+// requestConn frames a request stream; closing it finishes the send side
+// and abandons the receive side.
+func requestConn(s streamframe.Stream, cancelRead func()) *streamframe.Conn {
+	c := streamframe.NewConn(s, syncproto.MaxFrameSize)
+	c.OnClose = func(error) error {
+		err := s.Close()
+		cancelRead()
+		return err
+	}
+	return c
 }
 
 // localAddr is the UDP socket address the connection sends from. (Not
@@ -256,7 +266,5 @@ func (w *wtTransport) openRequest(ctx context.Context) (Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := streamframe.NewConn(str, syncproto.MaxFrameSize)
-	c.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
-	return c, nil
+	return requestConn(str, func() { str.CancelRead(0) }), nil
 }

@@ -385,29 +385,37 @@ func (n *Node) regionInfo() *syncpb.CoreResponse {
 	}}}
 }
 
-// listConversations gathers the caller's conversations from every shard.
-func (n *Node) listConversations(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
-	type result struct {
-		resp *syncpb.CoreResponse
-	}
-	results := make(chan result, n.cfg.ShardCount)
+// everyShard runs req on every shard's leader at once and returns their
+// responses, or the first error one of them answered.
+func (n *Node) everyShard(ctx context.Context, req *syncpb.CoreRequest) ([]*syncpb.CoreResponse, *syncpb.Error) {
+	results := make(chan *syncpb.CoreResponse, n.cfg.ShardCount)
 	for i := 0; i < n.cfg.ShardCount; i++ {
-		go func(name string) { results <- result{n.execute(ctx, name, req)} }(shardGroup(i))
+		go func(name string) { results <- n.execute(ctx, name, req) }(shardGroup(i))
 	}
-	var all []*syncpb.Conversation
+	out := make([]*syncpb.CoreResponse, 0, n.cfg.ShardCount)
 	var firstErr *syncpb.Error
 	for i := 0; i < n.cfg.ShardCount; i++ {
 		r := <-results
-		if e := r.resp.GetError(); e != nil {
-			if firstErr == nil {
-				firstErr = e
-			}
-			continue
+		if e := r.GetError(); e != nil && firstErr == nil {
+			firstErr = e
 		}
-		all = append(all, r.resp.GetConversations().GetConversations()...)
+		out = append(out, r)
 	}
 	if firstErr != nil {
-		return &syncpb.CoreResponse{Error: firstErr}
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// listConversations gathers the caller's conversations from every shard.
+func (n *Node) listConversations(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	resps, err := n.everyShard(ctx, req)
+	if err != nil {
+		return &syncpb.CoreResponse{Error: err}
+	}
+	var all []*syncpb.Conversation
+	for _, r := range resps {
+		all = append(all, r.GetConversations().GetConversations()...)
 	}
 	sort.Slice(all, func(i, j int) bool {
 		if all[i].CreatedUnixMs != all[j].CreatedUnixMs {

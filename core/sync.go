@@ -17,26 +17,15 @@ import (
 // trimming messages (and marking the delta truncated) where the shards'
 // answers together exceed it. Deltas come in conversation id order.
 func (n *Node) sync(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
-	results := make(chan *syncpb.CoreResponse, n.cfg.ShardCount)
-	for i := 0; i < n.cfg.ShardCount; i++ {
-		go func(name string) { results <- n.execute(ctx, name, req) }(shardGroup(i))
+	resps, err := n.everyShard(ctx, req)
+	if err != nil {
+		return &syncpb.CoreResponse{Error: err}
 	}
 	var all []*syncpb.ConversationDelta
 	var large []string
-	var firstErr *syncpb.Error
-	for i := 0; i < n.cfg.ShardCount; i++ {
-		r := <-results
-		if e := r.GetError(); e != nil {
-			if firstErr == nil {
-				firstErr = e
-			}
-			continue
-		}
+	for _, r := range resps {
 		all = append(all, r.GetSync().GetChanged()...)
 		large = append(large, r.GetConversationSubjects()...)
-	}
-	if firstErr != nil {
-		return &syncpb.CoreResponse{Error: firstErr}
 	}
 	slices.SortFunc(all, func(a, b *syncpb.ConversationDelta) int { return strings.Compare(a.ConvId, b.ConvId) })
 	trimDeltas(all, syncproto.MaxSyncBytes)

@@ -268,12 +268,7 @@ func (f *FSM) getConversation(caller *syncpb.Caller, req *syncpb.GetConversation
 func (f *FSM) listConversations(caller *syncpb.Caller, req *syncpb.ListConversationsRequest) (*syncpb.CoreResponse, error) {
 	var out []*syncpb.Conversation
 	err := f.view(func(v *kvfsm.View) error {
-		var convs []string
-		prefix := userConvPrefix(caller.UserId)
-		err := v.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
-			convs = append(convs, string(k[len(prefix):]))
-			return true, nil
-		})
+		convs, err := userConvs(v, caller.UserId)
 		if err != nil {
 			return err
 		}
@@ -308,4 +303,15 @@ func (f *FSM) listConversations(caller *syncpb.Caller, req *syncpb.ListConversat
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Conversations{
 		Conversations: &syncpb.ConversationList{Conversations: out},
 	}}, nil
+}
+
+// userConvs lists the conversations of user on this shard (its index).
+func userConvs(v *kvfsm.View, user string) ([]string, error) {
+	var convs []string
+	prefix := userConvPrefix(user)
+	err := v.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+		convs = append(convs, string(k[len(prefix):]))
+		return true, nil
+	})
+	return convs, err
 }

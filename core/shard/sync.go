@@ -29,12 +29,8 @@ func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.Core
 	out := &syncpb.SyncResponse{}
 	var large []string
 	err := f.view(func(v *kvfsm.View) error {
-		var convs []string
-		prefix := userConvPrefix(caller.UserId)
-		if err := v.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
-			convs = append(convs, string(k[len(prefix):]))
-			return true, nil
-		}); err != nil {
+		convs, err := userConvs(v, caller.UserId)
+		if err != nil {
 			return err
 		}
 		size := 0

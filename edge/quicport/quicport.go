@@ -198,47 +198,86 @@ func (p *Port) serve(conn *quic.Conn) {
 	}
 }
 
-// serveRaw runs a session on a raw QUIC connection's first stream.
+// serveRaw runs a session on a raw QUIC connection.
 func (p *Port) serveRaw(conn *quic.Conn) {
-	ctx, cancel := context.WithTimeout(p.base, p.cfg.StreamTimeout)
-	str, err := conn.AcceptStream(ctx)
-	cancel()
-	if err != nil {
-		code, msg := closeCode(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no control stream"))
-		_ = conn.CloseWithError(code, msg)
-		return
-	}
-	c := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
-	c.OnClose = func(err error) error {
-		// Finish the stream so the last frame (an error, say) arrives,
-		// then close the connection once the client has gone or after a
-		// grace period.
-		_ = str.Close()
-		str.CancelRead(0)
-		go func() {
-			t := time.NewTimer(p.cfg.StreamTimeout)
-			defer t.Stop()
-			select {
-			case <-conn.Context().Done():
-			case <-t.C:
-			case <-p.base.Done():
-			}
-			code, msg := closeCode(err)
-			_ = conn.CloseWithError(code, msg)
-		}()
-		return nil
-	}
-	rc := &streamsConn{Conn: c, accept: func(ctx context.Context) (*streamframe.Conn, error) {
+	p.serveSession(func(ctx context.Context) (*streamframe.Conn, error) {
 		str, err := conn.AcceptStream(ctx)
 		if err != nil {
 			return nil, err
 		}
-		r := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
-		r.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
-		return r, nil
-	}}
-	if err := p.cfg.Sessions.Serve(p.base, rc); err != nil {
-		p.log.Debug("quic session ended", "remote", conn.RemoteAddr(), "err", err)
+		return p.streamConn(str, func() { str.CancelRead(0) }), nil
+	}, conn.Context().Done(), func(err error) {
+		code, msg := closeCode(err)
+		_ = conn.CloseWithError(code, msg)
+	}, "quic", conn.RemoteAddr())
+}
+
+// serveWebTransport upgrades a CONNECT request and runs a session on the
+// WebTransport session.
+func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
+	sess, err := p.wt.Upgrade(w, r)
+	if err != nil {
+		p.log.Debug("webtransport upgrade failed", "remote", r.RemoteAddr, "err", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	p.serveSession(func(ctx context.Context) (*streamframe.Conn, error) {
+		str, err := sess.AcceptStream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return p.streamConn(str, func() { str.CancelRead(0) }), nil
+	}, sess.Context().Done(), func(err error) {
+		code, msg := closeCode(err)
+		_ = sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
+	}, "webtransport", sess.RemoteAddr())
+}
+
+// streamConn frames one of the client's streams; closing it finishes the
+// send side and abandons the receive side.
+func (p *Port) streamConn(s streamframe.Stream, cancelRead func()) *streamframe.Conn {
+	c := streamframe.NewConn(s, p.cfg.Sessions.MaxFrameSize())
+	c.OnClose = func(error) error {
+		err := s.Close()
+		cancelRead()
+		return err
+	}
+	return c
+}
+
+// serveSession runs a session on the client's first stream (accept gives
+// the client's streams in order; the later ones are request streams).
+// gone is closed when the connection ends; closeAll ends it with err's
+// code.
+func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, error), gone <-chan struct{},
+	closeAll func(err error), kind string, remote net.Addr) {
+	ctx, cancel := context.WithTimeout(p.base, p.cfg.StreamTimeout)
+	control, err := accept(ctx)
+	cancel()
+	if err != nil {
+		closeAll(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no control stream"))
+		return
+	}
+	finish := control.OnClose
+	control.OnClose = func(err error) error {
+		// Finish the stream so the last frame (an error, say) arrives,
+		// then close the connection once the client has gone or after a
+		// grace period.
+		_ = finish(err)
+		go func() {
+			t := time.NewTimer(p.cfg.StreamTimeout)
+			defer t.Stop()
+			select {
+			case <-gone:
+			case <-t.C:
+			case <-p.base.Done():
+			}
+			closeAll(err)
+		}()
+		return nil
+	}
+	if err := p.cfg.Sessions.Serve(p.base, &streamsConn{Conn: control, accept: accept}); err != nil {
+		p.log.Debug("session ended", "transport", kind, "remote", remote, "err", err)
 	}
 }
 
@@ -253,53 +292,6 @@ var _ session.RequestStreams = (*streamsConn)(nil)
 
 func (c *streamsConn) AcceptRequest(ctx context.Context) (session.Conn, error) {
 	return c.accept(ctx)
-}
-
-// serveWebTransport upgrades a CONNECT request and runs a session on the
-// client's first stream.
-func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
-	sess, err := p.wt.Upgrade(w, r)
-	if err != nil {
-		p.log.Debug("webtransport upgrade failed", "remote", r.RemoteAddr, "err", err)
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	ctx, cancel := context.WithTimeout(p.base, p.cfg.StreamTimeout)
-	str, err := sess.AcceptStream(ctx)
-	cancel()
-	if err != nil {
-		_ = sess.CloseWithError(webtransport.SessionErrorCode(syncpb.Code_CODE_TIMEOUT), "no control stream")
-		return
-	}
-	c := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
-	c.OnClose = func(err error) error {
-		_ = str.Close()
-		str.CancelRead(0)
-		go func() {
-			t := time.NewTimer(p.cfg.StreamTimeout)
-			defer t.Stop()
-			select {
-			case <-sess.Context().Done():
-			case <-t.C:
-			case <-p.base.Done():
-			}
-			code, msg := closeCode(err)
-			_ = sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
-		}()
-		return nil
-	}
-	rc := &streamsConn{Conn: c, accept: func(ctx context.Context) (*streamframe.Conn, error) {
-		str, err := sess.AcceptStream(ctx)
-		if err != nil {
-			return nil, err
-		}
-		r := streamframe.NewConn(str, p.cfg.Sessions.MaxFrameSize())
-		r.OnClose = func(error) error { err := str.Close(); str.CancelRead(0); return err }
-		return r, nil
-	}}
-	if err := p.cfg.Sessions.Serve(p.base, rc); err != nil {
-		p.log.Debug("webtransport session ended", "remote", r.RemoteAddr, "err", err)
-	}
 }
 
 func (p *Port) shutdown() {

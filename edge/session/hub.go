@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +40,7 @@ type Hub struct {
 }
 
 type userSub struct {
+	id      string
 	ready   chan struct{} // closed once the subscription is live (or failed)
 	err     error         // set before ready closes when subscribing failed
 	sub     *nats.Subscription
@@ -87,7 +87,7 @@ func (h *Hub) Subscribe(ctx context.Context, userID string, s Sink) (cancel func
 	}
 	u := h.users[userID]
 	if u == nil {
-		u = &userSub{ready: make(chan struct{}), sinks: map[*sinkRef]struct{}{}}
+		u = &userSub{id: userID, ready: make(chan struct{}), sinks: map[*sinkRef]struct{}{}}
 		h.users[userID] = u
 		u.sinks[ref] = struct{}{}
 		h.mu.Unlock()
@@ -163,78 +163,82 @@ func (h *Hub) remove(userID string, u *userSub, ref *sinkRef) {
 }
 
 func (h *Hub) deliver(u *userSub, m *nats.Msg) {
-	d := &syncpb.Deliver{}
-	if err := proto.Unmarshal(m.Data, d); err != nil {
-		h.log.Warn("undecodable delivery", "subject", m.Subject, "err", err)
+	d, ok := h.decode(m)
+	if !ok {
 		return
 	}
 	if conv := m.Header.Get(syncproto.HeaderConvLeave); conv != "" {
 		h.mu.Lock()
-		if h.users[userOf(m.Subject, h.region)] == u && u.convs != nil {
+		if h.users[u.id] == u && u.convs != nil {
 			if _, ok := u.convs[conv]; ok {
 				delete(u.convs, conv)
-				h.leaveLocked(userOf(m.Subject, h.region), conv)
+				h.leaveLocked(u.id, conv)
 			}
 		}
 		h.mu.Unlock()
 	}
 	if conv := m.Header.Get(syncproto.HeaderConvJoin); conv != "" {
 		// Subscribing waits for the server; not on NATS's goroutine.
-		user := userOf(m.Subject, h.region)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 			defer cancel()
-			fresh, err := h.Join(ctx, user, []string{conv})
+			fresh, err := h.Join(ctx, u.id, []string{conv})
 			if err != nil {
 				h.log.Warn("join conversation subject", "conv", conv, "err", err)
 			}
 			if err != nil || fresh {
-				h.lost(u)
+				fanout(h.sinks(u), true, nil)
 			}
 		}()
 	}
-	if m.Header.Get(syncproto.HeaderResync) != "" {
-		h.lost(u)
-		return
-	}
-	if len(d.Messages) == 0 {
-		return // a join or leave notice only
-	}
 	h.mu.Lock()
-	lost := false
+	lost := m.Header.Get(syncproto.HeaderResync) != ""
 	if u.sub != nil {
 		if n, err := u.sub.Dropped(); err == nil && n > u.dropped {
 			u.dropped, lost = n, true
 		}
 	}
-	sinks := make([]Sink, 0, len(u.sinks))
-	for r := range u.sinks {
-		sinks = append(sinks, r.s)
-	}
+	sinks := h.sinksLocked(u, nil)
 	h.mu.Unlock()
+	fanout(sinks, lost, d)
+}
+
+// decode reads a delivery; an undecodable one is logged and dropped.
+func (h *Hub) decode(m *nats.Msg) (*syncpb.Deliver, bool) {
+	d := &syncpb.Deliver{}
+	if err := proto.Unmarshal(m.Data, d); err != nil {
+		h.log.Warn("undecodable delivery", "subject", m.Subject, "err", err)
+		return nil, false
+	}
+	return d, true
+}
+
+// sinks lists u's sinks.
+func (h *Hub) sinks(u *userSub) []Sink {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sinksLocked(u, nil)
+}
+
+// sinksLocked appends u's sinks to dst; h.mu is held.
+func (h *Hub) sinksLocked(u *userSub, dst []Sink) []Sink {
+	for r := range u.sinks {
+		dst = append(dst, r.s)
+	}
+	return dst
+}
+
+// fanout hands d to every sink, after Lost when deliveries were lost. A
+// delivery without messages (a join, leave or resync notice) is not
+// passed on.
+func fanout(sinks []Sink, lost bool, d *syncpb.Deliver) {
 	for _, s := range sinks {
 		if lost {
 			s.Lost()
 		}
-		s.Deliver(d)
-	}
-}
-
-// userOf is the user id of a user subject.
-func userOf(subject, region string) string {
-	return strings.TrimPrefix(subject, syncproto.UserSubject(region, ""))
-}
-
-// lost tells u's sinks that deliveries were lost.
-func (h *Hub) lost(u *userSub) {
-	h.mu.Lock()
-	sinks := make([]Sink, 0, len(u.sinks))
-	for r := range u.sinks {
-		sinks = append(sinks, r.s)
-	}
-	h.mu.Unlock()
-	for _, s := range sinks {
-		s.Lost()
+		if len(d.GetMessages()) > 0 {
+			s.Deliver(d)
+		}
 	}
 }
 
@@ -325,9 +329,8 @@ func (h *Hub) leaveLocked(userID, conv string) {
 
 // deliverConv fans a large group's delivery out to its members here.
 func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
-	d := &syncpb.Deliver{}
-	if err := proto.Unmarshal(m.Data, d); err != nil {
-		h.log.Warn("undecodable delivery", "subject", m.Subject, "err", err)
+	d, ok := h.decode(m)
+	if !ok {
 		return
 	}
 	h.mu.Lock()
@@ -338,20 +341,11 @@ func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
 	var sinks []Sink
 	for user := range cs.users {
 		if u := h.users[user]; u != nil {
-			for r := range u.sinks {
-				sinks = append(sinks, r.s)
-			}
+			sinks = h.sinksLocked(u, sinks)
 		}
 	}
 	h.mu.Unlock()
-	for _, s := range sinks {
-		if lost {
-			s.Lost()
-		}
-		if len(d.Messages) > 0 {
-			s.Deliver(d)
-		}
-	}
+	fanout(sinks, lost, d)
 }
 
 // Convs is how many conversation subjects the hub listens on.
