@@ -54,6 +54,18 @@ type Config struct {
 	// OnMessage gets every message once, in seq order per conversation,
 	// from one goroutine. It should not block for long.
 	OnMessage func(*syncpb.Message)
+	// OnReceipt gets receipt updates: another member's delivered/read
+	// position, this user's read position moved by another of its devices
+	// (UserId is the device's own user), or, for large groups, aggregate
+	// counts (UserId empty). Called from the connection's reader: it must
+	// not block.
+	OnReceipt func(*syncpb.ReceiptUpdate)
+	// OnPresence gets presence changes of the users this one may watch
+	// (and their state at each connect). It must not block.
+	OnPresence func(*syncpb.PresenceUpdate)
+	// OnTyping gets typing indicators; each expires after its TtlMs unless
+	// renewed. Best effort. It must not block.
+	OnTyping func(*syncpb.Typing)
 	// OutboxPath, when set, keeps the outbox in this file: a Send is on
 	// disk (fsync'd) before it is sent, and sends not yet answered when
 	// the app stopped are sent again by the next Dial with the same path.
@@ -82,6 +94,7 @@ type Client struct {
 	up       chan struct{} // closed while cur is set; replaced when it drops
 	marks    map[string]uint64
 	last     map[string]uint64 // highest seq known to exist per conversation
+	reads    map[string]uint64 // this user's read position per conversation
 	pending  map[string]map[uint64]*syncpb.Message
 	filling  map[string]bool
 	ready    []*syncpb.Message // in order, for the deliverer
@@ -118,7 +131,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, up: make(chan struct{}), marks: maps.Clone(cfg.Watermarks),
-		last: map[string]uint64{}, pending: map[string]map[uint64]*syncpb.Message{}, filling: map[string]bool{},
+		last: map[string]uint64{}, reads: map[string]uint64{}, pending: map[string]map[uint64]*syncpb.Message{}, filling: map[string]bool{},
 		readyC: make(chan struct{}, 1), outC: make(chan struct{}, 1), welcomed: make(chan error, 1)}
 	if c.marks == nil {
 		c.marks = map[string]uint64{}
@@ -379,6 +392,16 @@ func (c *Client) read(l *link) error {
 			}
 		case *syncpb.Frame_SyncResponse: // the catch-up after Welcome
 			c.applySync(b.SyncResponse)
+		case *syncpb.Frame_ReceiptUpdate:
+			c.applyReceipt(l, b.ReceiptUpdate)
+		case *syncpb.Frame_Presence:
+			if c.cfg.OnPresence != nil {
+				c.cfg.OnPresence(b.Presence)
+			}
+		case *syncpb.Frame_Typing:
+			if c.cfg.OnTyping != nil {
+				c.cfg.OnTyping(b.Typing)
+			}
 		case *syncpb.Frame_Resync:
 			c.wg.Add(1)
 			go c.resync(l)
@@ -391,6 +414,41 @@ func (c *Client) read(l *link) error {
 			}
 		}
 	}
+}
+
+// applyReceipt keeps this user's read positions (moved by any of its
+// devices) and passes the update on.
+func (c *Client) applyReceipt(l *link, r *syncpb.ReceiptUpdate) {
+	if r.UserId != "" && r.UserId == l.welcome.GetUserId() && r.Type == syncpb.ReceiptType_RECEIPT_TYPE_READ {
+		c.mu.Lock()
+		c.reads[r.ConvId] = max(c.reads[r.ConvId], r.Seq)
+		c.mu.Unlock()
+	}
+	if c.cfg.OnReceipt != nil {
+		c.cfg.OnReceipt(r)
+	}
+}
+
+// ReadSeq is this user's read position in conv, as far as this device
+// knows (from sync and from its other devices' reads).
+func (c *Client) ReadSeq(conv string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads[conv]
+}
+
+// Unread is, per conversation with any, how many messages this device
+// knows of beyond the user's read position.
+func (c *Client) Unread() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]uint64{}
+	for conv, last := range c.last {
+		if r := c.reads[conv]; last > r {
+			out[conv] = last - r
+		}
+	}
+	return out
 }
 
 // resync asks for everything changed since the watermarks.
@@ -409,6 +467,7 @@ func (c *Client) applySync(s *syncpb.SyncResponse) {
 	for _, d := range s.GetChanged() {
 		c.mu.Lock()
 		c.last[d.ConvId] = max(c.last[d.ConvId], d.LastSeq)
+		c.reads[d.ConvId] = max(c.reads[d.ConvId], d.ReadSeq)
 		c.mu.Unlock()
 		for _, m := range d.Messages {
 			c.accept(m)
@@ -582,8 +641,16 @@ func (c *Client) History(ctx context.Context, req *syncpb.HistoryRequest) (*sync
 
 // Receipt reports that this device delivered or read conv up to seq.
 func (c *Client) Receipt(ctx context.Context, conv string, seq uint64, typ syncpb.ReceiptType) error {
-	_, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})
-	return err
+	r, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})
+	if err != nil {
+		return err
+	}
+	if a := r.GetReceiptAck(); a != nil && typ == syncpb.ReceiptType_RECEIPT_TYPE_READ {
+		c.mu.Lock()
+		c.reads[conv] = max(c.reads[conv], a.Seq)
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // ErrCannotMigrate is returned by Migrate when the current connection

@@ -229,14 +229,15 @@ func (h *Hub) sinksLocked(u *userSub, dst []Sink) []Sink {
 }
 
 // fanout hands d to every sink, after Lost when deliveries were lost. A
-// delivery without messages (a join, leave or resync notice) is not
-// passed on.
+// delivery without messages or events (a join, leave or resync notice) is
+// not passed on.
 func fanout(sinks []Sink, lost bool, d *syncpb.Deliver) {
+	pass := len(d.GetMessages()) > 0 || len(d.GetReceipts()) > 0 || len(d.GetPresence()) > 0 || len(d.GetTyping()) > 0
 	for _, s := range sinks {
 		if lost {
 			s.Lost()
 		}
-		if len(d.GetMessages()) > 0 {
+		if pass {
 			s.Deliver(d)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -149,7 +150,13 @@ type Server struct {
 	sessions map[*session]struct{}
 	draining bool
 	wg       sync.WaitGroup
+
+	typingShed atomic.Uint64
 }
+
+// TypingShed counts typing events dropped because a device's queue was
+// half full (load shedding: typing goes first).
+func (s *Server) TypingShed() uint64 { return s.typingShed.Load() }
 
 // New returns a Server for cfg.
 func New(cfg Config) (*Server, error) {

@@ -255,9 +255,45 @@ func (s *session) wake() {
 	}
 }
 
-// Deliver queues a live push; it never blocks (Sink).
+// Deliver queues a live push; it never blocks (Sink). Messages go out as
+// one Deliver frame; receipt, presence and typing events as their own
+// frames. Typing is shed first: it is dropped (and counted) once the
+// device's queue is half full, and never causes a resync.
 func (s *session) Deliver(d *syncpb.Deliver) {
-	f := &syncpb.Frame{Body: &syncpb.Frame_Deliver{Deliver: d}}
+	if len(d.GetMessages()) > 0 {
+		s.push(&syncpb.Frame{Body: &syncpb.Frame_Deliver{Deliver: &syncpb.Deliver{Messages: d.Messages}}})
+	}
+	for _, r := range d.GetReceipts() {
+		s.push(&syncpb.Frame{Body: &syncpb.Frame_ReceiptUpdate{ReceiptUpdate: r}})
+	}
+	for _, p := range d.GetPresence() {
+		s.push(&syncpb.Frame{Body: &syncpb.Frame_Presence{Presence: p}})
+	}
+	for _, t := range d.GetTyping() {
+		s.pushTyping(t)
+	}
+}
+
+// pushTyping queues a typing event unless the device's queue is half full.
+func (s *session) pushTyping(t *syncpb.Typing) {
+	if t.GetUserId() == s.caller.UserId && t.GetDeviceId() == s.caller.DeviceId {
+		return // the device's own typing
+	}
+	out := &syncpb.Typing{ConvId: t.ConvId, UserId: t.UserId, Typing: t.Typing, TtlMs: t.TtlMs}
+	if len(s.out) >= cap(s.out)/2 {
+		s.srv.typingShed.Add(1)
+		return
+	}
+	select {
+	case s.out <- &syncpb.Frame{Body: &syncpb.Frame_Typing{Typing: out}}:
+	default:
+		s.srv.typingShed.Add(1)
+	}
+}
+
+// push queues a live push; when the queue is full the push is dropped and
+// the device is owed a Resync.
+func (s *session) push(f *syncpb.Frame) {
 	s.mu.Lock()
 	if s.holding {
 		if len(s.held) < cap(s.out) {

@@ -209,6 +209,9 @@ type CoreRequest struct {
 	//	*CoreRequest_History
 	//	*CoreRequest_Receipt
 	//	*CoreRequest_Sync
+	//	*CoreRequest_GetReceipts
+	//	*CoreRequest_Typing
+	//	*CoreRequest_GetPresence
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -409,6 +412,33 @@ func (x *CoreRequest) GetSync() *SyncRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetGetReceipts() *GetReceiptsRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_GetReceipts); ok {
+			return x.GetReceipts
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetGetPresence() *GetPresenceRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_GetPresence); ok {
+			return x.GetPresence
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -479,6 +509,23 @@ type CoreRequest_Sync struct {
 	Sync *SyncRequest `protobuf:"bytes,33,opt,name=sync,proto3,oneof"`
 }
 
+type CoreRequest_GetReceipts struct {
+	// Per-member receipt positions of a conversation (aggregate counts for
+	// large groups).
+	GetReceipts *GetReceiptsRequest `protobuf:"bytes,34,opt,name=get_receipts,json=getReceipts,proto3,oneof"`
+}
+
+type CoreRequest_Typing struct {
+	// Typing is published without a reply: the shard leader checks
+	// membership and forwards it to the members.
+	Typing *Typing `protobuf:"bytes,35,opt,name=typing,proto3,oneof"`
+}
+
+type CoreRequest_GetPresence struct {
+	// Presence of the users sharing a conversation with the caller.
+	GetPresence *GetPresenceRequest `protobuf:"bytes,36,opt,name=get_presence,json=getPresence,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -511,6 +558,12 @@ func (*CoreRequest_Receipt) isCoreRequest_Op() {}
 
 func (*CoreRequest_Sync) isCoreRequest_Op() {}
 
+func (*CoreRequest_GetReceipts) isCoreRequest_Op() {}
+
+func (*CoreRequest_Typing) isCoreRequest_Op() {}
+
+func (*CoreRequest_GetPresence) isCoreRequest_Op() {}
+
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the request failed; no result is set then.
@@ -529,6 +582,8 @@ type CoreResponse struct {
 	//	*CoreResponse_History
 	//	*CoreResponse_ReceiptAck
 	//	*CoreResponse_Sync
+	//	*CoreResponse_Receipts
+	//	*CoreResponse_Presence
 	Result isCoreResponse_Result `protobuf_oneof:"result"`
 	// With sync only, for the edge (never sent to devices): the caller's
 	// large groups, whose live deliveries travel once per edge on their
@@ -691,6 +746,24 @@ func (x *CoreResponse) GetSync() *SyncResponse {
 	return nil
 }
 
+func (x *CoreResponse) GetReceipts() *ReceiptList {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Receipts); ok {
+			return x.Receipts
+		}
+	}
+	return nil
+}
+
+func (x *CoreResponse) GetPresence() *PresenceList {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Presence); ok {
+			return x.Presence
+		}
+	}
+	return nil
+}
+
 func (x *CoreResponse) GetConversationSubjects() []string {
 	if x != nil {
 		return x.ConversationSubjects
@@ -750,6 +823,14 @@ type CoreResponse_Sync struct {
 	Sync *SyncResponse `protobuf:"bytes,33,opt,name=sync,proto3,oneof"`
 }
 
+type CoreResponse_Receipts struct {
+	Receipts *ReceiptList `protobuf:"bytes,34,opt,name=receipts,proto3,oneof"`
+}
+
+type CoreResponse_Presence struct {
+	Presence *PresenceList `protobuf:"bytes,36,opt,name=presence,proto3,oneof"`
+}
+
 func (*CoreResponse_RegionInfo) isCoreResponse_Result() {}
 
 func (*CoreResponse_User) isCoreResponse_Result() {}
@@ -773,6 +854,10 @@ func (*CoreResponse_History) isCoreResponse_Result() {}
 func (*CoreResponse_ReceiptAck) isCoreResponse_Result() {}
 
 func (*CoreResponse_Sync) isCoreResponse_Result() {}
+
+func (*CoreResponse_Receipts) isCoreResponse_Result() {}
+
+func (*CoreResponse_Presence) isCoreResponse_Result() {}
 
 type RegionInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1660,7 +1745,9 @@ type Conversation struct {
 	LastSeq       uint64                 `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	Members       []*Member              `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
 	// The caller's own read position (user level).
-	ReadSeq       uint64 `protobuf:"varint,9,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	ReadSeq uint64 `protobuf:"varint,9,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	// Messages after read_seq (the caller's own messages count as read).
+	Unread        uint64 `protobuf:"varint,10,opt,name=unread,proto3" json:"unread,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1754,6 +1841,13 @@ func (x *Conversation) GetMembers() []*Member {
 func (x *Conversation) GetReadSeq() uint64 {
 	if x != nil {
 		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *Conversation) GetUnread() uint64 {
+	if x != nil {
+		return x.Unread
 	}
 	return 0
 }
@@ -2043,11 +2137,12 @@ var File_parley_v1_core_proto protoreflect.FileDescriptor
 
 const file_parley_v1_core_proto_rawDesc = "" +
 	"\n" +
-	"\x14parley/v1/core.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x15parley/v1/error.proto\"a\n" +
+	"\x14parley/v1/core.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\x1a\x18parley/v1/presence.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x15parley/v1/error.proto\"a\n" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xa9\t\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xde\n" +
+	"\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -2069,8 +2164,11 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x04send\x18\x1e \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x125\n" +
 	"\ahistory\x18\x1f \x01(\v2\x19.parley.v1.HistoryRequestH\x00R\ahistory\x124\n" +
 	"\areceipt\x18  \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceipt\x12,\n" +
-	"\x04sync\x18! \x01(\v2\x16.parley.v1.SyncRequestH\x00R\x04syncB\x04\n" +
-	"\x02op\"\xf5\x05\n" +
+	"\x04sync\x18! \x01(\v2\x16.parley.v1.SyncRequestH\x00R\x04sync\x12B\n" +
+	"\fget_receipts\x18\" \x01(\v2\x1d.parley.v1.GetReceiptsRequestH\x00R\vgetReceipts\x12+\n" +
+	"\x06typing\x18# \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12B\n" +
+	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresenceB\x04\n" +
+	"\x02op\"\xe2\x06\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2087,7 +2185,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\ahistory\x18\x1f \x01(\v2\x1a.parley.v1.HistoryResponseH\x00R\ahistory\x128\n" +
 	"\vreceipt_ack\x18  \x01(\v2\x15.parley.v1.ReceiptAckH\x00R\n" +
 	"receiptAck\x12-\n" +
-	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04sync\x123\n" +
+	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04sync\x124\n" +
+	"\breceipts\x18\" \x01(\v2\x16.parley.v1.ReceiptListH\x00R\breceipts\x125\n" +
+	"\bpresence\x18$ \x01(\v2\x17.parley.v1.PresenceListH\x00R\bpresence\x123\n" +
 	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjectsB\b\n" +
 	"\x06result\"\x13\n" +
 	"\x11RegionInfoRequest\"[\n" +
@@ -2145,7 +2245,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12$\n" +
-	"\x0ejoined_unix_ms\x18\x03 \x01(\x03R\fjoinedUnixMs\"\xb2\x02\n" +
+	"\x0ejoined_unix_ms\x18\x03 \x01(\x03R\fjoinedUnixMs\"\xca\x02\n" +
 	"\fConversation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12/\n" +
@@ -2156,7 +2256,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x06 \x01(\x03R\rcreatedUnixMs\x12\x19\n" +
 	"\blast_seq\x18\a \x01(\x04R\alastSeq\x12+\n" +
 	"\amembers\x18\b \x03(\v2\x11.parley.v1.MemberR\amembers\x12\x19\n" +
-	"\bread_seq\x18\t \x01(\x04R\areadSeq\"Q\n" +
+	"\bread_seq\x18\t \x01(\x04R\areadSeq\x12\x16\n" +
+	"\x06unread\x18\n" +
+	" \x01(\x04R\x06unread\"Q\n" +
 	"\x10ConversationList\x12=\n" +
 	"\rconversations\x18\x01 \x03(\v2\x17.parley.v1.ConversationR\rconversations\"\xa3\x01\n" +
 	"\x19CreateConversationRequest\x12\x17\n" +
@@ -2237,11 +2339,16 @@ var file_parley_v1_core_proto_goTypes = []any{
 	(*HistoryRequest)(nil),            // 29: parley.v1.HistoryRequest
 	(*ReceiptReport)(nil),             // 30: parley.v1.ReceiptReport
 	(*SyncRequest)(nil),               // 31: parley.v1.SyncRequest
-	(*Error)(nil),                     // 32: parley.v1.Error
-	(*SendAck)(nil),                   // 33: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 34: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 35: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 36: parley.v1.SyncResponse
+	(*GetReceiptsRequest)(nil),        // 32: parley.v1.GetReceiptsRequest
+	(*Typing)(nil),                    // 33: parley.v1.Typing
+	(*GetPresenceRequest)(nil),        // 34: parley.v1.GetPresenceRequest
+	(*Error)(nil),                     // 35: parley.v1.Error
+	(*SendAck)(nil),                   // 36: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 37: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 38: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 39: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 40: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 41: parley.v1.PresenceList
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
 	2,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
@@ -2261,34 +2368,39 @@ var file_parley_v1_core_proto_depIdxs = []int32{
 	29, // 14: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
 	30, // 15: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
 	31, // 16: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
-	32, // 17: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	6,  // 18: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	8,  // 19: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	12, // 20: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	9,  // 21: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	14, // 22: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	15, // 23: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	21, // 24: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	22, // 25: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	33, // 26: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	34, // 27: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	35, // 28: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	36, // 29: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	8,  // 30: parley.v1.UserList.users:type_name -> parley.v1.User
-	8,  // 31: parley.v1.Credentials.user:type_name -> parley.v1.User
-	14, // 32: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	1,  // 33: parley.v1.Member.role:type_name -> parley.v1.Role
-	0,  // 34: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	20, // 35: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	21, // 36: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	0,  // 37: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	27, // 38: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	1,  // 39: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	32, // 17: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
+	33, // 18: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
+	34, // 19: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
+	35, // 20: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	6,  // 21: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	8,  // 22: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	12, // 23: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	9,  // 24: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	14, // 25: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	15, // 26: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	21, // 27: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	22, // 28: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	36, // 29: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	37, // 30: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	38, // 31: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	39, // 32: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	40, // 33: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	41, // 34: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	8,  // 35: parley.v1.UserList.users:type_name -> parley.v1.User
+	8,  // 36: parley.v1.Credentials.user:type_name -> parley.v1.User
+	14, // 37: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	1,  // 38: parley.v1.Member.role:type_name -> parley.v1.Role
+	0,  // 39: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	20, // 40: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	21, // 41: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	0,  // 42: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	27, // 43: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	1,  // 44: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -2297,6 +2409,7 @@ func file_parley_v1_core_proto_init() {
 		return
 	}
 	file_parley_v1_message_proto_init()
+	file_parley_v1_presence_proto_init()
 	file_parley_v1_sync_proto_init()
 	file_parley_v1_receipt_proto_init()
 	file_parley_v1_error_proto_init()
@@ -2317,6 +2430,9 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_History)(nil),
 		(*CoreRequest_Receipt)(nil),
 		(*CoreRequest_Sync)(nil),
+		(*CoreRequest_GetReceipts)(nil),
+		(*CoreRequest_Typing)(nil),
+		(*CoreRequest_GetPresence)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -2331,6 +2447,8 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_History)(nil),
 		(*CoreResponse_ReceiptAck)(nil),
 		(*CoreResponse_Sync)(nil),
+		(*CoreResponse_Receipts)(nil),
+		(*CoreResponse_Presence)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -437,10 +437,15 @@ func (x *SendAck) GetDuplicate() bool {
 	return false
 }
 
-// Deliver pushes committed messages to a device.
+// Deliver pushes committed messages to a device. Between core and edge it
+// also carries the other live events for a user or conversation subject;
+// the edge passes those on as their own frames.
 type Deliver struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	Receipts      []*ReceiptUpdate       `protobuf:"bytes,2,rep,name=receipts,proto3" json:"receipts,omitempty"`
+	Presence      []*PresenceUpdate      `protobuf:"bytes,3,rep,name=presence,proto3" json:"presence,omitempty"`
+	Typing        []*Typing              `protobuf:"bytes,4,rep,name=typing,proto3" json:"typing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,11 +487,32 @@ func (x *Deliver) GetMessages() []*Message {
 	return nil
 }
 
+func (x *Deliver) GetReceipts() []*ReceiptUpdate {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+func (x *Deliver) GetPresence() []*PresenceUpdate {
+	if x != nil {
+		return x.Presence
+	}
+	return nil
+}
+
+func (x *Deliver) GetTyping() []*Typing {
+	if x != nil {
+		return x.Typing
+	}
+	return nil
+}
+
 var File_parley_v1_message_proto protoreflect.FileDescriptor
 
 const file_parley_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x17parley/v1/message.proto\x12\tparley.v1\"\xf9\x02\n" +
+	"\x17parley/v1/message.proto\x12\tparley.v1\x1a\x17parley/v1/receipt.proto\x1a\x18parley/v1/presence.proto\"\xf9\x02\n" +
 	"\aMessage\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x15\n" +
@@ -521,9 +547,12 @@ const file_parley_v1_message_proto_rawDesc = "" +
 	"\n" +
 	"ts_unix_ms\x18\x04 \x01(\x03R\btsUnixMs\x12\"\n" +
 	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x1c\n" +
-	"\tduplicate\x18\x06 \x01(\bR\tduplicate\"9\n" +
+	"\tduplicate\x18\x06 \x01(\bR\tduplicate\"\xd1\x01\n" +
 	"\aDeliver\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.parley.v1.MessageR\bmessages*=\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.parley.v1.MessageR\bmessages\x124\n" +
+	"\breceipts\x18\x02 \x03(\v2\x18.parley.v1.ReceiptUpdateR\breceipts\x125\n" +
+	"\bpresence\x18\x03 \x03(\v2\x19.parley.v1.PresenceUpdateR\bpresence\x12)\n" +
+	"\x06typing\x18\x04 \x03(\v2\x11.parley.v1.TypingR\x06typing*=\n" +
 	"\vMessageKind\x12\x15\n" +
 	"\x11MESSAGE_KIND_USER\x10\x00\x12\x17\n" +
 	"\x13MESSAGE_KIND_SYSTEM\x10\x01B7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
@@ -543,23 +572,29 @@ func file_parley_v1_message_proto_rawDescGZIP() []byte {
 var file_parley_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_parley_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_parley_v1_message_proto_goTypes = []any{
-	(MessageKind)(0),    // 0: parley.v1.MessageKind
-	(*Message)(nil),     // 1: parley.v1.Message
-	(*Attachment)(nil),  // 2: parley.v1.Attachment
-	(*SendRequest)(nil), // 3: parley.v1.SendRequest
-	(*SendAck)(nil),     // 4: parley.v1.SendAck
-	(*Deliver)(nil),     // 5: parley.v1.Deliver
+	(MessageKind)(0),       // 0: parley.v1.MessageKind
+	(*Message)(nil),        // 1: parley.v1.Message
+	(*Attachment)(nil),     // 2: parley.v1.Attachment
+	(*SendRequest)(nil),    // 3: parley.v1.SendRequest
+	(*SendAck)(nil),        // 4: parley.v1.SendAck
+	(*Deliver)(nil),        // 5: parley.v1.Deliver
+	(*ReceiptUpdate)(nil),  // 6: parley.v1.ReceiptUpdate
+	(*PresenceUpdate)(nil), // 7: parley.v1.PresenceUpdate
+	(*Typing)(nil),         // 8: parley.v1.Typing
 }
 var file_parley_v1_message_proto_depIdxs = []int32{
 	2, // 0: parley.v1.Message.attachments:type_name -> parley.v1.Attachment
 	0, // 1: parley.v1.Message.kind:type_name -> parley.v1.MessageKind
 	2, // 2: parley.v1.SendRequest.attachments:type_name -> parley.v1.Attachment
 	1, // 3: parley.v1.Deliver.messages:type_name -> parley.v1.Message
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 4: parley.v1.Deliver.receipts:type_name -> parley.v1.ReceiptUpdate
+	7, // 5: parley.v1.Deliver.presence:type_name -> parley.v1.PresenceUpdate
+	8, // 6: parley.v1.Deliver.typing:type_name -> parley.v1.Typing
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_message_proto_init() }
@@ -567,6 +602,8 @@ func file_parley_v1_message_proto_init() {
 	if File_parley_v1_message_proto != nil {
 		return
 	}
+	file_parley_v1_receipt_proto_init()
+	file_parley_v1_presence_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -81,6 +81,291 @@ func (x *PresenceUpdate) GetLastSeenUnixMs() int64 {
 	return 0
 }
 
+type GetPresenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every user the caller may watch.
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPresenceRequest) Reset() {
+	*x = GetPresenceRequest{}
+	mi := &file_parley_v1_presence_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPresenceRequest) ProtoMessage() {}
+
+func (x *GetPresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_presence_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPresenceRequest.ProtoReflect.Descriptor instead.
+func (*GetPresenceRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_presence_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetPresenceRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+type PresenceList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*PresenceUpdate      `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceList) Reset() {
+	*x = PresenceList{}
+	mi := &file_parley_v1_presence_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceList) ProtoMessage() {}
+
+func (x *PresenceList) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_presence_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceList.ProtoReflect.Descriptor instead.
+func (*PresenceList) Descriptor() ([]byte, []int) {
+	return file_parley_v1_presence_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PresenceList) GetUsers() []*PresenceUpdate {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// PresenceDevice is one connected device, as edges report them.
+type PresenceDevice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId   string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeviceId      string                 `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceDevice) Reset() {
+	*x = PresenceDevice{}
+	mi := &file_parley_v1_presence_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceDevice) ProtoMessage() {}
+
+func (x *PresenceDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_presence_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceDevice.ProtoReflect.Descriptor instead.
+func (*PresenceDevice) Descriptor() ([]byte, []int) {
+	return file_parley_v1_presence_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PresenceDevice) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *PresenceDevice) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *PresenceDevice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// PresenceBatch is what an edge reports to the cores (published on
+// syncproto.PresenceSubject): the devices that connected and disconnected
+// since its previous batch. Every batch, even an empty one, renews the
+// edge's lease: when no batch arrives for lease_ms, the cores take every
+// device of the edge as gone.
+type PresenceBatch struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	EdgeId string                 `protobuf:"bytes,1,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
+	// epoch changes when the edge restarts; seq counts batches within it.
+	// A core that sees a gap asks the edge for a snapshot.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq   uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// reset: the edge's devices are exactly the connected ones of this batch
+	// and of the batches that follow with snapshot set, until one with
+	// snapshot_done.
+	Reset_       bool              `protobuf:"varint,4,opt,name=reset,proto3" json:"reset,omitempty"`
+	Connected    []*PresenceDevice `protobuf:"bytes,5,rep,name=connected,proto3" json:"connected,omitempty"`
+	Disconnected []*PresenceDevice `protobuf:"bytes,6,rep,name=disconnected,proto3" json:"disconnected,omitempty"`
+	LeaseMs      uint32            `protobuf:"varint,7,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	// The edge is shutting down: its devices are gone now.
+	Closing       bool  `protobuf:"varint,8,opt,name=closing,proto3" json:"closing,omitempty"`
+	Snapshot      bool  `protobuf:"varint,9,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	SnapshotDone  bool  `protobuf:"varint,10,opt,name=snapshot_done,json=snapshotDone,proto3" json:"snapshot_done,omitempty"`
+	SentUnixMs    int64 `protobuf:"varint,11,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceBatch) Reset() {
+	*x = PresenceBatch{}
+	mi := &file_parley_v1_presence_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceBatch) ProtoMessage() {}
+
+func (x *PresenceBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_presence_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceBatch.ProtoReflect.Descriptor instead.
+func (*PresenceBatch) Descriptor() ([]byte, []int) {
+	return file_parley_v1_presence_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PresenceBatch) GetEdgeId() string {
+	if x != nil {
+		return x.EdgeId
+	}
+	return ""
+}
+
+func (x *PresenceBatch) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *PresenceBatch) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PresenceBatch) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+func (x *PresenceBatch) GetConnected() []*PresenceDevice {
+	if x != nil {
+		return x.Connected
+	}
+	return nil
+}
+
+func (x *PresenceBatch) GetDisconnected() []*PresenceDevice {
+	if x != nil {
+		return x.Disconnected
+	}
+	return nil
+}
+
+func (x *PresenceBatch) GetLeaseMs() uint32 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+func (x *PresenceBatch) GetClosing() bool {
+	if x != nil {
+		return x.Closing
+	}
+	return false
+}
+
+func (x *PresenceBatch) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+func (x *PresenceBatch) GetSnapshotDone() bool {
+	if x != nil {
+		return x.SnapshotDone
+	}
+	return false
+}
+
+func (x *PresenceBatch) GetSentUnixMs() int64 {
+	if x != nil {
+		return x.SentUnixMs
+	}
+	return 0
+}
+
 type PresenceSubscribe struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserIds       []string               `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
@@ -90,7 +375,7 @@ type PresenceSubscribe struct {
 
 func (x *PresenceSubscribe) Reset() {
 	*x = PresenceSubscribe{}
-	mi := &file_parley_v1_presence_proto_msgTypes[1]
+	mi := &file_parley_v1_presence_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +387,7 @@ func (x *PresenceSubscribe) String() string {
 func (*PresenceSubscribe) ProtoMessage() {}
 
 func (x *PresenceSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_presence_proto_msgTypes[1]
+	mi := &file_parley_v1_presence_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +400,7 @@ func (x *PresenceSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceSubscribe.ProtoReflect.Descriptor instead.
 func (*PresenceSubscribe) Descriptor() ([]byte, []int) {
-	return file_parley_v1_presence_proto_rawDescGZIP(), []int{1}
+	return file_parley_v1_presence_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PresenceSubscribe) GetUserIds() []string {
@@ -127,18 +412,21 @@ func (x *PresenceSubscribe) GetUserIds() []string {
 
 // Typing rides on datagrams where the transport has them.
 type Typing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ConvId        string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Typing        bool                   `protobuf:"varint,3,opt,name=typing,proto3" json:"typing,omitempty"`
-	TtlMs         uint32                 `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ConvId string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
+	UserId string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Typing bool                   `protobuf:"varint,3,opt,name=typing,proto3" json:"typing,omitempty"`
+	TtlMs  uint32                 `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// Set by the edge for the core (never by devices).
+	DeviceId      string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	WorkspaceId   string `protobuf:"bytes,6,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_v1_presence_proto_msgTypes[2]
+	mi := &file_parley_v1_presence_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +438,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_presence_proto_msgTypes[2]
+	mi := &file_parley_v1_presence_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +451,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_v1_presence_proto_rawDescGZIP(), []int{2}
+	return file_parley_v1_presence_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Typing) GetConvId() string {
@@ -194,6 +482,20 @@ func (x *Typing) GetTtlMs() uint32 {
 	return 0
 }
 
+func (x *Typing) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Typing) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
 var File_parley_v1_presence_proto protoreflect.FileDescriptor
 
 const file_parley_v1_presence_proto_rawDesc = "" +
@@ -202,14 +504,38 @@ const file_parley_v1_presence_proto_rawDesc = "" +
 	"\x0ePresenceUpdate\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\x12)\n" +
-	"\x11last_seen_unix_ms\x18\x03 \x01(\x03R\x0elastSeenUnixMs\".\n" +
+	"\x11last_seen_unix_ms\x18\x03 \x01(\x03R\x0elastSeenUnixMs\"/\n" +
+	"\x12GetPresenceRequest\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"?\n" +
+	"\fPresenceList\x12/\n" +
+	"\x05users\x18\x01 \x03(\v2\x19.parley.v1.PresenceUpdateR\x05users\"i\n" +
+	"\x0ePresenceDevice\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xf6\x02\n" +
+	"\rPresenceBatch\x12\x17\n" +
+	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05reset\x18\x04 \x01(\bR\x05reset\x127\n" +
+	"\tconnected\x18\x05 \x03(\v2\x19.parley.v1.PresenceDeviceR\tconnected\x12=\n" +
+	"\fdisconnected\x18\x06 \x03(\v2\x19.parley.v1.PresenceDeviceR\fdisconnected\x12\x19\n" +
+	"\blease_ms\x18\a \x01(\rR\aleaseMs\x12\x18\n" +
+	"\aclosing\x18\b \x01(\bR\aclosing\x12\x1a\n" +
+	"\bsnapshot\x18\t \x01(\bR\bsnapshot\x12#\n" +
+	"\rsnapshot_done\x18\n" +
+	" \x01(\bR\fsnapshotDone\x12 \n" +
+	"\fsent_unix_ms\x18\v \x01(\x03R\n" +
+	"sentUnixMs\".\n" +
 	"\x11PresenceSubscribe\x12\x19\n" +
-	"\buser_ids\x18\x01 \x03(\tR\auserIds\"i\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"\xa9\x01\n" +
 	"\x06Typing\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06typing\x18\x03 \x01(\bR\x06typing\x12\x15\n" +
-	"\x06ttl_ms\x18\x04 \x01(\rR\x05ttlMsB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
+	"\x06ttl_ms\x18\x04 \x01(\rR\x05ttlMs\x12\x1b\n" +
+	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12!\n" +
+	"\fworkspace_id\x18\x06 \x01(\tR\vworkspaceIdB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
 
 var (
 	file_parley_v1_presence_proto_rawDescOnce sync.Once
@@ -223,18 +549,25 @@ func file_parley_v1_presence_proto_rawDescGZIP() []byte {
 	return file_parley_v1_presence_proto_rawDescData
 }
 
-var file_parley_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_parley_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_parley_v1_presence_proto_goTypes = []any{
-	(*PresenceUpdate)(nil),    // 0: parley.v1.PresenceUpdate
-	(*PresenceSubscribe)(nil), // 1: parley.v1.PresenceSubscribe
-	(*Typing)(nil),            // 2: parley.v1.Typing
+	(*PresenceUpdate)(nil),     // 0: parley.v1.PresenceUpdate
+	(*GetPresenceRequest)(nil), // 1: parley.v1.GetPresenceRequest
+	(*PresenceList)(nil),       // 2: parley.v1.PresenceList
+	(*PresenceDevice)(nil),     // 3: parley.v1.PresenceDevice
+	(*PresenceBatch)(nil),      // 4: parley.v1.PresenceBatch
+	(*PresenceSubscribe)(nil),  // 5: parley.v1.PresenceSubscribe
+	(*Typing)(nil),             // 6: parley.v1.Typing
 }
 var file_parley_v1_presence_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: parley.v1.PresenceList.users:type_name -> parley.v1.PresenceUpdate
+	3, // 1: parley.v1.PresenceBatch.connected:type_name -> parley.v1.PresenceDevice
+	3, // 2: parley.v1.PresenceBatch.disconnected:type_name -> parley.v1.PresenceDevice
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_presence_proto_init() }
@@ -248,7 +581,7 @@ func file_parley_v1_presence_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_presence_proto_rawDesc), len(file_parley_v1_presence_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -200,8 +200,11 @@ type ReceiptUpdate struct {
 	DeviceId string                 `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	Type     ReceiptType            `protobuf:"varint,4,opt,name=type,proto3,enum=parley.v1.ReceiptType" json:"type,omitempty"`
 	Seq      uint64                 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
-	// For large groups: how many members have read/delivered up to seq.
-	Count         uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// For large groups (user_id empty): how many members have read (type
+	// READ) or received (DELIVERED) up to seq.
+	Count uint32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	// When the position was first reached (server time, unix ms).
+	AtUnixMs      int64 `protobuf:"varint,7,opt,name=at_unix_ms,json=atUnixMs,proto3" json:"at_unix_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +281,220 @@ func (x *ReceiptUpdate) GetCount() uint32 {
 	return 0
 }
 
+func (x *ReceiptUpdate) GetAtUnixMs() int64 {
+	if x != nil {
+		return x.AtUnixMs
+	}
+	return 0
+}
+
+type GetReceiptsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConvId        string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReceiptsRequest) Reset() {
+	*x = GetReceiptsRequest{}
+	mi := &file_parley_v1_receipt_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReceiptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReceiptsRequest) ProtoMessage() {}
+
+func (x *GetReceiptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_receipt_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReceiptsRequest.ProtoReflect.Descriptor instead.
+func (*GetReceiptsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_receipt_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetReceiptsRequest) GetConvId() string {
+	if x != nil {
+		return x.ConvId
+	}
+	return ""
+}
+
+// MemberReceipts is one member's user-level positions.
+type MemberReceipts struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	UserId            string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeliveredSeq      uint64                 `protobuf:"varint,2,opt,name=delivered_seq,json=deliveredSeq,proto3" json:"delivered_seq,omitempty"`
+	ReadSeq           uint64                 `protobuf:"varint,3,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	DeliveredAtUnixMs int64                  `protobuf:"varint,4,opt,name=delivered_at_unix_ms,json=deliveredAtUnixMs,proto3" json:"delivered_at_unix_ms,omitempty"`
+	ReadAtUnixMs      int64                  `protobuf:"varint,5,opt,name=read_at_unix_ms,json=readAtUnixMs,proto3" json:"read_at_unix_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *MemberReceipts) Reset() {
+	*x = MemberReceipts{}
+	mi := &file_parley_v1_receipt_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberReceipts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberReceipts) ProtoMessage() {}
+
+func (x *MemberReceipts) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_receipt_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberReceipts.ProtoReflect.Descriptor instead.
+func (*MemberReceipts) Descriptor() ([]byte, []int) {
+	return file_parley_v1_receipt_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MemberReceipts) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *MemberReceipts) GetDeliveredSeq() uint64 {
+	if x != nil {
+		return x.DeliveredSeq
+	}
+	return 0
+}
+
+func (x *MemberReceipts) GetReadSeq() uint64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *MemberReceipts) GetDeliveredAtUnixMs() int64 {
+	if x != nil {
+		return x.DeliveredAtUnixMs
+	}
+	return 0
+}
+
+func (x *MemberReceipts) GetReadAtUnixMs() int64 {
+	if x != nil {
+		return x.ReadAtUnixMs
+	}
+	return 0
+}
+
+type ReceiptList struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ConvId  string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
+	LastSeq uint64                 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// Per member, for groups up to the large-group size.
+	Members []*MemberReceipts `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	// Aggregates for large groups: members who received / read last_seq.
+	DeliveredCount uint32 `protobuf:"varint,4,opt,name=delivered_count,json=deliveredCount,proto3" json:"delivered_count,omitempty"`
+	ReadCount      uint32 `protobuf:"varint,5,opt,name=read_count,json=readCount,proto3" json:"read_count,omitempty"`
+	MemberCount    uint32 `protobuf:"varint,6,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReceiptList) Reset() {
+	*x = ReceiptList{}
+	mi := &file_parley_v1_receipt_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptList) ProtoMessage() {}
+
+func (x *ReceiptList) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_receipt_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptList.ProtoReflect.Descriptor instead.
+func (*ReceiptList) Descriptor() ([]byte, []int) {
+	return file_parley_v1_receipt_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReceiptList) GetConvId() string {
+	if x != nil {
+		return x.ConvId
+	}
+	return ""
+}
+
+func (x *ReceiptList) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *ReceiptList) GetMembers() []*MemberReceipts {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ReceiptList) GetDeliveredCount() uint32 {
+	if x != nil {
+		return x.DeliveredCount
+	}
+	return 0
+}
+
+func (x *ReceiptList) GetReadCount() uint32 {
+	if x != nil {
+		return x.ReadCount
+	}
+	return 0
+}
+
+func (x *ReceiptList) GetMemberCount() uint32 {
+	if x != nil {
+		return x.MemberCount
+	}
+	return 0
+}
+
 var File_parley_v1_receipt_proto protoreflect.FileDescriptor
 
 const file_parley_v1_receipt_proto_rawDesc = "" +
@@ -291,14 +508,32 @@ const file_parley_v1_receipt_proto_rawDesc = "" +
 	"ReceiptAck\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12*\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x16.parley.v1.ReceiptTypeR\x04type\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xb2\x01\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xd0\x01\n" +
 	"\rReceiptUpdate\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12*\n" +
 	"\x04type\x18\x04 \x01(\x0e2\x16.parley.v1.ReceiptTypeR\x04type\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\rR\x05count*^\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1c\n" +
+	"\n" +
+	"at_unix_ms\x18\a \x01(\x03R\batUnixMs\"-\n" +
+	"\x12GetReceiptsRequest\x12\x17\n" +
+	"\aconv_id\x18\x01 \x01(\tR\x06convId\"\xc1\x01\n" +
+	"\x0eMemberReceipts\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
+	"\rdelivered_seq\x18\x02 \x01(\x04R\fdeliveredSeq\x12\x19\n" +
+	"\bread_seq\x18\x03 \x01(\x04R\areadSeq\x12/\n" +
+	"\x14delivered_at_unix_ms\x18\x04 \x01(\x03R\x11deliveredAtUnixMs\x12%\n" +
+	"\x0fread_at_unix_ms\x18\x05 \x01(\x03R\freadAtUnixMs\"\xe1\x01\n" +
+	"\vReceiptList\x12\x17\n" +
+	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x123\n" +
+	"\amembers\x18\x03 \x03(\v2\x19.parley.v1.MemberReceiptsR\amembers\x12'\n" +
+	"\x0fdelivered_count\x18\x04 \x01(\rR\x0edeliveredCount\x12\x1d\n" +
+	"\n" +
+	"read_count\x18\x05 \x01(\rR\treadCount\x12!\n" +
+	"\fmember_count\x18\x06 \x01(\rR\vmemberCount*^\n" +
 	"\vReceiptType\x12\x1c\n" +
 	"\x18RECEIPT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECEIPT_TYPE_DELIVERED\x10\x01\x12\x15\n" +
@@ -317,22 +552,26 @@ func file_parley_v1_receipt_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_receipt_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_receipt_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_parley_v1_receipt_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_parley_v1_receipt_proto_goTypes = []any{
-	(ReceiptType)(0),      // 0: parley.v1.ReceiptType
-	(*ReceiptReport)(nil), // 1: parley.v1.ReceiptReport
-	(*ReceiptAck)(nil),    // 2: parley.v1.ReceiptAck
-	(*ReceiptUpdate)(nil), // 3: parley.v1.ReceiptUpdate
+	(ReceiptType)(0),           // 0: parley.v1.ReceiptType
+	(*ReceiptReport)(nil),      // 1: parley.v1.ReceiptReport
+	(*ReceiptAck)(nil),         // 2: parley.v1.ReceiptAck
+	(*ReceiptUpdate)(nil),      // 3: parley.v1.ReceiptUpdate
+	(*GetReceiptsRequest)(nil), // 4: parley.v1.GetReceiptsRequest
+	(*MemberReceipts)(nil),     // 5: parley.v1.MemberReceipts
+	(*ReceiptList)(nil),        // 6: parley.v1.ReceiptList
 }
 var file_parley_v1_receipt_proto_depIdxs = []int32{
 	0, // 0: parley.v1.ReceiptReport.type:type_name -> parley.v1.ReceiptType
 	0, // 1: parley.v1.ReceiptAck.type:type_name -> parley.v1.ReceiptType
 	0, // 2: parley.v1.ReceiptUpdate.type:type_name -> parley.v1.ReceiptType
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 3: parley.v1.ReceiptList.members:type_name -> parley.v1.MemberReceipts
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_receipt_proto_init() }
@@ -346,7 +585,7 @@ func file_parley_v1_receipt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_receipt_proto_rawDesc), len(file_parley_v1_receipt_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -313,9 +313,15 @@ func (x *ConversationDelta) GetUnread() uint64 {
 }
 
 type SyncResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Changed       []*ConversationDelta   `protobuf:"bytes,1,rep,name=changed,proto3" json:"changed,omitempty"`
-	Token         []byte                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Changed []*ConversationDelta   `protobuf:"bytes,1,rep,name=changed,proto3" json:"changed,omitempty"`
+	Token   []byte                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// Unread messages over all the caller's conversations, and how many
+	// conversations have any.
+	UnreadTotal         uint64 `protobuf:"varint,3,opt,name=unread_total,json=unreadTotal,proto3" json:"unread_total,omitempty"`
+	UnreadConversations uint32 `protobuf:"varint,4,opt,name=unread_conversations,json=unreadConversations,proto3" json:"unread_conversations,omitempty"`
+	// Presence of the users the caller may watch (filled by the edge).
+	Presence      []*PresenceUpdate `protobuf:"bytes,5,rep,name=presence,proto3" json:"presence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +366,27 @@ func (x *SyncResponse) GetChanged() []*ConversationDelta {
 func (x *SyncResponse) GetToken() []byte {
 	if x != nil {
 		return x.Token
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetUnreadTotal() uint64 {
+	if x != nil {
+		return x.UnreadTotal
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetUnreadConversations() uint32 {
+	if x != nil {
+		return x.UnreadConversations
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetPresence() []*PresenceUpdate {
+	if x != nil {
+		return x.Presence
 	}
 	return nil
 }
@@ -507,7 +534,7 @@ var File_parley_v1_sync_proto protoreflect.FileDescriptor
 
 const file_parley_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x14parley/v1/sync.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\"6\n" +
+	"\x14parley/v1/sync.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\x1a\x18parley/v1/presence.proto\"6\n" +
 	"\tWatermark\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"Z\n" +
@@ -525,10 +552,13 @@ const file_parley_v1_sync_proto_rawDesc = "" +
 	"\bmessages\x18\x03 \x03(\v2\x12.parley.v1.MessageR\bmessages\x12\x1c\n" +
 	"\ttruncated\x18\x04 \x01(\bR\ttruncated\x12\x19\n" +
 	"\bread_seq\x18\x05 \x01(\x04R\areadSeq\x12\x16\n" +
-	"\x06unread\x18\x06 \x01(\x04R\x06unread\"\\\n" +
+	"\x06unread\x18\x06 \x01(\x04R\x06unread\"\xe9\x01\n" +
 	"\fSyncResponse\x126\n" +
 	"\achanged\x18\x01 \x03(\v2\x1c.parley.v1.ConversationDeltaR\achanged\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\fR\x05token\"\x8b\x01\n" +
+	"\x05token\x18\x02 \x01(\fR\x05token\x12!\n" +
+	"\funread_total\x18\x03 \x01(\x04R\vunreadTotal\x121\n" +
+	"\x14unread_conversations\x18\x04 \x01(\rR\x13unreadConversations\x125\n" +
+	"\bpresence\x18\x05 \x03(\v2\x19.parley.v1.PresenceUpdateR\bpresence\"\x8b\x01\n" +
 	"\x0eHistoryRequest\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12\x14\n" +
@@ -568,19 +598,21 @@ var file_parley_v1_sync_proto_goTypes = []any{
 	(*HistoryRequest)(nil),    // 6: parley.v1.HistoryRequest
 	(*HistoryResponse)(nil),   // 7: parley.v1.HistoryResponse
 	(*Message)(nil),           // 8: parley.v1.Message
+	(*PresenceUpdate)(nil),    // 9: parley.v1.PresenceUpdate
 }
 var file_parley_v1_sync_proto_depIdxs = []int32{
 	1, // 0: parley.v1.SyncPosition.watermarks:type_name -> parley.v1.Watermark
 	2, // 1: parley.v1.SyncRequest.position:type_name -> parley.v1.SyncPosition
 	8, // 2: parley.v1.ConversationDelta.messages:type_name -> parley.v1.Message
 	4, // 3: parley.v1.SyncResponse.changed:type_name -> parley.v1.ConversationDelta
-	0, // 4: parley.v1.HistoryRequest.direction:type_name -> parley.v1.Direction
-	8, // 5: parley.v1.HistoryResponse.messages:type_name -> parley.v1.Message
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	9, // 4: parley.v1.SyncResponse.presence:type_name -> parley.v1.PresenceUpdate
+	0, // 5: parley.v1.HistoryRequest.direction:type_name -> parley.v1.Direction
+	8, // 6: parley.v1.HistoryResponse.messages:type_name -> parley.v1.Message
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_sync_proto_init() }
@@ -589,6 +621,7 @@ func file_parley_v1_sync_proto_init() {
 		return
 	}
 	file_parley_v1_message_proto_init()
+	file_parley_v1_presence_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
