@@ -55,6 +55,9 @@ type Config struct {
 	// are published once on its conversation subject rather than once per
 	// member (default 100; negative: never).
 	LargeGroup int
+	// ReceiptAggregate is how often large groups' aggregate receipt counts
+	// are published (default 1 s).
+	ReceiptAggregate time.Duration
 	// MaxInFlight bounds requests being served at once; more are refused
 	// with UNAVAILABLE instead of queueing without bound.
 	MaxInFlight int
@@ -81,6 +84,9 @@ func (c *Config) setDefaults() {
 		c.LargeGroup = 100
 	case c.LargeGroup < 0:
 		c.LargeGroup = 0
+	}
+	if c.ReceiptAggregate <= 0 {
+		c.ReceiptAggregate = time.Second
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 4096

@@ -29,6 +29,7 @@ import (
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/core/raftmux"
 	"github.com/parley-chat/parley/core/raftstore"
+	"github.com/parley-chat/parley/core/receipts"
 	"github.com/parley-chat/parley/core/shard"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -75,7 +76,10 @@ type Node struct {
 	subs []*nats.Subscription
 	sem  chan struct{}
 
-	deliver *deliverer
+	deliver  *deliverer
+	receipts *receipts.Service // nil when JetStream is off
+	rfanout  *receiptFanout
+	rcancel  context.CancelFunc
 
 	shardMu   sync.Mutex
 	shardSubs map[string]*nats.Subscription // shards this node leads
@@ -159,6 +163,15 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.addGroup(dirGroup, 0, dir); err != nil {
 		return nil, err
 	}
+	if !cfg.NATS.NoJetStream {
+		n.rfanout = &receiptFanout{n: n, dirty: map[string]struct{}{}}
+		n.receipts, err = receipts.New(n.db, n.nc, receipts.Config{
+			Region: cfg.Region, Replicas: min(3, len(n.peers)), OnChange: n.rfanout.changed, Logger: n.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("core: %w", err)
+		}
+	}
 	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, deliverQueue, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
@@ -189,7 +202,7 @@ func New(cfg Config) (_ *Node, err error) {
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,
-			LargeGroup: cfg.LargeGroup, Logger: n.log})
+			LargeGroup: cfg.LargeGroup, Reads: readPositions{n}, Logger: n.log})
 		if err != nil {
 			return nil, fmt.Errorf("core: shard %s state: %w", name, err)
 		}
@@ -200,6 +213,16 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	if err := n.serve(); err != nil {
 		return nil, err
+	}
+	if n.receipts != nil {
+		var rctx context.Context
+		rctx, n.rcancel = context.WithCancel(context.Background())
+		n.wg.Add(2)
+		go func() {
+			defer n.wg.Done()
+			_ = n.receipts.Run(rctx)
+		}()
+		go n.rfanout.aggregateLoop(cfg.ReceiptAggregate)
 	}
 	if cfg.BalanceInterval > 0 && len(n.peers) > 1 {
 		n.wg.Add(1)
@@ -312,6 +335,9 @@ func (n *Node) WaitReady(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
+		if n.rcancel != nil {
+			n.rcancel()
+		}
 		var errs []error
 		n.dropShardSubs()
 		for _, s := range n.subs {

@@ -262,6 +262,8 @@ func convOf(req *syncpb.CoreRequest) string {
 		return op.History.GetConvId()
 	case *syncpb.CoreRequest_Receipt:
 		return op.Receipt.GetConvId()
+	case *syncpb.CoreRequest_GetReceipts:
+		return op.GetReceipts.GetConvId()
 	}
 	return ""
 }
@@ -271,7 +273,7 @@ func convOf(req *syncpb.CoreRequest) string {
 func isRead(req *syncpb.CoreRequest) bool {
 	switch req.Op.(type) {
 	case *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ListConversations, *syncpb.CoreRequest_History,
-		*syncpb.CoreRequest_Sync,
+		*syncpb.CoreRequest_Sync, *syncpb.CoreRequest_GetReceipts,
 		*syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers, *syncpb.CoreRequest_ListDevices,
 		*syncpb.CoreRequest_GetDevice:
 		return true
@@ -340,12 +342,21 @@ func (n *Node) forward(ctx context.Context, leader, name string, req *syncpb.Cor
 
 // local serves req on this node, which should lead the group.
 func (n *Node) local(ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	if req.GetReceipt() != nil {
+		if !mem.g.IsLeader() {
+			return errorResponse(syncproto.ErrUnavailable)
+		}
+		return n.receipt(ctx, mem, req)
+	}
 	if isRead(req) {
 		if err := mem.g.ReadBarrier(ctx); err != nil {
 			return errorResponse(err)
 		}
 	} else if !mem.g.IsLeader() {
 		return errorResponse(syncproto.ErrUnavailable)
+	}
+	if req.GetGetReceipts() != nil {
+		return n.getReceipts(ctx, mem, req)
 	}
 	cmd, resp, err := mem.sm.Prepare(ctx, req, n.cfg.Now())
 	if err != nil {

@@ -19,9 +19,9 @@ func invalid(msg string) error {
 	return syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "%s", msg)
 }
 
-// loadConversation builds the wire form of conv: metadata, members sorted
-// by user id, and the caller's user-level read position.
-func loadConversation(r kvfsm.Reader, conv string, meta *convMeta, caller string) (*syncpb.Conversation, error) {
+// loadConversation builds the wire form of conv: metadata and members
+// sorted by user id (reads add the caller's read position: withRead).
+func loadConversation(r kvfsm.Reader, conv string, meta *convMeta) (*syncpb.Conversation, error) {
 	c := &syncpb.Conversation{
 		Id: conv, WorkspaceId: meta.WorkspaceID, Type: meta.Type, Title: meta.Title,
 		CreatedBy: meta.CreatedBy, CreatedUnixMs: meta.CreatedMs, LastSeq: meta.LastSeq,
@@ -38,12 +38,20 @@ func loadConversation(r kvfsm.Reader, conv string, meta *convMeta, caller string
 	if err != nil {
 		return nil, err
 	}
-	rc, err := getReceipts(r, readKey(conv, caller))
-	if err != nil {
-		return nil, err
-	}
-	c.ReadSeq = rc.Read
 	return c, nil
+}
+
+// withRead sets c's read position and unread count for caller.
+func (f *FSM) withRead(r kvfsm.Reader, c *syncpb.Conversation, caller string) error {
+	read, err := f.effectiveRead(r, c.Id, caller)
+	if err != nil {
+		return err
+	}
+	c.ReadSeq = read
+	if c.LastSeq > read {
+		c.Unread = c.LastSeq - read
+	}
+	return nil
 }
 
 // createPlan is a validated create request: the other members, sorted.
@@ -112,7 +120,7 @@ func existing(r kvfsm.Reader, caller *syncpb.Caller, conv string, meta *convMeta
 	} else if !ok {
 		return nil, errNotMember
 	}
-	c, err := loadConversation(r, conv, meta, caller.UserId)
+	c, err := loadConversation(r, conv, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -253,8 +261,11 @@ func (f *FSM) getConversation(caller *syncpb.Caller, req *syncpb.GetConversation
 		if err != nil {
 			return err
 		}
-		c, err := loadConversation(v, req.GetConvId(), meta, caller.UserId)
+		c, err := loadConversation(v, req.GetConvId(), meta)
 		if err != nil {
+			return err
+		}
+		if err := f.withRead(v, c, caller.UserId); err != nil {
 			return err
 		}
 		resp = conversationResponse(c)
@@ -280,8 +291,11 @@ func (f *FSM) listConversations(caller *syncpb.Caller, req *syncpb.ListConversat
 			if !ok || meta.WorkspaceID != caller.WorkspaceId {
 				continue
 			}
-			c, err := loadConversation(v, conv, meta, caller.UserId)
+			c, err := loadConversation(v, conv, meta)
 			if err != nil {
+				return err
+			}
+			if err := f.withRead(v, c, caller.UserId); err != nil {
 				return err
 			}
 			out = append(out, c)

@@ -92,7 +92,12 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func newFSM(t testing.TB, db *badger.DB, dir Directory) *FSM {
 	t.Helper()
-	f, err := New(db, Config{Group: group, Directory: dir, Logger: testLogger(t)})
+	return newFSMReads(t, db, dir, nil)
+}
+
+func newFSMReads(t testing.TB, db *badger.DB, dir Directory, reads ReadPositions) *FSM {
+	t.Helper()
+	f, err := New(db, Config{Group: group, Directory: dir, Reads: reads, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +115,28 @@ type harness struct {
 	now   time.Time
 	logs  []*raft.Log
 	stats map[string]int // applied results by kind
+	reads *mapReads
+}
+
+// mapReads stands in for core/receipts: read positions by conv/user, set by
+// receipt requests the harness checks with CheckReceipt.
+type mapReads struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+func (r *mapReads) ReadSeq(conv, user string) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[conv+"/"+user], nil
+}
+
+func (r *mapReads) raise(conv, user string, seq uint64) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := conv + "/" + user
+	r.m[k] = max(r.m[k], seq)
+	return r.m[k]
 }
 
 func newHarness(t testing.TB) *harness {
@@ -121,7 +148,8 @@ func newHarnessDB(t testing.TB, memTable int64) *harness {
 	t.Helper()
 	db := openDB(t, memTable)
 	dir := newFakeDir()
-	return &harness{t: t, f: newFSM(t, db, dir), db: db, dir: dir, now: time.UnixMilli(1_700_000_000_000)}
+	reads := &mapReads{m: map[string]uint64{}}
+	return &harness{t: t, f: newFSMReads(t, db, dir, reads), db: db, dir: dir, now: time.UnixMilli(1_700_000_000_000), reads: reads}
 }
 
 func errResp(err error) *syncpb.CoreResponse {
@@ -132,6 +160,20 @@ func errResp(err error) *syncpb.CoreResponse {
 func (h *harness) prepare(c *syncpb.Caller, req *syncpb.CoreRequest) (*cmdpb.Command, *syncpb.CoreResponse) {
 	h.t.Helper()
 	req.Caller = c
+	if r := req.GetReceipt(); r != nil {
+		// What the node does: check with the shard, merge elsewhere.
+		if c.DeviceId == "" {
+			c.DeviceId = "d_test"
+		}
+		if _, err := h.f.CheckReceipt(c, r); err != nil {
+			return nil, errResp(err)
+		}
+		seq := r.Seq
+		if r.Type == syncpb.ReceiptType_RECEIPT_TYPE_READ {
+			seq = h.reads.raise(r.ConvId, c.UserId, r.Seq)
+		}
+		return nil, &syncpb.CoreResponse{Result: &syncpb.CoreResponse_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{ConvId: r.ConvId, Type: r.Type, Seq: seq}}}
+	}
 	cmd, resp, err := h.f.Prepare(context.Background(), req, h.now)
 	if err != nil {
 		if cmd != nil || resp != nil {

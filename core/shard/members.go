@@ -198,7 +198,7 @@ func (f *FSM) prepareChange(ctx context.Context, caller *syncpb.Caller, req *syn
 			return err
 		}
 		if plan.empty() {
-			c, err := loadConversation(v, req.ConvId, meta, caller.UserId)
+			c, err := loadConversation(v, req.ConvId, meta)
 			if err != nil {
 				return err
 			}
@@ -247,7 +247,7 @@ func applyChange(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.Cha
 		return nil, err
 	}
 	if p.empty() {
-		conv, err := loadConversation(tx, req.ConvId, meta, caller.UserId)
+		conv, err := loadConversation(tx, req.ConvId, meta)
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +317,7 @@ func applyChange(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.Cha
 			CreatedBy: meta.CreatedBy, CreatedUnixMs: meta.CreatedMs, LastSeq: meta.LastSeq,
 		}), nil
 	}
-	conv, err := loadConversation(tx, req.ConvId, meta, caller.UserId)
+	conv, err := loadConversation(tx, req.ConvId, meta)
 	if err != nil {
 		return nil, err
 	}

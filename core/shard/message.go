@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -145,6 +146,8 @@ func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendR
 	}
 	tx.Set(dedupeKey(req.ConvId, req.ClientMsgId), b)
 	tx.Set(metaKey(req.ConvId), meta.marshal())
+	// The sender has read what it answers: its unread count starts here.
+	tx.Set(ownKey(req.ConvId, caller.UserId), binary.BigEndian.AppendUint64(nil, msg.Seq))
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}, nil
 }
 

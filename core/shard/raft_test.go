@@ -147,7 +147,7 @@ func TestRaftReplicasConverge(t *testing.T) {
 	}
 	c.start(victim)
 	send(90, 120)
-	mustOK(t, c.do(caller("bo"), receiptReq("c_raft", 3, read)))
+	mustOK(t, c.do(caller("ana"), sendReq("c_raft", "ana-1", "x")))
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -1,94 +1,85 @@
 package shard
 
 import (
-	"github.com/parley-chat/parley/core/internal/cmdpb"
 	"github.com/parley-chat/parley/core/internal/kvfsm"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// Receipts are max-registers per (conversation, user, device): delivered
-// and read watermarks that only move forward, read implying delivered. The
-// user's position is the max over the user's devices.
+// Receipts are not shard commands: they are max-register deltas merged by
+// every node (core/receipts). The shard only checks them, and supplies the
+// conversation facts unread counts are derived from.
 
-// receiptState validates a report from caller and returns the device's
-// current watermarks.
-func receiptState(g kvfsm.Getter, caller *syncpb.Caller, req *syncpb.ReceiptReport) (receipts, error) {
-	if req == nil {
-		return receipts{}, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
-	}
-	if req.Type != syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED && req.Type != syncpb.ReceiptType_RECEIPT_TYPE_READ {
-		return receipts{}, invalid("unknown receipt type")
-	}
-	if caller.DeviceId == "" {
-		return receipts{}, invalid("receipts need a device")
-	}
-	meta, _, err := access(g, caller, req.ConvId)
-	if err != nil {
-		return receipts{}, err
-	}
-	if req.Seq > meta.LastSeq {
-		return receipts{}, invalid("receipt beyond the conversation's last message")
-	}
-	return getReceipts(g, receiptKey(req.ConvId, caller.UserId, caller.DeviceId))
+// ReadPositions gives a user's user-level read position in a conversation
+// (core/receipts implements it). Called from reads; must not block long.
+type ReadPositions interface {
+	ReadSeq(conv, user string) (uint64, error)
 }
 
-func (r receipts) of(t syncpb.ReceiptType) uint64 {
-	if t == syncpb.ReceiptType_RECEIPT_TYPE_READ {
-		return r.Read
+// CheckReceipt validates a report from caller against local state: the
+// caller is a member, has a device, and seq is at most the conversation's
+// last seq. It returns that last seq. The leader's state is current as of
+// its last apply; a report beyond it may be for a message still being
+// applied, so callers retry after a read barrier.
+func (f *FSM) CheckReceipt(caller *syncpb.Caller, req *syncpb.ReceiptReport) (uint64, error) {
+	if err := syncproto.ValidateReceipt(req); err != nil {
+		return 0, err
 	}
-	return r.Delivered
-}
-
-// report is what a receipt report raises the device's watermarks to.
-func report(req *syncpb.ReceiptReport) receipts {
-	if req.Type == syncpb.ReceiptType_RECEIPT_TYPE_READ {
-		return receipts{Read: req.Seq}
+	if caller.GetDeviceId() == "" {
+		return 0, invalid("receipts need a device")
 	}
-	return receipts{Delivered: req.Seq}
-}
-
-func receiptAck(req *syncpb.ReceiptReport, r receipts) *syncpb.CoreResponse {
-	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{
-		ConvId: req.ConvId, Type: req.Type, Seq: r.of(req.Type),
-	}}}
-}
-
-// prepareReceipt answers a stale report at once with the current value;
-// only a report that moves a watermark is proposed.
-func (f *FSM) prepareReceipt(caller *syncpb.Caller, req *syncpb.ReceiptReport, now int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
-	var cur receipts
+	var last uint64
 	err := f.view(func(v *kvfsm.View) error {
-		var err error
-		cur, err = receiptState(v, caller, req)
-		return err
+		meta, _, err := access(v, caller, req.ConvId)
+		if err != nil {
+			return err
+		}
+		last = meta.LastSeq
+		if req.Seq > meta.LastSeq {
+			return ErrBeyondLast
+		}
+		return nil
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if cur.merge(report(req)) == cur {
-		return nil, receiptAck(req, cur), nil
-	}
-	return &cmdpb.Command{Caller: caller, TsUnixMs: now, Op: &cmdpb.Command_Receipt{Receipt: req}}, nil, nil
+	return last, err
 }
 
-func applyReceipt(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.ReceiptReport) (*syncpb.CoreResponse, error) {
-	caller := cmd.Caller
-	cur, err := receiptState(tx, caller, req)
+// ErrBeyondLast is returned by CheckReceipt for a report beyond the
+// conversation's last message.
+var ErrBeyondLast = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "receipt beyond the conversation's last message")
+
+// ConvInfo is what the receipt fan-out needs of a conversation.
+type ConvInfo struct {
+	LastSeq uint64
+	Members int
+}
+
+// Info returns conv's last seq and member count from local state (ok false
+// when it does not exist).
+func (f *FSM) Info(conv string) (info ConvInfo, ok bool, err error) {
+	err = f.view(func(v *kvfsm.View) error {
+		meta, found, err := getMeta(v, conv)
+		if err != nil || !found {
+			return err
+		}
+		info, ok = ConvInfo{LastSeq: meta.LastSeq, Members: int(meta.Members)}, true
+		return nil
+	})
+	return info, ok, err
+}
+
+// effectiveRead is the user's read position for unread counts: what the
+// user's devices reported, and at least the user's own last message.
+func (f *FSM) effectiveRead(g kvfsm.Getter, conv, user string) (uint64, error) {
+	own, err := getSeq(g, ownKey(conv, user))
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	next := cur.merge(report(req))
-	if next == cur {
-		return receiptAck(req, cur), nil
+	if f.reads == nil {
+		return own, nil
 	}
-	tx.Set(receiptKey(req.ConvId, caller.UserId, caller.DeviceId), next.marshal())
-	user, err := getReceipts(tx, readKey(req.ConvId, caller.UserId))
+	r, err := f.reads.ReadSeq(conv, user)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	if u := user.merge(next); u != user {
-		tx.Set(readKey(req.ConvId, caller.UserId), u.marshal())
-	}
-	return receiptAck(req, next), nil
+	return max(r, own), nil
 }

@@ -19,8 +19,7 @@ import (
 //	u/<user>/<conv>          the user's conversations (empty value)
 //	g/<conv>/<seq be64>      message (syncpb.Message)
 //	d/<conv>/<client_msg_id> dedupe: the first result (syncpb.SendAck)
-//	r/<conv>/<user>/<device> device receipts: delivered, read (2 x be64)
-//	p/<conv>/<user>          user receipts, max over devices (2 x be64)
+//	o/<conv>/<user>          seq of the user's last message (be64)
 func metaKey(conv string) []byte           { return []byte("c/" + conv) }
 func memberPrefix(conv string) []byte      { return []byte("m/" + conv + "/") }
 func memberKey(conv, user string) []byte   { return []byte("m/" + conv + "/" + user) }
@@ -28,14 +27,10 @@ func userConvPrefix(user string) []byte    { return []byte("u/" + user + "/") }
 func userConvKey(user, conv string) []byte { return []byte("u/" + user + "/" + conv) }
 func msgPrefix(conv string) []byte         { return []byte("g/" + conv + "/") }
 func dedupeKey(conv, cmid string) []byte   { return []byte("d/" + conv + "/" + cmid) }
-func readKey(conv, user string) []byte     { return []byte("p/" + conv + "/" + user) }
+func ownKey(conv, user string) []byte      { return []byte("o/" + conv + "/" + user) }
 
 func msgKey(conv string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(msgPrefix(conv), seq)
-}
-
-func receiptKey(conv, user, device string) []byte {
-	return []byte("r/" + conv + "/" + user + "/" + device)
 }
 
 // errCorrupt is returned (wrapped) when a stored record fails to decode: a
@@ -110,32 +105,16 @@ func unmarshalConvMeta(b []byte) (*convMeta, error) {
 	return c, nil
 }
 
-// receipts is a pair of watermarks, for a device or a user.
-type receipts struct {
-	Delivered, Read uint64
-}
-
-func (r receipts) marshal() []byte {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), r.Delivered)
-	return binary.BigEndian.AppendUint64(b, r.Read)
-}
-
-func getReceipts(g kvfsm.Getter, key []byte) (receipts, error) {
+// getSeq reads a be64 seq (0 when absent).
+func getSeq(g kvfsm.Getter, key []byte) (uint64, error) {
 	b, ok, err := g.Get(key)
 	if err != nil || !ok {
-		return receipts{}, err
+		return 0, err
 	}
-	if len(b) != 16 {
-		return receipts{}, fmt.Errorf("%w: receipts", errCorrupt)
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: seq", errCorrupt)
 	}
-	return receipts{Delivered: binary.BigEndian.Uint64(b), Read: binary.BigEndian.Uint64(b[8:])}, nil
-}
-
-// merge raises r to o's watermarks; read implies delivered.
-func (r receipts) merge(o receipts) receipts {
-	r.Delivered = max(r.Delivered, o.Delivered, o.Read, r.Read)
-	r.Read = max(r.Read, o.Read)
-	return r
+	return binary.BigEndian.Uint64(b), nil
 }
 
 func getMeta(g kvfsm.Getter, conv string) (*convMeta, bool, error) {

@@ -65,7 +65,10 @@ type Config struct {
 	// deliveries go on its conversation subject (sync lists such groups
 	// for the edge); 0 means never.
 	LargeGroup int
-	Logger     *slog.Logger
+	// Reads gives read positions for unread counts; nil counts only the
+	// user's own messages as read.
+	Reads  ReadPositions
+	Logger *slog.Logger
 }
 
 // Committed is what one applied command changed that devices must hear
@@ -101,6 +104,7 @@ type FSM struct {
 	log      *slog.Logger
 	onCommit func([]Committed)
 	large    uint64      // Config.LargeGroup; 0: none
+	reads    ReadPositions
 	batch    []Committed // of the ApplyBatch under way
 }
 
@@ -115,7 +119,7 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit, large: uint64(max(cfg.LargeGroup, 0))}
+	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit, large: uint64(max(cfg.LargeGroup, 0)), reads: cfg.Reads}
 	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("shard: %w", err)
@@ -193,7 +197,7 @@ func (f *FSM) Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Tim
 		resp, err := f.history(caller, op.History)
 		return nil, resp, err
 	case *syncpb.CoreRequest_Receipt:
-		return f.prepareReceipt(caller, op.Receipt, ms)
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "receipts are not shard commands (see CheckReceipt)")
 	case *syncpb.CoreRequest_Sync:
 		resp, err := f.sync(caller, op.Sync)
 		return nil, resp, err
@@ -232,7 +236,8 @@ func (f *FSM) applyCommand(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command) (*syn
 	case *cmdpb.Command_Send:
 		return applySend(tx, c, cmd, op.Send)
 	case *cmdpb.Command_Receipt:
-		return applyReceipt(tx, cmd, op.Receipt)
+		// Receipts moved to core/receipts; entries from before are no-ops.
+		return &syncpb.CoreResponse{}, nil
 	default:
 		return nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a shard command")
 	}

@@ -16,7 +16,9 @@ import (
 // order, at most the per-conversation limit and syncproto.MaxSyncBytes in
 // all. A delta whose messages stop before last_seq is truncated: the device
 // continues with history from its new watermark. One scan of the caller's
-// conversation index, however many conversations the caller is in.
+// conversation index, however many conversations the caller is in. The
+// unread totals count every conversation of the caller here, changed or
+// not.
 func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.CoreResponse, error) {
 	if err := syncproto.ValidateSync(req); err != nil {
 		return nil, err
@@ -45,17 +47,20 @@ func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.Core
 			if f.large > 0 && meta.Members > f.large {
 				large = append(large, conv)
 			}
-			if meta.LastSeq <= marks[conv] {
-				continue
-			}
-			rs, err := getReceipts(v, readKey(conv, caller.UserId))
+			read, err := f.effectiveRead(v, conv, caller.UserId)
 			if err != nil {
 				return err
 			}
-			d := &syncpb.ConversationDelta{ConvId: conv, LastSeq: meta.LastSeq, ReadSeq: rs.Read}
-			if meta.LastSeq > rs.Read {
-				d.Unread = meta.LastSeq - rs.Read
+			var unread uint64
+			if meta.LastSeq > read {
+				unread = meta.LastSeq - read
+				out.UnreadTotal += unread
+				out.UnreadConversations++
 			}
+			if meta.LastSeq <= marks[conv] {
+				continue
+			}
+			d := &syncpb.ConversationDelta{ConvId: conv, LastSeq: meta.LastSeq, ReadSeq: read, Unread: unread}
 			from := marks[conv] + 1
 			err = v.Scan(msgPrefix(conv), msgKey(conv, from), false, func(_, val []byte) (bool, error) {
 				if len(d.Messages) >= limit || size+len(val) > syncproto.MaxSyncBytes {

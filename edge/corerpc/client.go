@@ -322,6 +322,8 @@ func convOf(req *syncpb.CoreRequest) (conv string, shardBound bool, err error) {
 		conv = op.History.GetConvId()
 	case *syncpb.CoreRequest_Receipt:
 		conv = op.Receipt.GetConvId()
+	case *syncpb.CoreRequest_GetReceipts:
+		conv = op.GetReceipts.GetConvId()
 	default:
 		return "", false, nil
 	}

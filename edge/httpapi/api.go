@@ -205,6 +205,8 @@ var routes = []route{
 
 	{"POST", "/v1/messages", true, false, true, (*API).send},
 	{"POST", "/v1/receipts", true, false, true, (*API).receipt},
+	{"GET", "/v1/conversations/{id}/receipts", true, false, true, (*API).receipts},
+	{"GET", "/v1/unread", true, false, true, (*API).unread},
 }
 
 // call is one request on its way through a handler.

@@ -61,6 +61,7 @@ type conversationJSON struct {
 	LastSeq     uint64       `json:"last_seq"`
 	Members     []memberJSON `json:"members"`
 	ReadSeq     uint64       `json:"read_seq"`
+	Unread      uint64       `json:"unread"`
 }
 
 func toConversation(c *syncpb.Conversation) *conversationJSON {
@@ -68,7 +69,7 @@ func toConversation(c *syncpb.Conversation) *conversationJSON {
 		return nil
 	}
 	out := &conversationJSON{ID: c.Id, WorkspaceID: c.WorkspaceId, Type: convTypeName(c.Type), Title: c.Title,
-		CreatedBy: c.CreatedBy, CreatedTS: c.CreatedUnixMs, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq,
+		CreatedBy: c.CreatedBy, CreatedTS: c.CreatedUnixMs, LastSeq: c.LastSeq, ReadSeq: c.ReadSeq, Unread: c.Unread,
 		Members: make([]memberJSON, 0, len(c.Members))}
 	for _, m := range c.Members {
 		out.Members = append(out.Members, memberJSON{UserID: m.UserId, Role: roleName(m.Role), JoinedTS: m.JoinedUnixMs})

@@ -214,3 +214,77 @@ func (a *API) receipt(c *call) error {
 	writeJSON(c.w, http.StatusOK, receiptResponse{ConvID: ack.ConvId, Type: receiptTypeName(ack.Type), Seq: ack.Seq})
 	return nil
 }
+
+type memberReceiptsJSON struct {
+	UserID       string `json:"user_id"`
+	DeliveredSeq uint64 `json:"delivered_seq"`
+	ReadSeq      uint64 `json:"read_seq"`
+	DeliveredTS  int64  `json:"delivered_ts,omitempty"`
+	ReadTS       int64  `json:"read_ts,omitempty"`
+}
+
+type receiptsResponse struct {
+	ConvID         string               `json:"conv_id"`
+	LastSeq        uint64               `json:"last_seq"`
+	MemberCount    uint32               `json:"member_count"`
+	DeliveredCount uint32               `json:"delivered_count"`
+	ReadCount      uint32               `json:"read_count"`
+	Members        []memberReceiptsJSON `json:"members,omitempty"`
+}
+
+// receipts: GET /v1/conversations/{id}/receipts. Per member up to the
+// large-group size; counts of members who received and read the last
+// message always.
+func (a *API) receipts(c *call) error {
+	id, err := c.convID()
+	if err != nil {
+		return err
+	}
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetReceipts{GetReceipts: &syncpb.GetReceiptsRequest{ConvId: id}}})
+	if err != nil {
+		return err
+	}
+	l := r.GetReceipts()
+	if l == nil {
+		return missing("receipts")
+	}
+	out := receiptsResponse{ConvID: l.ConvId, LastSeq: l.LastSeq, MemberCount: l.MemberCount,
+		DeliveredCount: l.DeliveredCount, ReadCount: l.ReadCount}
+	for _, m := range l.Members {
+		out.Members = append(out.Members, memberReceiptsJSON{UserID: m.UserId, DeliveredSeq: m.DeliveredSeq, ReadSeq: m.ReadSeq,
+			DeliveredTS: m.DeliveredAtUnixMs, ReadTS: m.ReadAtUnixMs})
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
+
+type unreadJSON struct {
+	ConvID  string `json:"conv_id"`
+	Unread  uint64 `json:"unread"`
+	ReadSeq uint64 `json:"read_seq"`
+	LastSeq uint64 `json:"last_seq"`
+}
+
+type unreadResponse struct {
+	Total         uint64       `json:"total"`
+	Conversations []unreadJSON `json:"conversations"`
+}
+
+// unread: GET /v1/unread. The caller's unread counts: the total, and each
+// conversation with any (newest first).
+func (a *API) unread(c *call) error {
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_ListConversations{ListConversations: &syncpb.ListConversationsRequest{}}})
+	if err != nil {
+		return err
+	}
+	out := unreadResponse{Conversations: []unreadJSON{}}
+	for _, cv := range r.GetConversations().GetConversations() {
+		if cv.Unread == 0 {
+			continue
+		}
+		out.Total += cv.Unread
+		out.Conversations = append(out.Conversations, unreadJSON{ConvID: cv.Id, Unread: cv.Unread, ReadSeq: cv.ReadSeq, LastSeq: cv.LastSeq})
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
