@@ -103,7 +103,7 @@ type FSM struct {
 	dir      Directory
 	log      *slog.Logger
 	onCommit func([]Committed)
-	large    uint64      // Config.LargeGroup; 0: none
+	large    uint64 // Config.LargeGroup; 0: none
 	reads    ReadPositions
 	batch    []Committed // of the ApplyBatch under way
 }
