@@ -47,20 +47,33 @@ func (n *Node) receipt(ctx context.Context, mem *member, req *syncpb.CoreRequest
 	if err != nil {
 		return errorResponse(err)
 	}
+	// The answer is the device's merged position once this node has merged
+	// everything stored before it (Barrier, or the delta's own sequence),
+	// so answers never go back, whichever node gave the earlier ones.
 	cur, err := n.receipts.Device(rr.ConvId, caller.UserId, caller.DeviceId)
 	if err != nil {
 		return errorResponse(err)
 	}
-	if have := markOf(cur, rr.Type); rr.Seq <= have {
+	if rr.Seq <= markOf(cur, rr.Type) {
 		// Stale or repeated: nothing to store.
-		return receiptAck(rr, have)
+		if err := n.receipts.Barrier(ctx); err != nil {
+			return errorResponse(err)
+		}
+	} else {
+		delta := &syncpb.ReceiptUpdate{ConvId: rr.ConvId, UserId: caller.UserId, DeviceId: caller.DeviceId,
+			Type: rr.Type, Seq: rr.Seq, AtUnixMs: n.cfg.Now().UnixMilli()}
+		seq, err := n.receipts.Publish(ctx, delta)
+		if err != nil {
+			return errorResponse(err)
+		}
+		if err := n.receipts.WaitApplied(ctx, seq); err != nil {
+			return errorResponse(err)
+		}
 	}
-	delta := &syncpb.ReceiptUpdate{ConvId: rr.ConvId, UserId: caller.UserId, DeviceId: caller.DeviceId,
-		Type: rr.Type, Seq: rr.Seq, AtUnixMs: n.cfg.Now().UnixMilli()}
-	if _, err := n.receipts.Publish(ctx, delta); err != nil {
+	if cur, err = n.receipts.Device(rr.ConvId, caller.UserId, caller.DeviceId); err != nil {
 		return errorResponse(err)
 	}
-	return receiptAck(rr, rr.Seq)
+	return receiptAck(rr, markOf(cur, rr.Type))
 }
 
 func markOf(m crdt.Marks, t syncpb.ReceiptType) uint64 {
@@ -273,3 +286,7 @@ func (n *Node) getReceipts(ctx context.Context, mem *member, req *syncpb.CoreReq
 	}
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Receipts{Receipts: out}}
 }
+
+// Receipts is the node's receipt service (nil when JetStream is off), for
+// stats and tests.
+func (n *Node) Receipts() *receipts.Service { return n.receipts }

@@ -262,8 +262,8 @@ func (s *Service) Publish(ctx context.Context, u *syncpb.ReceiptUpdate) (uint64,
 	if err != nil {
 		return 0, err
 	}
-	// Identical deltas within the dedupe window are stored once.
-	id := u.ConvId + "/" + u.UserId + "/" + u.DeviceId + "/" + strconv.Itoa(int(u.Type)) + "/" + strconv.FormatUint(u.Seq, 10)
+	// A retried publish of the same delta is stored once.
+	id := u.ConvId + "/" + u.UserId + "/" + u.DeviceId + "/" + strconv.Itoa(int(u.Type)) + "/" + strconv.FormatUint(u.Seq, 10) + "/" + strconv.FormatInt(u.AtUnixMs, 10)
 	ack, err := s.js.Publish(ctx, s.subject(u.ConvId), b, jetstream.WithMsgID(id))
 	if err != nil {
 		return 0, &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "receipt not stored, retry", RetryAfter: 100 * time.Millisecond}
@@ -271,8 +271,7 @@ func (s *Service) Publish(ctx context.Context, u *syncpb.ReceiptUpdate) (uint64,
 	return ack.Sequence, nil
 }
 
-// WaitApplied returns once this node has merged the stream up to seq.
-func (s *Service) WaitApplied(ctx context.Context, seq uint64) error {
+func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
 	s.mu.Lock()
 	if s.applied >= seq {
 		s.mu.Unlock()
@@ -290,6 +289,30 @@ func (s *Service) WaitApplied(ctx context.Context, seq uint64) error {
 		s.mu.Unlock()
 		return ctx.Err()
 	}
+}
+
+// Barrier returns once this node has merged every delta the stream held
+// when it was called, so state read afterwards includes every position
+// acknowledged before (acknowledgements never go back).
+func (s *Service) Barrier(ctx context.Context) error {
+	if !s.ready.Load() {
+		return ErrNotReady
+	}
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "receipt stream unreachable, retry", RetryAfter: 100 * time.Millisecond}
+	}
+	return s.wait(ctx, st.CachedInfo().State.LastSeq)
+}
+
+// WaitApplied returns once this node has merged the stream up to seq.
+func (s *Service) WaitApplied(ctx context.Context, seq uint64) error { return s.wait(ctx, seq) }
+
+func (s *Service) wait(ctx context.Context, seq uint64) error {
+	if err := s.waitApplied(ctx, seq); err != nil {
+		return &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "receipts are catching up, retry", RetryAfter: 100 * time.Millisecond}
+	}
+	return nil
 }
 
 // Applied is the last stream sequence merged here.

@@ -1,0 +1,193 @@
+package receipts
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/parley-chat/parley/core/natsembed"
+	"github.com/parley-chat/parley/crdt"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+func openDB(t *testing.T, dir string) *badger.DB {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+const (
+	read      = syncpb.ReceiptType_RECEIPT_TYPE_READ
+	delivered = syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED
+)
+
+func randDeltas(rng *rand.Rand, n int) []*syncpb.ReceiptUpdate {
+	var out []*syncpb.ReceiptUpdate
+	for i := 0; i < n; i++ {
+		typ := delivered
+		if rng.IntN(2) == 0 {
+			typ = read
+		}
+		out = append(out, &syncpb.ReceiptUpdate{
+			ConvId: fmt.Sprint("c", rng.IntN(3)), UserId: fmt.Sprint("u", rng.IntN(4)), DeviceId: fmt.Sprint("d", rng.IntN(3)),
+			Type: typ, Seq: uint64(rng.IntN(50)), AtUnixMs: int64(1000 + rng.IntN(20)),
+		})
+	}
+	return out
+}
+
+func dump(t *testing.T, st store) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for c := 0; c < 3; c++ {
+		conv := fmt.Sprint("c", c)
+		if err := st.scan(conv, func(user string, d crdt.Devices) bool {
+			out[conv+"/"+user] = string(d.Encode())
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// The same deltas reach three cores' stores in different orders, in
+// different batches, with duplicates: the stores end byte-identical.
+func TestStoresConvergeInAnyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	deltas := randDeltas(rng, 400)
+	var want map[string]string
+	for core := 0; core < 3; core++ {
+		st := store{openDB(t, t.TempDir())}
+		defer st.db.Close()
+		seq := append([]*syncpb.ReceiptUpdate(nil), deltas...)
+		for i := 0; i < 100; i++ {
+			seq = append(seq, seq[rng.IntN(len(seq))])
+		}
+		rng.Shuffle(len(seq), func(i, j int) { seq[i], seq[j] = seq[j], seq[i] })
+		pos := uint64(0)
+		for len(seq) > 0 {
+			n := min(len(seq), 1+rng.IntN(40))
+			pos += uint64(n)
+			if _, err := st.merge(seq[:n], pos); err != nil {
+				t.Fatal(err)
+			}
+			seq = seq[n:]
+		}
+		got := dump(t, st)
+		if core == 0 {
+			want = got
+			continue
+		}
+		if len(got) != len(want) {
+			t.Fatalf("core %d holds %d registers, core 0 %d", core, len(got), len(want))
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("core %d differs at %s", core, k)
+			}
+		}
+	}
+}
+
+// Changes report user-level moves only; stale deltas change nothing.
+func TestMergeChanges(t *testing.T) {
+	st := store{openDB(t, t.TempDir())}
+	defer st.db.Close()
+	d := func(dev string, typ syncpb.ReceiptType, seq uint64) *syncpb.ReceiptUpdate {
+		return &syncpb.ReceiptUpdate{ConvId: "c", UserId: "u", DeviceId: dev, Type: typ, Seq: seq, AtUnixMs: int64(seq)}
+	}
+	ch, err := st.merge([]*syncpb.ReceiptUpdate{d("phone", read, 5), d("laptop", read, 3), d("phone", delivered, 4)}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// phone read 5 moves the user; laptop's 3 is below it; delivered 4 is
+	// below read 5 (read implies delivered).
+	if len(ch) != 1 || ch[0].After.Read.Value != 5 || ch[0].After.Delivered.Value != 5 {
+		t.Fatalf("changes %+v", ch)
+	}
+	if ch, _ = st.merge([]*syncpb.ReceiptUpdate{d("phone", read, 2)}, 4); len(ch) != 0 {
+		t.Fatalf("a stale delta changed %+v", ch)
+	}
+	if seq, _ := st.applied(); seq != 4 {
+		t.Fatalf("applied %d, want 4", seq)
+	}
+}
+
+// Through a real JetStream: published deltas are merged; a restarted
+// service resumes after its stored position and merges nothing twice.
+func TestServiceRestartReplaysNothingTwice(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	db := openDB(t, filepath.Join(dir, "db"))
+	defer db.Close()
+
+	run := func(publish []*syncpb.ReceiptUpdate) *Service {
+		s, err := New(db, nc, Config{Region: "r1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer wcancel()
+		for !s.ready.Load() {
+			select {
+			case <-wctx.Done():
+				t.Fatal("stream not ready")
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		for _, u := range publish {
+			if _, err := s.Publish(wctx, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Barrier(wctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	first, second := randDeltas(rng, 50), randDeltas(rng, 20)
+	s1 := run(first)
+	applied := s1.Applied()
+	s2 := run(second)
+	if got, want := s2.Merged(), s2.Applied()-applied; got != want {
+		t.Fatalf("after restart merged %d, want %d (stream %d..%d)", got, want, applied+1, s2.Applied())
+	}
+	// The state is what merging every published delta directly gives.
+	ref := store{openDB(t, t.TempDir())}
+	defer ref.db.Close()
+	if _, err := ref.merge(append(first, second...), 1); err != nil {
+		t.Fatal(err)
+	}
+	want, got := dump(t, ref), dump(t, s2.st)
+	if len(got) != len(want) {
+		t.Fatalf("%d registers, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("differs at %s", k)
+		}
+	}
+}
