@@ -271,6 +271,7 @@ type Conversation struct {
 	LastSeq     uint64   `json:"last_seq"`
 	Members     []Member `json:"members"`
 	ReadSeq     uint64   `json:"read_seq"`
+	Unread      uint64   `json:"unread"`
 }
 
 // NewConversation describes a conversation to create. Type is "group" or
@@ -507,4 +508,56 @@ func (c *Client) History(ctx context.Context, req HistoryRequest) (*History, err
 func (c *Client) Receipt(ctx context.Context, convID string, seq uint64, typ string) error {
 	in := map[string]any{"conv_id": convID, "seq": seq, "type": typ}
 	return c.do(ctx, http.MethodPost, "/v1/receipts", in, nil, true)
+}
+
+// MemberReceipts is one member's positions in a conversation.
+type MemberReceipts struct {
+	UserID       string `json:"user_id"`
+	DeliveredSeq uint64 `json:"delivered_seq"`
+	ReadSeq      uint64 `json:"read_seq"`
+	DeliveredTS  int64  `json:"delivered_ts"`
+	ReadTS       int64  `json:"read_ts"`
+}
+
+// ReceiptList is who received and read a conversation: per member up to
+// the server's large-group size, counts at the last message always.
+type ReceiptList struct {
+	ConvID         string           `json:"conv_id"`
+	LastSeq        uint64           `json:"last_seq"`
+	MemberCount    int              `json:"member_count"`
+	DeliveredCount int              `json:"delivered_count"`
+	ReadCount      int              `json:"read_count"`
+	Members        []MemberReceipts `json:"members"`
+}
+
+// Receipts reads who has received and read convID.
+func (c *Client) Receipts(ctx context.Context, convID string) (*ReceiptList, error) {
+	var l ReceiptList
+	if err := c.do(ctx, http.MethodGet, "/v1/conversations/"+url.PathEscape(convID)+"/receipts", nil, &l, true); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// UnreadConversation is one conversation's unread count.
+type UnreadConversation struct {
+	ConvID  string `json:"conv_id"`
+	Unread  uint64 `json:"unread"`
+	ReadSeq uint64 `json:"read_seq"`
+	LastSeq uint64 `json:"last_seq"`
+}
+
+// UnreadCounts are the caller's unread messages.
+type UnreadCounts struct {
+	Total         uint64               `json:"total"`
+	Conversations []UnreadConversation `json:"conversations"`
+}
+
+// Unread reads the caller's unread counts (its own messages count as read).
+func (c *Client) Unread(ctx context.Context) (*UnreadCounts, error) {
+	var u UnreadCounts
+	if err := c.do(ctx, http.MethodGet, "/v1/unread", nil, &u, true); err != nil {
+		return nil, err
+	}
+	return &u, nil
 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/client"
+	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// receiptLog collects a device's receipt updates.
+type receiptLog struct {
+	mu  sync.Mutex
+	ups []*syncpb.ReceiptUpdate
+}
+
+func (l *receiptLog) add(u *syncpb.ReceiptUpdate) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ups = append(l.ups, u)
+}
+
+// has reports whether an update says user reached seq (of typ) in conv.
+func (l *receiptLog) has(conv, user string, typ syncpb.ReceiptType, seq uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range l.ups {
+		if u.ConvId == conv && u.UserId == user && u.Type == typ && u.Seq >= seq {
+			return true
+		}
+	}
+	return false
+}
+
+// login signs name in again as a new device.
+func (s *testSystem) login(t *testing.T, workspace, name, device string) (*rest.Client, *rest.Session) {
+	t.Helper()
+	c := rest.New(s.base)
+	sess, err := c.Login(t.Context(), rest.LoginRequest{Workspace: workspace, Username: name, Password: testPassword, DeviceName: device})
+	if err != nil {
+		t.Fatalf("login %s as %s: %v", name, device, err)
+	}
+	return c, sess
+}
+
+func (s *testSystem) receiptDevice(t *testing.T, transport string, rc *rest.Client, sess *rest.Session, log *receiptLog) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{
+		Dial:       s.dialer(transport),
+		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
+		DeviceID:   sess.Device.ID,
+		OnReceipt:  log.add,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Bo reads on the laptop: bo's phone and browser learn the new read
+// position, ana (the sender) sees bo's read tick, bo's unread count drops
+// everywhere, and a fourth device of bo added later starts with the right
+// unread count, needing no other device online.
+func TestReceiptsAcrossDevices(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	ctx := t.Context()
+	anaRC, anaS := s.user(t, "acme", "ana")
+	boRC, boS := s.user(t, "acme", "bo")
+	anaLog := &receiptLog{}
+	ana := s.receiptDevice(t, "ws", anaRC, anaS, anaLog)
+	logs := map[string]*receiptLog{"laptop": {}, "phone": {}, "browser": {}}
+	bo := map[string]*client.Client{"laptop": s.receiptDevice(t, "ws", boRC, boS, logs["laptop"])}
+	phoneRC, phoneS := s.login(t, "acme", "bo", "bo-phone")
+	bo["phone"] = s.receiptDevice(t, "quic", phoneRC, phoneS, logs["phone"])
+	webRC, webS := s.login(t, "acme", "bo", "bo-browser")
+	bo["browser"] = s.receiptDevice(t, "wt", webRC, webS, logs["browser"])
+
+	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "reads", MemberIDs: []string{boS.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := ana.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range bo {
+		waitUntil(t, name+" sees 10 unread", func() bool { return c.Unread()[g.ID] == 10 }, true)
+	}
+	read := syncpb.ReceiptType_RECEIPT_TYPE_READ
+	if err := bo["laptop"].Receipt(ctx, g.ID, 7, read); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"phone", "browser"} {
+		c, log := bo[name], logs[name]
+		waitUntil(t, name+" hears of the laptop's read", func() bool { return log.has(g.ID, boS.User.ID, read, 7) }, true)
+		if got := c.ReadSeq(g.ID); got != 7 {
+			t.Fatalf("%s read position %d, want 7", name, got)
+		}
+		if got := c.Unread()[g.ID]; got != 3 {
+			t.Fatalf("%s unread %d, want 3", name, got)
+		}
+	}
+	waitUntil(t, "ana sees bo's read tick", func() bool { return anaLog.has(g.ID, boS.User.ID, read, 7) }, true)
+	// A stale report from the phone changes nothing.
+	if err := bo["phone"].Receipt(ctx, g.ID, 5, read); err != nil {
+		t.Fatal(err)
+	}
+	if got := bo["phone"].ReadSeq(g.ID); got != 7 {
+		t.Fatalf("a stale report moved the phone's read position to %d", got)
+	}
+
+	// A fourth device, added later, starts from the server's state.
+	tabRC, tabS := s.login(t, "acme", "bo", "bo-tablet")
+	tab := s.receiptDevice(t, "ws", tabRC, tabS, &receiptLog{})
+	waitUntil(t, "the tablet's unread count", func() bool { return tab.Unread()[g.ID] == 3 }, true)
+	if got := tab.ReadSeq(g.ID); got != 7 {
+		t.Fatalf("tablet read position %d, want 7", got)
+	}
+	unread, err := tabRC.Unread(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unread.Total != 3 || len(unread.Conversations) != 1 || unread.Conversations[0].Unread != 3 {
+		t.Fatalf("GET /v1/unread: %+v", unread)
+	}
+	// The sender's own messages are read: ana has nothing unread.
+	if u, err := anaRC.Unread(ctx); err != nil || u.Total != 0 {
+		t.Fatalf("ana's unread: %+v, %v", u, err)
+	}
+	list, err := anaRC.Receipts(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boRead uint64
+	for _, m := range list.Members {
+		if m.UserID == boS.User.ID {
+			boRead = m.ReadSeq
+		}
+	}
+	if boRead != 7 || list.LastSeq != 10 {
+		t.Fatalf("GET receipts: %+v", list)
+	}
+}
