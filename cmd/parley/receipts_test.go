@@ -150,3 +150,63 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 		t.Fatalf("GET receipts: %+v", list)
 	}
 }
+
+// Above the large-group size, a read reaches the reader's own devices as
+// a position and the other members only as aggregate counts.
+func TestReceiptsLargeGroupAggregates(t *testing.T) {
+	s := startTestSystem(t, "", func(c *serveConfig) { c.Large = 2 })
+	ctx := t.Context()
+	names := []string{"ana", "bo", "cy", "dee"}
+	var ids []string
+	var rcs []*rest.Client
+	logs := make([]*receiptLog, len(names))
+	devs := make([]*client.Client, len(names))
+	for i, n := range names {
+		rc, sess := s.user(t, "acme", n)
+		logs[i] = &receiptLog{}
+		devs[i] = s.receiptDevice(t, "ws", rc, sess, logs[i])
+		ids = append(ids, sess.User.ID)
+		rcs = append(rcs, rc)
+	}
+	g, err := rcs[0].CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "big", MemberIDs: ids[1:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := devs[0].Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte("hi")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := syncpb.ReceiptType_RECEIPT_TYPE_READ
+	for _, i := range []int{1, 2} {
+		if err := devs[i].Receipt(ctx, g.ID, 3, read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aggregate := func(l *receiptLog, count uint32) bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, u := range l.ups {
+			if u.ConvId == g.ID && u.UserId == "" && u.Type == read && u.Seq == 3 && u.Count >= count {
+				return true
+			}
+		}
+		return false
+	}
+	waitUntil(t, "ana gets the aggregate read count", func() bool { return aggregate(logs[0], 2) }, true)
+	waitUntil(t, "bo hears of its own read", func() bool { return logs[1].has(g.ID, ids[1], read, 3) }, true)
+	for i, l := range logs {
+		for _, other := range []int{1, 2} {
+			if other != i && l.has(g.ID, ids[other], read, 1) {
+				t.Fatalf("%s got %s's read position in a large group", names[i], names[other])
+			}
+		}
+	}
+	list, err := rcs[3].Receipts(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.ReadCount != 2 || list.MemberCount != 4 || len(list.Members) != 0 {
+		t.Fatalf("large group receipts: %+v", list)
+	}
+}
