@@ -166,7 +166,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if !cfg.NATS.NoJetStream {
 		n.rfanout = &receiptFanout{n: n, dirty: map[string]struct{}{}}
 		n.receipts, err = receipts.New(n.db, n.nc, receipts.Config{
-			Region: cfg.Region, Replicas: min(3, len(n.peers)), OnChange: n.rfanout.changed, Logger: n.log,
+			Region: cfg.Region, NodeID: cfg.NodeID, Peers: peerIDs(n.peers),
+			Replicas: min(3, len(n.peers)), OnChange: n.rfanout.changed, Logger: n.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("core: %w", err)
@@ -374,4 +375,12 @@ func (n *Node) Close() error {
 		n.log.Info("core node stopped")
 	})
 	return n.closeErr
+}
+
+func peerIDs(peers []Peer) []string {
+	ids := make([]string, 0, len(peers))
+	for _, p := range peers {
+		ids = append(ids, p.ID)
+	}
+	return ids
 }

@@ -94,8 +94,9 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	}
 	more(100)
 	victim := 1
-	before := r.nodes[victim].node.Receipts().Applied()
+	stopped := r.nodes[victim].node.Receipts()
 	r.stop(victim)
+	before := stopped.Applied() // what it had stored when it stopped
 	more(200) // receipts keep flowing on two nodes
 	if err := r.start(victim); err != nil {
 		t.Fatal(err)

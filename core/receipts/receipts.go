@@ -11,6 +11,7 @@ package receipts
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,11 @@ import (
 // Config of a Service. Zero values mean the defaults.
 type Config struct {
 	Region string
+	// NodeID and Peers (node ids of the region, this one included) are
+	// for state transfer: a node behind the stream's retention merges a
+	// peer's state. Without peers there is no transfer.
+	NodeID string
+	Peers  []string
 	// Replicas of the stream: 1 in a single-node region, 3 in a region of
 	// three or more nodes.
 	Replicas int
@@ -85,6 +91,7 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	st     store
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream string
 	ready  atomic.Bool
@@ -107,7 +114,7 @@ func New(db *badger.DB, nc *nats.Conn, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receipts: jetstream: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "receipts"), st: store{db}, js: js,
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "receipts"), st: store{db}, nc: nc, js: js,
 		stream: "PARLEY_RECEIPTS_" + cfg.Region, waiters: map[chan struct{}]uint64{}}
 	if s.applied, err = s.st.applied(); err != nil {
 		return nil, err
@@ -122,6 +129,13 @@ func (s *Service) subject(conv string) string { return "parley." + s.cfg.Region 
 // Run makes sure the stream exists, then merges its deltas in order until
 // ctx ends. It survives NATS and JetStream outages by retrying.
 func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.NodeID != "" {
+		sub, err := s.serveState()
+		if err != nil {
+			return fmt.Errorf("receipts: serve state: %w", err)
+		}
+		defer sub.Unsubscribe()
+	}
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.consume(ctx)
@@ -158,9 +172,45 @@ func (s *Service) ensureStream(ctx context.Context) error {
 	return nil
 }
 
+// catchUp transfers a peer's state when the stream no longer holds the
+// deltas after this node's position.
+func (s *Service) catchUp(ctx context.Context) error {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return fmt.Errorf("receipts: stream info: %w", err)
+	}
+	state := st.CachedInfo().State
+	s.mu.Lock()
+	applied := s.applied
+	s.mu.Unlock()
+	if state.FirstSeq <= applied+1 || state.LastSeq <= applied {
+		return nil
+	}
+	s.log.Warn("receipt stream no longer holds what this node missed: transferring a peer's state",
+		"applied", applied, "stream_first", state.FirstSeq)
+	from, err := s.transfer(ctx)
+	if err != nil {
+		// Nothing better to do: go on from what the stream still has.
+		s.log.Error("receipt state transfer failed; positions before the stream's start may be missing", "err", err)
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if from > s.applied {
+		s.applied = from
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], from)
+		return s.st.db.Update(func(txn *badger.Txn) error { return txn.Set(keyApplied, b[:]) })
+	}
+	return nil
+}
+
 // consume merges the stream from the applied position until an error.
 func (s *Service) consume(ctx context.Context) error {
 	if err := s.ensureStream(ctx); err != nil {
+		return err
+	}
+	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
 	s.ready.Store(true)

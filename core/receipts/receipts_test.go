@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,6 +189,159 @@ func TestServiceRestartReplaysNothingTwice(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Fatalf("differs at %s", k)
+		}
+	}
+}
+
+// BenchmarkMerge: deltas merged per second into Badger, in batches of 512.
+func BenchmarkMerge(b *testing.B) {
+	st := store{openDBB(b)}
+	defer st.db.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	batch := make([]*syncpb.ReceiptUpdate, 512)
+	seq := uint64(0)
+	for b.Loop() {
+		for i := range batch {
+			seq++
+			batch[i] = &syncpb.ReceiptUpdate{ConvId: fmt.Sprint("c", rng.IntN(1000)), UserId: fmt.Sprint("u", rng.IntN(50)),
+				DeviceId: "d1", Type: read, Seq: seq, AtUnixMs: int64(seq)}
+		}
+		if _, err := st.merge(batch, seq); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "deltas/s")
+}
+
+// BenchmarkPublishAndMerge: reports stored on a (single-node) JetStream
+// stream and merged, 64 publishers at once.
+func BenchmarkPublishAndMerge(b *testing.B) {
+	dir := b.TempDir()
+	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	nc, err := srv.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	st := openDBB(b)
+	defer st.Close()
+	s, err := New(st, nc, Config{Region: "r1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for !s.ready.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var n atomic.Uint64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			u := &syncpb.ReceiptUpdate{ConvId: fmt.Sprint("c", i%1000), UserId: fmt.Sprint("u", i%50), DeviceId: "d1", Type: read, Seq: i, AtUnixMs: int64(i)}
+			if _, err := s.Publish(ctx, u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if err := s.Barrier(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(s.Merged())/b.Elapsed().Seconds(), "merged/s")
+}
+
+func openDBB(b *testing.B) *badger.DB {
+	db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithLogger(nil).WithMemTableSize(32 << 20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// A node whose position is behind the stream's retention (here: the
+// stream was purged) merges a peer's state and goes on from the peer's
+// position: both end equal.
+func TestStateTransferWhenStreamMovedOn(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := func(node string) *Service {
+		db := openDB(t, filepath.Join(dir, node))
+		t.Cleanup(func() { db.Close() })
+		s, err := New(db, nc, Config{Region: "r1", NodeID: node, Peers: []string{"a", "b"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(rctx) }()
+		t.Cleanup(func() { rcancel(); <-done })
+		for !s.ready.Load() {
+			select {
+			case <-ctx.Done():
+				t.Fatal("not ready")
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return s
+	}
+	rng := rand.New(rand.NewPCG(8, 9))
+	a := start("a")
+	for _, u := range randDeltas(rng, 300) {
+		if _, err := a.Publish(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.js.Stream(ctx, a.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := start("b")
+	if b.Applied() != a.Applied() {
+		t.Fatalf("b starts at %d, a is at %d", b.Applied(), a.Applied())
+	}
+	for _, u := range randDeltas(rng, 50) {
+		if _, err := b.Publish(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	da, db := dump(t, a.st), dump(t, b.st)
+	if len(da) == 0 || len(da) != len(db) {
+		t.Fatalf("a holds %d registers, b %d", len(da), len(db))
+	}
+	for k, v := range da {
+		if db[k] != v {
+			t.Fatalf("a and b differ at %s", k)
 		}
 	}
 }

@@ -233,6 +233,186 @@ func (*Command_Send) isCommand_Op() {}
 
 func (*Command_Receipt) isCommand_Op() {}
 
+// Receipt state transfer between core nodes (core/receipts): a node whose
+// stream position fell behind the stream's retention merges a peer's whole
+// state, page by page, then consumes the stream from the peer's position.
+type ReceiptStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resume after this key ("" from the start).
+	After         string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptStateRequest) Reset() {
+	*x = ReceiptStateRequest{}
+	mi := &file_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptStateRequest) ProtoMessage() {}
+
+func (x *ReceiptStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptStateRequest.ProtoReflect.Descriptor instead.
+func (*ReceiptStateRequest) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReceiptStateRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ReceiptStateRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ReceiptStateEntry struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ConvId string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
+	UserId string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// crdt.Devices encoding.
+	Devices       []byte `protobuf:"bytes,3,opt,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptStateEntry) Reset() {
+	*x = ReceiptStateEntry{}
+	mi := &file_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptStateEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptStateEntry) ProtoMessage() {}
+
+func (x *ReceiptStateEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptStateEntry.ProtoReflect.Descriptor instead.
+func (*ReceiptStateEntry) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReceiptStateEntry) GetConvId() string {
+	if x != nil {
+		return x.ConvId
+	}
+	return ""
+}
+
+func (x *ReceiptStateEntry) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ReceiptStateEntry) GetDevices() []byte {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+type ReceiptStatePage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer's merged stream position when the page was read; every delta
+	// up to it is in the state (later pages only add).
+	Applied uint64               `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	Entries []*ReceiptStateEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Key to continue after; empty at the end.
+	Next          string `protobuf:"bytes,3,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptStatePage) Reset() {
+	*x = ReceiptStatePage{}
+	mi := &file_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptStatePage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptStatePage) ProtoMessage() {}
+
+func (x *ReceiptStatePage) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptStatePage.ProtoReflect.Descriptor instead.
+func (*ReceiptStatePage) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReceiptStatePage) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *ReceiptStatePage) GetEntries() []*ReceiptStateEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ReceiptStatePage) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
@@ -253,7 +433,18 @@ const file_command_proto_rawDesc = "" +
 	"\x04send\x18\x16 \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x124\n" +
 	"\areceipt\x18\x17 \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceipt\x12*\n" +
 	"\x11verified_user_ids\x18\x1e \x03(\tR\x0fverifiedUserIdsB\x04\n" +
-	"\x02opB9Z7github.com/parley-chat/parley/core/internal/cmdpb;cmdpbb\x06proto3"
+	"\x02op\"A\n" +
+	"\x13ReceiptStateRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"_\n" +
+	"\x11ReceiptStateEntry\x12\x17\n" +
+	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x18\n" +
+	"\adevices\x18\x03 \x01(\fR\adevices\"}\n" +
+	"\x10ReceiptStatePage\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\x04R\aapplied\x12;\n" +
+	"\aentries\x18\x02 \x03(\v2!.parley.core.v1.ReceiptStateEntryR\aentries\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\tR\x04nextB9Z7github.com/parley-chat/parley/core/internal/cmdpb;cmdpbb\x06proto3"
 
 var (
 	file_command_proto_rawDescOnce sync.Once
@@ -267,32 +458,36 @@ func file_command_proto_rawDescGZIP() []byte {
 	return file_command_proto_rawDescData
 }
 
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_command_proto_goTypes = []any{
 	(*Command)(nil),                          // 0: parley.core.v1.Command
-	(*syncpb.Caller)(nil),                    // 1: parley.v1.Caller
-	(*syncpb.RegisterUserRequest)(nil),       // 2: parley.v1.RegisterUserRequest
-	(*syncpb.RegisterDeviceRequest)(nil),     // 3: parley.v1.RegisterDeviceRequest
-	(*syncpb.RevokeDeviceRequest)(nil),       // 4: parley.v1.RevokeDeviceRequest
-	(*syncpb.CreateConversationRequest)(nil), // 5: parley.v1.CreateConversationRequest
-	(*syncpb.ChangeMembersRequest)(nil),      // 6: parley.v1.ChangeMembersRequest
-	(*syncpb.SendRequest)(nil),               // 7: parley.v1.SendRequest
-	(*syncpb.ReceiptReport)(nil),             // 8: parley.v1.ReceiptReport
+	(*ReceiptStateRequest)(nil),              // 1: parley.core.v1.ReceiptStateRequest
+	(*ReceiptStateEntry)(nil),                // 2: parley.core.v1.ReceiptStateEntry
+	(*ReceiptStatePage)(nil),                 // 3: parley.core.v1.ReceiptStatePage
+	(*syncpb.Caller)(nil),                    // 4: parley.v1.Caller
+	(*syncpb.RegisterUserRequest)(nil),       // 5: parley.v1.RegisterUserRequest
+	(*syncpb.RegisterDeviceRequest)(nil),     // 6: parley.v1.RegisterDeviceRequest
+	(*syncpb.RevokeDeviceRequest)(nil),       // 7: parley.v1.RevokeDeviceRequest
+	(*syncpb.CreateConversationRequest)(nil), // 8: parley.v1.CreateConversationRequest
+	(*syncpb.ChangeMembersRequest)(nil),      // 9: parley.v1.ChangeMembersRequest
+	(*syncpb.SendRequest)(nil),               // 10: parley.v1.SendRequest
+	(*syncpb.ReceiptReport)(nil),             // 11: parley.v1.ReceiptReport
 }
 var file_command_proto_depIdxs = []int32{
-	1, // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
-	2, // 1: parley.core.v1.Command.register_user:type_name -> parley.v1.RegisterUserRequest
-	3, // 2: parley.core.v1.Command.register_device:type_name -> parley.v1.RegisterDeviceRequest
-	4, // 3: parley.core.v1.Command.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
-	5, // 4: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	6, // 5: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
-	7, // 6: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
-	8, // 7: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	4,  // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
+	5,  // 1: parley.core.v1.Command.register_user:type_name -> parley.v1.RegisterUserRequest
+	6,  // 2: parley.core.v1.Command.register_device:type_name -> parley.v1.RegisterDeviceRequest
+	7,  // 3: parley.core.v1.Command.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
+	8,  // 4: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	9,  // 5: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
+	10, // 6: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
+	11, // 7: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
+	2,  // 8: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -315,7 +510,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
