@@ -54,6 +54,11 @@ type Config struct {
 	// OnMessage gets every message once, in seq order per conversation,
 	// from one goroutine. It should not block for long.
 	OnMessage func(*syncpb.Message)
+	// ReportDelivered makes the client report "delivered" receipts by
+	// itself for what it hands to OnMessage (coalesced: at most one report
+	// per conversation every DeliveredEvery, default 250 ms).
+	ReportDelivered bool
+	DeliveredEvery  time.Duration
 	// OnReceipt gets receipt updates: another member's delivered/read
 	// position, this user's read position moved by another of its devices
 	// (UserId is the device's own user), or, for large groups, aggregate
@@ -103,6 +108,8 @@ type Client struct {
 	box      *outboxFile // nil without Config.OutboxPath
 	outC     chan struct{}
 	welcomed chan error // the first connection's outcome, for Dial
+	toReport map[string]uint64 // delivered positions not yet reported
+	reportC  chan struct{}
 	conns    int
 }
 
@@ -132,7 +139,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, up: make(chan struct{}), marks: maps.Clone(cfg.Watermarks),
 		last: map[string]uint64{}, reads: map[string]uint64{}, pending: map[string]map[uint64]*syncpb.Message{}, filling: map[string]bool{},
-		readyC: make(chan struct{}, 1), outC: make(chan struct{}, 1), welcomed: make(chan error, 1)}
+		readyC: make(chan struct{}, 1), outC: make(chan struct{}, 1), welcomed: make(chan error, 1),
+		toReport: map[string]uint64{}, reportC: make(chan struct{}, 1)}
+	if cfg.DeliveredEvery <= 0 {
+		c.cfg.DeliveredEvery = 250 * time.Millisecond
+	}
 	if c.marks == nil {
 		c.marks = map[string]uint64{}
 	}
@@ -151,6 +162,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	go c.run()
 	go c.deliverer()
 	go c.sender()
+	if cfg.ReportDelivered {
+		c.wg.Add(1)
+		go c.reporter()
+	}
 	select {
 	case err := <-c.welcomed:
 		if err != nil {
@@ -594,6 +609,43 @@ func (c *Client) deliverer() {
 				if c.cfg.OnMessage != nil {
 					c.cfg.OnMessage(m)
 				}
+			}
+			if c.cfg.ReportDelivered {
+				c.mu.Lock()
+				for _, m := range batch {
+					c.toReport[m.ConvId] = max(c.toReport[m.ConvId], m.Seq)
+				}
+				c.mu.Unlock()
+				c.wake(c.reportC)
+			}
+		}
+	}
+}
+
+// reporter sends the coalesced delivered receipts (Config.ReportDelivered).
+func (c *Client) reporter() {
+	defer c.wg.Done()
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.reportC:
+		}
+		t.Reset(c.cfg.DeliveredEvery)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		due := c.toReport
+		c.toReport = map[string]uint64{}
+		c.mu.Unlock()
+		for conv, seq := range due {
+			if err := c.Receipt(c.ctx, conv, seq, syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED); err != nil && c.ctx.Err() == nil {
+				c.log.Debug("delivered receipt", "conv", conv, "seq", seq, "err", err)
 			}
 		}
 	}

@@ -93,3 +93,37 @@ func ExampleFailover() {
 	}
 	defer c.Close()
 }
+
+// Receipts and unread counts across a user's devices: the client reports
+// delivery by itself, the app reports reads, and reads made on the user's
+// other devices move this device's read position (clearing its badge).
+// Senders see members' delivered/read positions in OnReceipt; in large
+// groups they get aggregate counts instead (UserId empty, Count set).
+func ExampleClient_Receipt() {
+	token := func(context.Context) (string, error) { return "<access token>", nil }
+	var c *client.Client
+	c, err := client.Dial(context.Background(), client.Config{
+		Dial:            client.WebSocket("ws://127.0.0.1:8080/v1/ws"),
+		Token:           token,
+		ReportDelivered: true,
+		OnReceipt: func(u *syncpb.ReceiptUpdate) {
+			switch {
+			case u.UserId == "":
+				fmt.Printf("%s: %d members at #%d (%v)\n", u.ConvId, u.Count, u.Seq, u.Type)
+			default:
+				fmt.Printf("%s: %s at #%d (%v)\n", u.ConvId, u.UserId, u.Seq, u.Type)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	// The user opened a conversation and saw up to #42.
+	if err := c.Receipt(context.Background(), "c_team", 42, syncpb.ReceiptType_RECEIPT_TYPE_READ); err != nil {
+		log.Fatal(err)
+	}
+	for conv, n := range c.Unread() {
+		fmt.Println(conv, "unread:", n)
+	}
+}

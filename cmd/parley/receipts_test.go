@@ -47,17 +47,21 @@ func (s *testSystem) login(t *testing.T, workspace, name, device string) (*rest.
 	return c, sess
 }
 
-func (s *testSystem) receiptDevice(t *testing.T, transport string, rc *rest.Client, sess *rest.Session, log *receiptLog) *client.Client {
+func (s *testSystem) receiptDevice(t *testing.T, transport string, rc *rest.Client, sess *rest.Session, log *receiptLog, mods ...func(*client.Config)) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Config{
+	cfg := client.Config{
 		Dial:       s.dialer(transport),
 		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 		DeviceID:   sess.Device.ID,
 		OnReceipt:  log.add,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +83,7 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 	logs := map[string]*receiptLog{"laptop": {}, "phone": {}, "browser": {}}
 	bo := map[string]*client.Client{"laptop": s.receiptDevice(t, "ws", boRC, boS, logs["laptop"])}
 	phoneRC, phoneS := s.login(t, "acme", "bo", "bo-phone")
-	bo["phone"] = s.receiptDevice(t, "quic", phoneRC, phoneS, logs["phone"])
+	bo["phone"] = s.receiptDevice(t, "quic", phoneRC, phoneS, logs["phone"], func(c *client.Config) { c.ReportDelivered = true })
 	webRC, webS := s.login(t, "acme", "bo", "bo-browser")
 	bo["browser"] = s.receiptDevice(t, "wt", webRC, webS, logs["browser"])
 
@@ -110,6 +114,10 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 		}
 	}
 	waitUntil(t, "ana sees bo's read tick", func() bool { return anaLog.has(g.ID, boS.User.ID, read, 7) }, true)
+	// The phone reports delivery by itself (ReportDelivered).
+	waitUntil(t, "ana sees bo's delivered tick", func() bool {
+		return anaLog.has(g.ID, boS.User.ID, syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED, 10)
+	}, true)
 	// A stale report from the phone changes nothing.
 	if err := bo["phone"].Receipt(ctx, g.ID, 5, read); err != nil {
 		t.Fatal(err)
