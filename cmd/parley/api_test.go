@@ -34,7 +34,7 @@ type testSystem struct {
 	stop func() error
 }
 
-func startTestSystem(t *testing.T, dir string, mod func(*serveConfig)) *testSystem {
+func startTestSystem(t testing.TB, dir string, mod func(*serveConfig)) *testSystem {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -73,7 +73,7 @@ func startTestSystem(t *testing.T, dir string, mod func(*serveConfig)) *testSyst
 }
 
 // user registers and logs in a user, returning a client holding its tokens.
-func (s *testSystem) user(t *testing.T, workspace, name string) (*rest.Client, *rest.Session) {
+func (s *testSystem) user(t testing.TB, workspace, name string) (*rest.Client, *rest.Session) {
 	t.Helper()
 	ctx := t.Context()
 	c := rest.New(s.base)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func (l *receiptLog) has(conv, user string, typ syncpb.ReceiptType, seq uint64) 
 }
 
 // login signs name in again as a new device.
-func (s *testSystem) login(t *testing.T, workspace, name, device string) (*rest.Client, *rest.Session) {
+func (s *testSystem) login(t testing.TB, workspace, name, device string) (*rest.Client, *rest.Session) {
 	t.Helper()
 	c := rest.New(s.base)
 	sess, err := c.Login(t.Context(), rest.LoginRequest{Workspace: workspace, Username: name, Password: testPassword, DeviceName: device})
@@ -47,7 +48,7 @@ func (s *testSystem) login(t *testing.T, workspace, name, device string) (*rest.
 	return c, sess
 }
 
-func (s *testSystem) receiptDevice(t *testing.T, transport string, rc *rest.Client, sess *rest.Session, log *receiptLog, mods ...func(*client.Config)) *client.Client {
+func (s *testSystem) receiptDevice(t testing.TB, transport string, rc *rest.Client, sess *rest.Session, log *receiptLog, mods ...func(*client.Config)) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -217,4 +218,58 @@ func TestReceiptsLargeGroupAggregates(t *testing.T) {
 	if list.ReadCount != 2 || list.MemberCount != 4 || len(list.Members) != 0 {
 		t.Fatalf("large group receipts: %+v", list)
 	}
+}
+
+// BenchmarkReceiptFanout: one device reports reads, another member's
+// device waits for each update (over WebSocket, on parley serve): the time
+// from the report to the other member seeing it, p50/p99.
+func BenchmarkReceiptFanout(b *testing.B) {
+	s := startTestSystem(b, "", func(c *serveConfig) { c.FrameRate = 100_000 })
+	ctx := b.Context()
+	anaRC, anaS := s.user(b, "acme", "ana")
+	boRC, boS := s.user(b, "acme", "bo")
+	seen := make(chan uint64, 1024)
+	ana := s.receiptDevice(b, "ws", anaRC, anaS, &receiptLog{})
+	s.receiptDevice(b, "ws", boRC, boS, &receiptLog{}, func(c *client.Config) {
+		c.OnReceipt = func(u *syncpb.ReceiptUpdate) {
+			if u.UserId == anaS.User.ID && u.Type == syncpb.ReceiptType_RECEIPT_TYPE_READ {
+				seen <- u.Seq
+			}
+		}
+	})
+	const msgs = 500
+	var conv string
+	var lat []time.Duration
+	seq := uint64(msgs)
+	for b.Loop() {
+		if seq == msgs {
+			// A fresh conversation with msgs messages from bo to read.
+			b.StopTimer()
+			g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "bench", MemberIDs: []string{boS.User.ID}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			conv, seq = g.ID, 0
+			for i := 0; i < msgs; i++ {
+				if _, err := boRC.Send(ctx, rest.SendRequest{ConvID: conv, Body: "x"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+		}
+		seq++
+		start := time.Now()
+		if err := ana.Receipt(ctx, conv, seq, syncpb.ReceiptType_RECEIPT_TYPE_READ); err != nil {
+			b.Fatal(err)
+		}
+		for got := range seen {
+			if got >= seq {
+				break
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
