@@ -76,6 +76,10 @@ type Config struct {
 	// (see session.Config for defaults: 100/s, burst 200).
 	FrameRate  rate.Limit
 	FrameBurst int
+	// TypingRate and TypingBurst limit one device session's typing
+	// indicators (see session.Config for defaults: 2/s, burst 4).
+	TypingRate  rate.Limit
+	TypingBurst int
 	// UDPAddr, when set, serves raw QUIC and HTTP/3 + WebTransport on this
 	// UDP address (port 0 picks one, see Edge.UDPAddr). Its certificate
 	// is CertFile/KeyFile (PEM, reloaded when they change) or else a
@@ -191,6 +195,7 @@ func New(cfg Config) (*Edge, error) {
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
+		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
 		Logger: e.log.With("part", "session"), Now: cfg.Now,
 	})
 	if err != nil {
@@ -365,6 +370,13 @@ func (e *Edge) Hub() *session.Hub { return e.hub }
 
 // Sessions is the number of live device sessions.
 func (e *Edge) Sessions() int { return e.sessions.Sessions() }
+
+// TypingStats counts typing indicators through this edge: received,
+// dropped by reason, published, pushed, and shed under load.
+func (e *Edge) TypingStats() session.TypingStats { return e.sessions.TypingStats() }
+
+// Typing goes to the core without a reply.
+var _ session.Publisher = (*corerpc.Client)(nil)
 
 // Close stops a running Run and waits for it to return, releases the
 // listener, and closes the NATS connection if the Edge opened it. It is
