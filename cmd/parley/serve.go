@@ -30,6 +30,9 @@ type serveConfig struct {
 	Large     int           // members above which a group uses its conversation subject (0: default)
 	KeepAlive time.Duration // device ping interval announced by the edge (0: default)
 	FrameRate float64       // frames per second per device session (0: default)
+	// TypingRate and TypingBurst: typing indicators per device (0: default 2/s, burst 4).
+	TypingRate  float64
+	TypingBurst int
 	UserRate  float64
 	UserBurst int
 	IPRate    float64 // unauthenticated calls per IP
@@ -96,6 +99,8 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		KeepAlive:  cfg.KeepAlive,
 		FrameRate:  rate.Limit(cfg.FrameRate),
 		FrameBurst: int(2 * cfg.FrameRate),
+		TypingRate:  rate.Limit(cfg.TypingRate),
+		TypingBurst: cfg.TypingBurst,
 		CertFile:   cfg.CertFile,
 		KeyFile:    cfg.KeyFile,
 		Logger:     cfg.Logger.With("part", "edge"),
@@ -151,9 +156,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.FrameRate, "device-rate", 0, "frames per second per device session, burst twice that (default 100)")
 	fs.Float64Var(&cfg.UserRate, "user-rate", 0, "API calls per second per user (default 20)")
 	fs.IntVar(&cfg.UserBurst, "user-burst", 0, "API call burst per user (default 40)")
+	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
+	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "typing indicator burst per device (default 4)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
-	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (default off)")
+	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) and counters (/debug/vars) on this address, e.g. 127.0.0.1:6060 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -168,6 +175,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	publishTypingVars(s.edge.TypingStats, s.node.TypingStats)
 	base := "http://" + s.HTTPAddr()
 	fmt.Fprintf(stdout, "parley serve: data in %s\n", cfg.DataDir)
 	fmt.Fprintf(stdout, "  HTTP API  %s/v1   (OpenAPI: %s/v1/openapi.json, health: %s/healthz)\n", base, base, base)
