@@ -33,11 +33,11 @@ type serveConfig struct {
 	// TypingRate and TypingBurst: typing indicators per device (0: default 2/s, burst 4).
 	TypingRate  float64
 	TypingBurst int
-	UserRate  float64
-	UserBurst int
-	IPRate    float64 // unauthenticated calls per IP
-	IPBurst   int
-	Logger    *slog.Logger
+	UserRate    float64
+	UserBurst   int
+	IPRate      float64 // unauthenticated calls per IP
+	IPBurst     int
+	Logger      *slog.Logger
 }
 
 // system is a running `parley serve`.
@@ -87,23 +87,23 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		devDir = filepath.Join(cfg.DataDir, "edge", "cert")
 	}
 	s.edge, err = edge.New(edge.Config{
-		DevCertDir: devDir,
-		HTTPAddr:   cfg.HTTPAddr,
-		NATS:       s.nc,
-		TokenKeys:  keys,
-		UserRate:   rate.Limit(cfg.UserRate),
-		UserBurst:  cfg.UserBurst,
-		IPRate:     rate.Limit(cfg.IPRate),
-		IPBurst:    cfg.IPBurst,
-		UDPAddr:    cfg.UDPAddr,
-		KeepAlive:  cfg.KeepAlive,
-		FrameRate:  rate.Limit(cfg.FrameRate),
-		FrameBurst: int(2 * cfg.FrameRate),
+		DevCertDir:  devDir,
+		HTTPAddr:    cfg.HTTPAddr,
+		NATS:        s.nc,
+		TokenKeys:   keys,
+		UserRate:    rate.Limit(cfg.UserRate),
+		UserBurst:   cfg.UserBurst,
+		IPRate:      rate.Limit(cfg.IPRate),
+		IPBurst:     cfg.IPBurst,
+		UDPAddr:     cfg.UDPAddr,
+		KeepAlive:   cfg.KeepAlive,
+		FrameRate:   rate.Limit(cfg.FrameRate),
+		FrameBurst:  int(2 * cfg.FrameRate),
 		TypingRate:  rate.Limit(cfg.TypingRate),
 		TypingBurst: cfg.TypingBurst,
-		CertFile:   cfg.CertFile,
-		KeyFile:    cfg.KeyFile,
-		Logger:     cfg.Logger.With("part", "edge"),
+		CertFile:    cfg.CertFile,
+		KeyFile:     cfg.KeyFile,
+		Logger:      cfg.Logger.With("part", "edge"),
 	})
 	if err != nil {
 		return nil, err
