@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/edge/corerpc"
 	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/internal/schedload"
 	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/edge/session"
 	"github.com/parley-chat/parley/edge/wsconn"
@@ -196,7 +197,9 @@ func New(cfg Config) (*Edge, error) {
 		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
 		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
-		Logger: e.log.With("part", "session"), Now: cfg.Now,
+		// Typing is shed while the edge's goroutines wait for a CPU.
+		Overloaded: schedload.New(schedload.Config{}).Overloaded,
+		Logger:     e.log.With("part", "session"), Now: cfg.Now,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))

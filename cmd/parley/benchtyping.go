@@ -95,9 +95,11 @@ func printTyping(w io.Writer, r *typingResult) {
 	fmt.Fprintf(w, "typing: %g/s per client: %d sent (%d failed), %d deliveries expected, %d delivered (%.1f%%)\n",
 		r.PerClientRate, r.Sent, r.Failed, r.Expected, r.Delivered, pct(r.Delivered, r.Expected))
 	if e := r.Edge; e != nil {
-		fmt.Fprintf(w, "typing at the edge: in %d (%d datagrams), rate-limited %d, malformed %d, published %d; out: pushed %d (%d as datagrams), shed %d for full device queues, %d for the edge's NATS backlog (%.1f%% of what reached the edge for devices)\n",
-			e.Received, e.Datagrams, e.RateLimited, e.Malformed, e.Published, e.Pushed, e.SentAsDgram, e.ShedQueue, e.ShedBacklog,
-			pct(int64(e.ShedQueue+e.ShedBacklog), int64(e.Pushed+e.ShedQueue+e.ShedBacklog)))
+		fmt.Fprintf(w, "typing at the edge, in: %d (%d datagrams), rate-limited %d, malformed %d, shed (edge overloaded) %d, published %d\n",
+			e.Received, e.Datagrams, e.RateLimited, e.Malformed, e.Overloaded, e.Published)
+		shed := e.ShedQueue + e.ShedBacklog + e.ShedLoad
+		fmt.Fprintf(w, "typing at the edge, out: pushed %d (%d as datagrams); shed %d (%.1f%%): %d edge overloaded, %d NATS backlog, %d full device queues\n",
+			e.Pushed, e.SentAsDgram, shed, pct(int64(shed), int64(e.Pushed+shed)), e.ShedLoad, e.ShedBacklog, e.ShedQueue)
 	}
 	if c := r.Core; c != nil {
 		fmt.Fprintf(w, "typing at the core: received %d, fanned out %d, strangers %d, dropped %d\n", c.Received, c.Fanned, c.Strangers, c.Dropped)

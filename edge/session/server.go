@@ -88,8 +88,12 @@ type Config struct {
 	// (default 2/s, burst 4); more are dropped silently (counted).
 	TypingRate  rate.Limit
 	TypingBurst int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Overloaded, when set, reports whether the edge is overloaded (short
+	// of CPU, say); typing is then dropped, from devices and to them. It
+	// is called for every indicator, so it must be cheap.
+	Overloaded func() bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Validate names the first bad field.

@@ -59,6 +59,7 @@ type TypingStats struct {
 	Malformed   uint64 // datagrams that did not decode (dropped)
 	Invalid     uint64 // bad conv id (dropped)
 	RateLimited uint64 // over the device's TypingRate (dropped)
+	Overloaded  uint64 // dropped: the edge was overloaded (Config.Overloaded)
 	Published   uint64 // sent on to the core
 	Unpublished uint64 // publishing failed (dropped)
 	// To devices.
@@ -66,12 +67,13 @@ type TypingStats struct {
 	SentAsDgram uint64 // of those written, written as datagrams
 	ShedQueue   uint64 // dropped: the device's send queue was half full
 	ShedBacklog uint64 // dropped: the edge's NATS backlog for the user was high (Hub)
+	ShedLoad    uint64 // dropped: the edge was overloaded (Config.Overloaded)
 }
 
 // typingCounters are a Server's TypingStats.
 type typingCounters struct {
-	received, datagrams, malformed, invalid, rateLimited, published, unpublished atomic.Uint64
-	pushed, sentAsDgram, shedQueue                                               atomic.Uint64
+	received, datagrams, malformed, invalid, rateLimited, overloaded, published, unpublished atomic.Uint64
+	pushed, sentAsDgram, shedQueue, shedLoad                                                 atomic.Uint64
 }
 
 // TypingStats returns the typing counters of the server's sessions and
@@ -80,16 +82,17 @@ func (s *Server) TypingStats() TypingStats {
 	c := &s.typing
 	return TypingStats{
 		Received: c.received.Load(), Datagrams: c.datagrams.Load(), Malformed: c.malformed.Load(),
-		Invalid: c.invalid.Load(), RateLimited: c.rateLimited.Load(), Published: c.published.Load(),
-		Unpublished: c.unpublished.Load(), Pushed: c.pushed.Load(), SentAsDgram: c.sentAsDgram.Load(),
-		ShedQueue: c.shedQueue.Load(), ShedBacklog: s.cfg.Hub.TypingShed(),
+		Invalid: c.invalid.Load(), RateLimited: c.rateLimited.Load(), Overloaded: c.overloaded.Load(),
+		Published: c.published.Load(), Unpublished: c.unpublished.Load(),
+		Pushed: c.pushed.Load(), SentAsDgram: c.sentAsDgram.Load(),
+		ShedQueue: c.shedQueue.Load(), ShedBacklog: s.cfg.Hub.TypingShed(), ShedLoad: c.shedLoad.Load(),
 	}
 }
 
 // TypingShed counts typing events dropped on their way to devices, for
 // any reason (TypingStats has them by reason).
 func (s *Server) TypingShed() uint64 {
-	return s.typing.shedQueue.Load() + s.cfg.Hub.TypingShed()
+	return s.typing.shedQueue.Load() + s.typing.shedLoad.Load() + s.cfg.Hub.TypingShed()
 }
 
 // readDatagrams handles the device's datagrams until the session ends. A
@@ -127,6 +130,11 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 		c.invalid.Add(1)
 		return
 	}
+	if s.cfg.Overloaded != nil && s.cfg.Overloaded() {
+		// Dropped here, one indicator saves its whole fan-out.
+		c.overloaded.Add(1)
+		return
+	}
 	pub, ok := s.cfg.Core.(Publisher)
 	if !ok {
 		c.unpublished.Add(1)
@@ -149,14 +157,18 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 }
 
 // pushTyping queues a typing event for the device unless it is the
-// device's own, or the device's queue is half full (shed: typing goes
-// first, and never causes a resync).
+// device's own, the edge is overloaded, or the device's queue is half
+// full (shed: typing goes first, and never causes a resync).
 func (s *session) pushTyping(t *syncpb.Typing) {
 	if t.GetUserId() == s.caller.UserId && t.GetDeviceId() == s.caller.DeviceId {
 		return
 	}
 	out := &syncpb.Typing{ConvId: t.ConvId, UserId: t.UserId, Typing: t.Typing, TtlMs: t.TtlMs}
 	c := &s.srv.typing
+	if s.cfg.Overloaded != nil && s.cfg.Overloaded() {
+		c.shedLoad.Add(1)
+		return
+	}
 	if len(s.out) >= cap(s.out)/2 {
 		c.shedQueue.Add(1)
 		return

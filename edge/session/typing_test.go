@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -356,5 +357,34 @@ func TestHubShedsTypingWhenBehind(t *testing.T) {
 	defer sink.mu.Unlock()
 	if hub.TypingShed() != uint64(shed) || sink.typing != n-shed {
 		t.Fatalf("shed %d, typing passed %d; want %d and %d", hub.TypingShed(), sink.typing, shed, n-shed)
+	}
+}
+
+// While the edge says it is overloaded, typing is dropped both ways and
+// messages are not.
+func TestTypingShedWhileOverloaded(t *testing.T) {
+	var over atomic.Bool
+	e, pc := newTypingEnv(t, func(c *Config) { c.Overloaded = over.Load })
+	p := e.connect("u_b", "d_b", 8)
+	over.Store(true)
+	p.send(typingFrame("c_1", true, 0))
+	e.publishTyping("u_b", &syncpb.Typing{ConvId: "c_1", UserId: "u_a", DeviceId: "d_a", Typing: true})
+	e.publish("u_b", &syncpb.Message{ConvId: "c_1", Seq: 1, MsgId: "m", Body: []byte("x")})
+	if f := p.next(t); f.GetDeliver() == nil {
+		t.Fatalf("want the message, got %v", f)
+	}
+	waitUntil(t, "typing shed both ways", func() bool {
+		st := e.srv.TypingStats()
+		return st.Overloaded == 1 && st.ShedLoad == 1
+	})
+	over.Store(false)
+	p.send(typingFrame("c_1", true, 0))
+	e.publishTyping("u_b", &syncpb.Typing{ConvId: "c_1", UserId: "u_a", DeviceId: "d_a", Typing: true})
+	if f := p.next(t); f.GetTyping() == nil {
+		t.Fatalf("want typing, got %v", f)
+	}
+	waitUntil(t, "published", func() bool { return len(pc.published()) == 1 })
+	if st := e.srv.TypingStats(); st.Published != 1 || st.Pushed != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
