@@ -81,6 +81,11 @@ type Config struct {
 	// indicators (see session.Config for defaults: 2/s, burst 4).
 	TypingRate  rate.Limit
 	TypingBurst int
+	// TypingShedWait is the goroutine scheduling wait at which the edge
+	// counts itself short of CPU and sheds typing, when at least 10% of
+	// wake-ups in 100 ms wait this long (default 5 ms; negative: never
+	// shed for CPU, only for backlogs and full device queues).
+	TypingShedWait time.Duration
 	// UDPAddr, when set, serves raw QUIC and HTTP/3 + WebTransport on this
 	// UDP address (port 0 picks one, see Edge.UDPAddr). Its certificate
 	// is CertFile/KeyFile (PEM, reloaded when they change) or else a
@@ -197,8 +202,7 @@ func New(cfg Config) (*Edge, error) {
 		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
 		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
-		// Typing is shed while the edge's goroutines wait for a CPU.
-		Overloaded: schedload.New(schedload.Config{}).Overloaded,
+		Overloaded: overloaded(cfg.TypingShedWait),
 		Logger:     e.log.With("part", "session"), Now: cfg.Now,
 	})
 	if err != nil {
@@ -366,6 +370,15 @@ func (e *Edge) learnRegion(ctx context.Context) {
 		return
 	}
 	e.log.Info("core reachable", "region", info.Region, "shards", info.ShardCount, "nodes", len(info.Nodes))
+}
+
+// overloaded is the edge's load signal for shedding typing: its
+// goroutines wait for a CPU (nil for a negative wait: never).
+func overloaded(wait time.Duration) func() bool {
+	if wait < 0 {
+		return nil
+	}
+	return schedload.New(schedload.Config{Threshold: wait}).Overloaded
 }
 
 // Hub is the edge's live-delivery hub (for stats and tests).

@@ -150,7 +150,7 @@ func (v *jsU64) UnmarshalJSON(b []byte) error {
 func TestBrowserWebTransport(t *testing.T) {
 	node, web := needWeb(t, true)
 	began := time.Now()
-	s := startTestSystem(t, "", nil)
+	s := startTestSystem(t, "", noCPUShedding)
 	anaRC, anaS := s.user(t, "acme", "ana") // in the browser
 	boRC, boS := s.user(t, "acme", "bo")    // a Go device over WebSocket
 	g, err := anaRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "browser", MemberIDs: []string{boS.User.ID}})
