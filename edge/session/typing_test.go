@@ -51,6 +51,19 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitStats waits until the server's typing counters satisfy ok (they
+// are bumped just after the work they count, so they may lag a frame).
+func (e *env) waitStats(t *testing.T, ok func(TypingStats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for st := e.srv.TypingStats(); !ok(st); st = e.srv.TypingStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("typing stats %+v after 20s", st)
+		}
+		time.Sleep(2 * time.Millisecond) // polling
+	}
+}
+
 func newTypingEnv(t *testing.T, mod func(*Config)) (*env, *publishingCore) {
 	pc := &publishingCore{ch: make(chan struct{}, 1)}
 	e := newEnv(t, func(c *Config) {
@@ -133,10 +146,7 @@ func TestTypingIsStampedClampedAndPublished(t *testing.T) {
 			t.Errorf("published %d: %v, want %v", i, req, want[i])
 		}
 	}
-	st := e.srv.TypingStats()
-	if st.Received != 4 || st.Invalid != 1 || st.Published != 3 {
-		t.Fatalf("stats %+v", st)
-	}
+	e.waitStats(t, func(st TypingStats) bool { return st.Received == 4 && st.Invalid == 1 && st.Published == 3 })
 	// Nothing was answered: the next frame is the pong.
 	p.send(&syncpb.Frame{Id: 2, Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{Nonce: 1}}})
 	if f := p.next(t); f.GetPong() == nil {
@@ -156,10 +166,11 @@ func TestTypingFloodIsRateLimited(t *testing.T) {
 	for range flood {
 		p.send(typingFrame("c_1", true, 0))
 	}
-	waitUntil(t, "the flood read", func() bool { return e.srv.TypingStats().Received == flood })
-	st := e.srv.TypingStats()
-	if st.Published != 4 || st.RateLimited != flood-4 || len(pc.published()) != 4 {
-		t.Fatalf("stats %+v, published %d", st, len(pc.published()))
+	e.waitStats(t, func(st TypingStats) bool {
+		return st.Received == flood && st.Published == 4 && st.RateLimited == flood-4
+	})
+	if n := len(pc.published()); n != 4 {
+		t.Fatalf("%d published", n)
 	}
 	p.send(&syncpb.Frame{Id: 7, Body: &syncpb.Frame_Send{Send: &syncpb.SendRequest{ConvId: "c_1", ClientMsgId: "x", Body: []byte("hi")}}})
 	if f := p.next(t); f.GetSendAck() == nil || f.Id != 7 {
@@ -179,10 +190,11 @@ func TestTypingDatagrams(t *testing.T) {
 		d.dgIn <- b
 	}
 	d.dgIn <- good
-	waitUntil(t, "published", func() bool { return len(pc.published()) == 1 })
-	st := e.srv.TypingStats()
-	if st.Datagrams != uint64(len(bad)+1) || st.Malformed != uint64(len(bad)) || st.Published != 1 {
-		t.Fatalf("stats %+v", st)
+	e.waitStats(t, func(st TypingStats) bool {
+		return st.Datagrams == uint64(len(bad)+1) && st.Malformed == uint64(len(bad)) && st.Published == 1
+	})
+	if n := len(pc.published()); n != 1 {
+		t.Fatalf("%d published", n)
 	}
 	d.send(&syncpb.Frame{Id: 2, Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{Nonce: 1}}})
 	if f := d.next(t); f.GetPong() == nil {
@@ -240,9 +252,11 @@ func TestTypingPushedAsDatagramOrFrame(t *testing.T) {
 		t.Fatalf("a frame: %v", f)
 	default:
 	}
-	if st := e.srv.TypingStats(); st.Pushed != 3 || st.SentAsDgram != 1 {
-		t.Fatalf("stats %+v", st)
-	}
+	// Counters are bumped after the push: the frame may be read first.
+	waitUntil(t, "3 pushed, 1 as a datagram", func() bool {
+		st := e.srv.TypingStats()
+		return st.Pushed == 3 && st.SentAsDgram == 1
+	})
 }
 
 // sessionOf returns the running session of user's device.
@@ -284,9 +298,10 @@ func TestTypingShedForAStalledDevice(t *testing.T) {
 	if f := p.next(t); f.GetTyping() == nil || f.GetTyping().Typing {
 		t.Fatalf("want typing false, got %v", f)
 	}
-	if st := e.srv.TypingStats(); st.ShedQueue != 1 || st.Pushed != 1 {
-		t.Fatalf("stats %+v", st)
-	}
+	waitUntil(t, "1 shed, 1 pushed", func() bool {
+		st := e.srv.TypingStats()
+		return st.ShedQueue == 1 && st.Pushed == 1
+	})
 }
 
 // blockingSink holds the hub's delivery goroutine in its first Deliver
@@ -384,7 +399,8 @@ func TestTypingShedWhileOverloaded(t *testing.T) {
 		t.Fatalf("want typing, got %v", f)
 	}
 	waitUntil(t, "published", func() bool { return len(pc.published()) == 1 })
-	if st := e.srv.TypingStats(); st.Published != 1 || st.Pushed != 1 {
-		t.Fatalf("stats %+v", st)
-	}
+	waitUntil(t, "1 published, 1 pushed", func() bool {
+		st := e.srv.TypingStats()
+		return st.Published == 1 && st.Pushed == 1
+	})
 }
