@@ -272,35 +272,51 @@ func (e *env) sessionOf(user, device string) *session {
 }
 
 // A stalled device (not reading) whose queue is half full gets no typing,
-// while its messages stay queued and arrive, in order, once it reads.
+// while its messages stay queued and arrive in order once it reads; when
+// the queue overflows, the message that did not fit becomes a Resync (as
+// without typing), and typing is still shed.
 func TestTypingShedForAStalledDevice(t *testing.T) {
 	const queue = 8
 	e, _ := newTypingEnv(t, func(c *Config) { c.SendQueue = queue })
 	p := e.connect("u_b", "d_b", 0) // unbuffered: the writer blocks until the test reads
 	var ss *session
 	waitUntil(t, "session", func() bool { ss = e.sessionOf("u_b", "d_b"); return ss != nil })
+	waitUntil(t, "catch-up done", func() bool { ss.mu.Lock(); defer ss.mu.Unlock(); return !ss.holding })
+	msg := func(i int) { e.publish("u_b", &syncpb.Message{ConvId: "c_1", Seq: uint64(i), MsgId: "m", Body: []byte("x")}) }
+	typing := func(on bool) {
+		e.publishTyping("u_b", &syncpb.Typing{ConvId: "c_1", UserId: "u_a", DeviceId: "d_a", Typing: on})
+	}
 	// The writer takes message 1 and blocks writing it; 2..5 wait in the
 	// queue: half full.
 	for i := 1; i <= 1+queue/2; i++ {
-		e.publish("u_b", &syncpb.Message{ConvId: "c_1", Seq: uint64(i), MsgId: "m", Body: []byte("x")})
+		msg(i)
 	}
 	waitUntil(t, "queue half full", func() bool { return len(ss.out) == queue/2 })
-	e.publishTyping("u_b", &syncpb.Typing{ConvId: "c_1", UserId: "u_a", DeviceId: "d_a", Typing: true})
+	typing(true)
 	waitUntil(t, "typing shed", func() bool { return e.srv.TypingStats().ShedQueue == 1 })
-	for i := 1; i <= 1+queue/2; i++ {
+	// 6..9 fill the queue; 10 does not fit: a Resync is owed.
+	for i := 2 + queue/2; i <= 2+queue; i++ {
+		msg(i)
+	}
+	typing(true)
+	waitUntil(t, "second typing shed", func() bool { return e.srv.TypingStats().ShedQueue == 2 })
+	for i := 1; i <= 1+queue; i++ {
 		f := p.next(t)
 		if ms := f.GetDeliver().GetMessages(); len(ms) != 1 || ms[0].Seq != uint64(i) {
 			t.Fatalf("frame %d: %v", i, f)
 		}
 	}
+	if f := p.next(t); f.GetResync() == nil {
+		t.Fatalf("after the queued messages: %v, want a Resync", f)
+	}
 	// Room again: typing flows.
-	e.publishTyping("u_b", &syncpb.Typing{ConvId: "c_1", UserId: "u_a", DeviceId: "d_a", Typing: false})
+	typing(false)
 	if f := p.next(t); f.GetTyping() == nil || f.GetTyping().Typing {
 		t.Fatalf("want typing false, got %v", f)
 	}
-	waitUntil(t, "1 shed, 1 pushed", func() bool {
+	waitUntil(t, "2 shed, 1 pushed", func() bool {
 		st := e.srv.TypingStats()
-		return st.ShedQueue == 1 && st.Pushed == 1
+		return st.ShedQueue == 2 && st.Pushed == 1
 	})
 }
 
