@@ -7,6 +7,8 @@
 // new network path (Migrate); and sends through an outbox that retries
 // each message with the same client_msg_id until the server answers,
 // optionally kept on disk across app restarts (Config.OutboxPath).
+// Typing indicators go as datagrams where the connection has them and
+// expire by themselves (Typing, Config.OnTyping).
 //
 // Scripts that only need request/response can use client/rest instead.
 package client
@@ -68,9 +70,18 @@ type Config struct {
 	// OnPresence gets presence changes of the users this one may watch
 	// (and their state at each connect). It must not block.
 	OnPresence func(*syncpb.PresenceUpdate)
-	// OnTyping gets typing indicators; each expires after its TtlMs unless
-	// renewed. Best effort. It must not block.
+	// OnTyping gets typing indicators of the user's conversations (from
+	// other members, and from this user's other devices: UserId is then
+	// the user's own). Indicators expire by themselves: when one's TtlMs
+	// lapses without a renewal, OnTyping gets the same ConvId and UserId
+	// with Typing false, so an app that shows what OnTyping said last is
+	// never stuck on a lost "stopped" (at most 1,024 typers are tracked
+	// at once). Best effort: indicators may be lost or dropped under load.
+	// Calls are serialized; it must not block.
 	OnTyping func(*syncpb.Typing)
+	// TypingTTL is how long this device's indicators last unless renewed
+	// (default 0: the edge's, 5 s; at most 10 s). See Typing.
+	TypingTTL time.Duration
 	// OutboxPath, when set, keeps the outbox in this file: a Send is on
 	// disk (fsync'd) before it is sent, and sends not yet answered when
 	// the app stopped are sent again by the next Dial with the same path.
@@ -111,6 +122,7 @@ type Client struct {
 	toReport map[string]uint64 // delivered positions not yet reported
 	reportC  chan struct{}
 	conns    int
+	typers   *typers
 }
 
 type outItem struct {
@@ -137,10 +149,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.TypingTTL = min(max(cfg.TypingTTL, 0), syncproto.MaxTypingTTL)
 	c := &Client{cfg: cfg, log: cfg.Logger, up: make(chan struct{}), marks: maps.Clone(cfg.Watermarks),
 		last: map[string]uint64{}, reads: map[string]uint64{}, pending: map[string]map[uint64]*syncpb.Message{}, filling: map[string]bool{},
 		readyC: make(chan struct{}, 1), outC: make(chan struct{}, 1), welcomed: make(chan error, 1),
-		toReport: map[string]uint64{}, reportC: make(chan struct{}, 1)}
+		toReport: map[string]uint64{}, reportC: make(chan struct{}, 1), typers: newTypers(cfg.OnTyping)}
 	if cfg.DeliveredEvery <= 0 {
 		c.cfg.DeliveredEvery = 250 * time.Millisecond
 	}
@@ -188,6 +201,7 @@ func (c *Client) Close() error {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	c.typers.close()
 	c.mu.Lock()
 	for _, it := range c.outbox {
 		it.err = ErrClosed
@@ -254,6 +268,10 @@ func (c *Client) run() {
 		c.wake(c.outC)
 		c.wg.Add(1)
 		go c.keepalive(l)
+		if dg, ok := l.t.(datagrammer); ok {
+			c.wg.Add(1)
+			go c.readDatagrams(l, dg)
+		}
 		err = c.read(l)
 		l.fail(err)
 		c.mu.Lock()
@@ -414,9 +432,7 @@ func (c *Client) read(l *link) error {
 				c.cfg.OnPresence(b.Presence)
 			}
 		case *syncpb.Frame_Typing:
-			if c.cfg.OnTyping != nil {
-				c.cfg.OnTyping(b.Typing)
-			}
+			c.typers.seen(b.Typing)
 		case *syncpb.Frame_Resync:
 			c.wg.Add(1)
 			go c.resync(l)

@@ -127,3 +127,36 @@ func ExampleClient_Receipt() {
 		fmt.Println(conv, "unread:", n)
 	}
 }
+
+// Typing indicators: say "typing" while the user types (renewing every
+// few seconds; the edge takes at most 2 a second per device), "stopped"
+// when they stop. OnTyping shows who types where; an indicator that is
+// not renewed ends by itself (OnTyping gets Typing false), so a lost
+// "stopped" never leaves "ana is typing…" on screen. Over QUIC and
+// WebTransport indicators travel as datagrams, over WebSocket as frames.
+func ExampleClient_Typing() {
+	typing := map[string]bool{} // "conv/user" -> typing, shown in the UI
+	c, err := client.Dial(context.Background(), client.Config{
+		Dial:  client.WebTransport("https://127.0.0.1:8443/v1/wt", client.QUICOptions{}),
+		Token: func(context.Context) (string, error) { return "<access token>", nil },
+		OnTyping: func(t *syncpb.Typing) { // calls are serialized
+			typing[t.ConvId+"/"+t.UserId] = t.Typing
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	conv := "c_team"
+	keystrokes := time.NewTicker(3 * time.Second) // while the user keeps typing
+	defer keystrokes.Stop()
+	for range 3 {
+		if err := c.Typing(ctx, conv, true); err != nil {
+			log.Print(err) // best effort: ErrNotConnected while offline
+		}
+		<-keystrokes.C
+	}
+	_ = c.Typing(ctx, conv, false) // sent the message, or cleared the box
+}

@@ -80,6 +80,7 @@ type Node struct {
 	receipts *receipts.Service // nil when JetStream is off
 	rfanout  *receiptFanout
 	rcancel  context.CancelFunc
+	typing   *typer
 
 	shardMu   sync.Mutex
 	shardSubs map[string]*nats.Subscription // shards this node leads
@@ -179,11 +180,22 @@ func New(cfg Config) (_ *Node, err error) {
 		defer n.wg.Done()
 		n.deliver.run(n.stop)
 	}()
+	n.typing = newTyper(cfg.Region, cfg.LargeGroup, n.nc.PublishMsg, cfg.Now, n.log)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.typing.run(n.stop)
+	}()
 	for i := 0; i < cfg.ShardCount; i++ {
 		name := shardGroup(i)
 		var sm *shard.FSM
 		var g atomic.Pointer[group.Group] // set once the group runs
 		onCommit := func(cs []shard.Committed) {
+			for _, c := range cs {
+				if c.MembersChanged {
+					n.typing.forget(c.ConvID) // on every node: any may lead next
+				}
+			}
 			// Only the leader publishes what it proposed itself (entries of
 			// its own term), in apply order: a new leader applying its
 			// predecessor's entries late must not publish them again.

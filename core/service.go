@@ -139,6 +139,10 @@ func (n *Node) dropShardSubs() {
 // subject, or "" for the API subject.
 func (n *Node) onRequest(shardName string) nats.MsgHandler {
 	return func(m *nats.Msg) {
+		if shardName != "" && m.Reply == "" {
+			n.onTyping(shardName, m) // no reply wanted: typing
+			return
+		}
 		n.dispatch(m, func(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
 			return n.handle(ctx, shardName, req)
 		})

@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/edge/corerpc"
 	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/internal/schedload"
 	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/edge/session"
 	"github.com/parley-chat/parley/edge/wsconn"
@@ -76,6 +77,15 @@ type Config struct {
 	// (see session.Config for defaults: 100/s, burst 200).
 	FrameRate  rate.Limit
 	FrameBurst int
+	// TypingRate and TypingBurst limit one device session's typing
+	// indicators (see session.Config for defaults: 2/s, burst 4).
+	TypingRate  rate.Limit
+	TypingBurst int
+	// TypingShedWait is the goroutine scheduling wait at which the edge
+	// counts itself short of CPU and sheds typing, when at least 10% of
+	// wake-ups in 100 ms wait this long (default 5 ms; negative: never
+	// shed for CPU, only for backlogs and full device queues).
+	TypingShedWait time.Duration
 	// UDPAddr, when set, serves raw QUIC and HTTP/3 + WebTransport on this
 	// UDP address (port 0 picks one, see Edge.UDPAddr). Its certificate
 	// is CertFile/KeyFile (PEM, reloaded when they change) or else a
@@ -191,7 +201,9 @@ func New(cfg Config) (*Edge, error) {
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
-		Logger: e.log.With("part", "session"), Now: cfg.Now,
+		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
+		Overloaded: overloaded(cfg.TypingShedWait),
+		Logger:     e.log.With("part", "session"), Now: cfg.Now,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
@@ -360,11 +372,27 @@ func (e *Edge) learnRegion(ctx context.Context) {
 	e.log.Info("core reachable", "region", info.Region, "shards", info.ShardCount, "nodes", len(info.Nodes))
 }
 
+// overloaded is the edge's load signal for shedding typing: its
+// goroutines wait for a CPU (nil for a negative wait: never).
+func overloaded(wait time.Duration) func() bool {
+	if wait < 0 {
+		return nil
+	}
+	return schedload.New(schedload.Config{Threshold: wait}).Overloaded
+}
+
 // Hub is the edge's live-delivery hub (for stats and tests).
 func (e *Edge) Hub() *session.Hub { return e.hub }
 
 // Sessions is the number of live device sessions.
 func (e *Edge) Sessions() int { return e.sessions.Sessions() }
+
+// TypingStats counts typing indicators through this edge: received,
+// dropped by reason, published, pushed, and shed under load.
+func (e *Edge) TypingStats() session.TypingStats { return e.sessions.TypingStats() }
+
+// Typing goes to the core without a reply.
+var _ session.Publisher = (*corerpc.Client)(nil)
 
 // Close stops a running Run and waits for it to return, releases the
 // listener, and closes the NATS connection if the Edge opened it. It is

@@ -13,6 +13,8 @@
 //	});
 //	session.onMessage((m) => console.log(m.seq, new TextDecoder().decode(m.body)));
 //	const ack = await session.send(convId, 'hello');
+//	session.onTyping((t) => console.log(t.userId, t.typing ? 'is typing' : 'stopped'));
+//	await session.typing(convId, true); // a WebTransport datagram
 //
 // Deliberately small: it decodes only the frames below, skips the others
 // (as the protocol asks), and does not reconnect, fill gaps from history or
@@ -234,16 +236,19 @@ const SYNC_RESPONSE = { 1: ['changed', list(msg(DELTA))] };
 const ERROR = { 1: ['code', T.enum], 2: ['message', T.string], 3: ['retryAfterMs', T.u32] };
 const PONG = { 1: ['nonce', T.u64] };
 const GO_AWAY = { 1: ['reason', T.string] };
+const TYPING_BODY = { 1: ['convId', T.string], 2: ['userId', T.string], 3: ['typing', T.bool], 4: ['ttlMs', T.u32] };
 
 // Frame bodies this client reads, by field number of the Frame oneof.
 const BODIES = {
   11: ['welcome', WELCOME], 13: ['sendAck', SEND_ACK], 14: ['deliver', DELIVER],
-  16: ['syncResponse', SYNC_RESPONSE], 23: ['error', ERROR], 25: ['pong', PONG], 27: ['goAway', GO_AWAY],
+  16: ['syncResponse', SYNC_RESPONSE], 22: ['typing', TYPING_BODY], 23: ['error', ERROR], 25: ['pong', PONG],
+  27: ['goAway', GO_AWAY],
 };
 
 // Frame fields this client writes.
 const HELLO = 10;
 const SEND = 12;
+const TYPING = 22;
 const PING = 24;
 
 // decodeFrame returns {id, type, body}; type is null for a body this client
@@ -282,6 +287,13 @@ export function encodeFrame(id, field, body) {
   b.set(out);
   b.set(payload, out.length);
   return b;
+}
+
+// encodeTyping returns a Typing body: this device is (or stopped) typing
+// in convId; the indicator lapses after ttlMs (0: the edge's default, 5 s;
+// at most 10 s) unless renewed. The edge fills in who is typing.
+export function encodeTyping({ convId, typing, ttlMs = 0 }) {
+  return new Writer().string(1, convId).varint(3, typing ? 1 : 0).varint(4, ttlMs).finish();
 }
 
 export function encodeHello({ token, deviceId, clientName, watermarks }) {
@@ -453,6 +465,7 @@ export class Session {
   #nextId = 1; // 1 was the Hello
   #pending = new Map(); // id -> {resolve, reject}
   #listeners = new Set();
+  #typingListeners = new Set();
   #marks = new Map(); // conv -> highest seq handed to listeners
   #keepalive = null;
   #err = null;
@@ -469,6 +482,7 @@ export class Session {
     }
     // closed resolves with the error that ended the session.
     this.closed = this.#read();
+    this.#readDatagrams();
   }
 
   // send sends text (a string, or bytes) to a conversation and resolves
@@ -491,6 +505,38 @@ export class Session {
   onMessage(cb) {
     this.#listeners.add(cb);
     return () => this.#listeners.delete(cb);
+  }
+
+  // typing says this user is (typing true) or stopped (false) typing in
+  // convId: one datagram (frames as on the stream, id 0), or a frame on
+  // the stream where the session has no datagrams. Best effort: nothing
+  // answers it, and the edge drops more than 2 a second per device.
+  // Renew it every few seconds while the user types; it lapses by itself.
+  async typing(convId, typing = true, { ttlMs = 0 } = {}) {
+    if (this.#err) throw this.#err;
+    const frame = encodeFrame(0, TYPING, encodeTyping({ convId, typing, ttlMs }));
+    const dg = this.#wt.datagrams;
+    if (dg && (dg.maxDatagramSize ?? Infinity) >= frame.length) {
+      // A writer per call: datagrams need no order, and none is held.
+      const w = (dg.createWritable ? dg.createWritable() : dg.writable).getWriter();
+      try {
+        await w.write(frame);
+      } finally {
+        w.releaseLock();
+      }
+      return;
+    }
+    await this.#writer.write(frame);
+  }
+
+  // onTyping calls cb with each typing indicator of the user's
+  // conversations ({convId, userId, typing, ttlMs}; the user's own other
+  // devices included) and returns a function that removes cb. Indicators
+  // lapse after ttlMs without a renewal: the app should clear them then
+  // (the Go SDK reports the lapse itself).
+  onTyping(cb) {
+    this.#typingListeners.add(cb);
+    return () => this.#typingListeners.delete(cb);
   }
 
   // close ends the session and resolves when its reader has stopped.
@@ -536,6 +582,8 @@ export class Session {
           f.body.messages.forEach((m) => this.#accept(m));
         } else if (f.type === 'syncResponse') {
           f.body.changed.forEach((d) => d.messages.forEach((m) => this.#accept(m)));
+        } else if (f.type === 'typing') {
+          this.#typed(f.body);
         } else if (f.type === 'goAway') {
           err = new ParleyError(UNAVAILABLE, `the edge asked to reconnect: ${f.body.reason}`);
           break;
@@ -549,6 +597,45 @@ export class Session {
     }
     this.#stop(err);
     return this.#err;
+  }
+
+  // #readDatagrams passes on typing datagrams until the session ends; a
+  // datagram that does not decode is dropped.
+  async #readDatagrams() {
+    const dg = this.#wt.datagrams;
+    if (!dg) return;
+    const reader = dg.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        try {
+          let n = 0;
+          let i = 0;
+          for (; value[i] & 0x80; i++) n += (value[i] & 0x7f) * 2 ** (7 * i);
+          n += value[i] * 2 ** (7 * i);
+          if (n !== value.length - i - 1) continue; // not exactly one frame
+          const f = decodeFrame(value.subarray(i + 1));
+          if (f.type === 'typing' && f.id === 0) this.#typed(f.body);
+        } catch {
+          // a bad datagram: dropped
+        }
+      }
+    } catch {
+      // the session ended
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  #typed(t) {
+    for (const cb of this.#typingListeners) {
+      try {
+        cb(t);
+      } catch (e) {
+        console.error('parley: onTyping callback threw', e);
+      }
+    }
   }
 
   #accept(m) {

@@ -85,6 +85,10 @@ type sdkBenchConfig struct {
 	IdleSockets int // quic: UDP sockets shared by the idle sessions
 	EdgePID     int
 	JSON        bool
+	Typing      float64 // typing indicators per second per sending client (0: none)
+	// TypingRate and TypingBurst: the -self edge's per-device typing limit (0: its default).
+	TypingRate  float64
+	TypingBurst int
 }
 
 // Validate names the first bad field.
@@ -110,6 +114,8 @@ func (c sdkBenchConfig) Validate() error {
 		return errors.New("-idle and -idle-devices must not be negative, -idle-users must be positive")
 	case c.EdgePID < 0:
 		return fmt.Errorf("-edge-pid %d is negative", c.EdgePID)
+	case c.Typing < 0 || c.TypingRate < 0 || c.TypingBurst < 0:
+		return errors.New("-typing, -typing-rate and -typing-burst must not be negative")
 	}
 	if !c.Self {
 		for _, u := range strings.Split(c.URL, ",") {
@@ -167,6 +173,9 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs.IntVar(&cfg.IdleSockets, "idle-sockets", 64, "with -transport quic: UDP sockets the idle sessions share (0: one each)")
 	fs.IntVar(&cfg.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
+	fs.Float64Var(&cfg.Typing, "typing", 0, "typing indicators per second each sending client also sends (0: none)")
+	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "with -self: the edge's typing limit per device per second (default 2)")
+	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "with -self: the edge's typing burst per device (default 4)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage
 	}
@@ -230,7 +239,8 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			dir = tmp
 		}
 		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
-			Shards: cfg.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: slog.New(slog.DiscardHandler)})
+			Shards: cfg.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6,
+			TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return fmt.Errorf("start the -self system: %w", err)
 		}
@@ -252,6 +262,9 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	b := newSDKBench(cfg, base, stderr)
 	defer b.closeAll()
+	if p, ok := probe.(selfProbe); ok {
+		b.sys = p.sys
+	}
 	udps := strings.Split(cfg.UDP, ",")
 	for i, e := range edges {
 		c := cfg
@@ -334,6 +347,7 @@ type sdkResult struct {
 	Check      deliveryCheck `json:"check"`
 	Reconnects int           `json:"reconnects"` // sessions re-established by the clients
 	Idle       *idleResult   `json:"idle,omitempty"`
+	Typing     *typingResult `json:"typing,omitempty"`
 }
 
 // deliveryCheck compares, for the whole run, every acknowledged message
@@ -390,6 +404,9 @@ func printSDKResult(w io.Writer, r *sdkResult) {
 	if r.Idle != nil {
 		printIdle(w, r.Idle)
 	}
+	if r.Typing != nil {
+		printTyping(w, r.Typing)
+	}
 }
 
 // sdkBench is one run's state.
@@ -403,6 +420,8 @@ type sdkBench struct {
 	// idleDialers, if any, dial the idle sessions round-robin (QUIC
 	// connections sharing a few UDP sockets).
 	idleDialers []client.Dialer
+	sys         *system // with -self, for its counters
+	typing      typingBench
 	log         io.Writer
 	hc          *http.Client
 	space       string // the run's workspace
@@ -501,6 +520,9 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 	var wg sync.WaitGroup
 	for _, d := range senders {
 		wg.Go(func() { b.generate(ctx, d, len(senders)) })
+		if b.cfg.Typing > 0 {
+			wg.Go(func() { b.generateTyping(ctx, d, b.cfg.Typing) })
+		}
 	}
 	wg.Wait() // every Send has returned
 	if err := ctx.Err(); err != nil {
@@ -520,6 +542,9 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 		res.Idle = idle
 	}
 	b.closeAll() // no more deliveries: the devices' state is final
+	if b.cfg.Typing > 0 {
+		res.Typing = b.typingResult(senders)
+	}
 
 	var ackLat, delLat []time.Duration
 	for _, d := range b.devs {
@@ -653,8 +678,11 @@ func (b *sdkBench) dialWith(ctx context.Context, dial client.Dialer, tok *tokenS
 	if dial == nil {
 		dial = client.WebSocket(b.wsURL)
 	}
-	c, err := client.Dial(dctx, client.Config{Dial: dial, Token: tok.token, DeviceID: device,
-		ClientName: "parley-bench", OnMessage: onMessage})
+	cfg := client.Config{Dial: dial, Token: tok.token, DeviceID: device, ClientName: "parley-bench", OnMessage: onMessage}
+	if b.cfg.Typing > 0 {
+		cfg.OnTyping = b.typing.onTyping
+	}
+	c, err := client.Dial(dctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -127,6 +127,11 @@ type browserEvent struct {
 		WrongHash string `json:"wrongHash"`
 		NoHash    string `json:"noHash"`
 	} `json:"refused"`
+	Typing *struct {
+		ConvID string `json:"convId"`
+		UserID string `json:"userId"`
+		Typing bool   `json:"typing"`
+	} `json:"typing"`
 	Steps map[string]int64 `json:"steps"`
 }
 
@@ -145,7 +150,7 @@ func (v *jsU64) UnmarshalJSON(b []byte) error {
 func TestBrowserWebTransport(t *testing.T) {
 	node, web := needWeb(t, true)
 	began := time.Now()
-	s := startTestSystem(t, "", nil)
+	s := startTestSystem(t, "", noCPUShedding)
 	anaRC, anaS := s.user(t, "acme", "ana") // in the browser
 	boRC, boS := s.user(t, "acme", "bo")    // a Go device over WebSocket
 	g, err := anaRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "browser", MemberIDs: []string{boS.User.ID}})
@@ -243,7 +248,18 @@ func TestBrowserWebTransport(t *testing.T) {
 		}
 	}
 
-	// bo answers; the browser reports it and exits.
+	// The browser's typing datagrams reach the edge.
+	for deadline := time.Now().Add(30 * time.Second); s.edge.TypingStats().Datagrams == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no typing datagram from the browser in 30s: %+v", s.edge.TypingStats())
+		}
+		time.Sleep(10 * time.Millisecond) // polling
+	}
+	// bo types (over WebSocket; the edge pushes it to the browser as a
+	// datagram) and answers; the browser reports both and exits.
+	if err := bo.c.Typing(ctx, g.ID, true); err != nil {
+		t.Fatalf("bo's typing: %v", err)
+	}
 	replyAck, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte(reply)})
 	if err != nil {
 		t.Fatalf("bo's reply: %v", err)
@@ -286,6 +302,13 @@ func TestBrowserWebTransport(t *testing.T) {
 	if got.Text != reply || got.ConvID != g.ID || uint64(got.Seq) != replyAck.Seq || got.MsgID != replyAck.MsgId ||
 		got.SenderUserID != boS.User.ID || got.SenderDeviceID != boS.Device.ID {
 		t.Errorf("browser received %+v; bo sent seq %d msg %s as %s/%s", got, replyAck.Seq, replyAck.MsgId, boS.User.ID, boS.Device.ID)
+	}
+	// Typing both ways over WebTransport datagrams.
+	if r.Typing == nil || r.Typing.UserID != boS.User.ID || r.Typing.ConvID != g.ID || !r.Typing.Typing {
+		t.Errorf("the browser saw typing %+v, want bo's in %s", r.Typing, g.ID)
+	}
+	if st := s.edge.TypingStats(); st.Datagrams == 0 || st.Malformed != 0 || st.SentAsDgram == 0 {
+		t.Errorf("edge typing stats %+v: want the browser's datagram in and bo's out, none malformed", st)
 	}
 	t.Logf("%s; steps in the page (ms): %v; test took %v", r.UserAgent, r.Steps, time.Since(began).Round(time.Millisecond))
 }

@@ -3,12 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/edge/session"
 )
 
 // serveDebug serves Go's profiling endpoints (/debug/pprof/) on addr
@@ -28,6 +34,7 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/vars", expvar.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -40,4 +47,27 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	}()
 	log.Info("debug endpoints", "addr", ln.Addr().String())
 	return nil
+}
+
+// typingVars is what /debug/vars shows as parley_typing: the counters of
+// the running system's edge and core (typing received, dropped by reason,
+// fanned out, shed under load).
+var (
+	typingVars     atomic.Pointer[typingSources]
+	typingVarsOnce sync.Once
+)
+
+type typingSources struct {
+	edge func() session.TypingStats
+	core func() core.TypingStats
+}
+
+func publishTypingVars(edge func() session.TypingStats, core func() core.TypingStats) {
+	typingVars.Store(&typingSources{edge, core})
+	typingVarsOnce.Do(func() {
+		expvar.Publish("parley_typing", expvar.Func(func() any {
+			src := typingVars.Load()
+			return map[string]any{"edge": src.edge(), "core": src.core()}
+		}))
+	})
 }

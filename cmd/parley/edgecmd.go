@@ -32,6 +32,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ipRate := fs.Float64("ip-rate", 0, "unauthenticated calls (sign-up, log-in) per second per client IP (default 5)")
 	ipBurst := fs.Int("ip-burst", 0, "unauthenticated call burst per client IP (default 20)")
 	deviceRate := fs.Float64("device-rate", 0, "frames per second per device session, burst twice that (default 100)")
+	typingRate := fs.Float64("typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
+	typingBurst := fs.Int("typing-burst", 0, "typing indicator burst per device (default 4)")
+	typingShedWait := fs.Duration("typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -53,6 +56,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys,
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
+		TypingRate: rate.Limit(*typingRate), TypingBurst: *typingBurst, TypingShedWait: *typingShedWait,
 		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle, KeepAlive: *keepalive,
 	})
 	if err != nil {

@@ -30,11 +30,16 @@ type serveConfig struct {
 	Large     int           // members above which a group uses its conversation subject (0: default)
 	KeepAlive time.Duration // device ping interval announced by the edge (0: default)
 	FrameRate float64       // frames per second per device session (0: default)
-	UserRate  float64
-	UserBurst int
-	IPRate    float64 // unauthenticated calls per IP
-	IPBurst   int
-	Logger    *slog.Logger
+	// TypingRate and TypingBurst: typing indicators per device (0: default 2/s, burst 4).
+	TypingRate  float64
+	TypingBurst int
+	// TypingShedWait: see edge.Config (0: default; negative: no CPU-based shedding).
+	TypingShedWait time.Duration
+	UserRate       float64
+	UserBurst      int
+	IPRate         float64 // unauthenticated calls per IP
+	IPBurst        int
+	Logger         *slog.Logger
 }
 
 // system is a running `parley serve`.
@@ -84,21 +89,24 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		devDir = filepath.Join(cfg.DataDir, "edge", "cert")
 	}
 	s.edge, err = edge.New(edge.Config{
-		DevCertDir: devDir,
-		HTTPAddr:   cfg.HTTPAddr,
-		NATS:       s.nc,
-		TokenKeys:  keys,
-		UserRate:   rate.Limit(cfg.UserRate),
-		UserBurst:  cfg.UserBurst,
-		IPRate:     rate.Limit(cfg.IPRate),
-		IPBurst:    cfg.IPBurst,
-		UDPAddr:    cfg.UDPAddr,
-		KeepAlive:  cfg.KeepAlive,
-		FrameRate:  rate.Limit(cfg.FrameRate),
-		FrameBurst: int(2 * cfg.FrameRate),
-		CertFile:   cfg.CertFile,
-		KeyFile:    cfg.KeyFile,
-		Logger:     cfg.Logger.With("part", "edge"),
+		DevCertDir:     devDir,
+		HTTPAddr:       cfg.HTTPAddr,
+		NATS:           s.nc,
+		TokenKeys:      keys,
+		UserRate:       rate.Limit(cfg.UserRate),
+		UserBurst:      cfg.UserBurst,
+		IPRate:         rate.Limit(cfg.IPRate),
+		IPBurst:        cfg.IPBurst,
+		UDPAddr:        cfg.UDPAddr,
+		KeepAlive:      cfg.KeepAlive,
+		FrameRate:      rate.Limit(cfg.FrameRate),
+		FrameBurst:     int(2 * cfg.FrameRate),
+		TypingRate:     rate.Limit(cfg.TypingRate),
+		TypingBurst:    cfg.TypingBurst,
+		TypingShedWait: cfg.TypingShedWait,
+		CertFile:       cfg.CertFile,
+		KeyFile:        cfg.KeyFile,
+		Logger:         cfg.Logger.With("part", "edge"),
 	})
 	if err != nil {
 		return nil, err
@@ -151,9 +159,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.FrameRate, "device-rate", 0, "frames per second per device session, burst twice that (default 100)")
 	fs.Float64Var(&cfg.UserRate, "user-rate", 0, "API calls per second per user (default 20)")
 	fs.IntVar(&cfg.UserBurst, "user-burst", 0, "API call burst per user (default 40)")
+	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
+	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "typing indicator burst per device (default 4)")
+	fs.DurationVar(&cfg.TypingShedWait, "typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
-	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (default off)")
+	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) and counters (/debug/vars) on this address, e.g. 127.0.0.1:6060 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -168,6 +179,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	publishTypingVars(s.edge.TypingStats, s.node.TypingStats)
 	base := "http://" + s.HTTPAddr()
 	fmt.Fprintf(stdout, "parley serve: data in %s\n", cfg.DataDir)
 	fmt.Fprintf(stdout, "  HTTP API  %s/v1   (OpenAPI: %s/v1/openapi.json, health: %s/healthz)\n", base, base, base)

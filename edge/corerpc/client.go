@@ -285,6 +285,25 @@ func finalError(ctx context.Context, last error) error {
 	}
 }
 
+// Publish sends req once, without a reply subject, where Call would send
+// it: for typing, which the shard leader handles without answering. It
+// waits only to learn the shard count (once). nil means NATS took it, not
+// that a core got it.
+func (c *Client) Publish(ctx context.Context, req *syncpb.CoreRequest) error {
+	subject, err := c.subject(ctx, req)
+	if err != nil {
+		return err
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request cannot be encoded")
+	}
+	if err := c.nc.Publish(subject, b); err != nil {
+		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "cannot reach the core: %v", err)
+	}
+	return nil
+}
+
 // subject routes req: conversation operations to their shard's subject,
 // everything else to the API subject.
 func (c *Client) subject(ctx context.Context, req *syncpb.CoreRequest) (string, error) {
@@ -324,6 +343,8 @@ func convOf(req *syncpb.CoreRequest) (conv string, shardBound bool, err error) {
 		conv = op.Receipt.GetConvId()
 	case *syncpb.CoreRequest_GetReceipts:
 		conv = op.GetReceipts.GetConvId()
+	case *syncpb.CoreRequest_Typing:
+		conv = op.Typing.GetConvId()
 	default:
 		return "", false, nil
 	}

@@ -206,7 +206,7 @@ func (p *Port) serveRaw(conn *quic.Conn) {
 			return nil, err
 		}
 		return p.streamConn(str, func() { str.CancelRead(0) }), nil
-	}, conn.Context().Done(), func(err error) {
+	}, conn, conn.Context().Done(), func(err error) {
 		code, msg := closeCode(err)
 		_ = conn.CloseWithError(code, msg)
 	}, "quic", conn.RemoteAddr())
@@ -227,7 +227,7 @@ func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		return p.streamConn(str, func() { str.CancelRead(0) }), nil
-	}, sess.Context().Done(), func(err error) {
+	}, sess, sess.Context().Done(), func(err error) {
 		code, msg := closeCode(err)
 		_ = sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
 	}, "webtransport", sess.RemoteAddr())
@@ -247,9 +247,9 @@ func (p *Port) streamConn(s streamframe.Stream, cancelRead func()) *streamframe.
 
 // serveSession runs a session on the client's first stream (accept gives
 // the client's streams in order; the later ones are request streams).
-// gone is closed when the connection ends; closeAll ends it with err's
-// code.
-func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, error), gone <-chan struct{},
+// dg carries the connection's datagrams (typing); gone is closed when the
+// connection ends; closeAll ends it with err's code.
+func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, error), dg session.Datagrams, gone <-chan struct{},
 	closeAll func(err error), kind string, remote net.Addr) {
 	ctx, cancel := context.WithTimeout(p.base, p.cfg.StreamTimeout)
 	control, err := accept(ctx)
@@ -276,19 +276,32 @@ func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, err
 		}()
 		return nil
 	}
-	if err := p.cfg.Sessions.Serve(p.base, &streamsConn{Conn: control, accept: accept}); err != nil {
+	if err := p.cfg.Sessions.Serve(p.base, &streamsConn{Conn: control, accept: accept, dg: dg}); err != nil {
 		p.log.Debug("session ended", "transport", kind, "remote", remote, "err", err)
 	}
 }
 
 // streamsConn is a session's control stream that can also accept the
-// device's request streams (session.RequestStreams).
+// device's request streams (session.RequestStreams) and carry datagrams
+// (session.Datagrams: *quic.Conn and *webtransport.Session both do).
 type streamsConn struct {
 	*streamframe.Conn
 	accept func(ctx context.Context) (*streamframe.Conn, error)
+	dg     session.Datagrams
 }
 
-var _ session.RequestStreams = (*streamsConn)(nil)
+var (
+	_ session.RequestStreams = (*streamsConn)(nil)
+	_ session.Datagrams      = (*streamsConn)(nil)
+	_ session.Datagrams      = (*quic.Conn)(nil)
+	_ session.Datagrams      = (*webtransport.Session)(nil)
+)
+
+func (c *streamsConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	return c.dg.ReceiveDatagram(ctx)
+}
+
+func (c *streamsConn) SendDatagram(b []byte) error { return c.dg.SendDatagram(b) }
 
 func (c *streamsConn) AcceptRequest(ctx context.Context) (session.Conn, error) {
 	return c.accept(ctx)

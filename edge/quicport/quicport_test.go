@@ -32,6 +32,7 @@ func (f coreFunc) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Co
 }
 
 type testPort struct {
+	srv  *session.Server
 	p    *Port
 	auth *auth.Auth
 }
@@ -80,7 +81,7 @@ func newTestPort(t *testing.T) *testPort {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &testPort{p: p, auth: au}
+	return &testPort{p: p, auth: au, srv: srv}
 }
 
 func clientTLS(alpn string) *tls.Config {
@@ -290,4 +291,37 @@ func TestRawQUICRequestStreams(t *testing.T) {
 		t.Fatalf("a hello on a request stream: %v, want MALFORMED", r)
 	}
 	sendOne(t, control) // the control stream still works
+}
+
+// Datagrams on a raw QUIC session: typing is taken, bad datagrams are
+// dropped and counted, and the session carries on.
+func TestRawQUICDatagrams(t *testing.T) {
+	tp := newTestPort(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, tp.p.Addr().String(), clientTLS(streamframe.ALPN), &quic.Config{EnableDatagrams: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	c := tp.session(t, conn)
+	good, err := syncproto.AppendDatagram(nil, &syncpb.Typing{ConvId: "c_1", Typing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{{0x00}, []byte("garbage"), good[:3], good} {
+		if err := conn.SendDatagram(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (Datagrams may be lost; not on an idle loopback.)
+	deadline := time.Now().Add(10 * time.Second)
+	// The test core cannot publish: the valid one is counted unpublished.
+	for st := tp.srv.TypingStats(); st.Datagrams != 4 || st.Malformed != 3 || st.Unpublished != 1; st = tp.srv.TypingStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v after 10s", st)
+		}
+		time.Sleep(5 * time.Millisecond) // polling
+	}
+	sendOne(t, c)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,8 @@ type Hub struct {
 	users  map[string]*userSub
 	convs  map[string]*convSub
 	closed bool
+
+	typingShed atomic.Uint64
 }
 
 type userSub struct {
@@ -63,6 +66,13 @@ const (
 	hubPendingMsgs  = 4096
 	hubPendingBytes = 16 << 20
 )
+
+// typingShedBacklog is the backlog of a subscription (deliveries NATS
+// has handed this edge that it has yet to pass on) at which typing events
+// are dropped instead of passed on: the edge is not keeping up, and the
+// messages behind them matter more. (NATS counts the delivery being
+// handled: a keeping-up edge sees 1 or 2.)
+const typingShedBacklog = 32
 
 // flushTimeout bounds the round trip that confirms a new subscription.
 const flushTimeout = 5 * time.Second
@@ -199,9 +209,27 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 		}
 	}
 	sinks := h.sinksLocked(u, nil)
+	sub := u.sub
 	h.mu.Unlock()
+	h.shedTyping(sub, d)
 	fanout(sinks, lost, d)
 }
+
+// shedTyping drops d's typing events when sub's backlog says this edge is
+// behind (counted in TypingShed).
+func (h *Hub) shedTyping(sub *nats.Subscription, d *syncpb.Deliver) {
+	if len(d.GetTyping()) == 0 || sub == nil {
+		return
+	}
+	if n, _, err := sub.Pending(); err == nil && n >= typingShedBacklog {
+		h.typingShed.Add(uint64(len(d.Typing)))
+		d.Typing = nil
+	}
+}
+
+// TypingShed counts typing events dropped because a subscription's
+// backlog was at typingShedBacklog.
+func (h *Hub) TypingShed() uint64 { return h.typingShed.Load() }
 
 // decode reads a delivery; an undecodable one is logged and dropped.
 func (h *Hub) decode(m *nats.Msg) (*syncpb.Deliver, bool) {
@@ -346,6 +374,7 @@ func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
 		}
 	}
 	h.mu.Unlock()
+	h.shedTyping(cs.sub, d)
 	fanout(sinks, lost, d)
 }
 

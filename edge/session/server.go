@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -85,8 +84,16 @@ type Config struct {
 	// SyncLimit is the per-conversation message limit of the catch-up
 	// sync that follows a Hello with a position (default 100).
 	SyncLimit uint32
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// TypingRate and TypingBurst limit one session's typing indicators
+	// (default 2/s, burst 4); more are dropped silently (counted).
+	TypingRate  rate.Limit
+	TypingBurst int
+	// Overloaded, when set, reports whether the edge is overloaded (short
+	// of CPU, say); typing is then dropped, from devices and to them. It
+	// is called for every indicator, so it must be cheap.
+	Overloaded func() bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Validate names the first bad field.
@@ -100,6 +107,8 @@ func (c Config) Validate() error {
 		return errors.New("session: timeouts must not be negative")
 	case c.SendQueue < 0 || c.MaxInFlight < 0 || c.FrameBurst < 0 || c.FrameRate < 0:
 		return errors.New("session: SendQueue, MaxInFlight, FrameRate and FrameBurst must not be negative")
+	case c.TypingRate < 0 || c.TypingBurst < 0:
+		return errors.New("session: TypingRate and TypingBurst must not be negative")
 	}
 	return nil
 }
@@ -129,6 +138,12 @@ func (c Config) withDefaults() Config {
 	if c.FrameBurst == 0 {
 		c.FrameBurst = DefaultFrameBurst
 	}
+	if c.TypingRate == 0 {
+		c.TypingRate = DefaultTypingRate
+	}
+	if c.TypingBurst == 0 {
+		c.TypingBurst = DefaultTypingBurst
+	}
 	if c.SyncLimit == 0 {
 		c.SyncLimit = DefaultSyncLimit
 	}
@@ -151,12 +166,8 @@ type Server struct {
 	draining bool
 	wg       sync.WaitGroup
 
-	typingShed atomic.Uint64
+	typing typingCounters
 }
-
-// TypingShed counts typing events dropped because a device's queue was
-// half full (load shedding: typing goes first).
-func (s *Server) TypingShed() uint64 { return s.typingShed.Load() }
 
 // New returns a Server for cfg.
 func New(cfg Config) (*Server, error) {

@@ -32,6 +32,9 @@ type session struct {
 	out      chan *syncpb.Frame // responses and pushes, bounded
 	inflight chan struct{}
 	limiter  *rate.Limiter
+	// typingLimit bounds the device's typing indicators (one session is
+	// one device).
+	typingLimit *rate.Limiter
 
 	mu      sync.Mutex
 	holding bool            // catch-up running: pushes wait in held
@@ -50,13 +53,14 @@ func newSession(srv *Server, conn Conn) *session {
 	id := newSessionID()
 	return &session{
 		srv: srv, cfg: cfg, conn: conn, id: id, log: srv.log.With("session", id),
-		out:      make(chan *syncpb.Frame, cfg.SendQueue),
-		inflight: make(chan struct{}, cfg.MaxInFlight),
-		limiter:  rate.NewLimiter(cfg.FrameRate, cfg.FrameBurst),
-		holding:  true,
-		kick:     make(chan struct{}, 1),
-		final:    make(chan finalFrame),
-		done:     make(chan struct{}),
+		out:         make(chan *syncpb.Frame, cfg.SendQueue),
+		inflight:    make(chan struct{}, cfg.MaxInFlight),
+		limiter:     rate.NewLimiter(cfg.FrameRate, cfg.FrameBurst),
+		typingLimit: rate.NewLimiter(cfg.TypingRate, cfg.TypingBurst),
+		holding:     true,
+		kick:        make(chan struct{}, 1),
+		final:       make(chan finalFrame),
+		done:        make(chan struct{}),
 	}
 }
 
@@ -113,6 +117,10 @@ func (s *session) run(ctx context.Context) error {
 	if rs, ok := s.conn.(RequestStreams); ok {
 		s.wg.Add(1)
 		go s.acceptRequests(rctx, rs)
+	}
+	if dg, ok := s.conn.(Datagrams); ok {
+		s.wg.Add(1)
+		go s.readDatagrams(rctx, dg)
 	}
 	err = s.reader(ctx)
 	s.stop(err)
@@ -274,23 +282,6 @@ func (s *session) Deliver(d *syncpb.Deliver) {
 	}
 }
 
-// pushTyping queues a typing event unless the device's queue is half full.
-func (s *session) pushTyping(t *syncpb.Typing) {
-	if t.GetUserId() == s.caller.UserId && t.GetDeviceId() == s.caller.DeviceId {
-		return // the device's own typing
-	}
-	out := &syncpb.Typing{ConvId: t.ConvId, UserId: t.UserId, Typing: t.Typing, TtlMs: t.TtlMs}
-	if len(s.out) >= cap(s.out)/2 {
-		s.srv.typingShed.Add(1)
-		return
-	}
-	select {
-	case s.out <- &syncpb.Frame{Body: &syncpb.Frame_Typing{Typing: out}}:
-	default:
-		s.srv.typingShed.Add(1)
-	}
-}
-
 // push queues a live push; when the queue is full the push is dropped and
 // the device is owed a Resync.
 func (s *session) push(f *syncpb.Frame) {
@@ -358,7 +349,7 @@ func (s *session) writer(ctx context.Context) {
 			s.stop(ff.err)
 			return
 		}
-		if f != nil {
+		if f != nil && (f.GetTyping() == nil || !s.writeTyping(f)) {
 			if err := s.write(ctx, f); err != nil {
 				s.stop(err)
 				return
@@ -408,6 +399,13 @@ func (s *session) reader(ctx context.Context) error {
 			}
 			return err
 		}
+		if t := f.GetTyping(); t != nil {
+			// Typing has its own, lower limit; over it, indicators are
+			// dropped, and the session pays nothing else for them.
+			s.srv.typing.received.Add(1)
+			s.typingIn(ctx, t)
+			continue
+		}
 		if !s.limiter.Allow() {
 			flooding++
 			if flooding > s.cfg.FrameBurst {
@@ -443,7 +441,7 @@ func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
 	case *syncpb.Frame_Pong:
 		return nil
 	case *syncpb.Frame_Typing:
-		return nil // typing and presence arrive with the presence work
+		return nil // the reader takes typing before dispatch
 	case *syncpb.Frame_PresenceSubscribe:
 		if f.Id != 0 {
 			s.reply(errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence is not available on this server yet")))

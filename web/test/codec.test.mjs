@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { decodeFrame, encodeFrame, encodeHello, encodeSend, readFrames, ParleyError } from '../parley.js';
+import { decodeFrame, encodeFrame, encodeHello, encodeSend, encodeTyping, readFrames, ParleyError } from '../parley.js';
 
 const golden = (name) => new Uint8Array(readFileSync(new URL(`../../syncproto/testdata/golden/${name}.bin`, import.meta.url)));
 
@@ -158,7 +158,7 @@ function varint(v) {
 }
 
 test('bodies this client does not read, and unknown ones, are skipped', () => {
-  for (const name of ['compat_unknown_body', 'typing', 'presence', 'receipt_update', 'resync', 'history_response']) {
+  for (const name of ['compat_unknown_body', 'presence', 'receipt_update', 'resync', 'history_response']) {
     const f = decodeFrame(payload(golden(name)));
     assert.equal(f.type, null, name);
   }
@@ -192,4 +192,16 @@ test('bad framing is MALFORMED or TOO_LARGE', async () => {
     const frames = readFrames(stream(Uint8Array.from(bytes), 1), 1000);
     await assert.rejects(frames.next(), (e) => e instanceof ParleyError && e.code === code, name);
   }
+});
+
+test('typing decodes, and encodes as protobuf does (without the user, which the edge sets)', () => {
+  const f = decodeFrame(payload(golden('typing')));
+  assert.equal(f.type, 'typing');
+  assert.equal(f.body.typing, true);
+  assert.equal(f.body.ttlMs, 5000);
+  assert.ok(f.body.convId.length > 0 && f.body.userId.length > 0);
+  // Go: Frame{Typing{conv_id, typing: true, ttl_ms: 3000}}, id 0.
+  const b = encodeFrame(0, 22, encodeTyping({ convId: 'c_1', typing: true, ttlMs: 3000 }));
+  // The bytes syncproto.AppendDatagram gives for the same indicator.
+  assert.deepEqual([...b], [0x0d, 0xb2, 0x01, 0x0a, 0x0a, 0x03, 0x63, 0x5f, 0x31, 0x18, 0x01, 0x20, 0xb8, 0x17]);
 });

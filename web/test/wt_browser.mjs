@@ -143,16 +143,29 @@ async function inPage(p) {
     });
     r.steps.welcomed = ms();
     r.welcome = session.welcome;
+    // Typing from the other member (sent as a datagram by the edge).
+    const typed = new Promise((resolve) => session.onTyping((t) => {
+      if (t.convId === p.convId && t.userId !== session.welcome.userId && t.typing) resolve(t);
+    }));
     r.ack = await session.send(p.convId, p.sendText);
     r.steps.acked = ms();
+    // This user's typing, as datagrams, renewed as an app would until the
+    // reply comes: the Go side waits for the edge to get one.
+    await session.typing(p.convId, true);
+    r.steps.typed = ms();
+    const renew = setInterval(() => session.typing(p.convId, true).catch(() => {}), 500);
     // The edge ending the session early is an answer too.
     const ended = session.closed.then((e) => ({ error: `session ended: ${e?.message ?? e}` }));
     const got = await Promise.race([reply, ended]);
+    clearInterval(renew);
     if (got.error) {
       r.error = got.error;
     } else {
       r.received = got;
       r.steps.received = ms();
+      const late = new Promise((resolve) => setTimeout(() => resolve(null), 20000));
+      r.typing = await Promise.race([typed, late]);
+      r.steps.typing = ms();
     }
     await session.close();
     r.steps.closed = ms();
