@@ -118,7 +118,7 @@ type Client struct {
 	outbox   []*outItem
 	box      *outboxFile // nil without Config.OutboxPath
 	outC     chan struct{}
-	welcomed chan error // the first connection's outcome, for Dial
+	welcomed chan error        // the first connection's outcome, for Dial
 	toReport map[string]uint64 // delivered positions not yet reported
 	reportC  chan struct{}
 	conns    int

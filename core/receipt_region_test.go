@@ -97,7 +97,7 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	stopped := r.nodes[victim].node.Receipts()
 	r.stop(victim)
 	before := stopped.Applied() // what it had stored when it stopped
-	more(200) // receipts keep flowing on two nodes
+	more(200)                   // receipts keep flowing on two nodes
 	if err := r.start(victim); err != nil {
 		t.Fatal(err)
 	}

@@ -282,7 +282,9 @@ func TestTypingShedForAStalledDevice(t *testing.T) {
 	var ss *session
 	waitUntil(t, "session", func() bool { ss = e.sessionOf("u_b", "d_b"); return ss != nil })
 	waitUntil(t, "catch-up done", func() bool { ss.mu.Lock(); defer ss.mu.Unlock(); return !ss.holding })
-	msg := func(i int) { e.publish("u_b", &syncpb.Message{ConvId: "c_1", Seq: uint64(i), MsgId: "m", Body: []byte("x")}) }
+	msg := func(i int) {
+		e.publish("u_b", &syncpb.Message{ConvId: "c_1", Seq: uint64(i), MsgId: "m", Body: []byte("x")})
+	}
 	typing := func(on bool) {
 		e.publishTyping("u_b", &syncpb.Typing{ConvId: "c_1", UserId: "u_a", DeviceId: "d_a", Typing: on})
 	}
