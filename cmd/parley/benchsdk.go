@@ -83,6 +83,8 @@ type sdkBenchConfig struct {
 	IdleUsers   int
 	IdleDevices int // 0: min(Idle, 100)
 	IdleSockets int // quic: UDP sockets shared by the idle sessions
+	IdleLean    bool          // quic: hold idle sessions without the SDK (leanIdle)
+	IdlePing    time.Duration // with IdleLean: Ping interval (the edge's keepalive)
 	EdgePID     int
 	JSON        bool
 	Typing      float64 // typing indicators per second per sending client (0: none)
@@ -171,6 +173,8 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs.IntVar(&cfg.IdleUsers, "idle-users", 10, "users the idle sessions belong to")
 	fs.IntVar(&cfg.IdleDevices, "idle-devices", 0, "devices (logins; each costs an argon2 hash) the idle sessions share, round-robin (default: min(idle, 100))")
 	fs.IntVar(&cfg.IdleSockets, "idle-sockets", 64, "with -transport quic: UDP sockets the idle sessions share (0: one each)")
+	fs.BoolVar(&cfg.IdleLean, "idle-lean", false, "with -transport quic: hold the idle sessions with a bare QUIC connection each (hello, then a ping every -idle-ping) instead of an SDK client, so that 100k fit beside the edge")
+	fs.DurationVar(&cfg.IdlePing, "idle-ping", 25*time.Second, "with -idle-lean: how often each idle session pings (match the edge's -keepalive)")
 	fs.IntVar(&cfg.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
 	fs.Float64Var(&cfg.Typing, "typing", 0, "typing indicators per second each sending client also sends (0: none)")
@@ -281,7 +285,16 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		b.dialers = append(b.dialers, d)
 	}
 	b.dialer = b.dialers[0]
-	if cfg.Transport == "quic" && cfg.IdleSockets > 0 && cfg.Idle > 0 {
+	if cfg.Transport == "quic" && cfg.IdleLean && cfg.Idle > 0 {
+		hashes, err := fetchCertHashes(ctx, base)
+		if err != nil {
+			return err
+		}
+		if b.lean, err = newLeanIdle(cfg.UDP, hashes, cfg.IdleSockets); err != nil {
+			return err
+		}
+		defer b.lean.close()
+	} else if cfg.Transport == "quic" && cfg.IdleSockets > 0 && cfg.Idle > 0 {
 		for range cfg.IdleSockets {
 			pc, err := net.ListenPacket("udp", ":0")
 			if err != nil {
@@ -411,6 +424,7 @@ func printSDKResult(w io.Writer, r *sdkResult) {
 
 // sdkBench is one run's state.
 type sdkBench struct {
+	lean   *leanIdle // -idle-lean
 	cfg    sdkBenchConfig
 	base   string
 	wsURL  string

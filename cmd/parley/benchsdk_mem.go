@@ -37,6 +37,10 @@ type idleResult struct {
 	// Reconnects is how many idle sessions were re-established by the end
 	// of the run (each should have stayed up).
 	Reconnects int `json:"reconnects"`
+	// Lean: held by leanIdle (no SDK, so no reconnects); AliveEnd is how
+	// many were still up at the end.
+	Lean     bool `json:"lean,omitempty"`
+	AliveEnd int  `json:"alive_end,omitempty"`
 	// EdgeSessions counts all of the edge's sessions (active devices
 	// included) after the idle ones connected and at the end; -self only.
 	EdgeSessions    int       `json:"edge_sessions,omitempty"`
@@ -269,6 +273,16 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 	var failed atomic.Int64
 	err = parallel(sctx, b.cfg.Idle, 32, func(ctx context.Context, i int) error {
 		d := i % devices
+		if b.lean != nil {
+			tok, err := toks[d].token(ctx)
+			if err == nil {
+				err = b.lean.dial(ctx, i, tok, sessions[d].Device.ID)
+			}
+			if err != nil && ctx.Err() == nil && failed.Add(1) <= 5 {
+				b.progress("idle session %d: %v", i, err)
+			}
+			return nil
+		}
 		dial := b.dialer
 		if len(b.idleDialers) > 0 {
 			dial = b.idleDialers[i%len(b.idleDialers)]
@@ -293,6 +307,11 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 	}
 	r.DialSec = time.Since(t0).Seconds()
 	r.Connected, r.Failed = len(r.clients), int(failed.Load())
+	if b.lean != nil {
+		r.Connected = b.lean.alive()
+		r.Lean = true
+		b.lean.startPing(b.cfg.IdlePing)
+	}
 	b.progress("idle: %d sessions connected in %.1fs, %d failed", r.Connected, r.DialSec, r.Failed)
 	if probe == nil {
 		return r, nil
@@ -310,6 +329,9 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 func (b *sdkBench) finishIdle(r *idleResult, probe memProbe) {
 	for _, c := range r.clients {
 		r.Reconnects += c.Connections() - 1
+	}
+	if b.lean != nil {
+		r.AliveEnd = b.lean.alive()
 	}
 	if p, ok := probe.(selfProbe); ok {
 		r.EdgeSessionsEnd = p.sys.edge.Sessions()
@@ -346,8 +368,13 @@ func memDiff(source string, before, after memSample, n int) *memDelta {
 func kib(v float64) string { return fmt.Sprintf("%.1f KiB", v/1024) }
 
 func printIdle(w io.Writer, r *idleResult) {
-	fmt.Fprintf(w, "idle: %d of %d sessions connected in %.1fs (%d failed; %d users, %d devices), %d reconnects by the end",
-		r.Connected, r.Requested, r.DialSec, r.Failed, r.Users, r.Devices, r.Reconnects)
+	fmt.Fprintf(w, "idle: %d of %d sessions connected in %.1fs (%d failed; %d users, %d devices)",
+		r.Connected, r.Requested, r.DialSec, r.Failed, r.Users, r.Devices)
+	if r.Lean {
+		fmt.Fprintf(w, ", %d still up at the end (bare QUIC, -idle-lean)", r.AliveEnd)
+	} else {
+		fmt.Fprintf(w, ", %d reconnects by the end", r.Reconnects)
+	}
 	if r.EdgeSessions > 0 {
 		fmt.Fprintf(w, "; edge sessions (all) %d after connecting, %d at the end", r.EdgeSessions, r.EdgeSessionsEnd)
 	}
