@@ -62,8 +62,8 @@ func newLeanIdle(udp string, hashes [][32]byte, sockets int) (*leanIdle, error) 
 func (l *leanIdle) dial(ctx context.Context, i int, token, device string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	// QUIC PINGs (from quic-go's own loop) keep NAT and idle timers alive.
-	conn, err := l.trs[i%len(l.trs)].Dial(ctx, l.raddr, l.tls, &quic.Config{KeepAlivePeriod: 20 * time.Second, MaxIdleTimeout: 5 * time.Minute})
+	// The pings keep the connection busy; QUIC PINGs are a fallback.
+	conn, err := l.trs[i%len(l.trs)].Dial(ctx, l.raddr, l.tls, &quic.Config{KeepAlivePeriod: 50 * time.Second, MaxIdleTimeout: 5 * time.Minute})
 	if err != nil {
 		return err
 	}
