@@ -269,6 +269,10 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 		}
 	}
 	t0 = time.Now()
+	if b.lean != nil {
+		// From the start: the first sessions must ping while the rest connect.
+		b.lean.startPing(b.cfg.IdlePing)
+	}
 	var mu sync.Mutex
 	var failed atomic.Int64
 	err = parallel(sctx, b.cfg.Idle, 32, func(ctx context.Context, i int) error {
@@ -310,7 +314,6 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 	if b.lean != nil {
 		r.Connected = b.lean.alive()
 		r.Lean = true
-		b.lean.startPing(b.cfg.IdlePing)
 	}
 	b.progress("idle: %d sessions connected in %.1fs, %d failed", r.Connected, r.DialSec, r.Failed)
 	if probe == nil {
