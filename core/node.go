@@ -75,7 +75,8 @@ type Node struct {
 	subs []*nats.Subscription
 	sem  chan struct{}
 
-	deliver *deliverer
+	deliver  *deliverer
+	presence *presenceService
 
 	shardMu   sync.Mutex
 	shardSubs map[string]*nats.Subscription // shards this node leads
@@ -197,6 +198,9 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		g.Store(n.groups[name].g)
+	}
+	if err := n.startPresence(); err != nil {
+		return nil, err
 	}
 	if err := n.serve(); err != nil {
 		return nil, err

@@ -1,0 +1,60 @@
+package shard
+
+import (
+	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Contacts adds to into the users who share a conversation of this shard
+// with the caller (in the caller's workspace), from local state: a
+// follower's copy may lag the leader by a few entries, which presence
+// tolerates. With only set, it checks just those users; without, it skips
+// groups above the large-group size. It stops adding once into holds
+// limit users. The caller is never added.
+func (f *FSM) Contacts(caller *syncpb.Caller, only map[string]bool, limit int, into map[string]bool) error {
+	return f.view(func(v *kvfsm.View) error {
+		convs, err := userConvs(v, caller.GetUserId())
+		if err != nil {
+			return err
+		}
+		for _, conv := range convs {
+			if len(into) >= limit {
+				return nil
+			}
+			meta, ok, err := getMeta(v, conv)
+			if err != nil {
+				return err
+			}
+			if !ok || meta.WorkspaceID != caller.GetWorkspaceId() {
+				continue
+			}
+			if only != nil {
+				for u := range only {
+					if into[u] || u == caller.GetUserId() {
+						continue
+					}
+					if _, ok, err := getMember(v, conv, u); err != nil {
+						return err
+					} else if ok {
+						into[u] = true
+					}
+				}
+				continue
+			}
+			if f.large > 0 && meta.Members > f.large {
+				continue
+			}
+			prefix := memberPrefix(conv)
+			err = v.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+				if u := string(k[len(prefix):]); u != caller.GetUserId() {
+					into[u] = true
+				}
+				return len(into) < limit, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
