@@ -1,0 +1,171 @@
+package presence
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// watch holds one NATS subscription per user watched by anyone connected
+// here (reference-counted by watchers), all feeding one bounded channel
+// read by one goroutine: no goroutine per subscription. When the channel
+// is full NATS drops updates (a slow consumer, reported on the
+// connection's error handler); watchers then show a stale state until
+// the user's next change or their reconnect.
+type watch struct {
+	nc     *nats.Conn
+	region string
+	log    *slog.Logger
+	ch     chan *nats.Msg
+
+	mu    sync.Mutex
+	users map[string]*watched
+}
+
+type watched struct {
+	sub      *nats.Subscription
+	watchers map[*watcher]struct{}
+}
+
+// watcher is one session's watched set.
+type watcher struct {
+	deliver func(*syncpb.PresenceUpdate)
+	users   map[string]struct{} // guarded by watch.mu
+	gone    bool                // dropped: set does nothing; guarded by watch.mu
+}
+
+// flushTimeout bounds the round trip that confirms new subscriptions.
+const flushTimeout = 5 * time.Second
+
+func newWatch(nc *nats.Conn, region string, queue int, log *slog.Logger) *watch {
+	return &watch{nc: nc, region: region, log: log, ch: make(chan *nats.Msg, queue), users: map[string]*watched{}}
+}
+
+// set makes wr watch exactly users, and returns once the NATS server has
+// any new subscription.
+func (w *watch) set(ctx context.Context, wr *watcher, users []string) error {
+	want := make(map[string]struct{}, len(users))
+	for _, u := range users {
+		want[u] = struct{}{}
+	}
+	w.mu.Lock()
+	if wr.gone {
+		w.mu.Unlock()
+		return nil
+	}
+	for u := range wr.users {
+		if _, ok := want[u]; !ok {
+			w.unlinkLocked(wr, u)
+		}
+	}
+	fresh := false
+	var err error
+	for u := range want {
+		if _, ok := wr.users[u]; ok {
+			continue
+		}
+		ws := w.users[u]
+		if ws == nil {
+			var sub *nats.Subscription
+			sub, err = w.nc.ChanSubscribe(syncproto.PresenceUserSubject(w.region, u), w.ch)
+			if err != nil {
+				break
+			}
+			ws = &watched{sub: sub, watchers: map[*watcher]struct{}{}}
+			w.users[u] = ws
+			fresh = true
+		}
+		ws.watchers[wr] = struct{}{}
+		wr.users[u] = struct{}{}
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "presence is unavailable, retry")
+	}
+	if fresh {
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+		if err := w.nc.FlushWithContext(fctx); err != nil {
+			return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "presence is unavailable, retry")
+		}
+	}
+	return nil
+}
+
+// drop stops wr watching anyone.
+func (w *watch) drop(wr *watcher) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wr.gone = true
+	for u := range wr.users {
+		w.unlinkLocked(wr, u)
+	}
+}
+
+func (w *watch) unlinkLocked(wr *watcher, u string) {
+	delete(wr.users, u)
+	ws := w.users[u]
+	if ws == nil {
+		return
+	}
+	delete(ws.watchers, wr)
+	if len(ws.watchers) == 0 {
+		_ = ws.sub.Unsubscribe()
+		delete(w.users, u)
+	}
+}
+
+// run hands each update to the watchers of its user until ctx ends.
+func (w *watch) run(ctx context.Context) {
+	var fns []func(*syncpb.PresenceUpdate)
+	for {
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return
+		case m = <-w.ch:
+		}
+		d := &syncpb.Deliver{}
+		if err := proto.Unmarshal(m.Data, d); err != nil {
+			w.log.Warn("undecodable presence update", "subject", m.Subject, "err", err)
+			continue
+		}
+		for _, p := range d.Presence {
+			fns = fns[:0]
+			w.mu.Lock()
+			if ws := w.users[p.UserId]; ws != nil {
+				for wr := range ws.watchers {
+					fns = append(fns, wr.deliver)
+				}
+			}
+			w.mu.Unlock()
+			for _, f := range fns {
+				f(p)
+			}
+		}
+	}
+}
+
+// close unsubscribes everything.
+func (w *watch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for u, ws := range w.users {
+		_ = ws.sub.Unsubscribe()
+		delete(w.users, u)
+	}
+}
+
+// count is how many users are watched here.
+func (w *watch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.users)
+}
