@@ -103,6 +103,7 @@ type Client struct {
 	box      *outboxFile // nil without Config.OutboxPath
 	outC     chan struct{}
 	welcomed chan error // the first connection's outcome, for Dial
+	watch    []string   // the Presence choice; nil: the default
 	conns    int
 }
 
@@ -239,6 +240,10 @@ func (c *Client) run() {
 		c.wake(c.outC)
 		c.wg.Add(1)
 		go c.keepalive(l)
+		if c.watching() {
+			c.wg.Add(1)
+			go c.rewatch(l)
+		}
 		err = c.read(l)
 		l.fail(err)
 		c.mu.Lock()
@@ -464,6 +469,7 @@ func (c *Client) resync(l *link) {
 }
 
 func (c *Client) applySync(s *syncpb.SyncResponse) {
+	c.presence(s)
 	for _, d := range s.GetChanged() {
 		c.mu.Lock()
 		c.last[d.ConvId] = max(c.last[d.ConvId], d.LastSeq)

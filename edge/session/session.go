@@ -28,6 +28,7 @@ type session struct {
 	log  *slog.Logger
 
 	caller *syncpb.Caller
+	pres   PresenceSession // nil when presence is off
 
 	out      chan *syncpb.Frame // responses and pushes, bounded
 	inflight chan struct{}
@@ -101,6 +102,10 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	s.log.Debug("session started", "user", s.caller.UserId, "device", s.caller.DeviceId, "client", hello.client)
+	if s.cfg.Presence != nil {
+		s.pres = s.cfg.Presence.Join(s.caller, s.pushPresence)
+		defer s.pres.Leave()
+	}
 
 	s.wg.Add(1)
 	go s.writer(ctx)
@@ -214,8 +219,13 @@ func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 	if pos == nil {
 		limit = 1 // only for the large groups; the device asked for nothing
 	}
+	// Presence is looked up and watched beside the sync; changes that come
+	// meanwhile are held behind the catch-up like every push.
+	presence := make(chan []*syncpb.PresenceUpdate, 1)
+	go func() { presence <- s.catchUpPresence(ctx) }()
 	resp, err := s.call(ctx, &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{
 		Position: pos, PerConversationLimit: limit}}})
+	watched := <-presence
 	if err != nil {
 		// The device syncs itself; tell it so.
 		s.mu.Lock()
@@ -224,8 +234,12 @@ func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 		s.log.Debug("catch-up sync failed", "err", err)
 		return
 	}
-	if pos != nil {
+	switch {
+	case pos != nil:
+		resp.GetSyncResponse().Presence = watched
 		s.reply(resp)
+	case len(watched) > 0:
+		s.reply(&syncpb.Frame{Body: &syncpb.Frame_SyncResponse{SyncResponse: &syncpb.SyncResponse{Presence: watched}}})
 	}
 }
 
@@ -444,12 +458,8 @@ func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
 		return nil
 	case *syncpb.Frame_Typing:
 		return nil // typing and presence arrive with the presence work
-	case *syncpb.Frame_PresenceSubscribe:
-		if f.Id != 0 {
-			s.reply(errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence is not available on this server yet")))
-		}
-		return nil
-	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt:
+	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt,
+		*syncpb.Frame_PresenceSubscribe:
 		if f.Id == 0 {
 			return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
 		}
@@ -478,6 +488,8 @@ func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
 func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
 	req := &syncpb.CoreRequest{Caller: s.caller}
 	switch b := f.Body.(type) {
+	case *syncpb.Frame_PresenceSubscribe:
+		return s.presenceSubscribe(ctx, f)
 	case *syncpb.Frame_Send:
 		if err := syncproto.ValidateSend(b.Send); err != nil {
 			return nil, err
