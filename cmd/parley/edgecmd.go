@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -32,6 +33,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ipRate := fs.Float64("ip-rate", 0, "unauthenticated calls (sign-up, log-in) per second per client IP (default 5)")
 	ipBurst := fs.Int("ip-burst", 0, "unauthenticated call burst per client IP (default 20)")
 	deviceRate := fs.Float64("device-rate", 0, "frames per second per device session, burst twice that (default 100)")
+	var presInterval, presLease time.Duration
+	presenceFlags(fs, &presInterval, &presLease)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -54,6 +57,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
 		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle, KeepAlive: *keepalive,
+		PresenceInterval: presInterval, PresenceLease: presLease,
 	})
 	if err != nil {
 		return err
