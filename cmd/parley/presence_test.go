@@ -34,7 +34,7 @@ type presenceRegion struct {
 	keys  []auth.Key
 }
 
-func freeTCP(t *testing.T) string {
+func freeTCP(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +44,7 @@ func freeTCP(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startPresenceRegion(t *testing.T, presence core.PresenceConfig) *presenceRegion {
+func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRegion {
 	t.Helper()
 	dir := t.TempDir()
 	const n = 3
