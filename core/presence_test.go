@@ -98,7 +98,11 @@ func TestRegionPresence(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
 	us := r.setupUsers("ana", "bo", "cy", "dee")
 	ana, bo, cy, dee := us[0], us[1], us[2], us[3]
-	r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
+	conv := r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
+	// Membership reads for presence are local: wait for every replica.
+	for _, n := range r.live() {
+		waitCond(t, "group on every replica", func() bool { _, err := localLastSeq(n, ana, conv); return err == nil })
+	}
 	w := r.watchPresence("e1")
 	pd := func(c *syncpb.Caller) *syncpb.PresenceDevice {
 		return &syncpb.PresenceDevice{WorkspaceId: c.WorkspaceId, UserId: c.UserId, DeviceId: c.DeviceId}
@@ -120,8 +124,6 @@ func TestRegionPresence(t *testing.T) {
 		}
 		return out
 	}
-	// Membership reads are local: wait for the group to reach every node.
-	waitCond(t, "ana's contacts", func() bool { return len(lookup(ana)) == 2 })
 	got := lookup(ana)
 	if !got[bo.UserId].GetOnline() || got[cy.UserId].GetOnline() || got[dee.UserId] != nil {
 		t.Fatalf("ana's lookup: %v", got)

@@ -101,6 +101,27 @@ func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRe
 	return r
 }
 
+// waitReplicated waits until every node's copy of conv's shard holds it:
+// presence reads membership from the answering node's copy.
+func (r *presenceRegion) waitReplicated(t *testing.T, u *presenceUser, conv string) {
+	t.Helper()
+	caller := &syncpb.Caller{WorkspaceId: u.sess.User.WorkspaceID, UserId: u.id}
+	for _, n := range r.nodes {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp := n.ReadLocal(t.Context(), n.ShardGroupOf(conv), &syncpb.CoreRequest{Caller: caller,
+				Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}})
+			if resp.GetError() == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: conversation not replicated: %v", n.NodeID(), resp.GetError())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // testEdge is an edge of the region with its own NATS connection, which
 // kill cuts before closing the edge: to the cores the edge goes silent
 // with no closing batch, as when its process dies.
@@ -253,13 +274,15 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 	cy := r.user(t, a.base(), "cy")
 	eve := r.user(t, a.base(), "eve")
 	dee := r.user(t, a.base(), "dee") // shares no conversation with ana
-	if _, err := ana.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "team",
-		MemberIDs: []string{bo.id, cy.id, eve.id}}); err != nil {
+	team, err := ana.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "team",
+		MemberIDs: []string{bo.id, cy.id, eve.id}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dee.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "direct", MemberIDs: []string{bo.id}}); err != nil {
 		t.Fatal(err)
 	}
+	r.waitReplicated(t, ana, team.ID)
 
 	view := newWatcherView()
 	anaDev := ana.device(t, a, true, view.on)
@@ -305,13 +328,12 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 	b.kill()
 	took := view.waitState(t, "edge kill", cy.id, false)
 	t.Logf("cy offline seen %v after edge b was killed (lease %v)", took, 1500*time.Millisecond)
+	// Every node drops the lease at its own next check.
+	for _, nd := range r.nodes {
+		waitUntil(t, nd.NodeID()+" holds edge a's lease only", func() bool { _, edges := nd.PresenceOnline(); return edges == 1 }, true)
+	}
 	if p, n := view.get(bo.id); !p.Online || n != boUpdates {
 		t.Fatalf("bo, with a laptop on the surviving edge: %v after %d updates (was %d)", p, n, boUpdates)
-	}
-	for _, nd := range r.nodes {
-		if _, edges := nd.PresenceOnline(); edges != 1 {
-			t.Errorf("node %s holds %d edge leases, want 1", nd.NodeID(), edges)
-		}
 	}
 	if _, seen := view.get(dee.id); seen != 0 {
 		t.Fatalf("ana was told about dee %d times", seen)
@@ -319,7 +341,7 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 }
 
 // A workspace with presence turned off (operator setting) gets no
-// presence: lookups are refused and no changes are published.
+// presence: its lookups are refused (FORBIDDEN).
 func TestPresenceOffForWorkspace(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	_, ana := s.user(t, "acme", "ana")

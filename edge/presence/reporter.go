@@ -102,9 +102,7 @@ func (r *reporter) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if armed && !linger.Stop() {
-				<-linger.C
-			}
+			linger.Stop()
 			r.send(&syncpb.PresenceBatch{Closing: true})
 			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()

@@ -25,8 +25,9 @@ type watch struct {
 	log    *slog.Logger
 	ch     chan *nats.Msg
 
-	mu    sync.Mutex
-	users map[string]*watched
+	mu     sync.Mutex
+	users  map[string]*watched
+	closed bool
 }
 
 type watched struct {
@@ -56,6 +57,10 @@ func (w *watch) set(ctx context.Context, wr *watcher, users []string) error {
 		want[u] = struct{}{}
 	}
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge is shutting down")
+	}
 	if wr.gone {
 		w.mu.Unlock()
 		return nil
@@ -153,10 +158,11 @@ func (w *watch) run(ctx context.Context) {
 	}
 }
 
-// close unsubscribes everything.
+// close unsubscribes everything; later sets fail.
 func (w *watch) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.closed = true
 	for u, ws := range w.users {
 		_ = ws.sub.Unsubscribe()
 		delete(w.users, u)
