@@ -19,9 +19,11 @@ import (
 
 // Presence: every node subscribes to the edges' batches and keeps the
 // whole table (core/presence), so any node answers lookups. A change of
-// user u is published once, by the node leading shard ShardOf(u) (a
-// leadership change can, rarely, publish one twice or drop one), on u's
-// presence subject, where edges with a watcher of u listen.
+// user u is published once, by the node leading shard ShardOf(u), on u's
+// presence subject, where edges with a watcher of u listen. Around a
+// leadership change a change may be published twice (harmless: updates
+// carry the state, not a delta) or, if nodes disagree about who leads at
+// that moment, not at all.
 
 // PresenceConfig configures a node's presence.
 type PresenceConfig struct {
@@ -150,8 +152,11 @@ func (p *presenceService) publish(changes []presence.Change) {
 		if p.off[c.WorkspaceID] {
 			continue
 		}
-		shard := syncproto.ShardOf(c.UserID, uint32(p.n.cfg.ShardCount))
-		if !p.n.groups[shardGroup(int(shard))].g.IsLeader() {
+		// The shard's leader publishes; while the shard has none (an
+		// election, a leadership transfer) every node that sees none does,
+		// so a change is repeated rather than lost.
+		g := p.n.groups[shardGroup(int(syncproto.ShardOf(c.UserID, uint32(p.n.cfg.ShardCount))))].g
+		if leader, _ := g.Leader(); !g.IsLeader() && leader != "" {
 			continue
 		}
 		b, err := proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{c.Update()}})
