@@ -192,15 +192,16 @@ func (ss *Session) Watch(ctx context.Context, userIDs []string) ([]*syncpb.Prese
 		return nil, err
 	}
 	list := resp.GetPresence().GetUsers()
-	ids := make([]string, 0, len(list))
-	for _, u := range list {
-		ids = append(ids, u.UserId)
-	}
-	if err := ss.s.w.set(ctx, ss.wr, ids); err != nil {
+	if err := ss.s.w.set(ctx, ss.wr, list); err != nil {
 		return nil, err
 	}
 	return list, nil
 }
+
+// States is the newest state this edge knows of each user the session
+// watches (from lookups and live updates), to repair a device that
+// missed updates.
+func (ss *Session) States() []*syncpb.PresenceUpdate { return ss.s.w.states(ss.wr) }
 
 // Leave stops watching and reports the device gone. Idempotent.
 func (ss *Session) Leave() {

@@ -238,6 +238,19 @@ func TestWatchSharesSubscriptions(t *testing.T) {
 	if got := wait(&rd, 1); len(got) != 1 || got[0] != "cyfalse" {
 		t.Fatalf("dee got %v", got)
 	}
+	// An update older than what is known is not passed on.
+	b, _ := proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{{UserId: "cy", Online: true, LastSeenUnixMs: 5}}})
+	_ = obs.Publish(syncproto.PresenceUserSubject(syncproto.DefaultRegion, "cy"), b)
+	b, _ = proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{{UserId: "cy", Online: false, LastSeenUnixMs: 4}}})
+	_ = obs.Publish(syncproto.PresenceUserSubject(syncproto.DefaultRegion, "cy"), b)
+	pub("bo", true) // a marker: after it, both cy updates were handled
+	got := wait(&ra, 4)
+	if got[2] != "cytrue" || got[3] != "botrue" {
+		t.Fatalf("ana got %v; the stale cy update must be dropped", got)
+	}
+	if st := dee.States(); len(st) != 1 || !st[0].Online || st[0].LastSeenUnixMs != 5 {
+		t.Fatalf("dee's known states: %v", st)
+	}
 	// Narrowing ana to cy drops bo's subscription.
 	if _, err := ana.Watch(ctx, []string{"cy"}); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,13 @@ type watch struct {
 type watched struct {
 	sub      *nats.Subscription
 	watchers map[*watcher]struct{}
+	state    *syncpb.PresenceUpdate // the newest known, nil until one is
+}
+
+// newer reports whether p is at least as recent as the known state cur:
+// the cores stamp each change with its time (last_seen_unix_ms).
+func newer(cur, p *syncpb.PresenceUpdate) bool {
+	return cur == nil || p.GetLastSeenUnixMs() >= cur.GetLastSeenUnixMs()
 }
 
 // watcher is one session's watched set.
@@ -49,12 +56,13 @@ func newWatch(nc *nats.Conn, region string, queue int, log *slog.Logger) *watch 
 	return &watch{nc: nc, region: region, log: log, ch: make(chan *nats.Msg, queue), users: map[string]*watched{}}
 }
 
-// set makes wr watch exactly users, and returns once the NATS server has
-// any new subscription.
-func (w *watch) set(ctx context.Context, wr *watcher, users []string) error {
-	want := make(map[string]struct{}, len(users))
-	for _, u := range users {
-		want[u] = struct{}{}
+// set makes wr watch exactly the users of states (their state as the
+// core answered), and returns once the NATS server has any new
+// subscription.
+func (w *watch) set(ctx context.Context, wr *watcher, states []*syncpb.PresenceUpdate) error {
+	want := make(map[string]*syncpb.PresenceUpdate, len(states))
+	for _, p := range states {
+		want[p.UserId] = p
 	}
 	w.mu.Lock()
 	if w.closed {
@@ -72,7 +80,10 @@ func (w *watch) set(ctx context.Context, wr *watcher, users []string) error {
 	}
 	fresh := false
 	var err error
-	for u := range want {
+	for u, p := range want {
+		if ws := w.users[u]; ws != nil && newer(ws.state, p) {
+			ws.state = p
+		}
 		if _, ok := wr.users[u]; ok {
 			continue
 		}
@@ -83,7 +94,7 @@ func (w *watch) set(ctx context.Context, wr *watcher, users []string) error {
 			if err != nil {
 				break
 			}
-			ws = &watched{sub: sub, watchers: map[*watcher]struct{}{}}
+			ws = &watched{sub: sub, watchers: map[*watcher]struct{}{}, state: p}
 			w.users[u] = ws
 			fresh = true
 		}
@@ -145,7 +156,9 @@ func (w *watch) run(ctx context.Context) {
 		for _, p := range d.Presence {
 			fns = fns[:0]
 			w.mu.Lock()
-			if ws := w.users[p.UserId]; ws != nil {
+			// An update older than the state a lookup brought is stale.
+			if ws := w.users[p.UserId]; ws != nil && newer(ws.state, p) {
+				ws.state = p
 				for wr := range ws.watchers {
 					fns = append(fns, wr.deliver)
 				}
@@ -167,6 +180,19 @@ func (w *watch) close() {
 		_ = ws.sub.Unsubscribe()
 		delete(w.users, u)
 	}
+}
+
+// states is the newest known state of each user wr watches.
+func (w *watch) states(wr *watcher) []*syncpb.PresenceUpdate {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*syncpb.PresenceUpdate, 0, len(wr.users))
+	for u := range wr.users {
+		if ws := w.users[u]; ws != nil && ws.state != nil {
+			out = append(out, ws.state)
+		}
+	}
+	return out
 }
 
 // count is how many users are watched here.

@@ -21,6 +21,8 @@ type PresenceSession interface {
 	// Watch watches exactly userIDs (none: everyone the caller may watch),
 	// as far as the core allows, and returns their current state.
 	Watch(ctx context.Context, userIDs []string) ([]*syncpb.PresenceUpdate, error)
+	// States is the newest known state of each watched user.
+	States() []*syncpb.PresenceUpdate
 	// Leave stops watching and reports the device gone; idempotent.
 	Leave()
 }

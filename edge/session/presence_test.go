@@ -48,6 +48,10 @@ func (s *fakePresenceSession) Watch(_ context.Context, ids []string) ([]*syncpb.
 	return out, nil
 }
 
+func (s *fakePresenceSession) States() []*syncpb.PresenceUpdate {
+	return []*syncpb.PresenceUpdate{{UserId: "bo", Online: true, LastSeenUnixMs: 2}}
+}
+
 func (s *fakePresenceSession) Leave() {
 	s.once.Do(func() {
 		s.p.mu.Lock()
@@ -90,6 +94,16 @@ func TestSessionPresence(t *testing.T) {
 	}
 	if got := answer.GetSyncResponse().GetPresence(); len(got) != 1 || got[0].UserId != "cy" {
 		t.Fatalf("PresenceSubscribe answer: %v", answer)
+	}
+	// A device's own sync (as after a Resync) carries the known states.
+	p.send(&syncpb.Frame{Id: 7, Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{}}})
+	for {
+		if f := p.next(t); f.Id == 7 {
+			if got := f.GetSyncResponse().GetPresence(); len(got) != 1 || got[0].LastSeenUnixMs != 2 {
+				t.Fatalf("sync answer: %v", f)
+			}
+			break
+		}
 	}
 	p.send(&syncpb.Frame{Id: 6, Body: &syncpb.Frame_PresenceSubscribe{PresenceSubscribe: &syncpb.PresenceSubscribe{UserIds: []string{"Bad Id"}}}})
 	for {

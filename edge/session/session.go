@@ -534,6 +534,11 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 		out.Body, ok = &syncpb.Frame_SendAck{SendAck: resp.GetSendAck()}, resp.GetSendAck() != nil
 	case *syncpb.Frame_SyncRequest:
 		out.Body, ok = &syncpb.Frame_SyncResponse{SyncResponse: resp.GetSync()}, resp.GetSync() != nil
+		if ok && f.Id != 0 && s.pres != nil {
+			// A device's own sync (after a Resync: pushes were dropped)
+			// also repairs its presence; the catch-up brings its own.
+			resp.GetSync().Presence = s.pres.States()
+		}
 	case *syncpb.Frame_HistoryRequest:
 		out.Body, ok = &syncpb.Frame_HistoryResponse{HistoryResponse: resp.GetHistory()}, resp.GetHistory() != nil
 	case *syncpb.Frame_Receipt:
