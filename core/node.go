@@ -160,6 +160,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.addGroup(dirGroup, 0, dir); err != nil {
 		return nil, err
 	}
+	if err := n.newPresence(); err != nil {
+		return nil, err
+	}
 	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, deliverQueue, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
@@ -187,6 +190,7 @@ func New(cfg Config) (_ *Node, err error) {
 			}
 			if len(own) > 0 {
 				n.deliver.enqueue(sm, own)
+				n.presence.committed(sm, own)
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,

@@ -66,6 +66,21 @@ type contactLister interface {
 	Contacts(caller *syncpb.Caller, only map[string]bool, limit int, into map[string]bool) error
 }
 
+// memberNoticeQueue bounds the membership changes waiting to be told
+// (beyond it they are dropped: those members see each other's presence
+// from their next connect).
+const memberNoticeQueue = 1024
+
+// memberSource reads a conversation's workspace and members (*shard.FSM).
+type memberSource interface {
+	MembersOf(conv string) (workspace string, members []string, err error)
+}
+
+type memberNotice struct {
+	sm memberSource
+	c  shard.Committed
+}
+
 type presenceService struct {
 	n   *Node
 	cfg PresenceConfig
@@ -73,21 +88,31 @@ type presenceService struct {
 
 	mu    sync.Mutex
 	table *presence.Table
+
+	notices chan memberNotice
 }
 
-// startPresence subscribes to the edges' batches and starts the lease
-// checks; Close stops both (n.subs, n.stop).
-func (n *Node) startPresence() error {
+// newPresence builds the presence service; startPresence runs it. The
+// shards' commit hooks may call committed in between.
+func (n *Node) newPresence() error {
 	cfg := n.cfg.Presence
 	cfg.setDefaults()
 	table, err := presence.New(presence.Config{Now: n.cfg.Now})
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
-	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table}
+	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table, notices: make(chan memberNotice, memberNoticeQueue)}
 	for _, ws := range cfg.Off {
 		p.off[ws] = true
 	}
+	n.presence = p
+	return nil
+}
+
+// startPresence subscribes to the edges' batches and starts the lease
+// checks and membership notices; Close stops them (n.subs, n.stop).
+func (n *Node) startPresence() error {
+	p := n.presence
 	s, err := n.nc.Subscribe(syncproto.PresenceSubject(n.cfg.Region), p.onBatch)
 	if err != nil {
 		return fmt.Errorf("core: subscribe presence: %w", err)
@@ -96,10 +121,75 @@ func (n *Node) startPresence() error {
 		return fmt.Errorf("core: pending limits presence: %w", err)
 	}
 	n.subs = append(n.subs, s)
-	n.presence = p
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go p.expireLoop()
+	go p.noticeLoop()
 	return nil
+}
+
+// committed is the shard leader's commit hook: membership changes are
+// queued to be told (it never blocks).
+func (p *presenceService) committed(sm memberSource, cs []shard.Committed) {
+	for _, c := range cs {
+		if !c.MembersChanged || len(c.Added) == 0 {
+			continue
+		}
+		select {
+		case p.notices <- memberNotice{sm: sm, c: c}:
+		default:
+			p.n.log.Debug("presence membership notice dropped", "conv", c.ConvID)
+		}
+	}
+}
+
+// noticeLoop tells the members of a conversation that gained members the
+// presence of those who are new to them: each added member gets every
+// other member's state, the others get the added members'. The notice
+// travels on the user subjects; the edge passes the states on and widens
+// the session's watched set (removed members keep watching until they
+// reconnect). Large groups are left out, as in lookups.
+func (p *presenceService) noticeLoop() {
+	defer p.n.wg.Done()
+	for {
+		var nt memberNotice
+		select {
+		case <-p.n.stop:
+			return
+		case nt = <-p.notices:
+		}
+		ws, members, err := nt.sm.MembersOf(nt.c.ConvID)
+		if err != nil || p.off[ws] || (p.n.cfg.LargeGroup > 0 && len(members) > p.n.cfg.LargeGroup) {
+			continue
+		}
+		added := map[string]bool{}
+		for _, u := range nt.c.Added {
+			added[u] = true
+		}
+		states := map[string]*syncpb.PresenceUpdate{}
+		p.mu.Lock()
+		for _, u := range members {
+			states[u] = p.table.State(u)
+		}
+		p.mu.Unlock()
+		for _, to := range members {
+			d := &syncpb.Deliver{}
+			for _, u := range members {
+				if u != to && (added[to] || added[u]) {
+					d.Presence = append(d.Presence, states[u])
+				}
+			}
+			if len(d.Presence) == 0 {
+				continue
+			}
+			b, err := proto.Marshal(d)
+			if err != nil {
+				continue
+			}
+			if err := p.n.nc.Publish(syncproto.UserSubject(p.n.cfg.Region, to), b); err != nil {
+				p.n.log.Debug("publish presence notice", "user", to, "err", err)
+			}
+		}
+	}
 }
 
 func (p *presenceService) onBatch(m *nats.Msg) {
@@ -222,4 +312,7 @@ func (n *Node) PresenceOnline() (users, edges int) {
 	return n.presence.table.Online(), n.presence.table.Edges()
 }
 
-var _ contactLister = (*shard.FSM)(nil)
+var (
+	_ contactLister = (*shard.FSM)(nil)
+	_ memberSource  = (*shard.FSM)(nil)
+)

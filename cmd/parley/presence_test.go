@@ -310,6 +310,20 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 		t.Fatalf("eve offline without a last-seen time: %v", p)
 	}
 
+	// A conversation created while both are connected: ana is told fay's
+	// state at once, and watches her from then on.
+	fay := r.user(t, a.base(), "fay")
+	fayDev := fay.device(t, a, true, nil)
+	if _, err := fay.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "direct", MemberIDs: []string{ana.id}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fay online seen %v after the new conversation", view.waitState(t, "new member", fay.id, true))
+	waitUntil(t, "ana's edge watches fay", func() bool { return a.e.Presence().IsWatched(fay.id) }, true)
+	if err := fayDev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	view.waitState(t, "new member leaves", fay.id, false)
+
 	// PresenceSubscribe: dee is not ana's to watch; cy is.
 	states, err := anaDev.Presence(t.Context(), dee.id, cy.id)
 	if err != nil {
@@ -319,7 +333,7 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 		t.Fatalf("ana's presence of dee and cy: %v", states)
 	}
 	// Widen back to everyone ana may watch.
-	if states, err = anaDev.Presence(t.Context()); err != nil || len(states) != 3 {
+	if states, err = anaDev.Presence(t.Context()); err != nil || len(states) != 4 {
 		t.Fatalf("ana's presence of everyone: %v %v", states, err)
 	}
 

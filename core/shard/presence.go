@@ -58,3 +58,21 @@ func (f *FSM) Contacts(caller *syncpb.Caller, only map[string]bool, limit int, i
 		return nil
 	})
 }
+
+// MembersOf is conv's workspace and member ids from local state ("" and
+// none for an unknown conversation).
+func (f *FSM) MembersOf(conv string) (workspace string, members []string, err error) {
+	err = f.view(func(v *kvfsm.View) error {
+		meta, ok, err := getMeta(v, conv)
+		if err != nil || !ok {
+			return err
+		}
+		workspace = meta.WorkspaceID
+		prefix := memberPrefix(conv)
+		return v.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+			members = append(members, string(k[len(prefix):]))
+			return true, nil
+		})
+	})
+	return workspace, members, err
+}

@@ -162,12 +162,22 @@ func (s *Service) Devices() int { return s.rep.count() }
 // Watched is how many users connected users watch here.
 func (s *Service) Watched() int { return s.w.count() }
 
+// IsWatched reports whether anyone connected here watches user.
+func (s *Service) IsWatched(user string) bool {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return s.w.users[user] != nil
+}
+
 // Session is one device session's presence.
 type Session struct {
 	s      *Service
 	caller *syncpb.Caller
 	wr     *watcher
 	once   sync.Once
+
+	mu  sync.Mutex
+	ids []string // the last Watch's users (nil: the default set)
 }
 
 // Join reports the caller's device connected; the returned Session's
@@ -186,6 +196,9 @@ func device(c *syncpb.Caller) *syncpb.PresenceDevice {
 // caller may watch), watches exactly those the core allows, and returns
 // their current state. Errors are *syncproto.Error.
 func (ss *Session) Watch(ctx context.Context, userIDs []string) ([]*syncpb.PresenceUpdate, error) {
+	ss.mu.Lock()
+	ss.ids = userIDs
+	ss.mu.Unlock()
 	resp, err := ss.s.core.Call(ctx, &syncpb.CoreRequest{Caller: ss.caller,
 		Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{UserIds: userIDs}}})
 	if err != nil {
@@ -202,6 +215,19 @@ func (ss *Session) Watch(ctx context.Context, userIDs []string) ([]*syncpb.Prese
 // watches (from lookups and live updates), to repair a device that
 // missed updates.
 func (ss *Session) States() []*syncpb.PresenceUpdate { return ss.s.w.states(ss.wr) }
+
+// Add also watches the users of states unless the session chose whom to
+// watch (Watch with users): the core told the user of new conversation
+// members (on the user's own subject, which only cores publish on, so no
+// lookup is needed). It never blocks.
+func (ss *Session) Add(states []*syncpb.PresenceUpdate) {
+	ss.mu.Lock()
+	chose := ss.ids != nil
+	ss.mu.Unlock()
+	if !chose {
+		ss.s.w.add(ss.wr, states)
+	}
+}
 
 // Leave stops watching and reports the device gone. Idempotent.
 func (ss *Session) Leave() {

@@ -251,11 +251,21 @@ func TestWatchSharesSubscriptions(t *testing.T) {
 	if st := dee.States(); len(st) != 1 || !st[0].Online || st[0].LastSeenUnixMs != 5 {
 		t.Fatalf("dee's known states: %v", st)
 	}
+	// New conversation members (the core's notice) are added to ana's
+	// default set, not to dee's chosen one.
+	ana.Add([]*syncpb.PresenceUpdate{{UserId: "fay", Online: true, LastSeenUnixMs: 9}})
+	dee.Add([]*syncpb.PresenceUpdate{{UserId: "gus", Online: true}})
+	if !s.IsWatched("fay") || s.IsWatched("gus") {
+		t.Fatalf("after Add: fay watched %v, gus watched %v", s.IsWatched("fay"), s.IsWatched("gus"))
+	}
+	if err := obs.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	// Narrowing ana to cy drops bo's subscription.
 	if _, err := ana.Watch(ctx, []string{"cy"}); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.Watched(); n != 1 {
+	if n := s.Watched(); n != 1 || s.IsWatched("fay") {
 		t.Fatalf("watched %d users, want 1", n)
 	}
 	ana.Leave()

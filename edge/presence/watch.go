@@ -115,6 +115,33 @@ func (w *watch) set(ctx context.Context, wr *watcher, states []*syncpb.PresenceU
 	return nil
 }
 
+// add makes wr also watch the users of states. It does not wait for the
+// server to have new subscriptions (so it may run on a NATS callback).
+func (w *watch) add(wr *watcher, states []*syncpb.PresenceUpdate) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || wr.gone {
+		return
+	}
+	for _, p := range states {
+		ws := w.users[p.UserId]
+		if ws == nil {
+			sub, err := w.nc.ChanSubscribe(syncproto.PresenceUserSubject(w.region, p.UserId), w.ch)
+			if err != nil {
+				w.log.Debug("watch new member", "user", p.UserId, "err", err)
+				continue
+			}
+			ws = &watched{sub: sub, watchers: map[*watcher]struct{}{}}
+			w.users[p.UserId] = ws
+		}
+		if newer(ws.state, p) {
+			ws.state = p
+		}
+		ws.watchers[wr] = struct{}{}
+		wr.users[p.UserId] = struct{}{}
+	}
+}
+
 // drop stops wr watching anyone.
 func (w *watch) drop(wr *watcher) {
 	w.mu.Lock()

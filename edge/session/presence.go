@@ -23,6 +23,9 @@ type PresenceSession interface {
 	Watch(ctx context.Context, userIDs []string) ([]*syncpb.PresenceUpdate, error)
 	// States is the newest known state of each watched user.
 	States() []*syncpb.PresenceUpdate
+	// Add also watches these users (new members of the user's
+	// conversations, as the core told); it must not block.
+	Add(states []*syncpb.PresenceUpdate)
 	// Leave stops watching and reports the device gone; idempotent.
 	Leave()
 }

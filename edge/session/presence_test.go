@@ -52,6 +52,8 @@ func (s *fakePresenceSession) States() []*syncpb.PresenceUpdate {
 	return []*syncpb.PresenceUpdate{{UserId: "bo", Online: true, LastSeenUnixMs: 2}}
 }
 
+func (s *fakePresenceSession) Add([]*syncpb.PresenceUpdate) {}
+
 func (s *fakePresenceSession) Leave() {
 	s.once.Do(func() {
 		s.p.mu.Lock()

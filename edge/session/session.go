@@ -86,6 +86,12 @@ func (s *session) run(ctx context.Context) error {
 		s.fail(ctx, helloID, err)
 		return err
 	}
+	// Joined before live deliveries can reach Deliver (which reads pres);
+	// a session that fails before Welcome leaves within one batch.
+	if s.cfg.Presence != nil {
+		s.pres = s.cfg.Presence.Join(s.caller, s.pushPresence)
+		defer s.pres.Leave()
+	}
 	unsubscribe, err := s.cfg.Hub.Subscribe(ctx, s.caller.UserId, s)
 	if err != nil {
 		s.fail(ctx, helloID, err)
@@ -102,10 +108,6 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	s.log.Debug("session started", "user", s.caller.UserId, "device", s.caller.DeviceId, "client", hello.client)
-	if s.cfg.Presence != nil {
-		s.pres = s.cfg.Presence.Join(s.caller, s.pushPresence)
-		defer s.pres.Leave()
-	}
 
 	s.wg.Add(1)
 	go s.writer(ctx)
@@ -282,6 +284,9 @@ func (s *session) Deliver(d *syncpb.Deliver) {
 	}
 	for _, p := range d.GetPresence() {
 		s.push(&syncpb.Frame{Body: &syncpb.Frame_Presence{Presence: p}})
+	}
+	if len(d.GetPresence()) > 0 && s.pres != nil {
+		s.pres.Add(d.Presence) // new conversation members: watch them too
 	}
 	for _, t := range d.GetTyping() {
 		s.pushTyping(t)
