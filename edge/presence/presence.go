@@ -155,8 +155,7 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// Devices is how many devices are connected here; Watched is how many
-// users they watch (for tests and stats).
+// Devices is how many devices are connected here (for tests and stats).
 func (s *Service) Devices() int { return s.rep.count() }
 
 // Watched is how many users connected users watch here.
@@ -222,7 +221,7 @@ func (ss *Session) States() []*syncpb.PresenceUpdate { return ss.s.w.states(ss.w
 // lookup is needed). It never blocks.
 func (ss *Session) Add(states []*syncpb.PresenceUpdate) {
 	ss.mu.Lock()
-	chose := ss.ids != nil
+	chose := len(ss.ids) > 0
 	ss.mu.Unlock()
 	if !chose {
 		ss.s.w.add(ss.wr, states)
