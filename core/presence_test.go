@@ -107,13 +107,27 @@ func TestRegionPresence(t *testing.T) {
 	pd := func(c *syncpb.Caller) *syncpb.PresenceDevice {
 		return &syncpb.PresenceDevice{WorkspaceId: c.WorkspaceId, UserId: c.UserId, DeviceId: c.DeviceId}
 	}
-	// The first batch from an unknown edge is a snapshot.
-	r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: 1, Reset_: true, Snapshot: true, SnapshotDone: true,
-		LeaseMs: 1000, Connected: []*syncpb.PresenceDevice{pd(bo), pd(dee)}})
-	waitCond(t, "bo online", func() bool { return w.count(bo.UserId, true) >= 1 })
-	for _, n := range r.live() {
-		waitCond(t, "every node holds the table", func() bool { u, e := n.PresenceOnline(); return u == 2 && e == 1 })
+	// The edge's first batch is a snapshot; it repeats it (as a real
+	// edge's heartbeats and the cores' snapshot requests would) until
+	// every node has it: a node's subscription may not have reached the
+	// server the test publishes on yet. A long lease for now.
+	seq := uint64(0)
+	snapshot := func() {
+		seq++
+		r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: seq, Reset_: true, Snapshot: true, SnapshotDone: true,
+			LeaseMs: 60_000, Connected: []*syncpb.PresenceDevice{pd(bo), pd(dee)}})
 	}
+	snapshot()
+	for _, n := range r.live() {
+		waitCond(t, "every node holds the table", func() bool {
+			if u, e := n.PresenceOnline(); u == 2 && e == 1 {
+				return true
+			}
+			snapshot()
+			return false
+		})
+	}
+	waitCond(t, "bo online", func() bool { return w.count(bo.UserId, true) >= 1 })
 
 	lookup := func(c *syncpb.Caller, ids ...string) map[string]*syncpb.PresenceUpdate {
 		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
@@ -138,11 +152,11 @@ func TestRegionPresence(t *testing.T) {
 
 	// A lost batch (seq 2) shows as a gap at seq 3: the cores ask for a
 	// snapshot (each core asks; the edge coalesces).
-	r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: 3, LeaseMs: 1000, Connected: []*syncpb.PresenceDevice{pd(cy)}})
+	r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: seq + 2, LeaseMs: 1000, Connected: []*syncpb.PresenceDevice{pd(cy)}})
 	waitCond(t, "snapshot asked", func() bool { return w.snapshotAsks() >= 1 })
 	waitCond(t, "cy online", func() bool { return w.count(cy.UserId, true) >= 1 })
 
-	// The edge goes silent: its users go offline after the lease.
+	// The edge goes silent: its users go offline after the (now 1 s) lease.
 	start := time.Now()
 	waitCond(t, "bo offline", func() bool { return w.count(bo.UserId, false) >= 1 })
 	waitCond(t, "cy offline", func() bool { return w.count(cy.UserId, false) >= 1 })
