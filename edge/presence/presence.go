@@ -123,6 +123,10 @@ type Service struct {
 	rep  *reporter
 	w    *watch
 	core Core
+
+	checkMu sync.Mutex
+	checks  map[*Session]map[string]struct{} // users added by notices, to look up
+	kick    chan struct{}                    // cap 1: checks are waiting
 }
 
 // New returns a Service for cfg.
@@ -138,7 +142,8 @@ func New(cfg Config) (*Service, error) {
 	}
 	_, _ = rand.Read(b[:])
 	epoch := binary.LittleEndian.Uint64(b[:]) | 1
-	return &Service{cfg: cfg, rep: newReporter(cfg.Conn, cfg, epoch), w: newWatch(cfg.Conn, cfg.Region, cfg.Queue, cfg.Logger), core: cfg.Core}, nil
+	return &Service{cfg: cfg, rep: newReporter(cfg.Conn, cfg, epoch), w: newWatch(cfg.Conn, cfg.Region, cfg.Queue, cfg.Logger), core: cfg.Core,
+		checks: map[*Session]map[string]struct{}{}, kick: make(chan struct{}, 1)}, nil
 }
 
 // EdgeID is the name this edge reports under.
@@ -149,6 +154,7 @@ func (s *Service) EdgeID() string { return s.cfg.EdgeID }
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.w.run(ctx) })
+	wg.Go(func() { s.checkLoop(ctx) })
 	err := s.rep.run(ctx)
 	wg.Wait()
 	s.w.close()
@@ -223,13 +229,74 @@ func (ss *Session) Add(states []*syncpb.PresenceUpdate) {
 	ss.mu.Lock()
 	chose := len(ss.ids) > 0
 	ss.mu.Unlock()
-	if !chose {
-		ss.s.w.add(ss.wr, states)
+	if chose {
+		return
+	}
+	s := ss.s
+	s.w.add(ss.wr, states)
+	// A change between the notice's state and the new subscription would
+	// be missed: look the users up once the subscription is live.
+	s.checkMu.Lock()
+	ids := s.checks[ss]
+	if ids == nil {
+		ids = map[string]struct{}{}
+		s.checks[ss] = ids
+	}
+	for _, p := range states {
+		ids[p.UserId] = struct{}{}
+	}
+	s.checkMu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// checkLoop looks up the users that notices added, after the server has
+// their subscriptions, and passes on states that changed meanwhile.
+func (s *Service) checkLoop(ctx context.Context) {
+	var fns []func(*syncpb.PresenceUpdate)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		s.checkMu.Lock()
+		batch := s.checks
+		s.checks = map[*Session]map[string]struct{}{}
+		s.checkMu.Unlock()
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		err := s.cfg.Conn.FlushWithContext(fctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for ss, set := range batch {
+			ids := make([]string, 0, len(set))
+			for id := range set {
+				ids = append(ids, id)
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			resp, err := s.core.Call(cctx, &syncpb.CoreRequest{Caller: ss.caller,
+				Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{UserIds: ids}}})
+			cancel()
+			if err != nil {
+				s.cfg.Logger.Debug("presence check", "user", ss.caller.GetUserId(), "err", err)
+				continue
+			}
+			for _, p := range resp.GetPresence().GetUsers() {
+				fns = s.w.update(p, fns[:0])
+			}
+		}
 	}
 }
 
 // Leave stops watching and reports the device gone. Idempotent.
 func (ss *Session) Leave() {
+	ss.s.checkMu.Lock()
+	delete(ss.s.checks, ss)
+	ss.s.checkMu.Unlock()
 	ss.once.Do(func() {
 		ss.s.w.drop(ss.wr)
 		ss.s.rep.disconnected(device(ss.caller))

@@ -42,6 +42,12 @@ func newer(cur, p *syncpb.PresenceUpdate) bool {
 	return cur == nil || p.GetLastSeenUnixMs() >= cur.GetLastSeenUnixMs()
 }
 
+// changes reports whether p is newer than cur and says something else
+// (a repeat, as around a core leadership change, is not passed on).
+func changes(cur, p *syncpb.PresenceUpdate) bool {
+	return newer(cur, p) && (cur == nil || cur.Online != p.Online || cur.LastSeenUnixMs != p.LastSeenUnixMs)
+}
+
 // watcher is one session's watched set.
 type watcher struct {
 	deliver func(*syncpb.PresenceUpdate)
@@ -181,21 +187,27 @@ func (w *watch) run(ctx context.Context) {
 			continue
 		}
 		for _, p := range d.Presence {
-			fns = fns[:0]
-			w.mu.Lock()
-			// An update older than the state a lookup brought is stale.
-			if ws := w.users[p.UserId]; ws != nil && newer(ws.state, p) {
-				ws.state = p
-				for wr := range ws.watchers {
-					fns = append(fns, wr.deliver)
-				}
-			}
-			w.mu.Unlock()
-			for _, f := range fns {
-				f(p)
-			}
+			fns = w.update(p, fns[:0])
 		}
 	}
+}
+
+// update hands p to the watchers of its user if it changes what they were
+// told: an update older than the known state (say, from a lookup) or a
+// repeat is dropped. fns is scratch space, returned for reuse.
+func (w *watch) update(p *syncpb.PresenceUpdate, fns []func(*syncpb.PresenceUpdate)) []func(*syncpb.PresenceUpdate) {
+	w.mu.Lock()
+	if ws := w.users[p.UserId]; ws != nil && changes(ws.state, p) {
+		ws.state = p
+		for wr := range ws.watchers {
+			fns = append(fns, wr.deliver)
+		}
+	}
+	w.mu.Unlock()
+	for _, f := range fns {
+		f(p)
+	}
+	return fns
 }
 
 // close unsubscribes everything; later sets fail.
