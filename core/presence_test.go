@@ -146,6 +146,10 @@ func TestRegionPresence(t *testing.T) {
 	if got := lookup(ana, dee.UserId, bo.UserId); len(got) != 1 || got[bo.UserId] == nil {
 		t.Fatalf("ana's lookup of dee and bo: %v", got)
 	}
+	// More names than members: the shard scans the members instead.
+	if got := lookup(ana, dee.UserId, bo.UserId, cy.UserId, "u_nobody"); len(got) != 2 || got[bo.UserId] == nil || got[cy.UserId] == nil {
+		t.Fatalf("ana's lookup of four: %v", got)
+	}
 	if got := lookup(dee); len(got) != 0 {
 		t.Fatalf("dee's lookup: %v", got)
 	}

@@ -8,9 +8,10 @@ import (
 // Contacts adds to into the users who share a conversation of this shard
 // with the caller (in the caller's workspace), from local state: a
 // follower's copy may lag the leader by a few entries, which presence
-// tolerates. With only set, it checks just those users; without, it skips
-// groups above the large-group size. It stops adding once into holds
-// limit users. The caller is never added.
+// tolerates. With only set, it checks just those users (per conversation
+// by lookups or a member scan, whichever is fewer reads); without, it
+// skips groups above the large-group size. It stops adding once into
+// holds limit users. The caller is never added.
 func (f *FSM) Contacts(caller *syncpb.Caller, only map[string]bool, limit int, into map[string]bool) error {
 	return f.view(func(v *kvfsm.View) error {
 		convs, err := userConvs(v, caller.GetUserId())
@@ -28,7 +29,8 @@ func (f *FSM) Contacts(caller *syncpb.Caller, only map[string]bool, limit int, i
 			if !ok || meta.WorkspaceID != caller.GetWorkspaceId() {
 				continue
 			}
-			if only != nil {
+			if only != nil && uint64(len(only)) < meta.Members {
+				// Fewer users asked about than members: look each up.
 				for u := range only {
 					if into[u] || u == caller.GetUserId() {
 						continue
@@ -41,12 +43,12 @@ func (f *FSM) Contacts(caller *syncpb.Caller, only map[string]bool, limit int, i
 				}
 				continue
 			}
-			if f.large > 0 && meta.Members > f.large {
+			if only == nil && f.large > 0 && meta.Members > f.large {
 				continue
 			}
 			prefix := memberPrefix(conv)
 			err = v.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
-				if u := string(k[len(prefix):]); u != caller.GetUserId() {
+				if u := string(k[len(prefix):]); u != caller.GetUserId() && (only == nil || only[u]) {
 					into[u] = true
 				}
 				return len(into) < limit, nil
