@@ -121,6 +121,7 @@ type Client struct {
 	welcomed chan error        // the first connection's outcome, for Dial
 	toReport map[string]uint64 // delivered positions not yet reported
 	reportC  chan struct{}
+	watch    []string // the Presence choice; nil: the default
 	conns    int
 	typers   *typers
 }
@@ -271,6 +272,10 @@ func (c *Client) run() {
 		if dg, ok := l.t.(datagrammer); ok {
 			c.wg.Add(1)
 			go c.readDatagrams(l, dg)
+		}
+		if c.watching() {
+			c.wg.Add(1)
+			go c.rewatch(l)
 		}
 		err = c.read(l)
 		l.fail(err)
@@ -495,6 +500,7 @@ func (c *Client) resync(l *link) {
 }
 
 func (c *Client) applySync(s *syncpb.SyncResponse) {
+	c.presence(s)
 	for _, d := range s.GetChanged() {
 		c.mu.Lock()
 		c.last[d.ConvId] = max(c.last[d.ConvId], d.LastSeq)

@@ -160,3 +160,34 @@ func ExampleClient_Typing() {
 	}
 	_ = c.Typing(ctx, conv, false) // sent the message, or cleared the box
 }
+
+// Presence: OnPresence gets the state of everyone this user may watch (the
+// members of its conversations) at each connect, then their changes. A
+// contacts screen can narrow that to the users it shows, and widen it back
+// with no arguments.
+func ExampleClient_Presence() {
+	ctx := context.Background()
+	token := func(context.Context) (string, error) { return "<access token>", nil }
+	c, err := client.Dial(ctx, client.Config{
+		Dial:  client.WebSocket("ws://127.0.0.1:8080/v1/ws"),
+		Token: token,
+		OnPresence: func(p *syncpb.PresenceUpdate) {
+			if p.Online {
+				fmt.Println(p.UserId, "is online")
+			} else {
+				fmt.Println(p.UserId, "was last seen", time.UnixMilli(p.LastSeenUnixMs))
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	states, err := c.Presence(ctx, "<user id of bo>", "<user id of cy>")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, p := range states {
+		fmt.Println(p.UserId, "online:", p.Online)
+	}
+}

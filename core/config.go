@@ -61,6 +61,8 @@ type Config struct {
 	// MaxInFlight bounds requests being served at once; more are refused
 	// with UNAVAILABLE instead of queueing without bound.
 	MaxInFlight int
+	// Presence configures the presence table (see PresenceConfig).
+	Presence PresenceConfig
 	// BalanceInterval is how often a node hands groups it leads to their
 	// preferred leaders (spreading leaders across nodes); 0 means 2 s,
 	// negative disables balancing.
@@ -118,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); c.RaftAddr != "" && err != nil {
 		return fmt.Errorf("core: Config.RaftAddr: %w", err)
+	}
+	if err := c.Presence.Validate(); err != nil {
+		return err
 	}
 	if len(c.Peers) > 0 {
 		self := false

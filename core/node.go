@@ -81,6 +81,7 @@ type Node struct {
 	rfanout  *receiptFanout
 	rcancel  context.CancelFunc
 	typing   *typer
+	presence *presenceService
 
 	shardMu   sync.Mutex
 	shardSubs map[string]*nats.Subscription // shards this node leads
@@ -174,6 +175,9 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("core: %w", err)
 		}
 	}
+	if err := n.newPresence(); err != nil {
+		return nil, err
+	}
 	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, deliverQueue, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
@@ -212,6 +216,7 @@ func New(cfg Config) (_ *Node, err error) {
 			}
 			if len(own) > 0 {
 				n.deliver.enqueue(sm, own)
+				n.presence.committed(sm, own)
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,
@@ -223,6 +228,9 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		g.Store(n.groups[name].g)
+	}
+	if err := n.startPresence(); err != nil {
+		return nil, err
 	}
 	if err := n.serve(); err != nil {
 		return nil, err

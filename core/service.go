@@ -240,6 +240,8 @@ func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreReq
 		return n.listConversations(ctx, req)
 	case *syncpb.CoreRequest_Sync:
 		return n.sync(ctx, req)
+	case *syncpb.CoreRequest_GetPresence:
+		return n.getPresence(req)
 	case *syncpb.CoreRequest_RegisterUser, *syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers,
 		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
 		*syncpb.CoreRequest_RevokeDevice:

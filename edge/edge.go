@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/schedload"
+	"github.com/parley-chat/parley/edge/presence"
 	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/edge/session"
 	"github.com/parley-chat/parley/edge/wsconn"
@@ -96,6 +97,9 @@ type Config struct {
 	DevCertDir        string
 	// IdleTimeout closes a QUIC connection silent this long (default 60 s).
 	IdleTimeout time.Duration
+	// PresenceInterval and PresenceLease time the presence batches to the
+	// cores (see edge/presence for defaults: 500 ms, 1.5 s).
+	PresenceInterval, PresenceLease time.Duration
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for tokens and limits (default time.Now).
@@ -135,6 +139,7 @@ type Edge struct {
 	ownNC    bool
 	rpc      *corerpc.Client
 	hub      *session.Hub
+	pres     *presence.Service
 	sessions *session.Server
 	certs    *devcert.Manager // nil without a UDP port
 	udp      *quicport.Port
@@ -198,8 +203,13 @@ func New(cfg Config) (*Edge, error) {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	e.hub = session.NewHub(e.nc, e.rpc.Region(), e.log.With("part", "hub"))
+	e.pres, err = presence.New(presence.Config{Conn: e.nc, Core: e.rpc, Region: e.rpc.Region(),
+		Interval: cfg.PresenceInterval, Lease: cfg.PresenceLease, Logger: e.log.With("part", "presence"), Now: cfg.Now})
+	if err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
 	e.sessions, err = session.New(session.Config{
-		Core: e.rpc, Auth: au, Hub: e.hub, RequestTimeout: timeout,
+		Core: e.rpc, Auth: au, Hub: e.hub, Presence: presenceAdapter{e.pres}, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
 		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
 		Overloaded: overloaded(cfg.TypingShedWait),
@@ -296,6 +306,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopPresence := e.runPresence()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -339,6 +350,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	if derr := e.sessions.Drain(sctx, "the edge is shutting down"); derr != nil {
 		e.log.Warn("sessions still open at shutdown were closed", "err", derr)
 	}
+	stopPresence()
 	ucancel()
 	e.baseCancel()
 	e.hub.Close()

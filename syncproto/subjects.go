@@ -37,3 +37,23 @@ const (
 	// conversation were dropped before publishing: devices must sync.
 	HeaderResync = "Parley-Resync"
 )
+
+// Presence subjects. Edges publish PresenceBatch on PresenceSubject, which
+// every core node subscribes to (no queue group: each node keeps the whole
+// table). A core that misses part of an edge's batches asks it for a
+// snapshot on PresenceSnapshotSubject. On a user's online/offline change,
+// one core (the leader of the shard ShardOf(userID)) publishes a Deliver
+// carrying the PresenceUpdate on PresenceUserSubject, which edges
+// subscribe to while a connected user watches that user.
+func PresenceSubject(region string) string { return "parley." + region + ".presence" }
+
+// PresenceSnapshotSubject receives an edge's snapshot requests (empty
+// messages, no reply: the snapshot goes out as batches).
+func PresenceSnapshotSubject(region, edgeID string) string {
+	return "parley." + region + ".presence.snapshot." + edgeID
+}
+
+// PresenceUserSubject carries one user's presence changes to watchers.
+func PresenceUserSubject(region, userID string) string {
+	return "parley." + region + ".presence.user." + userID
+}

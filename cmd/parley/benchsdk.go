@@ -81,8 +81,8 @@ type sdkBenchConfig struct {
 	Straggle    time.Duration // wait for deliveries after the last ack
 	Idle        int
 	IdleUsers   int
-	IdleDevices int // 0: min(Idle, 100)
-	IdleSockets int // quic: UDP sockets shared by the idle sessions
+	IdleDevices int           // 0: min(Idle, 100)
+	IdleSockets int           // quic: UDP sockets shared by the idle sessions
 	IdleLean    bool          // quic: hold idle sessions without the SDK (leanIdle)
 	IdlePing    time.Duration // with IdleLean: Ping interval (the edge's keepalive)
 	EdgePID     int

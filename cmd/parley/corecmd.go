@@ -97,6 +97,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	natsAddr := fs.String("nats", "", "NATS client listen address for edges (default 127.0.0.1:4222)")
 	natsCluster := fs.String("nats-cluster", "", "NATS cluster (route) listen address")
 	natsRoutes := fs.String("nats-routes", "", "other nodes' NATS cluster addresses: host:port,...")
+	presenceOff := fs.String("presence-off", "", "workspace ids whose presence is not shown: id,... (the same on every node)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -137,6 +138,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if set["nats-routes"] {
 		cfg.NATS.Routes = splitList(*natsRoutes)
 	}
+	cfg.Presence.Off = splitList(*presenceOff)
 	for _, p := range f.Peers {
 		cfg.Peers = append(cfg.Peers, core.Peer{ID: p.ID, RaftAddr: p.RaftAddr})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -35,6 +36,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	typingRate := fs.Float64("typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
 	typingBurst := fs.Int("typing-burst", 0, "typing indicator burst per device (default 4)")
 	typingShedWait := fs.Duration("typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
+	var presInterval, presLease time.Duration
+	presenceFlags(fs, &presInterval, &presLease)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -58,6 +61,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
 		TypingRate: rate.Limit(*typingRate), TypingBurst: *typingBurst, TypingShedWait: *typingShedWait,
 		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle, KeepAlive: *keepalive,
+		PresenceInterval: presInterval, PresenceLease: presLease,
 	})
 	if err != nil {
 		return err

@@ -40,6 +40,10 @@ type serveConfig struct {
 	IPRate         float64 // unauthenticated calls per IP
 	IPBurst        int
 	Logger         *slog.Logger
+	// Presence: the edge's batch interval and lease (0: defaults) and the
+	// workspace ids with presence off.
+	PresenceInterval, PresenceLease time.Duration
+	PresenceOff                     []string
 }
 
 // system is a running `parley serve`.
@@ -69,6 +73,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		RaftAddr:   cfg.RaftAddr,
 		ShardCount: cfg.Shards,
 		LargeGroup: cfg.Large,
+		Presence:   core.PresenceConfig{Off: cfg.PresenceOff},
 		NATS:       core.NATSConfig{ClientAddr: cfg.NATSAddr},
 		Logger:     cfg.Logger.With("part", "core"),
 	})
@@ -107,6 +112,9 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		CertFile:       cfg.CertFile,
 		KeyFile:        cfg.KeyFile,
 		Logger:         cfg.Logger.With("part", "edge"),
+
+		PresenceInterval: cfg.PresenceInterval,
+		PresenceLease:    cfg.PresenceLease,
 	})
 	if err != nil {
 		return nil, err
@@ -162,12 +170,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
 	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "typing indicator burst per device (default 4)")
 	fs.DurationVar(&cfg.TypingShedWait, "typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
+	presenceFlags(fs, &cfg.PresenceInterval, &cfg.PresenceLease)
+	presenceOff := fs.String("presence-off", "", "workspace ids whose presence is not shown: id,...")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) and counters (/debug/vars) on this address, e.g. 127.0.0.1:6060 (default off)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
+	cfg.PresenceOff = splitList(*presenceOff)
 	var err error
 	if cfg.Logger, err = newLogger(stderr, *logLevel, *logJSON); err != nil {
 		return err

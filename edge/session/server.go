@@ -71,6 +71,8 @@ type Config struct {
 	// (default 256). Live pushes that find it full are dropped and the
 	// device is told to resync.
 	SendQueue int
+	// Presence reports devices and watches presence; nil: presence is off.
+	Presence Presence
 	// MaxInFlight bounds one session's concurrent requests (default 32);
 	// more wait, which slows the reading of its frames.
 	MaxInFlight int

@@ -28,6 +28,7 @@ type session struct {
 	log  *slog.Logger
 
 	caller *syncpb.Caller
+	pres   PresenceSession // nil when presence is off
 
 	out      chan *syncpb.Frame // responses and pushes, bounded
 	inflight chan struct{}
@@ -88,6 +89,12 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		s.fail(ctx, helloID, err)
 		return err
+	}
+	// Joined before live deliveries can reach Deliver (which reads pres);
+	// a session that fails before Welcome leaves within one batch.
+	if s.cfg.Presence != nil {
+		s.pres = s.cfg.Presence.Join(s.caller, s.pushPresence)
+		defer s.pres.Leave()
 	}
 	unsubscribe, err := s.cfg.Hub.Subscribe(ctx, s.caller.UserId, s)
 	if err != nil {
@@ -222,8 +229,13 @@ func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 	if pos == nil {
 		limit = 1 // only for the large groups; the device asked for nothing
 	}
+	// Presence is looked up and watched beside the sync; changes that come
+	// meanwhile are held behind the catch-up like every push.
+	presence := make(chan []*syncpb.PresenceUpdate, 1)
+	go func() { presence <- s.catchUpPresence(ctx) }()
 	resp, err := s.call(ctx, &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{
 		Position: pos, PerConversationLimit: limit}}})
+	watched := <-presence
 	if err != nil {
 		// The device syncs itself; tell it so.
 		s.mu.Lock()
@@ -232,8 +244,12 @@ func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 		s.log.Debug("catch-up sync failed", "err", err)
 		return
 	}
-	if pos != nil {
+	switch {
+	case pos != nil:
+		resp.GetSyncResponse().Presence = watched
 		s.reply(resp)
+	case len(watched) > 0:
+		s.reply(&syncpb.Frame{Body: &syncpb.Frame_SyncResponse{SyncResponse: &syncpb.SyncResponse{Presence: watched}}})
 	}
 }
 
@@ -276,6 +292,9 @@ func (s *session) Deliver(d *syncpb.Deliver) {
 	}
 	for _, p := range d.GetPresence() {
 		s.push(&syncpb.Frame{Body: &syncpb.Frame_Presence{Presence: p}})
+	}
+	if len(d.GetPresence()) > 0 && s.pres != nil {
+		s.pres.Add(d.Presence) // new conversation members: watch them too
 	}
 	for _, t := range d.GetTyping() {
 		s.pushTyping(t)
@@ -442,12 +461,8 @@ func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
 		return nil
 	case *syncpb.Frame_Typing:
 		return nil // the reader takes typing before dispatch
-	case *syncpb.Frame_PresenceSubscribe:
-		if f.Id != 0 {
-			s.reply(errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence is not available on this server yet")))
-		}
-		return nil
-	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt:
+	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt,
+		*syncpb.Frame_PresenceSubscribe:
 		if f.Id == 0 {
 			return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
 		}
@@ -476,6 +491,8 @@ func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
 func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
 	req := &syncpb.CoreRequest{Caller: s.caller}
 	switch b := f.Body.(type) {
+	case *syncpb.Frame_PresenceSubscribe:
+		return s.presenceSubscribe(ctx, f)
 	case *syncpb.Frame_Send:
 		if err := syncproto.ValidateSend(b.Send); err != nil {
 			return nil, err
@@ -520,6 +537,11 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 		out.Body, ok = &syncpb.Frame_SendAck{SendAck: resp.GetSendAck()}, resp.GetSendAck() != nil
 	case *syncpb.Frame_SyncRequest:
 		out.Body, ok = &syncpb.Frame_SyncResponse{SyncResponse: resp.GetSync()}, resp.GetSync() != nil
+		if ok && f.Id != 0 && s.pres != nil {
+			// A device's own sync (after a Resync: pushes were dropped)
+			// also repairs its presence; the catch-up brings its own.
+			resp.GetSync().Presence = s.pres.States()
+		}
 	case *syncpb.Frame_HistoryRequest:
 		out.Body, ok = &syncpb.Frame_HistoryResponse{HistoryResponse: resp.GetHistory()}, resp.GetHistory() != nil
 	case *syncpb.Frame_Receipt:

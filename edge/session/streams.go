@@ -67,7 +67,8 @@ func (s *session) serveRequestStream(ctx context.Context, c Conn) {
 		resp = errorFrame(f.Id, e)
 	default:
 		switch f.Body.(type) {
-		case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt:
+		case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt,
+			*syncpb.Frame_PresenceSubscribe:
 			if resp, err = s.call(ctx, f); err != nil {
 				resp = errorFrame(f.Id, err)
 			}

@@ -1,0 +1,401 @@
+package main
+
+// End-to-end presence: a region of three core nodes (real Raft, clustered
+// NATS) and two edges, Go SDK devices over WebSocket.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/client"
+	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// presenceRegion is three core nodes and the NATS URLs edges may use.
+type presenceRegion struct {
+	nodes []*core.Node
+	urls  []string
+	keys  []auth.Key
+}
+
+func freeTCP(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRegion {
+	t.Helper()
+	dir := t.TempDir()
+	const n = 3
+	var peers []core.Peer
+	var clusters []string
+	r := &presenceRegion{}
+	for i := range n {
+		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeTCP(t)})
+		clusters = append(clusters, freeTCP(t))
+		r.urls = append(r.urls, freeTCP(t))
+	}
+	r.nodes = make([]*core.Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		var routes []string
+		for j, a := range clusters {
+			if j != i {
+				routes = append(routes, a)
+			}
+		}
+		cfg := core.Config{NodeID: peers[i].ID, DataDir: filepath.Join(dir, peers[i].ID), RaftAddr: peers[i].RaftAddr,
+			Peers: peers, ShardCount: 4, Presence: presence, Logger: slog.New(slog.DiscardHandler),
+			Timing: group.Timing{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond},
+			NATS:   core.NATSConfig{ClientAddr: r.urls[i], ClusterAddr: clusters[i], Routes: routes}}
+		wg.Go(func() { r.nodes[i], errs[i] = core.New(cfg) })
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, nd := range r.nodes {
+			if nd != nil {
+				nd.Close()
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	for _, nd := range r.nodes {
+		if err := nd.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range r.urls {
+		r.urls[i] = "nats://" + r.urls[i]
+	}
+	k, err := auth.GenerateKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.keys = []auth.Key{k}
+	return r
+}
+
+// waitReplicated waits until every node's copy of conv's shard holds it:
+// presence reads membership from the answering node's copy.
+func (r *presenceRegion) waitReplicated(t *testing.T, u *presenceUser, conv string) {
+	t.Helper()
+	caller := &syncpb.Caller{WorkspaceId: u.sess.User.WorkspaceID, UserId: u.id}
+	for _, n := range r.nodes {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp := n.ReadLocal(t.Context(), n.ShardGroupOf(conv), &syncpb.CoreRequest{Caller: caller,
+				Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}})
+			if resp.GetError() == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: conversation not replicated: %v", n.NodeID(), resp.GetError())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// testEdge is an edge of the region with its own NATS connection, which
+// kill cuts before closing the edge: to the cores the edge goes silent
+// with no closing batch, as when its process dies.
+type testEdge struct {
+	e    *edge.Edge
+	nc   *nats.Conn
+	stop func()
+}
+
+func (r *presenceRegion) startEdge(t *testing.T, natsURL string) *testEdge {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: r.keys, ShutdownTimeout: time.Nanosecond,
+		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	te := &testEdge{e: e, nc: nc}
+	var once sync.Once
+	te.stop = func() {
+		once.Do(func() {
+			_ = e.Close()
+			if err := <-done; err != nil {
+				t.Errorf("edge: %v", err)
+			}
+			nc.Close()
+		})
+	}
+	t.Cleanup(te.stop)
+	return te
+}
+
+func (te *testEdge) kill() {
+	te.nc.Close()
+	te.stop()
+}
+
+func (te *testEdge) base() string { return "http://" + te.e.Addr().String() }
+
+// watcherView records the presence a device was told, per user.
+type watcherView struct {
+	mu      sync.Mutex
+	state   map[string]*syncpb.PresenceUpdate
+	seen    map[string]int // updates per user
+	offline map[string]int // offline updates per user
+	wake    chan struct{}
+}
+
+func newWatcherView() *watcherView {
+	return &watcherView{state: map[string]*syncpb.PresenceUpdate{}, seen: map[string]int{}, offline: map[string]int{}, wake: make(chan struct{}, 1)}
+}
+
+func (w *watcherView) on(p *syncpb.PresenceUpdate) {
+	w.mu.Lock()
+	w.state[p.UserId] = p
+	w.seen[p.UserId]++
+	if !p.Online {
+		w.offline[p.UserId]++
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcherView) current(user string) *syncpb.PresenceUpdate {
+	p, _ := w.get(user)
+	return p
+}
+
+func (w *watcherView) offlines(user string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.offline[user]
+}
+
+func (w *watcherView) get(user string) (*syncpb.PresenceUpdate, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state[user], w.seen[user]
+}
+
+// waitState waits until the watcher was told user is online (or not) and
+// returns how long that took.
+func (w *watcherView) waitState(t *testing.T, what, user string, online bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := time.After(30 * time.Second)
+	for {
+		if p, _ := w.get(user); p != nil && p.Online == online {
+			return time.Since(start)
+		}
+		select {
+		case <-w.wake:
+		case <-deadline:
+			p, _ := w.get(user)
+			t.Fatalf("%s: watcher still sees %v after 30s", what, p)
+		}
+	}
+}
+
+type presenceUser struct {
+	id   string
+	rest *rest.Client
+	sess *rest.Session
+}
+
+func (r *presenceRegion) user(t *testing.T, base, name string) *presenceUser {
+	t.Helper()
+	c := rest.New(base)
+	if _, err := c.Register(t.Context(), "acme", name, testPassword); err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	sess, err := c.Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: name, Password: testPassword, DeviceName: name + "-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &presenceUser{id: sess.User.ID, rest: c, sess: sess}
+}
+
+// device logs the user in as a new device (unless first) and connects it
+// to te; onPresence may be nil.
+func (u *presenceUser) device(t *testing.T, te *testEdge, first bool, onPresence func(*syncpb.PresenceUpdate)) *client.Client {
+	t.Helper()
+	rc, sess := u.rest, u.sess
+	if !first {
+		rc = rest.New(te.base())
+		var err error
+		sess, err = rc.Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: sess.User.Username, Password: testPassword, DeviceName: "another"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Config{
+		Dial:       client.WebSocket("ws://" + te.e.Addr().String() + "/v1/ws"),
+		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
+		DeviceID:   sess.Device.ID,
+		OnPresence: onPresence,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Devices connect and disconnect across two edges; one edge is killed
+// (no closing batch): its users go offline for their watchers once the
+// lease ends, except a user with a device left on the surviving edge.
+func TestPresenceAcrossEdgesInRegion(t *testing.T) {
+	r := startPresenceRegion(t, core.PresenceConfig{})
+	a := r.startEdge(t, r.urls[0])
+	b := r.startEdge(t, r.urls[1])
+	ana := r.user(t, a.base(), "ana")
+	bo := r.user(t, a.base(), "bo")
+	cy := r.user(t, a.base(), "cy")
+	eve := r.user(t, a.base(), "eve")
+	dee := r.user(t, a.base(), "dee") // shares no conversation with ana
+	team, err := ana.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "team",
+		MemberIDs: []string{bo.id, cy.id, eve.id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dee.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "direct", MemberIDs: []string{bo.id}}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitReplicated(t, ana, team.ID)
+
+	view := newWatcherView()
+	anaDev := ana.device(t, a, true, view.on)
+	// ana's catch-up told her the state of bo, cy and eve (offline).
+	for _, u := range []*presenceUser{bo, cy, eve} {
+		view.waitState(t, "initial", u.id, false)
+	}
+
+	boPhone := bo.device(t, b, true, nil) // on edge b
+	_ = boPhone
+	cy.device(t, b, true, nil)            // on edge b only
+	bo.device(t, a, false, nil)           // bo's laptop on edge a
+	eveDev := eve.device(t, a, true, nil) // on edge a
+	dee.device(t, b, true, nil)
+	for _, u := range []*presenceUser{bo, cy, eve} {
+		t.Logf("%s online seen after %v", u.sess.User.Username, view.waitState(t, "connect", u.id, true))
+	}
+
+	// A clean disconnect: eve closes her only device.
+	if err := eveDev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("eve offline seen after %v (clean disconnect)", view.waitState(t, "disconnect", eve.id, false))
+	if p, _ := view.get(eve.id); p.LastSeenUnixMs == 0 {
+		t.Fatalf("eve offline without a last-seen time: %v", p)
+	}
+
+	// A conversation created while both are connected: ana is told fay's
+	// state at once, and watches her from then on.
+	fay := r.user(t, a.base(), "fay")
+	fayDev := fay.device(t, a, true, nil)
+	if _, err := fay.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "direct", MemberIDs: []string{ana.id}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fay online seen %v after the new conversation", view.waitState(t, "new member", fay.id, true))
+	waitUntil(t, "ana's edge watches fay", func() bool { return a.e.Presence().IsWatched(fay.id) }, true)
+	if err := fayDev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	view.waitState(t, "new member leaves", fay.id, false)
+
+	// PresenceSubscribe: dee is not ana's to watch; cy is.
+	states, err := anaDev.Presence(t.Context(), dee.id, cy.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 1 || states[0].UserId != cy.id || !states[0].Online {
+		t.Fatalf("ana's presence of dee and cy: %v", states)
+	}
+	// Widen back to everyone ana may watch.
+	if states, err = anaDev.Presence(t.Context()); err != nil || len(states) != 4 {
+		t.Fatalf("ana's presence of everyone: %v %v", states, err)
+	}
+
+	// Edge b dies: cy (only on b) goes offline; bo keeps its laptop on a.
+	boOfflines := view.offlines(bo.id)
+	b.kill()
+	took := view.waitState(t, "edge kill", cy.id, false)
+	t.Logf("cy offline seen %v after edge b was killed (lease %v)", took, 1500*time.Millisecond)
+	// Every node drops the lease at its own next check.
+	for _, nd := range r.nodes {
+		waitUntil(t, nd.NodeID()+" holds edge a's lease only", func() bool { _, edges := nd.PresenceOnline(); return edges == 1 }, true)
+	}
+	// (An update may come twice around a leadership change; an offline
+	// one must not come at all.)
+	if p := view.current(bo.id); !p.Online || view.offlines(bo.id) != boOfflines {
+		t.Fatalf("bo, with a laptop on the surviving edge: %v, %d offline updates since the kill", p, view.offlines(bo.id)-boOfflines)
+	}
+	if _, seen := view.get(dee.id); seen != 0 {
+		t.Fatalf("ana was told about dee %d times", seen)
+	}
+}
+
+// A workspace with presence turned off (operator setting) gets no
+// presence: its lookups are refused (FORBIDDEN).
+func TestPresenceOffForWorkspace(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	_, ana := s.user(t, "acme", "ana")
+	// Restart with the workspace id known; the cleanup stops it once.
+	first := s.stop
+	var once sync.Once
+	s.stop = func() error {
+		var err error
+		once.Do(func() { err = first() })
+		return err
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startTestSystem(t, s.dir, func(c *serveConfig) { c.PresenceOff = []string{ana.User.WorkspaceID} })
+	rc := rest.New(s.base)
+	sess, err := rc.Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: "ana", Password: testPassword, DeviceName: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.device(t, rc, sess, nil)
+	_, err = d.c.Presence(t.Context())
+	if syncproto.AsError(err).Code != syncpb.Code_CODE_FORBIDDEN {
+		t.Fatalf("presence in a workspace with presence off: %v, want FORBIDDEN", err)
+	}
+}

@@ -1,0 +1,318 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/core/presence"
+	"github.com/parley-chat/parley/core/shard"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// Presence: every node subscribes to the edges' batches and keeps the
+// whole table (core/presence), so any node answers lookups. A change of
+// user u is published once, by the node leading shard ShardOf(u), on u's
+// presence subject, where edges with a watcher of u listen. Around a
+// leadership change a change may be published twice (harmless: updates
+// carry the state, not a delta) or, if nodes disagree about who leads at
+// that moment, not at all.
+
+// PresenceConfig configures a node's presence.
+type PresenceConfig struct {
+	// Off lists workspace ids whose users' presence is not shown: no
+	// changes are published for them and their lookups are refused (an
+	// operator setting; see README).
+	Off []string
+	// MaxWatch bounds the users one lookup returns (default and at most
+	// syncproto.MaxPresenceUsers).
+	MaxWatch int
+	// Tick is how often leases are checked (default 100 ms); it adds to
+	// the time watchers take to see a dead edge's users go offline.
+	Tick time.Duration
+}
+
+func (c *PresenceConfig) setDefaults() {
+	if c.MaxWatch == 0 || c.MaxWatch > syncproto.MaxPresenceUsers {
+		c.MaxWatch = syncproto.MaxPresenceUsers
+	}
+	if c.Tick == 0 {
+		c.Tick = 100 * time.Millisecond
+	}
+}
+
+// Validate names the first bad field.
+func (c *PresenceConfig) Validate() error {
+	for _, ws := range c.Off {
+		if !syncproto.ValidID(ws) {
+			return fmt.Errorf("core: Config.Presence.Off: bad workspace id %q", ws)
+		}
+	}
+	if c.MaxWatch < 0 || c.Tick < 0 {
+		return errors.New("core: Config.Presence: MaxWatch and Tick must not be negative")
+	}
+	return nil
+}
+
+// contactLister finds who shares a conversation with a caller (*shard.FSM).
+type contactLister interface {
+	Contacts(caller *syncpb.Caller, only map[string]bool, limit int, into map[string]bool) error
+}
+
+// memberNoticeQueue bounds the membership changes waiting to be told
+// (beyond it they are dropped: those members see each other's presence
+// from their next connect).
+const memberNoticeQueue = 1024
+
+// memberSource reads a conversation's workspace and members (*shard.FSM).
+type memberSource interface {
+	MembersOf(conv string) (workspace string, members []string, err error)
+}
+
+type memberNotice struct {
+	sm memberSource
+	c  shard.Committed
+}
+
+type presenceService struct {
+	n   *Node
+	cfg PresenceConfig
+	off map[string]bool
+
+	mu    sync.Mutex
+	table *presence.Table
+
+	notices chan memberNotice
+}
+
+// newPresence builds the presence service; startPresence runs it. The
+// shards' commit hooks may call committed in between.
+func (n *Node) newPresence() error {
+	cfg := n.cfg.Presence
+	cfg.setDefaults()
+	table, err := presence.New(presence.Config{Now: n.cfg.Now})
+	if err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
+	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table, notices: make(chan memberNotice, memberNoticeQueue)}
+	for _, ws := range cfg.Off {
+		p.off[ws] = true
+	}
+	n.presence = p
+	return nil
+}
+
+// startPresence subscribes to the edges' batches and starts the lease
+// checks and membership notices; Close stops them (n.subs, n.stop).
+func (n *Node) startPresence() error {
+	p := n.presence
+	s, err := n.nc.Subscribe(syncproto.PresenceSubject(n.cfg.Region), p.onBatch)
+	if err != nil {
+		return fmt.Errorf("core: subscribe presence: %w", err)
+	}
+	if err := s.SetPendingLimits(65536, 64<<20); err != nil {
+		return fmt.Errorf("core: pending limits presence: %w", err)
+	}
+	n.subs = append(n.subs, s)
+	n.wg.Add(2)
+	go p.expireLoop()
+	go p.noticeLoop()
+	return nil
+}
+
+// committed is the shard leader's commit hook: membership changes are
+// queued to be told (it never blocks).
+func (p *presenceService) committed(sm memberSource, cs []shard.Committed) {
+	for _, c := range cs {
+		if !c.MembersChanged || len(c.Added) == 0 {
+			continue
+		}
+		select {
+		case p.notices <- memberNotice{sm: sm, c: c}:
+		default:
+			p.n.log.Debug("presence membership notice dropped", "conv", c.ConvID)
+		}
+	}
+}
+
+// noticeLoop tells the members of a conversation that gained members the
+// presence of those who are new to them: each added member gets every
+// other member's state, the others get the added members'. The notice
+// travels on the user subjects; the edge passes the states on and widens
+// the session's watched set (removed members keep watching until they
+// reconnect). Large groups are left out, as in lookups.
+func (p *presenceService) noticeLoop() {
+	defer p.n.wg.Done()
+	for {
+		var nt memberNotice
+		select {
+		case <-p.n.stop:
+			return
+		case nt = <-p.notices:
+		}
+		ws, members, err := nt.sm.MembersOf(nt.c.ConvID)
+		if err != nil || p.off[ws] || (p.n.cfg.LargeGroup > 0 && len(members) > p.n.cfg.LargeGroup) {
+			continue
+		}
+		added := map[string]bool{}
+		for _, u := range nt.c.Added {
+			added[u] = true
+		}
+		states := map[string]*syncpb.PresenceUpdate{}
+		p.mu.Lock()
+		for _, u := range members {
+			states[u] = p.table.State(u)
+		}
+		p.mu.Unlock()
+		for _, to := range members {
+			d := &syncpb.Deliver{}
+			for _, u := range members {
+				if u != to && (added[to] || added[u]) {
+					d.Presence = append(d.Presence, states[u])
+				}
+			}
+			if len(d.Presence) == 0 {
+				continue
+			}
+			b, err := proto.Marshal(d)
+			if err != nil {
+				continue
+			}
+			if err := p.n.nc.Publish(syncproto.UserSubject(p.n.cfg.Region, to), b); err != nil {
+				p.n.log.Debug("publish presence notice", "user", to, "err", err)
+			}
+		}
+	}
+}
+
+func (p *presenceService) onBatch(m *nats.Msg) {
+	b := &syncpb.PresenceBatch{}
+	if err := proto.Unmarshal(m.Data, b); err != nil || !syncproto.ValidID(b.EdgeId) {
+		p.n.log.Warn("bad presence batch", "err", err)
+		return
+	}
+	b.Connected = validDevices(b.Connected)
+	b.Disconnected = validDevices(b.Disconnected)
+	p.mu.Lock()
+	changes, ask := p.table.Apply(b)
+	p.mu.Unlock()
+	if ask {
+		p.n.log.Debug("asking an edge for a presence snapshot", "edge", b.EdgeId)
+		if err := p.n.nc.Publish(syncproto.PresenceSnapshotSubject(p.n.cfg.Region, b.EdgeId), nil); err != nil {
+			p.n.log.Debug("snapshot request", "edge", b.EdgeId, "err", err)
+		}
+	}
+	p.publish(changes)
+}
+
+// validDevices drops devices whose ids could not name a subject.
+func validDevices(ds []*syncpb.PresenceDevice) []*syncpb.PresenceDevice {
+	return slices.DeleteFunc(ds, func(d *syncpb.PresenceDevice) bool {
+		return !syncproto.ValidID(d.GetUserId()) || !syncproto.ValidID(d.GetDeviceId())
+	})
+}
+
+func (p *presenceService) expireLoop() {
+	defer p.n.wg.Done()
+	t := time.NewTicker(p.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.n.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		changes := p.table.Expire()
+		p.mu.Unlock()
+		p.publish(changes)
+	}
+}
+
+// publish sends the changes of the users whose shard this node leads.
+func (p *presenceService) publish(changes []presence.Change) {
+	for _, c := range changes {
+		if p.off[c.WorkspaceID] {
+			continue
+		}
+		// The shard's leader publishes; while the shard has none (an
+		// election, a leadership transfer) every node that sees none does,
+		// so a change is repeated rather than lost.
+		g := p.n.groups[shardGroup(int(syncproto.ShardOf(c.UserID, uint32(p.n.cfg.ShardCount))))].g
+		if leader, _ := g.Leader(); !g.IsLeader() && leader != "" {
+			continue
+		}
+		b, err := proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{c.Update()}})
+		if err != nil {
+			p.n.log.Error("marshal presence", "err", err)
+			continue
+		}
+		if err := p.n.nc.Publish(syncproto.PresenceUserSubject(p.n.cfg.Region, c.UserID), b); err != nil {
+			p.n.log.Debug("publish presence", "user", c.UserID, "err", err)
+		}
+	}
+}
+
+// getPresence answers a lookup: the state of every user sharing a
+// conversation with the caller (empty user_ids: all of them up to
+// MaxWatch, large groups skipped), or of those of user_ids who do (the
+// rest are left out). Membership is read from this node's copies of the
+// shards, which may lag their leaders by a few entries.
+func (n *Node) getPresence(req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	p, caller := n.presence, req.GetCaller()
+	if !syncproto.ValidID(caller.GetUserId()) || !syncproto.ValidID(caller.GetWorkspaceId()) {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
+	}
+	if p.off[caller.GetWorkspaceId()] {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
+	}
+	ids := req.GetGetPresence().GetUserIds()
+	if err := syncproto.ValidatePresenceSubscribe(&syncpb.PresenceSubscribe{UserIds: ids}); err != nil {
+		return errorResponse(err)
+	}
+	var only map[string]bool
+	if len(ids) > 0 {
+		only = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			only[id] = true
+		}
+	}
+	found := map[string]bool{}
+	for i := 0; i < n.cfg.ShardCount; i++ {
+		cl, ok := n.groups[shardGroup(i)].sm.(contactLister)
+		if !ok {
+			continue
+		}
+		if err := cl.Contacts(caller, only, p.cfg.MaxWatch, found); err != nil {
+			return errorResponse(fmt.Errorf("core: presence contacts: %w", err))
+		}
+	}
+	list := make([]*syncpb.PresenceUpdate, 0, len(found))
+	p.mu.Lock()
+	for u := range found {
+		list = append(list, p.table.State(u))
+	}
+	p.mu.Unlock()
+	slices.SortFunc(list, func(a, b *syncpb.PresenceUpdate) int { return strings.Compare(a.UserId, b.UserId) })
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Presence{Presence: &syncpb.PresenceList{Users: list}}}
+}
+
+// PresenceOnline is how many users this node's table holds online, and
+// how many edges hold a live lease (for tests and stats).
+func (n *Node) PresenceOnline() (users, edges int) {
+	n.presence.mu.Lock()
+	defer n.presence.mu.Unlock()
+	return n.presence.table.Online(), n.presence.table.Edges()
+}
+
+var (
+	_ contactLister = (*shard.FSM)(nil)
+	_ memberSource  = (*shard.FSM)(nil)
+)

@@ -1,0 +1,187 @@
+package core_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// presenceWatch records the presence updates published in the region.
+type presenceWatch struct {
+	mu      sync.Mutex
+	updates []*syncpb.PresenceUpdate
+	asks    int
+}
+
+func (w *presenceWatch) count(user string, online bool) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, u := range w.updates {
+		if u.UserId == user && u.Online == online {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *presenceWatch) snapshotAsks() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.asks
+}
+
+func (r *testRegion) watchPresence(edgeID string) *presenceWatch {
+	r.t.Helper()
+	w := &presenceWatch{}
+	sub, err := r.nc.Subscribe(syncproto.PresenceUserSubject(syncproto.DefaultRegion, "*"), func(m *nats.Msg) {
+		d := &syncpb.Deliver{}
+		if err := proto.Unmarshal(m.Data, d); err != nil {
+			r.t.Errorf("undecodable presence: %v", err)
+			return
+		}
+		w.mu.Lock()
+		w.updates = append(w.updates, d.Presence...)
+		w.mu.Unlock()
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	asks, err := r.nc.Subscribe(syncproto.PresenceSnapshotSubject(syncproto.DefaultRegion, edgeID), func(*nats.Msg) {
+		w.mu.Lock()
+		w.asks++
+		w.mu.Unlock()
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = sub.Unsubscribe(); _ = asks.Unsubscribe() })
+	if err := r.nc.Flush(); err != nil {
+		r.t.Fatal(err)
+	}
+	return w
+}
+
+func (r *testRegion) publishBatch(b *syncpb.PresenceBatch) {
+	r.t.Helper()
+	data, err := proto.Marshal(b)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.nc.Publish(syncproto.PresenceSubject(syncproto.DefaultRegion), data); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Every core keeps the table; each change is published by the leader of
+// the user's shard; lookups return only users sharing a
+// conversation; a silent edge's users go offline when its lease ends.
+func TestRegionPresence(t *testing.T) {
+	r := newTestRegion(t, 3, testTiming)
+	us := r.setupUsers("ana", "bo", "cy", "dee")
+	ana, bo, cy, dee := us[0], us[1], us[2], us[3]
+	conv := r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
+	// Membership reads for presence are local: wait for every replica.
+	for _, n := range r.live() {
+		waitCond(t, "group on every replica", func() bool { _, err := localLastSeq(n, ana, conv); return err == nil })
+	}
+	w := r.watchPresence("e1")
+	pd := func(c *syncpb.Caller) *syncpb.PresenceDevice {
+		return &syncpb.PresenceDevice{WorkspaceId: c.WorkspaceId, UserId: c.UserId, DeviceId: c.DeviceId}
+	}
+	// The edge's first batch is a snapshot; it repeats it (as a real
+	// edge's heartbeats and the cores' snapshot requests would) until
+	// every node has it: a node's subscription may not have reached the
+	// server the test publishes on yet. A long lease for now.
+	seq := uint64(0)
+	snapshot := func() {
+		seq++
+		r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: seq, Reset_: true, Snapshot: true, SnapshotDone: true,
+			LeaseMs: 60_000, Connected: []*syncpb.PresenceDevice{pd(bo), pd(dee)}})
+	}
+	snapshot()
+	for _, n := range r.live() {
+		waitCond(t, "every node holds the table", func() bool {
+			if u, e := n.PresenceOnline(); u == 2 && e == 1 {
+				return true
+			}
+			snapshot()
+			return false
+		})
+	}
+	waitCond(t, "bo online", func() bool { return w.count(bo.UserId, true) >= 1 })
+
+	lookup := func(c *syncpb.Caller, ids ...string) map[string]*syncpb.PresenceUpdate {
+		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
+			Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{UserIds: ids}}})
+		out := map[string]*syncpb.PresenceUpdate{}
+		for _, u := range resp.GetPresence().GetUsers() {
+			out[u.UserId] = u
+		}
+		return out
+	}
+	got := lookup(ana)
+	if !got[bo.UserId].GetOnline() || got[cy.UserId].GetOnline() || got[dee.UserId] != nil {
+		t.Fatalf("ana's lookup: %v", got)
+	}
+	// dee shares nothing with ana: left out even when named.
+	if got := lookup(ana, dee.UserId, bo.UserId); len(got) != 1 || got[bo.UserId] == nil {
+		t.Fatalf("ana's lookup of dee and bo: %v", got)
+	}
+	// More names than members: the shard scans the members instead.
+	if got := lookup(ana, dee.UserId, bo.UserId, cy.UserId, "u_nobody"); len(got) != 2 || got[bo.UserId] == nil || got[cy.UserId] == nil {
+		t.Fatalf("ana's lookup of four: %v", got)
+	}
+	if got := lookup(dee); len(got) != 0 {
+		t.Fatalf("dee's lookup: %v", got)
+	}
+
+	// A lost batch (seq 2) shows as a gap at seq 3: the cores ask for a
+	// snapshot (each core asks; the edge coalesces).
+	r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: seq + 2, LeaseMs: 1000, Connected: []*syncpb.PresenceDevice{pd(cy)}})
+	waitCond(t, "snapshot asked", func() bool { return w.snapshotAsks() >= 1 })
+	waitCond(t, "cy online", func() bool { return w.count(cy.UserId, true) >= 1 })
+
+	// The edge goes silent: its users go offline after the (now 1 s) lease.
+	start := time.Now()
+	waitCond(t, "bo offline", func() bool { return w.count(bo.UserId, false) >= 1 })
+	waitCond(t, "cy offline", func() bool { return w.count(cy.UserId, false) >= 1 })
+	t.Logf("offline seen %v after the last batch (lease 1 s)", time.Since(start))
+	// Once, by the leader of bo's shard; up to once per node if the
+	// shard was between leaders at that moment.
+	if n := w.count(bo.UserId, true); n < 1 || n > len(r.live()) {
+		t.Fatalf("bo's online change was published %d times", n)
+	} else if n > 1 {
+		t.Logf("bo's online change was published %d times (a leadership change)", n)
+	}
+	got = lookup(ana, bo.UserId)
+	if b := got[bo.UserId]; b.GetOnline() || b.GetLastSeenUnixMs() == 0 {
+		t.Fatalf("bo after the lease: %v", b)
+	}
+
+	// A lookup without a caller is refused.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.call(ctx, syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
+		Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{}}}); syncproto.AsError(err).Code != syncpb.Code_CODE_INVALID_ARGUMENT {
+		t.Fatalf("lookup without caller: %v", err)
+	}
+}
