@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -28,6 +29,8 @@ type session struct {
 	log  *slog.Logger
 
 	caller *syncpb.Caller
+
+	lastRead atomic.Int64 // unix ns of the last frame read (watchIdle)
 	pres   PresenceSession // nil when presence is off
 
 	out      chan *syncpb.Frame // responses and pushes, bounded
@@ -390,15 +393,36 @@ func (s *session) writer(ctx context.Context) {
 	}
 }
 
+// watchIdle ends the session when no frame arrives for idle. It is one
+// timer per session, re-armed only when it fires: reads set no deadline
+// of their own, because a timer made and stopped per frame makes the Go
+// runtime's timer heap the edge's main cost at 100k sessions.
+func (s *session) watchIdle(idle time.Duration) (stop func()) {
+	s.lastRead.Store(time.Now().UnixNano())
+	var t atomic.Pointer[time.Timer]
+	var fire func()
+	fire = func() {
+		since := time.Since(time.Unix(0, s.lastRead.Load()))
+		if since >= idle {
+			s.stop(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no frame for %v", idle))
+			return
+		}
+		t.Load().Reset(idle - since)
+	}
+	tm := time.AfterFunc(time.Hour, fire) // armed once t is set
+	t.Store(tm)
+	tm.Reset(idle)
+	return func() { tm.Stop() }
+}
+
 // reader reads the device's frames and dispatches them until the session
 // ends. It returns nil when the device closed cleanly.
 func (s *session) reader(ctx context.Context) error {
-	idle := 3 * s.cfg.KeepAlive
+	stopIdle := s.watchIdle(3 * s.cfg.KeepAlive)
+	defer stopIdle()
 	flooding := 0
 	for {
-		rctx, cancel := context.WithTimeout(ctx, idle)
-		f, err := s.conn.ReadFrame(rctx)
-		cancel()
+		f, err := s.conn.ReadFrame(ctx)
 		select {
 		case <-s.done:
 			return nil
@@ -406,10 +430,9 @@ func (s *session) reader(ctx context.Context) error {
 		}
 		switch {
 		case err == nil:
+			s.lastRead.Store(time.Now().UnixNano())
 		case errors.Is(err, io.EOF):
 			return nil
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			return syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no frame for %v", idle)
 		default:
 			var pe *syncproto.Error
 			if errors.As(err, &pe) {

@@ -491,3 +491,38 @@ func TestDrainSendsGoAway(t *testing.T) {
 		t.Fatalf("serve while draining: %v", err)
 	}
 }
+
+// A welcomed device that sends nothing for three keepalive intervals is
+// ended with TIMEOUT; one that keeps pinging stays.
+func TestIdleSessionEnds(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.KeepAlive = 50 * time.Millisecond })
+	quiet, done := e.start(8)
+	quiet.send(hello(e.token("u_a", "d_a"), "d_a", nil))
+	if quiet.next(t).GetWelcome() == nil {
+		t.Fatal("no welcome")
+	}
+	busy := e.connect("u_b", "d_b", 8)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				busy.send(&syncpb.Frame{Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{}}})
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if syncproto.CodeOf(err) != syncpb.Code_CODE_TIMEOUT {
+			t.Fatalf("the quiet session ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the quiet session was not ended")
+	}
+	if e.srv.Sessions() != 1 {
+		t.Fatalf("%d sessions left, want the busy one", e.srv.Sessions())
+	}
+}
