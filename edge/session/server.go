@@ -166,6 +166,8 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	draining bool
+	sweeping bool          // the idle sweeper runs (while there are sessions)
+	emptied  chan struct{} // wakes the sweeper when the last session ends
 	wg       sync.WaitGroup
 
 	typing typingCounters
@@ -177,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*session]struct{}{}}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*session]struct{}{}, emptied: make(chan struct{}, 1)}, nil
 }
 
 // MaxFrameSize is the largest frame payload clients may send.
@@ -200,14 +202,62 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	ss := newSession(s, conn)
 	s.sessions[ss] = struct{}{}
 	s.wg.Add(1)
+	if !s.sweeping {
+		s.sweeping = true
+		s.wg.Add(1)
+		go s.sweep()
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, ss)
+		if len(s.sessions) == 0 {
+			select {
+			case s.emptied <- struct{}{}:
+			default:
+			}
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
 	return ss.run(ctx)
+}
+
+// sweep ends sessions that sent no frame for three keepalive intervals.
+// One goroutine for all sessions, rather than a timer each (or a deadline
+// per read): at 100k sessions the runtime's timer heap is the edge's main
+// CPU cost, and every timer in it makes it dearer. It exits when no
+// session is left; Serve starts it again.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	idle := 3 * s.cfg.KeepAlive
+	t := time.NewTicker(min(max(idle/4, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	var quiet []*session
+	for {
+		select {
+		case <-t.C:
+		case <-s.emptied:
+		}
+		now := time.Now().UnixNano()
+		quiet = quiet[:0]
+		s.mu.Lock()
+		if len(s.sessions) == 0 {
+			s.sweeping = false
+			s.mu.Unlock()
+			return
+		}
+		for ss := range s.sessions {
+			if last := ss.lastRead.Load(); last != 0 && time.Duration(now-last) >= idle {
+				quiet = append(quiet, ss)
+			}
+		}
+		s.mu.Unlock()
+		for _, ss := range quiet {
+			ss.stop(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no frame for %v", idle))
+		}
+		clear(quiet)
+	}
 }
 
 // Sessions is the number of sessions running.

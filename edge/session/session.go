@@ -30,8 +30,8 @@ type session struct {
 
 	caller *syncpb.Caller
 
-	lastRead atomic.Int64 // unix ns of the last frame read (watchIdle)
-	pres   PresenceSession // nil when presence is off
+	lastRead atomic.Int64    // unix ns of the last frame read (Server.sweep); 0 before Welcome
+	pres     PresenceSession // nil when presence is off
 
 	out      chan *syncpb.Frame // responses and pushes, bounded
 	inflight chan struct{}
@@ -393,33 +393,11 @@ func (s *session) writer(ctx context.Context) {
 	}
 }
 
-// watchIdle ends the session when no frame arrives for idle. It is one
-// timer per session, re-armed only when it fires: reads set no deadline
-// of their own, because a timer made and stopped per frame makes the Go
-// runtime's timer heap the edge's main cost at 100k sessions.
-func (s *session) watchIdle(idle time.Duration) (stop func()) {
-	s.lastRead.Store(time.Now().UnixNano())
-	var t atomic.Pointer[time.Timer]
-	var fire func()
-	fire = func() {
-		since := time.Since(time.Unix(0, s.lastRead.Load()))
-		if since >= idle {
-			s.stop(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no frame for %v", idle))
-			return
-		}
-		t.Load().Reset(idle - since)
-	}
-	tm := time.AfterFunc(time.Hour, fire) // armed once t is set
-	t.Store(tm)
-	tm.Reset(idle)
-	return func() { tm.Stop() }
-}
-
 // reader reads the device's frames and dispatches them until the session
 // ends. It returns nil when the device closed cleanly.
 func (s *session) reader(ctx context.Context) error {
-	stopIdle := s.watchIdle(3 * s.cfg.KeepAlive)
-	defer stopIdle()
+	// Server.sweep ends the session after 3 keepalives without a frame.
+	s.lastRead.Store(time.Now().UnixNano())
 	flooding := 0
 	for {
 		f, err := s.conn.ReadFrame(ctx)
