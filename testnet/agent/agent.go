@@ -286,7 +286,7 @@ func (a *Agent) dialer(ctx context.Context) (client.Dialer, error) {
 			pins = append(pins, hs...)
 		}
 	}
-	opts := client.QUICOptions{TLS: client.PinnedTLS(pins...), KeepAlive: 2 * time.Second, IdleTimeout: 10 * time.Second}
+	opts := client.QUICOptions{TLS: client.PinnedTLS(pins...), KeepAlive: 2 * time.Second, IdleTimeout: 15 * time.Second}
 	for i, base := range a.cfg.HTTP {
 		switch a.cfg.Transport {
 		case "ws":

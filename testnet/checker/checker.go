@@ -51,6 +51,10 @@ type Resume struct {
 	FirstAck  float64 `json:"first_ack_ms"`
 	FirstRecv float64 `json:"first_recv_ms"`
 	Devices   int     `json:"devices"`
+	// PerDevice is each affected device's [first ack, first delivery] in
+	// ms after the fault's end (-1: none; first ack -1 too for a device
+	// that does not send).
+	PerDevice map[string][2]float64 `json:"per_device"`
 }
 
 // Report is the checker's verdict and numbers.
@@ -262,14 +266,16 @@ func Check(in Input) *Report {
 	}
 	// Resume after each fault.
 	for _, f := range in.Faults {
-		res := Resume{Fault: f.Name, FirstAck: 0, FirstRecv: 0}
+		res := Resume{Fault: f.Name, PerDevice: map[string][2]float64{}}
 		devs := f.Devices
 		if len(devs) == 0 {
 			devs = sortedKeys(byDevice)
 		}
 		for _, dev := range devs {
 			ack, recv := int64(-1), int64(-1)
+			sends := false
 			for _, e := range byDevice[dev] {
+				sends = sends || e.Kind == KindSend
 				if e.T < f.End {
 					continue
 				}
@@ -281,7 +287,10 @@ func Check(in Input) *Report {
 				}
 			}
 			res.Devices++
-			res.FirstAck = worst(res.FirstAck, ack)
+			res.PerDevice[dev] = [2]float64{ms(ack), ms(recv)}
+			if sends { // receive-only devices have no acks to wait for
+				res.FirstAck = worst(res.FirstAck, ack)
+			}
 			res.FirstRecv = worst(res.FirstRecv, recv)
 		}
 		r.Resumes = append(r.Resumes, res)
@@ -319,6 +328,13 @@ func Check(in Input) *Report {
 		}
 	}
 	return r
+}
+
+func ms(d int64) float64 {
+	if d < 0 {
+		return -1
+	}
+	return float64(d) / 1e6
 }
 
 func worst(cur float64, d int64) float64 {
@@ -373,7 +389,11 @@ func (r *Report) Text() string {
 		fmt.Fprintf(&b, "  %s\n", m)
 	}
 	for _, res := range r.Resumes {
-		fmt.Fprintf(&b, "resume after %s (%d devices, slowest): first ack %.0f ms, first delivery %.0f ms\n", res.Fault, res.Devices, res.FirstAck, res.FirstRecv)
+		fmt.Fprintf(&b, "resume after %s (%d devices, slowest): first ack %.0f ms, first delivery %.0f ms;", res.Fault, res.Devices, res.FirstAck, res.FirstRecv)
+		for _, d := range sortedKeys(res.PerDevice) {
+			fmt.Fprintf(&b, " %s %.0f/%.0f", d, res.PerDevice[d][0], res.PerDevice[d][1])
+		}
+		b.WriteString("\n")
 	}
 	for _, c := range sortedKeys(r.Linearizable) {
 		fmt.Fprintf(&b, "linearizable %s: %s\n", c, r.Linearizable[c])

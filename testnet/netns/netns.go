@@ -152,6 +152,12 @@ func (n *Net) AddHost(ctx context.Context, name string) (*Host, error) {
 			return nil, fmt.Errorf("netns: add host %s: %w", name, err)
 		}
 	}
+	// Without this, removing the first address (ChangeAddr) would remove
+	// the ones added after it in the same subnet too.
+	promote := "echo 1 > /proc/sys/net/ipv4/conf/" + h.Dev + "/promote_secondaries"
+	if err := h.Run(ctx, "sh", "-c", promote); err != nil {
+		return nil, fmt.Errorf("netns: add host %s: %w", name, err)
+	}
 	return h, nil
 }
 

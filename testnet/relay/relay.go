@@ -1,7 +1,7 @@
 // Package relay forwards TCP connections and UDP flows to fixed targets
 // with a delay and jitter per direction, for kernels without netem. UDP
-// goes through quic-go's test proxy (each packet delayed on its own, so
-// jitter reorders packets as a real path does); TCP is a byte stream, so
+// packets are delayed each on its own (so jitter reorders them, as on a
+// real path); TCP is a byte stream, so
 // each chunk is held until its due time and never overtakes the previous
 // one.
 package relay
@@ -18,8 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	quicproxy "github.com/quic-go/quic-go/integrationtests/tools/proxy"
 )
 
 // Map is one forwarded port: "udp" or "tcp", the address to listen on and
@@ -118,18 +116,10 @@ func (r *Relay) Run(ctx context.Context, ready func()) error {
 			if err != nil {
 				return fmt.Errorf("relay: listen %s: %w", m.Listen, err)
 			}
-			p := &quicproxy.Proxy{Conn: conn, ServerAddr: ta,
-				DelayPacket: func(dir quicproxy.Direction, _, _ net.Addr, _ []byte) time.Duration {
-					if dir == quicproxy.DirectionIncoming {
-						return r.pick(Up)
-					}
-					return r.pick(Down)
-				}}
-			if err := p.Start(); err != nil {
-				_ = conn.Close()
-				return fmt.Errorf("relay: udp %s: %w", m.Listen, err)
-			}
-			closers = append(closers, p)
+			u := &udpRelay{r: r, conn: conn, target: ta, flows: map[string]*udpFlow{}}
+			closers = append(closers, conn)
+			wg.Add(1)
+			go func() { defer wg.Done(); u.run(ctx) }()
 		case "tcp":
 			ln, err := net.Listen("tcp", m.Listen)
 			if err != nil {

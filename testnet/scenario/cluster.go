@@ -47,7 +47,11 @@ type Config struct {
 	// a delaying relay in the switch namespace (used when the kernel has
 	// no netem and a scenario wants delay on their link).
 	RelayHosts []string
-	Logger     *slog.Logger
+	// Keepalive is the edges' ping interval (default 5 s): a device whose
+	// ping goes unanswered this long reconnects (parley's default, 25 s,
+	// would take half a minute to notice every dead path).
+	Keepalive time.Duration
+	Logger    *slog.Logger
 }
 
 // Validate checks the config.
@@ -57,6 +61,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientHosts <= 0 {
 		c.ClientHosts = 5
+	}
+	if c.Keepalive <= 0 {
+		c.Keepalive = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -252,7 +259,7 @@ func (c *Cluster) StartEdge(ctx context.Context, n string) error {
 	}
 	cmd := c.hosts[n].Command(context.Background(), c.parley, "edge", "--nats", strings.Join(nats, ","),
 		"--token-keys", c.keys, "--http", c.hostPort(n, httpPort), "--udp", c.hostPort(n, udpPort),
-		"--keepalive", "2s", "--idle-timeout", "10s",
+		"--keepalive", c.cfg.Keepalive.String(), "--idle-timeout", "15s",
 		"--ip-rate", "1000", "--ip-burst", "1000", "--user-rate", "1000", "--user-burst", "1000")
 	p, err := startProc(n, cmd, filepath.Join(c.cfg.Dir, "logs", n+".log"))
 	if err != nil {
@@ -285,6 +292,30 @@ func (c *Cluster) KillEdge(n string) {
 func PreferredLeader(conv string) string {
 	shard := int(syncproto.ShardOf(conv, shards))
 	return CoreNames[(shard+1)%len(CoreNames)]
+}
+
+// Leader says which core node leads conv's shard, from the nodes' logs
+// (the latest "entering leader state" of the shard's group), or the
+// preferred leader when the logs do not tell.
+func (c *Cluster) Leader(conv string) string {
+	group := " group=s" + strconv.Itoa(int(syncproto.ShardOf(conv, shards))) + " "
+	best, bestT := PreferredLeader(conv), ""
+	for _, n := range CoreNames {
+		b, err := os.ReadFile(filepath.Join(c.cfg.Dir, "logs", n+".log"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `msg="entering leader state"`) || !strings.Contains(line, group) {
+				continue
+			}
+			t, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+			if t > bestT { // RFC 3339 times in UTC sort as strings
+				best, bestT = n, t
+			}
+		}
+	}
+	return best
 }
 
 // Link is host's link, to impair.

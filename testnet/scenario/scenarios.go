@@ -51,7 +51,7 @@ func Plans(o Options) map[string]Plan {
 				if err := sleep(ctx, 5*time.Second); err != nil {
 					return err
 				}
-				leader := PreferredLeader(r.Convs["g1"])
+				leader := r.C.Leader(r.Convs["g1"])
 				var others []string
 				for _, n := range CoreNames {
 					if n != leader {
@@ -196,7 +196,8 @@ func Plans(o Options) map[string]Plan {
 				if err := sleep(ctx, 5*time.Second); err != nil {
 					return err
 				}
-				leader := PreferredLeader(r.Convs["g1"])
+				leader := r.C.Leader(r.Convs["g1"])
+				r.C.log.Info("killing the shard leader", "node", leader)
 				start := time.Now()
 				r.C.KillCore(leader)
 				err := sleep(ctx, 10*time.Second)
