@@ -1,5 +1,6 @@
 // Package impair breaks a host's link in each direction: partitions and
-// random loss with nftables rules in the host's namespace, bandwidth with
+// random loss with nftables rules where packets arrive (the host's device
+// for In, the switch's end for Out), bandwidth with
 // tc tbf on each end of the link, and delay with jitter with tc netem when
 // the kernel has it, else through a Delayer (a userspace relay on the
 // path). A scenario states what it wants once (Set); the Link picks the
@@ -165,48 +166,66 @@ func (l *Link) Clear(ctx context.Context) error {
 	return errors.Join(err, l.Shape(ctx, Out, Shape{}), l.Shape(ctx, In, Shape{}))
 }
 
-// applyLocked replaces the host's nftables table in one transaction.
+// applyLocked replaces the link's nftables tables. Packets are dropped
+// where they arrive, never where they leave: a drop in a host's own output
+// path would fail the sender's sendmsg with EPERM, which no real network
+// does (quic-go closes the connection on it; TCP gives up at once instead
+// of retransmitting). So In rules sit on the host device's ingress, and
+// Out rules on the switch-side end's ingress, each in one transaction.
 func (l *Link) applyLocked(ctx context.Context) error {
-	var b strings.Builder
-	b.WriteString("table inet parleytn\ndelete table inet parleytn\ntable inet parleytn {\n")
-	for _, d := range []Dir{In, Out} {
-		hook, ifm, addr := "input", "iifname", "saddr"
-		if d == Out {
-			hook, ifm, addr = "output", "oifname", "daddr"
-		}
-		fmt.Fprintf(&b, "  chain %s {\n    type filter hook %s priority 0; policy accept;\n", d, hook)
-		names := make([]string, 0, len(l.rules[d]))
-		for n := range l.rules[d] {
-			names = append(names, n)
-		}
-		sort.Strings(names) // drops and losses commute; sorted for stable output
-		for _, n := range names {
-			r := l.rules[d][n]
-			match := fmt.Sprintf("%s %q", ifm, l.cfg.HostDev)
-			if len(r.Peers) > 0 {
-				ps := make([]string, len(r.Peers))
-				for i, p := range r.Peers {
-					ps[i] = p.String()
-				}
-				slices.Sort(ps)
-				match += fmt.Sprintf(" ip %s { %s }", addr, strings.Join(ps, ", "))
-			}
-			if r.Drop {
-				fmt.Fprintf(&b, "    %s drop comment %q\n", match, n)
-			} else {
-				per := int(r.Loss * 10000)
-				fmt.Fprintf(&b, "    %s numgen random mod 10000 < %d drop comment %q\n", match, per, n)
-			}
-		}
-		b.WriteString("  }\n")
+	if err := nft(ctx, l.cfg.HostNS, "parleytn", l.cfg.HostDev, "saddr", l.rules[In]); err != nil {
+		return err
 	}
-	b.WriteString("}\n")
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.cfg.HostNS, "nft", "-f", "-")
+	return nft(ctx, l.cfg.SwitchNS, "parleytn_"+l.cfg.SwitchDev, l.cfg.SwitchDev, "daddr", l.rules[Out])
+}
+
+func nft(ctx context.Context, ns, table, dev, addr string, rules map[string]Rule) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table netdev %s\ndelete table netdev %s\ntable netdev %s {\n", table, table, table)
+	fmt.Fprintf(&b, "  chain in {\n    type filter hook ingress device %q priority 0; policy accept;\n", dev)
+	names := make([]string, 0, len(rules))
+	for n := range rules {
+		names = append(names, n)
+	}
+	sort.Strings(names) // drops and losses commute; sorted for stable output
+	for _, n := range names {
+		r := rules[n]
+		match := ""
+		if len(r.Peers) > 0 {
+			ps := make([]string, len(r.Peers))
+			for i, p := range r.Peers {
+				ps[i] = p.String()
+			}
+			slices.Sort(ps)
+			match = fmt.Sprintf("ip %s { %s } ", addr, strings.Join(ps, ", "))
+		}
+		if r.Drop {
+			fmt.Fprintf(&b, "    %scounter drop comment %q\n", match, n)
+		} else {
+			fmt.Fprintf(&b, "    %snumgen random mod 10000 < %d counter drop comment %q\n", match, int(r.Loss*10000), n)
+		}
+	}
+	b.WriteString("  }\n}\n")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(b.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("impair: nft in %s: %w: %s\n%s", l.cfg.HostNS, err, bytes.TrimSpace(out), b.String())
+		return fmt.Errorf("impair: nft in %s: %w: %s\n%s", ns, err, bytes.TrimSpace(out), b.String())
 	}
 	return nil
+}
+
+// Dump lists the link's rules with their counters (packets dropped so far)
+// and its qdiscs, for the run directory.
+func (l *Link) Dump(ctx context.Context) string {
+	var b strings.Builder
+	for _, x := range []struct{ ns, table, dev string }{
+		{l.cfg.HostNS, "parleytn", l.cfg.HostDev}, {l.cfg.SwitchNS, "parleytn_" + l.cfg.SwitchDev, l.cfg.SwitchDev},
+	} {
+		out, _ := exec.CommandContext(ctx, "ip", "netns", "exec", x.ns, "nft", "list", "table", "netdev", x.table).CombinedOutput()
+		qd, _ := exec.CommandContext(ctx, "ip", "netns", "exec", x.ns, "tc", "-s", "qdisc", "show", "dev", x.dev).CombinedOutput()
+		fmt.Fprintf(&b, "# %s %s\n%s\n%s\n", x.ns, x.dev, out, qd)
+	}
+	return b.String()
 }
 
 // HasNetem says whether tc netem works in namespace ns (on its lo).

@@ -55,6 +55,12 @@ type Run struct {
 	faults  []checker.Fault
 }
 
+// DumpLink writes host's impairment rules and counters to the run
+// directory (<scenario>/link-<host>.txt): evidence of what was dropped.
+func (r *Run) DumpLink(ctx context.Context, host string) {
+	_ = os.WriteFile(filepath.Join(r.Dir, "link-"+host+".txt"), []byte(r.C.Link(host).Dump(ctx)), 0o644)
+}
+
 // Fault records a fault window for the report.
 func (r *Run) Fault(name string, start, end time.Time, devices ...string) {
 	r.mu.Lock()

@@ -64,6 +64,7 @@ func Plans(o Options) map[string]Plan {
 					return err
 				}
 				err := sleep(ctx, 10*time.Second)
+				r.DumpLink(ctx, leader)
 				if herr := r.C.Heal(ctx, "leader-cut", leader); herr != nil {
 					return errors.Join(err, herr)
 				}
@@ -133,6 +134,7 @@ func Plans(o Options) map[string]Plan {
 					return err
 				}
 				err := sleep(ctx, 30*time.Second)
+				r.DumpLink(ctx, "c3")
 				if uerr := r.C.Link("c3").Unblock(ctx, "cut"); uerr != nil {
 					return errors.Join(err, uerr)
 				}
@@ -160,7 +162,10 @@ func Plans(o Options) map[string]Plan {
 						return err
 					}
 				}
-				defer func() { _ = l.Clear(context.Background()) }()
+				defer func() {
+					r.DumpLink(context.Background(), "c5")
+					_ = l.Clear(context.Background())
+				}()
 				end := time.Now().Add(o.Soak)
 				affected := []string{"ana-quic", "bo-wt", "cy-ws"}
 				for n := 1; time.Until(end) > o.BlackEvery; n++ {
