@@ -81,6 +81,9 @@ type Report struct {
 	// (Porcupine timed out).
 	Linearizable map[string]string `json:"linearizable"`
 	Errors       []string          `json:"errors,omitempty"` // the first problems found, for people
+	// Warnings are liveness problems, which do not fail a run: sends never
+	// answered, devices with no ack or delivery after a fault ended.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // OK says the run kept every promise checked.
@@ -156,6 +159,12 @@ func Check(in Input) *Report {
 		ackAt[e.Conv][e.Seq] = e.ID
 	}
 	r.Unacked = r.Sent - r.Acked
+	for _, e := range in.Events {
+		if e.Kind == KindFail && sends[e.ID] != nil && !sends[e.ID].acked {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: send %s to %s unanswered after %.1f s (%s)",
+				e.Device, e.ID, e.Conv, float64(e.T-sends[e.ID].t)/1e9, e.Err))
+		}
+	}
 	// Deliveries, per device and conversation, in the order the app got them.
 	seen := map[string]map[uint64]string{}         // conv -> seq -> id, from deliveries
 	got := map[string]map[string]map[uint64]bool{} // device -> conv -> seqs
@@ -288,6 +297,9 @@ func Check(in Input) *Report {
 			}
 			res.Devices++
 			res.PerDevice[dev] = [2]float64{ms(ack), ms(recv)}
+			if (sends && ack < 0) || recv < 0 {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("%s: no ack or no delivery after %s ended", dev, f.Name))
+			}
 			if sends { // receive-only devices have no acks to wait for
 				res.FirstAck = worst(res.FirstAck, ack)
 			}
@@ -400,6 +412,9 @@ func (r *Report) Text() string {
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "  error: %s\n", e)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "  warning: %s\n", w)
 	}
 	return b.String()
 }
