@@ -51,7 +51,9 @@ type Config struct {
 	// ping goes unanswered this long reconnects (parley's default, 25 s,
 	// would take half a minute to notice every dead path).
 	Keepalive time.Duration
-	Logger    *slog.Logger
+	// LogLevel is the cores' and edges' --log-level (default info).
+	LogLevel string
+	Logger   *slog.Logger
 }
 
 // Validate checks the config.
@@ -61,6 +63,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientHosts <= 0 {
 		c.ClientHosts = 5
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
 	}
 	if c.Keepalive <= 0 {
 		c.Keepalive = 5 * time.Second
@@ -225,7 +230,7 @@ func (c *Cluster) StartCore(ctx context.Context, n string) error {
 	cmd := h.Command(context.Background(), c.parley, "core", "--id", n, "--data", filepath.Join(c.cfg.Dir, "data", n),
 		"--raft", c.hostPort(n, raftPort), "--peers", strings.Join(peers, ","),
 		"--nats", c.hostPort(n, natsPort), "--nats-cluster", c.hostPort(n, clusterPort), "--nats-routes", strings.Join(routes, ","),
-		"--shards", strconv.Itoa(shards))
+		"--shards", strconv.Itoa(shards), "--log-level", c.cfg.LogLevel)
 	p, err := startProc(n, cmd, filepath.Join(c.cfg.Dir, "logs", n+".log"))
 	if err != nil {
 		return err
@@ -260,7 +265,7 @@ func (c *Cluster) StartEdge(ctx context.Context, n string) error {
 	cmd := c.hosts[n].Command(context.Background(), c.parley, "edge", "--nats", strings.Join(nats, ","),
 		"--token-keys", c.keys, "--http", c.hostPort(n, httpPort), "--udp", c.hostPort(n, udpPort),
 		"--keepalive", c.cfg.Keepalive.String(), "--idle-timeout", "15s",
-		"--ip-rate", "1000", "--ip-burst", "1000", "--user-rate", "1000", "--user-burst", "1000")
+		"--ip-rate", "1000", "--ip-burst", "1000", "--user-rate", "1000", "--user-burst", "1000", "--log-level", c.cfg.LogLevel)
 	p, err := startProc(n, cmd, filepath.Join(c.cfg.Dir, "logs", n+".log"))
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ type SuiteConfig struct {
 	Repo      string // module root ("" finds it with go env GOMOD)
 	Scenarios []string
 	Options   Options
+	LogLevel  string // the cores' and edges' (default info)
 	Logger    *slog.Logger
 	// OnResult gets each scenario's result as it finishes (nil result:
 	// skipped or failed to run, with err).
@@ -44,7 +45,7 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) error {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return err
 	}
-	c, err := Start(ctx, Config{Dir: cfg.Dir, Repo: cfg.Repo, ClientHosts: 5, RelayHosts: []string{"c5"}, Logger: cfg.Logger})
+	c, err := Start(ctx, Config{Dir: cfg.Dir, Repo: cfg.Repo, ClientHosts: 5, RelayHosts: []string{"c5"}, LogLevel: cfg.LogLevel, Logger: cfg.Logger})
 	if err != nil {
 		return err
 	}

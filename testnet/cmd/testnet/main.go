@@ -24,6 +24,7 @@ func main() {
 	which := flag.String("scenarios", "all", "all, or a comma list of numbers (1,2,3) or names")
 	soak := flag.Duration("soak", 2*time.Minute, "scenario 4's length")
 	dir := flag.String("out", "", "run directory (default testnet/runs/<time>)")
+	level := flag.String("log-level", "info", "the cores' and edges' log level")
 	flag.Parse()
 	names, err := scenario.Select(*which)
 	if err != nil {
@@ -38,7 +39,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	err = scenario.RunSuite(ctx, scenario.SuiteConfig{Dir: abs, Scenarios: names, Options: scenario.Options{Soak: *soak}, Logger: log,
+	err = scenario.RunSuite(ctx, scenario.SuiteConfig{Dir: abs, Scenarios: names, Options: scenario.Options{Soak: *soak}, LogLevel: *level, Logger: log,
 		OnResult: func(name string, res *scenario.Result, err error) {
 			if res != nil {
 				fmt.Println(res.Text())
