@@ -3,7 +3,7 @@ PKGS := ./...
 # Tests need more than the default 10m per package only for the region tests.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: run test build proto fuzz bench bench-http bench-sdk test-long vet clean
+.PHONY: run test build proto fuzz bench bench-http bench-sdk test-long vet clean testnet testnet-soak
 
 run: build
 	./bin/parley serve --data ./data
@@ -54,6 +54,17 @@ bench-http: build
 bench-sdk: build
 	./bin/parley bench -transport ws -self -clients 200 -group-size 5 -rate 1000 -duration $(BENCH_DURATION)
 	./bin/parley bench -transport ws -self -clients 200 -group-size 5 -idle 1000 -duration $(BENCH_DURATION)
+
+# Issue 5's scenarios against real processes in network namespaces (root;
+# installs nftables/iproute2 when missing). Reports and logs go to
+# testnet/runs/<time>/. make test runs scenarios 1-4 (a 2-minute soak) as
+# TestSmoke in testnet/scenario.
+SOAK ?= 10m
+testnet:
+	$(GO) run ./testnet/cmd/testnet -scenarios all -soak 2m
+
+testnet-soak:
+	$(GO) run ./testnet/cmd/testnet -scenarios 4 -soak $(SOAK)
 
 vet:
 	$(GO) vet $(PKGS)
