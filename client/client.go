@@ -692,7 +692,10 @@ func (c *Client) request(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, e
 			}
 		}
 		r, err := l.request(ctx, proto.Clone(f).(*syncpb.Frame))
-		if errors.Is(err, errLinkDown) {
+		// Identity, not errors.Is: syncproto errors match by code, and a
+		// server's UNAVAILABLE answer is not a lost connection (waiting for
+		// this link to end would wait forever).
+		if err == errLinkDown { //nolint:errorlint // the sentinel itself
 			select {
 			case <-l.done:
 			case <-ctx.Done():

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -37,7 +36,7 @@ func (n *Node) receipt(ctx context.Context, mem *member, req *syncpb.CoreRequest
 	}
 	caller, rr := req.Caller, req.GetReceipt()
 	_, err := fsm.CheckReceipt(caller, rr)
-	if errors.Is(err, shard.ErrBeyondLast) {
+	if err == shard.ErrBeyondLast { //nolint:errorlint // this sentinel, not every INVALID_ARGUMENT (syncproto errors match by code)
 		// A new leader may not have applied the message yet.
 		if err := mem.g.ReadBarrier(ctx); err != nil {
 			return errorResponse(err)
