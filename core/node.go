@@ -80,6 +80,7 @@ type Node struct {
 	receipts *receipts.Service // nil when JetStream is off
 	rfanout  *receiptFanout
 	rcancel  context.CancelFunc
+	lcancel  context.CancelFunc // last-seen (presence)
 	typing   *typer
 	presence *presenceService
 
@@ -358,6 +359,9 @@ func (n *Node) Close() error {
 		close(n.stop)
 		if n.rcancel != nil {
 			n.rcancel()
+		}
+		if n.lcancel != nil {
+			n.lcancel()
 		}
 		var errs []error
 		n.dropShardSubs()

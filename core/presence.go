@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/core/presence"
@@ -90,6 +92,7 @@ type presenceService struct {
 	table *presence.Table
 
 	notices chan memberNotice
+	seen    *lastSeen // nil when JetStream is off
 }
 
 // newPresence builds the presence service; startPresence runs it. The
@@ -124,6 +127,20 @@ func (n *Node) startPresence() error {
 	n.wg.Add(2)
 	go p.expireLoop()
 	go p.noticeLoop()
+	if !n.cfg.NATS.NoJetStream {
+		js, err := jetstream.New(n.nc)
+		if err != nil {
+			return fmt.Errorf("core: last-seen: %w", err)
+		}
+		p.seen = newLastSeen(n)
+		var ctx context.Context
+		ctx, n.lcancel = context.WithCancel(context.Background())
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			p.seen.run(ctx, js)
+		}()
+	}
 	return nil
 }
 
@@ -257,6 +274,9 @@ func (p *presenceService) publish(changes []presence.Change) {
 		if err := p.n.nc.Publish(syncproto.PresenceUserSubject(p.n.cfg.Region, c.UserID), b); err != nil {
 			p.n.log.Debug("publish presence", "user", c.UserID, "err", err)
 		}
+		if !c.Online && p.seen != nil {
+			p.seen.put(c.UserID, c.LastSeen)
+		}
 	}
 }
 
@@ -316,3 +336,10 @@ var (
 	_ contactLister = (*shard.FSM)(nil)
 	_ memberSource  = (*shard.FSM)(nil)
 )
+
+// PresenceOf is this node's view of a user's presence (for tests and stats).
+func (n *Node) PresenceOf(userID string) *syncpb.PresenceUpdate {
+	n.presence.mu.Lock()
+	defer n.presence.mu.Unlock()
+	return n.presence.table.State(userID)
+}

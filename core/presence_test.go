@@ -191,3 +191,48 @@ func TestRegionPresence(t *testing.T) {
 		t.Fatalf("lookup without caller: %v", err)
 	}
 }
+
+// Last seen outlives a node's restart: the restarted node, which learns
+// who is online from the edges, learns when the others left from the
+// replicated last-seen bucket.
+func TestRegionLastSeenSurvivesRestart(t *testing.T) {
+	r := newTestRegion(t, 3, testTiming)
+	us := r.setupUsers("ana", "bo")
+	bo := us[1]
+	pd := &syncpb.PresenceDevice{WorkspaceId: bo.WorkspaceId, UserId: bo.UserId, DeviceId: bo.DeviceId}
+	seq := uint64(0)
+	batch := func(b *syncpb.PresenceBatch) {
+		seq++
+		b.EdgeId, b.Epoch, b.Seq, b.LeaseMs = "e1", 9, seq, 60_000
+		r.publishBatch(b)
+	}
+	// Online on every node (repeating the snapshot until each has it).
+	for _, n := range r.live() {
+		waitCond(t, "bo online everywhere", func() bool {
+			if n.PresenceOf(bo.UserId).GetOnline() {
+				return true
+			}
+			batch(&syncpb.PresenceBatch{Reset_: true, Snapshot: true, SnapshotDone: true, Connected: []*syncpb.PresenceDevice{pd}})
+			return false
+		})
+	}
+	batch(&syncpb.PresenceBatch{Disconnected: []*syncpb.PresenceDevice{pd}})
+	var seen int64
+	waitCond(t, "bo offline with a last-seen time", func() bool {
+		p := r.nodes[0].node.PresenceOf(bo.UserId)
+		seen = p.GetLastSeenUnixMs()
+		return !p.GetOnline() && seen != 0
+	})
+	victim := r.leaderOf("s0") // any node will do; a leader makes it harder
+	r.stop(victim)
+	if err := r.start(victim); err != nil {
+		t.Fatal(err)
+	}
+	// Each node stamps the time it saw bo go; the stored one is the
+	// publishing node's, within moments of node 0's.
+	waitCond(t, "the restarted node knows bo's last-seen time", func() bool {
+		p := r.nodes[victim].node.PresenceOf(bo.UserId)
+		d := p.GetLastSeenUnixMs() - seen
+		return !p.GetOnline() && p.GetLastSeenUnixMs() != 0 && d > -5000 && d < 5000
+	})
+}

@@ -215,6 +215,20 @@ func (t *Table) State(userID string) *syncpb.PresenceUpdate {
 	return p
 }
 
+// SeedLastSeen raises a user's last-seen time to at (a time stored
+// elsewhere, e.g. before this table existed); a later time already known
+// wins.
+func (t *Table) SeedLastSeen(userID string, at time.Time) {
+	u := t.users[userID]
+	if u == nil {
+		u = &userState{}
+		t.users[userID] = u
+	}
+	if at.After(u.lastSeen) {
+		u.lastSeen = at
+	}
+}
+
 // Edges is how many edges hold a live lease.
 func (t *Table) Edges() int { return len(t.edges) }
 
