@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-chat/parley/core/directory"
 	"github.com/parley-chat/parley/core/presence"
 	"github.com/parley-chat/parley/core/shard"
 	"github.com/parley-chat/parley/syncproto"
@@ -229,6 +230,21 @@ func (p *presenceService) onBatch(m *nats.Msg) {
 	p.publish(changes)
 }
 
+// isOff reports whether presence is off in a workspace: by the operator
+// (PresenceConfig.Off) or by the workspace's owner (a directory setting,
+// read from this node's copy).
+func (p *presenceService) isOff(ws string) bool {
+	if p.off[ws] {
+		return true
+	}
+	d, ok := p.n.groups[dirGroup].sm.(*directory.FSM)
+	if !ok || ws == "" {
+		return false
+	}
+	off, err := d.PresenceOff(ws)
+	return err == nil && off
+}
+
 // validDevices drops devices whose ids could not name a subject.
 func validDevices(ds []*syncpb.PresenceDevice) []*syncpb.PresenceDevice {
 	return slices.DeleteFunc(ds, func(d *syncpb.PresenceDevice) bool {
@@ -256,7 +272,7 @@ func (p *presenceService) expireLoop() {
 // publish sends the changes of the users whose shard this node leads.
 func (p *presenceService) publish(changes []presence.Change) {
 	for _, c := range changes {
-		if p.off[c.WorkspaceID] {
+		if p.isOff(c.WorkspaceID) {
 			continue
 		}
 		// The shard's leader publishes; while the shard has none (an
@@ -290,7 +306,7 @@ func (n *Node) getPresence(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	if !syncproto.ValidID(caller.GetUserId()) || !syncproto.ValidID(caller.GetWorkspaceId()) {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
 	}
-	if p.off[caller.GetWorkspaceId()] {
+	if p.isOff(caller.GetWorkspaceId()) {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
 	}
 	ids := req.GetGetPresence().GetUserIds()

@@ -561,3 +561,30 @@ func (c *Client) Unread(ctx context.Context) (*UnreadCounts, error) {
 	}
 	return &u, nil
 }
+
+// Workspace is the caller's workspace and its settings.
+type Workspace struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	CreatedTS   int64  `json:"created_ts"`
+	PresenceOff bool   `json:"presence_off"`
+}
+
+// Workspace reads the caller's workspace.
+func (c *Client) Workspace(ctx context.Context) (*Workspace, error) {
+	var w Workspace
+	if err := c.do(ctx, http.MethodGet, "/v1/workspace", nil, &w, true); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}
+
+// SetPresenceOff turns members' presence off (or back on) in the caller's
+// workspace; only its owner may.
+func (c *Client) SetPresenceOff(ctx context.Context, off bool) (*Workspace, error) {
+	var w Workspace
+	if err := c.do(ctx, http.MethodPatch, "/v1/workspace", map[string]any{"presence_off": off}, &w, true); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}

@@ -399,3 +399,32 @@ func TestPresenceOffForWorkspace(t *testing.T) {
 		t.Fatalf("presence in a workspace with presence off: %v, want FORBIDDEN", err)
 	}
 }
+
+// The workspace's owner turns presence off over /v1 (a member may not):
+// lookups are refused until the owner turns it back on.
+func TestPresenceOffByWorkspaceOwner(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	ctx := t.Context()
+	anaRC, _ := s.user(t, "acme", "ana") // the first user owns the workspace
+	boRC, boS := s.user(t, "acme", "bo")
+	var re *rest.Error
+	if _, err := boRC.SetPresenceOff(ctx, true); !errors.As(err, &re) || re.Code != syncpb.Code_CODE_FORBIDDEN || re.Status != 403 {
+		t.Fatalf("a member turned presence off: %v", err)
+	}
+	if w, err := anaRC.SetPresenceOff(ctx, true); err != nil || !w.PresenceOff {
+		t.Fatalf("the owner turning presence off: %+v, %v", w, err)
+	}
+	if w, err := boRC.Workspace(ctx); err != nil || !w.PresenceOff {
+		t.Fatalf("a member reading the setting: %+v, %v", w, err)
+	}
+	d := s.device(t, boRC, boS, nil)
+	if _, err := d.c.Presence(ctx); syncproto.AsError(err).Code != syncpb.Code_CODE_FORBIDDEN {
+		t.Fatalf("presence with presence off: %v, want FORBIDDEN", err)
+	}
+	if _, err := anaRC.SetPresenceOff(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.Presence(ctx); err != nil {
+		t.Fatalf("presence back on: %v", err)
+	}
+}

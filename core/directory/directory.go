@@ -127,6 +127,11 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 		return nil, resp, err
 	case *syncpb.CoreRequest_RevokeDevice:
 		return f.prepareRevokeDevice(caller, op.RevokeDevice, ms)
+	case *syncpb.CoreRequest_GetWorkspace:
+		resp, err := f.getWorkspace(caller)
+		return nil, resp, err
+	case *syncpb.CoreRequest_UpdateWorkspace:
+		return f.prepareUpdateWorkspace(caller, op.UpdateWorkspace, ms)
 	case nil:
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
 	default:
@@ -144,6 +149,8 @@ func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreRes
 		resp, err = applyRegisterDevice(tx, cmd, op.RegisterDevice)
 	case *cmdpb.Command_RevokeDevice:
 		resp, err = applyRevokeDevice(tx, cmd, op.RevokeDevice)
+	case *cmdpb.Command_UpdateWorkspace:
+		resp, err = applyUpdateWorkspace(tx, cmd, op.UpdateWorkspace)
 	default:
 		err = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory command")
 	}

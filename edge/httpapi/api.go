@@ -193,6 +193,8 @@ var routes = []route{
 	{"GET", "/v1/me", true, false, true, (*API).me},
 	{"POST", "/v1/devices", true, false, true, (*API).createDevice},
 	{"GET", "/v1/devices", true, false, true, (*API).listDevices},
+	{"GET", "/v1/workspace", true, false, true, (*API).getWorkspace},
+	{"PATCH", "/v1/workspace", true, false, true, (*API).updateWorkspace},
 	{"DELETE", "/v1/devices/{id}", true, false, true, (*API).revokeDevice},
 
 	{"POST", "/v1/conversations", true, false, true, (*API).createConversation},

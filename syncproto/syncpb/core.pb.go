@@ -201,6 +201,8 @@ type CoreRequest struct {
 	//	*CoreRequest_ListDevices
 	//	*CoreRequest_GetDevice
 	//	*CoreRequest_RevokeDevice
+	//	*CoreRequest_GetWorkspace
+	//	*CoreRequest_UpdateWorkspace
 	//	*CoreRequest_CreateConversation
 	//	*CoreRequest_GetConversation
 	//	*CoreRequest_ListConversations
@@ -335,6 +337,24 @@ func (x *CoreRequest) GetRevokeDevice() *RevokeDeviceRequest {
 	if x != nil {
 		if x, ok := x.Op.(*CoreRequest_RevokeDevice); ok {
 			return x.RevokeDevice
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetGetWorkspace() *GetWorkspaceRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_GetWorkspace); ok {
+			return x.GetWorkspace
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetUpdateWorkspace() *UpdateWorkspaceRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_UpdateWorkspace); ok {
+			return x.UpdateWorkspace
 		}
 	}
 	return nil
@@ -475,6 +495,14 @@ type CoreRequest_RevokeDevice struct {
 	RevokeDevice *RevokeDeviceRequest `protobuf:"bytes,17,opt,name=revoke_device,json=revokeDevice,proto3,oneof"`
 }
 
+type CoreRequest_GetWorkspace struct {
+	GetWorkspace *GetWorkspaceRequest `protobuf:"bytes,18,opt,name=get_workspace,json=getWorkspace,proto3,oneof"`
+}
+
+type CoreRequest_UpdateWorkspace struct {
+	UpdateWorkspace *UpdateWorkspaceRequest `protobuf:"bytes,19,opt,name=update_workspace,json=updateWorkspace,proto3,oneof"`
+}
+
 type CoreRequest_CreateConversation struct {
 	CreateConversation *CreateConversationRequest `protobuf:"bytes,20,opt,name=create_conversation,json=createConversation,proto3,oneof"`
 }
@@ -542,6 +570,10 @@ func (*CoreRequest_GetDevice) isCoreRequest_Op() {}
 
 func (*CoreRequest_RevokeDevice) isCoreRequest_Op() {}
 
+func (*CoreRequest_GetWorkspace) isCoreRequest_Op() {}
+
+func (*CoreRequest_UpdateWorkspace) isCoreRequest_Op() {}
+
 func (*CoreRequest_CreateConversation) isCoreRequest_Op() {}
 
 func (*CoreRequest_GetConversation) isCoreRequest_Op() {}
@@ -576,6 +608,7 @@ type CoreResponse struct {
 	//	*CoreResponse_Users
 	//	*CoreResponse_Device
 	//	*CoreResponse_Devices
+	//	*CoreResponse_Workspace
 	//	*CoreResponse_Conversation
 	//	*CoreResponse_Conversations
 	//	*CoreResponse_SendAck
@@ -692,6 +725,15 @@ func (x *CoreResponse) GetDevices() *DeviceList {
 	return nil
 }
 
+func (x *CoreResponse) GetWorkspace() *Workspace {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Workspace); ok {
+			return x.Workspace
+		}
+	}
+	return nil
+}
+
 func (x *CoreResponse) GetConversation() *Conversation {
 	if x != nil {
 		if x, ok := x.Result.(*CoreResponse_Conversation); ok {
@@ -799,6 +841,10 @@ type CoreResponse_Devices struct {
 	Devices *DeviceList `protobuf:"bytes,15,opt,name=devices,proto3,oneof"`
 }
 
+type CoreResponse_Workspace struct {
+	Workspace *Workspace `protobuf:"bytes,16,opt,name=workspace,proto3,oneof"`
+}
+
 type CoreResponse_Conversation struct {
 	Conversation *Conversation `protobuf:"bytes,20,opt,name=conversation,proto3,oneof"`
 }
@@ -842,6 +888,8 @@ func (*CoreResponse_Users) isCoreResponse_Result() {}
 func (*CoreResponse_Device) isCoreResponse_Result() {}
 
 func (*CoreResponse_Devices) isCoreResponse_Result() {}
+
+func (*CoreResponse_Workspace) isCoreResponse_Result() {}
 
 func (*CoreResponse_Conversation) isCoreResponse_Result() {}
 
@@ -960,6 +1008,8 @@ type Workspace struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// Set by the workspace owner: members' presence is not shown.
+	PresenceOff   bool `protobuf:"varint,4,opt,name=presence_off,json=presenceOff,proto3" json:"presence_off,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1015,6 +1065,95 @@ func (x *Workspace) GetCreatedUnixMs() int64 {
 	return 0
 }
 
+func (x *Workspace) GetPresenceOff() bool {
+	if x != nil {
+		return x.PresenceOff
+	}
+	return false
+}
+
+type GetWorkspaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkspaceRequest) Reset() {
+	*x = GetWorkspaceRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkspaceRequest) ProtoMessage() {}
+
+func (x *GetWorkspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkspaceRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkspaceRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{6}
+}
+
+// UpdateWorkspaceRequest changes the caller's workspace's settings (its
+// owner only). Unset fields are left as they are.
+type UpdateWorkspaceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PresenceOff   *bool                  `protobuf:"varint,1,opt,name=presence_off,json=presenceOff,proto3,oneof" json:"presence_off,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWorkspaceRequest) Reset() {
+	*x = UpdateWorkspaceRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWorkspaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWorkspaceRequest) ProtoMessage() {}
+
+func (x *UpdateWorkspaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWorkspaceRequest.ProtoReflect.Descriptor instead.
+func (*UpdateWorkspaceRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UpdateWorkspaceRequest) GetPresenceOff() bool {
+	if x != nil && x.PresenceOff != nil {
+		return *x.PresenceOff
+	}
+	return false
+}
+
 type User struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1030,7 +1169,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_parley_v1_core_proto_msgTypes[6]
+	mi := &file_parley_v1_core_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1181,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[6]
+	mi := &file_parley_v1_core_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1194,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *User) GetId() string {
@@ -1109,7 +1248,7 @@ type UserList struct {
 
 func (x *UserList) Reset() {
 	*x = UserList{}
-	mi := &file_parley_v1_core_proto_msgTypes[7]
+	mi := &file_parley_v1_core_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1260,7 @@ func (x *UserList) String() string {
 func (*UserList) ProtoMessage() {}
 
 func (x *UserList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[7]
+	mi := &file_parley_v1_core_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1273,7 @@ func (x *UserList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserList.ProtoReflect.Descriptor instead.
 func (*UserList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UserList) GetUsers() []*User {
@@ -1158,7 +1297,7 @@ type RegisterUserRequest struct {
 
 func (x *RegisterUserRequest) Reset() {
 	*x = RegisterUserRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[8]
+	mi := &file_parley_v1_core_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1309,7 @@ func (x *RegisterUserRequest) String() string {
 func (*RegisterUserRequest) ProtoMessage() {}
 
 func (x *RegisterUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[8]
+	mi := &file_parley_v1_core_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1322,7 @@ func (x *RegisterUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterUserRequest.ProtoReflect.Descriptor instead.
 func (*RegisterUserRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegisterUserRequest) GetWorkspaceName() string {
@@ -1224,7 +1363,7 @@ type GetCredentialsRequest struct {
 
 func (x *GetCredentialsRequest) Reset() {
 	*x = GetCredentialsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[9]
+	mi := &file_parley_v1_core_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1375,7 @@ func (x *GetCredentialsRequest) String() string {
 func (*GetCredentialsRequest) ProtoMessage() {}
 
 func (x *GetCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[9]
+	mi := &file_parley_v1_core_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1388,7 @@ func (x *GetCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*GetCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCredentialsRequest) GetWorkspaceName() string {
@@ -1276,7 +1415,7 @@ type Credentials struct {
 
 func (x *Credentials) Reset() {
 	*x = Credentials{}
-	mi := &file_parley_v1_core_proto_msgTypes[10]
+	mi := &file_parley_v1_core_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1427,7 @@ func (x *Credentials) String() string {
 func (*Credentials) ProtoMessage() {}
 
 func (x *Credentials) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[10]
+	mi := &file_parley_v1_core_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1440,7 @@ func (x *Credentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credentials.ProtoReflect.Descriptor instead.
 func (*Credentials) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Credentials) GetUser() *User {
@@ -1328,7 +1467,7 @@ type LookupUsersRequest struct {
 
 func (x *LookupUsersRequest) Reset() {
 	*x = LookupUsersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[11]
+	mi := &file_parley_v1_core_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1479,7 @@ func (x *LookupUsersRequest) String() string {
 func (*LookupUsersRequest) ProtoMessage() {}
 
 func (x *LookupUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[11]
+	mi := &file_parley_v1_core_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1492,7 @@ func (x *LookupUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupUsersRequest.ProtoReflect.Descriptor instead.
 func (*LookupUsersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LookupUsersRequest) GetUserIds() []string {
@@ -1384,7 +1523,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_parley_v1_core_proto_msgTypes[12]
+	mi := &file_parley_v1_core_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1535,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[12]
+	mi := &file_parley_v1_core_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1548,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Device) GetId() string {
@@ -1463,7 +1602,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_parley_v1_core_proto_msgTypes[13]
+	mi := &file_parley_v1_core_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1614,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[13]
+	mi := &file_parley_v1_core_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1627,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeviceList) GetDevices() []*Device {
@@ -1508,7 +1647,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[14]
+	mi := &file_parley_v1_core_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1659,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[14]
+	mi := &file_parley_v1_core_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1672,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegisterDeviceRequest) GetName() string {
@@ -1558,7 +1697,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[15]
+	mi := &file_parley_v1_core_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1709,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[15]
+	mi := &file_parley_v1_core_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1722,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{17}
 }
 
 type GetDeviceRequest struct {
@@ -1595,7 +1734,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[16]
+	mi := &file_parley_v1_core_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1746,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[16]
+	mi := &file_parley_v1_core_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1759,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetDeviceRequest) GetDeviceId() string {
@@ -1639,7 +1778,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[17]
+	mi := &file_parley_v1_core_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1790,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[17]
+	mi := &file_parley_v1_core_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1803,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -1685,7 +1824,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_v1_core_proto_msgTypes[18]
+	mi := &file_parley_v1_core_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1836,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[18]
+	mi := &file_parley_v1_core_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1849,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetUserId() string {
@@ -1754,7 +1893,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_parley_v1_core_proto_msgTypes[19]
+	mi := &file_parley_v1_core_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1905,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[19]
+	mi := &file_parley_v1_core_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1918,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Conversation) GetId() string {
@@ -1861,7 +2000,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2012,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2025,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConversationList) GetConversations() []*Conversation {
@@ -1911,7 +2050,7 @@ type CreateConversationRequest struct {
 
 func (x *CreateConversationRequest) Reset() {
 	*x = CreateConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2062,7 @@ func (x *CreateConversationRequest) String() string {
 func (*CreateConversationRequest) ProtoMessage() {}
 
 func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2075,7 @@ func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationRequest.ProtoReflect.Descriptor instead.
 func (*CreateConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateConversationRequest) GetConvId() string {
@@ -1976,7 +2115,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2127,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2140,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetConversationRequest) GetConvId() string {
@@ -2020,7 +2159,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2171,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2184,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListConversationsRequest) GetLimit() uint32 {
@@ -2070,7 +2209,7 @@ type ChangeMembersRequest struct {
 
 func (x *ChangeMembersRequest) Reset() {
 	*x = ChangeMembersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2221,7 @@ func (x *ChangeMembersRequest) String() string {
 func (*ChangeMembersRequest) ProtoMessage() {}
 
 func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2234,7 @@ func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
 func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ChangeMembersRequest) GetConvId() string {
@@ -2141,8 +2280,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xde\n" +
-	"\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xf5\v\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -2156,7 +2294,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\flist_devices\x18\x0f \x01(\v2\x1d.parley.v1.ListDevicesRequestH\x00R\vlistDevices\x12<\n" +
 	"\n" +
 	"get_device\x18\x10 \x01(\v2\x1b.parley.v1.GetDeviceRequestH\x00R\tgetDevice\x12E\n" +
-	"\rrevoke_device\x18\x11 \x01(\v2\x1e.parley.v1.RevokeDeviceRequestH\x00R\frevokeDevice\x12W\n" +
+	"\rrevoke_device\x18\x11 \x01(\v2\x1e.parley.v1.RevokeDeviceRequestH\x00R\frevokeDevice\x12E\n" +
+	"\rget_workspace\x18\x12 \x01(\v2\x1e.parley.v1.GetWorkspaceRequestH\x00R\fgetWorkspace\x12N\n" +
+	"\x10update_workspace\x18\x13 \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12W\n" +
 	"\x13create_conversation\x18\x14 \x01(\v2$.parley.v1.CreateConversationRequestH\x00R\x12createConversation\x12N\n" +
 	"\x10get_conversation\x18\x15 \x01(\v2!.parley.v1.GetConversationRequestH\x00R\x0fgetConversation\x12T\n" +
 	"\x12list_conversations\x18\x16 \x01(\v2#.parley.v1.ListConversationsRequestH\x00R\x11listConversations\x12H\n" +
@@ -2168,7 +2308,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\fget_receipts\x18\" \x01(\v2\x1d.parley.v1.GetReceiptsRequestH\x00R\vgetReceipts\x12+\n" +
 	"\x06typing\x18# \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12B\n" +
 	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresenceB\x04\n" +
-	"\x02op\"\xe2\x06\n" +
+	"\x02op\"\x98\a\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2178,7 +2318,8 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\vcredentials\x18\f \x01(\v2\x16.parley.v1.CredentialsH\x00R\vcredentials\x12+\n" +
 	"\x05users\x18\r \x01(\v2\x13.parley.v1.UserListH\x00R\x05users\x12+\n" +
 	"\x06device\x18\x0e \x01(\v2\x11.parley.v1.DeviceH\x00R\x06device\x121\n" +
-	"\adevices\x18\x0f \x01(\v2\x15.parley.v1.DeviceListH\x00R\adevices\x12=\n" +
+	"\adevices\x18\x0f \x01(\v2\x15.parley.v1.DeviceListH\x00R\adevices\x124\n" +
+	"\tworkspace\x18\x10 \x01(\v2\x14.parley.v1.WorkspaceH\x00R\tworkspace\x12=\n" +
 	"\fconversation\x18\x14 \x01(\v2\x17.parley.v1.ConversationH\x00R\fconversation\x12C\n" +
 	"\rconversations\x18\x15 \x01(\v2\x1b.parley.v1.ConversationListH\x00R\rconversations\x12/\n" +
 	"\bsend_ack\x18\x1e \x01(\v2\x12.parley.v1.SendAckH\x00R\asendAck\x126\n" +
@@ -2196,11 +2337,16 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1f\n" +
 	"\vshard_count\x18\x02 \x01(\rR\n" +
 	"shardCount\x12\x14\n" +
-	"\x05nodes\x18\x03 \x03(\tR\x05nodes\"W\n" +
+	"\x05nodes\x18\x03 \x03(\tR\x05nodes\"z\n" +
 	"\tWorkspace\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\"\xc7\x01\n" +
+	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x12!\n" +
+	"\fpresence_off\x18\x04 \x01(\bR\vpresenceOff\"\x15\n" +
+	"\x13GetWorkspaceRequest\"Q\n" +
+	"\x16UpdateWorkspaceRequest\x12&\n" +
+	"\fpresence_off\x18\x01 \x01(\bH\x00R\vpresenceOff\x88\x01\x01B\x0f\n" +
+	"\r_presence_off\"\xc7\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1a\n" +
@@ -2305,7 +2451,7 @@ func file_parley_v1_core_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_parley_v1_core_proto_goTypes = []any{
 	(ConversationType)(0),             // 0: parley.v1.ConversationType
 	(Role)(0),                         // 1: parley.v1.Role
@@ -2315,92 +2461,97 @@ var file_parley_v1_core_proto_goTypes = []any{
 	(*RegionInfoRequest)(nil),         // 5: parley.v1.RegionInfoRequest
 	(*RegionInfo)(nil),                // 6: parley.v1.RegionInfo
 	(*Workspace)(nil),                 // 7: parley.v1.Workspace
-	(*User)(nil),                      // 8: parley.v1.User
-	(*UserList)(nil),                  // 9: parley.v1.UserList
-	(*RegisterUserRequest)(nil),       // 10: parley.v1.RegisterUserRequest
-	(*GetCredentialsRequest)(nil),     // 11: parley.v1.GetCredentialsRequest
-	(*Credentials)(nil),               // 12: parley.v1.Credentials
-	(*LookupUsersRequest)(nil),        // 13: parley.v1.LookupUsersRequest
-	(*Device)(nil),                    // 14: parley.v1.Device
-	(*DeviceList)(nil),                // 15: parley.v1.DeviceList
-	(*RegisterDeviceRequest)(nil),     // 16: parley.v1.RegisterDeviceRequest
-	(*ListDevicesRequest)(nil),        // 17: parley.v1.ListDevicesRequest
-	(*GetDeviceRequest)(nil),          // 18: parley.v1.GetDeviceRequest
-	(*RevokeDeviceRequest)(nil),       // 19: parley.v1.RevokeDeviceRequest
-	(*Member)(nil),                    // 20: parley.v1.Member
-	(*Conversation)(nil),              // 21: parley.v1.Conversation
-	(*ConversationList)(nil),          // 22: parley.v1.ConversationList
-	(*CreateConversationRequest)(nil), // 23: parley.v1.CreateConversationRequest
-	(*GetConversationRequest)(nil),    // 24: parley.v1.GetConversationRequest
-	(*ListConversationsRequest)(nil),  // 25: parley.v1.ListConversationsRequest
-	(*ChangeMembersRequest)(nil),      // 26: parley.v1.ChangeMembersRequest
-	nil,                               // 27: parley.v1.ChangeMembersRequest.SetRolesEntry
-	(*SendRequest)(nil),               // 28: parley.v1.SendRequest
-	(*HistoryRequest)(nil),            // 29: parley.v1.HistoryRequest
-	(*ReceiptReport)(nil),             // 30: parley.v1.ReceiptReport
-	(*SyncRequest)(nil),               // 31: parley.v1.SyncRequest
-	(*GetReceiptsRequest)(nil),        // 32: parley.v1.GetReceiptsRequest
-	(*Typing)(nil),                    // 33: parley.v1.Typing
-	(*GetPresenceRequest)(nil),        // 34: parley.v1.GetPresenceRequest
-	(*Error)(nil),                     // 35: parley.v1.Error
-	(*SendAck)(nil),                   // 36: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 37: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 38: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 39: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 40: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 41: parley.v1.PresenceList
+	(*GetWorkspaceRequest)(nil),       // 8: parley.v1.GetWorkspaceRequest
+	(*UpdateWorkspaceRequest)(nil),    // 9: parley.v1.UpdateWorkspaceRequest
+	(*User)(nil),                      // 10: parley.v1.User
+	(*UserList)(nil),                  // 11: parley.v1.UserList
+	(*RegisterUserRequest)(nil),       // 12: parley.v1.RegisterUserRequest
+	(*GetCredentialsRequest)(nil),     // 13: parley.v1.GetCredentialsRequest
+	(*Credentials)(nil),               // 14: parley.v1.Credentials
+	(*LookupUsersRequest)(nil),        // 15: parley.v1.LookupUsersRequest
+	(*Device)(nil),                    // 16: parley.v1.Device
+	(*DeviceList)(nil),                // 17: parley.v1.DeviceList
+	(*RegisterDeviceRequest)(nil),     // 18: parley.v1.RegisterDeviceRequest
+	(*ListDevicesRequest)(nil),        // 19: parley.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),          // 20: parley.v1.GetDeviceRequest
+	(*RevokeDeviceRequest)(nil),       // 21: parley.v1.RevokeDeviceRequest
+	(*Member)(nil),                    // 22: parley.v1.Member
+	(*Conversation)(nil),              // 23: parley.v1.Conversation
+	(*ConversationList)(nil),          // 24: parley.v1.ConversationList
+	(*CreateConversationRequest)(nil), // 25: parley.v1.CreateConversationRequest
+	(*GetConversationRequest)(nil),    // 26: parley.v1.GetConversationRequest
+	(*ListConversationsRequest)(nil),  // 27: parley.v1.ListConversationsRequest
+	(*ChangeMembersRequest)(nil),      // 28: parley.v1.ChangeMembersRequest
+	nil,                               // 29: parley.v1.ChangeMembersRequest.SetRolesEntry
+	(*SendRequest)(nil),               // 30: parley.v1.SendRequest
+	(*HistoryRequest)(nil),            // 31: parley.v1.HistoryRequest
+	(*ReceiptReport)(nil),             // 32: parley.v1.ReceiptReport
+	(*SyncRequest)(nil),               // 33: parley.v1.SyncRequest
+	(*GetReceiptsRequest)(nil),        // 34: parley.v1.GetReceiptsRequest
+	(*Typing)(nil),                    // 35: parley.v1.Typing
+	(*GetPresenceRequest)(nil),        // 36: parley.v1.GetPresenceRequest
+	(*Error)(nil),                     // 37: parley.v1.Error
+	(*SendAck)(nil),                   // 38: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 39: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 40: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 41: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 42: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 43: parley.v1.PresenceList
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
 	2,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
 	5,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
-	10, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
-	11, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
-	13, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
-	16, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
-	17, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
-	18, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
-	19, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
-	23, // 9: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	24, // 10: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
-	25, // 11: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
-	26, // 12: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
-	28, // 13: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
-	29, // 14: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
-	30, // 15: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
-	31, // 16: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
-	32, // 17: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
-	33, // 18: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
-	34, // 19: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
-	35, // 20: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	6,  // 21: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	8,  // 22: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	12, // 23: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	9,  // 24: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	14, // 25: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	15, // 26: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	21, // 27: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	22, // 28: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	36, // 29: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	37, // 30: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	38, // 31: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	39, // 32: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	40, // 33: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	41, // 34: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	8,  // 35: parley.v1.UserList.users:type_name -> parley.v1.User
-	8,  // 36: parley.v1.Credentials.user:type_name -> parley.v1.User
-	14, // 37: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	1,  // 38: parley.v1.Member.role:type_name -> parley.v1.Role
-	0,  // 39: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	20, // 40: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	21, // 41: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	0,  // 42: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	27, // 43: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	1,  // 44: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	12, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
+	13, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
+	15, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
+	18, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
+	19, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
+	20, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
+	21, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
+	8,  // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
+	9,  // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
+	25, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	26, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
+	27, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
+	28, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
+	30, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
+	31, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
+	32, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
+	33, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
+	34, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
+	35, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
+	36, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
+	37, // 22: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	6,  // 23: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	10, // 24: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	14, // 25: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	11, // 26: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	16, // 27: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	17, // 28: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	7,  // 29: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	23, // 30: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	24, // 31: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	38, // 32: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	39, // 33: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	40, // 34: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	41, // 35: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	42, // 36: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	43, // 37: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	10, // 38: parley.v1.UserList.users:type_name -> parley.v1.User
+	10, // 39: parley.v1.Credentials.user:type_name -> parley.v1.User
+	16, // 40: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	1,  // 41: parley.v1.Member.role:type_name -> parley.v1.Role
+	0,  // 42: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	22, // 43: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	23, // 44: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	0,  // 45: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	29, // 46: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	1,  // 47: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -2422,6 +2573,8 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_ListDevices)(nil),
 		(*CoreRequest_GetDevice)(nil),
 		(*CoreRequest_RevokeDevice)(nil),
+		(*CoreRequest_GetWorkspace)(nil),
+		(*CoreRequest_UpdateWorkspace)(nil),
 		(*CoreRequest_CreateConversation)(nil),
 		(*CoreRequest_GetConversation)(nil),
 		(*CoreRequest_ListConversations)(nil),
@@ -2441,6 +2594,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Users)(nil),
 		(*CoreResponse_Device)(nil),
 		(*CoreResponse_Devices)(nil),
+		(*CoreResponse_Workspace)(nil),
 		(*CoreResponse_Conversation)(nil),
 		(*CoreResponse_Conversations)(nil),
 		(*CoreResponse_SendAck)(nil),
@@ -2450,13 +2604,14 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Receipts)(nil),
 		(*CoreResponse_Presence)(nil),
 	}
+	file_parley_v1_core_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_core_proto_rawDesc), len(file_parley_v1_core_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,53 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+type workspaceJSON struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	CreatedTS   int64  `json:"created_ts"`
+	PresenceOff bool   `json:"presence_off"`
+}
+
+type updateWorkspaceRequest struct {
+	PresenceOff *bool `json:"presence_off"`
+}
+
+func writeWorkspace(c *call, r *syncpb.CoreResponse) error {
+	ws := r.GetWorkspace()
+	if ws == nil {
+		return missing("workspace")
+	}
+	writeJSON(c.w, http.StatusOK, workspaceJSON{ID: ws.Id, Name: ws.Name, CreatedTS: ws.CreatedUnixMs, PresenceOff: ws.PresenceOff})
+	return nil
+}
+
+// getWorkspace: GET /v1/workspace, the caller's workspace and its settings.
+func (a *API) getWorkspace(c *call) error {
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetWorkspace{GetWorkspace: &syncpb.GetWorkspaceRequest{}}})
+	if err != nil {
+		return err
+	}
+	return writeWorkspace(c, r)
+}
+
+// updateWorkspace: PATCH /v1/workspace, by the workspace's owner. Fields
+// left out are not changed.
+func (a *API) updateWorkspace(c *call) error {
+	var req updateWorkspaceRequest
+	if err := c.decode(&req); err != nil {
+		return err
+	}
+	if req.PresenceOff == nil {
+		return invalid("nothing to change: presence_off is the only setting")
+	}
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_UpdateWorkspace{UpdateWorkspace: &syncpb.UpdateWorkspaceRequest{PresenceOff: req.PresenceOff}}})
+	if err != nil {
+		return err
+	}
+	return writeWorkspace(c, r)
+}
