@@ -57,7 +57,8 @@ bench-sdk: build
 
 # Issue 5's scenarios against real processes in network namespaces (root;
 # installs nftables/iproute2 when missing). Reports and logs go to
-# testnet/runs/<time>/. make test runs scenarios 1-4 (a 2-minute soak) as
+# testnet/runs/<time>/. make testnet runs all six (5: presence
+# convergence); make test runs scenarios 1-4 (a 2-minute soak) as
 # TestSmoke in testnet/scenario.
 SOAK ?= 10m
 testnet:

@@ -2,7 +2,7 @@
 // HTTP API, keeps a session over raw QUIC, WebTransport or WebSocket with
 // the Go SDK (failing over across edges), sends at a steady pace, reports
 // read receipts, and records everything it sent, had acknowledged and
-// received as checker events. The harness runs it as a process inside a
+// received, and every presence state it was shown, as checker events. The harness runs it as a process inside a
 // client host's namespace and drives it with one-line commands.
 package agent
 
@@ -88,7 +88,8 @@ type Agent struct {
 //	                   and wait for every member's read position to get there
 //	quit               end
 //
-// status gets one line per state change ("ready", "migrated ...",
+// status gets one line per state change ("ready user=<id> t=<unix ns of
+// the session's start>", "migrated ...",
 // "drained ...", "finished").
 func Run(ctx context.Context, cfg Config, cmds <-chan string, status func(string)) error {
 	if err := cfg.Validate(); err != nil {
@@ -118,6 +119,9 @@ func Run(ctx context.Context, cfg Config, cmds <-chan string, status func(string
 				a.noteAck(req.ConvId, ack.Seq)
 			}
 		},
+		OnPresence: func(u *syncpb.PresenceUpdate) {
+			a.record(checker.Event{Kind: checker.KindPresence, User: u.UserId, Up: u.Online, LastSeen: u.LastSeenUnixMs})
+		},
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: 2 * time.Second,
 		Logger: a.log,
 	})
@@ -145,7 +149,9 @@ func Run(ctx context.Context, cfg Config, cmds <-chan string, status func(string
 		wg.Add(1)
 		go func() { defer wg.Done(); a.readLoop(ctx) }()
 	}
-	status("ready")
+	// The session is up: its time is when a watcher should start to see
+	// this device's user online.
+	status(fmt.Sprintf("ready user=%s t=%d", a.user, time.Now().UnixNano()))
 	for {
 		var cmd string
 		select {

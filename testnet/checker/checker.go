@@ -84,6 +84,8 @@ type Report struct {
 	// Warnings are liveness problems, which do not fail a run: sends never
 	// answered, devices with no ack or delivery after a fault ended.
 	Warnings []string `json:"warnings,omitempty"`
+	// Presence is the presence check, for runs that make one.
+	Presence *PresenceReport `json:"presence,omitempty"`
 }
 
 // OK says the run kept every promise checked.
@@ -92,7 +94,8 @@ func (r *Report) OK() bool {
 	for _, v := range r.Linearizable {
 		illegal = illegal || v == "illegal"
 	}
-	return r.Lost == 0 && r.Duplicated == 0 && r.Reordered == 0 && r.Gaps == 0 && r.Mismatched == 0 && r.ReadsConverged && !illegal
+	return r.Lost == 0 && r.Duplicated == 0 && r.Reordered == 0 && r.Gaps == 0 && r.Mismatched == 0 && r.ReadsConverged && !illegal &&
+		(r.Presence == nil || r.Presence.OK())
 }
 
 const maxErrors = 20
@@ -409,6 +412,9 @@ func (r *Report) Text() string {
 	}
 	for _, c := range sortedKeys(r.Linearizable) {
 		fmt.Fprintf(&b, "linearizable %s: %s\n", c, r.Linearizable[c])
+	}
+	if r.Presence != nil {
+		b.WriteString(r.Presence.Text())
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "  error: %s\n", e)

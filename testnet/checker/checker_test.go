@@ -94,3 +94,50 @@ func TestEventsRoundTrip(t *testing.T) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+func TestCheckPresence(t *testing.T) {
+	const s = int64(1e9)
+	ev := func(w, u string, up bool, t int64) Event {
+		return Event{Kind: KindPresence, Device: w, User: u, Up: up, T: t}
+	}
+	base := PresenceInput{
+		Watchers: map[string]string{"w1": "uw1", "w2": "uw2"},
+		Changes: []PresenceChange{
+			{User: "ua", Online: true, T: 10 * s, Kind: ChangeClean, Cause: "a start"},
+			{User: "ua", Online: false, T: 20 * s, Kind: ChangeCut, Cause: "cut", Skip: []string{"w2"}},
+		},
+		Final: map[string]bool{"ua": false, "uy": true},
+		Start: 5 * s, End: 30 * s,
+	}
+	good := []Event{
+		ev("w1", "ua", false, 1*s), ev("w1", "uy", true, 1*s), ev("w2", "ua", false, 1*s), ev("w2", "uy", true, 1*s),
+		ev("w1", "ua", true, 10*s+100e6), ev("w2", "ua", true, 10*s+200e6),
+		ev("w1", "ua", false, 21*s+500e6), ev("w2", "ua", false, 25*s),
+		ev("w1", "uw2", true, 1*s), ev("w2", "uw1", true, 1*s), // not checked: no change, not in Final
+	}
+	in := base
+	in.Events = good
+	rep := CheckPresence(in)
+	if !rep.OK() || rep.Changes != 2 || rep.Converge[ChangeClean].N != 2 || rep.Converge[ChangeClean].Max != 200 ||
+		rep.Converge[ChangeCut].N != 1 || rep.Converge[ChangeCut].Max != 1500 || len(rep.Flaps) != 0 {
+		t.Fatalf("good run: %+v", rep)
+	}
+	// w1 shows y offline for a while: a flap, not a failure.
+	in.Events = append(append([]Event{}, good...), ev("w1", "uy", false, 22*s), ev("w1", "uy", true, 23*s))
+	in.Changes = append(append([]PresenceChange{}, base.Changes...), PresenceChange{User: "uy", Online: true, T: 6 * s, Kind: ChangeClean, Cause: "y start"})
+	rep = CheckPresence(in)
+	if !rep.OK() || len(rep.Flaps) != 1 {
+		t.Fatalf("flap: %+v", rep)
+	}
+	// w1 never sees a go offline; w2 ends with y offline.
+	in = base
+	in.Events = append(append([]Event{}, good[:6]...), ev("w2", "ua", false, 25*s), ev("w2", "uy", false, 26*s))
+	rep = CheckPresence(in)
+	if rep.OK() || len(rep.Unconverged) != 1 || len(rep.WrongFinal) != 2 {
+		t.Fatalf("bad run: %+v", rep)
+	}
+	r := &Report{ReadsConverged: true, Presence: rep}
+	if r.OK() || !bytes.Contains([]byte(r.Text()), []byte("never showed")) {
+		t.Fatalf("report: %s", r.Text())
+	}
+}

@@ -22,6 +22,9 @@ const (
 	KindRecv  = "recv"  // a message the SDK handed the app (Conv, Seq, ID)
 	KindConn  = "conn"  // the session went up or down (Up)
 	KindFinal = "final" // the device's view of read positions at the end (Reads)
+	// KindPresence is a presence state the SDK handed the app (User,
+	// Up: online, LastSeen), from a push or a connect's catch-up.
+	KindPresence = "presence"
 )
 
 // Event is one line of a device's record (JSON lines). T is Unix
@@ -40,6 +43,10 @@ type Event struct {
 	// ReadTook is, for KindFinal, how long the reads took to converge as
 	// seen from this device (ns; -1: they did not).
 	ReadTook int64 `json:"read_took,omitempty"`
+	// User and LastSeen (Unix ms) are a KindPresence's user id and last
+	// seen time.
+	User     string `json:"u,omitempty"`
+	LastSeen int64  `json:"ls,omitempty"`
 }
 
 // Writer appends events as JSON lines. Not safe for concurrent use; the

@@ -25,6 +25,12 @@ type Device struct {
 	Transport string // quic, wt, ws
 	Edges     []string
 	Send      bool
+	// Deferred devices are not started with the others: the scenario
+	// starts and stops them (Run.StartDevice, Run.StopDevice).
+	Deferred bool
+	// Watch makes the device a presence watcher: the presence check
+	// measures how it converges on every true change of other users.
+	Watch bool
 }
 
 // Plan is what a scenario runs: users, groups, devices, and the faults to
@@ -53,6 +59,10 @@ type Run struct {
 	devs    map[string]*proc
 	mu      sync.Mutex
 	faults  []checker.Fault
+	starts  map[string]int // device -> times started
+	ws      string
+	convsOf func(user string) []string
+	pres    presenceModel
 }
 
 // DumpLink writes host's impairment rules and counters to the run
@@ -100,13 +110,14 @@ func (c *Cluster) Execute(ctx context.Context, plan Plan) (*Result, error) {
 		return nil, plan.Act(ctx, nil)
 	}
 	start := time.Now()
-	r := &Run{C: c, Plan: plan, Dir: filepath.Join(c.cfg.Dir, plan.Name), devs: map[string]*proc{}}
+	r := &Run{C: c, Plan: plan, Dir: filepath.Join(c.cfg.Dir, plan.Name), devs: map[string]*proc{}, starts: map[string]int{}}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return nil, err
 	}
 	if plan.SendEvery <= 0 {
 		plan.SendEvery = 250 * time.Millisecond
 	}
+	r.Plan = plan
 	ws := fmt.Sprintf("%s-%d", plan.Name, start.UnixNano()%1e9)
 	// Accounts and conversations, made from the first client host.
 	var groups []string
@@ -140,38 +151,38 @@ func (c *Cluster) Execute(ctx context.Context, plan Plan) (*Result, error) {
 		}
 		return ids
 	}
-	members := map[string][]string{}
+	members := map[string][]string{} // deferred devices miss messages by design
 	for _, d := range plan.Devices {
-		edges := d.Edges
-		if len(edges) == 0 {
-			edges = EdgeNames
+		if d.Deferred {
+			continue
 		}
-		httpURLs, udp := c.edgeURLs(d.Host, edges)
-		convs := convsOf(d.User)
-		for _, id := range convs {
+		for _, id := range convsOf(d.User) {
 			members[id] = append(members[id], d.Name)
 		}
-		args := []string{"client", "--name", d.Name, "--workspace", ws, "--user", d.User, "--password", password,
-			"--http", strings.Join(httpURLs, ","), "--udp", strings.Join(udp, ","), "--transport", d.Transport,
-			"--convs", strings.Join(convs, ","), "--read-every", "1s",
-			"--events", filepath.Join(r.Dir, d.Name+".events")}
-		if d.Send {
-			args = append(args, "--send-every", plan.SendEvery.String())
-		}
-		p, err := startProc(d.Name, c.hosts[d.Host].Command(context.Background(), c.tnhost, args...), filepath.Join(r.Dir, d.Name+".log"))
-		if err != nil {
-			return nil, err
-		}
-		r.devs[d.Name] = p
 	}
 	r.members = members
+	r.ws, r.convsOf = ws, convsOf
+	r.pres = newPresenceModel(plan)
+	var initial []Device
 	for _, d := range plan.Devices {
-		if _, _, err := r.devs[d.Name].waitLine(ctx, "ready", 0, 90*time.Second); err != nil {
-			return nil, fmt.Errorf("scenario %s: %w", plan.Name, err)
+		if d.Deferred {
+			continue
+		}
+		initial = append(initial, d)
+		if err := r.launch(d); err != nil {
+			return nil, err
 		}
 	}
+	for _, d := range initial {
+		if _, err := r.awaitReady(ctx, d); err != nil {
+			return nil, fmt.Errorf("scenario %s: %w", plan.Name, err)
+		}
+		r.pres.running[d.Name] = true
+	}
+	r.pres.update(time.Now().UnixNano(), "", "", nil) // the initial state: not a change
+	r.pres.on, r.pres.start = true, time.Now().UnixNano()
 	for _, d := range plan.Devices {
-		if d.Send {
+		if d.Send && !d.Deferred {
 			if _, err := r.Device(ctx, d.Name, "send on", "", 0); err != nil {
 				return nil, err
 			}
@@ -179,6 +190,7 @@ func (c *Cluster) Execute(ctx context.Context, plan Plan) (*Result, error) {
 	}
 	c.log.Info("scenario running", "scenario", plan.Name, "devices", len(plan.Devices))
 	actErr := plan.Act(ctx, r)
+	actEnd := time.Now()
 	// Stop sending, wait for answers, then for every device to hold and
 	// read everything acknowledged.
 	marks := map[string]uint64{}
@@ -222,8 +234,12 @@ func (c *Cluster) Execute(ctx context.Context, plan Plan) (*Result, error) {
 	for g, id := range r.Convs {
 		in.Users[id] = setup.Members[g]
 	}
-	for _, d := range plan.Devices {
-		evs, err := checker.ReadFile(filepath.Join(r.Dir, d.Name+".events"))
+	files, err := filepath.Glob(filepath.Join(r.Dir, "*.events")) // a device started n times has n
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		evs, err := checker.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
@@ -231,6 +247,12 @@ func (c *Cluster) Execute(ctx context.Context, plan Plan) (*Result, error) {
 	}
 	res := &Result{Scenario: plan.Name, Impairment: plan.Impairment, Started: start.UTC(), Took: time.Since(start).Round(time.Second).String(),
 		Report: checker.Check(in)}
+	if pin, ok := r.presenceInput(in.Events, actEnd); ok {
+		res.Report.Presence = checker.CheckPresence(pin)
+		if b, err := json.MarshalIndent(pin.Changes, "", "  "); err == nil {
+			_ = os.WriteFile(filepath.Join(r.Dir, "presence-truth.json"), b, 0o644)
+		}
+	}
 	if actErr != nil {
 		res.Notes = append(res.Notes, "fault injection: "+actErr.Error())
 	}
@@ -245,7 +267,10 @@ func (r *Run) all(ctx context.Context, f func(name string) error) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for name := range r.devs {
+	for name, p := range r.devs {
+		if p.exited() { // stopped by the scenario
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -189,9 +189,67 @@ func Plans(o Options) map[string]Plan {
 			},
 		},
 		"5-presence": {
-			Name: "5-presence",
-			Act: func(context.Context, *Run) error {
-				return fmt.Errorf("%w: presence not merged yet", ErrSkip)
+			Name: "5-presence", Users: presenceUsers, Groups: map[string][]string{"all": presenceUsers},
+			Devices:    presenceDevices,
+			Impairment: "devices of a and b connect and disconnect (process start/stop) across e1 and e2, 3 rounds; then e1 cut off from every core (nftables drop) for 10 s and healed, twice, with x's only device and one of y's two on e1",
+			Act: func(ctx context.Context, r *Run) error {
+				step := func(err error) error { // a change, then time for watchers to see it
+					if err != nil {
+						return err
+					}
+					return sleep(ctx, 2*time.Second)
+				}
+				if err := sleep(ctx, 3*time.Second); err != nil { // watchers' catch-up
+					return err
+				}
+				for round := 0; round < 3; round++ {
+					for _, s := range []struct {
+						start bool
+						dev   string
+					}{
+						{true, "a-quic"}, // a online (e1)
+						{true, "b-wt"},   // b online (e2)
+						{true, "a-ws"},   // a's second device (e2): no change
+						{false, "a-quic"},
+						{false, "b-wt"}, // b offline
+						{false, "a-ws"}, // a offline
+						{true, "b-ws"},  // b online (e1)
+						{false, "b-ws"}, // b offline
+					} {
+						var err error
+						if s.start {
+							err = r.StartDevice(ctx, s.dev)
+						} else {
+							err = r.StopDevice(ctx, s.dev)
+						}
+						if err := step(err); err != nil {
+							return err
+						}
+					}
+				}
+				for _, d := range []string{"x-ws", "y-quic", "y-ws"} {
+					if err := r.StartDevice(ctx, d); err != nil {
+						return err
+					}
+				}
+				if err := sleep(ctx, 3*time.Second); err != nil {
+					return err
+				}
+				for i := 1; i <= 2; i++ {
+					if err := r.CutEdge(ctx, "e1"); err != nil {
+						return err
+					}
+					err := sleep(ctx, 10*time.Second)
+					r.DumpLink(ctx, "e1")
+					if herr := r.HealEdge(ctx, "e1"); herr != nil {
+						return errors.Join(err, herr)
+					}
+					r.C.log.Info("e1 cut and healed", "time", i)
+					if err := errors.Join(err, sleep(ctx, 8*time.Second)); err != nil {
+						return err
+					}
+				}
+				return nil
 			},
 		},
 		"6-core-crash": {
@@ -215,6 +273,28 @@ func Plans(o Options) map[string]Plan {
 		},
 	}
 }
+
+// Scenario 5's users and devices: four watchers that stay connected (two
+// on each edge), a and b whose devices come and go, x with one device on
+// e1 (the edge that is cut), y with one device on each edge (stays
+// online through the cut). Each device is pinned to one edge. No device
+// sends.
+var (
+	presenceUsers   = []string{"w1", "w2", "w3", "w4", "a", "b", "x", "y"}
+	presenceDevices = []Device{
+		{Name: "w1-ws", User: "w1", Host: "c1", Transport: "ws", Edges: []string{"e1"}, Watch: true},
+		{Name: "w2-quic", User: "w2", Host: "c2", Transport: "quic", Edges: []string{"e2"}, Watch: true},
+		{Name: "w3-wt", User: "w3", Host: "c3", Transport: "wt", Edges: []string{"e2"}, Watch: true},
+		{Name: "w4-quic", User: "w4", Host: "c4", Transport: "quic", Edges: []string{"e1"}, Watch: true},
+		{Name: "a-quic", User: "a", Host: "c1", Transport: "quic", Edges: []string{"e1"}, Deferred: true},
+		{Name: "a-ws", User: "a", Host: "c2", Transport: "ws", Edges: []string{"e2"}, Deferred: true},
+		{Name: "b-wt", User: "b", Host: "c3", Transport: "wt", Edges: []string{"e2"}, Deferred: true},
+		{Name: "b-ws", User: "b", Host: "c4", Transport: "ws", Edges: []string{"e1"}, Deferred: true},
+		{Name: "x-ws", User: "x", Host: "c2", Transport: "ws", Edges: []string{"e1"}, Deferred: true},
+		{Name: "y-quic", User: "y", Host: "c3", Transport: "quic", Edges: []string{"e1"}, Deferred: true},
+		{Name: "y-ws", User: "y", Host: "c4", Transport: "ws", Edges: []string{"e2"}, Deferred: true},
+	}
+)
 
 // Select expands "all" or a comma list of numbers or names.
 func Select(s string) ([]string, error) {
