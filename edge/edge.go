@@ -178,7 +178,13 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.nc = cfg.NATS
 	if e.nc == nil {
-		e.nc, err = nats.Connect(cfg.NATSURL, nats.Name("parley-edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+		// Pings every second, 3 unanswered: a path that silently drops
+		// (a partition) is noticed within seconds and the edge moves to
+		// another core's server, instead of queueing on a dead TCP
+		// connection until the kernel gives up (nats.go's default ping
+		// is every 2 minutes).
+		e.nc, err = nats.Connect(cfg.NATSURL, nats.Name("parley-edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+			nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3), nats.ReconnectWait(250*time.Millisecond))
 		if err != nil {
 			return nil, fmt.Errorf("edge: connect to NATS %s: %w", cfg.NATSURL, err)
 		}

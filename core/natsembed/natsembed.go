@@ -82,6 +82,13 @@ func Start(cfg Config) (*Server, error) {
 		StoreDir:   cfg.StoreDir,
 		// Edge and core payloads are small; a history page is the largest.
 		MaxPayload: 8 << 20,
+		// Routes and clients that stop answering (a partition that drops
+		// silently) are cut after 3 missed pings, 2 s apart, and routes
+		// are dialled again: after a heal the region talks on fresh
+		// connections instead of waiting out TCP's backed-off
+		// retransmissions (the default ping is every 2 minutes).
+		PingInterval: 2 * time.Second,
+		MaxPingsOut:  3,
 	}
 	switch cfg.ClientAddr {
 	case "-":
