@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/syncproto"
@@ -222,6 +223,22 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 		p := r.nodes[0].node.PresenceOf(bo.UserId)
 		seen = p.GetLastSeenUnixMs()
 		return !p.GetOnline() && seen != 0
+	})
+	// The time is stored asynchronously by the publishing node: wait until
+	// the bucket has it (a node that dies before writing loses that one).
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, "bo's last-seen time stored", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, "PARLEY_LASTSEEN_"+syncproto.DefaultRegion)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(ctx, bo.UserId)
+		return err == nil
 	})
 	victim := r.leaderOf("s0") // any node will do; a leader makes it harder
 	r.stop(victim)

@@ -68,7 +68,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = 10 * time.Second
+		cfg.ReadyTimeout = 30 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
