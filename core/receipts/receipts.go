@@ -321,7 +321,23 @@ func (s *Service) Publish(ctx context.Context, u *syncpb.ReceiptUpdate) (uint64,
 	return ack.Sequence, nil
 }
 
-func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
+// Barrier returns once this node has merged every delta the stream held
+// when it was called, so state read afterwards includes every position
+// acknowledged before (acknowledgements never go back).
+func (s *Service) Barrier(ctx context.Context) error {
+	if !s.ready.Load() {
+		return ErrNotReady
+	}
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "receipt stream unreachable, retry", RetryAfter: 100 * time.Millisecond}
+	}
+	return s.WaitApplied(ctx, st.CachedInfo().State.LastSeq)
+}
+
+// WaitApplied returns once this node has merged the stream up to seq, or
+// UNAVAILABLE when ctx ends first.
+func (s *Service) WaitApplied(ctx context.Context, seq uint64) error {
 	s.mu.Lock()
 	if s.applied >= seq {
 		s.mu.Unlock()
@@ -337,32 +353,8 @@ func (s *Service) waitApplied(ctx context.Context, seq uint64) error {
 		s.mu.Lock()
 		delete(s.waiters, ch)
 		s.mu.Unlock()
-		return ctx.Err()
-	}
-}
-
-// Barrier returns once this node has merged every delta the stream held
-// when it was called, so state read afterwards includes every position
-// acknowledged before (acknowledgements never go back).
-func (s *Service) Barrier(ctx context.Context) error {
-	if !s.ready.Load() {
-		return ErrNotReady
-	}
-	st, err := s.js.Stream(ctx, s.stream)
-	if err != nil {
-		return &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "receipt stream unreachable, retry", RetryAfter: 100 * time.Millisecond}
-	}
-	return s.wait(ctx, st.CachedInfo().State.LastSeq)
-}
-
-// WaitApplied returns once this node has merged the stream up to seq.
-func (s *Service) WaitApplied(ctx context.Context, seq uint64) error { return s.wait(ctx, seq) }
-
-func (s *Service) wait(ctx context.Context, seq uint64) error {
-	if err := s.waitApplied(ctx, seq); err != nil {
 		return &syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "receipts are catching up, retry", RetryAfter: 100 * time.Millisecond}
 	}
-	return nil
 }
 
 // Applied is the last stream sequence merged here.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/crdt"
@@ -23,6 +24,45 @@ func openDB(t *testing.T, dir string) *badger.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// newJetStream starts a single-node JetStream server and connects to it.
+func newJetStream(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(tb.TempDir(), "nats")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Close)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// runService runs a Service on db until stop is called, and waits until
+// its stream is ready.
+func runService(tb testing.TB, db *badger.DB, nc *nats.Conn, cfg Config) (s *Service, stop func()) {
+	tb.Helper()
+	s, err := New(db, nc, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	stop = func() { cancel(); <-done }
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.ready.Load() {
+		if time.Now().After(deadline) {
+			stop()
+			tb.Fatal("receipt stream not ready within 20s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s, stop
 }
 
 const (
@@ -126,44 +166,21 @@ func TestMergeChanges(t *testing.T) {
 // Through a real JetStream: published deltas are merged; a restarted
 // service resumes after its stored position and merges nothing twice.
 func TestServiceRestartReplaysNothingTwice(t *testing.T) {
-	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	db := openDB(t, filepath.Join(dir, "db"))
+	nc := newJetStream(t)
+	db := openDB(t, t.TempDir())
 	defer db.Close()
 
 	run := func(publish []*syncpb.ReceiptUpdate) *Service {
-		s, err := New(db, nc, Config{Region: "r1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = s.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer wcancel()
-		for !s.ready.Load() {
-			select {
-			case <-wctx.Done():
-				t.Fatal("stream not ready")
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
+		s, stop := runService(t, db, nc, Config{Region: "r1"})
+		defer stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
 		for _, u := range publish {
-			if _, err := s.Publish(wctx, u); err != nil {
+			if _, err := s.Publish(ctx, u); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := s.Barrier(wctx); err != nil {
+		if err := s.Barrier(ctx); err != nil {
 			t.Fatal(err)
 		}
 		return s
@@ -216,30 +233,12 @@ func BenchmarkMerge(b *testing.B) {
 // BenchmarkPublishAndMerge: reports stored on a (single-node) JetStream
 // stream and merged, 64 publishers at once.
 func BenchmarkPublishAndMerge(b *testing.B) {
-	dir := b.TempDir()
-	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	nc, err := srv.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	nc := newJetStream(b)
 	st := openDBB(b)
 	defer st.Close()
-	s, err := New(st, nc, Config{Region: "r1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for !s.ready.Load() {
-		time.Sleep(5 * time.Millisecond)
-	}
+	s, stop := runService(b, st, nc, Config{Region: "r1"})
+	defer stop()
+	ctx := context.Background()
 	var n atomic.Uint64
 	b.SetParallelism(32)
 	b.ResetTimer()
@@ -270,37 +269,15 @@ func openDBB(b *testing.B) *badger.DB {
 // stream was purged) merges a peer's state and goes on from the peer's
 // position: both end equal.
 func TestStateTransferWhenStreamMovedOn(t *testing.T) {
+	nc := newJetStream(t)
 	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Config{Name: "n1", ClientAddr: "-", JetStream: true, StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := func(node string) *Service {
 		db := openDB(t, filepath.Join(dir, node))
 		t.Cleanup(func() { db.Close() })
-		s, err := New(db, nc, Config{Region: "r1", NodeID: node, Peers: []string{"a", "b"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rctx, rcancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = s.Run(rctx) }()
-		t.Cleanup(func() { rcancel(); <-done })
-		for !s.ready.Load() {
-			select {
-			case <-ctx.Done():
-				t.Fatal("not ready")
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
+		s, stop := runService(t, db, nc, Config{Region: "r1", NodeID: node, Peers: []string{"a", "b"}})
+		t.Cleanup(stop)
 		return s
 	}
 	rng := rand.New(rand.NewPCG(8, 9))
