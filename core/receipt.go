@@ -144,7 +144,7 @@ func (f *receiptFanout) changed(changes []receipts.Change) {
 				byUser[u.UserId] = append(byUser[u.UserId], u)
 			}
 			for user, us := range byUser {
-				f.publish(syncproto.UserSubject(n.cfg.Region, user), us)
+				f.publish(us, syncproto.UserSubject(n.cfg.Region, user))
 			}
 			f.mu.Lock()
 			if len(f.dirty) < maxDirty {
@@ -157,9 +157,11 @@ func (f *receiptFanout) changed(changes []receipts.Change) {
 		if err != nil {
 			continue
 		}
-		for _, m := range members {
-			f.publish(syncproto.UserSubject(n.cfg.Region, m), ups)
+		subjects := make([]string, len(members))
+		for i, m := range members {
+			subjects[i] = syncproto.UserSubject(n.cfg.Region, m)
 		}
+		f.publish(ups, subjects...)
 	}
 }
 
@@ -167,13 +169,16 @@ func update(c receipts.Change, t syncpb.ReceiptType, r crdt.Register) *syncpb.Re
 	return &syncpb.ReceiptUpdate{ConvId: c.Conv, UserId: c.User, DeviceId: c.Device, Type: t, Seq: r.Value, AtUnixMs: r.At}
 }
 
-func (f *receiptFanout) publish(subject string, ups []*syncpb.ReceiptUpdate) {
+// publish sends ups, encoded once, to each subject.
+func (f *receiptFanout) publish(ups []*syncpb.ReceiptUpdate, subjects ...string) {
 	b, err := proto.Marshal(&syncpb.Deliver{Receipts: ups})
 	if err != nil {
 		return
 	}
-	if err := f.n.nc.PublishMsg(&nats.Msg{Subject: subject, Data: b}); err != nil {
-		f.n.log.Debug("publish receipt update", "subject", subject, "err", err)
+	for _, subject := range subjects {
+		if err := f.n.nc.PublishMsg(&nats.Msg{Subject: subject, Data: b}); err != nil {
+			f.n.log.Debug("publish receipt update", "subject", subject, "err", err)
+		}
 	}
 }
 
@@ -223,10 +228,10 @@ func (f *receiptFanout) aggregate(conv string) {
 		n.log.Warn("receipt aggregate", "conv", conv, "err", err)
 		return
 	}
-	f.publish(syncproto.ConvSubject(n.cfg.Region, conv), []*syncpb.ReceiptUpdate{
+	f.publish([]*syncpb.ReceiptUpdate{
 		{ConvId: conv, Type: syncpb.ReceiptType_RECEIPT_TYPE_READ, Seq: info.LastSeq, Count: readN},
 		{ConvId: conv, Type: syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED, Seq: info.LastSeq, Count: delivN},
-	})
+	}, syncproto.ConvSubject(n.cfg.Region, conv))
 }
 
 // leads reports whether this node leads conv's shard.
