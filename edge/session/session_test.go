@@ -198,7 +198,13 @@ func (e *env) connect(user, device string, outCap int) *pipeConn {
 
 func (e *env) publish(user string, msgs ...*syncpb.Message) {
 	e.t.Helper()
-	b, err := proto.Marshal(&syncpb.Deliver{Messages: msgs})
+	e.publishDeliver(user, &syncpb.Deliver{Messages: msgs})
+}
+
+// publishDeliver publishes d on user's subject, as a shard leader would.
+func (e *env) publishDeliver(user string, d *syncpb.Deliver) {
+	e.t.Helper()
+	b, err := proto.Marshal(d)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -204,16 +204,7 @@ func TestTypingDatagrams(t *testing.T) {
 
 func (e *env) publishTyping(user string, ts ...*syncpb.Typing) {
 	e.t.Helper()
-	b, err := proto.Marshal(&syncpb.Deliver{Typing: ts})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.nc.Publish(syncproto.UserSubject("local", user), b); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		e.t.Fatal(err)
-	}
+	e.publishDeliver(user, &syncpb.Deliver{Typing: ts})
 }
 
 // Typing reaches a device as a datagram where it has them, else as a
