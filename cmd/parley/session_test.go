@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	quicproxy "github.com/quic-go/quic-go/integrationtests/tools/proxy"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
@@ -565,11 +566,21 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	// Publishes that carry messages (user subjects also carry presence
+	// and receipt events, which this test is not about).
 	var convPubs, userPubs atomic.Int64
-	if _, err := nc.Subscribe("parley.local.conv.>", func(*nats.Msg) { convPubs.Add(1) }); err != nil {
+	counter := func(n *atomic.Int64) nats.MsgHandler {
+		return func(m *nats.Msg) {
+			d := &syncpb.Deliver{}
+			if proto.Unmarshal(m.Data, d) == nil && len(d.Messages) > 0 {
+				n.Add(1)
+			}
+		}
+	}
+	if _, err := nc.Subscribe("parley.local.conv.>", counter(&convPubs)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nc.Subscribe("parley.local.user.>", func(*nats.Msg) { userPubs.Add(1) }); err != nil {
+	if _, err := nc.Subscribe("parley.local.user.>", counter(&userPubs)); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
