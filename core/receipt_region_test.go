@@ -57,8 +57,8 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 				if rng.IntN(2) == 0 {
 					typ = syncpb.ReceiptType_RECEIPT_TYPE_READ
 				}
-				seq := uint64(1 + rng.IntN(msgs)) // stale reports too
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				seq := uint64(1 + rng.IntN(msgs))                                        // stale reports too
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a restart under load can stall a call for a while
 				resp, err := r.call(ctx, shardSubject(conv), &syncpb.CoreRequest{Caller: dev,
 					Op: &syncpb.CoreRequest_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})
 				cancel()
