@@ -549,9 +549,15 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMessages(t, r.nodes[wiped].node, users[0], conv, 100+missed, time.Now().Add(5*time.Minute))
-	stats := r.nodes[wiped].node.Group(name).Raft().Stats()
-	if stats["last_snapshot_index"] == "0" {
-		t.Fatalf("wiped node caught up without installing a snapshot: %v", stats)
+	// The restored state is readable a moment before Raft records the
+	// snapshot it came from.
+	wr := r.nodes[wiped].node.Group(name).Raft()
+	deadline := time.Now().Add(30 * time.Second)
+	for wr.Stats()["last_snapshot_index"] == "0" {
+		if time.Now().After(deadline) {
+			t.Fatalf("wiped node caught up without installing a snapshot: %v", wr.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	r.stop(restarted)
