@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -22,13 +23,16 @@ import (
 // own (quic-go keeps two per connection), a Hello read back as Welcome,
 // then a Ping frame every keepalive interval from one shared goroutine.
 // Nothing else is read: an idle user in no conversation gets no pushes.
+// Like real devices, sessions that fail or drop are dialed again (keep).
 type leanIdle struct {
 	trs   []*quic.Transport
 	raddr *net.UDPAddr
 	tls   *tls.Config
 
-	mu       sync.Mutex
-	sessions []leanSession
+	mu    sync.Mutex
+	slots []*leanSession // by session index; nil: not connected
+
+	redials atomic.Int64 // dials of a slot after its first (keep)
 
 	done chan struct{} // closed by close: stops the pinger
 	wg   sync.WaitGroup
@@ -39,14 +43,14 @@ type leanSession struct {
 	str  *quic.Stream
 }
 
-func newLeanIdle(udp string, hashes [][32]byte, sockets int) (*leanIdle, error) {
+func newLeanIdle(udp string, hashes [][32]byte, sockets, n int) (*leanIdle, error) {
 	raddr, err := net.ResolveUDPAddr("udp", udp)
 	if err != nil {
 		return nil, fmt.Errorf("lean idle: %w", err)
 	}
 	t := client.PinnedTLS(hashes...).Clone()
 	t.NextProtos = []string{streamframe.ALPN}
-	l := &leanIdle{raddr: raddr, tls: t, done: make(chan struct{})}
+	l := &leanIdle{raddr: raddr, tls: t, slots: make([]*leanSession, n), done: make(chan struct{})}
 	for range max(sockets, 1) {
 		pc, err := net.ListenPacket("udp", ":0")
 		if err != nil {
@@ -89,9 +93,60 @@ func (l *leanIdle) dial(ctx context.Context, i int, token, device string) error 
 	}
 	_ = str.SetDeadline(time.Time{})
 	l.mu.Lock()
-	l.sessions = append(l.sessions, leanSession{conn: conn, str: str})
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if l.slots == nil { // closed
+		return fail(net.ErrClosed)
+	}
+	l.slots[i] = &leanSession{conn: conn, str: str}
 	return nil
+}
+
+// down lists the slots not connected now.
+func (l *leanIdle) down() []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []int
+	for i, s := range l.slots {
+		if s == nil || s.conn.Context().Err() != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// redial dials every slot that is down, 16 at a time, and returns how
+// many are still down.
+func (l *leanIdle) redial(ctx context.Context, dial func(ctx context.Context, i int) error) int {
+	down := l.down()
+	var failed atomic.Int64
+	_ = parallel(ctx, len(down), 16, func(ctx context.Context, k int) error {
+		l.redials.Add(1)
+		if dial(ctx, down[k]) != nil {
+			failed.Add(1)
+		}
+		return nil
+	})
+	return int(failed.Load())
+}
+
+// keep redials dropped sessions every interval until close.
+func (l *leanIdle) keep(ctx context.Context, every time.Duration, dial func(ctx context.Context, i int) error) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			l.redial(ctx, dial)
+		}
+	}()
 }
 
 // startPing writes a Ping frame on every session each interval until
@@ -115,10 +170,10 @@ func (l *leanIdle) ping(every time.Duration) {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		ss := append([]leanSession(nil), l.sessions...)
+		ss := append([]*leanSession(nil), l.slots...)
 		l.mu.Unlock()
 		for _, s := range ss {
-			if s.conn.Context().Err() != nil {
+			if s == nil || s.conn.Context().Err() != nil {
 				continue
 			}
 			_ = s.str.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -132,8 +187,8 @@ func (l *leanIdle) alive() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
-	for _, s := range l.sessions {
-		if s.conn.Context().Err() == nil {
+	for _, s := range l.slots {
+		if s != nil && s.conn.Context().Err() == nil {
 			n++
 		}
 	}
@@ -144,11 +199,13 @@ func (l *leanIdle) close() {
 	close(l.done)
 	l.wg.Wait()
 	l.mu.Lock()
-	ss := l.sessions
-	l.sessions = nil
+	ss := l.slots
+	l.slots = nil
 	l.mu.Unlock()
 	for _, s := range ss {
-		_ = s.conn.CloseWithError(0, "")
+		if s != nil {
+			_ = s.conn.CloseWithError(0, "")
+		}
 	}
 	for _, t := range l.trs {
 		_ = t.Close()

@@ -290,7 +290,7 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		if b.lean, err = newLeanIdle(cfg.UDP, hashes, cfg.IdleSockets); err != nil {
+		if b.lean, err = newLeanIdle(cfg.UDP, hashes, cfg.IdleSockets, cfg.Idle); err != nil {
 			return err
 		}
 		defer b.lean.close()

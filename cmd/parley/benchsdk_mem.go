@@ -37,9 +37,13 @@ type idleResult struct {
 	// Reconnects is how many idle sessions were re-established by the end
 	// of the run (each should have stayed up).
 	Reconnects int `json:"reconnects"`
-	// Lean: held by leanIdle (no SDK, so no reconnects); AliveEnd is how
-	// many were still up at the end.
+	// Lean: held by leanIdle, which dials a failed or dropped session
+	// again: FirstTry connected on the first dial, Redials more dials
+	// while connecting (Connected counts them), Reconnects more dials
+	// while held, AliveEnd up at the end.
 	Lean     bool `json:"lean,omitempty"`
+	FirstTry int  `json:"first_try,omitempty"`
+	Redials  int  `json:"redials,omitempty"`
 	AliveEnd int  `json:"alive_end,omitempty"`
 	// EdgeSessions counts all of the edge's sessions (active devices
 	// included) after the idle ones connected and at the end; -self only.
@@ -275,14 +279,17 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 	}
 	var mu sync.Mutex
 	var failed atomic.Int64
+	dialLean := func(ctx context.Context, i int) error {
+		tok, err := toks[i%devices].token(ctx)
+		if err == nil {
+			err = b.lean.dial(ctx, i, tok, sessions[i%devices].Device.ID)
+		}
+		return err
+	}
 	err = parallel(sctx, b.cfg.Idle, 32, func(ctx context.Context, i int) error {
 		d := i % devices
 		if b.lean != nil {
-			tok, err := toks[d].token(ctx)
-			if err == nil {
-				err = b.lean.dial(ctx, i, tok, sessions[d].Device.ID)
-			}
-			if err != nil && ctx.Err() == nil && failed.Add(1) <= 5 {
+			if err := dialLean(ctx, i); err != nil && ctx.Err() == nil && failed.Add(1) <= 5 {
 				b.progress("idle session %d: %v", i, err)
 			}
 			return nil
@@ -309,12 +316,22 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 	if err != nil {
 		return nil, fmt.Errorf("idle sessions: %w", err)
 	}
-	r.DialSec = time.Since(t0).Seconds()
 	r.Connected, r.Failed = len(r.clients), int(failed.Load())
 	if b.lean != nil {
+		// Sessions that failed or dropped meanwhile dial again, as a
+		// device would; up to five rounds, then every 5 s while held.
+		r.FirstTry = b.lean.alive()
+		for range 5 {
+			if b.lean.redial(sctx, dialLean) == 0 {
+				break
+			}
+		}
+		r.Redials = int(b.lean.redials.Load())
 		r.Connected = b.lean.alive()
 		r.Lean = true
+		b.lean.keep(sctx, 5*time.Second, dialLean)
 	}
+	r.DialSec = time.Since(t0).Seconds()
 	b.progress("idle: %d sessions connected in %.1fs, %d failed", r.Connected, r.DialSec, r.Failed)
 	if probe == nil {
 		return r, nil
@@ -335,6 +352,7 @@ func (b *sdkBench) finishIdle(r *idleResult, probe memProbe) {
 	}
 	if b.lean != nil {
 		r.AliveEnd = b.lean.alive()
+		r.Reconnects = int(b.lean.redials.Load()) - r.Redials
 	}
 	if p, ok := probe.(selfProbe); ok {
 		r.EdgeSessionsEnd = p.sys.edge.Sessions()
@@ -374,7 +392,8 @@ func printIdle(w io.Writer, r *idleResult) {
 	fmt.Fprintf(w, "idle: %d of %d sessions connected in %.1fs (%d failed; %d users, %d devices)",
 		r.Connected, r.Requested, r.DialSec, r.Failed, r.Users, r.Devices)
 	if r.Lean {
-		fmt.Fprintf(w, ", %d still up at the end (bare QUIC, -idle-lean)", r.AliveEnd)
+		fmt.Fprintf(w, "; %d on the first dial, %d dials again while connecting, %d while held; %d up at the end (bare QUIC, -idle-lean)",
+			r.FirstTry, r.Redials, r.Reconnects, r.AliveEnd)
 	} else {
 		fmt.Fprintf(w, ", %d reconnects by the end", r.Reconnects)
 	}

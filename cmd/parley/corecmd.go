@@ -100,6 +100,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	presenceOff := fs.String("presence-off", "", "workspace ids whose presence is not shown: id,... (the same on every node)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
+	debugAddr := fs.String("debug", "", debugFlagUsage)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -155,6 +156,9 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		level = "info"
 	}
 	if cfg.Logger, err = newLogger(stderr, level, *logJSON); err != nil {
+		return err
+	}
+	if err := serveDebug(ctx, *debugAddr, cfg.Logger); err != nil {
 		return err
 	}
 	node, err := core.New(cfg)

@@ -13,9 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-metrics"
+
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge/session"
 )
+
+const debugFlagUsage = "serve Go profiles (/debug/pprof/) and counters (/debug/vars) on this address, e.g. 127.0.0.1:6060 (default off)"
 
 // serveDebug serves Go's profiling endpoints (/debug/pprof/) on addr
 // until ctx ends; "" serves nothing. Bind it to loopback: profiles show
@@ -35,6 +39,14 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/debug/vars", expvar.Handler())
+	// Raft's and the fsync syncer's timers over the last minute.
+	sink := metrics.NewInmemSink(10*time.Second, time.Minute)
+	mc := metrics.DefaultConfig("parley")
+	mc.EnableHostname, mc.EnableRuntimeMetrics = false, false
+	if _, err := metrics.NewGlobal(mc, sink); err != nil {
+		return fmt.Errorf("debug metrics: %w", err)
+	}
+	mux.HandleFunc("/debug/raft", func(w http.ResponseWriter, _ *http.Request) { printRaftStats(w, sink) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

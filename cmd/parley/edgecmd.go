@@ -40,6 +40,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	presenceFlags(fs, &presInterval, &presLease)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
+	debugAddr := fs.String("debug", "", debugFlagUsage)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -53,6 +54,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log, err := newLogger(stderr, *logLevel, *logJSON)
 	if err != nil {
+		return err
+	}
+	if err := serveDebug(ctx, *debugAddr, log); err != nil {
 		return err
 	}
 	e, err := edge.New(edge.Config{

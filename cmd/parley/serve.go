@@ -174,7 +174,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	presenceOff := fs.String("presence-off", "", "workspace ids whose presence is not shown: id,...")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
-	debugAddr := fs.String("debug", "", "serve Go profiles (/debug/pprof/) and counters (/debug/vars) on this address, e.g. 127.0.0.1:6060 (default off)")
+	debugAddr := fs.String("debug", "", debugFlagUsage)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
