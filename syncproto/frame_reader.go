@@ -11,8 +11,10 @@ import (
 )
 
 const (
-	// readAhead is the buffer a FrameReader reads its stream through.
-	readAhead = 4 << 10
+	// readAhead is the buffer a FrameReader reads its stream through:
+	// small, since every idle session holds one (larger payloads are
+	// read past it, straight into the payload buffer).
+	readAhead = 1 << 10
 	// readBufferKeep is the largest payload buffer a FrameReader keeps
 	// between frames; a larger frame gets a buffer of its own, so an idle
 	// session does not pin the memory of its largest frame.

@@ -159,21 +159,30 @@ func (l *leanIdle) startPing(every time.Duration) {
 	}()
 }
 
+// ping spreads the pings over the interval (a slice of the sessions
+// every interval/pingSlices), as a population of devices would, rather
+// than sending them all at once.
 func (l *leanIdle) ping(every time.Duration) {
+	const pingSlices = 100
 	b, _ := syncproto.AppendFrame(nil, &syncpb.Frame{Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{}}})
-	t := time.NewTicker(every)
+	t := time.NewTicker(every / pingSlices)
 	defer t.Stop()
-	for {
+	for slice := 0; ; slice = (slice + 1) % pingSlices {
 		select {
 		case <-l.done:
 			return
 		case <-t.C:
 		}
 		l.mu.Lock()
-		ss := append([]*leanSession(nil), l.slots...)
+		var ss []*leanSession
+		for i := slice; i < len(l.slots); i += pingSlices {
+			if s := l.slots[i]; s != nil {
+				ss = append(ss, s)
+			}
+		}
 		l.mu.Unlock()
 		for _, s := range ss {
-			if s == nil || s.conn.Context().Err() != nil {
+			if s.conn.Context().Err() != nil {
 				continue
 			}
 			_ = s.str.SetWriteDeadline(time.Now().Add(5 * time.Second))

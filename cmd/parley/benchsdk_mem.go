@@ -329,7 +329,7 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 		r.Redials = int(b.lean.redials.Load())
 		r.Connected = b.lean.alive()
 		r.Lean = true
-		b.lean.keep(sctx, 5*time.Second, dialLean)
+		b.lean.keep(ctx, 5*time.Second, dialLean) // for the whole run, not just sctx
 	}
 	r.DialSec = time.Since(t0).Seconds()
 	b.progress("idle: %d sessions connected in %.1fs, %d failed", r.Connected, r.DialSec, r.Failed)

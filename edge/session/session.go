@@ -44,8 +44,11 @@ type session struct {
 	holding bool            // catch-up running: pushes wait in held
 	held    []*syncpb.Frame // pushes during catch-up, bounded like out
 	resync  bool            // pushes were dropped: a Resync is owed
-	kick    chan struct{}   // wakes the writer (cap 1)
-	final   chan finalFrame // the writer's last frame before the end
+	live    bool            // the Welcome is out: writers may start
+	writing bool            // a writer goroutine runs
+	wctx    context.Context // the writers' context (set with live)
+	stopped bool            // stop was called: no writer starts
+	final   chan finalFrame // the writer's last frame before the end (cap 1)
 	done    chan struct{}   // closed by stop
 	stopErr error           // why the session ended (nil: cleanly)
 	once    sync.Once
@@ -62,8 +65,7 @@ func newSession(srv *Server, conn Conn) *session {
 		limiter:     rate.NewLimiter(cfg.FrameRate, cfg.FrameBurst),
 		typingLimit: rate.NewLimiter(cfg.TypingRate, cfg.TypingBurst),
 		holding:     true,
-		kick:        make(chan struct{}, 1),
-		final:       make(chan finalFrame),
+		final:       make(chan finalFrame, 1),
 		done:        make(chan struct{}),
 	}
 }
@@ -73,6 +75,7 @@ func (s *session) stop(err error) {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.stopErr = err
+		s.stopped = true
 		s.mu.Unlock()
 		close(s.done)
 		_ = s.conn.Close(err)
@@ -116,8 +119,10 @@ func (s *session) run(ctx context.Context) error {
 	}
 	s.log.Debug("session started", "user", s.caller.UserId, "device", s.caller.DeviceId, "client", hello.client)
 
-	s.wg.Add(1)
-	go s.writer(ctx)
+	s.mu.Lock()
+	s.live, s.wctx = true, ctx
+	s.kickWriterLocked()
+	s.mu.Unlock()
 	// The catch-up sync also tells the edge the user's large groups, so it
 	// runs even for a device that asked for none (and is not shown it).
 	s.wg.Add(1)
@@ -203,6 +208,7 @@ type finalFrame struct {
 func (s *session) abort(id uint64, err error) {
 	select {
 	case s.final <- finalFrame{errorFrame(id, err), err}:
+		s.kickWriter()
 		t := time.NewTimer(2 * time.Second)
 		defer t.Stop()
 		select {
@@ -272,14 +278,25 @@ func (s *session) release() {
 		}
 	}
 	s.held = nil
-	s.wake()
+	s.kickWriterLocked()
 }
 
-func (s *session) wake() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
+// kickWriter starts a writer unless one runs. Writers start once the
+// Welcome is out and end when nothing is left to write, so an idle
+// session has no goroutine for writing.
+func (s *session) kickWriter() {
+	s.mu.Lock()
+	s.kickWriterLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) kickWriterLocked() {
+	if s.writing || !s.live || s.stopped {
+		return
 	}
+	s.writing = true
+	s.wg.Add(1)
+	go s.writer(s.wctx)
 }
 
 // Deliver queues a live push; it never blocks (Sink). Messages go out as
@@ -324,8 +341,8 @@ func (s *session) push(f *syncpb.Frame) {
 		s.mu.Lock()
 		s.resync = true
 		s.mu.Unlock()
-		s.wake()
 	}
+	s.kickWriter()
 }
 
 // Lost records that pushes were lost upstream (Sink).
@@ -333,7 +350,7 @@ func (s *session) Lost() {
 	s.mu.Lock()
 	s.resync = true
 	s.mu.Unlock()
-	s.wake()
+	s.kickWriter()
 }
 
 // reply queues a response; it waits for room (responses are never
@@ -341,6 +358,7 @@ func (s *session) Lost() {
 func (s *session) reply(f *syncpb.Frame) {
 	select {
 	case s.out <- f:
+		s.kickWriter()
 	case <-s.done:
 	}
 }
@@ -349,12 +367,14 @@ func (s *session) goAway(reason string, alternatives []string) {
 	f := &syncpb.Frame{Body: &syncpb.Frame_GoAway{GoAway: &syncpb.GoAway{Reason: reason, Alternatives: alternatives}}}
 	select {
 	case s.out <- f:
+		s.kickWriter()
 	default:
 		s.stop(ErrDraining)
 	}
 }
 
-// writer writes queued frames, and a Resync when pushes were dropped.
+// writer writes queued frames, and a Resync when pushes were dropped,
+// until nothing is left (kickWriter starts the next one).
 func (s *session) writer(ctx context.Context) {
 	defer s.wg.Done()
 	for {
@@ -362,14 +382,14 @@ func (s *session) writer(ctx context.Context) {
 		select {
 		case <-s.done:
 			return
-		case f = <-s.out:
-		case <-s.kick:
 		case ff := <-s.final:
 			wctx, cancel := context.WithTimeout(ctx, time.Second)
 			_ = s.conn.WriteFrame(wctx, ff.f)
 			cancel()
 			s.stop(ff.err)
 			return
+		case f = <-s.out:
+		default:
 		}
 		if f != nil && (f.GetTyping() == nil || !s.writeTyping(f)) {
 			if err := s.write(ctx, f); err != nil {
@@ -382,7 +402,16 @@ func (s *session) writer(ctx context.Context) {
 		if owed {
 			s.resync = false
 		}
+		// A frame queued after this check finds writing false and
+		// starts a writer itself.
+		idle := f == nil && !owed && len(s.out) == 0 && len(s.final) == 0
+		if idle {
+			s.writing = false
+		}
 		s.mu.Unlock()
+		if idle {
+			return
+		}
 		if owed {
 			r := &syncpb.Frame{Body: &syncpb.Frame_Resync{Resync: &syncpb.Resync{Reason: "live deliveries were dropped; sync from your watermarks"}}}
 			if err := s.write(ctx, r); err != nil {

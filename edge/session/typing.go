@@ -176,6 +176,7 @@ func (s *session) pushTyping(t *syncpb.Typing) {
 	select {
 	case s.out <- &syncpb.Frame{Body: &syncpb.Frame_Typing{Typing: out}}:
 		c.pushed.Add(1)
+		s.kickWriter()
 	default:
 		c.shedQueue.Add(1)
 	}
