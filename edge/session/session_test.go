@@ -532,3 +532,37 @@ func TestIdleSessionEnds(t *testing.T) {
 		t.Fatalf("%d sessions left, want the busy one", e.srv.Sessions())
 	}
 }
+
+// writers reports how many of the server's sessions have a writer running.
+func (e *env) writers() int {
+	e.srv.mu.Lock()
+	defer e.srv.mu.Unlock()
+	n := 0
+	for ss := range e.srv.sessions {
+		ss.mu.Lock()
+		if ss.writing {
+			n++
+		}
+		ss.mu.Unlock()
+	}
+	return n
+}
+
+// An idle session runs no writer goroutine; a push starts one, which
+// writes it and ends again.
+func TestIdleSessionHasNoWriter(t *testing.T) {
+	e := newEnv(t, nil)
+	p := e.connect("u_a", "d_phone", 8)
+	waitUntil(t, "the writer ends once the session is idle", func() bool { return e.writers() == 0 })
+	for seq := uint64(1); seq <= 3; seq++ {
+		e.publish("u_a", &syncpb.Message{ConvId: "c_1", Seq: seq, Body: []byte("hi")})
+		if d := p.next(t).GetDeliver(); d == nil || len(d.Messages) != 1 || d.Messages[0].Seq != seq {
+			t.Fatalf("push %d: %v", seq, d)
+		}
+		waitUntil(t, "the writer ends after the push", func() bool { return e.writers() == 0 })
+	}
+	p.send(&syncpb.Frame{Id: 2, Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{}}})
+	if f := p.next(t); f.GetPong() == nil || f.Id != 2 {
+		t.Fatalf("want pong 2, got %v", f)
+	}
+}
