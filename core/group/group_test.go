@@ -205,7 +205,7 @@ func TestApplyAndReadOnLeaderOnly(t *testing.T) {
 		t.Fatalf("Apply on follower = %v, want UNAVAILABLE", err)
 	}
 	// Followers converge.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for _, fsm := range c.fsms {
 		for fsm.value() != 55 {
 			if time.Now().After(deadline) {

@@ -81,7 +81,7 @@ func checkGoroutines(t *testing.T) {
 	t.Helper()
 	before := goroutines()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(15 * time.Second)
 		for {
 			var leaked []string
 			for id, g := range goroutines() {

@@ -149,7 +149,7 @@ func TestRaftReplicasConverge(t *testing.T) {
 	send(90, 120)
 	mustOK(t, c.do(caller("ana"), sendReq("c_raft", "ana-1", "x")))
 
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		want := dumpGroup(t, c.leader().db, group)
 		same := true
@@ -160,7 +160,7 @@ func TestRaftReplicasConverge(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("replicas did not converge within 10s")
+			t.Fatal("replicas did not converge within 30s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
