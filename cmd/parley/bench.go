@@ -164,9 +164,11 @@ func spawn(ctx context.Context, kind, dir string, shards int) (stop func(), url 
 	return nil, "", fmt.Errorf("-spawn %q: want serve or region3", kind)
 }
 
-// spawnRegion starts n core nodes clustered on loopback (real Raft over
-// TCP, NATS routes) and one edge connected to all of their NATS servers.
-func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logger) (func(), string, error) {
+// startCores starts n core nodes clustered on loopback (real Raft over
+// TCP, NATS routes) with base's other settings, waits until they are
+// ready, and returns them with their NATS client URLs. Callers close the
+// nodes; on an error none is left running.
+func startCores(ctx context.Context, dir string, n int, base core.Config) ([]*core.Node, []string, error) {
 	free := func() (string, error) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -182,7 +184,7 @@ func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logge
 		ca, err2 := free()
 		na, err3 := free()
 		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: ra})
 		clusters = append(clusters, ca)
@@ -198,14 +200,10 @@ func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logge
 				routes = append(routes, a)
 			}
 		}
-		cfg := core.Config{NodeID: peers[i].ID, DataDir: filepath.Join(dir, peers[i].ID), RaftAddr: peers[i].RaftAddr,
-			Peers: peers, ShardCount: shards, Logger: log,
-			NATS: core.NATSConfig{ClientAddr: clients[i], ClusterAddr: clusters[i], Routes: routes}}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			nodes[i], errs[i] = core.New(cfg)
-		}(i)
+		cfg := base
+		cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers = peers[i].ID, filepath.Join(dir, peers[i].ID), peers[i].RaftAddr, peers
+		cfg.NATS = core.NATSConfig{ClientAddr: clients[i], ClusterAddr: clusters[i], Routes: routes}
+		wg.Go(func() { nodes[i], errs[i] = core.New(cfg) })
 	}
 	wg.Wait()
 	closeAll := func() {
@@ -217,19 +215,34 @@ func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logge
 	}
 	if err := errors.Join(errs...); err != nil {
 		closeAll()
-		return nil, "", err
+		return nil, nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for _, nd := range nodes {
 		if err := nd.WaitReady(wctx); err != nil {
 			closeAll()
-			return nil, "", err
+			return nil, nil, err
 		}
 	}
-	var urls []string
-	for _, c := range clients {
-		urls = append(urls, "nats://"+c)
+	urls := make([]string, n)
+	for i, c := range clients {
+		urls[i] = "nats://" + c
+	}
+	return nodes, urls, nil
+}
+
+// spawnRegion starts n core nodes (startCores) and one edge connected to
+// all of their NATS servers.
+func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logger) (func(), string, error) {
+	nodes, urls, err := startCores(ctx, dir, n, core.Config{ShardCount: shards, Logger: log})
+	if err != nil {
+		return nil, "", err
+	}
+	closeAll := func() {
+		for _, nd := range nodes {
+			nd.Close()
+		}
 	}
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1))
 	if err != nil {

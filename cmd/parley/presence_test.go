@@ -6,10 +6,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -34,65 +31,20 @@ type presenceRegion struct {
 	keys  []auth.Key
 }
 
-func freeTCP(t testing.TB) string {
+func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRegion {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	nodes, urls, err := startCores(t.Context(), t.TempDir(), 3, core.Config{ShardCount: 4, Presence: presence,
+		Logger: slog.New(slog.DiscardHandler),
+		Timing: group.Timing{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRegion {
-	t.Helper()
-	dir := t.TempDir()
-	const n = 3
-	var peers []core.Peer
-	var clusters []string
-	r := &presenceRegion{}
-	for i := range n {
-		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeTCP(t)})
-		clusters = append(clusters, freeTCP(t))
-		r.urls = append(r.urls, freeTCP(t))
-	}
-	r.nodes = make([]*core.Node, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		var routes []string
-		for j, a := range clusters {
-			if j != i {
-				routes = append(routes, a)
-			}
-		}
-		cfg := core.Config{NodeID: peers[i].ID, DataDir: filepath.Join(dir, peers[i].ID), RaftAddr: peers[i].RaftAddr,
-			Peers: peers, ShardCount: 4, Presence: presence, Logger: slog.New(slog.DiscardHandler),
-			Timing: group.Timing{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond},
-			NATS:   core.NATSConfig{ClientAddr: r.urls[i], ClusterAddr: clusters[i], Routes: routes}}
-		wg.Go(func() { r.nodes[i], errs[i] = core.New(cfg) })
-	}
-	wg.Wait()
+	r := &presenceRegion{nodes: nodes, urls: urls}
 	t.Cleanup(func() {
 		for _, nd := range r.nodes {
-			if nd != nil {
-				nd.Close()
-			}
+			nd.Close()
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	for _, nd := range r.nodes {
-		if err := nd.WaitReady(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range r.urls {
-		r.urls[i] = "nats://" + r.urls[i]
-	}
 	k, err := auth.GenerateKey("test")
 	if err != nil {
 		t.Fatal(err)
