@@ -116,9 +116,9 @@ func Check(in Input) *Report {
 		acked   bool
 		device  string
 	}
-	var ackS, delS, readS []int64           // latencies, ns
-	sends := map[string]*sendRec{}          // client_msg_id -> send
-	ackAt := map[string]map[uint64]string{} // conv -> seq -> id, from acks
+	var ackS, delS, readS []int64  // latencies, ns
+	sends := map[string]*sendRec{} // client_msg_id -> send
+	ackAt := seqIDs{}              // from acks
 	byDevice := map[string][]Event{}
 	for _, e := range in.Events {
 		byDevice[e.Device] = append(byDevice[e.Device], e)
@@ -152,14 +152,10 @@ func Check(in Input) *Report {
 		s.acked, s.seq, s.ackT = true, e.Seq, e.T
 		r.Acked++
 		ackS = append(ackS, e.T-s.t)
-		if ackAt[e.Conv] == nil {
-			ackAt[e.Conv] = map[uint64]string{}
-		}
-		if prev, ok := ackAt[e.Conv][e.Seq]; ok && prev != e.ID {
+		if prev, clash := ackAt.put(e.Conv, e.Seq, e.ID); clash {
 			r.Mismatched++
 			r.errorf("%s seq %d acked to both %s and %s", e.Conv, e.Seq, prev, e.ID)
 		}
-		ackAt[e.Conv][e.Seq] = e.ID
 	}
 	r.Unacked = r.Sent - r.Acked
 	for _, e := range in.Events {
@@ -169,7 +165,7 @@ func Check(in Input) *Report {
 		}
 	}
 	// Deliveries, per device and conversation, in the order the app got them.
-	seen := map[string]map[uint64]string{}         // conv -> seq -> id, from deliveries
+	seen := seqIDs{}                               // from deliveries
 	got := map[string]map[string]map[uint64]bool{} // device -> conv -> seqs
 	for _, dev := range sortedKeys(byDevice) {
 		last := map[string]uint64{}
@@ -199,14 +195,10 @@ func Check(in Input) *Report {
 			if !e.System {
 				r.Delivered++
 			}
-			if seen[e.Conv] == nil {
-				seen[e.Conv] = map[uint64]string{}
-			}
-			if prev, ok := seen[e.Conv][e.Seq]; ok && prev != e.ID {
+			if prev, clash := seen.put(e.Conv, e.Seq, e.ID); clash {
 				r.Mismatched++
 				r.errorf("%s seq %d delivered as %q and as %q", e.Conv, e.Seq, prev, e.ID)
 			}
-			seen[e.Conv][e.Seq] = e.ID
 			if id, ok := ackAt[e.Conv][e.Seq]; ok && id != e.ID {
 				r.Mismatched++
 				r.errorf("%s seq %d acked as %s but %s got %s", e.Conv, e.Seq, id, dev, e.ID)
@@ -423,4 +415,18 @@ func (r *Report) Text() string {
 		fmt.Fprintf(&b, "  warning: %s\n", w)
 	}
 	return b.String()
+}
+
+// seqIDs maps a conversation's seqs to message ids.
+type seqIDs map[string]map[uint64]string
+
+// put records id at conv's seq; clash reports another id already there
+// (prev), which put replaces, as the checks before it did.
+func (m seqIDs) put(conv string, seq uint64, id string) (prev string, clash bool) {
+	if m[conv] == nil {
+		m[conv] = map[uint64]string{}
+	}
+	prev, ok := m[conv][seq]
+	m[conv][seq] = id
+	return prev, ok && prev != id
 }
