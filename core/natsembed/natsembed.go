@@ -48,6 +48,14 @@ func (c *Config) Validate() error {
 	if len(c.Routes) > 0 && c.ClusterAddr == "" {
 		return errors.New("natsembed: Config.Routes needs Config.ClusterAddr")
 	}
+	// nats-server starts routing only after its client listener: with none
+	// it would never join the cluster (and Shutdown would then hang).
+	if c.ClientAddr == "-" && c.ClusterAddr != "" {
+		return errors.New(`natsembed: a clustered server needs a client listener (ClientAddr "-" with ClusterAddr)`)
+	}
+	if c.JetStream && c.ClusterAddr != "" && len(c.Routes) == 0 {
+		return errors.New("natsembed: clustered JetStream needs Config.Routes")
+	}
 	for _, r := range c.Routes {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			return fmt.Errorf("natsembed: Config.Routes: %q: %w", r, err)

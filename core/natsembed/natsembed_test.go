@@ -45,6 +45,10 @@ func TestValidate(t *testing.T) {
 		{"js without dir", Config{Name: "a", JetStream: true}, false},
 		{"routes without cluster", Config{Name: "a", Routes: []string{"127.0.0.1:1"}}, false},
 		{"bad route", Config{Name: "a", ClusterAddr: "127.0.0.1:0", Routes: []string{"nope"}}, false},
+		{"cluster without client listener", Config{Name: "a", ClientAddr: "-", ClusterAddr: "127.0.0.1:0", Routes: []string{"127.0.0.1:1"}}, false},
+		{"clustered js without routes", Config{Name: "a", ClusterAddr: "127.0.0.1:0", JetStream: true, StoreDir: "d"}, false},
+		{"clustered js", Config{Name: "a", ClusterAddr: "127.0.0.1:0", Routes: []string{"127.0.0.1:1"}, JetStream: true, StoreDir: "d"}, true},
+		{"in-process only", Config{Name: "a", ClientAddr: "-", JetStream: true, StoreDir: "d"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
