@@ -3,8 +3,13 @@
 // for In, the switch's end for Out), bandwidth with
 // tc tbf on each end of the link, and delay with jitter with tc netem when
 // the kernel has it, else through a Delayer (a userspace relay on the
-// path). A scenario states what it wants once (Set); the Link picks the
-// mechanism. Impairments can change at any time during a run.
+// path). A scenario states what it wants once (Filter, Shape); the Link
+// picks the mechanism. Impairments can change at any time during a run.
+//
+// A host with two links (Wi-Fi and cellular, one up at a time) has one
+// Link over both: what a scenario states applies to each of them alike,
+// so it holds whichever link the host is on, also across a move (a
+// blackout stays one, a rate limit stays one).
 package impair
 
 import (
@@ -60,11 +65,17 @@ type Delayer interface {
 	SetDelay(ctx context.Context, dir Dir, delay, jitter time.Duration) error
 }
 
-// Config describes one link: a host namespace's device and its other end
-// in the switch namespace.
+// Veth is one of a host's links: its device in the host's namespace and
+// the other end in the switch namespace.
+type Veth struct {
+	HostDev, SwitchDev string
+}
+
+// Config describes a host's links.
 type Config struct {
-	HostNS, HostDev     string
-	SwitchNS, SwitchDev string
+	HostNS, SwitchNS string
+	// Links are the host's links; every filter and shape applies to each.
+	Links []Veth
 	// Netem says the kernel has sch_netem (see HasNetem).
 	Netem bool
 	// Delayer takes delay and jitter when Netem is false; nil: delay is
@@ -74,8 +85,13 @@ type Config struct {
 
 // Validate checks the config.
 func (c *Config) Validate() error {
-	if c.HostNS == "" || c.HostDev == "" || c.SwitchNS == "" || c.SwitchDev == "" {
-		return errors.New("impair: Config needs HostNS, HostDev, SwitchNS and SwitchDev")
+	if c.HostNS == "" || c.SwitchNS == "" || len(c.Links) == 0 {
+		return errors.New("impair: Config needs HostNS, SwitchNS and Links")
+	}
+	for i, v := range c.Links {
+		if v.HostDev == "" || v.SwitchDev == "" {
+			return fmt.Errorf("impair: Config.Links[%d] needs HostDev and SwitchDev", i)
+		}
 	}
 	return nil
 }
@@ -124,28 +140,38 @@ func (l *Link) Unblock(ctx context.Context, name string) error {
 	return l.Filter(ctx, In, name, Rule{})
 }
 
-// Shape sets dir's rate, delay and jitter (a zero Shape removes them).
+// Shape sets dir's rate, delay and jitter on each of the host's links (a
+// zero Shape removes them).
 func (l *Link) Shape(ctx context.Context, dir Dir, s Shape) error {
-	ns, dev := l.cfg.HostNS, l.cfg.HostDev
-	if dir == In { // shaped where it leaves the switch toward the host
-		ns, dev = l.cfg.SwitchNS, l.cfg.SwitchDev
+	if (s.Delay > 0 || s.Jitter > 0) && !l.cfg.Netem && l.cfg.Delayer == nil {
+		return errors.New("impair: delay needs netem or a relay on the path (Config.Delayer)")
 	}
-	if s.Delay > 0 || s.Jitter > 0 {
-		if l.cfg.Netem {
-			args := []string{"qdisc", "replace", "dev", dev, "root", "netem", "delay", dur(s.Delay), dur(s.Jitter)}
-			if s.Rate > 0 {
-				args = append(args, "rate", strconv.FormatInt(s.Rate, 10)+"bit")
-			}
-			return tc(ctx, ns, args...)
-		}
-		if l.cfg.Delayer == nil {
-			return errors.New("impair: delay needs netem or a relay on the path (Config.Delayer)")
-		}
-	}
-	if !l.cfg.Netem && l.cfg.Delayer != nil {
+	if !l.cfg.Netem && l.cfg.Delayer != nil { // one relay for the host, whichever link it is on
 		if err := l.cfg.Delayer.SetDelay(ctx, dir, s.Delay, s.Jitter); err != nil {
 			return fmt.Errorf("impair: relay delay: %w", err)
 		}
+	}
+	for _, v := range l.cfg.Links {
+		ns, dev := l.cfg.HostNS, v.HostDev
+		if dir == In { // shaped where it leaves the switch toward the host
+			ns, dev = l.cfg.SwitchNS, v.SwitchDev
+		}
+		if err := shape(ctx, ns, dev, s, l.cfg.Netem); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shape sets one device's root qdisc: netem for delay when the kernel has
+// it, else tbf for a rate, else none.
+func shape(ctx context.Context, ns, dev string, s Shape, netem bool) error {
+	if netem && (s.Delay > 0 || s.Jitter > 0) {
+		args := []string{"qdisc", "replace", "dev", dev, "root", "netem", "delay", dur(s.Delay), dur(s.Jitter)}
+		if s.Rate > 0 {
+			args = append(args, "rate", strconv.FormatInt(s.Rate, 10)+"bit")
+		}
+		return tc(ctx, ns, args...)
 	}
 	if s.Rate > 0 {
 		// burst: at least one MTU, about 20 ms worth; latency bounds the queue.
@@ -170,19 +196,43 @@ func (l *Link) Clear(ctx context.Context) error {
 // where they arrive, never where they leave: a drop in a host's own output
 // path would fail the sender's sendmsg with EPERM, which no real network
 // does (quic-go closes the connection on it; TCP gives up at once instead
-// of retransmitting). So In rules sit on the host device's ingress, and
-// Out rules on the switch-side end's ingress, each in one transaction.
+// of retransmitting). So In rules sit on the host devices' ingress, and
+// Out rules on the switch-side ends' ingress: a table per device, the
+// tables of each namespace in one transaction. The rules match peers'
+// addresses only, never the host's own, so they hold across the host's
+// address changes and link moves.
 func (l *Link) applyLocked(ctx context.Context) error {
-	if err := nft(ctx, l.cfg.HostNS, "parleytn", l.cfg.HostDev, "saddr", l.rules[In]); err != nil {
+	var hostDevs, switchDevs []string
+	for _, v := range l.cfg.Links {
+		hostDevs, switchDevs = append(hostDevs, v.HostDev), append(switchDevs, v.SwitchDev)
+	}
+	if err := nft(ctx, l.cfg.HostNS, hostDevs, "saddr", l.rules[In]); err != nil {
 		return err
 	}
-	return nft(ctx, l.cfg.SwitchNS, "parleytn_"+l.cfg.SwitchDev, l.cfg.SwitchDev, "daddr", l.rules[Out])
+	return nft(ctx, l.cfg.SwitchNS, switchDevs, "daddr", l.rules[Out])
 }
 
-func nft(ctx context.Context, ns, table, dev, addr string, rules map[string]Rule) error {
+// table is the nftables table that filters what arrives on dev.
+func table(dev string) string { return "parleytn_" + dev }
+
+func nft(ctx context.Context, ns string, devs []string, addr string, rules map[string]Rule) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table netdev %s\ndelete table netdev %s\ntable netdev %s {\n", table, table, table)
-	fmt.Fprintf(&b, "  chain in {\n    type filter hook ingress device %q priority 0; policy accept;\n", dev)
+	for _, dev := range devs {
+		nftTable(&b, dev, addr, rules)
+	}
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("impair: nft in %s: %w: %s\n%s", ns, err, bytes.TrimSpace(out), b.String())
+	}
+	return nil
+}
+
+// nftTable writes the commands that replace dev's table with rules.
+func nftTable(b *strings.Builder, dev, addr string, rules map[string]Rule) {
+	t := table(dev)
+	fmt.Fprintf(b, "table netdev %s\ndelete table netdev %s\ntable netdev %s {\n", t, t, t)
+	fmt.Fprintf(b, "  chain in {\n    type filter hook ingress device %q priority 0; policy accept;\n", dev)
 	names := make([]string, 0, len(rules))
 	for n := range rules {
 		names = append(names, n)
@@ -200,30 +250,24 @@ func nft(ctx context.Context, ns, table, dev, addr string, rules map[string]Rule
 			match = fmt.Sprintf("ip %s { %s } ", addr, strings.Join(ps, ", "))
 		}
 		if r.Drop {
-			fmt.Fprintf(&b, "    %scounter drop comment %q\n", match, n)
+			fmt.Fprintf(b, "    %scounter drop comment %q\n", match, n)
 		} else {
-			fmt.Fprintf(&b, "    %snumgen random mod 10000 < %d counter drop comment %q\n", match, int(r.Loss*10000), n)
+			fmt.Fprintf(b, "    %snumgen random mod 10000 < %d counter drop comment %q\n", match, int(r.Loss*10000), n)
 		}
 	}
 	b.WriteString("  }\n}\n")
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(b.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("impair: nft in %s: %w: %s\n%s", ns, err, bytes.TrimSpace(out), b.String())
-	}
-	return nil
 }
 
-// Dump lists the link's rules with their counters (packets dropped so far)
+// Dump lists the links' rules with their counters (packets dropped so far)
 // and its qdiscs, for the run directory.
 func (l *Link) Dump(ctx context.Context) string {
 	var b strings.Builder
-	for _, x := range []struct{ ns, table, dev string }{
-		{l.cfg.HostNS, "parleytn", l.cfg.HostDev}, {l.cfg.SwitchNS, "parleytn_" + l.cfg.SwitchDev, l.cfg.SwitchDev},
-	} {
-		out, _ := exec.CommandContext(ctx, "ip", "netns", "exec", x.ns, "nft", "list", "table", "netdev", x.table).CombinedOutput()
-		qd, _ := exec.CommandContext(ctx, "ip", "netns", "exec", x.ns, "tc", "-s", "qdisc", "show", "dev", x.dev).CombinedOutput()
-		fmt.Fprintf(&b, "# %s %s\n%s\n%s\n", x.ns, x.dev, out, qd)
+	for _, v := range l.cfg.Links {
+		for _, x := range []struct{ ns, dev string }{{l.cfg.HostNS, v.HostDev}, {l.cfg.SwitchNS, v.SwitchDev}} {
+			out, _ := exec.CommandContext(ctx, "ip", "netns", "exec", x.ns, "nft", "list", "table", "netdev", table(x.dev)).CombinedOutput()
+			qd, _ := exec.CommandContext(ctx, "ip", "netns", "exec", x.ns, "tc", "-s", "qdisc", "show", "dev", x.dev).CombinedOutput()
+			fmt.Fprintf(&b, "# %s %s\n%s\n%s\n", x.ns, x.dev, out, qd)
+		}
 	}
 	return b.String()
 }

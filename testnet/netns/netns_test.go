@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,18 +16,43 @@ func TestNetLifecycle(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// A namespace left by a run whose process is gone (pid 1 is alive;
-	// 999999999 is beyond pid_max) is removed; a live one's is kept.
-	stale := Prefix + "999999999-x"
-	if err := ip(ctx, "netns", "add", stale); err != nil {
+	// The network of a run whose process is gone, with a host moved to its
+	// second link, is removed whole. The run is a child process that lives
+	// while its network is built, so that no other run's CleanStale takes
+	// the network before it is complete.
+	run := exec.CommandContext(ctx, "sleep", "600")
+	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = run.Process.Kill(); _ = run.Wait() }()
+	stale, err := newNet(ctx, Config{}, Prefix+strconv.Itoa(run.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stale.Close()
+	sh, err := stale.AddHost(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.AddLink(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sh.MoveLink(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = run.Process.Kill()
+	_ = run.Wait()
 	if err := CleanStale(ctx, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if names, _ := list(ctx); contains(names, stale) {
-		_ = ip(ctx, "netns", "del", stale)
-		t.Fatalf("stale namespace %s not removed", stale)
+	names, err := list(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, stale.id+"-") {
+			t.Errorf("stale namespace %s not removed", name)
+		}
 	}
 	n, err := New(ctx, Config{})
 	if err != nil {
@@ -62,7 +88,7 @@ func TestNetLifecycle(t *testing.T) {
 		if cur == old || b.Addr() != cur {
 			t.Fatalf("ChangeAddr: %s -> %s, Addr %s", old, cur, b.Addr())
 		}
-		out, err := exec.CommandContext(ctx, "ip", "-n", b.NS, "-4", "addr", "show", "dev", b.Dev).Output()
+		out, err := exec.CommandContext(ctx, "ip", "-n", b.NS, "-4", "addr", "show", "dev", b.Links()[0].Dev).Output()
 		if err != nil || !strings.Contains(string(out), cur.String()+"/") || strings.Contains(string(out), old.String()+"/") {
 			t.Fatalf("after ChangeAddr %s -> %s the device has: %s (%v)", old, cur, out, err)
 		}
@@ -78,8 +104,7 @@ func TestNetLifecycle(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	names, err := list(ctx)
-	if err != nil {
+	if names, err = list(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range names {
@@ -87,13 +112,4 @@ func TestNetLifecycle(t *testing.T) {
 			t.Errorf("namespace %s left after Close", name)
 		}
 	}
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }

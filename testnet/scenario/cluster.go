@@ -41,7 +41,8 @@ type Config struct {
 	Dir string
 	// Repo is the module root to build from.
 	Repo string
-	// ClientHosts is the number of client hosts (c1..cN).
+	// ClientHosts is the number of client hosts (c1..cN), each with a
+	// Wi-Fi link and a cellular one (netns.Host.MoveLink).
 	ClientHosts int
 	// RelayHosts are client hosts whose traffic to the edges goes through
 	// a delaying relay in the switch namespace (used when the kernel has
@@ -161,6 +162,11 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 			return c, err
 		}
 		c.hosts[n] = h
+		if strings.HasPrefix(n, "c") { // client hosts are phones: Wi-Fi and cellular (MoveLink)
+			if err := h.AddLink(ctx); err != nil {
+				return c, err
+			}
+		}
 	}
 	c.netem = impair.HasNetem(ctx, c.hosts["n1"].NS)
 	c.log.Info("network up", "hosts", len(names), "netem", c.netem)
@@ -173,7 +179,12 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 	}
 	for _, n := range names {
-		lc := impair.Config{HostNS: c.hosts[n].NS, HostDev: c.hosts[n].Dev, SwitchNS: c.net.SwitchNS(), SwitchDev: c.hosts[n].Peer, Netem: c.netem}
+		// One impair.Link over all of a host's links: what a scenario
+		// states for a client host holds on Wi-Fi and cellular alike.
+		lc := impair.Config{HostNS: c.hosts[n].NS, SwitchNS: c.net.SwitchNS(), Netem: c.netem}
+		for _, l := range c.hosts[n].Links() {
+			lc.Links = append(lc.Links, impair.Veth{HostDev: l.Dev, SwitchDev: l.Peer})
+		}
 		if r := c.relays[n]; r != nil {
 			lc.Delayer = r
 		}
@@ -323,7 +334,7 @@ func (c *Cluster) Leader(conv string) string {
 	return best
 }
 
-// Link is host's link, to impair.
+// Link is host's link (all of its links, for a client host), to impair.
 func (c *Cluster) Link(host string) *impair.Link { return c.links[host] }
 
 // Partition cuts host off from peers (both ways) under name.
