@@ -59,6 +59,7 @@ type Run struct {
 	devs    map[string]*proc
 	mu      sync.Mutex
 	faults  []checker.Fault
+	notes   []string
 	starts  map[string]int // device -> times started
 	ws      string
 	convsOf func(user string) []string
@@ -76,6 +77,13 @@ func (r *Run) Fault(name string, start, end time.Time, devices ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.faults = append(r.faults, checker.Fault{Name: name, Start: start.UnixNano(), End: end.UnixNano(), Devices: devices})
+}
+
+// Note adds a line to the report (a migration's result, say).
+func (r *Run) Note(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 
 // Device sends a command to a device and, with wait, waits for the
@@ -253,6 +261,9 @@ func (c *Cluster) Execute(ctx context.Context, plan Plan) (*Result, error) {
 			_ = os.WriteFile(filepath.Join(r.Dir, "presence-truth.json"), b, 0o644)
 		}
 	}
+	r.mu.Lock()
+	res.Notes = append(res.Notes, r.notes...)
+	r.mu.Unlock()
 	if actErr != nil {
 		res.Notes = append(res.Notes, "fault injection: "+actErr.Error())
 	}

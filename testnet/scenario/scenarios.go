@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/testnet/impair"
@@ -100,31 +101,74 @@ func Plans(o Options) map[string]Plan {
 			Devices: []Device{
 				{Name: "ana-quic", User: "ana", Host: "c4", Transport: "quic", Send: true},
 				{Name: "bo-quic", User: "bo", Host: "c4", Transport: "quic", Edges: []string{"e2", "e1"}, Send: true},
-				{Name: "bo-ws", User: "bo", Host: "c4", Transport: "ws"},
+				{Name: "bo-ws", User: "bo", Host: "c4", Transport: "ws", Send: true},
 				{Name: "cy-wt", User: "cy", Host: "c3", Transport: "wt", Send: true},
 				{Name: "cy-ws", User: "cy", Host: "c3", Transport: "ws", Edges: []string{"e2", "e1"}},
 				{Name: "ana-ws", User: "ana", Host: "c1", Transport: "ws"},
 			},
-			Impairment: "c4 changes address twice (QUIC devices migrate); c3's path cut for 30 s",
+			Impairment: "c4 changes address twice (QUIC devices migrate, WS finds out); c4 moves from Wi-Fi to cellular and back (all its devices told: QUIC migrates, WS reconnects); c3's path cut for 30 s",
 			Act: func(ctx context.Context, r *Run) error {
+				c4 := []string{"ana-quic", "bo-quic", "bo-ws"}
+				// migrate tells devs at once that the network changed and
+				// notes how each took it: raw QUIC moves its connection to a
+				// new socket (or, when the new path fails its probe, drops
+				// it and resumes on a new one); a WebSocket drops its
+				// connection and resumes on a new one. Resume times count
+				// from the change, so they include the migration.
+				migrate := func(fault string, devs []string) error {
+					var wg sync.WaitGroup
+					errs := make([]error, len(devs))
+					for i, d := range devs {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							line, err := r.Device(ctx, d, "migrate", "migrated", 20*time.Second)
+							if err != nil {
+								errs[i] = err
+								return
+							}
+							r.C.log.Info("migration", "fault", fault, "device", d, "result", line)
+							r.Note("%s: %s %s", fault, d, line)
+						}()
+					}
+					wg.Wait()
+					return errors.Join(errs...)
+				}
 				if err := sleep(ctx, 5*time.Second); err != nil {
 					return err
 				}
+				// The address changes tell only the QUIC devices: the
+				// WebSocket device finds out by its keepalive.
 				for i := 0; i < 2; i++ {
+					fault := fmt.Sprintf("c4 address change %d", i+1)
 					start := time.Now()
 					old, cur, err := r.C.hosts["c4"].ChangeAddr(ctx)
 					if err != nil {
 						return err
 					}
 					r.C.log.Info("c4 changed address", "old", old, "new", cur)
-					for _, d := range []string{"ana-quic", "bo-quic"} {
-						line, err := r.Device(ctx, d, "migrate", "migrated", 20*time.Second)
-						if err != nil {
-							return err
-						}
-						r.C.log.Info("migration", "device", d, "result", line)
+					r.Fault(fault, start, time.Now(), c4...)
+					if err := migrate(fault, c4[:2]); err != nil {
+						return err
 					}
-					r.Fault(fmt.Sprintf("c4 address change %d", i+1), start, time.Now(), "ana-quic", "bo-quic", "bo-ws")
+					if err := sleep(ctx, 5*time.Second); err != nil {
+						return err
+					}
+				}
+				// The link moves tell every device, as a phone's system
+				// tells its apps when the default network changes.
+				for _, to := range []string{"cellular", "Wi-Fi"} {
+					fault := "c4 moved to " + to
+					start := time.Now()
+					old, cur, err := r.C.hosts["c4"].MoveLink(ctx)
+					if err != nil {
+						return err
+					}
+					r.C.log.Info("c4 moved to another link", "to", to, "old", old, "new", cur)
+					r.Fault(fault, start, time.Now(), c4...)
+					if err := migrate(fault, c4); err != nil {
+						return err
+					}
 					if err := sleep(ctx, 5*time.Second); err != nil {
 						return err
 					}
