@@ -36,7 +36,14 @@ type QUICOptions struct {
 	LocalAddr string
 	// Transport, when set, is a UDP socket shared by many connections
 	// (load generators holding thousands); the caller closes it. Such a
-	// connection can still Migrate to a socket of its own.
+	// connection can still Migrate to a socket of its own, but only about
+	// twice: a shared socket needs connection IDs to tell its connections
+	// apart, and an edge on quic-go v0.64 keeps one of the few this client
+	// gives it for good on every path it moves to (Migrate, or a NAT
+	// rebinding), after which it can validate no new path; Migrate then
+	// fails and the Client resumes on a new connection. A connection on a
+	// socket of its own (Transport nil) uses zero-length connection IDs
+	// and can move any number of times.
 	Transport *quic.Transport
 }
 
@@ -96,7 +103,7 @@ func QUIC(addr string, o QUICOptions) Dialer {
 		}
 		t, own := o.Transport, o.Transport == nil
 		if own {
-			if t, err = newUDPTransport(o.LocalAddr); err != nil {
+			if t, err = newUDPTransport(o.LocalAddr, noConnIDs{}, 0); err != nil {
 				return nil, err
 			}
 		}
@@ -118,7 +125,7 @@ func QUIC(addr string, o QUICOptions) Dialer {
 			return nil, err
 		}
 		q := &quicTransport{Conn: streamframe.NewConn(str, syncproto.MaxFrameSize), conn: conn,
-			local: o.LocalAddr, addr: t.Conn.LocalAddr()}
+			local: o.LocalAddr, cidGen: t.ConnectionIDGenerator, cidLen: t.ConnectionIDLength, addr: t.Conn.LocalAddr()}
 		if own {
 			q.trs = []*quic.Transport{t}
 		}
@@ -127,7 +134,11 @@ func QUIC(addr string, o QUICOptions) Dialer {
 	}
 }
 
-func newUDPTransport(local string) (*quic.Transport, error) {
+// newUDPTransport opens a UDP socket on local for QUIC, with the given
+// connection ID generator and length (quic.Transport's fields: a socket
+// that a connection moves to must read the connection IDs it was dialed
+// with).
+func newUDPTransport(local string, gen quic.ConnectionIDGenerator, cidLen int) (*quic.Transport, error) {
 	if local == "" {
 		local = ":0"
 	}
@@ -135,14 +146,38 @@ func newUDPTransport(local string) (*quic.Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: udp socket: %w", err)
 	}
-	return &quic.Transport{Conn: pc}, nil
+	return &quic.Transport{Conn: pc, ConnectionIDGenerator: gen, ConnectionIDLength: cidLen}, nil
 }
+
+// noConnIDs gives the connection of a socket that carries only one
+// zero-length connection IDs (RFC 9000 sec. 5.1; quic.Dial does the
+// same). The edge then needs no connection ID from this client to
+// validate a path the connection moves to. With IDs it runs out:
+// quic-go v0.64.1's server validates each new client address with a
+// fresh ID of this client's and never retires the one of the path it
+// switches to (pathManager.SwitchToPath retires only the others';
+// connIDManager keeps it in pathProbing for good), while it holds only
+// three (active_connection_id_limit 4, less the handshake's, which gets
+// no replacement): one in use and two to spare. After two switches (two
+// moves, or one network change whose NAT rebinding it follows first) it
+// skips the next path's validation ("no connection ID is available")
+// and the move fails.
+type noConnIDs struct{}
+
+func (noConnIDs) GenerateConnectionID() (quic.ConnectionID, error) {
+	return quic.ConnectionIDFromBytes(nil), nil
+}
+func (noConnIDs) ConnectionIDLen() int { return 0 }
 
 // quicTransport is a raw QUIC connection's control stream.
 type quicTransport struct {
 	*streamframe.Conn
 	conn  *quic.Conn
 	local string
+	// The connection ID settings of the socket it was dialed on, for the
+	// sockets it moves to.
+	cidGen quic.ConnectionIDGenerator
+	cidLen int
 
 	mu   sync.Mutex
 	trs  []*quic.Transport // every socket the connection has used
@@ -158,7 +193,7 @@ const probeTimeout = 5 * time.Second
 // then switch. The old sockets stay open until the connection ends
 // (closing one would kill the connection).
 func (q *quicTransport) migrate(ctx context.Context) error {
-	t, err := newUDPTransport(q.local)
+	t, err := newUDPTransport(q.local, q.cidGen, q.cidLen)
 	if err != nil {
 		return err
 	}
