@@ -269,7 +269,7 @@ func (c *Client) run() {
 		c.wake(c.outC)
 		c.wg.Add(1)
 		go c.keepalive(l)
-		if dg, ok := l.t.(datagrammer); ok {
+		if dg, ok := inner(l.t).(datagrammer); ok {
 			c.wg.Add(1)
 			go c.readDatagrams(l, dg)
 		}
@@ -320,7 +320,7 @@ func (c *Client) keepalive(l *link) {
 		// Only silence means a dead path; a refusal (rate limit) does not.
 		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
 			c.log.Debug("keepalive failed; reconnecting", "err", err)
-			l.fail(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "keepalive: %v", err))
+			l.drop(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "keepalive: %v", err))
 			return
 		}
 	}
@@ -742,7 +742,8 @@ type migrator interface {
 // Migrate moves the connection to a new local UDP socket, as after a
 // network change (Wi-Fi to cellular): over raw QUIC the connection and
 // its session survive. Where that is not possible (another transport, or
-// the new path fails), Migrate drops the connection and the Client
+// the new path fails), Migrate drops the connection at once (the old
+// network is presumed gone: no goodbye is waited for) and the Client
 // reconnects and resumes by its watermarks; it returns the migration's
 // error then. Either way no message is lost or repeated.
 func (c *Client) Migrate(ctx context.Context) error {
@@ -752,27 +753,27 @@ func (c *Client) Migrate(ctx context.Context) error {
 	if l == nil {
 		return ErrCannotMigrate
 	}
-	m, ok := l.t.(migrator)
+	m, ok := inner(l.t).(migrator)
 	if !ok {
-		l.fail(ErrCannotMigrate)
+		l.drop(ErrCannotMigrate)
 		return ErrCannotMigrate
 	}
 	if err := m.migrate(ctx); err != nil {
-		l.fail(err)
+		l.drop(err)
 		return err
 	}
 	return nil
 }
 
 // LocalAddr is the local address of the current connection when the
-// transport reports one (raw QUIC), else nil.
+// transport reports one (raw QUIC, also through Failover), else nil.
 func (c *Client) LocalAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cur == nil {
 		return nil
 	}
-	if q, ok := c.cur.t.(interface{ localAddr() net.Addr }); ok {
+	if q, ok := inner(c.cur.t).(interface{ localAddr() net.Addr }); ok {
 		return q.localAddr()
 	}
 	return nil

@@ -28,17 +28,13 @@ func Failover(dialers ...Dialer) Dialer {
 				mu.Lock()
 				cur = k
 				mu.Unlock()
-				ft := &failoverTransport{Transport: t, moved: func() {
+				return &failoverTransport{Transport: t, moved: func() {
 					mu.Lock()
 					if cur == k {
 						cur = (k + 1) % len(dialers)
 					}
 					mu.Unlock()
-				}}
-				if ro, ok := t.(requestOpener); ok {
-					return &failoverStreams{failoverTransport: ft, ro: ro}, nil
-				}
-				return ft, nil
+				}}, nil
 			}
 			errs = append(errs, err)
 			if ctx.Err() != nil {
@@ -54,11 +50,18 @@ func Failover(dialers ...Dialer) Dialer {
 
 // failoverTransport moves the next dial to another edge when the
 // connection ends with an error (the edge died, refused the hello, or
-// sent GoAway).
+// sent GoAway). The client finds what else the connection can do (request
+// streams, datagrams, Migrate, LocalAddr) on the transport it wraps
+// (unwrap).
 type failoverTransport struct {
 	Transport
 	moved func()
 }
+
+var (
+	_ unwrapper = (*failoverTransport)(nil)
+	_ aborter   = (*failoverTransport)(nil)
+)
 
 func (f *failoverTransport) Close(err error) error {
 	if err != nil {
@@ -67,22 +70,15 @@ func (f *failoverTransport) Close(err error) error {
 	return f.Transport.Close(err)
 }
 
-// failoverStreams is a failoverTransport whose transport has request
-// streams (requestOpener).
-type failoverStreams struct {
-	*failoverTransport
-	ro requestOpener
-}
-
-func (f *failoverStreams) openRequest(ctx context.Context) (Transport, error) {
-	return f.ro.openRequest(ctx)
-}
-
-// migrate passes Client.Migrate through to a transport that can move.
-func (f *failoverTransport) migrate(ctx context.Context) error {
-	m, ok := f.Transport.(migrator)
-	if !ok {
-		return ErrCannotMigrate
+// abort is Close without the wrapped transport's goodbye, if it has one.
+func (f *failoverTransport) abort(err error) error {
+	if err != nil {
+		f.moved()
 	}
-	return m.migrate(ctx)
+	if a, ok := f.Transport.(aborter); ok {
+		return a.abort(err)
+	}
+	return f.Transport.Close(err)
 }
+
+func (f *failoverTransport) unwrap() Transport { return f.Transport }

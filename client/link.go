@@ -32,7 +32,43 @@ func WebSocket(url string) Dialer {
 		if err != nil {
 			return nil, err
 		}
-		return wsframe.NewConn(c, syncproto.MaxFrameSize), nil
+		return &wsTransport{Conn: wsframe.NewConn(c, syncproto.MaxFrameSize), ws: c}, nil
+	}
+}
+
+// wsTransport is a WebSocket connection.
+type wsTransport struct {
+	*wsframe.Conn
+	ws *websocket.Conn
+}
+
+var _ aborter = (*wsTransport)(nil)
+
+// abort closes the connection without the close handshake, which would
+// wait up to 5 s for an edge that cannot answer.
+func (w *wsTransport) abort(error) error { return w.ws.CloseNow() }
+
+// aborter is a Transport whose Close says goodbye and waits for the
+// answer (a WebSocket close handshake), and that can also close at once
+// (abort) when the connection is presumed dead.
+type aborter interface {
+	abort(err error) error
+}
+
+// unwrapper is a Transport that wraps another (Failover's).
+type unwrapper interface {
+	unwrap() Transport
+}
+
+// inner is the transport under any wrappers: the one whose capabilities
+// (requestOpener, datagrammer, migrator, localAddr) the connection has.
+func inner(t Transport) Transport {
+	for {
+		u, ok := t.(unwrapper)
+		if !ok {
+			return t
+		}
+		t = u.unwrap()
 	}
 }
 
@@ -67,7 +103,7 @@ func (l *link) write(ctx context.Context, f *syncpb.Frame) error {
 // request sends f with a fresh id and waits for the frame answering it. An
 // Error frame is returned as a *syncproto.Error.
 func (l *link) request(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
-	if ro, ok := l.t.(requestOpener); ok && onOwnStream(f) {
+	if ro, ok := inner(l.t).(requestOpener); ok && onOwnStream(f) {
 		return l.requestOnStream(ctx, ro, f)
 	}
 	id := l.nextID.Add(1)
@@ -113,11 +149,20 @@ func (l *link) answer(f *syncpb.Frame) bool {
 	return ok
 }
 
-// fail ends the link once: waiters get errLinkDown.
-func (l *link) fail(err error) {
+// fail ends the link once: waiters get errLinkDown, and the transport is
+// closed (politely: a WebSocket close handshake waits for the edge).
+func (l *link) fail(err error) { l.end(err, false) }
+
+// drop ends the link like fail, for a connection presumed dead (its
+// network went away, or it stopped answering): the transport is closed
+// at once where it can be (aborter), so the next connection need not
+// wait for a goodbye that cannot be answered.
+func (l *link) drop(err error) { l.end(err, true) }
+
+func (l *link) end(err error, now bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.err != nil {
+		l.mu.Unlock()
 		return
 	}
 	if err == nil {
@@ -125,6 +170,11 @@ func (l *link) fail(err error) {
 	}
 	l.err = err
 	close(l.done)
+	l.mu.Unlock()
+	if a, ok := l.t.(aborter); ok && now {
+		_ = a.abort(err)
+		return
+	}
 	_ = l.t.Close(err)
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -37,7 +38,8 @@ type quicEdge struct {
 
 	mu       sync.Mutex
 	sessions int
-	ctl      *streamframe.Conn // the current session's control stream
+	conn     *quic.Conn        // the current session's connection
+	ctl      *streamframe.Conn // and its control stream
 	seq      uint64
 	acked    map[string]uint64 // client_msg_id -> seq
 }
@@ -86,7 +88,7 @@ func (e *quicEdge) serve(ctx context.Context, conn *quic.Conn) {
 	}
 	e.mu.Lock()
 	e.sessions++
-	e.ctl = ctl
+	e.conn, e.ctl = conn, ctl
 	err = ctl.WriteFrame(ctx, &syncpb.Frame{Id: hello.Id, Body: &syncpb.Frame_Welcome{Welcome: &syncpb.Welcome{
 		Version: syncproto.ProtocolVersion, UserId: "u_a", DeviceId: "d_a", KeepaliveMs: 60_000}}})
 	e.mu.Unlock()
@@ -150,6 +152,16 @@ func (e *quicEdge) commit(ctx context.Context, clientMsgID string, body []byte) 
 		_ = e.ctl.WriteFrame(ctx, &syncpb.Frame{Body: &syncpb.Frame_Deliver{Deliver: &syncpb.Deliver{Messages: []*syncpb.Message{m}}}})
 	}
 	return e.seq
+}
+
+// sendDatagram sends b on the current session's connection.
+func (e *quicEdge) sendDatagram(b []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn == nil {
+		return errors.New("no session")
+	}
+	return e.conn.SendDatagram(b)
 }
 
 func (e *quicEdge) stats() (sessions int, seq uint64) {

@@ -59,7 +59,7 @@ func (c *Client) Typing(ctx context.Context, conv string, typing bool) error {
 	if l == nil {
 		return ErrNotConnected
 	}
-	if dg, ok := l.t.(datagrammer); ok {
+	if dg, ok := inner(l.t).(datagrammer); ok {
 		b, err := syncproto.AppendDatagram(nil, t)
 		if err == nil && dg.sendDatagram(b) == nil {
 			return nil
