@@ -331,10 +331,10 @@ func TestSessionsOverQUICWebTransportAndWebSocket(t *testing.T) {
 	}
 }
 
-// A raw-QUIC device moves to new UDP sockets while messages flow both
-// ways: same connection (no reconnect), nothing lost or repeated. A move
-// the edge refuses (quic-go tracks at most 3 new paths per 5 s, against
-// address churn) falls back to reconnect-and-resume, also without loss.
+// A raw-QUIC device moves to new UDP sockets three times while messages
+// flow both ways: same connection (no reconnect), nothing lost or
+// repeated. (The SDK's zero-length client connection IDs are what let a
+// connection move more than twice: client/migrate_test.go.)
 func TestSessionsQUICMigration(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	phoneRC, phoneS := s.user(t, "acme", "phone")
@@ -374,19 +374,20 @@ func TestSessionsQUICMigration(t *testing.T) {
 		t.Fatalf("the phone reconnected: %d connections, want 1 (migration should keep it)", n)
 	}
 
-	// A third move within 5 s: whether the edge takes it or not, nothing
-	// is lost; if not, the client reconnects.
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	// A third move within 5 s of the others.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	err = phone.c.Migrate(ctx)
 	cancel()
-	t.Logf("third move: %v (connections %d)", err, phone.c.Connections())
+	if err != nil {
+		t.Fatalf("third move: %v", err)
+	}
 	sendAll(t, g.ID, 10, both)
 	total = lastSeq(t, peerRC, g.ID)
 	for name, d := range both {
 		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
 	}
-	if err != nil && phone.c.Connections() < 2 {
-		t.Fatalf("a failed migration must reconnect; connections %d", phone.c.Connections())
+	if n := phone.c.Connections(); n != 1 {
+		t.Fatalf("the phone reconnected after the third move: %d connections, want 1", n)
 	}
 }
 
