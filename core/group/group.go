@@ -51,13 +51,14 @@ var DefaultTiming = Timing{
 	ElectionTimeout:    1000 * time.Millisecond,
 	LeaderLeaseTimeout: 500 * time.Millisecond,
 	// CommitTimeout is how often (randomised up to twice) an idle leader
-	// sends AppendEntries just to carry the commit index to followers:
-	// every group on every node pays it. An idle 3-node region of 17
-	// groups spent 46% of a core at 50 ms, 30% at 250 ms, 24% at 500 ms
-	// (heartbeats are most of the rest): CPU that loaded 2-core machines
-	// took from the messages. Commits and leader reads do not wait for it;
-	// only a follower's own copy lags, by up to twice this after a burst.
-	CommitTimeout:     500 * time.Millisecond,
+	// sends AppendEntries just to carry the commit index to followers, so
+	// it is also how long after a lone write a follower's own copy lags.
+	// Presence lookups read membership from the answering node's copies:
+	// at 500 ms a device connecting right after a conversation was created
+	// could miss its members for good (testnet scenario 5). Every group on
+	// every node pays it: an idle 3-node region of 17 groups spends 46% of
+	// a core at 50 ms, 24% at 500 ms. Commits do not wait for it.
+	CommitTimeout:     50 * time.Millisecond,
 	SnapshotInterval:  60 * time.Second,
 	SnapshotThreshold: 16384,
 	TrailingLogs:      10240,
