@@ -17,9 +17,14 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-func openDB(tb testing.TB, dir string) *badger.DB {
+// openDB opens a test DB with small memtables; openDBB one for
+// benchmarks, with larger ones.
+func openDB(tb testing.TB, dir string) *badger.DB  { return openDBSized(tb, dir, 8<<20) }
+func openDBB(tb testing.TB, dir string) *badger.DB { return openDBSized(tb, dir, 32<<20) }
+
+func openDBSized(tb testing.TB, dir string, memtable int64) *badger.DB {
 	tb.Helper()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20))
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(memtable))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -244,15 +249,6 @@ func BenchmarkPublishAndMerge(b *testing.B) {
 	s, stop := runService(b, db, nc, Config{Region: "r1"})
 	defer stop()
 	benchPublishAndMerge(b, []testNode{{db: db, s: s}})
-}
-
-func openDBB(tb testing.TB, dir string) *badger.DB {
-	tb.Helper()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(32 << 20))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return db
 }
 
 // A node whose position is behind the stream's retention (here: the
