@@ -299,44 +299,72 @@ func (p *presenceService) publish(changes []presence.Change) {
 // getPresence answers a lookup: the state of every user sharing a
 // conversation with the caller (empty user_ids: all of them up to
 // MaxWatch, large groups skipped), or of those of user_ids who do (the
-// rest are left out). Membership is read from this node's copies of the
-// shards, which may lag their leaders by a few entries.
-func (n *Node) getPresence(req *syncpb.CoreRequest) *syncpb.CoreResponse {
-	p, caller := n.presence, req.GetCaller()
+// rest are left out). Membership is read on every shard's leader (as a
+// sync is), so a conversation acknowledged before the lookup is in it: a
+// follower's copy may lag its leader by up to two CommitTimeouts.
+func (n *Node) getPresence(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	if resp := n.checkPresenceLookup(req); resp != nil {
+		return resp
+	}
+	resps, err := n.everyShard(ctx, req)
+	if err != nil {
+		return &syncpb.CoreResponse{Error: err}
+	}
+	seen := map[string]bool{}
+	var list []*syncpb.PresenceUpdate
+	for _, r := range resps {
+		for _, u := range r.GetPresence().GetUsers() {
+			if !seen[u.UserId] && len(list) < n.presence.cfg.MaxWatch {
+				seen[u.UserId] = true
+				list = append(list, u)
+			}
+		}
+	}
+	slices.SortFunc(list, func(a, b *syncpb.PresenceUpdate) int { return strings.Compare(a.UserId, b.UserId) })
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Presence{Presence: &syncpb.PresenceList{Users: list}}}
+}
+
+// checkPresenceLookup returns the error response for a lookup that may
+// not be made, or nil.
+func (n *Node) checkPresenceLookup(req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	caller := req.GetCaller()
 	if !syncproto.ValidID(caller.GetUserId()) || !syncproto.ValidID(caller.GetWorkspaceId()) {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
 	}
-	if p.isOff(caller.GetWorkspaceId()) {
+	if n.presence.isOff(caller.GetWorkspaceId()) {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
 	}
-	ids := req.GetGetPresence().GetUserIds()
-	if err := syncproto.ValidatePresenceSubscribe(&syncpb.PresenceSubscribe{UserIds: ids}); err != nil {
+	if err := syncproto.ValidatePresenceSubscribe(&syncpb.PresenceSubscribe{UserIds: req.GetGetPresence().GetUserIds()}); err != nil {
 		return errorResponse(err)
 	}
+	return nil
+}
+
+// shardPresence is one shard's part of a lookup, on its leader after a
+// read barrier: the caller's contacts in that shard, with their state.
+func (n *Node) shardPresence(mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	if resp := n.checkPresenceLookup(req); resp != nil {
+		return resp
+	}
 	var only map[string]bool
-	if len(ids) > 0 {
+	if ids := req.GetGetPresence().GetUserIds(); len(ids) > 0 {
 		only = make(map[string]bool, len(ids))
 		for _, id := range ids {
 			only[id] = true
 		}
 	}
 	found := map[string]bool{}
-	for i := 0; i < n.cfg.ShardCount; i++ {
-		cl, ok := n.groups[shardGroup(i)].sm.(contactLister)
-		if !ok {
-			continue
-		}
-		if err := cl.Contacts(caller, only, p.cfg.MaxWatch, found); err != nil {
+	if cl, ok := mem.sm.(contactLister); ok {
+		if err := cl.Contacts(req.GetCaller(), only, n.presence.cfg.MaxWatch, found); err != nil {
 			return errorResponse(fmt.Errorf("core: presence contacts: %w", err))
 		}
 	}
 	list := make([]*syncpb.PresenceUpdate, 0, len(found))
-	p.mu.Lock()
+	n.presence.mu.Lock()
 	for u := range found {
-		list = append(list, p.table.State(u))
+		list = append(list, n.presence.table.State(u))
 	}
-	p.mu.Unlock()
-	slices.SortFunc(list, func(a, b *syncpb.PresenceUpdate) int { return strings.Compare(a.UserId, b.UserId) })
+	n.presence.mu.Unlock()
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Presence{Presence: &syncpb.PresenceList{Users: list}}}
 }
 

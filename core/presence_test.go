@@ -100,7 +100,7 @@ func TestRegionPresence(t *testing.T) {
 	us := r.setupUsers("ana", "bo", "cy", "dee")
 	ana, bo, cy, dee := us[0], us[1], us[2], us[3]
 	conv := r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
-	// Membership reads for presence are local: wait for every replica.
+	// Every replica holds the group before the edge reports anyone.
 	for _, n := range r.live() {
 		waitCond(t, "group on every replica", func() bool { _, err := localLastSeq(n, ana, conv); return err == nil })
 	}
@@ -252,4 +252,29 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 		d := p.GetLastSeenUnixMs() - seen
 		return !p.GetOnline() && p.GetLastSeenUnixMs() != 0 && d > -5000 && d < 5000
 	})
+}
+
+// A lookup made right after a conversation is created sees its members,
+// whichever node answers: membership is read on the shards' leaders, not
+// on a follower's copy, which here lags by up to 10 s (CommitTimeout 5 s:
+// followers learn of the commit only from the next AppendEntries).
+func TestRegionPresenceLookupSeesNewConversation(t *testing.T) {
+	timing := testTiming
+	timing.CommitTimeout = 5 * time.Second
+	r := newTestRegion(t, 3, timing)
+	us := r.setupUsers("ana", "bo", "cy")
+	ana, bo, cy := us[0], us[1], us[2]
+	r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
+	// The API subject's queue group spreads the lookups over the nodes.
+	for i := range 12 {
+		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: ana,
+			Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{}}})
+		got := map[string]bool{}
+		for _, u := range resp.GetPresence().GetUsers() {
+			got[u.UserId] = true
+		}
+		if len(got) != 2 || !got[bo.UserId] || !got[cy.UserId] {
+			t.Fatalf("lookup %d right after the group was created: %v, want bo and cy", i, got)
+		}
+	}
 }

@@ -241,7 +241,7 @@ func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreReq
 	case *syncpb.CoreRequest_Sync:
 		return n.sync(ctx, req)
 	case *syncpb.CoreRequest_GetPresence:
-		return n.getPresence(req)
+		return n.getPresence(ctx, req)
 	case *syncpb.CoreRequest_RegisterUser, *syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers,
 		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
 		*syncpb.CoreRequest_RevokeDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_UpdateWorkspace:
@@ -281,7 +281,7 @@ func isRead(req *syncpb.CoreRequest) bool {
 	case *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ListConversations, *syncpb.CoreRequest_History,
 		*syncpb.CoreRequest_Sync, *syncpb.CoreRequest_GetReceipts,
 		*syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers, *syncpb.CoreRequest_ListDevices,
-		*syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_GetWorkspace:
+		*syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_GetPresence:
 		return true
 	}
 	return false
@@ -363,6 +363,9 @@ func (n *Node) local(ctx context.Context, mem *member, req *syncpb.CoreRequest) 
 	}
 	if req.GetGetReceipts() != nil {
 		return n.getReceipts(ctx, mem, req)
+	}
+	if req.GetGetPresence() != nil {
+		return n.shardPresence(mem, req)
 	}
 	cmd, resp, err := mem.sm.Prepare(ctx, req, n.cfg.Now())
 	if err != nil {
