@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -134,42 +135,37 @@ func Plans(o Options) map[string]Plan {
 					wg.Wait()
 					return errors.Join(errs...)
 				}
+				// change makes a network change of c4's (one that returns
+				// its old and new address), records it as a fault of all
+				// c4's devices, tells those of them in told, then lets
+				// traffic flow for 5 s.
+				change := func(fault string, told []string, do func(context.Context) (netip.Addr, netip.Addr, error)) error {
+					start := time.Now()
+					old, cur, err := do(ctx)
+					if err != nil {
+						return err
+					}
+					r.C.log.Info("c4's network changed", "fault", fault, "old", old, "new", cur)
+					r.Fault(fault, start, time.Now(), c4...)
+					if err := migrate(fault, told); err != nil {
+						return err
+					}
+					return sleep(ctx, 5*time.Second)
+				}
 				if err := sleep(ctx, 5*time.Second); err != nil {
 					return err
 				}
 				// The address changes tell only the QUIC devices: the
 				// WebSocket device finds out by its keepalive.
 				for i := 0; i < 2; i++ {
-					fault := fmt.Sprintf("c4 address change %d", i+1)
-					start := time.Now()
-					old, cur, err := r.C.hosts["c4"].ChangeAddr(ctx)
-					if err != nil {
-						return err
-					}
-					r.C.log.Info("c4 changed address", "old", old, "new", cur)
-					r.Fault(fault, start, time.Now(), c4...)
-					if err := migrate(fault, c4[:2]); err != nil {
-						return err
-					}
-					if err := sleep(ctx, 5*time.Second); err != nil {
+					if err := change(fmt.Sprintf("c4 address change %d", i+1), c4[:2], r.C.hosts["c4"].ChangeAddr); err != nil {
 						return err
 					}
 				}
 				// The link moves tell every device, as a phone's system
 				// tells its apps when the default network changes.
 				for _, to := range []string{"cellular", "Wi-Fi"} {
-					fault := "c4 moved to " + to
-					start := time.Now()
-					old, cur, err := r.C.hosts["c4"].MoveLink(ctx)
-					if err != nil {
-						return err
-					}
-					r.C.log.Info("c4 moved to another link", "to", to, "old", old, "new", cur)
-					r.Fault(fault, start, time.Now(), c4...)
-					if err := migrate(fault, c4); err != nil {
-						return err
-					}
-					if err := sleep(ctx, 5*time.Second); err != nil {
+					if err := change("c4 moved to "+to, c4, r.C.hosts["c4"].MoveLink); err != nil {
 						return err
 					}
 				}
