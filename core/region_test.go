@@ -21,6 +21,7 @@ import (
 
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -131,7 +132,7 @@ func (r *testRegion) start(i int) error {
 	node, err := core.New(r.nodes[i].cfg)
 	// A restarted node binds the addresses it had; another test process
 	// may hold one for a moment (freeAddr cannot reserve them).
-	for try := 0; err != nil && errors.Is(err, syscall.EADDRINUSE) && try < 50; try++ {
+	for try := 0; err != nil && (errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, natsembed.ErrListen)) && try < 50; try++ {
 		time.Sleep(100 * time.Millisecond)
 		node, err = core.New(r.nodes[i].cfg)
 	}

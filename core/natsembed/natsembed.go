@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -63,6 +64,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// ErrListen is returned (wrapped, with the server's message) by Start when
+// a listener cannot bind its address.
+var ErrListen = errors.New("natsembed: listen failed")
 
 // Server is a running embedded NATS server.
 type Server struct {
@@ -128,11 +133,21 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: new server: %w", err)
 	}
-	srv.SetLoggerV2(&logAdapter{log: log.With("component", "nats")}, false, false, false)
+	logs := &logAdapter{log: log.With("component", "nats")}
+	srv.SetLoggerV2(logs, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("natsembed: server %s not ready within %s", cfg.Name, cfg.ReadyTimeout)
+	// A listener that cannot bind (the port is taken) fails at once: the
+	// server logs it as fatal and would otherwise be waited on in vain.
+	deadline := time.Now().Add(cfg.ReadyTimeout)
+	for !srv.ReadyForConnections(min(100*time.Millisecond, cfg.ReadyTimeout)) {
+		if msg := logs.fatal.Load(); msg != nil {
+			srv.Shutdown()
+			return nil, fmt.Errorf("natsembed: server %s: %w: %s", cfg.Name, ErrListen, *msg)
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return nil, fmt.Errorf("natsembed: server %s not ready within %s", cfg.Name, cfg.ReadyTimeout)
+		}
 	}
 	return &Server{srv: srv, log: log}, nil
 }
@@ -182,13 +197,21 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// logAdapter routes the NATS server's log into slog. NATS notices are
-// frequent and routine, so they go to Debug.
-type logAdapter struct{ log *slog.Logger }
+// logAdapter routes the NATS server's log into slog (notices are frequent
+// and routine, so they go to Debug) and keeps the first fatal message (a
+// listener that could not bind).
+type logAdapter struct {
+	log   *slog.Logger
+	fatal atomic.Pointer[string]
+}
 
 func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Tracef(format string, v ...any)  {}
+func (l *logAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.fatal.CompareAndSwap(nil, &msg)
+	l.log.Error(msg)
+}
+func (l *logAdapter) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Tracef(format string, v ...any) {}

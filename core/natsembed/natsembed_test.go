@@ -1,6 +1,7 @@
 package natsembed
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -55,6 +56,30 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// A taken port fails Start at once with ErrListen, not after ReadyTimeout.
+func TestStartFailsFastOnTakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	for _, cfg := range []Config{
+		{Name: "client", ClientAddr: taken},
+		{Name: "cluster", ClusterAddr: taken, Routes: []string{freeAddr(t)}},
+	} {
+		cfg.ReadyTimeout = time.Hour
+		s, err := Start(cfg)
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: Start on a taken port succeeded", cfg.Name)
+		}
+		if !errors.Is(err, ErrListen) {
+			t.Fatalf("%s: Start = %v, want ErrListen", cfg.Name, err)
+		}
 	}
 }
 
