@@ -69,6 +69,9 @@ type sdkBenchConfig struct {
 	URL         string // edge base URL (http://host:port); unused with Self
 	UDP         string // the edge's QUIC/WebTransport address (default: -url's host, port 8443)
 	Self        bool   // start a serve system in this process
+	Region      bool   // start RegionCores core and RegionEdges edge processes
+	RegionCores int
+	RegionEdges int
 	Shards      int    // of the Self system
 	DataDir     string // of the Self system ("" = a temp dir, removed after)
 	Clients     int
@@ -118,15 +121,17 @@ func (c sdkBenchConfig) Validate() error {
 		return fmt.Errorf("-edge-pid %d is negative", c.EdgePID)
 	case c.Typing < 0 || c.TypingRate < 0 || c.TypingBurst < 0:
 		return errors.New("-typing, -typing-rate and -typing-burst must not be negative")
+	case c.Region && (c.RegionCores < 1 || c.RegionEdges < 1):
+		return errors.New("-region-cores and -region-edges must be positive")
 	}
-	if !c.Self {
+	if !c.Self && !c.Region {
 		for _, u := range strings.Split(c.URL, ",") {
 			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 				return fmt.Errorf("-url %q: want http://host:port or https://host:port (comma-separated for several edges)", c.URL)
 			}
 		}
 	}
-	if c.Transport != "ws" && !c.Self && len(strings.Split(c.UDP, ",")) != len(strings.Split(c.URL, ",")) {
+	if c.Transport != "ws" && !c.Self && !c.Region && len(strings.Split(c.UDP, ",")) != len(strings.Split(c.URL, ",")) {
 		return fmt.Errorf("-udp %q: want one UDP address per -url edge", c.UDP)
 	}
 	return nil
@@ -159,8 +164,11 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs.StringVar(&cfg.UDP, "udp", "", "with -url and quic/wt: the edge's UDP address (default: -url's host, port 8443)")
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of a running edge or parley serve (users go into a new workspace; its sessions are at /v1/ws)")
 	fs.BoolVar(&cfg.Self, "self", false, "start a serve system in this process on a temp data dir instead of using -url")
+	fs.BoolVar(&cfg.Region, "region", false, "start a region of processes of this binary on loopback instead of using -url: -region-cores `parley core` and -region-edges `parley edge` (data and logs in -data or a temp dir)")
+	fs.IntVar(&cfg.RegionCores, "region-cores", 3, "core processes of the -region system")
+	fs.IntVar(&cfg.RegionEdges, "region-edges", 2, "edge processes of the -region system (clients spread over them)")
 	fs.IntVar(&cfg.Shards, "shards", 16, "shards of the -self system")
-	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the -self system (default: a temp dir, removed after)")
+	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the -self or -region system (default: a temp dir, removed after)")
 	fs.IntVar(&cfg.Clients, "clients", 20, "device sessions that send and receive (one user each)")
 	fs.IntVar(&cfg.Convs, "convs", 0, "conversations (default: clients/group-size rounded up, every client in one)")
 	fs.IntVar(&cfg.GroupSize, "group-size", 5, "members per conversation (2: 1:1 conversations)")
@@ -188,7 +196,7 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	default:
 		return cfg, fmt.Errorf("-transport %q: want http, ws, quic or wt", cfg.Transport)
 	}
-	if cfg.UDP == "" && !cfg.Self {
+	if cfg.UDP == "" && !cfg.Self && !cfg.Region {
 		var udps []string
 		for _, s := range strings.Split(cfg.URL, ",") {
 			if u, err := url.Parse(s); err == nil {
@@ -199,8 +207,8 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	}
 	urlSet := false
 	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
-	if cfg.Self && urlSet {
-		return cfg, errors.New("use -url or -self, not both")
+	if (cfg.Self && cfg.Region) || (urlSet && (cfg.Self || cfg.Region)) {
+		return cfg, errors.New("use one of -url, -self and -region")
 	}
 	if cfg.Convs == 0 {
 		cfg.Convs = (cfg.Clients + cfg.GroupSize - 1) / max(cfg.GroupSize, 1)
@@ -257,6 +265,25 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		cfg.UDP = s.edge.UDPAddr().String()
 		target = "self (serve in this process) at " + base
 		probe = selfProbe{sys: s}
+	} else if cfg.Region {
+		dir := cfg.DataDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "parley-bench-region-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			dir = tmp
+		}
+		r, err := startRegionProcs(ctx, dir, cfg.RegionCores, cfg.RegionEdges)
+		if err != nil {
+			return fmt.Errorf("start the -region system: %w", err)
+		}
+		defer r.Close()
+		edges, base = r.urls, r.urls[0]
+		cfg.UDP = strings.Join(r.udps, ",")
+		target = fmt.Sprintf("region (%d core and %d edge processes on loopback, %s)", cfg.RegionCores, cfg.RegionEdges, strings.Join(r.urls, ","))
+		probe = pidProbe{pid: r.pid("e1")}
 	} else if cfg.EdgePID > 0 {
 		probe = pidProbe{pid: cfg.EdgePID}
 	}
@@ -361,6 +388,9 @@ type sdkResult struct {
 	Reconnects int           `json:"reconnects"` // sessions re-established by the clients
 	Idle       *idleResult   `json:"idle,omitempty"`
 	Typing     *typingResult `json:"typing,omitempty"`
+	// Machine is the whole machine's CPU split over the measured window
+	// (absent where /proc/stat is not readable).
+	Machine *cpuShare `json:"machine,omitempty"`
 }
 
 // deliveryCheck compares, for the whole run, every acknowledged message
@@ -414,6 +444,9 @@ func printSDKResult(w io.Writer, r *sdkResult) {
 	c := r.Check
 	fmt.Fprintf(w, "check (whole run): %d acked messages, %d deliveries expected, %d delivered, %d missing (after waiting %.1fs), %d duplicates, %d out of order, %d delivered though their send failed; %d reconnects; load after %s\n",
 		c.AckedMessages, c.Expected, c.Delivered, c.Missing, c.StraggleSec, c.Duplicates, c.OutOfOrder, c.DeliveredUnacked, r.Reconnects, r.LoadAfter)
+	if r.Machine != nil {
+		fmt.Fprintf(w, "machine during the measured window: %v\n", r.Machine)
+	}
 	if r.Idle != nil {
 		printIdle(w, r.Idle)
 	}
@@ -531,6 +564,12 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 	b.progress("sending for %v (+%v warmup)", b.cfg.Duration, b.cfg.Warmup)
 	b.epoch = time.Now()
 	b.from, b.to = b.cfg.Warmup, b.cfg.Warmup+b.cfg.Duration
+	windowStart := make(chan cpuTimes, 1)
+	time.AfterFunc(b.cfg.Warmup, func() {
+		if t, err := readCPUTimes(); err == nil {
+			windowStart <- t
+		}
+	})
 	var wg sync.WaitGroup
 	for _, d := range senders {
 		wg.Go(func() { b.generate(ctx, d, len(senders)) })
@@ -541,6 +580,14 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 	wg.Wait() // every Send has returned
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if end, err := readCPUTimes(); err == nil {
+		select {
+		case start := <-windowStart:
+			share := end.shareSince(start)
+			res.Machine = &share
+		default:
+		}
 	}
 	straggle := time.Now()
 	if err := b.waitDelivered(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,6 +107,30 @@ func TestBenchSDKSelf(t *testing.T) {
 	}
 }
 
+// -region starts 3 core and 2 edge processes (this test binary, run as
+// parley), spreads the clients over both edges and stops them after.
+func TestBenchSDKRegion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes; skipped with -short")
+	}
+	t.Setenv(asParleyEnv, "1")
+	dir := t.TempDir()
+	r := runSDKBench(t, "-region", "-data", dir, "-clients", "4", "-group-size", "2", "-rate", "100",
+		"-warmup", "500ms", "-duration", "2s", "-straggle", "20s")
+	checkSDKResult(t, r, 4, 2)
+	if !strings.Contains(r.Target, "3 core and 2 edge processes") {
+		t.Errorf("target %q", r.Target)
+	}
+	if r.Machine == nil {
+		t.Error("no CPU split of the measured window")
+	}
+	for _, name := range []string{"n1", "n2", "n3", "e1", "e2"} {
+		if _, err := os.Stat(filepath.Join(dir, name+".log")); err != nil {
+			t.Errorf("log of %s: %v", name, err)
+		}
+	}
+}
+
 func TestBenchTransport(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -131,7 +156,11 @@ func TestBenchSDKFlags(t *testing.T) {
 		bad  string // in the error; "" for none
 	}{
 		{[]string{"-transport", "ws", "-self"}, ""},
-		{[]string{"-transport", "ws", "-self", "-url", "http://x"}, "not both"},
+		{[]string{"-transport", "ws", "-self", "-url", "http://x"}, "one of -url, -self and -region"},
+		{[]string{"-transport", "ws", "-region", "-url", "http://x"}, "one of -url, -self and -region"},
+		{[]string{"-transport", "ws", "-region", "-self"}, "one of -url, -self and -region"},
+		{[]string{"-transport", "quic", "-region"}, ""},
+		{[]string{"-transport", "ws", "-region", "-region-edges", "0"}, "-region-edges"},
 		{[]string{"-transport", "quic", "-self"}, ""},
 		{[]string{"-transport", "smoke"}, "want http, ws, quic or wt"},
 		{[]string{"-transport", "ws", "-group-size", "30"}, "-group-size"},
