@@ -55,10 +55,9 @@ var DefaultTiming = Timing{
 	// it is also how long after a lone write a follower's own copy lags.
 	// Every group on every node pays it: an idle 3-node region of 17
 	// groups spends 46% of a core at 50 ms, 24% at 500 ms. Commits do not
-	// wait for it. (At 500 ms, presence lookups, which then read the
-	// answering node's copies, missed new conversations; they now read
-	// the leaders, but a longer value is not yet tested end to end.)
-	CommitTimeout:     50 * time.Millisecond,
+	// wait for it, and nothing answers from a follower's copy: requests,
+	// syncs and presence lookups read on the leaders after a read barrier.
+	CommitTimeout:     500 * time.Millisecond,
 	SnapshotInterval:  60 * time.Second,
 	SnapshotThreshold: 16384,
 	TrailingLogs:      10240,
