@@ -93,15 +93,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	target := cfg.Target
 	if target == "" {
-		dir := cfg.DataDir
-		if dir == "" {
-			tmp, err := os.MkdirTemp("", "parley-bench-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			dir = tmp
+		dir, cleanup, err := benchDataDir(cfg.DataDir, "parley-bench-")
+		if err != nil {
+			return err
 		}
+		defer cleanup()
 		stop, url, err := spawn(ctx, cfg.Spawn, dir, cfg.Shards)
 		if err != nil {
 			return err
@@ -142,6 +138,19 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// benchDataDir returns dir, or a new temp dir (prefix) that cleanup
+// removes; cleanup leaves a given dir alone.
+func benchDataDir(dir, prefix string) (path string, cleanup func(), err error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
 // spawn starts a system in this process and returns its edge's URL.

@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -241,15 +240,11 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			// session between the edge and the bench's own clients.
 			runtime.MemProfileRate = selfMemProfileRate
 		}
-		dir := cfg.DataDir
-		if dir == "" {
-			tmp, err := os.MkdirTemp("", "parley-bench-ws-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			dir = tmp
+		dir, cleanup, err := benchDataDir(cfg.DataDir, "parley-bench-ws-")
+		if err != nil {
+			return err
 		}
+		defer cleanup()
 		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
 			Shards: cfg.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6,
 			TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst, Logger: slog.New(slog.DiscardHandler)})
@@ -266,15 +261,11 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		target = "self (serve in this process) at " + base
 		probe = selfProbe{sys: s}
 	} else if cfg.Region {
-		dir := cfg.DataDir
-		if dir == "" {
-			tmp, err := os.MkdirTemp("", "parley-bench-region-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(tmp)
-			dir = tmp
+		dir, cleanup, err := benchDataDir(cfg.DataDir, "parley-bench-region-")
+		if err != nil {
+			return err
 		}
+		defer cleanup()
 		r, err := startRegionProcs(ctx, dir, cfg.RegionCores, cfg.RegionEdges)
 		if err != nil {
 			return fmt.Errorf("start the -region system: %w", err)
