@@ -2,8 +2,10 @@ package raftstore
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -109,4 +111,26 @@ func BenchmarkRaftbench(b *testing.B) {
 	for _, bb := range stableBenches {
 		b.Run(bb.name, func(b *testing.B) { bb.f(b, newTestStore(b, "bench")) })
 	}
+}
+
+// BenchmarkRaftCommit proposes one command at a time to a 3-node group
+// (each node its own Badger on disk, in-memory transport) and reports the
+// commit latency percentiles: what a send waits for in the store.
+func BenchmarkRaftCommit(b *testing.B) {
+	c := newRaftCluster(b, 3)
+	leader := c.leader()
+	cmd := make([]byte, 300)
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		start := time.Now()
+		if err := leader.raft.Apply(cmd, 5*time.Second).Error(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(0.999), "p999-ms")
 }

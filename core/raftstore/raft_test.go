@@ -78,11 +78,11 @@ type raftNode struct {
 }
 
 type raftCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*raftNode
 }
 
-func newRaftCluster(t *testing.T, n int) *raftCluster {
+func newRaftCluster(t testing.TB, n int) *raftCluster {
 	t.Helper()
 	c := &raftCluster{t: t}
 	var servers []raft.Server
