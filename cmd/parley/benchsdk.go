@@ -72,7 +72,7 @@ type sdkBenchConfig struct {
 	RegionCores int
 	RegionEdges int
 	Shards      int    // of the Self system
-	DataDir     string // of the Self system ("" = a temp dir, removed after)
+	DataDir     string // of the Self or Region system ("" = a temp dir, removed after)
 	Clients     int
 	Convs       int // 0: ceil(Clients/GroupSize), every client in one
 	GroupSize   int // members per conversation; 2 makes them 1:1
