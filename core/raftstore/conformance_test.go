@@ -29,6 +29,12 @@ var stores = []struct {
 	} {
 		return newTestStore(t, "conf")
 	}},
+	{"wal", func(t *testing.T) interface {
+		raft.LogStore
+		raft.StableStore
+	} {
+		return newTestWALStore(t, "conf")
+	}},
 }
 
 func testRaftLog(idx uint64, data string) *raft.Log {
@@ -165,10 +171,33 @@ func TestConformance(t *testing.T) {
 }
 
 // TestDifferential runs raft-shaped operations (append, truncate the
-// tail, compact the head) on both stores and compares them after each.
+// tail, compact the head) on raft's InmemStore and on each store, and
+// compares them after each; the WAL is also reopened now and then.
 func TestDifferential(t *testing.T) {
+	t.Run("badger", func(t *testing.T) {
+		differential(t, newTestStore(t, "diff"), nil)
+	})
+	t.Run("wal", func(t *testing.T) {
+		dir := t.TempDir()
+		w := openTestWAL(t, WALConfig{Dir: dir, SegmentSize: 64 << 10})
+		reopen := func() logStore {
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			w = openTestWAL(t, WALConfig{Dir: dir, SegmentSize: 64 << 10})
+			return mustStore(t, w, "diff")
+		}
+		differential(t, mustStore(t, w, "diff"), reopen)
+	})
+}
+
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+}
+
+func differential(t *testing.T, s logStore, reopen func() logStore) {
 	ref := raft.NewInmemStore()
-	s := newTestStore(t, "diff")
 	rng := rand.New(rand.NewPCG(1, 2))
 	next := uint64(1)
 	for step := 0; step < 300; step++ {
@@ -190,6 +219,9 @@ func TestDifferential(t *testing.T) {
 		default: // compact the head
 			to := first + rng.Uint64N(last-first+1)
 			refErr, err = ref.DeleteRange(first, to), s.DeleteRange(first, to)
+		}
+		if reopen != nil && step%50 == 49 {
+			s = reopen()
 		}
 		if err != nil || refErr != nil {
 			t.Fatalf("step %d: %v / %v", step, err, refErr)

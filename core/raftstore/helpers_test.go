@@ -93,3 +93,32 @@ func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// openTestWAL opens a WAL and closes it at cleanup.
+func openTestWAL(t testing.TB, cfg WALConfig) *WAL {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	w, err := OpenWAL(cfg)
+	if err != nil {
+		t.Fatalf("OpenWAL: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+func mustStore(t testing.TB, w *WAL, group string) *WALStore {
+	t.Helper()
+	s, err := w.Store(group)
+	if err != nil {
+		t.Fatalf("Store(%q): %v", group, err)
+	}
+	return s
+}
+
+// newTestWALStore returns a store of group in a fresh WAL.
+func newTestWALStore(t testing.TB, group string) *WALStore {
+	t.Helper()
+	return mustStore(t, openTestWAL(t, WALConfig{Dir: t.TempDir(), SegmentSize: 1 << 20}), group)
+}

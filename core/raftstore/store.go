@@ -433,15 +433,5 @@ func (s *Store) SetUint64(key []byte, val uint64) error {
 // GetUint64 returns the value SetUint64 stored under key, 0 when there is
 // none, and ErrCorrupt (wrapped) when the value is not 8 bytes.
 func (s *Store) GetUint64(key []byte) (uint64, error) {
-	v, err := s.Get(key)
-	if errors.Is(err, ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("raftstore: %s get %q: %w: %d bytes for a uint64", s.group, key, ErrCorrupt, len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
+	return getUint64(s.group, key, s.Get)
 }

@@ -271,7 +271,7 @@ func TestLargeBatchesSplit(t *testing.T) {
 	}
 }
 
-func bounds(s *Store) (uint64, uint64) {
+func bounds(s raft.LogStore) (uint64, uint64) {
 	f, _ := s.FirstIndex()
 	l, _ := s.LastIndex()
 	return f, l
