@@ -66,6 +66,7 @@ type Node struct {
 
 	db     *badger.DB
 	syncer *raftstore.Syncer
+	wal    *raftstore.WAL
 	ln     net.Listener
 	mux    *raftmux.Mux
 	groups map[string]*member
@@ -117,6 +118,17 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("core: open badger: %w", err)
 	}
 	n.syncer = raftstore.NewSyncer(n.db)
+	n.wal, err = raftstore.OpenWAL(raftstore.WALConfig{Dir: filepath.Join(cfg.DataDir, "raftwal"), Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("core: open raft wal: %w", err)
+	}
+	moved, err := raftstore.MigrateBadger(n.db, n.wal)
+	if err != nil {
+		return nil, fmt.Errorf("core: move raft logs from badger to the wal: %w", err)
+	}
+	if len(moved) > 0 {
+		n.log.Info("moved raft logs from badger to the wal", "groups", moved)
+	}
 
 	n.ln = cfg.RaftListener
 	if n.ln == nil {
@@ -255,7 +267,7 @@ func New(cfg Config) (_ *Node, err error) {
 }
 
 func (n *Node) addGroup(name string, index int, sm stateMachine) error {
-	store, err := raftstore.New(n.db, n.syncer, name)
+	store, err := n.wal.Store(name)
 	if err != nil {
 		return fmt.Errorf("core: group %s log store: %w", name, err)
 	}
@@ -386,6 +398,11 @@ func (n *Node) Close() error {
 		}
 		if n.nats != nil {
 			n.nats.Close()
+		}
+		if n.wal != nil {
+			if err := n.wal.Close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if n.syncer != nil {
 			n.syncer.Close()

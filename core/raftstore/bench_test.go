@@ -114,10 +114,17 @@ func BenchmarkRaftbench(b *testing.B) {
 }
 
 // BenchmarkRaftCommit proposes one command at a time to a 3-node group
-// (each node its own Badger on disk, in-memory transport) and reports the
-// commit latency percentiles: what a send waits for in the store.
+// (each node its own Badger or WAL on disk, in-memory transport) and
+// reports the commit latency percentiles: what a send waits for in the
+// store.
 func BenchmarkRaftCommit(b *testing.B) {
-	c := newRaftCluster(b, 3)
+	for _, store := range []string{"badger", "wal"} {
+		b.Run("store="+store, func(b *testing.B) { benchRaftCommit(b, store) })
+	}
+}
+
+func benchRaftCommit(b *testing.B, store string) {
+	c := newRaftCluster(b, 3, store)
 	leader := c.leader()
 	cmd := make([]byte, 300)
 	lat := make([]time.Duration, 0, b.N)

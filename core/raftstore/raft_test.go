@@ -61,17 +61,18 @@ func (s listSnap) Persist(sink raft.SnapshotSink) error {
 
 func (listSnap) Release() {}
 
-// raftNode is one member of a test cluster; its DB, snapshots and address
-// outlive restarts.
+// raftNode is one member of a test cluster; its store's files, snapshots
+// and address outlive restarts.
 type raftNode struct {
 	id    raft.ServerID
 	addr  raft.ServerAddress
 	dir   string
 	snaps *raft.InmemSnapshotStore
 
-	db    *badger.DB
+	db    *badger.DB // with the badger store
 	sync  *Syncer
-	store *Store
+	wal   *WAL // with the wal store
+	store logStore
 	trans *raft.InmemTransport
 	fsm   *listFSM
 	raft  *raft.Raft
@@ -79,18 +80,19 @@ type raftNode struct {
 
 type raftCluster struct {
 	t     testing.TB
+	store string // "badger" or "wal"
 	nodes []*raftNode
 }
 
-func newRaftCluster(t testing.TB, n int) *raftCluster {
+func newRaftCluster(t testing.TB, n int, store string) *raftCluster {
 	t.Helper()
-	c := &raftCluster{t: t}
+	c := &raftCluster{t: t, store: store}
 	var servers []raft.Server
 	for i := 0; i < n; i++ {
 		nd := &raftNode{
 			id:    raft.ServerID(fmt.Sprintf("n%d", i)),
 			addr:  raft.ServerAddress(fmt.Sprintf("node%d", i)),
-			dir:   filepath.Join(t.TempDir(), "badger"),
+			dir:   filepath.Join(t.TempDir(), store),
 			snaps: raft.NewInmemSnapshotStore(),
 		}
 		c.nodes = append(c.nodes, nd)
@@ -121,12 +123,20 @@ func (c *raftCluster) start(boot *raft.Configuration) {
 	t := c.t
 	t.Helper()
 	for _, nd := range c.nodes {
-		db, err := OpenDB(nd.dir, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
+		if c.store == "wal" {
+			w, err := OpenWAL(WALConfig{Dir: nd.dir, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.wal, nd.store = w, mustStore(t, w, "s0")
+		} else {
+			db, err := OpenDB(nd.dir, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.db, nd.sync = db, NewSyncer(db)
+			nd.store = mustNew(t, db, nd.sync, "s0")
 		}
-		nd.db, nd.sync = db, NewSyncer(db)
-		nd.store = mustNew(t, db, nd.sync, "s0")
 		_, nd.trans = raft.NewInmemTransport(nd.addr)
 		nd.fsm = &listFSM{}
 	}
@@ -171,9 +181,15 @@ func (c *raftCluster) stop() {
 			c.t.Errorf("%s shutdown: %v", nd.id, err)
 		}
 		nd.trans.Close()
-		nd.sync.Close()
-		if err := nd.db.Close(); err != nil {
-			c.t.Errorf("%s close db: %v", nd.id, err)
+		if nd.wal != nil {
+			if err := nd.wal.Close(); err != nil {
+				c.t.Errorf("%s close wal: %v", nd.id, err)
+			}
+		} else {
+			nd.sync.Close()
+			if err := nd.db.Close(); err != nil {
+				c.t.Errorf("%s close db: %v", nd.id, err)
+			}
 		}
 		nd.raft = nil
 	}
@@ -228,7 +244,13 @@ func commands(from, to int) []string {
 }
 
 func TestRaftCluster(t *testing.T) {
-	c := newRaftCluster(t, 3)
+	for _, store := range []string{"badger", "wal"} {
+		t.Run(store, func(t *testing.T) { testRaftCluster(t, store) })
+	}
+}
+
+func testRaftCluster(t *testing.T, store string) {
+	c := newRaftCluster(t, 3, store)
 	want := commands(0, 100)
 	c.apply(want...)
 	c.converged(want)
