@@ -12,35 +12,56 @@ import (
 	raftbench "github.com/hashicorp/raft/bench"
 )
 
+// benchStores are the stores the benchmarks compare.
+var benchStores = []struct {
+	name string
+	new  func(b *testing.B) logStore
+}{
+	{"badger", func(b *testing.B) logStore { return newTestStore(b, "s0") }},
+	{"wal", func(b *testing.B) logStore {
+		return mustStore(b, openTestWAL(b, WALConfig{Dir: b.TempDir()}), "s0")
+	}},
+}
+
 // BenchmarkStoreLogs appends batches of 256-byte entries; each op includes
 // the fsync.
 func BenchmarkStoreLogs(b *testing.B) {
-	for _, batch := range []int{1, 64} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s := newTestStore(b, "s0")
-			logs := make([]*raft.Log, batch)
-			for i := range logs {
-				logs[i] = &raft.Log{Term: 1, Data: make([]byte, 256)}
-			}
-			next := uint64(1)
-			b.SetBytes(int64(256 * batch))
-			b.ReportAllocs()
-			for b.Loop() {
-				for _, l := range logs {
-					l.Index = next
-					next++
-				}
-				if err := s.StoreLogs(logs); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int(next-1)), "ns/entry")
-		})
+	for _, st := range benchStores {
+		for _, batch := range []int{1, 64} {
+			b.Run(fmt.Sprintf("store=%s/batch=%d", st.name, batch), func(b *testing.B) {
+				benchStoreLogs(b, st.new(b), batch)
+			})
+		}
 	}
 }
 
+func benchStoreLogs(b *testing.B, s raft.LogStore, batch int) {
+	logs := make([]*raft.Log, batch)
+	for i := range logs {
+		logs[i] = &raft.Log{Term: 1, Data: make([]byte, 256)}
+	}
+	next := uint64(1)
+	b.SetBytes(int64(256 * batch))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, l := range logs {
+			l.Index = next
+			next++
+		}
+		if err := s.StoreLogs(logs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int(next-1)), "ns/entry")
+}
+
 func BenchmarkGetLog(b *testing.B) {
-	s := newTestStore(b, "s0")
+	for _, st := range benchStores {
+		b.Run("store="+st.name, func(b *testing.B) { benchGetLog(b, st.new(b)) })
+	}
+}
+
+func benchGetLog(b *testing.B, s raft.LogStore) {
 	const n = 4096
 	logs := make([]*raft.Log, n)
 	for i := range logs {
@@ -98,8 +119,10 @@ func BenchmarkRaftbench(b *testing.B) {
 		{"GetLog", raftbench.GetLog}, {"StoreLog", raftbench.StoreLog},
 		{"StoreLogs", raftbench.StoreLogs}, {"DeleteRange", raftbench.DeleteRange},
 	}
-	for _, bb := range logBenches {
-		b.Run(bb.name, func(b *testing.B) { bb.f(b, newTestStore(b, "bench")) })
+	for _, st := range benchStores {
+		for _, bb := range logBenches {
+			b.Run("store="+st.name+"/"+bb.name, func(b *testing.B) { bb.f(b, st.new(b)) })
+		}
 	}
 	stableBenches := []struct {
 		name string
@@ -108,8 +131,10 @@ func BenchmarkRaftbench(b *testing.B) {
 		{"Set", raftbench.Set}, {"Get", raftbench.Get},
 		{"SetUint64", raftbench.SetUint64}, {"GetUint64", raftbench.GetUint64},
 	}
-	for _, bb := range stableBenches {
-		b.Run(bb.name, func(b *testing.B) { bb.f(b, newTestStore(b, "bench")) })
+	for _, st := range benchStores {
+		for _, bb := range stableBenches {
+			b.Run("store="+st.name+"/"+bb.name, func(b *testing.B) { bb.f(b, st.new(b)) })
+		}
 	}
 }
 

@@ -1,10 +1,15 @@
-// Package raftstore keeps the Raft logs and stable state of many raft groups
-// in one shared Badger DB, and coalesces the fsyncs that make them durable.
+// Package raftstore keeps the Raft logs and stable state of a node's many
+// raft groups. WAL (wal.go) is what a node uses: one write-ahead log of
+// preallocated segments for all groups, made durable by shared
+// fdatasyncs. Store (this file) keeps them in a shared Badger DB instead,
+// as nodes did before the WAL; MigrateBadger moves such data into a WAL.
+// Syncer coalesces the fsyncs of a Badger DB.
 //
-// Group G owns every key under "r/<G>/": log entries at
-// "r/<G>/l/<8-byte big-endian index>" and stable values at "r/<G>/s/<key>".
-// Writes go through Badger with SyncWrites off; every mutating Store method
-// then waits on the node's one Syncer, so concurrent groups share fsyncs.
+// In the Badger Store, group G owns every key under "r/<G>/": log entries
+// at "r/<G>/l/<8-byte big-endian index>" and stable values at
+// "r/<G>/s/<key>". Writes go through Badger with SyncWrites off; every
+// mutating Store method then waits on the node's one Syncer, so
+// concurrent groups share fsyncs.
 package raftstore
 
 import (
