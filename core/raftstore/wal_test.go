@@ -125,9 +125,8 @@ func must(t testing.TB, err error) {
 // segments go; an idle group's entries are copied forward so they do not
 // pin old segments; all of it survives a reopen.
 func TestWALSegmentsCollected(t *testing.T) {
-	dir := t.TempDir()
-	cfg := WALConfig{Dir: dir, SegmentSize: 64 << 10}
-	w := openTestWAL(t, cfg)
+	cfg, w := smallWAL(t)
+	dir := cfg.Dir
 	idle, busy := mustStore(t, w, "idle"), mustStore(t, w, "busy")
 	must(t, idle.StoreLogs(logsData(1, 20, "idle")))
 	must(t, idle.SetUint64([]byte("CurrentTerm"), 3))
@@ -165,6 +164,13 @@ func TestWALSegmentsCollected(t *testing.T) {
 	sameState(t, snapshotWAL(t, w), want)
 }
 
+// smallWAL opens a WAL of 64 KiB segments in a fresh directory.
+func smallWAL(t testing.TB) (WALConfig, *WAL) {
+	t.Helper()
+	cfg := WALConfig{Dir: t.TempDir(), SegmentSize: 64 << 10}
+	return cfg, openTestWAL(t, cfg)
+}
+
 // walEnd returns the head segment's path and the offset of the next write.
 func walEnd(w *WAL) (seg string, off int64) {
 	w.mu.Lock()
@@ -178,9 +184,7 @@ func walEnd(w *WAL) (seg string, off int64) {
 // the torn record; the next run writes over it, and a replay after that
 // must not pick up the stale records that follow.
 func TestWALTornTail(t *testing.T) {
-	dir := t.TempDir()
-	cfg := WALConfig{Dir: dir, SegmentSize: 64 << 10}
-	w := openTestWAL(t, cfg)
+	cfg, w := smallWAL(t)
 	s := mustStore(t, w, "g")
 	must(t, s.StoreLogs(logsData(1, 5, "x")))
 	want := snapshotWAL(t, w)
@@ -220,9 +224,7 @@ func TestWALTornTail(t *testing.T) {
 // crash, the next run's records end exactly where a stale record of the
 // run before starts, with the LSN that follows.
 func TestWALStaleRecordSameLSN(t *testing.T) {
-	dir := t.TempDir()
-	cfg := WALConfig{Dir: dir, SegmentSize: 64 << 10}
-	w := openTestWAL(t, cfg)
+	cfg, w := smallWAL(t)
 	s := mustStore(t, w, "g")
 	must(t, s.StoreLogs(logsData(1, 1, "a")))
 	path, off := walEnd(w)
@@ -281,9 +283,8 @@ func corrupt(t *testing.T, path string, off int64) {
 }
 
 func TestWALCorruptMiddleSegment(t *testing.T) {
-	dir := t.TempDir()
-	cfg := WALConfig{Dir: dir, SegmentSize: 64 << 10}
-	w := openTestWAL(t, cfg)
+	cfg, w := smallWAL(t)
+	dir := cfg.Dir
 	s := mustStore(t, w, "g")
 	data := make([]byte, 4000)
 	for i := uint64(1); i <= 60; i++ {
@@ -333,9 +334,8 @@ func TestWALCorruptMiddleSegment(t *testing.T) {
 // TestWALLastSegmentWithoutHeader: a crash right after a new segment was
 // named, before its header was durable, leaves a zeroed last segment.
 func TestWALLastSegmentWithoutHeader(t *testing.T) {
-	dir := t.TempDir()
-	cfg := WALConfig{Dir: dir, SegmentSize: 64 << 10}
-	w := openTestWAL(t, cfg)
+	cfg, w := smallWAL(t)
+	dir := cfg.Dir
 	s := mustStore(t, w, "g")
 	must(t, s.StoreLogs(logsData(1, 10, "a")))
 	want := snapshotWAL(t, w)
@@ -420,9 +420,7 @@ func TestWALGroupCommit(t *testing.T) {
 func TestWALRandomCrash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for round := 0; round < 20; round++ {
-		dir := t.TempDir()
-		cfg := WALConfig{Dir: dir, SegmentSize: 64 << 10}
-		w := openTestWAL(t, cfg)
+		cfg, w := smallWAL(t)
 		stores := []*WALStore{mustStore(t, w, "a"), mustStore(t, w, "b")}
 		next := []uint64{1, 1}
 		ops := 20 + rng.IntN(200)

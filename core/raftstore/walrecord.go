@@ -125,7 +125,7 @@ type walEntry struct {
 // not decoded here; GetLog does that.
 func decodeEntries(p []byte) (group string, ents []walEntry, err error) {
 	d := decoder{b: p}
-	g := d.bytes()
+	group = d.group()
 	for d.err == nil && len(d.b) > 0 {
 		index := d.uvarint()
 		v := d.bytes()
@@ -137,38 +137,42 @@ func decodeEntries(p []byte) (group string, ents []walEntry, err error) {
 		}
 		ents = append(ents, walEntry{index: index, off: len(p) - len(d.b) - len(v), len: len(v)})
 	}
-	if d.err == nil && !ValidGroup(string(g)) {
-		return "", nil, fmt.Errorf("%w: group %q", ErrCorrupt, g)
-	}
-	return string(g), ents, d.err
+	return group, ents, d.err
 }
 
 func decodeDelete(p []byte) (group string, lo, hi uint64, err error) {
 	d := decoder{b: p}
-	g := d.bytes()
+	group = d.group()
 	lo = d.uvarint()
 	hi = d.uvarint()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("delete record length")
-	}
-	if d.err == nil && !ValidGroup(string(g)) {
-		return "", 0, 0, fmt.Errorf("%w: group %q", ErrCorrupt, g)
-	}
-	return string(g), lo, hi, d.err
+	d.end("delete record")
+	return group, lo, hi, d.err
 }
 
 func decodeStable(p []byte) (group string, key, val []byte, err error) {
 	d := decoder{b: p}
-	g := d.bytes()
+	group = d.group()
 	key = d.bytes()
 	val = d.bytes()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("stable record length")
-	}
+	d.end("stable record")
+	return group, key, val, d.err
+}
+
+// group reads a group name (uvarint length, bytes).
+func (d *decoder) group() string {
+	g := d.bytes()
 	if d.err == nil && !ValidGroup(string(g)) {
-		return "", nil, nil, fmt.Errorf("%w: group %q", ErrCorrupt, g)
+		d.err = fmt.Errorf("%w: group %q", ErrCorrupt, g)
+		d.b = nil
 	}
-	return string(g), key, val, d.err
+	return string(g)
+}
+
+// end fails unless everything was read.
+func (d *decoder) end(what string) {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(what + " length")
+	}
 }
 
 // entriesRecord builds an entries record.
