@@ -79,6 +79,8 @@ type WAL struct {
 	cfg WALConfig
 	log *slog.Logger
 	dir *os.File
+	// datasync is fdatasync; tests replace it.
+	datasync func(*os.File) error
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -128,7 +130,7 @@ func OpenWAL(cfg WALConfig) (_ *WAL, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: wal dir: %w", err)
 	}
-	w := &WAL{cfg: cfg, log: cfg.Logger.With("component", "raftwal"), dir: dir,
+	w := &WAL{cfg: cfg, log: cfg.Logger.With("component", "raftwal"), dir: dir, datasync: fdatasync,
 		groups: map[string]*walGroup{}, gcKick: make(chan struct{}, 1), stop: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	defer func() {
@@ -374,7 +376,7 @@ func (w *WAL) appendLocked(rec []byte, typ byte, apply func(*segment, int64)) (u
 // rotateLocked makes everything in the head durable and starts the next
 // segment.
 func (w *WAL) rotateLocked() error {
-	if err := fdatasync(w.head.f); err != nil {
+	if err := w.datasync(w.head.f); err != nil {
 		return w.failLocked(err)
 	}
 	w.fsyncs++
@@ -418,7 +420,7 @@ func (w *WAL) waitDurable(lsn uint64) error {
 			target, f := w.written, w.head.f
 			w.mu.Unlock()
 			start := time.Now()
-			err := fdatasync(f)
+			err := w.datasync(f)
 			metrics.MeasureSince(walFsyncMetric, start)
 			w.mu.Lock()
 			w.syncing = false
@@ -441,7 +443,7 @@ func (w *WAL) syncLocked() error {
 	if w.synced == w.written {
 		return nil
 	}
-	if err := fdatasync(w.head.f); err != nil {
+	if err := w.datasync(w.head.f); err != nil {
 		return w.failLocked(err)
 	}
 	w.fsyncs++
@@ -482,7 +484,7 @@ func (w *WAL) Close() error {
 	}
 	var err error
 	if w.err == nil && w.head != nil {
-		if e := fdatasync(w.head.f); e != nil {
+		if e := w.datasync(w.head.f); e != nil {
 			err = fmt.Errorf("raftstore: wal close: %w", e)
 		}
 	}

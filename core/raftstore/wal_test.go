@@ -470,3 +470,53 @@ func TestWALRandomCrash(t *testing.T) {
 		must(t, w.Close())
 	}
 }
+
+// TestWALAcksAfterFdatasync: a write returns only after an fdatasync that
+// started after it; a failed fdatasync fails the write and every later
+// one (what reached the disk is unknown).
+func TestWALAcksAfterFdatasync(t *testing.T) {
+	_, w := smallWAL(t)
+	s := mustStore(t, w, "g")
+	started := make(chan struct{}, 16)
+	release := make(chan error)
+	done := make(chan error, 1)
+	w.mu.Lock()
+	w.datasync = func(*os.File) error {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		return <-release
+	}
+	w.mu.Unlock()
+	t.Cleanup(func() { close(release) }) // before Close's fdatasync
+	waitStarted := func() {
+		t.Helper()
+		select {
+		case <-started:
+		case err := <-done:
+			t.Fatalf("StoreLog returned without an fdatasync: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no fdatasync started")
+		}
+	}
+	go func() { done <- s.StoreLog(&raft.Log{Index: 1, Data: []byte("x")}) }()
+	waitStarted()
+	select {
+	case err := <-done:
+		t.Fatalf("StoreLog returned before its fdatasync finished: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- nil
+	must(t, <-done)
+
+	go func() { done <- s.StoreLog(&raft.Log{Index: 2, Data: []byte("y")}) }()
+	waitStarted()
+	release <- errors.New("EIO")
+	if err := <-done; !errors.Is(err, ErrWALFailed) {
+		t.Fatalf("got %v", err)
+	}
+	if err := s.StoreLog(&raft.Log{Index: 3}); !errors.Is(err, ErrWALFailed) {
+		t.Fatalf("after a failed fdatasync: %v", err)
+	}
+}
