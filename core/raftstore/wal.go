@@ -269,8 +269,18 @@ func (w *WAL) begin() error {
 }
 
 // addSegmentLocked makes a preallocated file segment num, starting at
-// nextLSN, and the head.
+// nextLSN, and the head. Its failures (a full disk, say) are not sticky:
+// nothing was written to the new segment, the head stays where it was and
+// the next write tries again.
 func (w *WAL) addSegmentLocked(num uint64) error {
+	if err := w.newSegmentLocked(num); err != nil {
+		w.log.Warn("cannot start a new wal segment", "segment", segName(num), "err", err)
+		return fmt.Errorf("raftstore: wal: new segment %s: %w", segName(num), err)
+	}
+	return nil
+}
+
+func (w *WAL) newSegmentLocked(num uint64) error {
 	var err error
 	if w.prepping {
 		err = <-w.prepped
@@ -279,22 +289,22 @@ func (w *WAL) addSegmentLocked(num uint64) error {
 		err = w.prealloc()
 	}
 	if err != nil {
-		return w.failLocked(fmt.Errorf("preallocate segment: %w", err))
+		return fmt.Errorf("preallocate: %w", err)
 	}
 	path := filepath.Join(w.cfg.Dir, segName(num))
 	if err := os.Rename(filepath.Join(w.cfg.Dir, prepName), path); err != nil {
-		return w.failLocked(err)
+		return err
 	}
 	if err := w.dir.Sync(); err != nil {
-		return w.failLocked(err)
+		return err
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return w.failLocked(err)
+		return err
 	}
 	if _, err := f.WriteAt(appendSegHeader(nil, segHeader{num: num, firstLSN: w.nextLSN}), 0); err != nil {
 		f.Close()
-		return w.failLocked(err)
+		return err
 	}
 	seg := &segment{num: num, f: f, size: w.cfg.SegmentSize}
 	w.imu.Lock()

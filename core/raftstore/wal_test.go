@@ -520,3 +520,38 @@ func TestWALAcksAfterFdatasync(t *testing.T) {
 		t.Fatalf("after a failed fdatasync: %v", err)
 	}
 }
+
+// TestWALNewSegmentFailureNotFatal: when the next segment cannot be made
+// (here a directory is in the way of the preallocated file; in life, a
+// full disk), writes fail with an error and work again once it can.
+func TestWALNewSegmentFailureNotFatal(t *testing.T) {
+	cfg, w := smallWAL(t)
+	s := mustStore(t, w, "g")
+	block := filepath.Join(cfg.Dir, prepName, "x")
+	// Let any preallocation already under way finish, then block the next.
+	w.mu.Lock()
+	if w.prepping {
+		must(t, <-w.prepped)
+		w.prepping = false
+	}
+	w.mu.Unlock()
+	must(t, os.MkdirAll(block, 0o700))
+	data := make([]byte, 4000)
+	var err error
+	next := uint64(1)
+	for ; next < 100; next++ {
+		if err = s.StoreLog(&raft.Log{Index: next, Data: data}); err != nil {
+			break
+		}
+	}
+	if err == nil || errors.Is(err, ErrWALFailed) {
+		t.Fatalf("after %d entries of 4 KB in 64 KiB segments: %v", next-1, err)
+	}
+	must(t, os.RemoveAll(filepath.Join(cfg.Dir, prepName)))
+	for i := next; i < next+20; i++ {
+		must(t, s.StoreLog(&raft.Log{Index: i, Data: data}))
+	}
+	want := snapshotWAL(t, w)
+	must(t, w.Close())
+	sameState(t, snapshotWAL(t, openTestWAL(t, cfg)), want)
+}
