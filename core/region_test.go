@@ -510,32 +510,7 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 	conv := r.createGroup(users[0], users)
 	name := r.nodes[0].node.ShardGroupOf(conv)
 
-	send := func(from, to int) {
-		t.Helper()
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range 32 {
-			wg.Go(func() {
-				for i := range next {
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					_, err := r.call(ctx, shardSubject(conv), &syncpb.CoreRequest{Caller: users[i%2], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
-						ConvId: conv, ClientMsgId: fmt.Sprintf("m%d", i), Body: []byte("hello")}}})
-					cancel()
-					if err != nil {
-						t.Errorf("send m%d: %v", i, err)
-					}
-				}
-			})
-		}
-		for i := from; i < to; i++ {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
-	}
+	send := func(from, to int) { r.sendConcurrently(conv, users, from, to) }
 	send(0, 100)
 	// Stop a follower and wipe it; stop another... only one may be down.
 	leader := r.leaderOf(name)
@@ -569,6 +544,37 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 	}
 	for _, n := range r.live() {
 		checkLog(t, n.NodeID(), conv, waitMessages(t, n, users[0], conv, total, time.Now().Add(5*time.Minute)), nil)
+	}
+}
+
+// sendConcurrently sends messages m<from>..m<to-1> to conv from 32
+// goroutines, alternating between the first two users, and fails the
+// test on any error.
+func (r *testRegion) sendConcurrently(conv string, users []*syncpb.Caller, from, to int) {
+	t := r.t
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 32 {
+		wg.Go(func() {
+			for i := range next {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := r.call(ctx, shardSubject(conv), &syncpb.CoreRequest{Caller: users[i%2], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+					ConvId: conv, ClientMsgId: fmt.Sprintf("m%d", i), Body: []byte("hello")}}})
+				cancel()
+				if err != nil {
+					t.Errorf("send m%d: %v", i, err)
+				}
+			}
+		})
+	}
+	for i := from; i < to; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

@@ -1,9 +1,7 @@
 package core_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,7 +11,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/parley-chat/parley/core/raftstore"
-	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
 // TestRegionUpgradeFromBadgerLogs: a region whose nodes kept their Raft
@@ -26,19 +23,7 @@ func TestRegionUpgradeFromBadgerLogs(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
 	users := r.setupUsers("ana", "bo")
 	conv := r.createGroup(users[0], users)
-	send := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			_, err := r.call(ctx, shardSubject(conv), &syncpb.CoreRequest{Caller: users[i%2], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
-				ConvId: conv, ClientMsgId: fmt.Sprintf("m%d", i), Body: []byte("hello")}}})
-			cancel()
-			if err != nil {
-				t.Fatalf("send m%d: %v", i, err)
-			}
-		}
-	}
-	send(0, 40)
+	r.sendConcurrently(conv, users, 0, 40)
 	groups := r.nodes[0].node.Groups()
 	for i := range r.nodes {
 		r.stop(i)
@@ -56,7 +41,7 @@ func TestRegionUpgradeFromBadgerLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitReady()
-	send(40, 60)
+	r.sendConcurrently(conv, users, 40, 60)
 	for _, n := range r.live() {
 		all := waitMessages(t, n, users[0], conv, 60, time.Now().Add(time.Minute))
 		checkLog(t, n.NodeID(), conv, all, nil)
