@@ -97,6 +97,7 @@ type WAL struct {
 	prepped  chan error     // the preallocation's result
 	fsyncs   uint64         // fdatasyncs run, for stats
 	waits    uint64         // durability waits, for stats
+	served   uint64         // waits counted into a started fdatasync
 	gcKick   chan struct{}  // wakes the collector
 	stop     chan struct{}  // closed by Close
 	wg       sync.WaitGroup // the collector
@@ -411,7 +412,13 @@ func (w *WAL) failLocked(err error) error {
 	return w.err
 }
 
-var walFsyncMetric = []string{"raftstore", "wal", "fsync"}
+// Metrics (go-metrics, a no-op unless a sink is set; parley's --debug
+// shows them on /debug/raft): each fdatasync's time in ms, and how many
+// writes waiting for durability it was started for.
+var (
+	walFsyncMetric = []string{"raftstore", "wal", "fsync"}
+	walBatchMetric = []string{"raftstore", "wal", "fsync", "waits"}
+)
 
 // waitDurable returns once the record with LSN lsn, and all before it, are
 // durable. Callers that arrive while an fdatasync runs share the next one.
@@ -428,10 +435,13 @@ func (w *WAL) waitDurable(lsn uint64) error {
 		case !w.syncing:
 			w.syncing = true
 			target, f := w.written, w.head.f
+			waiting := w.waits - w.served
+			w.served = w.waits
 			w.mu.Unlock()
 			start := time.Now()
 			err := w.datasync(f)
 			metrics.MeasureSince(walFsyncMetric, start)
+			metrics.AddSample(walBatchMetric, float32(waiting))
 			w.mu.Lock()
 			w.syncing = false
 			w.fsyncs++
