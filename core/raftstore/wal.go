@@ -231,7 +231,7 @@ func (w *WAL) replaySegment(num uint64, last bool, epoch *uint32) error {
 func (w *WAL) replayRecords(seg *segment, data []byte, firstLSN uint64, epoch *uint32) (end int64, next uint64, err error) {
 	off, lsn := int64(segHeaderSize), firstLSN
 	for off < int64(len(data)) {
-		r, size, ok := decodeRecord(data[off:], int(seg.size)-segHeaderSize-recHeaderSize)
+		r, size, ok := decodeRecord(data[off:], maxPayload(seg.size))
 		if !ok || r.lsn != lsn || r.epoch < *epoch {
 			break
 		}
@@ -335,8 +335,11 @@ func (w *WAL) prealloc() error {
 	return f.Close()
 }
 
-// maxPayload is the largest record payload a segment takes.
-func (w *WAL) maxPayload() int { return int(w.cfg.SegmentSize) - segHeaderSize - recHeaderSize }
+// maxPayload is the largest record payload a segment of size bytes takes.
+func maxPayload(size int64) int { return int(size) - segHeaderSize - recHeaderSize }
+
+// maxPayload is the largest record payload a new segment takes.
+func (w *WAL) maxPayload() int { return maxPayload(w.cfg.SegmentSize) }
 
 // appendRecord writes rec (from newRecord, payload appended) as the next
 // record and, in the same order as the writes, calls apply with the
@@ -387,12 +390,9 @@ func (w *WAL) appendLocked(rec []byte, typ byte, apply func(*segment, int64)) (u
 // rotateLocked makes everything in the head durable and starts the next
 // segment.
 func (w *WAL) rotateLocked() error {
-	if err := w.datasync(w.head.f); err != nil {
-		return w.failLocked(err)
+	if err := w.syncLocked(); err != nil {
+		return err
 	}
-	w.fsyncs++
-	w.synced = w.written
-	w.cond.Broadcast()
 	if err := w.addSegmentLocked(w.head.num + 1); err != nil {
 		return err
 	}

@@ -159,18 +159,17 @@ func (w *WAL) copyStable(seg *segment, name string) error {
 	}
 	w.imu.RUnlock()
 	for _, m := range move {
-		if err := w.setStableLocked(name, m.k, m.v); err != nil {
+		if _, err := w.setStableLocked(name, m.k, m.v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// setStableLocked writes a stable record; mu held.
-func (w *WAL) setStableLocked(group string, key, val []byte) error {
+// setStableLocked writes a stable record and returns its LSN; mu held.
+func (w *WAL) setStableLocked(group string, key, val []byte) (uint64, error) {
 	rec := newStableRecord(group, key, val)
-	_, err := w.appendLocked(rec, recStable, func(s *segment, off int64) {
+	return w.appendLocked(rec, recStable, func(s *segment, off int64) {
 		w.applyStable(group, key, val, walLoc{seg: s.num, off: uint32(off), n: uint32(len(rec))})
 	})
-	return err
 }

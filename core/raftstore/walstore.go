@@ -155,8 +155,7 @@ func (s *WALStore) DeleteRange(min, max uint64) error {
 // Set stores val under key and returns once it is durable.
 func (s *WALStore) Set(key, val []byte) error {
 	s.w.mu.Lock()
-	err := s.w.setStableLocked(s.group, key, val)
-	lsn := s.w.written
+	lsn, err := s.w.setStableLocked(s.group, key, val)
 	s.w.mu.Unlock()
 	if err == nil {
 		err = s.w.waitDurable(lsn)
