@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -601,5 +602,37 @@ func waitMessages(t *testing.T, n *core.Node, caller *syncpb.Caller, conv string
 			t.Fatalf("%s has %d of %d messages (last error: %v)", n.NodeID(), got, want, err)
 		}
 		<-tick.C
+	}
+}
+
+// TestRepliesNameTheAnsweringNode: a reply names the node that answered
+// (the shard's leader on a shard subject), which edges use as a hint to
+// send a shard's next request to its leader's NATS server.
+func TestRepliesNameTheAnsweringNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node region; skipped with -short")
+	}
+	r := newTestRegion(t, 3, testTiming)
+	users := r.setupUsers("ana", "bo")
+	conv := r.createGroup(users[0], users)
+	leader := r.nodes[r.leaderOf(r.nodes[0].node.ShardGroupOf(conv))].node.NodeID()
+	req := &syncpb.CoreRequest{Caller: users[0], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+		ConvId: conv, ClientMsgId: syncproto.NewClientMsgID(), Body: []byte("hi")}}}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subject := range []string{shardSubject(conv), syncproto.APISubject(syncproto.DefaultRegion)} {
+		m, err := r.nc.Request(subject, b, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := m.Header.Get(syncproto.HeaderNode)
+		switch {
+		case subject == shardSubject(conv) && got != leader:
+			t.Errorf("%s: reply names %q, want the leader %q", subject, got, leader)
+		case got == "" || !slices.ContainsFunc(r.nodes, func(tn *testNode) bool { return tn.node.NodeID() == got }):
+			t.Errorf("%s: reply names %q, not a node", subject, got)
+		}
 	}
 }

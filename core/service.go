@@ -209,7 +209,10 @@ func (n *Node) reply(m *nats.Msg, resp *syncpb.CoreResponse) {
 		n.log.Error("marshal core response", "err", err)
 		return
 	}
-	if err := m.Respond(b); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(syncproto.HeaderNode, n.cfg.NodeID)
+	r.Data = b
+	if err := m.RespondMsg(r); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		n.log.Debug("respond", "err", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,9 @@ type Config struct {
 	// NATS is an existing connection to the region's NATS, which the Edge
 	// uses but does not close. Otherwise the Edge connects to NATSURL
 	// (retrying in the background while it is down) and closes it.
+	// With several URLs in NATSURL (comma-separated, one per core node's
+	// server), the Edge also holds a connection to each, for requests that
+	// go straight to the server of a shard's leader (see corerpc).
 	NATS    *nats.Conn
 	NATSURL string
 	// Region names the NATS subjects (default syncproto.DefaultRegion).
@@ -137,6 +141,7 @@ type Edge struct {
 	srv      *http.Server
 	nc       *nats.Conn
 	ownNC    bool
+	direct   []*nats.Conn // pinned to one server each; owned
 	rpc      *corerpc.Client
 	hub      *session.Hub
 	pres     *presence.Service
@@ -183,20 +188,29 @@ func New(cfg Config) (*Edge, error) {
 		// another core's server, instead of queueing on a dead TCP
 		// connection until the kernel gives up (nats.go's default ping
 		// is every 2 minutes).
-		e.nc, err = nats.Connect(cfg.NATSURL, nats.Name("parley-edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-			nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3), nats.ReconnectWait(250*time.Millisecond))
+		opts := []nats.Option{nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+			nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3), nats.ReconnectWait(250 * time.Millisecond)}
+		e.nc, err = nats.Connect(cfg.NATSURL, append(opts, nats.Name("parley-edge"))...)
 		if err != nil {
 			return nil, fmt.Errorf("edge: connect to NATS %s: %w", cfg.NATSURL, err)
 		}
 		e.ownNC = true
+		if urls := strings.Split(cfg.NATSURL, ","); len(urls) > 1 {
+			for _, u := range urls {
+				d, err := nats.Connect(strings.TrimSpace(u), append(opts, nats.Name("parley-edge-direct"), nats.IgnoreDiscoveredServers())...)
+				if err != nil {
+					e.closeNATS()
+					return nil, fmt.Errorf("edge: connect to NATS %s: %w", u, err)
+				}
+				e.direct = append(e.direct, d)
+			}
+		}
 	}
 	fail := func(err error) (*Edge, error) {
-		if e.ownNC {
-			e.nc.Close()
-		}
+		e.closeNATS()
 		return nil, err
 	}
-	e.rpc, err = corerpc.New(corerpc.Config{Conn: e.nc, Region: cfg.Region, Timeout: timeout, Logger: e.log.With("part", "corerpc"), Now: cfg.Now})
+	e.rpc, err = corerpc.New(corerpc.Config{Conn: e.nc, Direct: e.direct, Region: cfg.Region, Timeout: timeout, Logger: e.log.With("part", "corerpc"), Now: cfg.Now})
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
@@ -430,9 +444,17 @@ func (e *Edge) Close() error {
 			e.baseCancel()
 			e.hub.Close()
 		}
-		if e.ownNC {
-			e.nc.Close()
-		}
+		e.closeNATS()
 	})
 	return nil
+}
+
+// closeNATS closes the NATS connections the Edge opened.
+func (e *Edge) closeNATS() {
+	if e.ownNC {
+		e.nc.Close()
+	}
+	for _, d := range e.direct {
+		d.Close()
+	}
 }

@@ -18,6 +18,12 @@ func ShardSubject(region string, shard uint32) string {
 // answers each request.
 const CoreQueue = "parley-core"
 
+// HeaderNode on a core's reply names the core node that answered. Core
+// nodes name their embedded NATS server after themselves, so an edge
+// connected to every server can send the next request for the same shard
+// to the server of the node that leads it, saving the hop between servers.
+const HeaderNode = "Parley-Node"
+
 // UserSubject carries live deliveries for one user: the shard leader
 // publishes a Deliver for each committed message to the subject of every
 // member, and edges subscribe for the users connected to them.

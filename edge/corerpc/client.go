@@ -18,6 +18,19 @@
 // UNAVAILABLE answer, Call returns UNAVAILABLE and the client decides: at
 // worst it leaves an unused device that can be listed and revoked.
 //
+// # Leader hints
+//
+// Every core reply names the node that answered (syncproto.HeaderNode),
+// and core nodes name their NATS servers after themselves. Given
+// Config.Direct, connections each to one of those servers, the Client
+// sends a shard's requests on the connection to the server of the node
+// that last answered for that shard (its leader), so they skip the hop
+// between NATS servers both ways. A stale hint costs nothing but that
+// hop: NATS still routes the request to the leader through the cluster,
+// and the answer corrects the hint. A failed attempt (no answer, no
+// responders) drops the hint, so the retry goes on Conn, as does every
+// request without a hint naming a connected server.
+//
 // register_user is retried like the rest: the core treats a repeated
 // registration carrying the same password hash as a retry and returns the
 // user (the hash has a random salt, so only this request carries it);
@@ -30,6 +43,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +68,9 @@ const (
 type Config struct {
 	// Conn is the NATS connection (required). The Client does not close it.
 	Conn *nats.Conn
+	// Direct are optional connections pinned each to one NATS server of
+	// the region (see Leader hints). The Client does not close them.
+	Direct []*nats.Conn
 	// Region names the subjects (default syncproto.DefaultRegion).
 	Region string
 	// ShardCount is the region's shard count; 0 means learn it from the
@@ -77,6 +95,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Conn == nil:
 		return errors.New("corerpc: Conn is required")
+	case slices.Contains(c.Direct, nil):
+		return errors.New("corerpc: a Direct connection is nil")
 	case c.Region != "" && !syncproto.ValidID(c.Region):
 		return fmt.Errorf("corerpc: Region %q: want 1..%d characters of [a-z0-9_-]", c.Region, syncproto.MaxIDLen)
 	case c.ShardCount > syncproto.MaxShardCount:
@@ -92,7 +112,10 @@ func (c Config) Validate() error {
 // Client calls the core. It is safe for concurrent use.
 type Client struct {
 	nc             *nats.Conn
+	direct         []*nats.Conn
+	leaders        sync.Map // shard subject -> node id (string) that last answered
 	region         string
+	api            string // the API subject, which any node serves
 	shards         atomic.Uint32
 	timeout        time.Duration
 	attemptTimeout time.Duration
@@ -108,12 +131,13 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		nc: cfg.Conn, region: cfg.Region, timeout: cfg.Timeout, attemptTimeout: cfg.AttemptTimeout,
+		nc: cfg.Conn, direct: slices.Clone(cfg.Direct), region: cfg.Region, timeout: cfg.Timeout, attemptTimeout: cfg.AttemptTimeout,
 		minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff, log: cfg.Logger, now: cfg.Now,
 	}
 	if c.region == "" {
 		c.region = syncproto.DefaultRegion
 	}
+	c.api = syncproto.APISubject(c.region)
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -259,9 +283,16 @@ func (c *Client) attempt(ctx context.Context, subject string, data []byte) (*syn
 	copy(msg, data)
 	msg = protowire.AppendTag(msg, 2, protowire.VarintType) // deadline_unix_ms
 	msg = protowire.AppendVarint(msg, uint64(c.now().Add(time.Until(deadline)).UnixMilli()))
-	m, err := c.nc.RequestWithContext(actx, subject, msg)
+	m, err := c.conn(subject).RequestWithContext(actx, subject, msg)
 	if err != nil {
+		// That server may be cut off: the retry goes on Conn.
+		c.leaders.Delete(subject)
 		return nil, err
+	}
+	if node := m.Header.Get(syncproto.HeaderNode); node != "" && len(c.direct) > 0 && subject != c.api {
+		if old, ok := c.leaders.Load(subject); !ok || old.(string) != node {
+			c.leaders.Store(subject, node)
+		}
 	}
 	resp := &syncpb.CoreResponse{}
 	if err := proto.Unmarshal(m.Data, resp); err != nil {
@@ -298,10 +329,28 @@ func (c *Client) Publish(ctx context.Context, req *syncpb.CoreRequest) error {
 	if err != nil {
 		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request cannot be encoded")
 	}
-	if err := c.nc.Publish(subject, b); err != nil {
+	if err := c.conn(subject).Publish(subject, b); err != nil {
 		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "cannot reach the core: %v", err)
 	}
 	return nil
+}
+
+// conn is the connection to send a request on subject with: the one to
+// the server of the node that last answered for it, when connected.
+func (c *Client) conn(subject string) *nats.Conn {
+	if len(c.direct) == 0 {
+		return c.nc
+	}
+	node, ok := c.leaders.Load(subject)
+	if !ok {
+		return c.nc
+	}
+	for _, d := range c.direct {
+		if d.IsConnected() && d.ConnectedServerName() == node.(string) {
+			return d
+		}
+	}
+	return c.nc
 }
 
 // subject routes req: conversation operations to their shard's subject,
@@ -312,7 +361,7 @@ func (c *Client) subject(ctx context.Context, req *syncpb.CoreRequest) (string, 
 		return "", err
 	}
 	if !shardBound {
-		return syncproto.APISubject(c.region), nil
+		return c.api, nil
 	}
 	n := c.shards.Load()
 	if n == 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
@@ -23,6 +24,14 @@ type handler func(subject string, req *syncpb.CoreRequest) *syncpb.CoreResponse
 // respond answers requests on subject in the core queue group with h; a nil
 // answer means no reply (a lost reply). It returns a request counter.
 func respond(t *testing.T, nc *nats.Conn, subject string, h handler) *atomic.Int64 {
+	t.Helper()
+	n, _ := respondAs(t, nc, subject, "", h)
+	return n
+}
+
+// respondAs is respond for a core node named node (the reply's
+// syncproto.HeaderNode, when not empty); it also returns the subscription.
+func respondAs(t *testing.T, nc *nats.Conn, subject, node string, h handler) (*atomic.Int64, *nats.Subscription) {
 	t.Helper()
 	var n atomic.Int64
 	sub, err := nc.QueueSubscribe(subject, syncproto.CoreQueue, func(m *nats.Msg) {
@@ -41,7 +50,12 @@ func respond(t *testing.T, nc *nats.Conn, subject string, h handler) *atomic.Int
 			t.Errorf("responder: %v", err)
 			return
 		}
-		_ = m.Respond(b)
+		r := nats.NewMsg(m.Reply)
+		if node != "" {
+			r.Header.Set(syncproto.HeaderNode, node)
+		}
+		r.Data = b
+		_ = m.RespondMsg(r)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +64,7 @@ func respond(t *testing.T, nc *nats.Conn, subject string, h handler) *atomic.Int
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return &n
+	return &n, sub
 }
 
 func errResp(code syncpb.Code, msg string) *syncpb.CoreResponse {
@@ -440,4 +454,126 @@ func BenchmarkCall(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLeaderHints: with Direct connections, a shard's requests go to the
+// server of the node that last answered for it, follow the leader when it
+// moves, and fall back to Conn when that server's connection is down;
+// API requests always go on Conn.
+func TestLeaderHints(t *testing.T) {
+	servers := natstest.Cluster(t, "a", "b", "c")
+	conn := func(s *server.Server, opts ...nats.Option) *nats.Conn {
+		nc, err := nats.Connect(s.ClientURL(), append(opts, nats.Timeout(5*time.Second))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	main := conn(servers[0])
+	direct := map[string]*nats.Conn{} // the edge's
+	cores := map[string]*nats.Conn{}  // the core nodes'
+	var all []*nats.Conn
+	for _, s := range servers {
+		d := conn(s, nats.IgnoreDiscoveredServers())
+		direct[s.Name()] = d
+		all = append(all, d)
+		cores[s.Name()] = conn(s)
+	}
+	c, err := New(Config{Conn: main, Direct: all, ShardCount: 1, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := syncproto.NewConversationID()
+	shard := syncproto.ShardSubject(syncproto.DefaultRegion, 0)
+	send := &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{ConvId: conv}}}
+	ok := func(string, *syncpb.CoreRequest) *syncpb.CoreResponse { return okResp() }
+	outs := func() map[string]uint64 {
+		m := map[string]uint64{"main": main.Stats().OutMsgs}
+		for name, d := range direct {
+			m[name] = d.Stats().OutMsgs
+		}
+		return m
+	}
+	// call makes one successful call and reports which connections sent
+	// how many messages for it (retries while interest spreads included).
+	call := func(req *syncpb.CoreRequest) map[string]uint64 {
+		t.Helper()
+		before := outs()
+		if _, err := c.Call(ctxT(t, 10*time.Second), req); err != nil {
+			t.Fatal(err)
+		}
+		d := map[string]uint64{}
+		for k, v := range outs() {
+			if v > before[k] {
+				d[k] = v - before[k]
+			}
+		}
+		return d
+	}
+	sole := func(got map[string]uint64, want string) {
+		t.Helper()
+		if len(got) != 1 || got[want] == 0 {
+			t.Fatalf("sent on %v, want only on %s", got, want)
+		}
+	}
+
+	_, subB := respondAs(t, cores["b"], shard, "b", ok)
+	sole(call(send), "main") // no hint yet
+	sole(call(send), "b")
+	sole(call(send), "b")
+
+	// The leader moves to c: the stale hint still reaches it through the
+	// cluster, and its answer moves the hint.
+	if err := subB.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	respondAs(t, cores["c"], shard, "c", ok)
+	sole(call(send), "b")
+	sole(call(send), "c")
+
+	// c's connection down: back to Conn.
+	direct["c"].Close()
+	sole(call(send), "main")
+
+	// Any node serves the API subject: no hint, whoever answered.
+	respondAs(t, cores["b"], syncproto.APISubject(syncproto.DefaultRegion), "b", ok)
+	users := &syncpb.CoreRequest{Op: &syncpb.CoreRequest_LookupUsers{LookupUsers: &syncpb.LookupUsersRequest{}}}
+	sole(call(users), "main")
+	sole(call(users), "main")
+}
+
+// TestLeaderHintDroppedOnFailure: when the hinted server has nobody to
+// answer (a node cut off from the cluster), the retry goes on Conn.
+func TestLeaderHintDroppedOnFailure(t *testing.T) {
+	servers := natstest.Cluster(t, "a", "b")
+	// b's direct connection goes to a server outside the cluster, as a
+	// partitioned node's would: requests there find no responders.
+	lone := natstest.Server(t)
+	main := natstest.Conn(t, servers[0])
+	dB, err := nats.Connect(lone.ClientURL(), nats.IgnoreDiscoveredServers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dB.Close)
+	core := natstest.Conn(t, servers[1])
+	shard := syncproto.ShardSubject(syncproto.DefaultRegion, 0)
+	// The lone server is unnamed; answer as the name it was given.
+	n, _ := respondAs(t, core, shard, dB.ConnectedServerName(), func(string, *syncpb.CoreRequest) *syncpb.CoreResponse { return okResp() })
+	c, err := New(Config{Conn: main, Direct: []*nats.Conn{dB}, ShardCount: 1, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{ConvId: syncproto.NewConversationID()}}}
+	for i := 0; i < 3; i++ {
+		if _, err := c.Call(ctxT(t, 10*time.Second), send); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if got := n.Load(); got != 3 {
+		t.Fatalf("core answered %d requests, want 3", got)
+	}
+	if got := dB.Stats().OutMsgs; got != 2 {
+		t.Fatalf("%d requests went to the cut-off server, want 2 (one per call after the first, then the retry on Conn)", got)
+	}
 }
