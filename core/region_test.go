@@ -242,6 +242,18 @@ func (r *testRegion) mustCall(subject string, req *syncpb.CoreRequest) *syncpb.C
 	return resp
 }
 
+// newRegionWithGroup starts a 3-node region (skipped with -short) with
+// users ana and bo in one group.
+func newRegionWithGroup(t *testing.T) (*testRegion, []*syncpb.Caller, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a 3-node region; skipped with -short")
+	}
+	r := newTestRegion(t, 3, testTiming)
+	users := r.setupUsers("ana", "bo")
+	return r, users, r.createGroup(users[0], users)
+}
+
 func shardSubject(conv string) string {
 	return syncproto.ShardSubject(syncproto.DefaultRegion, syncproto.ShardOf(conv, testShards))
 }
@@ -609,12 +621,7 @@ func waitMessages(t *testing.T, n *core.Node, caller *syncpb.Caller, conv string
 // (the shard's leader on a shard subject), which edges use as a hint to
 // send a shard's next request to its leader's NATS server.
 func TestRepliesNameTheAnsweringNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node region; skipped with -short")
-	}
-	r := newTestRegion(t, 3, testTiming)
-	users := r.setupUsers("ana", "bo")
-	conv := r.createGroup(users[0], users)
+	r, users, conv := newRegionWithGroup(t)
 	leader := r.nodes[r.leaderOf(r.nodes[0].node.ShardGroupOf(conv))].node.NodeID()
 	req := &syncpb.CoreRequest{Caller: users[0], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
 		ConvId: conv, ClientMsgId: syncproto.NewClientMsgID(), Body: []byte("hi")}}}

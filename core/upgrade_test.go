@@ -17,12 +17,7 @@ import (
 // logs in Badger (as before the WAL) starts with the WAL, moves the logs
 // over, keeps every message and goes on taking sends.
 func TestRegionUpgradeFromBadgerLogs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node region; skipped with -short")
-	}
-	r := newTestRegion(t, 3, testTiming)
-	users := r.setupUsers("ana", "bo")
-	conv := r.createGroup(users[0], users)
+	r, users, conv := newRegionWithGroup(t)
 	r.sendConcurrently(conv, users, 0, 40)
 	groups := r.nodes[0].node.Groups()
 	for i := range r.nodes {
