@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -426,5 +427,21 @@ func printRaftStats(w io.Writer, sink *metrics.InmemSink) {
 	for _, n := range names {
 		a := agg[n]
 		fmt.Fprintf(w, "  %-60s %8d %8.3f %8.3f\n", n, a.Count, a.Sum/float64(max(a.Count, 1)), a.Max)
+	}
+	// Gauges: the latest value set.
+	gauges := map[string]float32{}
+	for _, iv := range data {
+		iv.RLock()
+		for name, g := range iv.Gauges {
+			gauges[name] = g.Value
+		}
+		iv.RUnlock()
+	}
+	if len(gauges) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "gauges (latest):")
+	for _, n := range slices.Sorted(maps.Keys(gauges)) {
+		fmt.Fprintf(w, "  %-60s %14.0f\n", n, gauges[n])
 	}
 }

@@ -413,11 +413,14 @@ func (w *WAL) failLocked(err error) error {
 }
 
 // Metrics (go-metrics, a no-op unless a sink is set; parley's --debug
-// shows them on /debug/raft): each fdatasync's time in ms, and how many
-// writes waiting for durability it was started for.
+// shows them on /debug/raft): each fdatasync's time in ms, how many
+// writes waiting for durability it was started for, and gauges of the
+// segments on disk and the live bytes in them.
 var (
-	walFsyncMetric = []string{"raftstore", "wal", "fsync"}
-	walBatchMetric = []string{"raftstore", "wal", "fsync", "waits"}
+	walFsyncMetric    = []string{"raftstore", "wal", "fsync"}
+	walBatchMetric    = []string{"raftstore", "wal", "fsync", "waits"}
+	walSegmentsMetric = []string{"raftstore", "wal", "segments"}
+	walLiveMetric     = []string{"raftstore", "wal", "live_bytes"}
 )
 
 // waitDurable returns once the record with LSN lsn, and all before it, are

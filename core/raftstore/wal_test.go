@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-metrics"
 	"github.com/hashicorp/raft"
 )
 
@@ -554,4 +556,52 @@ func TestWALNewSegmentFailureNotFatal(t *testing.T) {
 	want := snapshotWAL(t, w)
 	must(t, w.Close())
 	sameState(t, snapshotWAL(t, openTestWAL(t, cfg)), want)
+}
+
+// TestWALSizeGauges: the WAL reports its segments and live bytes as
+// go-metrics gauges (shown on /debug/raft).
+func TestWALSizeGauges(t *testing.T) {
+	sink := metrics.NewInmemSink(time.Hour, time.Hour)
+	mc := metrics.DefaultConfig("")
+	mc.EnableHostname, mc.EnableRuntimeMetrics = false, false
+	_, err := metrics.NewGlobal(mc, sink)
+	must(t, err)
+	t.Cleanup(func() { _, _ = metrics.NewGlobal(mc, &metrics.BlackholeSink{}) })
+
+	_, w := smallWAL(t)
+	gauge := func(name string) (float32, bool) {
+		for _, iv := range sink.Data() {
+			iv.RLock()
+			g, ok := iv.Gauges[name]
+			iv.RUnlock()
+			if ok {
+				return g.Value, true
+			}
+		}
+		return 0, false
+	}
+	// Set as the collector starts.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := gauge("raftstore.wal.segments"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no segments gauge 10 s after open")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := mustStore(t, w, "g")
+	for i := uint64(0); i < 40; i++ { // several 64 KiB segments
+		must(t, s.StoreLogs(logsData(i*10+1, i*10+10, strings.Repeat("x", 1000))))
+	}
+	w.reportSize()
+	w.imu.RLock()
+	want := len(w.segs)
+	w.imu.RUnlock()
+	segs, _ := gauge("raftstore.wal.segments")
+	live, _ := gauge("raftstore.wal.live_bytes")
+	if int(segs) != want || want < 2 || live < 400*1000 || live > float32(want*64<<10) {
+		t.Fatalf("gauges: %v segments (want %d, at least 2), %v live bytes (want the 400 entries' 400,000 and more, within the segments)", segs, want, live)
+	}
 }
