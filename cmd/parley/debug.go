@@ -19,7 +19,7 @@ import (
 	"github.com/parley-chat/parley/edge/session"
 )
 
-const debugFlagUsage = "serve Go profiles (/debug/pprof/) and counters (/debug/vars) on this address, e.g. 127.0.0.1:6060 (default off)"
+const debugFlagUsage = "serve Go profiles (/debug/pprof/), counters (/debug/vars) and Raft, WAL and fsync metrics (/debug/raft) on this address, e.g. 127.0.0.1:6060 (default off)"
 
 // serveDebug serves Go's profiling endpoints (/debug/pprof/) on addr
 // until ctx ends; "" serves nothing. Bind it to loopback: profiles show
