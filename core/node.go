@@ -91,6 +91,8 @@ type Node struct {
 	observer  *raft.Observer
 
 	stop      chan struct{}
+	stopCtx   context.Context // canceled with stop: the parent of request contexts
+	stopAll   context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -105,6 +107,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
 		groups: map[string]*member{}, shardSubs: map[string]*nats.Subscription{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
+	n.stopCtx, n.stopAll = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -369,6 +372,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
+		n.stopAll()
 		if n.rcancel != nil {
 			n.rcancel()
 		}

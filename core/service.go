@@ -187,15 +187,8 @@ func (n *Node) dispatch(m *nats.Msg, h func(context.Context, *syncpb.CoreRequest
 				timeout = defaultRequestTimeout
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(n.stopCtx, timeout)
 		defer cancel()
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		n.reply(m, h(ctx, req))
 	}()
 }
