@@ -283,6 +283,9 @@ func (g *Group) Leader() (id, addr string) {
 // another UNAVAILABLE error) when leadership is lost; the entry may then
 // still commit, so callers retry idempotent commands only.
 func (g *Group) Apply(ctx context.Context, data []byte) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // not proposed
+	}
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)

@@ -591,7 +591,11 @@ func TestLeaderHints(t *testing.T) {
 	if err := subB.Unsubscribe(); err != nil {
 		t.Fatal(err)
 	}
+	if err := cores["b"].Flush(); err != nil { // b's server has dropped it
+		t.Fatal(err)
+	}
 	respondAs(t, cores["c"], shard, "c", ok)
+	waitInterest(t, direct["b"], shard) // c's subscription known at b
 	sole(call(send), "b")
 	sole(call(send), "c")
 
@@ -604,6 +608,23 @@ func TestLeaderHints(t *testing.T) {
 	users := &syncpb.CoreRequest{Op: &syncpb.CoreRequest_LookupUsers{LookupUsers: &syncpb.LookupUsersRequest{}}}
 	sole(call(users), "main")
 	sole(call(users), "main")
+}
+
+// waitInterest waits until a request on subject sent on nc finds a
+// responder (subscriptions spread through a cluster asynchronously).
+func waitInterest(t *testing.T, nc *nats.Conn, subject string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := nc.Request(subject, nil, time.Second)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no responder for %s through %s: %v", subject, nc.ConnectedServerName(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestLeaderHintDroppedOnFailure: when the hinted server has nobody to
