@@ -39,14 +39,19 @@ const sizeInterval = 5 * time.Second
 // reportSize sets the gauges of the WAL's segments and live bytes.
 func (w *WAL) reportSize() {
 	w.imu.RLock()
-	n := len(w.segs)
+	n, live := len(w.segs), w.liveBytesLocked()
+	w.imu.RUnlock()
+	metrics.SetGauge(walSegmentsMetric, float32(n))
+	metrics.SetGauge(walLiveMetric, float32(live))
+}
+
+// liveBytesLocked is the live bytes in all segments; imu held.
+func (w *WAL) liveBytesLocked() int64 {
 	var live int64
 	for _, s := range w.segs {
 		live += s.live
 	}
-	w.imu.RUnlock()
-	metrics.SetGauge(walSegmentsMetric, float32(n))
-	metrics.SetGauge(walLiveMetric, float32(live))
+	return live
 }
 
 // collect deletes the oldest segment while it holds nothing live. While
@@ -64,13 +69,11 @@ func (w *WAL) collect() error {
 		w.imu.RLock()
 		n := len(w.segs)
 		var oldest *segment
-		var live, oldestLive int64
+		var oldestLive int64
 		if n >= 2 {
 			oldest, oldestLive = w.segs[0], w.segs[0].live
 		}
-		for _, s := range w.segs {
-			live += s.live
-		}
+		live := w.liveBytesLocked()
 		w.imu.RUnlock()
 		if oldest == nil {
 			return nil

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
@@ -486,12 +485,7 @@ func BenchmarkCallLeaderHint(b *testing.B) {
 		if direct {
 			name = "direct"
 			for _, s := range servers {
-				d, err := nats.Connect(s.ClientURL(), nats.IgnoreDiscoveredServers())
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer d.Close()
-				cfg.Direct = append(cfg.Direct, d)
+				cfg.Direct = append(cfg.Direct, natstest.Conn(b, s, nats.IgnoreDiscoveredServers()))
 			}
 		}
 		b.Run(name, func(b *testing.B) {
@@ -525,23 +519,15 @@ func BenchmarkCallLeaderHint(b *testing.B) {
 // API requests always go on Conn.
 func TestLeaderHints(t *testing.T) {
 	servers := natstest.Cluster(t, "a", "b", "c")
-	conn := func(s *server.Server, opts ...nats.Option) *nats.Conn {
-		nc, err := nats.Connect(s.ClientURL(), append(opts, nats.Timeout(5*time.Second))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
-	main := conn(servers[0])
+	main := natstest.Conn(t, servers[0])
 	direct := map[string]*nats.Conn{} // the edge's
 	cores := map[string]*nats.Conn{}  // the core nodes'
 	var all []*nats.Conn
 	for _, s := range servers {
-		d := conn(s, nats.IgnoreDiscoveredServers())
+		d := natstest.Conn(t, s, nats.IgnoreDiscoveredServers())
 		direct[s.Name()] = d
 		all = append(all, d)
-		cores[s.Name()] = conn(s)
+		cores[s.Name()] = natstest.Conn(t, s)
 	}
 	c, err := New(Config{Conn: main, Direct: all, ShardCount: 1, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	if err != nil {
@@ -635,11 +621,7 @@ func TestLeaderHintDroppedOnFailure(t *testing.T) {
 	// partitioned node's would: requests there find no responders.
 	lone := natstest.Server(t)
 	main := natstest.Conn(t, servers[0])
-	dB, err := nats.Connect(lone.ClientURL(), nats.IgnoreDiscoveredServers())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dB.Close)
+	dB := natstest.Conn(t, lone, nats.IgnoreDiscoveredServers())
 	core := natstest.Conn(t, servers[1])
 	shard := syncproto.ShardSubject(syncproto.DefaultRegion, 0)
 	// The lone server is unnamed; answer as the name it was given.

@@ -30,10 +30,11 @@ func Server(t testing.TB) *server.Server {
 	return s
 }
 
-// Conn connects to s and closes the connection when the test ends.
-func Conn(t testing.TB, s *server.Server) *nats.Conn {
+// Conn connects to s with opts and closes the connection when the test
+// ends.
+func Conn(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(s.ClientURL(), append([]nats.Option{nats.Timeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatalf("nats connect: %v", err)
 	}
