@@ -11,6 +11,8 @@ package main
 // the edge's memory per session (benchsdk_mem.go).
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -25,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -89,6 +92,7 @@ type sdkBenchConfig struct {
 	IdlePing    time.Duration // with IdleLean: Ping interval (the edge's keepalive)
 	EdgePID     int
 	JSON        bool
+	Samples     string  // file for every measured ack and delivery ("" = none)
 	Typing      float64 // typing indicators per second per sending client (0: none)
 	// TypingRate and TypingBurst: the -self edge's per-device typing limit (0: its default).
 	TypingRate  float64
@@ -184,6 +188,7 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs.DurationVar(&cfg.IdlePing, "idle-ping", 25*time.Second, "with -idle-lean: how often each idle session pings (match the edge's -keepalive)")
 	fs.IntVar(&cfg.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
+	fs.StringVar(&cfg.Samples, "samples", "", "also write every measured ack and delivery to this file, one per line: kind (ack or delivery), send time in ms since the measured window began, latency in ms, sorted by send time")
 	fs.Float64Var(&cfg.Typing, "typing", 0, "typing indicators per second each sending client also sends (0: none)")
 	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "with -self: the edge's typing limit per device per second (default 2)")
 	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "with -self: the edge's typing burst per device (default 4)")
@@ -495,9 +500,21 @@ type benchDevice struct {
 	mu     sync.Mutex
 	last   map[int]uint64  // conv -> last seq handed over (order check)
 	got    map[int]*bitset // conv -> seqs of bench messages from others
-	lat    []time.Duration // delivery latencies of window messages
+	lat    []sample        // deliveries of window messages
 	acks   []ackRec
-	ackLat []time.Duration // of window messages
+	ackLat []sample // of window messages
+}
+
+// sample is one measured latency of a message sent at sent (since the
+// bench's epoch).
+type sample struct{ sent, lat time.Duration }
+
+func lats(ss []sample) []time.Duration {
+	out := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		out[i] = s.lat
+	}
+	return out
 }
 
 type ackRec struct {
@@ -598,15 +615,20 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 		res.Typing = b.typingResult(senders)
 	}
 
-	var ackLat, delLat []time.Duration
+	var ackLat, delLat []sample
 	for _, d := range b.devs {
 		ackLat = append(ackLat, d.ackLat...)
 		delLat = append(delLat, d.lat...)
 	}
+	if b.cfg.Samples != "" {
+		if err := writeSamples(b.cfg.Samples, b.from, ackLat, delLat); err != nil {
+			return nil, err
+		}
+	}
 	secs := b.cfg.Duration.Seconds()
 	res.Sent, res.Acked, res.Deliveries = int(b.winSent.Load()), int(b.winAcked.Load()), int(b.winDeliv.Load())
 	res.AckedPerSec, res.DeliveriesPerSec = float64(res.Acked)/secs, float64(res.Deliveries)/secs
-	res.Ack, res.Delivery = latencies(ackLat), latencies(delLat)
+	res.Ack, res.Delivery = latencies(lats(ackLat)), latencies(lats(delLat))
 	res.Errors = int(b.errs.Load())
 	b.check(&res.Check)
 	return res, nil
@@ -838,7 +860,7 @@ func (b *sdkBench) send(ctx context.Context, d *benchDevice, conv int) {
 	d.mu.Lock()
 	d.acks = append(d.acks, ackRec{conv: conv, seq: ack.Seq})
 	if in {
-		d.ackLat = append(d.ackLat, lat)
+		d.ackLat = append(d.ackLat, sample{sent: off, lat: lat})
 	}
 	d.mu.Unlock()
 	if in {
@@ -875,7 +897,7 @@ func (b *sdkBench) onMessage(d *benchDevice, m *syncpb.Message) {
 	}
 	b.delivered.Add(1)
 	if sentAt >= b.from && sentAt < b.to {
-		d.lat = append(d.lat, now-sentAt)
+		d.lat = append(d.lat, sample{sent: sentAt, lat: now - sentAt})
 		b.winDeliv.Add(1)
 	}
 }
@@ -1117,4 +1139,29 @@ func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
 		out = append(out, [32]byte(b))
 	}
 	return out, nil
+}
+
+// writeSamples writes -samples: "ack" and "delivery" lines of send time
+// (ms since from) and latency (ms), ordered by send time, acks first.
+func writeSamples(path string, from time.Duration, acks, dels []sample) error {
+	type line struct {
+		kind string
+		sample
+	}
+	all := make([]line, 0, len(acks)+len(dels))
+	for _, a := range acks {
+		all = append(all, line{"ack", a})
+	}
+	for _, d := range dels {
+		all = append(all, line{"delivery", d})
+	}
+	slices.SortStableFunc(all, func(a, b line) int { return cmp.Compare(a.sent, b.sent) })
+	var buf bytes.Buffer
+	for _, l := range all {
+		fmt.Fprintf(&buf, "%s %.3f %.3f\n", l.kind, msf(l.sent-from), msf(l.lat))
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("-samples: %w", err)
+	}
+	return nil
 }

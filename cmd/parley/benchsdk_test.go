@@ -68,14 +68,52 @@ func checkSDKResult(t *testing.T, r *sdkResult, clients, groupSize int) {
 	}
 }
 
+// checkSamples reads a -samples file: one line per measured ack and
+// delivery, sent within the window of windowMS, ordered by send time, with
+// the same maximum latencies as the result.
+func checkSamples(t *testing.T, path string, r *sdkResult, windowMS float64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	maxLat := map[string]float64{}
+	prev := -1.0
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Fatalf("sample line %q: want kind, send time and latency", l)
+		}
+		sent, err1 := strconv.ParseFloat(f[1], 64)
+		lat, err2 := strconv.ParseFloat(f[2], 64)
+		if err1 != nil || err2 != nil || sent < 0 || sent >= windowMS || lat <= 0 || sent < prev {
+			t.Fatalf("sample line %q: send time outside 0..%v ms, latency not positive or out of order", l, windowMS)
+		}
+		prev = sent
+		count[f[0]]++
+		maxLat[f[0]] = max(maxLat[f[0]], lat)
+	}
+	if count["ack"] != r.Ack.Count || count["delivery"] != r.Delivery.Count || len(count) != 2 {
+		t.Errorf("samples %v; want %d ack and %d delivery", count, r.Ack.Count, r.Delivery.Count)
+	}
+	for kind, want := range map[string]float64{"ack": r.Ack.Max, "delivery": r.Delivery.Max} {
+		if d := maxLat[kind] - want; d < -0.01 || d > 0.01 {
+			t.Errorf("largest %s sample %v ms; the result's max is %v ms", kind, maxLat[kind], want)
+		}
+	}
+}
+
 // Against a running system by URL, at a set rate, with idle sessions
 // measured through /proc (the system runs in this process).
 func TestBenchSDKByURL(t *testing.T) {
 	s := startTestSystem(t, "", nil)
+	samples := filepath.Join(t.TempDir(), "samples.txt")
 	r := runSDKBench(t, "-url", s.base, "-clients", "4", "-group-size", "3", "-convs", "3", "-rate", "200",
-		"-warmup", "200ms", "-duration", "1500ms", "-straggle", "20s",
+		"-warmup", "200ms", "-duration", "1500ms", "-straggle", "20s", "-samples", samples,
 		"-idle", "6", "-idle-users", "2", "-idle-devices", "3", "-edge-pid", strconv.Itoa(os.Getpid()))
 	checkSDKResult(t, r, 4, 3)
+	checkSamples(t, samples, r, 1500)
 	if r.TargetRate != 200 || r.Convs != 3 {
 		t.Errorf("rate %v, convs %d; want 200 and 3", r.TargetRate, r.Convs)
 	}
