@@ -1142,7 +1142,8 @@ func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
 }
 
 // writeSamples writes -samples: "ack" and "delivery" lines of send time
-// (ms since from) and latency (ms), ordered by send time, acks first.
+// (ms since from) and latency (ms), ordered by send time (a message's ack
+// before its deliveries).
 func writeSamples(path string, from time.Duration, acks, dels []sample) error {
 	type line struct {
 		kind string
