@@ -23,7 +23,7 @@ type handler func(subject string, req *syncpb.CoreRequest) *syncpb.CoreResponse
 
 // respond answers requests on subject in the core queue group with h; a nil
 // answer means no reply (a lost reply). It returns a request counter.
-func respond(t *testing.T, nc *nats.Conn, subject string, h handler) *atomic.Int64 {
+func respond(t testing.TB, nc *nats.Conn, subject string, h handler) *atomic.Int64 {
 	t.Helper()
 	n, _ := respondAs(t, nc, subject, "", h)
 	return n
@@ -31,7 +31,7 @@ func respond(t *testing.T, nc *nats.Conn, subject string, h handler) *atomic.Int
 
 // respondAs is respond for a core node named node (the reply's
 // syncproto.HeaderNode, when not empty); it also returns the subscription.
-func respondAs(t *testing.T, nc *nats.Conn, subject, node string, h handler) (*atomic.Int64, *nats.Subscription) {
+func respondAs(t testing.TB, nc *nats.Conn, subject, node string, h handler) (*atomic.Int64, *nats.Subscription) {
 	t.Helper()
 	var n atomic.Int64
 	sub, err := nc.QueueSubscribe(subject, syncproto.CoreQueue, func(m *nats.Msg) {
@@ -462,21 +462,9 @@ func BenchmarkCall(b *testing.B) {
 // It reports the latency's p50 and p99.
 func BenchmarkCallLeaderHint(b *testing.B) {
 	servers := natstest.Cluster(b, "a", "b", "c")
-	core := natstest.Conn(b, servers[1])
-	ack, _ := proto.Marshal(&syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: &syncpb.SendAck{Seq: 1}}})
-	sub, err := core.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) {
-		r := nats.NewMsg(m.Reply)
-		r.Header.Set(syncproto.HeaderNode, "b")
-		r.Data = ack
-		_ = m.RespondMsg(r)
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := core.Flush(); err != nil {
-		b.Fatal(err)
-	}
+	ack := &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: &syncpb.SendAck{Seq: 1}}}
+	respondAs(b, natstest.Conn(b, servers[1]), "parley.local.>", "b",
+		func(string, *syncpb.CoreRequest) *syncpb.CoreResponse { return ack })
 	req := &syncpb.CoreRequest{Caller: &syncpb.Caller{WorkspaceId: "w_1", UserId: "u_1", DeviceId: "d_1"},
 		Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{ConvId: syncproto.NewConversationID(), ClientMsgId: "m", Body: []byte("hello")}}}
 	for _, direct := range []bool{false, true} {
