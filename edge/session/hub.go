@@ -38,6 +38,7 @@ type Hub struct {
 	users  map[string]*userSub
 	convs  map[string]*convSub
 	closed bool
+	pos    atomic.Uint64 // counts join and leave notices (see SetConvs)
 
 	typingShed atomic.Uint64
 }
@@ -50,6 +51,7 @@ type userSub struct {
 	sinks   map[*sinkRef]struct{}
 	dropped int
 	convs   map[string]struct{} // large groups the user is in
+	marks   map[string]uint64   // conv -> pos of the last join or leave notice
 }
 
 type convSub struct {
@@ -109,15 +111,15 @@ func (h *Hub) Subscribe(ctx context.Context, userID string, s Sink) (cancel func
 	select {
 	case <-u.ready:
 	case <-ctx.Done():
-		h.remove(userID, u, ref)
+		h.remove(u, ref)
 		return nil, ctx.Err()
 	}
 	if u.err != nil {
-		h.remove(userID, u, ref)
+		h.remove(u, ref)
 		return nil, u.err
 	}
 	var once sync.Once
-	return func() { once.Do(func() { h.remove(userID, u, ref) }) }, nil
+	return func() { once.Do(func() { h.remove(u, ref) }) }, nil
 }
 
 // start subscribes u and waits for the server to have it.
@@ -140,35 +142,37 @@ func (h *Hub) start(ctx context.Context, userID string, u *userSub) {
 	if err != nil {
 		u.err = syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
 		h.log.Warn("subscribe user subject", "user", userID, "err", err)
-		if h.users[userID] == u {
-			delete(h.users, userID)
-		}
+		h.dropLocked(u)
 		return
 	}
 	u.sub = sub
 	if len(u.sinks) == 0 { // every subscriber gave up meanwhile
-		_ = sub.Unsubscribe()
-		if h.users[userID] == u {
-			delete(h.users, userID)
-		}
+		h.dropLocked(u)
 	}
 }
 
-func (h *Hub) remove(userID string, u *userSub, ref *sinkRef) {
+func (h *Hub) remove(u *userSub, ref *sinkRef) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(u.sinks, ref)
 	if len(u.sinks) > 0 || u.sub == nil {
 		return // still used, or start will clean up
 	}
-	_ = u.sub.Unsubscribe()
-	u.sub = nil
-	for conv := range u.convs {
-		h.leaveLocked(userID, conv)
+	h.dropLocked(u)
+}
+
+// dropLocked unsubscribes u from its subjects and forgets it. h.mu is held.
+func (h *Hub) dropLocked(u *userSub) {
+	if u.sub != nil {
+		_ = u.sub.Unsubscribe()
+		u.sub = nil
 	}
-	u.convs = nil
-	if h.users[userID] == u {
-		delete(h.users, userID)
+	for conv := range u.convs {
+		h.leaveLocked(u.id, conv)
+	}
+	u.convs, u.marks = nil, nil
+	if h.users[u.id] == u {
+		delete(h.users, u.id)
 	}
 }
 
@@ -177,9 +181,12 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 	if !ok {
 		return
 	}
+	// Join and leave notices are applied here, in the order the core sent
+	// them on the user's subject; only confirming a new subscription waits.
 	if conv := m.Header.Get(syncproto.HeaderConvLeave); conv != "" {
 		h.mu.Lock()
-		if h.users[u.id] == u && u.convs != nil {
+		if h.users[u.id] == u {
+			h.markLocked(u, conv)
 			if _, ok := u.convs[conv]; ok {
 				delete(u.convs, conv)
 				h.leaveLocked(u.id, conv)
@@ -188,18 +195,28 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 		h.mu.Unlock()
 	}
 	if conv := m.Header.Get(syncproto.HeaderConvJoin); conv != "" {
-		// Subscribing waits for the server; not on NATS's goroutine.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-			defer cancel()
-			fresh, err := h.Join(ctx, u.id, []string{conv})
-			if err != nil {
-				h.log.Warn("join conversation subject", "conv", conv, "err", err)
-			}
-			if err != nil || fresh {
+		h.mu.Lock()
+		var fresh bool
+		var err error
+		if h.users[u.id] == u && !h.closed {
+			h.markLocked(u, conv)
+			fresh, err = h.joinLocked(u, conv)
+		}
+		h.mu.Unlock()
+		if err != nil {
+			h.log.Warn("join conversation subject", "conv", conv, "err", err)
+			fanout(h.sinks(u), true, nil)
+		} else if fresh {
+			// Subscribing waits for the server; not on NATS's goroutine.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+				defer cancel()
+				if err := h.nc.FlushWithContext(ctx); err != nil {
+					h.log.Warn("join conversation subject", "conv", conv, "err", err)
+				}
 				fanout(h.sinks(u), true, nil)
-			}
-		}()
+			}()
+		}
 	}
 	h.mu.Lock()
 	lost := m.Header.Get(syncproto.HeaderResync) != ""
@@ -271,22 +288,19 @@ func fanout(sinks []Sink, lost bool, d *syncpb.Deliver) {
 	}
 }
 
-// Join makes userID, which must be subscribed, listen on the subjects of
-// convs (large groups it is in) besides the ones it listens on. It returns
-// once the server has every new subscription. fresh reports whether one
-// was new on this edge: deliveries published before it may have been
-// missed, so the caller's devices must sync.
-func (h *Hub) Join(ctx context.Context, userID string, convs []string) (fresh bool, err error) {
-	return h.setConvs(ctx, userID, convs, false)
-}
+// Pos is the hub's notice position: pass it to SetConvs to say the list
+// was asked for after this point.
+func (h *Hub) Pos() uint64 { return h.pos.Load() }
 
-// SetConvs is Join, and it also stops listening for userID on the large
-// groups not in convs (the full list, as a sync returns it).
-func (h *Hub) SetConvs(ctx context.Context, userID string, convs []string) (fresh bool, err error) {
-	return h.setConvs(ctx, userID, convs, true)
-}
-
-func (h *Hub) setConvs(ctx context.Context, userID string, convs []string, exact bool) (bool, error) {
+// SetConvs makes userID, which must be subscribed, listen on the subjects
+// of convs (the large groups it is in, as a sync returned them) and no
+// others. since is Pos from before the sync was asked for: a conversation
+// the user joined or left by a notice after since keeps what the notice
+// said, as the list may predate it. It returns once the server has every
+// new subscription. fresh reports whether one was new on this edge:
+// deliveries published before it may have been missed, so the caller's
+// devices must sync.
+func (h *Hub) SetConvs(ctx context.Context, userID string, convs []string, since uint64) (fresh bool, err error) {
 	h.mu.Lock()
 	u := h.users[userID]
 	if h.closed || u == nil || u.sub == nil {
@@ -297,36 +311,28 @@ func (h *Hub) setConvs(ctx context.Context, userID string, convs []string, exact
 	for _, c := range convs {
 		want[c] = struct{}{}
 	}
-	if exact {
-		for c := range u.convs {
-			if _, ok := want[c]; !ok {
-				delete(u.convs, c)
-				h.leaveLocked(userID, c)
-			}
+	noticed := func(c string) bool { return u.marks[c] > since }
+	for c := range u.convs {
+		if _, ok := want[c]; !ok && !noticed(c) {
+			delete(u.convs, c)
+			h.leaveLocked(userID, c)
 		}
 	}
-	fresh := false
-	var err error
 	for c := range want {
-		if _, ok := u.convs[c]; ok {
+		if noticed(c) {
 			continue
 		}
-		cs := h.convs[c]
-		if cs == nil {
-			cs = &convSub{users: map[string]struct{}{}}
-			cs.sub, err = h.nc.Subscribe(syncproto.ConvSubject(h.region, c), func(m *nats.Msg) { h.deliverConv(cs, m) })
-			if err != nil {
-				break
-			}
-			_ = cs.sub.SetPendingLimits(hubPendingMsgs, hubPendingBytes)
-			h.convs[c] = cs
-			fresh = true
+		var f bool
+		if f, err = h.joinLocked(u, c); err != nil {
+			break
 		}
-		cs.users[userID] = struct{}{}
-		if u.convs == nil {
-			u.convs = map[string]struct{}{}
+		fresh = fresh || f
+	}
+	// Notices at or before since are in the list: forget them.
+	for c, at := range u.marks {
+		if at <= since {
+			delete(u.marks, c)
 		}
-		u.convs[c] = struct{}{}
 	}
 	h.mu.Unlock()
 	if err != nil {
@@ -339,6 +345,39 @@ func (h *Hub) setConvs(ctx context.Context, userID string, convs []string, exact
 			return true, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
 		}
 	}
+	return fresh, nil
+}
+
+// markLocked records that a notice about conv reached u now. h.mu is held.
+func (h *Hub) markLocked(u *userSub, conv string) {
+	if u.marks == nil {
+		u.marks = map[string]uint64{}
+	}
+	u.marks[conv] = h.pos.Add(1)
+}
+
+// joinLocked makes u listen on conv's subject, subscribing when it is new
+// on this edge (fresh; the server has it only after a flush). h.mu is held.
+func (h *Hub) joinLocked(u *userSub, conv string) (fresh bool, err error) {
+	if _, ok := u.convs[conv]; ok {
+		return false, nil
+	}
+	cs := h.convs[conv]
+	if cs == nil {
+		cs = &convSub{users: map[string]struct{}{}}
+		cs.sub, err = h.nc.Subscribe(syncproto.ConvSubject(h.region, conv), func(m *nats.Msg) { h.deliverConv(cs, m) })
+		if err != nil {
+			return false, err
+		}
+		_ = cs.sub.SetPendingLimits(hubPendingMsgs, hubPendingBytes)
+		h.convs[conv] = cs
+		fresh = true
+	}
+	cs.users[u.id] = struct{}{}
+	if u.convs == nil {
+		u.convs = map[string]struct{}{}
+	}
+	u.convs[conv] = struct{}{}
 	return fresh, nil
 }
 

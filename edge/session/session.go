@@ -548,6 +548,7 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
+	since := s.cfg.Hub.Pos() // before the core reads the user's groups
 	resp, err := s.cfg.Core.Call(cctx, req)
 	if err != nil {
 		return nil, err
@@ -555,7 +556,7 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 	if _, ok := f.Body.(*syncpb.Frame_SyncRequest); ok {
 		// A sync lists the user's large groups: listen on their subjects.
 		// A subscription new here may have missed deliveries: resync.
-		fresh, err := s.cfg.Hub.SetConvs(cctx, s.caller.UserId, resp.GetConversationSubjects())
+		fresh, err := s.cfg.Hub.SetConvs(cctx, s.caller.UserId, resp.GetConversationSubjects(), since)
 		if err != nil || fresh {
 			s.Lost()
 		}
