@@ -207,7 +207,8 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 			h.log.Warn("join conversation subject", "conv", conv, "err", err)
 			fanout(h.sinks(u), true, nil)
 		} else if fresh {
-			// Subscribing waits for the server; not on NATS's goroutine.
+			// Confirming the subscription waits for the server: not on
+			// NATS's goroutine.
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 				defer cancel()
