@@ -76,6 +76,12 @@ const (
 // handled: a keeping-up edge sees 1 or 2.)
 const typingShedBacklog = 32
 
+// errNoLive is the error of a session whose live deliveries could not be
+// set up: the device retries.
+func errNoLive() error {
+	return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+}
+
 // flushTimeout bounds the round trip that confirms a new subscription.
 const flushTimeout = 5 * time.Second
 
@@ -140,7 +146,7 @@ func (h *Hub) start(ctx context.Context, userID string, u *userSub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		u.err = syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+		u.err = errNoLive()
 		h.log.Warn("subscribe user subject", "user", userID, "err", err)
 		h.dropLocked(u)
 		return
@@ -306,7 +312,7 @@ func (h *Hub) SetConvs(ctx context.Context, userID string, convs []string, since
 	u := h.users[userID]
 	if h.closed || u == nil || u.sub == nil {
 		h.mu.Unlock()
-		return false, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+		return false, errNoLive()
 	}
 	want := make(map[string]struct{}, len(convs))
 	for _, c := range convs {
@@ -337,13 +343,13 @@ func (h *Hub) SetConvs(ctx context.Context, userID string, convs []string, since
 	}
 	h.mu.Unlock()
 	if err != nil {
-		return fresh, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+		return fresh, errNoLive()
 	}
 	if fresh {
 		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 		defer cancel()
 		if err := h.nc.FlushWithContext(fctx); err != nil {
-			return true, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
+			return true, errNoLive()
 		}
 	}
 	return fresh, nil

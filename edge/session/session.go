@@ -548,12 +548,16 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	since := s.cfg.Hub.Pos() // before the core reads the user's groups
+	_, isSync := f.Body.(*syncpb.Frame_SyncRequest)
+	var since uint64
+	if isSync {
+		since = s.cfg.Hub.Pos() // before the core reads the user's groups
+	}
 	resp, err := s.cfg.Core.Call(cctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := f.Body.(*syncpb.Frame_SyncRequest); ok {
+	if isSync {
 		// A sync lists the user's large groups: listen on their subjects.
 		// A subscription new here may have missed deliveries: resync.
 		fresh, err := s.cfg.Hub.SetConvs(cctx, s.caller.UserId, resp.GetConversationSubjects(), since)
