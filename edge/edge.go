@@ -228,6 +228,16 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
+	if e.ownNC {
+		// Deliveries and presence updates published while the connection
+		// was down reached nobody here: sessions resync, watched users are
+		// looked up again.
+		e.nc.SetReconnectHandler(func(*nats.Conn) {
+			e.log.Info("NATS connection restored: sessions resync, presence is looked up again")
+			e.hub.Reconnected()
+			e.pres.Reconnected()
+		})
+	}
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, Presence: presenceAdapter{e.pres}, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,

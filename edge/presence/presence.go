@@ -124,9 +124,10 @@ type Service struct {
 	w    *watch
 	core Core
 
-	checkMu sync.Mutex
-	checks  map[*Session]map[string]struct{} // users added by notices, to look up
-	kick    chan struct{}                    // cap 1: checks are waiting
+	checkMu  sync.Mutex
+	checks   map[*Session]map[string]struct{} // users to look up again
+	sessions map[*Session]struct{}            // joined and not left
+	kick     chan struct{}                    // cap 1: checks are waiting
 }
 
 // New returns a Service for cfg.
@@ -143,7 +144,7 @@ func New(cfg Config) (*Service, error) {
 	_, _ = rand.Read(b[:])
 	epoch := binary.LittleEndian.Uint64(b[:]) | 1
 	return &Service{cfg: cfg, rep: newReporter(cfg.Conn, cfg, epoch), w: newWatch(cfg.Conn, cfg.Region, cfg.Queue, cfg.Logger), core: cfg.Core,
-		checks: map[*Session]map[string]struct{}{}, kick: make(chan struct{}, 1)}, nil
+		checks: map[*Session]map[string]struct{}{}, sessions: map[*Session]struct{}{}, kick: make(chan struct{}, 1)}, nil
 }
 
 // EdgeID is the name this edge reports under.
@@ -190,7 +191,40 @@ type Session struct {
 // Leave undoes both.
 func (s *Service) Join(caller *syncpb.Caller, deliver func(*syncpb.PresenceUpdate)) *Session {
 	s.rep.connected(device(caller))
-	return &Session{s: s, caller: caller, wr: &watcher{deliver: deliver, users: map[string]struct{}{}}}
+	ss := &Session{s: s, caller: caller, wr: &watcher{deliver: deliver, users: map[string]struct{}{}}}
+	s.checkMu.Lock()
+	s.sessions[ss] = struct{}{}
+	s.checkMu.Unlock()
+	return ss
+}
+
+// Reconnected tells the service that its NATS connection came back after
+// a loss: updates published meanwhile reached nobody here, so every
+// session's watched users are looked up again (one lookup per session, in
+// the background). The edge calls it from NATS's reconnect handler; it
+// never blocks.
+func (s *Service) Reconnected() {
+	s.w.mu.Lock()
+	s.checkMu.Lock()
+	for ss := range s.sessions {
+		if len(ss.wr.users) == 0 {
+			continue
+		}
+		ids := s.checks[ss]
+		if ids == nil {
+			ids = map[string]struct{}{}
+			s.checks[ss] = ids
+		}
+		for u := range ss.wr.users {
+			ids[u] = struct{}{}
+		}
+	}
+	s.checkMu.Unlock()
+	s.w.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 func device(c *syncpb.Caller) *syncpb.PresenceDevice {
@@ -209,10 +243,11 @@ func (ss *Session) Watch(ctx context.Context, userIDs []string) ([]*syncpb.Prese
 	if err != nil {
 		return nil, err
 	}
-	list := resp.GetPresence().GetUsers()
-	if err := ss.s.w.set(ctx, ss.wr, list); err != nil {
+	list, fresh, err := ss.s.w.set(ctx, ss.wr, resp.GetPresence().GetUsers())
+	if err != nil {
 		return nil, err
 	}
+	ss.s.recheck(ss, fresh)
 	return list, nil
 }
 
@@ -232,18 +267,32 @@ func (ss *Session) Add(states []*syncpb.PresenceUpdate) {
 	if chose {
 		return
 	}
-	s := ss.s
-	s.w.add(ss.wr, states)
+	ss.s.w.add(ss.wr, states)
 	// A change between the notice's state and the new subscription would
 	// be missed: look the users up once the subscription is live.
+	ids := make([]string, 0, len(states))
+	for _, p := range states {
+		ids = append(ids, p.UserId)
+	}
+	ss.s.recheck(ss, ids)
+}
+
+// recheck has checkLoop look users up again for ss once the NATS server
+// has their subscriptions: a change published after the state ss was
+// given and before the subscription reached the server went to nobody.
+// It never blocks.
+func (s *Service) recheck(ss *Session, users []string) {
+	if len(users) == 0 {
+		return
+	}
 	s.checkMu.Lock()
 	ids := s.checks[ss]
 	if ids == nil {
 		ids = map[string]struct{}{}
 		s.checks[ss] = ids
 	}
-	for _, p := range states {
-		ids[p.UserId] = struct{}{}
+	for _, u := range users {
+		ids[u] = struct{}{}
 	}
 	s.checkMu.Unlock()
 	select {
@@ -252,7 +301,7 @@ func (ss *Session) Add(states []*syncpb.PresenceUpdate) {
 	}
 }
 
-// checkLoop looks up the users that notices added, after the server has
+// checkLoop looks up the users that recheck queued, after the server has
 // their subscriptions, and passes on states that changed meanwhile.
 func (s *Service) checkLoop(ctx context.Context) {
 	var fns []func(*syncpb.PresenceUpdate)
@@ -273,6 +322,9 @@ func (s *Service) checkLoop(ctx context.Context) {
 			continue
 		}
 		for ss, set := range batch {
+			if len(set) == 0 {
+				continue // an empty list would ask for everyone
+			}
 			ids := make([]string, 0, len(set))
 			for id := range set {
 				ids = append(ids, id)
@@ -296,6 +348,7 @@ func (s *Service) checkLoop(ctx context.Context) {
 func (ss *Session) Leave() {
 	ss.s.checkMu.Lock()
 	delete(ss.s.checks, ss)
+	delete(ss.s.sessions, ss)
 	ss.s.checkMu.Unlock()
 	ss.once.Do(func() {
 		ss.s.w.drop(ss.wr)

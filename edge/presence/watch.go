@@ -64,8 +64,13 @@ func newWatch(nc *nats.Conn, region string, queue int, log *slog.Logger) *watch 
 
 // set makes wr watch exactly the users of states (their state as the
 // core answered), and returns once the NATS server has any new
-// subscription.
-func (w *watch) set(ctx context.Context, wr *watcher, states []*syncpb.PresenceUpdate) error {
+// subscription. It returns the newest state known of each user (the
+// core's answer, or a newer one this edge already had from another
+// watcher's subscription), and the users whose subscription is new here:
+// a change the core published between reading its answer and the server
+// having the subscription reached nobody, so the caller looks those up
+// again (Service.recheck).
+func (w *watch) set(ctx context.Context, wr *watcher, states []*syncpb.PresenceUpdate) ([]*syncpb.PresenceUpdate, []string, error) {
 	want := make(map[string]*syncpb.PresenceUpdate, len(states))
 	for _, p := range states {
 		want[p.UserId] = p
@@ -73,18 +78,18 @@ func (w *watch) set(ctx context.Context, wr *watcher, states []*syncpb.PresenceU
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge is shutting down")
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "the edge is shutting down")
 	}
 	if wr.gone {
 		w.mu.Unlock()
-		return nil
+		return states, nil, nil
 	}
 	for u := range wr.users {
 		if _, ok := want[u]; !ok {
 			w.unlinkLocked(wr, u)
 		}
 	}
-	fresh := false
+	var fresh []string
 	var err error
 	for u, p := range want {
 		if ws := w.users[u]; ws != nil && newer(ws.state, p) {
@@ -102,23 +107,30 @@ func (w *watch) set(ctx context.Context, wr *watcher, states []*syncpb.PresenceU
 			}
 			ws = &watched{sub: sub, watchers: map[*watcher]struct{}{}, state: p}
 			w.users[u] = ws
-			fresh = true
+			fresh = append(fresh, u)
 		}
 		ws.watchers[wr] = struct{}{}
 		wr.users[u] = struct{}{}
 	}
+	out := make([]*syncpb.PresenceUpdate, 0, len(states))
+	for _, p := range states {
+		if ws := w.users[p.UserId]; ws != nil && ws.state != nil && newer(p, ws.state) {
+			p = ws.state
+		}
+		out = append(out, p)
+	}
 	w.mu.Unlock()
 	if err != nil {
-		return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "presence is unavailable, retry")
+		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "presence is unavailable, retry")
 	}
-	if fresh {
+	if len(fresh) > 0 {
 		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 		defer cancel()
 		if err := w.nc.FlushWithContext(fctx); err != nil {
-			return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "presence is unavailable, retry")
+			return nil, nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "presence is unavailable, retry")
 		}
 	}
-	return nil
+	return out, fresh, nil
 }
 
 // add makes wr also watch the users of states. It does not wait for the

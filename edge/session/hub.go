@@ -424,6 +424,21 @@ func (h *Hub) deliverConv(cs *convSub, m *nats.Msg) {
 	fanout(sinks, lost, d)
 }
 
+// Reconnected tells the hub that its NATS connection came back after a
+// loss: deliveries published meanwhile reached nobody here, so every
+// session is told to sync (Sink.Lost). The subscriptions themselves are
+// restored by the NATS client. The edge calls it from NATS's reconnect
+// handler; it never blocks.
+func (h *Hub) Reconnected() {
+	h.mu.Lock()
+	var sinks []Sink
+	for _, u := range h.users {
+		sinks = h.sinksLocked(u, sinks)
+	}
+	h.mu.Unlock()
+	fanout(sinks, true, nil)
+}
+
 // Convs is how many conversation subjects the hub listens on.
 func (h *Hub) Convs() int {
 	h.mu.Lock()

@@ -174,3 +174,33 @@ func TestHubSetConvsKeepsNewerNotices(t *testing.T) {
 		t.Fatalf("the hub listens on %d conversation subjects, want 1", n)
 	}
 }
+
+// lostSink counts Lost calls.
+type lostSink struct{ lost chan struct{} }
+
+func (s lostSink) Deliver(*syncpb.Deliver) {}
+func (s lostSink) Lost()                  { s.lost <- struct{}{} }
+
+// After the NATS connection comes back, every sink of every user is told
+// that deliveries may have been lost.
+func TestHubReconnectedTellsEverySinkToSync(t *testing.T) {
+	ns := natstest.Server(t)
+	hub := NewHub(natstest.Conn(t, ns), "local", nil)
+	t.Cleanup(hub.Close)
+	sinks := []lostSink{{make(chan struct{}, 1)}, {make(chan struct{}, 1)}, {make(chan struct{}, 1)}}
+	for i, user := range []string{"u_a", "u_a", "u_b"} {
+		cancel, err := hub.Subscribe(t.Context(), user, sinks[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cancel)
+	}
+	hub.Reconnected()
+	for i, s := range sinks {
+		select {
+		case <-s.lost:
+		default:
+			t.Fatalf("sink %d was not told to sync", i)
+		}
+	}
+}
