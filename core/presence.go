@@ -25,8 +25,12 @@ import (
 // user u is published once, by the node leading shard ShardOf(u), on u's
 // presence subject, where edges with a watcher of u listen. Around a
 // leadership change a change may be published twice (harmless: updates
-// carry the state, not a delta) or, if nodes disagree about who leads at
-// that moment, not at all.
+// carry the state, not a delta), or by nobody when the nodes disagree
+// about who leads at that moment (the former leader has stepped down, the
+// new one does not know it leads yet). So a node that finds it has become
+// a shard's leader publishes again the state of that shard's users who
+// changed within RepairWindow: a change is never lost to a leadership
+// change, only late by up to a Tick.
 
 // PresenceConfig configures a node's presence.
 type PresenceConfig struct {
@@ -38,8 +42,12 @@ type PresenceConfig struct {
 	// syncproto.MaxPresenceUsers).
 	MaxWatch int
 	// Tick is how often leases are checked (default 100 ms); it adds to
-	// the time watchers take to see a dead edge's users go offline.
+	// the time watchers take to see a dead edge's users go offline. It is
+	// also how often a node looks for shards it has come to lead.
 	Tick time.Duration
+	// RepairWindow is how far back a new shard leader publishes changes
+	// again (default 30 s): longer than a leadership change takes.
+	RepairWindow time.Duration
 }
 
 func (c *PresenceConfig) setDefaults() {
@@ -48,6 +56,9 @@ func (c *PresenceConfig) setDefaults() {
 	}
 	if c.Tick == 0 {
 		c.Tick = 100 * time.Millisecond
+	}
+	if c.RepairWindow == 0 {
+		c.RepairWindow = 30 * time.Second
 	}
 }
 
@@ -58,8 +69,8 @@ func (c *PresenceConfig) Validate() error {
 			return fmt.Errorf("core: Config.Presence.Off: bad workspace id %q", ws)
 		}
 	}
-	if c.MaxWatch < 0 || c.Tick < 0 {
-		return errors.New("core: Config.Presence: MaxWatch and Tick must not be negative")
+	if c.MaxWatch < 0 || c.Tick < 0 || c.RepairWindow < 0 {
+		return errors.New("core: Config.Presence: MaxWatch, Tick and RepairWindow must not be negative")
 	}
 	return nil
 }
@@ -94,6 +105,15 @@ type presenceService struct {
 
 	notices chan memberNotice
 	seen    *lastSeen // nil when JetStream is off
+
+	// leads says whether this node leads shard i (self), and whether any
+	// node is known to (known); send publishes. Both are the node's
+	// (leadsShard, nc.Publish) but for tests.
+	leads func(shard int) (self, known bool)
+	send  func(subject string, data []byte) error
+	// led is, per shard, whether this node led it at the last tick (the
+	// expire loop's only).
+	led []bool
 }
 
 // newPresence builds the presence service; startPresence runs it. The
@@ -105,7 +125,8 @@ func (n *Node) newPresence() error {
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
-	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table, notices: make(chan memberNotice, memberNoticeQueue)}
+	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table, notices: make(chan memberNotice, memberNoticeQueue),
+		leads: n.leadsShard, send: n.nc.Publish, led: make([]bool, n.cfg.ShardCount)}
 	for _, ws := range cfg.Off {
 		p.off[ws] = true
 	}
@@ -237,8 +258,12 @@ func (p *presenceService) isOff(ws string) bool {
 	if p.off[ws] {
 		return true
 	}
-	d, ok := p.n.groups[dirGroup].sm.(*directory.FSM)
-	if !ok || ws == "" {
+	m := p.n.groups[dirGroup]
+	if m == nil || ws == "" {
+		return false
+	}
+	d, ok := m.sm.(*directory.FSM)
+	if !ok {
 		return false
 	}
 	off, err := d.PresenceOff(ws)
@@ -262,11 +287,66 @@ func (p *presenceService) expireLoop() {
 			return
 		case <-t.C:
 		}
-		p.mu.Lock()
-		changes := p.table.Expire()
-		p.mu.Unlock()
-		p.publish(changes)
+		p.tick()
 	}
+}
+
+// tick drops expired leases and publishes what changed, then repairs the
+// shards this node has come to lead since the last tick.
+func (p *presenceService) tick() {
+	p.mu.Lock()
+	changes := p.table.Expire()
+	p.mu.Unlock()
+	p.publish(changes)
+	p.repair()
+}
+
+// repair publishes again, for each shard this node leads now but did not
+// at the last tick, the state of the shard's users that changed within
+// RepairWindow: while leadership moved, nobody may have published them.
+func (p *presenceService) repair() {
+	var gained map[int]bool
+	for i := range p.led {
+		self, _ := p.leads(i)
+		if self && !p.led[i] {
+			if gained == nil {
+				gained = map[int]bool{}
+			}
+			gained[i] = true
+		}
+		p.led[i] = self
+	}
+	if gained == nil {
+		return
+	}
+	p.mu.Lock()
+	recent := p.table.Recent(p.n.cfg.Now().Add(-p.cfg.RepairWindow))
+	p.mu.Unlock()
+	var again []presence.Change
+	for _, c := range recent {
+		if gained[p.shardOf(c.UserID)] {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 {
+		p.n.log.Debug("presence repeated by a new shard leader", "users", len(again))
+	}
+	p.publish(again)
+}
+
+func (p *presenceService) shardOf(user string) int {
+	return int(syncproto.ShardOf(user, uint32(p.n.cfg.ShardCount)))
+}
+
+// leadsShard reports whether this node leads shard i, and whether any
+// node is known to.
+func (n *Node) leadsShard(i int) (self, known bool) {
+	g := n.groups[shardGroup(i)].g
+	if g.IsLeader() {
+		return true, true
+	}
+	leader, _ := g.Leader()
+	return false, leader != ""
 }
 
 // publish sends the changes of the users whose shard this node leads.
@@ -278,8 +358,7 @@ func (p *presenceService) publish(changes []presence.Change) {
 		// The shard's leader publishes; while the shard has none (an
 		// election, a leadership transfer) every node that sees none does,
 		// so a change is repeated rather than lost.
-		g := p.n.groups[shardGroup(int(syncproto.ShardOf(c.UserID, uint32(p.n.cfg.ShardCount))))].g
-		if leader, _ := g.Leader(); !g.IsLeader() && leader != "" {
+		if self, known := p.leads(p.shardOf(c.UserID)); !self && known {
 			continue
 		}
 		b, err := proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{c.Update()}})
@@ -287,7 +366,7 @@ func (p *presenceService) publish(changes []presence.Change) {
 			p.n.log.Error("marshal presence", "err", err)
 			continue
 		}
-		if err := p.n.nc.Publish(syncproto.PresenceUserSubject(p.n.cfg.Region, c.UserID), b); err != nil {
+		if err := p.send(syncproto.PresenceUserSubject(p.n.cfg.Region, c.UserID), b); err != nil {
 			p.n.log.Debug("publish presence", "user", c.UserID, "err", err)
 		}
 		if !c.Online && p.seen != nil {

@@ -215,6 +215,20 @@ func (t *Table) State(userID string) *syncpb.PresenceUpdate {
 	return p
 }
 
+// Recent is the current state of every user whose state last changed at
+// or after since (a user never seen changing is left out), for a node
+// that must tell watchers again what may not have reached them.
+func (t *Table) Recent(since time.Time) []Change {
+	var out []Change
+	for id, u := range t.users {
+		if u.lastSeen.IsZero() || u.lastSeen.Before(since) {
+			continue
+		}
+		out = append(out, Change{UserID: id, WorkspaceID: u.workspace, Online: u.devices > 0, LastSeen: u.lastSeen})
+	}
+	return out
+}
+
 // SeedLastSeen raises a user's last-seen time to at (a time stored
 // elsewhere, e.g. before this table existed); a later time already known
 // wins.

@@ -238,3 +238,29 @@ func BenchmarkTableHeartbeat(b *testing.B) {
 		})
 	}
 }
+
+// Recent lists the current state of the users that changed since a time,
+// whatever the change was.
+func TestTableRecent(t *testing.T) {
+	tb, c := newTestTable(t)
+	e := &edgeFeed{id: "e1", epoch: 1}
+	tb.Apply(e.snapshot(dev("ana", "p"), dev("bo", "p")))
+	c.advance(10 * time.Second)
+	since := c.now()
+	tb.Apply(e.disconnect(dev("bo", "p")))
+	c.advance(time.Second)
+	tb.Apply(e.connect(dev("cy", "p")))
+	got := map[string]bool{}
+	for _, ch := range tb.Recent(since) {
+		got[ch.UserID] = ch.Online
+		if ch.LastSeen.Before(since) {
+			t.Errorf("%s: last seen %v before %v", ch.UserID, ch.LastSeen, since)
+		}
+	}
+	if len(got) != 2 || got["bo"] || !got["cy"] {
+		t.Fatalf("recent %v, want bo offline and cy online (ana changed before)", got)
+	}
+	if n := len(tb.Recent(c.now().Add(time.Millisecond))); n != 0 {
+		t.Fatalf("%d recent after the last change", n)
+	}
+}
