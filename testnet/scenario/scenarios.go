@@ -20,6 +20,9 @@ type Options struct {
 	Soak       time.Duration // scenario 4's length (default 2 min)
 	Blackout   time.Duration // scenario 4's blackout (default 5 s)
 	BlackEvery time.Duration // and its period (default 30 s)
+	// Scenario 5's rounds of connects and disconnects (default 3) and
+	// cuts of e1 (default 2); make test's smoke runs one of each.
+	PresenceRounds, PresenceCuts int
 }
 
 // Names of the scenarios, in issue 5's order.
@@ -35,6 +38,12 @@ func Plans(o Options) map[string]Plan {
 	}
 	if o.BlackEvery <= 0 {
 		o.BlackEvery = 30 * time.Second
+	}
+	if o.PresenceRounds <= 0 {
+		o.PresenceRounds = 3
+	}
+	if o.PresenceCuts <= 0 {
+		o.PresenceCuts = 2
 	}
 	users := []string{"ana", "bo", "cy"}
 	groups := map[string][]string{"g1": {"ana", "bo", "cy"}, "g2": {"bo", "ana"}}
@@ -231,7 +240,7 @@ func Plans(o Options) map[string]Plan {
 		"5-presence": {
 			Name: "5-presence", Users: presenceUsers, Groups: map[string][]string{"all": presenceUsers},
 			Devices:    presenceDevices,
-			Impairment: "devices of a and b connect and disconnect (process start/stop) across e1 and e2, 3 rounds; then e1 cut off from every core (nftables drop) for 10 s and healed, twice, with x's only device and one of y's two on e1",
+			Impairment: fmt.Sprintf("devices of a and b connect and disconnect (process start/stop) across e1 and e2, %d rounds; then e1 cut off from every core (nftables drop) for 10 s and healed, %d times, with x's only device and one of y's two on e1", o.PresenceRounds, o.PresenceCuts),
 			Act: func(ctx context.Context, r *Run) error {
 				step := func(err error) error { // a change, then time for watchers to see it
 					if err != nil {
@@ -242,7 +251,7 @@ func Plans(o Options) map[string]Plan {
 				if err := sleep(ctx, 3*time.Second); err != nil { // watchers' catch-up
 					return err
 				}
-				for round := 0; round < 3; round++ {
+				for round := 0; round < o.PresenceRounds; round++ {
 					for _, s := range []struct {
 						start bool
 						dev   string
@@ -275,7 +284,7 @@ func Plans(o Options) map[string]Plan {
 				if err := sleep(ctx, 3*time.Second); err != nil {
 					return err
 				}
-				for i := 1; i <= 2; i++ {
+				for i := 1; i <= o.PresenceCuts; i++ {
 					if err := r.CutEdge(ctx, "e1"); err != nil {
 						return err
 					}
