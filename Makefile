@@ -66,8 +66,8 @@ bench-region: build
 # Issue 5's scenarios against real processes in network namespaces (root;
 # installs nftables/iproute2 when missing). Reports and logs go to
 # testnet/runs/<time>/. make testnet runs all six (5: presence
-# convergence); make test runs scenarios 1-4 (a 2-minute soak) as
-# TestSmoke in testnet/scenario.
+# convergence); make test runs scenarios 1-4 (a 2-minute soak) and a
+# shorter 5 (one round, one edge cut) as TestSmoke in testnet/scenario.
 SOAK ?= 10m
 testnet:
 	$(GO) run ./testnet/cmd/testnet -scenarios all -soak 2m
