@@ -1,6 +1,7 @@
 // Package core is a regional core node: Raft groups (one directory group and
-// a fixed number of conversation shards) on one Badger DB, served to edges
-// as NATS request/reply. Any node accepts any request and forwards it to the
+// a fixed number of conversation shards) whose logs share one write-ahead
+// log and whose state machines share one Badger DB, served to edges as
+// NATS request/reply. Any node accepts any request and forwards it to the
 // group's leader, so callers never need to know who leads.
 package core
 
@@ -124,13 +125,6 @@ func New(cfg Config) (_ *Node, err error) {
 	n.wal, err = raftstore.OpenWAL(raftstore.WALConfig{Dir: filepath.Join(cfg.DataDir, "raftwal"), Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("core: open raft wal: %w", err)
-	}
-	moved, err := raftstore.MigrateBadger(n.db, n.wal)
-	if err != nil {
-		return nil, fmt.Errorf("core: move raft logs from badger to the wal: %w", err)
-	}
-	if len(moved) > 0 {
-		n.log.Info("moved raft logs from badger to the wal", "groups", moved)
 	}
 
 	n.ln = cfg.RaftListener

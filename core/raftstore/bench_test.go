@@ -17,7 +17,6 @@ var benchStores = []struct {
 	name string
 	new  func(b *testing.B) logStore
 }{
-	{"badger", func(b *testing.B) logStore { return newTestStore(b, "s0") }},
 	{"wal", func(b *testing.B) logStore {
 		return mustStore(b, openTestWAL(b, WALConfig{Dir: b.TempDir()}), "s0")
 	}},
@@ -139,17 +138,14 @@ func BenchmarkRaftbench(b *testing.B) {
 }
 
 // BenchmarkRaftCommit proposes one command at a time to a 3-node group
-// (each node its own Badger or WAL on disk, in-memory transport) and
-// reports the commit latency percentiles: what a send waits for in the
-// store.
+// (each node its own WAL on disk, in-memory transport) and reports the
+// commit latency percentiles: what a send waits for in the store.
 func BenchmarkRaftCommit(b *testing.B) {
-	for _, store := range []string{"badger", "wal"} {
-		b.Run("store="+store, func(b *testing.B) { benchRaftCommit(b, store) })
-	}
+	b.Run("store=wal", func(b *testing.B) { benchRaftCommit(b) })
 }
 
-func benchRaftCommit(b *testing.B, store string) {
-	c := newRaftCluster(b, 3, store)
+func benchRaftCommit(b *testing.B) {
+	c := newRaftCluster(b, 3)
 	leader := c.leader()
 	cmd := make([]byte, 300)
 	lat := make([]time.Duration, 0, b.N)

@@ -9,10 +9,10 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The value of a log key:
+// The encoding of a raft.Log (a WAL entry's payload):
 //
 //	version  byte = 1
-//	index    uvarint (must match the key)
+//	index    uvarint (must match the index it is stored under)
 //	term     uvarint
 //	type     byte (raft.LogType)
 //	flags    byte: bit 0 set when AppendedAt is present; other bits zero

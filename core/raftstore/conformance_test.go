@@ -9,7 +9,7 @@ import (
 )
 
 // stores builds the implementations under test; raft's InmemStore is the
-// reference that the Badger store must agree with.
+// reference that the WAL's store must agree with.
 var stores = []struct {
 	name string
 	new  func(t *testing.T) interface {
@@ -22,12 +22,6 @@ var stores = []struct {
 		raft.StableStore
 	} {
 		return raft.NewInmemStore()
-	}},
-	{"badger", func(t *testing.T) interface {
-		raft.LogStore
-		raft.StableStore
-	} {
-		return newTestStore(t, "conf")
 	}},
 	{"wal", func(t *testing.T) interface {
 		raft.LogStore
@@ -174,9 +168,6 @@ func TestConformance(t *testing.T) {
 // tail, compact the head) on raft's InmemStore and on each store, and
 // compares them after each; the WAL is also reopened now and then.
 func TestDifferential(t *testing.T) {
-	t.Run("badger", func(t *testing.T) {
-		differential(t, newTestStore(t, "diff"), nil)
-	})
 	t.Run("wal", func(t *testing.T) {
 		dir := t.TempDir()
 		w := openTestWAL(t, WALConfig{Dir: dir, SegmentSize: 64 << 10})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
 )
 
 // testWriter sends log lines to t.Log until the test ends.
@@ -62,22 +63,6 @@ func openTestDB(t testing.TB, dir string, with func(badger.Options) badger.Optio
 	return db, s
 }
 
-// newTestStore returns a store of group in a fresh DB.
-func newTestStore(t testing.TB, group string) *Store {
-	t.Helper()
-	db, s := openTestDB(t, t.TempDir(), nil)
-	return mustNew(t, db, s, group)
-}
-
-func mustNew(t testing.TB, db *badger.DB, s *Syncer, group string) *Store {
-	t.Helper()
-	st, err := New(db, s, group)
-	if err != nil {
-		t.Fatalf("New(%q): %v", group, err)
-	}
-	return st
-}
-
 // checkFor calls f until it returns nil or the deadline passes.
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
@@ -121,4 +106,11 @@ func mustStore(t testing.TB, w *WAL, group string) *WALStore {
 func newTestWALStore(t testing.TB, group string) *WALStore {
 	t.Helper()
 	return mustStore(t, openTestWAL(t, WALConfig{Dir: t.TempDir(), SegmentSize: 1 << 20}), group)
+}
+
+// bounds is a store's first and last index.
+func bounds(s raft.LogStore) (uint64, uint64) {
+	f, _ := s.FirstIndex()
+	l, _ := s.LastIndex()
+	return f, l
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 
 	"github.com/parley-chat/parley/core/internal/raftlog"
@@ -69,9 +68,7 @@ type raftNode struct {
 	dir   string
 	snaps *raft.InmemSnapshotStore
 
-	db    *badger.DB // with the badger store
-	sync  *Syncer
-	wal   *WAL // with the wal store
+	wal   *WAL
 	store logStore
 	trans *raft.InmemTransport
 	fsm   *listFSM
@@ -80,19 +77,18 @@ type raftNode struct {
 
 type raftCluster struct {
 	t     testing.TB
-	store string // "badger" or "wal"
 	nodes []*raftNode
 }
 
-func newRaftCluster(t testing.TB, n int, store string) *raftCluster {
+func newRaftCluster(t testing.TB, n int) *raftCluster {
 	t.Helper()
-	c := &raftCluster{t: t, store: store}
+	c := &raftCluster{t: t}
 	var servers []raft.Server
 	for i := 0; i < n; i++ {
 		nd := &raftNode{
 			id:    raft.ServerID(fmt.Sprintf("n%d", i)),
 			addr:  raft.ServerAddress(fmt.Sprintf("node%d", i)),
-			dir:   filepath.Join(t.TempDir(), store),
+			dir:   filepath.Join(t.TempDir(), "wal"),
 			snaps: raft.NewInmemSnapshotStore(),
 		}
 		c.nodes = append(c.nodes, nd)
@@ -123,20 +119,11 @@ func (c *raftCluster) start(boot *raft.Configuration) {
 	t := c.t
 	t.Helper()
 	for _, nd := range c.nodes {
-		if c.store == "wal" {
-			w, err := OpenWAL(WALConfig{Dir: nd.dir, Logger: testLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			nd.wal, nd.store = w, mustStore(t, w, "s0")
-		} else {
-			db, err := OpenDB(nd.dir, testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			nd.db, nd.sync = db, NewSyncer(db)
-			nd.store = mustNew(t, db, nd.sync, "s0")
+		w, err := OpenWAL(WALConfig{Dir: nd.dir, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
 		}
+		nd.wal, nd.store = w, mustStore(t, w, "s0")
 		_, nd.trans = raft.NewInmemTransport(nd.addr)
 		nd.fsm = &listFSM{}
 	}
@@ -181,15 +168,8 @@ func (c *raftCluster) stop() {
 			c.t.Errorf("%s shutdown: %v", nd.id, err)
 		}
 		nd.trans.Close()
-		if nd.wal != nil {
-			if err := nd.wal.Close(); err != nil {
-				c.t.Errorf("%s close wal: %v", nd.id, err)
-			}
-		} else {
-			nd.sync.Close()
-			if err := nd.db.Close(); err != nil {
-				c.t.Errorf("%s close db: %v", nd.id, err)
-			}
+		if err := nd.wal.Close(); err != nil {
+			c.t.Errorf("%s close wal: %v", nd.id, err)
 		}
 		nd.raft = nil
 	}
@@ -244,13 +224,7 @@ func commands(from, to int) []string {
 }
 
 func TestRaftCluster(t *testing.T) {
-	for _, store := range []string{"badger", "wal"} {
-		t.Run(store, func(t *testing.T) { testRaftCluster(t, store) })
-	}
-}
-
-func testRaftCluster(t *testing.T, store string) {
-	c := newRaftCluster(t, 3, store)
+	c := newRaftCluster(t, 3)
 	want := commands(0, 100)
 	c.apply(want...)
 	c.converged(want)
