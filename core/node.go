@@ -121,6 +121,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: open badger: %w", err)
 	}
+	if err := checkShardCount(n.db, cfg.ShardCount); err != nil {
+		return nil, err
+	}
 	n.syncer = raftstore.NewSyncer(n.db)
 	n.wal, err = raftstore.OpenWAL(raftstore.WALConfig{Dir: filepath.Join(cfg.DataDir, "raftwal"), Logger: n.log})
 	if err != nil {
