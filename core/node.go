@@ -57,6 +57,10 @@ type member struct {
 	index int // position in the region's group order, for leader placement
 	g     *group.Group
 	sm    stateMachine
+	// The state machine as its type: shard for a conversation shard, dir
+	// for the directory group; the other is nil.
+	shard *shard.FSM
+	dir   *directory.FSM
 }
 
 // Node is a running core node.
@@ -175,7 +179,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: directory state: %w", err)
 	}
-	if err := n.addGroup(dirGroup, 0, dir); err != nil {
+	if err := n.addGroup(dirGroup, 0, dir, &member{dir: dir}); err != nil {
 		return nil, err
 	}
 	if !cfg.NATS.NoJetStream {
@@ -237,7 +241,7 @@ func New(cfg Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("core: shard %s state: %w", name, err)
 		}
-		if err := n.addGroup(name, i+1, sm); err != nil {
+		if err := n.addGroup(name, i+1, sm, &member{shard: sm}); err != nil {
 			return nil, err
 		}
 		g.Store(n.groups[name].g)
@@ -266,7 +270,9 @@ func New(cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-func (n *Node) addGroup(name string, index int, sm stateMachine) error {
+// addGroup starts group name on sm and records it as mem (which holds the
+// state machine's typed field).
+func (n *Node) addGroup(name string, index int, sm stateMachine, mem *member) error {
 	store, err := n.wal.Store(name)
 	if err != nil {
 		return fmt.Errorf("core: group %s log store: %w", name, err)
@@ -301,7 +307,8 @@ func (n *Node) addGroup(name string, index int, sm stateMachine) error {
 		trans.Close()
 		return fmt.Errorf("core: %w", err)
 	}
-	n.groups[name] = &member{index: index, g: g, sm: sm}
+	mem.index, mem.g, mem.sm = index, g, sm
+	n.groups[name] = mem
 	n.order = append(n.order, name)
 	return nil
 }

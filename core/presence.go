@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/parley-chat/parley/core/directory"
 	"github.com/parley-chat/parley/core/presence"
 	"github.com/parley-chat/parley/core/shard"
 	"github.com/parley-chat/parley/syncproto"
@@ -73,11 +72,6 @@ func (c *PresenceConfig) Validate() error {
 		return errors.New("core: Config.Presence: MaxWatch, Tick and RepairWindow must not be negative")
 	}
 	return nil
-}
-
-// contactLister finds who shares a conversation with a caller (*shard.FSM).
-type contactLister interface {
-	Contacts(caller *syncpb.Caller, only map[string]bool, limit int, into map[string]bool) error
 }
 
 // memberNoticeQueue bounds the membership changes waiting to be told
@@ -259,13 +253,10 @@ func (p *presenceService) isOff(ws string) bool {
 		return true
 	}
 	m := p.n.groups[dirGroup]
-	if m == nil || ws == "" {
+	if m == nil || m.dir == nil || ws == "" {
 		return false
 	}
-	d, ok := m.sm.(*directory.FSM)
-	if !ok {
-		return false
-	}
+	d := m.dir
 	off, err := d.PresenceOff(ws)
 	return err == nil && off
 }
@@ -433,8 +424,8 @@ func (n *Node) shardPresence(mem *member, req *syncpb.CoreRequest) *syncpb.CoreR
 		}
 	}
 	found := map[string]bool{}
-	if cl, ok := mem.sm.(contactLister); ok {
-		if err := cl.Contacts(req.GetCaller(), only, n.presence.cfg.MaxWatch, found); err != nil {
+	if mem.shard != nil {
+		if err := mem.shard.Contacts(req.GetCaller(), only, n.presence.cfg.MaxWatch, found); err != nil {
 			return errorResponse(fmt.Errorf("core: presence contacts: %w", err))
 		}
 	}
@@ -455,10 +446,7 @@ func (n *Node) PresenceOnline() (users, edges int) {
 	return n.presence.table.Online(), n.presence.table.Edges()
 }
 
-var (
-	_ contactLister = (*shard.FSM)(nil)
-	_ memberSource  = (*shard.FSM)(nil)
-)
+var _ memberSource = (*shard.FSM)(nil)
 
 // PresenceOf is this node's view of a user's presence (for tests and stats).
 func (n *Node) PresenceOf(userID string) *syncpb.PresenceUpdate {

@@ -30,8 +30,8 @@ func (n *Node) receipt(ctx context.Context, mem *member, req *syncpb.CoreRequest
 	if n.receipts == nil {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "receipts need JetStream, which is off on this node"))
 	}
-	fsm, ok := mem.sm.(*shard.FSM)
-	if !ok {
+	fsm := mem.shard
+	if fsm == nil {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation group"))
 	}
 	caller, rr := req.Caller, req.GetReceipt()
@@ -132,7 +132,7 @@ func (f *receiptFanout) changed(changes []receipts.Change) {
 		if len(ups) == 0 {
 			continue
 		}
-		fsm := n.groups[n.ShardGroupOf(conv)].sm.(*shard.FSM)
+		fsm := n.groups[n.ShardGroupOf(conv)].shard
 		info, ok, err := fsm.Info(conv)
 		if err != nil || !ok {
 			continue
@@ -209,8 +209,7 @@ func (f *receiptFanout) aggregateLoop(every time.Duration) {
 // aggregate publishes how many members received and read the last message.
 func (f *receiptFanout) aggregate(conv string) {
 	n := f.n
-	fsm := n.groups[n.ShardGroupOf(conv)].sm.(*shard.FSM)
-	info, ok, err := fsm.Info(conv)
+	info, ok, err := n.groups[n.ShardGroupOf(conv)].shard.Info(conv)
 	if err != nil || !ok {
 		return
 	}

@@ -187,12 +187,11 @@ func (n *Node) onTyping(shardName string, m *nats.Msg) {
 		return
 	}
 	mem := n.groups[shardName]
-	sm, ok := mem.sm.(memberLister)
-	if !ok || !mem.g.IsLeader() {
+	if mem.shard == nil || !mem.g.IsLeader() {
 		ty.dropped.Add(1) // leadership moved: not worth forwarding
 		return
 	}
-	ty.enqueue(sm, t)
+	ty.enqueue(mem.shard, t)
 }
 
 // TypingStats counts the typing indicators this node has handled.
