@@ -77,8 +77,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.CPUProf, "cpuprofile", "", "write a CPU profile of the measured run (spawned systems run in this process)")
 	fs.StringVar(&cfg.BlockProf, "blockprofile", "", "write a blocking profile (where goroutines wait) of the run")
 	fs.BoolVar(&cfg.RaftStats, "raftstats", false, "print raft's timing metrics (store, commit, apply) of a spawned system")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if cfg.Senders < 1 || cfg.Convs < 1 || cfg.BodyBytes < 1 || cfg.Duration <= 0 {
 		return errors.New("senders, convs, body and duration must be positive")

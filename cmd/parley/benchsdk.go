@@ -192,8 +192,8 @@ func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error)
 	fs.Float64Var(&cfg.Typing, "typing", 0, "typing indicators per second each sending client also sends (0: none)")
 	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "with -self: the edge's typing limit per device per second (default 2)")
 	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "with -self: the edge's typing burst per device (default 4)")
-	if err := fs.Parse(args); err != nil {
-		return cfg, errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, err
 	}
 	switch cfg.Transport {
 	case "ws", "quic", "wt":

@@ -14,7 +14,25 @@ import (
 	"github.com/parley-chat/parley/core"
 )
 
-var errUsage = errors.New("usage")
+// errUsage and errHelp end a command whose flags did not parse (exit 2)
+// or that was asked for its usage (exit 0); the flag package has printed
+// the usage either way.
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
+
+// parseFlags parses args into fs: errHelp for -h or --help, errUsage for
+// anything else that does not parse.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return errUsage
+	}
+	return nil
+}
 
 // coreFile is the JSON config file of `parley core --config`. Flags given
 // on the command line override it.
@@ -101,8 +119,8 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	debugAddr := fs.String("debug", "", debugFlagUsage)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	f, err := readCoreFile(*configPath)
 	if err != nil {

@@ -41,8 +41,8 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	debugAddr := fs.String("debug", "", debugFlagUsage)
-	if err := fs.Parse(args); err != nil {
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *keyFile == "" {
 		fmt.Fprintln(stderr, "parley edge: --token-keys is required (create one with: parley keygen FILE)")
@@ -84,7 +84,10 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	rotate := fs.Bool("rotate", false, "add a new signing key to an existing file")
 	id := fs.String("id", "", "key id (default k<n>)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "usage: parley keygen [-rotate] [-id ID] FILE")
 		return errUsage
 	}
