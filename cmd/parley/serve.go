@@ -183,6 +183,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Logger, err = newLogger(stderr, *logLevel, *logJSON); err != nil {
 		return err
 	}
+	var started func()
+	cfg.Logger, started = quietStart(cfg.Logger)
 	if err := serveDebug(ctx, *debugAddr, cfg.Logger); err != nil {
 		return err
 	}
@@ -204,6 +206,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "  try       curl -s %s/v1/accounts -d '{\"workspace\":\"acme\",\"username\":\"ana\",\"password\":\"correct horse battery\"}'\n", base)
 	fmt.Fprintln(stdout, "Ctrl-C stops.")
+	started()
 	err = s.Run(ctx)
 	fmt.Fprintln(stdout, "parley serve: stopped")
 	return err
