@@ -19,7 +19,7 @@
 //     created it and is a member (a retry): then it is returned.
 //
 // History pages are always in ascending seq order; next_cursor continues in
-// the requested direction (see history.go). Creating a conversation appends
+// the requested direction (see FSM.history). Creating a conversation appends
 // no message: the first send gets seq 1.
 package shard
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Kinds of presence change, reported apart (issue 5's targets differ).
+// Kinds of presence change, reported apart (their convergence targets differ).
 const (
 	ChangeClean = "clean"    // a device process started or stopped
 	ChangeCut   = "edge-cut" // the user's edge was cut off from the cores

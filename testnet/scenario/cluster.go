@@ -1,7 +1,8 @@
 // Package scenario runs parley regions as real processes in network
 // namespaces (a Cluster: 3 core nodes, 2 edges, client hosts), breaks the
-// network and the processes in the ways issue 5 asks for, drives client
-// devices (tnhost client) through it, and checks what they recorded.
+// network and the processes (partitions, kills, address changes, lossy
+// links, edge cuts, core crashes), drives client devices (tnhost client)
+// through it, and checks what they recorded.
 package scenario
 
 import (

@@ -25,7 +25,7 @@ type Options struct {
 	PresenceRounds, PresenceCuts int
 }
 
-// Names of the scenarios, in issue 5's order.
+// Names of the scenarios, in the order they run.
 var Names = []string{"1-partition", "2-edge-loss", "3-network-change", "4-mobile-soak", "5-presence", "6-core-crash"}
 
 // Plans returns the scenario of each name.

@@ -1,4 +1,4 @@
-// Command testnet runs issue 5's scenarios against real parley processes
+// Command testnet runs the fault scenarios against real parley processes
 // in network namespaces (needs root) and writes a run directory with the
 // reports and every node's and device's log.
 //
