@@ -74,6 +74,8 @@ type Config struct {
 	IPBurst int
 	// MaxLimiters bounds each limiter map (default 100,000 keys).
 	MaxLimiters int
+	// CORS lets pages of other origins call /v1 (default: none).
+	CORS CORSConfig
 	// LoginThrottle delays log-ins to an account after failed ones, from
 	// any IP (see auth.Throttle; its clock defaults to Now).
 	LoginThrottle auth.ThrottleConfig
@@ -107,6 +109,9 @@ func (c Config) Validate() error {
 	case c.ReadyTTL < 0 || c.ReadyTimeout < 0:
 		return errors.New("httpapi: ReadyTTL and ReadyTimeout must not be negative")
 	}
+	if err := c.CORS.Validate(); err != nil {
+		return err
+	}
 	if err := c.LoginThrottle.Validate(); err != nil {
 		return fmt.Errorf("httpapi: LoginThrottle: %w", err)
 	}
@@ -125,6 +130,7 @@ type API struct {
 	ips      *limiters
 	logins   *auth.Throttle
 	loginLog *logBudget
+	cors     *cors
 	mux      *http.ServeMux
 	readyTTL time.Duration
 	readyTO  time.Duration
@@ -176,6 +182,7 @@ func New(cfg Config) (*API, error) {
 		return nil, fmt.Errorf("httpapi: LoginThrottle: %w", err)
 	}
 	a.loginLog = newLogBudget(loginLogRate, loginLogBurst)
+	a.cors = newCORS(cfg.CORS)
 	a.mux = http.NewServeMux()
 	for _, rt := range routes {
 		a.mux.Handle(rt.method+" "+rt.pattern, a.wrap(rt))
@@ -256,8 +263,8 @@ type reqInfo struct {
 
 type infoKey struct{}
 
-// ServeHTTP serves one request: routing (JSON 404/405 for unknown routes),
-// panic recovery, and the access log.
+// ServeHTTP serves one request: CORS (see CORSConfig), routing (JSON
+// 404/405 for unknown routes), panic recovery, and the access log.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := &reqInfo{}
@@ -276,6 +283,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("http", "method", r.Method, "route", info.route, "status", rw.status, "dur", time.Since(start),
 			"user", info.user, "device", info.device, "conv", info.conv, "ip", clientIP(r))
 	}()
+	if a.serveCORS(rw, r) {
+		return
+	}
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		a.unrouted(rw, r)
 		return
