@@ -69,6 +69,12 @@ type Config struct {
 	UserBurst int
 	IPRate    rate.Limit
 	IPBurst   int
+	// LoginThrottle delays log-ins to an account after failed ones, from
+	// any IP (see auth.Throttle for the defaults).
+	LoginThrottle auth.ThrottleConfig
+	// CORS lets pages of other origins call /v1 (default: none; see
+	// httpapi.CORSConfig).
+	CORS httpapi.CORSConfig
 	// RequestTimeout bounds each request, core calls included (default 10 s).
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown when Run's ctx ends
@@ -125,6 +131,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: RequestTimeout %v is negative", c.RequestTimeout)
 	}
 	if err := c.authConfig().Validate(); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	if err := c.LoginThrottle.Validate(); err != nil {
+		return fmt.Errorf("edge: LoginThrottle: %w", err)
+	}
+	if err := c.CORS.Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
 	return nil
@@ -217,6 +229,7 @@ func New(cfg Config) (*Edge, error) {
 	api, err := httpapi.New(httpapi.Config{
 		Core: e.rpc, Auth: au, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: timeout,
 		UserRate: cfg.UserRate, UserBurst: cfg.UserBurst, IPRate: cfg.IPRate, IPBurst: cfg.IPBurst,
+		LoginThrottle: cfg.LoginThrottle, CORS: cfg.CORS,
 		Logger: e.log.With("part", "httpapi"), Now: cfg.Now,
 	})
 	if err != nil {
@@ -261,7 +274,7 @@ func New(cfg Config) (*Edge, error) {
 		}
 		mux.Handle(devcert.HashPath, e.certs.HashHandler())
 		e.udp, err = quicport.New(quicport.Config{Addr: cfg.UDPAddr, TLS: e.certs.TLSConfig(), Sessions: e.sessions,
-			HTTP: api, IdleTimeout: cfg.IdleTimeout, Logger: e.log.With("part", "quic")})
+			HTTP: withSecurityHeaders(api), IdleTimeout: cfg.IdleTimeout, Logger: e.log.With("part", "quic")})
 		if err != nil {
 			_ = e.certs.Close()
 			e.baseCancel()
@@ -279,7 +292,7 @@ func New(cfg Config) (*Edge, error) {
 		return fail(fmt.Errorf("edge: listen %s: %w", addr, err))
 	}
 	e.srv = &http.Server{
-		Handler:           mux,
+		Handler:           withSecurityHeaders(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      timeout + 10*time.Second,

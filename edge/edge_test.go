@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -254,6 +255,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad region", Config{NATS: nc, TokenKeys: keys, Region: "EU West"}, false},
 		{"negative shutdown", Config{NATS: nc, TokenKeys: keys, ShutdownTimeout: -1}, false},
 		{"bad argon2", Config{NATS: nc, TokenKeys: keys, Argon2: auth.Argon2Params{SaltLen: 1}}, false},
+		{"bad login throttle", Config{NATS: nc, TokenKeys: keys, LoginThrottle: auth.ThrottleConfig{BaseDelay: time.Hour}}, false},
+		{"bad CORS origin", Config{NATS: nc, TokenKeys: keys, CORS: httpapi.CORSConfig{AllowedOrigins: []string{"https://app.example.com/"}}}, false},
+		{"CORS origins", Config{NATS: nc, TokenKeys: keys, CORS: httpapi.CORSConfig{AllowedOrigins: []string{"https://app.example.com"}}}, true},
 	} {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)

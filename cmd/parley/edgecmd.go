@@ -13,6 +13,7 @@ import (
 
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -36,6 +37,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	typingRate := fs.Float64("typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
 	typingBurst := fs.Int("typing-burst", 0, "typing indicator burst per device (default 4)")
 	typingShedWait := fs.Duration("typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
+	var login auth.ThrottleConfig
+	var cors httpapi.CORSConfig
+	accessFlags(fs, &login, &cors)
 	var presInterval, presLease time.Duration
 	presenceFlags(fs, &presInterval, &presLease)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -65,7 +69,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
 		TypingRate: rate.Limit(*typingRate), TypingBurst: *typingBurst, TypingShedWait: *typingShedWait,
 		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle, KeepAlive: *keepalive,
-		PresenceInterval: presInterval, PresenceLease: presLease,
+		PresenceInterval: presInterval, PresenceLease: presLease, LoginThrottle: login, CORS: cors,
 	})
 	if err != nil {
 		return err

@@ -15,6 +15,8 @@ import (
 
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
 )
 
 // serveConfig is one process running a single-node core and an edge.
@@ -39,7 +41,10 @@ type serveConfig struct {
 	UserBurst      int
 	IPRate         float64 // unauthenticated calls per IP
 	IPBurst        int
-	Logger         *slog.Logger
+	// LoginThrottle and CORS: see edge.Config (zero: defaults).
+	LoginThrottle auth.ThrottleConfig
+	CORS          httpapi.CORSConfig
+	Logger        *slog.Logger
 	// Presence: the edge's batch interval and lease (0: defaults) and the
 	// workspace ids with presence off.
 	PresenceInterval, PresenceLease time.Duration
@@ -102,6 +107,8 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		UserBurst:      cfg.UserBurst,
 		IPRate:         rate.Limit(cfg.IPRate),
 		IPBurst:        cfg.IPBurst,
+		LoginThrottle:  cfg.LoginThrottle,
+		CORS:           cfg.CORS,
 		UDPAddr:        cfg.UDPAddr,
 		KeepAlive:      cfg.KeepAlive,
 		FrameRate:      rate.Limit(cfg.FrameRate),
@@ -170,6 +177,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "typing indicators per second per device; more are dropped (default 2)")
 	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "typing indicator burst per device (default 4)")
 	fs.DurationVar(&cfg.TypingShedWait, "typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
+	accessFlags(fs, &cfg.LoginThrottle, &cfg.CORS)
 	presenceFlags(fs, &cfg.PresenceInterval, &cfg.PresenceLease)
 	presenceOff := fs.String("presence-off", "", "workspace ids whose presence is not shown: id,...")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -82,7 +82,10 @@ type sessionResponse struct {
 var errBadLogin = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "wrong workspace, username or password")
 
 // login: POST /v1/sessions. An unknown user and a wrong password get the
-// same answer after the same work (a check against a dummy hash).
+// same answer after the same work (a check against a dummy hash). Each
+// account's attempts pass the login throttle first (see auth.Throttle):
+// after a few failures in a row, from any IP, the next attempt must wait
+// and is answered RATE_LIMITED with Retry-After until it may.
 func (a *API) login(c *call) error {
 	var req loginRequest
 	if err := c.decode(&req); err != nil {
@@ -106,6 +109,16 @@ func (a *API) login(c *call) error {
 		return err
 	}
 
+	attempt, err := a.logins.Begin(req.Workspace, req.Username, clientIP(c.r))
+	if err != nil {
+		if ok, held := a.loginLog.take(a.now()); ok {
+			a.log.Warn("log-in throttled", "workspace", req.Workspace, "username", req.Username, "ip", clientIP(c.r),
+				"retry_after", syncproto.AsError(err).RetryAfter, "held_back", held)
+		}
+		return err
+	}
+	defer attempt.Cancel() // no password checked: the attempt counts for nothing
+
 	resp, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetCredentials{GetCredentials: &syncpb.GetCredentialsRequest{
 		WorkspaceName: req.Workspace, Username: req.Username,
 	}}})
@@ -114,6 +127,7 @@ func (a *API) login(c *call) error {
 		if err := a.auth.CheckDummy(c.ctx, req.Password); !errors.Is(err, auth.ErrPasswordMismatch) {
 			return err
 		}
+		a.loginFailed(c, &req, attempt)
 		return errBadLogin
 	case err != nil:
 		return err
@@ -125,10 +139,12 @@ func (a *API) login(c *call) error {
 	}
 	switch err := a.auth.CheckPassword(c.ctx, req.Password, creds.GetPasswordHash()); {
 	case errors.Is(err, auth.ErrPasswordMismatch):
+		a.loginFailed(c, &req, attempt)
 		return errBadLogin
 	case err != nil:
 		return err // a corrupt stored hash is INTERNAL, a ctx error TIMEOUT
 	}
+	attempt.Succeed()
 	c.info.user = user.Id
 	id := &syncpb.Caller{WorkspaceId: user.WorkspaceId, UserId: user.Id}
 
@@ -156,6 +172,16 @@ func (a *API) login(c *call) error {
 	}
 	c.info.device = dev.Id
 	return a.issue(c, user.WorkspaceId, user, dev)
+}
+
+// loginFailed counts a wrong password (or unknown account) against the
+// account and logs it with the client's IP, within the log budget.
+func (a *API) loginFailed(c *call, req *loginRequest, attempt *auth.Attempt) {
+	failures, delay := attempt.Fail()
+	if ok, held := a.loginLog.take(a.now()); ok {
+		a.log.Warn("failed log-in", "workspace", req.Workspace, "username", req.Username, "ip", clientIP(c.r),
+			"failures", failures, "delay", delay, "held_back", held)
+	}
 }
 
 // ownDevice fetches device id and checks it is user's and not revoked:

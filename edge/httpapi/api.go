@@ -47,6 +47,10 @@ const (
 	DefaultMaxLimiters    = 100_000
 	DefaultReadyTTL       = 2 * time.Second
 	DefaultReadyTimeout   = time.Second
+	// Failed and throttled log-ins are logged at most this often (burst
+	// loginLogBurst); the next line logged counts those held back.
+	loginLogRate  = rate.Limit(10)
+	loginLogBurst = 50
 )
 
 // Config configures an API. Zero values mean the defaults.
@@ -70,6 +74,11 @@ type Config struct {
 	IPBurst int
 	// MaxLimiters bounds each limiter map (default 100,000 keys).
 	MaxLimiters int
+	// CORS lets pages of other origins call /v1 (default: none).
+	CORS CORSConfig
+	// LoginThrottle delays log-ins to an account after failed ones, from
+	// any IP (see auth.Throttle; its clock defaults to Now).
+	LoginThrottle auth.ThrottleConfig
 	// ReadyTTL is how long a successful core check keeps /readyz ready
 	// (default 2 s); ReadyTimeout bounds one check (default 1 s).
 	ReadyTTL, ReadyTimeout time.Duration
@@ -100,6 +109,12 @@ func (c Config) Validate() error {
 	case c.ReadyTTL < 0 || c.ReadyTimeout < 0:
 		return errors.New("httpapi: ReadyTTL and ReadyTimeout must not be negative")
 	}
+	if err := c.CORS.Validate(); err != nil {
+		return err
+	}
+	if err := c.LoginThrottle.Validate(); err != nil {
+		return fmt.Errorf("httpapi: LoginThrottle: %w", err)
+	}
 	return nil
 }
 
@@ -113,6 +128,9 @@ type API struct {
 	now      func() time.Time
 	users    *limiters
 	ips      *limiters
+	logins   *auth.Throttle
+	loginLog *logBudget
+	cors     *cors
 	mux      *http.ServeMux
 	readyTTL time.Duration
 	readyTO  time.Duration
@@ -155,6 +173,16 @@ func New(cfg Config) (*API, error) {
 	}
 	a.users = newLimiters(orDefault(cfg.UserRate, DefaultUserRate), orDefault(cfg.UserBurst, DefaultUserBurst), maxLim, a.now)
 	a.ips = newLimiters(orDefault(cfg.IPRate, DefaultIPRate), orDefault(cfg.IPBurst, DefaultIPBurst), maxLim, a.now)
+	tc := cfg.LoginThrottle
+	if tc.Now == nil {
+		tc.Now = a.now
+	}
+	var err error
+	if a.logins, err = auth.NewThrottle(tc); err != nil {
+		return nil, fmt.Errorf("httpapi: LoginThrottle: %w", err)
+	}
+	a.loginLog = newLogBudget(loginLogRate, loginLogBurst)
+	a.cors = newCORS(cfg.CORS)
 	a.mux = http.NewServeMux()
 	for _, rt := range routes {
 		a.mux.Handle(rt.method+" "+rt.pattern, a.wrap(rt))
@@ -235,8 +263,8 @@ type reqInfo struct {
 
 type infoKey struct{}
 
-// ServeHTTP serves one request: routing (JSON 404/405 for unknown routes),
-// panic recovery, and the access log.
+// ServeHTTP serves one request: CORS (see CORSConfig), routing (JSON
+// 404/405 for unknown routes), panic recovery, and the access log.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	info := &reqInfo{}
@@ -255,6 +283,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("http", "method", r.Method, "route", info.route, "status", rw.status, "dur", time.Since(start),
 			"user", info.user, "device", info.device, "conv", info.conv, "ip", clientIP(r))
 	}()
+	if a.serveCORS(rw, r) {
+		return
+	}
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		a.unrouted(rw, r)
 		return

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -149,6 +150,21 @@ func (r result) errCode(t *testing.T) string {
 // else as JSON.
 func (e *testEnv) do(method, path, token string, body any) result {
 	e.t.Helper()
+	return e.doWith(e.srv.Client(), method, path, token, body)
+}
+
+// doFrom is do from the client address ip, one of 127.0.0.0/8 (all of
+// which is loopback on Linux), so that the server sees a client at ip.
+func (e *testEnv) doFrom(ip, method, path, token string, body any) result {
+	e.t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	return e.doWith(&http.Client{Transport: tr}, method, path, token, body)
+}
+
+func (e *testEnv) doWith(client *http.Client, method, path, token string, body any) result {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -172,7 +188,7 @@ func (e *testEnv) do(method, path, token string, body any) result {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := e.srv.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -786,6 +802,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative body", Config{Core: panicCore{}, Auth: a, MaxBodyBytes: -1}, false},
 		{"negative rate", Config{Core: panicCore{}, Auth: a, UserRate: -1}, false},
 		{"negative timeout", Config{Core: panicCore{}, Auth: a, RequestTimeout: -1}, false},
+		{"bad login throttle", Config{Core: panicCore{}, Auth: a, LoginThrottle: auth.ThrottleConfig{FreeFailures: -1}}, false},
 	} {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)

@@ -72,3 +72,28 @@ func (l *limiters) len() int {
 	defer l.mu.Unlock()
 	return len(l.m)
 }
+
+// logBudget rate-limits a log line on a path a client can flood, and
+// counts the lines it held back so the next one can say how many.
+type logBudget struct {
+	mu      sync.Mutex
+	lim     *rate.Limiter
+	dropped int
+}
+
+func newLogBudget(r rate.Limit, burst int) *logBudget {
+	return &logBudget{lim: rate.NewLimiter(r, burst)}
+}
+
+// take reports whether a line may be logged at now and, if so, how many
+// were held back since the last one.
+func (b *logBudget) take(now time.Time) (ok bool, dropped int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.lim.AllowN(now, 1) {
+		b.dropped++
+		return false, 0
+	}
+	dropped, b.dropped = b.dropped, 0
+	return true, dropped
+}
