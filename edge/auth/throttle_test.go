@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,26 +11,9 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newTestThrottle(t *testing.T, cfg ThrottleConfig) (*Throttle, *testClock) {
+func newTestThrottle(t *testing.T, cfg ThrottleConfig) (*Throttle, *fakeClock) {
 	t.Helper()
-	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	cfg.Now = clock.Now
 	th, err := NewThrottle(cfg)
 	if err != nil {

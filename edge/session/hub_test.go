@@ -179,7 +179,7 @@ func TestHubSetConvsKeepsNewerNotices(t *testing.T) {
 type lostSink struct{ lost chan struct{} }
 
 func (s lostSink) Deliver(*syncpb.Deliver) {}
-func (s lostSink) Lost()                  { s.lost <- struct{}{} }
+func (s lostSink) Lost()                   { s.lost <- struct{}{} }
 
 // After the NATS connection comes back, every sink of every user is told
 // that deliveries may have been lost.
