@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/core/internal/testaddr"
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -50,16 +50,6 @@ type testRegion struct {
 	nc    *nats.Conn
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("PARLEY_TEST_LOG") == "" {
 		return slog.New(slog.DiscardHandler)
@@ -73,8 +63,8 @@ func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 	var peers []core.Peer
 	var clusterAddrs []string
 	for i := 0; i < n; i++ {
-		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t)})
-		clusterAddrs = append(clusterAddrs, freeAddr(t))
+		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: testaddr.Free(t)})
+		clusterAddrs = append(clusterAddrs, testaddr.Free(t))
 	}
 	var urls []string
 	for i := 0; i < n; i++ {
@@ -87,7 +77,7 @@ func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 		cfg := core.Config{
 			NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
 			RaftAddr: peers[i].RaftAddr, Peers: peers, ShardCount: testShards,
-			NATS:   core.NATSConfig{ClientAddr: freeAddr(t), ClusterAddr: clusterAddrs[i], Routes: routes},
+			NATS:   core.NATSConfig{ClientAddr: testaddr.Free(t), ClusterAddr: clusterAddrs[i], Routes: routes},
 			Timing: timing, BalanceInterval: 500 * time.Millisecond, Logger: testLogger(t).With("node", peers[i].ID),
 		}
 		tn := &testNode{cfg: cfg}
@@ -131,8 +121,8 @@ func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 
 func (r *testRegion) start(i int) error {
 	node, err := core.New(r.nodes[i].cfg)
-	// A restarted node binds the addresses it had; another test process
-	// may hold one for a moment (freeAddr cannot reserve them).
+	// A restarted node binds the addresses it had; a socket closing in
+	// another test process may hold one for a moment.
 	for try := 0; err != nil && (errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, natsembed.ErrListen)) && try < 50; try++ {
 		time.Sleep(100 * time.Millisecond)
 		node, err = core.New(r.nodes[i].cfg)

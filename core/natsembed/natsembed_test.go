@@ -8,17 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-)
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+	"github.com/parley-chat/parley/core/internal/testaddr"
+)
 
 func checkFor(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
@@ -69,7 +61,7 @@ func TestStartFailsFastOnTakenPort(t *testing.T) {
 	taken := ln.Addr().String()
 	for _, cfg := range []Config{
 		{Name: "client", ClientAddr: taken},
-		{Name: "cluster", ClusterAddr: taken, Routes: []string{freeAddr(t)}},
+		{Name: "cluster", ClusterAddr: taken, Routes: []string{testaddr.Free(t)}},
 	} {
 		cfg.ReadyTimeout = time.Hour
 		s, err := Start(cfg)
@@ -84,7 +76,7 @@ func TestStartFailsFastOnTakenPort(t *testing.T) {
 }
 
 func TestClusterRoutesCarryRequests(t *testing.T) {
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	addrs := []string{testaddr.Free(t), testaddr.Free(t), testaddr.Free(t)}
 	var servers []*Server
 	for i := range addrs {
 		var routes []string

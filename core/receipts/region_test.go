@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/core/internal/testaddr"
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -53,19 +53,14 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, f func(ctx conte
 	}
 }
 
-// freeAddrs reserves n loopback addresses. The servers' cluster addresses
+// freeAddrs picks n loopback addresses. The servers' cluster addresses
 // must be known before any starts: a JetStream server in a cluster refuses
 // to start without routes to the others.
 func freeAddrs(tb testing.TB, n int) []string {
 	tb.Helper()
 	addrs := make([]string, n)
 	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		ln.Close()
+		addrs[i] = testaddr.Free(tb)
 	}
 	return addrs
 }
