@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,16 +19,21 @@ import (
 //	m/<conv>/<user>          member (syncpb.Member)
 //	u/<user>/<conv>          the user's conversations (empty value)
 //	g/<conv>/<seq be64>      message (syncpb.Message)
-//	d/<conv>/<client_msg_id> dedupe: the first result (syncpb.SendAck)
+//	s/<conv>/<user>/<client_msg_id>
+//	                         dedupe of the user's send: the first result
+//	                         and the content's digest (sentRecord)
+//	d/<conv>/<client_msg_id> dedupe of a rules 0 send: the first result
+//	                         (syncpb.SendAck), whoever sent it
 //	o/<conv>/<user>          seq of the user's last message (be64)
-func metaKey(conv string) []byte           { return []byte("c/" + conv) }
-func memberPrefix(conv string) []byte      { return []byte("m/" + conv + "/") }
-func memberKey(conv, user string) []byte   { return []byte("m/" + conv + "/" + user) }
-func userConvPrefix(user string) []byte    { return []byte("u/" + user + "/") }
-func userConvKey(user, conv string) []byte { return []byte("u/" + user + "/" + conv) }
-func msgPrefix(conv string) []byte         { return []byte("g/" + conv + "/") }
-func dedupeKey(conv, cmid string) []byte   { return []byte("d/" + conv + "/" + cmid) }
-func ownKey(conv, user string) []byte      { return []byte("o/" + conv + "/" + user) }
+func metaKey(conv string) []byte               { return []byte("c/" + conv) }
+func memberPrefix(conv string) []byte          { return []byte("m/" + conv + "/") }
+func memberKey(conv, user string) []byte       { return []byte("m/" + conv + "/" + user) }
+func userConvPrefix(user string) []byte        { return []byte("u/" + user + "/") }
+func userConvKey(user, conv string) []byte     { return []byte("u/" + user + "/" + conv) }
+func msgPrefix(conv string) []byte             { return []byte("g/" + conv + "/") }
+func legacyDedupeKey(conv, cmid string) []byte { return []byte("d/" + conv + "/" + cmid) }
+func sentKey(conv, user, cmid string) []byte   { return []byte("s/" + conv + "/" + user + "/" + cmid) }
+func ownKey(conv, user string) []byte          { return []byte("o/" + conv + "/" + user) }
 
 func msgKey(conv string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(msgPrefix(conv), seq)
@@ -103,6 +109,64 @@ func unmarshalConvMeta(b []byte) (*convMeta, error) {
 		return nil, fmt.Errorf("%w: conversation", errCorrupt)
 	}
 	return c, nil
+}
+
+// sentRecord is the dedupe record of one user's send: the answer it got
+// and the digest of what it asked to store (contentDigest).
+type sentRecord struct {
+	Digest [sha256.Size]byte
+	Ack    *syncpb.SendAck
+}
+
+const sentRecordVersion = 1
+
+// marshal encodes r: version byte | digest | SendAck (protobuf).
+func (r *sentRecord) marshal() ([]byte, error) {
+	ack, err := encode(r.Ack)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 1+len(r.Digest)+len(ack))
+	b = append(b, sentRecordVersion)
+	b = append(b, r.Digest[:]...)
+	return append(b, ack...), nil
+}
+
+func unmarshalSentRecord(b []byte) (*sentRecord, error) {
+	if len(b) < 1+sha256.Size || b[0] != sentRecordVersion {
+		return nil, fmt.Errorf("%w: sent record version", errCorrupt)
+	}
+	r := &sentRecord{Ack: &syncpb.SendAck{}}
+	copy(r.Digest[:], b[1:])
+	if err := proto.Unmarshal(b[1+sha256.Size:], r.Ack); err != nil {
+		return nil, fmt.Errorf("%w: sent record: %v", errCorrupt, err)
+	}
+	return r, nil
+}
+
+// contentDigest is the SHA-256 of what a send asks to store (body,
+// content type, attachments), in a length-prefixed encoding of parley's
+// own, so it stays the same across protobuf versions. A retry has the
+// digest of the first send; another message under its id does not.
+func contentDigest(body []byte, contentType string, atts []*syncpb.Attachment) [sha256.Size]byte {
+	h := sha256.New()
+	var buf [binary.MaxVarintLen64]byte
+	uv := func(v uint64) { h.Write(buf[:binary.PutUvarint(buf[:], v)]) }
+	field := func(b []byte) { uv(uint64(len(b))); h.Write(b) }
+	h.Write([]byte("parley send content 1\x00"))
+	field(body)
+	field([]byte(contentType))
+	uv(uint64(len(atts)))
+	for _, a := range atts {
+		field([]byte(a.GetId()))
+		field([]byte(a.GetName()))
+		field([]byte(a.GetContentType()))
+		uv(a.GetSize())
+		field(a.GetMeta())
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
 }
 
 // getSeq reads a be64 seq (0 when absent).
