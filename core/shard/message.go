@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -206,8 +205,12 @@ func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendR
 		tx.Set(sentKey(req.ConvId, caller.UserId, req.ClientMsgId), b)
 	}
 	tx.Set(metaKey(req.ConvId), meta.marshal())
-	// The sender has read what it answers: its unread count starts here.
-	tx.Set(ownKey(req.ConvId, caller.UserId), binary.BigEndian.AppendUint64(nil, msg.Seq))
+	// The sender has received and read what it sent (see position).
+	own := encodeSent(msg.Seq, msg.TsUnixMs)
+	if rules == rulesLegacy {
+		own = own[:8]
+	}
+	tx.Set(ownKey(req.ConvId, caller.UserId), own)
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}, nil
 }
 

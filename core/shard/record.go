@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +25,8 @@ import (
 //	                         and the content's digest (sentRecord)
 //	d/<conv>/<client_msg_id> dedupe of a rules 0 send: the first result
 //	                         (syncpb.SendAck), whoever sent it
-//	o/<conv>/<user>          seq of the user's last message (be64)
+//	o/<conv>/<user>          the user's last message: seq, then ts
+//	                         (be64 each; seq alone from rules 0 sends)
 func metaKey(conv string) []byte               { return []byte("c/" + conv) }
 func memberPrefix(conv string) []byte          { return []byte("m/" + conv + "/") }
 func memberKey(conv, user string) []byte       { return []byte("m/" + conv + "/" + user) }
@@ -33,6 +35,7 @@ func userConvKey(user, conv string) []byte     { return []byte("u/" + user + "/"
 func msgPrefix(conv string) []byte             { return []byte("g/" + conv + "/") }
 func legacyDedupeKey(conv, cmid string) []byte { return []byte("d/" + conv + "/" + cmid) }
 func sentKey(conv, user, cmid string) []byte   { return []byte("s/" + conv + "/" + user + "/" + cmid) }
+func ownPrefix(conv string) []byte             { return []byte("o/" + conv + "/") }
 func ownKey(conv, user string) []byte          { return []byte("o/" + conv + "/" + user) }
 
 func msgKey(conv string, seq uint64) []byte {
@@ -169,16 +172,30 @@ func contentDigest(body []byte, contentType string, atts []*syncpb.Attachment) [
 	return d
 }
 
-// getSeq reads a be64 seq (0 when absent).
-func getSeq(g kvfsm.Getter, key []byte) (uint64, error) {
-	b, ok, err := g.Get(key)
+// encodeSent is the o/ value of a user's last message.
+func encodeSent(seq uint64, ts int64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), seq), uint64(ts))
+}
+
+// decodeSent reads an o/ value; a rules 0 value has no time (At 0,
+// unknown).
+func decodeSent(b []byte) (crdt.Register, error) {
+	switch len(b) {
+	case 8:
+		return crdt.Register{Value: binary.BigEndian.Uint64(b)}, nil
+	case 16:
+		return crdt.Register{Value: binary.BigEndian.Uint64(b), At: int64(binary.BigEndian.Uint64(b[8:]))}, nil
+	}
+	return crdt.Register{}, fmt.Errorf("%w: last message", errCorrupt)
+}
+
+// getSent reads the user's last message in conv (zero when none).
+func getSent(g kvfsm.Getter, conv, user string) (crdt.Register, error) {
+	b, ok, err := g.Get(ownKey(conv, user))
 	if err != nil || !ok {
-		return 0, err
+		return crdt.Register{}, err
 	}
-	if len(b) != 8 {
-		return 0, fmt.Errorf("%w: seq", errCorrupt)
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return decodeSent(b)
 }
 
 func getMeta(g kvfsm.Getter, conv string) (*convMeta, bool, error) {
