@@ -71,8 +71,9 @@ func checkSend(req *syncpb.SendRequest) error {
 // dedupe answers a send whose client_msg_id was used before in the
 // conversation, as rules say (see rulesSenderIDs): with the first result
 // (Duplicate set) for a retry, CONFLICT for another message under the
-// sender's id, and nil when the id is new.
-func dedupe(g kvfsm.Getter, rules uint32, sender string, req *syncpb.SendRequest) (*syncpb.CoreResponse, error) {
+// sender's id, and nil when the id is new. digest is the send's
+// contentDigest (unused by rules 0).
+func dedupe(g kvfsm.Getter, rules uint32, sender string, req *syncpb.SendRequest, digest [32]byte) (*syncpb.CoreResponse, error) {
 	legacy := &syncpb.SendAck{}
 	if rules == rulesLegacy {
 		ok, err := getProto(g, legacyDedupeKey(req.ConvId, req.ClientMsgId), legacy)
@@ -81,7 +82,6 @@ func dedupe(g kvfsm.Getter, rules uint32, sender string, req *syncpb.SendRequest
 		}
 		return duplicate(legacy), nil
 	}
-	digest := contentDigest(req.Body, req.ContentType, req.Attachments)
 	b, ok, err := g.Get(sentKey(req.ConvId, sender, req.ClientMsgId))
 	if err != nil {
 		return nil, err
@@ -139,7 +139,7 @@ func (f *FSM) prepareSend(caller *syncpb.Caller, req *syncpb.SendRequest, now in
 			return err
 		}
 		var err error
-		resp, err = dedupe(v, currentRules, caller.UserId, req)
+		resp, err = dedupe(v, currentRules, caller.UserId, req, contentDigest(req.Body, req.ContentType, req.Attachments))
 		return err
 	})
 	if err != nil || resp != nil {
@@ -177,8 +177,12 @@ func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendR
 		return nil, err
 	}
 	rules := min(cmd.Rules, currentRules)
+	var digest [32]byte
+	if rules != rulesLegacy {
+		digest = contentDigest(req.Body, req.ContentType, req.Attachments)
+	}
 	// Two retries proposed concurrently: the second finds the first here.
-	if resp, err := dedupe(tx, rules, caller.UserId, req); err != nil || resp != nil {
+	if resp, err := dedupe(tx, rules, caller.UserId, req, digest); err != nil || resp != nil {
 		return resp, err
 	}
 	msg := &syncpb.Message{
@@ -197,7 +201,7 @@ func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendR
 		}
 		tx.Set(legacyDedupeKey(req.ConvId, req.ClientMsgId), b)
 	} else {
-		r := &sentRecord{Digest: contentDigest(req.Body, req.ContentType, req.Attachments), Ack: ack}
+		r := &sentRecord{Digest: digest, Ack: ack}
 		b, err := r.marshal()
 		if err != nil {
 			return nil, err
