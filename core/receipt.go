@@ -90,7 +90,8 @@ func receiptAck(rr *syncpb.ReceiptReport, seq uint64) *syncpb.CoreResponse {
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{ConvId: rr.ConvId, Type: rr.Type, Seq: seq}}}
 }
 
-// readPositions gives shards the merged read positions.
+// readPositions gives shards the users' merged device marks; the shard
+// joins in what they sent.
 type readPositions struct{ n *Node }
 
 func (r readPositions) Reported(conv, user string) (crdt.Marks, error) {

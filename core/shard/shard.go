@@ -51,7 +51,8 @@ const (
 	// sender (user). The sender's reuse with the same content (body,
 	// content type, attachments) answers the first result, with other
 	// content CONFLICT; another user's is a new message. An id recorded
-	// under rules 0 counts as its message's sender's.
+	// under rules 0 counts as its message's sender's. A send records the
+	// time of the sender's last message besides its seq (o/ values).
 	rulesSenderIDs = 1
 	// currentRules are the rules Prepare proposes under.
 	currentRules = rulesSenderIDs
