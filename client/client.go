@@ -64,8 +64,9 @@ type Config struct {
 	// OnReceipt gets receipt updates: another member's delivered/read
 	// position, this user's read position moved by another of its devices
 	// (UserId is the device's own user), or, for large groups, aggregate
-	// counts (UserId empty). Called from the connection's reader: it must
-	// not block.
+	// counts (UserId empty). A message tells its sender's position itself:
+	// a sender has received and read what it sent, and no update says so
+	// again. Called from the connection's reader: it must not block.
 	OnReceipt func(*syncpb.ReceiptUpdate)
 	// OnPresence gets presence changes of the users this one may watch
 	// (and their state at each connect). It must not block.
@@ -108,6 +109,7 @@ type Client struct {
 	mu       sync.Mutex
 	cur      *link
 	up       chan struct{} // closed while cur is set; replaced when it drops
+	user     string // this device's user, from the last Welcome
 	marks    map[string]uint64
 	last     map[string]uint64 // highest seq known to exist per conversation
 	reads    map[string]uint64 // this user's read position per conversation
@@ -259,6 +261,7 @@ func (c *Client) run() {
 		attempt = 0
 		c.mu.Lock()
 		c.cur = l
+		c.user = l.welcome.GetUserId()
 		c.conns++
 		close(c.up)
 		c.mu.Unlock()
@@ -466,7 +469,8 @@ func (c *Client) applyReceipt(l *link, r *syncpb.ReceiptUpdate) {
 }
 
 // ReadSeq is this user's read position in conv, as far as this device
-// knows (from sync and from its other devices' reads).
+// knows (from sync, from its other devices' reads, and from the messages
+// this user sent).
 func (c *Client) ReadSeq(conv string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -514,11 +518,16 @@ func (c *Client) applySync(s *syncpb.SyncResponse) {
 }
 
 // accept takes a message from any source: duplicates are dropped, the
-// next in order go to the app, later ones wait for the gap to fill.
+// next in order go to the app, later ones wait for the gap to fill. A
+// message of this user's (from any of its devices) is read: a sender has
+// read what it sent, as the server counts it.
 func (c *Client) accept(m *syncpb.Message) {
 	c.mu.Lock()
 	conv := m.ConvId
 	c.last[conv] = max(c.last[conv], m.Seq)
+	if m.SenderUserId != "" && m.SenderUserId == c.user {
+		c.reads[conv] = max(c.reads[conv], m.Seq)
+	}
 	if m.Seq <= c.marks[conv] {
 		c.mu.Unlock()
 		return

@@ -13,7 +13,10 @@ import (
 // or a new one), resending it with the same id across reconnects until
 // the server answers. A message whose ctx ends before the ack stays in
 // the outbox and is still sent; its ack arrives later as a delivery.
-// Invalid messages and refusals (not a member, too large) fail at once.
+// Invalid messages and refusals fail at once and leave the outbox: not a
+// member, too large, or CONFLICT, a client_msg_id this user already sent
+// in the conversation with other content (a retry never changes the
+// content, so resending would not help).
 func (c *Client) Send(ctx context.Context, req *syncpb.SendRequest) (*syncpb.SendAck, error) {
 	if req.ClientMsgId == "" {
 		req.ClientMsgId = NewClientMsgID()

@@ -18,12 +18,16 @@ import (
 // Receipts: the conversation's shard leader checks a report (member,
 // device, seq at most the last) and publishes it as a delta on the
 // receipt stream (core/receipts); it answers once JetStream has stored
-// it. Every node merges the stream into its own state. The node that leads
-// the conversation's shard when a merge moves a user's position tells the
-// members (and the user's other devices) on their user subjects; in large
-// groups only the user's devices hear of each read, and the members get
-// aggregate counts at most once per aggregate interval on the
-// conversation subject.
+// it. Every node merges the stream into its own state. A user's position,
+// in every answer (conversation reads, sync, receipt lists, counts and
+// updates), is its devices' merged marks joined with its own last message
+// in the conversation (the shard's, crdt.Marks.WithSent): a sender has
+// received and read what it sent, and the message itself tells the
+// members so. The node that leads the conversation's shard when a merge
+// moves a user's position tells the members (and the user's other
+// devices) on their user subjects; in large groups only the user's
+// devices hear of each read, and the members get aggregate counts at most
+// once per aggregate interval on the conversation subject.
 
 // receipt serves a receipt report on the shard's leader.
 func (n *Node) receipt(ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
@@ -86,15 +90,15 @@ func receiptAck(rr *syncpb.ReceiptReport, seq uint64) *syncpb.CoreResponse {
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{ConvId: rr.ConvId, Type: rr.Type, Seq: seq}}}
 }
 
-// readPositions gives shards the merged read positions.
+// readPositions gives shards the users' merged device marks; the shard
+// joins in what they sent.
 type readPositions struct{ n *Node }
 
-func (r readPositions) ReadSeq(conv, user string) (uint64, error) {
+func (r readPositions) Reported(conv, user string) (crdt.Marks, error) {
 	if r.n.receipts == nil {
-		return 0, nil
+		return crdt.Marks{}, nil
 	}
-	m, err := r.n.receipts.User(conv, user)
-	return m.Read.Value, err
+	return r.n.receipts.User(conv, user)
 }
 
 // receiptFanout publishes merged receipt changes; it runs on the merge
@@ -111,7 +115,7 @@ const maxDirty = 65536
 
 func (f *receiptFanout) changed(changes []receipts.Change) {
 	n := f.n
-	byConv := map[string][]*syncpb.ReceiptUpdate{}
+	byConv := map[string][]receipts.Change{}
 	var order []string
 	for _, c := range changes {
 		if !n.leads(c.Conv) {
@@ -120,19 +124,14 @@ func (f *receiptFanout) changed(changes []receipts.Change) {
 		if _, ok := byConv[c.Conv]; !ok {
 			order = append(order, c.Conv)
 		}
-		if c.After.Read != c.Before.Read {
-			byConv[c.Conv] = append(byConv[c.Conv], update(c, syncpb.ReceiptType_RECEIPT_TYPE_READ, c.After.Read))
-		}
-		if c.After.Delivered != c.Before.Delivered {
-			byConv[c.Conv] = append(byConv[c.Conv], update(c, syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED, c.After.Delivered))
-		}
+		byConv[c.Conv] = append(byConv[c.Conv], c)
 	}
 	for _, conv := range order {
-		ups := byConv[conv]
+		fsm := n.groups[n.ShardGroupOf(conv)].shard
+		ups := positionUpdates(fsm, byConv[conv])
 		if len(ups) == 0 {
 			continue
 		}
-		fsm := n.groups[n.ShardGroupOf(conv)].shard
 		info, ok, err := fsm.Info(conv)
 		if err != nil || !ok {
 			continue
@@ -163,6 +162,28 @@ func (f *receiptFanout) changed(changes []receipts.Change) {
 		}
 		f.publish(ups, subjects...)
 	}
+}
+
+// positionUpdates are the updates of one conversation's changes: a
+// change moves the user's position (its devices' marks joined with its
+// own last message, as every answer gives it) or tells nothing; a report
+// below what the user sent moves nothing.
+func positionUpdates(fsm *shard.FSM, changes []receipts.Change) []*syncpb.ReceiptUpdate {
+	var ups []*syncpb.ReceiptUpdate
+	for _, c := range changes {
+		sent, err := fsm.SentBy(c.Conv, c.User)
+		if err != nil {
+			continue
+		}
+		before, after := c.Before.WithSent(sent), c.After.WithSent(sent)
+		if after.Read != before.Read {
+			ups = append(ups, update(c, syncpb.ReceiptType_RECEIPT_TYPE_READ, after.Read))
+		}
+		if after.Delivered != before.Delivered {
+			ups = append(ups, update(c, syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED, after.Delivered))
+		}
+	}
+	return ups
 }
 
 func update(c receipts.Change, t syncpb.ReceiptType, r crdt.Register) *syncpb.ReceiptUpdate {
@@ -209,28 +230,71 @@ func (f *receiptFanout) aggregateLoop(every time.Duration) {
 // aggregate publishes how many members received and read the last message.
 func (f *receiptFanout) aggregate(conv string) {
 	n := f.n
-	info, ok, err := n.groups[n.ShardGroupOf(conv)].shard.Info(conv)
+	fsm := n.groups[n.ShardGroupOf(conv)].shard
+	// What users sent is read first, so no position is past the last seq.
+	sent, err := fsm.Sent(conv)
+	if err != nil {
+		return
+	}
+	info, ok, err := fsm.Info(conv)
 	if err != nil || !ok {
 		return
 	}
-	var readN, delivN uint32
-	err = n.receipts.Scan(conv, func(_ string, m crdt.Marks) bool {
-		if m.Read.Value >= info.LastSeq {
-			readN++
-		}
-		if m.Delivered.Value >= info.LastSeq {
-			delivN++
-		}
-		return true
-	})
+	members, err := fsm.Members(conv)
+	if err != nil {
+		return
+	}
+	pos, err := n.positions(conv, members, sent)
 	if err != nil {
 		n.log.Warn("receipt aggregate", "conv", conv, "err", err)
 		return
 	}
+	readN, delivN := countAt(pos, info.LastSeq)
 	f.publish([]*syncpb.ReceiptUpdate{
 		{ConvId: conv, Type: syncpb.ReceiptType_RECEIPT_TYPE_READ, Seq: info.LastSeq, Count: readN},
 		{ConvId: conv, Type: syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED, Seq: info.LastSeq, Count: delivN},
 	}, syncproto.ConvSubject(n.cfg.Region, conv))
+}
+
+// positions returns the position in conv of each of users: what its
+// devices reported (core/receipts) joined with its own last message
+// (sent, from the shard), the rule the shard's read positions follow too
+// (crdt.Marks.WithSent).
+func (n *Node) positions(conv string, users []string, sent map[string]crdt.Register) (map[string]crdt.Marks, error) {
+	out := make(map[string]crdt.Marks, len(users))
+	for _, u := range users {
+		out[u] = crdt.Marks{}
+	}
+	err := n.receipts.Scan(conv, func(user string, m crdt.Marks) bool {
+		if _, ok := out[user]; ok {
+			out[user] = m
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for u, m := range out {
+		out[u] = m.WithSent(sent[u])
+	}
+	return out, nil
+}
+
+// countAt counts the positions that have read and received seq (none
+// when seq is 0: there is nothing to read).
+func countAt(pos map[string]crdt.Marks, seq uint64) (read, delivered uint32) {
+	if seq == 0 {
+		return 0, 0
+	}
+	for _, m := range pos {
+		if m.Read.Value >= seq {
+			read++
+		}
+		if m.Delivered.Value >= seq {
+			delivered++
+		}
+	}
+	return read, delivered
 }
 
 // leads reports whether this node leads conv's shard.
@@ -244,47 +308,40 @@ func (n *Node) getReceipts(ctx context.Context, mem *member, req *syncpb.CoreReq
 	if n.receipts == nil {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "receipts need JetStream, which is off on this node"))
 	}
+	fsm := mem.shard
+	if fsm == nil {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation group"))
+	}
 	conv := req.GetGetReceipts().GetConvId()
+	// What users sent is read first, so no position is past the last seq
+	// of the conversation read after.
+	sent, err := fsm.Sent(conv)
+	if err != nil {
+		return errorResponse(err)
+	}
 	// The conversation read checks membership and lists the members.
 	get := &syncpb.CoreRequest{Caller: req.Caller, Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}}
-	_, resp, err := mem.sm.Prepare(ctx, get, n.cfg.Now())
+	_, resp, err := fsm.Prepare(ctx, get, n.cfg.Now())
 	if err != nil {
 		return errorResponse(err)
 	}
 	c := resp.GetConversation()
 	out := &syncpb.ReceiptList{ConvId: conv, LastSeq: c.GetLastSeq(), MemberCount: uint32(len(c.GetMembers()))}
 	large := n.cfg.LargeGroup > 0 && len(c.GetMembers()) > n.cfg.LargeGroup
-	members := map[string]bool{}
-	for _, m := range c.GetMembers() {
-		members[m.UserId] = true
+	users := make([]string, len(c.GetMembers()))
+	for i, m := range c.GetMembers() {
+		users[i] = m.UserId
 	}
-	byUser := map[string]*syncpb.MemberReceipts{}
-	err = n.receipts.Scan(conv, func(user string, m crdt.Marks) bool {
-		if !members[user] {
-			return true // a former member
-		}
-		if m.Read.Value >= out.LastSeq && out.LastSeq > 0 {
-			out.ReadCount++
-		}
-		if m.Delivered.Value >= out.LastSeq && out.LastSeq > 0 {
-			out.DeliveredCount++
-		}
-		if !large {
-			byUser[user] = &syncpb.MemberReceipts{UserId: user, DeliveredSeq: m.Delivered.Value, ReadSeq: m.Read.Value,
-				DeliveredAtUnixMs: m.Delivered.At, ReadAtUnixMs: m.Read.At}
-		}
-		return true
-	})
+	pos, err := n.positions(conv, users, sent)
 	if err != nil {
 		return errorResponse(err)
 	}
+	out.ReadCount, out.DeliveredCount = countAt(pos, out.LastSeq)
 	if !large {
-		for _, m := range c.GetMembers() {
-			r := byUser[m.UserId]
-			if r == nil {
-				r = &syncpb.MemberReceipts{UserId: m.UserId}
-			}
-			out.Members = append(out.Members, r)
+		for _, u := range users {
+			m := pos[u]
+			out.Members = append(out.Members, &syncpb.MemberReceipts{UserId: u, DeliveredSeq: m.Delivered.Value, ReadSeq: m.Read.Value,
+				DeliveredAtUnixMs: m.Delivered.At, ReadAtUnixMs: m.Read.At})
 		}
 	}
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Receipts{Receipts: out}}

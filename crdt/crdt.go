@@ -40,6 +40,15 @@ func (m Marks) Merge(o Marks) Marks {
 // DeliveredUpTo is the delivered watermark: reading implies delivery.
 func (m Marks) DeliveredUpTo() Register { return m.Delivered.Merge(m.Read) }
 
+// WithSent joins into m the user's own last message in the conversation
+// (sent: its seq and time): a sender has received and read what it sent.
+// Like Merge it is commutative, associative and idempotent, so a
+// position joined with the sender's messages and device reports in any
+// order is the same.
+func (m Marks) WithSent(sent Register) Marks {
+	return Marks{Delivered: m.Delivered.Merge(sent), Read: m.Read.Merge(sent)}
+}
+
 // Devices maps a user's device ids to their marks in one conversation. A
 // nil Devices is empty.
 type Devices map[string]Marks

@@ -74,6 +74,30 @@ func TestMarksLaws(t *testing.T) {
 	}
 }
 
+func TestWithSent(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := 0; i < rounds; i++ {
+		a, b := randMarks(r), randMarks(r)
+		s, u := randRegister(r), randRegister(r)
+		switch {
+		case a.WithSent(s).Merge(b) != a.Merge(b).WithSent(s):
+			t.Fatalf("not a join with Merge: %v %v %v", a, b, s)
+		case a.WithSent(s).WithSent(u) != a.WithSent(u).WithSent(s) || a.WithSent(s).WithSent(s) != a.WithSent(s):
+			t.Fatalf("not commutative or idempotent: %v %v %v", a, s, u)
+		}
+		m := a.WithSent(s)
+		if m.Read.Value < s.Value || m.Delivered.Value < s.Value || m.Read.Value < a.Read.Value || m.Delivered.Value < a.Delivered.Value {
+			t.Fatalf("%v with sent %v gave %v", a, s, m)
+		}
+	}
+	// The earlier time of an equal position wins: a user who sent seq 5
+	// read it when sending, not when a device reported it later.
+	m := Marks{Read: Register{Value: 5, At: 900}}.WithSent(Register{Value: 5, At: 100})
+	if m.Read != (Register{Value: 5, At: 100}) || m.Delivered != (Register{Value: 5, At: 100}) {
+		t.Fatalf("got %v", m)
+	}
+}
+
 func TestDevicesLaws(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < rounds; i++ {

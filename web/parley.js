@@ -487,8 +487,10 @@ export class Session {
 
   // send sends text (a string, or bytes) to a conversation and resolves
   // with the SendAck: {convId, seq, msgId, tsUnixMs, clientMsgId, duplicate}.
-  // Retrying with the same clientMsgId is safe: the edge answers the first
-  // result again.
+  // Retrying with the same clientMsgId and text is safe: the server answers
+  // the first result again. A clientMsgId is this user's own; sending it
+  // again with other text or content type rejects with a ParleyError whose
+  // codeName is 'conflict' (a new message needs a new id).
   async send(convId, text, { clientMsgId = crypto.randomUUID(), contentType = '' } = {}) {
     const body = typeof text === 'string' ? utf8.encode(text) : text;
     const f = await this.#request(SEND, encodeSend({ convId, clientMsgId, body, contentType }));

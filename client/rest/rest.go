@@ -361,6 +361,8 @@ type SendResult struct {
 // Send sends a message. When the outcome is unknown (a network error, or
 // the core asked for a retry) it resends with the same client_msg_id until
 // ctx ends; the server stores the message once and answers the same ack.
+// A client_msg_id this user already sent in the conversation with other
+// content is an *Error with code CONFLICT (HTTP 409), returned at once.
 func (c *Client) Send(ctx context.Context, req SendRequest) (*SendResult, error) {
 	if req.ClientMsgID == "" {
 		req.ClientMsgID = NewClientMsgID()

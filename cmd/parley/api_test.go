@@ -700,3 +700,67 @@ func TestAPIHostileInputs(t *testing.T) {
 		t.Fatalf("readyz %d %s", r.status, r.body)
 	}
 }
+
+// A client_msg_id is its sender's: bo sending under the id ana used gets a
+// message of his own (201, its own seq, stored), not ana's answer; each
+// retry gets its sender's first answer (200, duplicate); and ana reusing
+// her id for other content is 409 conflict, with nothing stored.
+func TestAPISendIDsAreTheSenders(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	ctx := t.Context()
+	ana, anaS := s.user(t, "acme", "ana")
+	bo, boS := s.user(t, "acme", "bo")
+	g, err := ana.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "ids", MemberIDs: []string{boS.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(tok string, body map[string]any) (raw, rest.SendResult) {
+		t.Helper()
+		body["conv_id"], body["client_msg_id"] = g.ID, "shared-1"
+		r := s.do(t, "POST", "/v1/messages", tok, mustJSON(t, body))
+		var ack rest.SendResult
+		if r.status < 300 {
+			if err := json.Unmarshal(r.body, &ack); err != nil {
+				t.Fatalf("ack %s: %v", r.body, err)
+			}
+		}
+		return r, ack
+	}
+	r, anaAck := send(anaS.AccessToken, map[string]any{"body": "from ana"})
+	if r.status != http.StatusCreated {
+		t.Fatalf("ana's send: %d %s", r.status, r.body)
+	}
+	r, boAck := send(boS.AccessToken, map[string]any{"body": "from bo"})
+	if r.status != http.StatusCreated || boAck.Duplicate || boAck.Seq != anaAck.Seq+1 || boAck.MsgID == anaAck.MsgID {
+		t.Fatalf("bo's send under ana's id: %d %s (ana's ack %+v): want a message of his own", r.status, r.body, anaAck)
+	}
+	for _, tc := range []struct {
+		tok, body string
+		want      rest.SendResult
+	}{{anaS.AccessToken, "from ana", anaAck}, {boS.AccessToken, "from bo", boAck}} {
+		r, again := send(tc.tok, map[string]any{"body": tc.body})
+		if r.status != http.StatusOK || !again.Duplicate || again.Seq != tc.want.Seq || again.MsgID != tc.want.MsgID || again.TS != tc.want.TS {
+			t.Fatalf("retry of %q: %d %s, want the first answer %+v", tc.body, r.status, r.body, tc.want)
+		}
+	}
+	for name, body := range map[string]map[string]any{
+		"other body":         {"body": "from ana, edited"},
+		"other content type": {"body": "from ana", "content_type": "text/markdown"},
+		"binary body":        {"body_base64": "ZnJvbSBhbmE="}, // "from ana", as application/octet-stream
+		"an attachment":      {"body": "from ana", "attachments": []map[string]any{{"id": "a_1", "name": "x.png", "content_type": "image/png", "size": 3}}},
+	} {
+		r, _ := send(anaS.AccessToken, body)
+		if r.status != http.StatusConflict || r.code(t) != "conflict" || !strings.Contains(string(r.body), "client_msg_id") {
+			t.Fatalf("ana reusing her id with %s: %d %s, want 409 conflict", name, r.status, r.body)
+		}
+	}
+	// The Go client returns the 409 at once, as a CONFLICT error.
+	if _, err := ana.Send(ctx, rest.SendRequest{ConvID: g.ID, ClientMsgID: "shared-1", Body: "yet another"}); rest.Code(err) != syncpb.Code_CODE_CONFLICT {
+		t.Fatalf("rest client: %v, want CONFLICT", err)
+	}
+	msgs := userMessages(allHistory(t, bo, g.ID, 10))
+	if len(msgs) != 2 || msgs[0].Body != "from ana" || msgs[0].SenderUserID != anaS.User.ID ||
+		msgs[1].Body != "from bo" || msgs[1].SenderUserID != boS.User.ID || msgs[1].Seq != boAck.Seq || msgs[1].ClientMsgID != "shared-1" {
+		t.Fatalf("stored: %+v", msgs)
+	}
+}

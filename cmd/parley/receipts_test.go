@@ -215,7 +215,8 @@ func TestReceiptsLargeGroupAggregates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list.ReadCount != 2 || list.MemberCount != 4 || len(list.Members) != 0 {
+	// ana, who sent the last message, has read it too.
+	if list.ReadCount != 3 || list.DeliveredCount != 3 || list.MemberCount != 4 || len(list.Members) != 0 {
 		t.Fatalf("large group receipts: %+v", list)
 	}
 }
@@ -272,4 +273,90 @@ func BenchmarkReceiptFanout(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// A sender has received and read what it sent, and every answer says so
+// alike: after ana sends, her read_seq is the same in GET
+// /v1/conversations/{id}, in its receipts (read and delivered), in GET
+// /v1/unread, in a new device's sync and on the sending device; a report
+// of hers below it moves nothing, so no member hears of a lower position.
+func TestReceiptsSenderPositionIsTheSameEverywhere(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	ctx := t.Context()
+	anaRC, anaS := s.user(t, "acme", "ana")
+	boRC, boS := s.user(t, "acme", "bo")
+	ana := s.receiptDevice(t, "ws", anaRC, anaS, &receiptLog{})
+	boLog := &receiptLog{}
+	s.receiptDevice(t, "ws", boRC, boS, boLog)
+	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "mine", MemberIDs: []string{boS.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *syncpb.SendAck
+	for i := 0; i < 2; i++ {
+		if last, err = ana.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string, readers int) {
+		t.Helper()
+		c, err := anaRC.Conversation(ctx, g.ID)
+		if err != nil || c.ReadSeq != last.Seq || c.Unread != 0 {
+			t.Fatalf("%s: GET conversation: read_seq %d unread %d (%v), want %d 0", when, c.ReadSeq, c.Unread, err, last.Seq)
+		}
+		list, err := boRC.Receipts(ctx, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine *rest.MemberReceipts
+		for i, m := range list.Members {
+			if m.UserID == anaS.User.ID {
+				mine = &list.Members[i]
+			}
+		}
+		if mine == nil || mine.ReadSeq != last.Seq || mine.DeliveredSeq != last.Seq || mine.ReadTS != last.TsUnixMs || mine.DeliveredTS != last.TsUnixMs {
+			t.Fatalf("%s: GET receipts has ana at %+v, want read and delivered %d at %d", when, mine, last.Seq, last.TsUnixMs)
+		}
+		if list.LastSeq != last.Seq || list.ReadCount != readers || list.DeliveredCount != readers {
+			t.Fatalf("%s: GET receipts counts %+v, want %d at the last message", when, list, readers)
+		}
+		u, err := anaRC.Unread(ctx)
+		if err != nil || u.Total != 0 || len(u.Conversations) != 0 {
+			t.Fatalf("%s: GET unread %+v %v", when, u, err)
+		}
+	}
+	check("after sending", 1) // ana
+	waitUntil(t, "the sending device's read position", func() bool { return ana.ReadSeq(g.ID) == last.Seq && ana.Unread()[g.ID] == 0 }, true)
+	phoneRC, phoneS := s.login(t, "acme", "ana", "ana-phone")
+	phone := s.receiptDevice(t, "ws", phoneRC, phoneS, &receiptLog{})
+	waitUntil(t, "a new device's sync", func() bool { return phone.ReadSeq(g.ID) == last.Seq }, true)
+	if n := phone.Unread()[g.ID]; n != 0 {
+		t.Fatalf("the new device counts %d unread", n)
+	}
+
+	// A stale report of ana's tells nobody anything; bo's read after it
+	// reaches bo's devices after anything ana's report would have sent.
+	read := syncpb.ReceiptType_RECEIPT_TYPE_READ
+	if err := phone.Receipt(ctx, g.ID, 1, read); err != nil {
+		t.Fatal(err)
+	}
+	if err := phoneRC.Receipt(ctx, g.ID, 1, "delivered"); err != nil {
+		t.Fatal(err)
+	}
+	boDev, err := boRC.Conversation(ctx, g.ID)
+	if err != nil || boDev.Unread != last.Seq {
+		t.Fatalf("bo: %+v %v", boDev, err)
+	}
+	if err := boRC.Receipt(ctx, g.ID, last.Seq, "read"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bo hears of his own read", func() bool { return boLog.has(g.ID, boS.User.ID, read, last.Seq) }, true)
+	boLog.mu.Lock()
+	for _, u := range boLog.ups {
+		if u.UserId == anaS.User.ID && u.Seq < last.Seq {
+			t.Errorf("bo was told ana is at %v, below her own message %d", u, last.Seq)
+		}
+	}
+	boLog.mu.Unlock()
+	check("after ana's stale reports", 2) // and bo
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -816,5 +817,54 @@ func waitUntil(t *testing.T, what string, cond func() bool, want bool) {
 			t.Fatalf("timed out waiting: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Over device sessions too, a client_msg_id is its sender's: bo's device
+// sending under ana's id stores bo's message, which every member receives;
+// ana's device reusing its id for other content gets CONFLICT at once, and
+// its outbox moves on.
+func TestSessionSendIDsAreTheSenders(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	ctx := t.Context()
+	anaRC, anaS := s.user(t, "acme", "ana")
+	boRC, boS := s.user(t, "acme", "bo")
+	ana, bo := s.device(t, anaRC, anaS, nil), s.device(t, boRC, boS, nil)
+	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "ids", MemberIDs: []string{boS.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from bo")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine.Duplicate || mine.Seq != first.Seq+1 || mine.MsgId == first.MsgId {
+		t.Fatalf("bo's send under ana's id answered %v (ana's %v): want a message of his own", mine, first)
+	}
+	again, err := ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana")})
+	if err != nil || !again.Duplicate || again.Seq != first.Seq || again.MsgId != first.MsgId {
+		t.Fatalf("ana's retry: %v %v, want the first answer %v", again, err, first)
+	}
+	_, err = ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana, edited")})
+	if !errors.Is(err, syncproto.ErrConflict) {
+		t.Fatalf("ana reusing her id for other content: %v, want CONFLICT", err)
+	}
+	if n := ana.c.Pending(); n != 0 {
+		t.Fatalf("%d sends pending after the conflict", n)
+	}
+	next, err := ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte("next")})
+	if err != nil || next.Seq != mine.Seq+1 {
+		t.Fatalf("the send after the conflict: %v %v", next, err)
+	}
+	for name, d := range map[string]*wsDevice{"ana": ana, "bo": bo} {
+		got := d.box.waitFor(t, g.ID, int(next.Seq), name)
+		checkOnceInOrder(t, name, got)
+		if m := got[mine.Seq-1]; string(m.Body) != "from bo" || m.SenderUserId != boS.User.ID || m.ClientMsgId != "shared-1" {
+			t.Fatalf("%s received %v at seq %d", name, m, mine.Seq)
+		}
 	}
 }

@@ -53,9 +53,9 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, f func(ctx conte
 	}
 }
 
-// freeAddrs picks n loopback addresses. The servers' cluster addresses
-// must be known before any starts: a JetStream server in a cluster refuses
-// to start without routes to the others.
+// freeAddrs picks n loopback addresses that are free when picked. The
+// servers' cluster addresses must be known before any starts: a JetStream
+// server in a cluster refuses to start without routes to the others.
 func freeAddrs(tb testing.TB, n int) []string {
 	tb.Helper()
 	addrs := make([]string, n)
@@ -78,27 +78,19 @@ func freeAddrs(tb testing.TB, n int) []string {
 // hangs for good in Shutdown, which waits for that routing goroutine.
 func newJetStreamCluster(tb testing.TB, n int) []*nats.Conn {
 	tb.Helper()
-	addrs := freeAddrs(tb, n)
-	servers := make([]*natsembed.Server, n)
+	servers, err := startServers(tb, n)
+	// freeAddrs cannot hold its ports: another test's pick may bind one
+	// before its server does. The cluster then starts on new ones.
+	for try := 0; errors.Is(err, natsembed.ErrListen) && try < 5; try++ {
+		tb.Logf("cluster start, again on new ports: %v", err)
+		servers, err = startServers(tb, n)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
 	conns := make([]*nats.Conn, n)
-	for i := range servers {
-		var routes []string
-		for j, a := range addrs {
-			if j != i {
-				routes = append(routes, a)
-			}
-		}
-		srv, err := natsembed.Start(natsembed.Config{
-			Name: fmt.Sprint("n", i), ClientAddr: "127.0.0.1:0",
-			ClusterName: "parley-r1", ClusterAddr: addrs[i], Routes: routes,
-			JetStream: true, StoreDir: filepath.Join(tb.TempDir(), "nats"),
-			ReadyTimeout: clusterTimeout,
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
+	for i, srv := range servers {
 		tb.Cleanup(srv.Close)
-		servers[i] = srv
 		if conns[i], err = srv.Connect(fmt.Sprint("test-n", i)); err != nil {
 			tb.Fatal(err)
 		}
@@ -126,6 +118,36 @@ func newJetStreamCluster(tb testing.TB, n int) []*nats.Conn {
 		return err
 	})
 	return conns
+}
+
+// startServers starts n JetStream servers routed to each other on
+// addresses from freeAddrs. On an error it closes those it started.
+func startServers(tb testing.TB, n int) ([]*natsembed.Server, error) {
+	tb.Helper()
+	addrs := freeAddrs(tb, n)
+	servers := make([]*natsembed.Server, 0, n)
+	for i := range n {
+		var routes []string
+		for j, a := range addrs {
+			if j != i {
+				routes = append(routes, a)
+			}
+		}
+		srv, err := natsembed.Start(natsembed.Config{
+			Name: fmt.Sprint("n", i), ClientAddr: "127.0.0.1:0",
+			ClusterName: "parley-r1", ClusterAddr: addrs[i], Routes: routes,
+			JetStream: true, StoreDir: filepath.Join(tb.TempDir(), "nats"),
+			ReadyTimeout: clusterTimeout,
+		})
+		if err != nil {
+			for _, s := range servers {
+				s.Close()
+			}
+			return nil, err
+		}
+		servers = append(servers, srv)
+	}
+	return servers, nil
 }
 
 // testNode is one core node of a test region: its DB and Service.

@@ -43,10 +43,11 @@ func loadConversation(r kvfsm.Reader, conv string, meta *convMeta) (*syncpb.Conv
 
 // withRead sets c's read position and unread count for caller.
 func (f *FSM) withRead(r kvfsm.Reader, c *syncpb.Conversation, caller string) error {
-	read, err := f.effectiveRead(r, c.Id, caller)
+	pos, err := f.position(r, c.Id, caller)
 	if err != nil {
 		return err
 	}
+	read := pos.Read.Value
 	c.ReadSeq = read
 	if c.LastSeq > read {
 		c.Unread = c.LastSeq - read

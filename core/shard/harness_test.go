@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -125,10 +126,10 @@ type mapReads struct {
 	m  map[string]uint64
 }
 
-func (r *mapReads) ReadSeq(conv, user string) (uint64, error) {
+func (r *mapReads) Reported(conv, user string) (crdt.Marks, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.m[conv+"/"+user], nil
+	return crdt.Marks{Read: crdt.Register{Value: r.m[conv+"/"+user]}}, nil
 }
 
 func (r *mapReads) raise(conv, user string, seq uint64) uint64 {

@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -69,15 +68,65 @@ func checkSend(req *syncpb.SendRequest) error {
 	return nil
 }
 
-// dedupe returns the first result of (conv, client_msg_id), if any.
-func dedupe(g kvfsm.Getter, conv, cmid string) (*syncpb.CoreResponse, error) {
-	ack := &syncpb.SendAck{}
-	ok, err := getProto(g, dedupeKey(conv, cmid), ack)
+// dedupe answers a send whose client_msg_id was used before in the
+// conversation, as rules say (see rulesSenderIDs): with the first result
+// (Duplicate set) for a retry, CONFLICT for another message under the
+// sender's id, and nil when the id is new. digest is the send's
+// contentDigest (unused by rules 0).
+func dedupe(g kvfsm.Getter, rules uint32, sender string, req *syncpb.SendRequest, digest [32]byte) (*syncpb.CoreResponse, error) {
+	legacy := &syncpb.SendAck{}
+	if rules == rulesLegacy {
+		ok, err := getProto(g, legacyDedupeKey(req.ConvId, req.ClientMsgId), legacy)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return duplicate(legacy), nil
+	}
+	b, ok, err := g.Get(sentKey(req.ConvId, sender, req.ClientMsgId))
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		r, err := unmarshalSentRecord(b)
+		if err != nil {
+			return nil, err
+		}
+		if r.Digest != digest {
+			return nil, reusedID(r.Ack.Seq)
+		}
+		return duplicate(r.Ack), nil
+	}
+	// An id recorded under rules 0 is this sender's when its message is.
+	ok, err = getProto(g, legacyDedupeKey(req.ConvId, req.ClientMsgId), legacy)
 	if err != nil || !ok {
 		return nil, err
 	}
+	first := &syncpb.Message{}
+	ok, err = getProto(g, msgKey(req.ConvId, legacy.Seq), first)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		// Messages are never removed; without one, the rules 0 answer.
+		return duplicate(legacy), nil
+	case first.SenderUserId != sender:
+		return nil, nil
+	case contentDigest(first.Body, first.ContentType, first.Attachments) != digest:
+		return nil, reusedID(legacy.Seq)
+	}
+	return duplicate(legacy), nil
+}
+
+func duplicate(ack *syncpb.SendAck) *syncpb.CoreResponse {
 	ack.Duplicate = true
-	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}, nil
+	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}
+}
+
+// reusedID is the CONFLICT of a client_msg_id that its sender used for
+// another message (at seq): a client bug, not a retry.
+func reusedID(seq uint64) error {
+	return syncproto.Errorf(syncpb.Code_CODE_CONFLICT,
+		"client_msg_id already used for a different message (seq %d) in this conversation; a new message needs a new client_msg_id", seq)
 }
 
 func (f *FSM) prepareSend(caller *syncpb.Caller, req *syncpb.SendRequest, now int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
@@ -90,7 +139,7 @@ func (f *FSM) prepareSend(caller *syncpb.Caller, req *syncpb.SendRequest, now in
 			return err
 		}
 		var err error
-		resp, err = dedupe(v, req.ConvId, req.ClientMsgId)
+		resp, err = dedupe(v, currentRules, caller.UserId, req, contentDigest(req.Body, req.ContentType, req.Attachments))
 		return err
 	})
 	if err != nil || resp != nil {
@@ -127,8 +176,13 @@ func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendR
 	if err != nil {
 		return nil, err
 	}
+	rules := min(cmd.Rules, currentRules)
+	var digest [32]byte
+	if rules != rulesLegacy {
+		digest = contentDigest(req.Body, req.ContentType, req.Attachments)
+	}
 	// Two retries proposed concurrently: the second finds the first here.
-	if resp, err := dedupe(tx, req.ConvId, req.ClientMsgId); err != nil || resp != nil {
+	if resp, err := dedupe(tx, rules, caller.UserId, req, digest); err != nil || resp != nil {
 		return resp, err
 	}
 	msg := &syncpb.Message{
@@ -140,14 +194,27 @@ func applySend(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command, req *syncpb.SendR
 		return nil, err
 	}
 	ack := &syncpb.SendAck{ConvId: req.ConvId, Seq: msg.Seq, MsgId: msg.MsgId, TsUnixMs: msg.TsUnixMs, ClientMsgId: req.ClientMsgId}
-	b, err := encode(ack)
-	if err != nil {
-		return nil, err
+	if rules == rulesLegacy {
+		b, err := encode(ack)
+		if err != nil {
+			return nil, err
+		}
+		tx.Set(legacyDedupeKey(req.ConvId, req.ClientMsgId), b)
+	} else {
+		r := &sentRecord{Digest: digest, Ack: ack}
+		b, err := r.marshal()
+		if err != nil {
+			return nil, err
+		}
+		tx.Set(sentKey(req.ConvId, caller.UserId, req.ClientMsgId), b)
 	}
-	tx.Set(dedupeKey(req.ConvId, req.ClientMsgId), b)
 	tx.Set(metaKey(req.ConvId), meta.marshal())
-	// The sender has read what it answers: its unread count starts here.
-	tx.Set(ownKey(req.ConvId, caller.UserId), binary.BigEndian.AppendUint64(nil, msg.Seq))
+	// The sender has received and read what it sent (see position).
+	own := encodeSent(msg.Seq, msg.TsUnixMs)
+	if rules == rulesLegacy {
+		own = own[:8]
+	}
+	tx.Set(ownKey(req.ConvId, caller.UserId), own)
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: ack}}, nil
 }
 

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -10,10 +11,11 @@ import (
 // every node (core/receipts). The shard only checks them, and supplies the
 // conversation facts unread counts are derived from.
 
-// ReadPositions gives a user's user-level read position in a conversation
-// (core/receipts implements it). Called from reads; must not block long.
+// ReadPositions gives a user's user-level marks in a conversation as its
+// devices reported them (core/receipts implements it). Called from reads;
+// must not block long.
 type ReadPositions interface {
-	ReadSeq(conv, user string) (uint64, error)
+	Reported(conv, user string) (crdt.Marks, error)
 }
 
 // CheckReceipt validates a report from caller against local state: the
@@ -67,19 +69,49 @@ func (f *FSM) Info(conv string) (info ConvInfo, ok bool, err error) {
 	return info, ok, err
 }
 
-// effectiveRead is the user's read position for unread counts: what the
-// user's devices reported, and at least the user's own last message.
-func (f *FSM) effectiveRead(g kvfsm.Getter, conv, user string) (uint64, error) {
-	own, err := getSeq(g, ownKey(conv, user))
+// position is the user's position in conv, the one every answer gives:
+// what its devices reported, joined with its own last message
+// (crdt.Marks.WithSent).
+func (f *FSM) position(g kvfsm.Getter, conv, user string) (crdt.Marks, error) {
+	sent, err := getSent(g, conv, user)
 	if err != nil {
-		return 0, err
+		return crdt.Marks{}, err
 	}
-	if f.reads == nil {
-		return own, nil
+	var m crdt.Marks
+	if f.reads != nil {
+		if m, err = f.reads.Reported(conv, user); err != nil {
+			return crdt.Marks{}, err
+		}
 	}
-	r, err := f.reads.ReadSeq(conv, user)
-	if err != nil {
-		return 0, err
-	}
-	return max(r, own), nil
+	return m.WithSent(sent), nil
+}
+
+// Sent returns, for each user who sent a message in conv, its last one's
+// seq and time (crdt.Marks.WithSent joins it into the user's position),
+// from local state: the leader's is current as of its last apply.
+func (f *FSM) Sent(conv string) (map[string]crdt.Register, error) {
+	out := map[string]crdt.Register{}
+	err := f.view(func(v *kvfsm.View) error {
+		prefix := ownPrefix(conv)
+		return v.Scan(prefix, nil, false, func(k, val []byte) (bool, error) {
+			r, err := decodeSent(val)
+			if err != nil {
+				return false, err
+			}
+			out[string(k[len(prefix):])] = r
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+// SentBy is Sent for one user (zero when it sent nothing in conv).
+func (f *FSM) SentBy(conv, user string) (crdt.Register, error) {
+	var r crdt.Register
+	err := f.view(func(v *kvfsm.View) error {
+		var err error
+		r, err = getSent(v, conv, user)
+		return err
+	})
+	return r, err
 }

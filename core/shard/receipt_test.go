@@ -3,7 +3,10 @@ package shard
 import (
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -92,5 +95,37 @@ func TestUnreadCounts(t *testing.T) {
 	s := mustOK(t, h.do(caller("ana"), &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Sync{Sync: &syncpb.SyncRequest{}}})).GetSync()
 	if s.UnreadTotal != 1 || s.UnreadConversations != 1 {
 		t.Fatalf("ana's sync totals %d/%d, want 1/1", s.UnreadTotal, s.UnreadConversations)
+	}
+}
+
+// Sent gives each sender's last message, the register that every
+// position joins in; conversation reads and sync give the same read_seq
+// from it. A rules 0 send left no time.
+func TestSentPositions(t *testing.T) {
+	h := newHarness(t)
+	mustOK(t, h.do(caller("ana"), groupReq("c_s", "bo", "cy")))
+	h.tick(time.Second)
+	a1 := sendOK(t, h, "ana", sendReq("c_s", "a1", "x"))
+	h.tick(time.Second)
+	a2 := sendOK(t, h, "ana", sendReq("c_s", "a2", "x"))
+	h.propose(&cmdpb.Command{Caller: caller("bo"), TsUnixMs: h.now.UnixMilli(), Op: &cmdpb.Command_Send{Send: sendReq("c_s", "b1", "x").GetSend()}})
+	sent, err := h.f.Sent("c_s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]crdt.Register{"u_ana": {Value: a2.Seq, At: a2.TsUnixMs}, "u_bo": {Value: a2.Seq + 1}}
+	if len(sent) != len(want) || sent["u_ana"] != want["u_ana"] || sent["u_bo"] != want["u_bo"] {
+		t.Fatalf("Sent = %v, want %v", sent, want)
+	}
+	if r, err := h.f.SentBy("c_s", "u_cy"); err != nil || r != (crdt.Register{}) {
+		t.Fatalf("cy sent nothing: %v %v", r, err)
+	}
+	if a1.Seq >= a2.Seq {
+		t.Fatalf("seqs %d %d", a1.Seq, a2.Seq)
+	}
+	sync := mustOK(t, h.do(caller("ana"), &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Sync{Sync: &syncpb.SyncRequest{}}})).GetSync()
+	conv := mustOK(t, h.do(caller("ana"), getReq("c_s"))).GetConversation()
+	if len(sync.Changed) != 1 || sync.Changed[0].ReadSeq != a2.Seq || conv.ReadSeq != a2.Seq || conv.Unread != 1 {
+		t.Fatalf("ana's read_seq: sync %v, conversation %d (unread %d); want %d", sync.Changed, conv.ReadSeq, conv.Unread, a2.Seq)
 	}
 }

@@ -1,11 +1,13 @@
 package shard
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 
 	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"google.golang.org/protobuf/proto"
@@ -18,16 +20,23 @@ import (
 //	m/<conv>/<user>          member (syncpb.Member)
 //	u/<user>/<conv>          the user's conversations (empty value)
 //	g/<conv>/<seq be64>      message (syncpb.Message)
-//	d/<conv>/<client_msg_id> dedupe: the first result (syncpb.SendAck)
-//	o/<conv>/<user>          seq of the user's last message (be64)
-func metaKey(conv string) []byte           { return []byte("c/" + conv) }
-func memberPrefix(conv string) []byte      { return []byte("m/" + conv + "/") }
-func memberKey(conv, user string) []byte   { return []byte("m/" + conv + "/" + user) }
-func userConvPrefix(user string) []byte    { return []byte("u/" + user + "/") }
-func userConvKey(user, conv string) []byte { return []byte("u/" + user + "/" + conv) }
-func msgPrefix(conv string) []byte         { return []byte("g/" + conv + "/") }
-func dedupeKey(conv, cmid string) []byte   { return []byte("d/" + conv + "/" + cmid) }
-func ownKey(conv, user string) []byte      { return []byte("o/" + conv + "/" + user) }
+//	s/<conv>/<user>/<client_msg_id>
+//	                         dedupe of the user's send: the first result
+//	                         and the content's digest (sentRecord)
+//	d/<conv>/<client_msg_id> dedupe of a rules 0 send: the first result
+//	                         (syncpb.SendAck), whoever sent it
+//	o/<conv>/<user>          the user's last message: seq, then ts
+//	                         (be64 each; seq alone from rules 0 sends)
+func metaKey(conv string) []byte               { return []byte("c/" + conv) }
+func memberPrefix(conv string) []byte          { return []byte("m/" + conv + "/") }
+func memberKey(conv, user string) []byte       { return []byte("m/" + conv + "/" + user) }
+func userConvPrefix(user string) []byte        { return []byte("u/" + user + "/") }
+func userConvKey(user, conv string) []byte     { return []byte("u/" + user + "/" + conv) }
+func msgPrefix(conv string) []byte             { return []byte("g/" + conv + "/") }
+func legacyDedupeKey(conv, cmid string) []byte { return []byte("d/" + conv + "/" + cmid) }
+func sentKey(conv, user, cmid string) []byte   { return []byte("s/" + conv + "/" + user + "/" + cmid) }
+func ownPrefix(conv string) []byte             { return []byte("o/" + conv + "/") }
+func ownKey(conv, user string) []byte          { return []byte("o/" + conv + "/" + user) }
 
 func msgKey(conv string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(msgPrefix(conv), seq)
@@ -105,16 +114,88 @@ func unmarshalConvMeta(b []byte) (*convMeta, error) {
 	return c, nil
 }
 
-// getSeq reads a be64 seq (0 when absent).
-func getSeq(g kvfsm.Getter, key []byte) (uint64, error) {
-	b, ok, err := g.Get(key)
+// sentRecord is the dedupe record of one user's send: the answer it got
+// and the digest of what it asked to store (contentDigest).
+type sentRecord struct {
+	Digest [sha256.Size]byte
+	Ack    *syncpb.SendAck
+}
+
+const sentRecordVersion = 1
+
+// marshal encodes r: version byte | digest | SendAck (protobuf).
+func (r *sentRecord) marshal() ([]byte, error) {
+	ack, err := encode(r.Ack)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 1+len(r.Digest)+len(ack))
+	b = append(b, sentRecordVersion)
+	b = append(b, r.Digest[:]...)
+	return append(b, ack...), nil
+}
+
+func unmarshalSentRecord(b []byte) (*sentRecord, error) {
+	if len(b) < 1+sha256.Size || b[0] != sentRecordVersion {
+		return nil, fmt.Errorf("%w: sent record version", errCorrupt)
+	}
+	r := &sentRecord{Ack: &syncpb.SendAck{}}
+	copy(r.Digest[:], b[1:])
+	if err := proto.Unmarshal(b[1+sha256.Size:], r.Ack); err != nil {
+		return nil, fmt.Errorf("%w: sent record: %v", errCorrupt, err)
+	}
+	return r, nil
+}
+
+// contentDigest is the SHA-256 of what a send asks to store (body,
+// content type, attachments), in a length-prefixed encoding of parley's
+// own, so it stays the same across protobuf versions. A retry has the
+// digest of the first send; another message under its id does not.
+func contentDigest(body []byte, contentType string, atts []*syncpb.Attachment) [sha256.Size]byte {
+	h := sha256.New()
+	var buf [binary.MaxVarintLen64]byte
+	uv := func(v uint64) { h.Write(buf[:binary.PutUvarint(buf[:], v)]) }
+	field := func(b []byte) { uv(uint64(len(b))); h.Write(b) }
+	h.Write([]byte("parley send content 1\x00"))
+	field(body)
+	field([]byte(contentType))
+	uv(uint64(len(atts)))
+	for _, a := range atts {
+		field([]byte(a.GetId()))
+		field([]byte(a.GetName()))
+		field([]byte(a.GetContentType()))
+		uv(a.GetSize())
+		field(a.GetMeta())
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// encodeSent is the o/ value of a user's last message.
+func encodeSent(seq uint64, ts int64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), seq), uint64(ts))
+}
+
+// decodeSent reads an o/ value; a rules 0 value has no time (At 0,
+// unknown).
+func decodeSent(b []byte) (crdt.Register, error) {
+	switch len(b) {
+	case 8:
+		return crdt.Register{Value: binary.BigEndian.Uint64(b)}, nil
+	case 16:
+		return crdt.Register{Value: binary.BigEndian.Uint64(b), At: int64(binary.BigEndian.Uint64(b[8:]))}, nil
+	}
+	return crdt.Register{}, fmt.Errorf("%w: last message", errCorrupt)
+}
+
+// getSent reads the user's last message in conv (zero when none).
+func getSent(g kvfsm.Getter, conv, user string) (crdt.Register, error) {
+	b, ok, err := g.Get(ownKey(conv, user))
 	if err != nil || !ok {
-		return 0, err
+		return crdt.Register{}, err
 	}
-	if len(b) != 8 {
-		return 0, fmt.Errorf("%w: seq", errCorrupt)
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return decodeSent(b)
 }
 
 func getMeta(g kvfsm.Getter, conv string) (*convMeta, bool, error) {

@@ -40,6 +40,24 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
+// Rules of the state machine. Each command the shard proposes carries the
+// rules it was prepared under (cmdpb.Command.rules), and applies by them,
+// so an old log replays as it first applied.
+const (
+	// rulesLegacy (0): a send's client_msg_id is unique per conversation,
+	// whoever sends it; any reuse answers the first result.
+	rulesLegacy = 0
+	// rulesSenderIDs (1): a client_msg_id is unique per conversation and
+	// sender (user). The sender's reuse with the same content (body,
+	// content type, attachments) answers the first result, with other
+	// content CONFLICT; another user's is a new message. An id recorded
+	// under rules 0 counts as its message's sender's. A send records the
+	// time of the sender's last message besides its seq (o/ values).
+	rulesSenderIDs = 1
+	// currentRules are the rules Prepare proposes under.
+	currentRules = rulesSenderIDs
+)
+
 // Directory resolves users for membership checks. The node implements it
 // with a leader read of the directory group.
 type Directory interface {
@@ -179,7 +197,14 @@ func (f *FSM) Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Tim
 	if err := checkCaller(caller); err != nil {
 		return nil, nil, err
 	}
-	ms := now.UnixMilli()
+	cmd, resp, err = f.prepare(ctx, caller, req, now.UnixMilli())
+	if cmd != nil {
+		cmd.Rules = currentRules
+	}
+	return cmd, resp, err
+}
+
+func (f *FSM) prepare(ctx context.Context, caller *syncpb.Caller, req *syncpb.CoreRequest, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
 	switch op := req.GetOp().(type) {
 	case *syncpb.CoreRequest_CreateConversation:
 		return f.prepareCreate(ctx, caller, op.CreateConversation, ms)

@@ -47,10 +47,11 @@ func (f *FSM) sync(caller *syncpb.Caller, req *syncpb.SyncRequest) (*syncpb.Core
 			if f.large > 0 && meta.Members > f.large {
 				large = append(large, conv)
 			}
-			read, err := f.effectiveRead(v, conv, caller.UserId)
+			pos, err := f.position(v, conv, caller.UserId)
 			if err != nil {
 				return err
 			}
+			read := pos.Read.Value
 			var unread uint64
 			if meta.LastSeq > read {
 				unread = meta.LastSeq - read

@@ -9,8 +9,9 @@
 // is unreachable (NATS "no responders", a lost or late reply, a dropped
 // connection) or answers UNAVAILABLE, until the call's deadline. That is
 // safe because every operation is a read, idempotent, or deduplicated by
-// the core: sends by (conv_id, client_msg_id), receipts are max-registers,
-// creating a conversation the caller already created returns it, and so on.
+// the core: sends by (conv_id, sender, client_msg_id), receipts are
+// max-registers, creating a conversation the caller already created
+// returns it, and so on.
 //
 // One operation is special: register_device creates a new device id on
 // every execution, so it is retried only when the request certainly never

@@ -731,6 +731,40 @@ func TestSendRetriedAfterLostReply(t *testing.T) {
 	}
 }
 
+// The core's CONFLICT for a client_msg_id reused with other content is
+// 409 conflict, with the core's message, as openapi.json documents for
+// POST /v1/messages; another user's send under the same id is his own.
+func TestSendConflictIs409(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ana := e.newUser("acme", "ana")
+	bo := e.newUser("acme", "bo")
+	g := e.conv(ana, map[string]any{"type": "group", "member_usernames": []string{"bo"}}, 201)
+	send := func(s session, body string) result {
+		return e.do("POST", "/v1/messages", s.AccessToken, map[string]any{"conv_id": g.ID, "client_msg_id": "m-1", "body": body})
+	}
+	var first, his sendResponse
+	e.want(send(ana, "hello"), 201, &first)
+	e.want(send(bo, "hi"), 201, &his)
+	if his.Duplicate || his.Seq != first.Seq+1 {
+		t.Fatalf("bo's send under ana's id: %+v (ana's %+v)", his, first)
+	}
+	r := send(ana, "hello again")
+	if r.status != http.StatusConflict || r.errCode(t) != "conflict" || !strings.Contains(string(r.body), "client_msg_id already used") {
+		t.Fatalf("reuse with other content: %d %s, want 409 conflict", r.status, r.body)
+	}
+	var doc oaDoc
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var op oaOperation
+	if err := json.Unmarshal(doc.Paths["/v1/messages"]["post"], &op); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := op.Responses["409"]; !ok {
+		t.Fatal("openapi.json does not document 409 for POST /v1/messages")
+	}
+}
+
 func TestHealthAndReadiness(t *testing.T) {
 	e := newTestEnv(t, func(c *Config) { c.ReadyTimeout, c.RequestTimeout = 300*time.Millisecond, 500*time.Millisecond })
 	var st statusResponse

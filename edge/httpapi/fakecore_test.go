@@ -6,6 +6,7 @@ package httpapi
 // against the real core live with the core.
 
 import (
+	"bytes"
 	"strings"
 	"sync"
 	"testing"
@@ -22,8 +23,8 @@ const fakeShards = 4
 type fakeConv struct {
 	conv     *syncpb.Conversation
 	msgs     []*syncpb.Message
-	byClient map[string]*syncpb.SendAck
-	receipts map[string]uint64 // device/type -> seq
+	byClient map[string]*syncpb.SendAck // sender/client_msg_id
+	receipts map[string]uint64          // device/type -> seq
 }
 
 type fakeCore struct {
@@ -330,7 +331,13 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 	case *syncpb.CoreRequest_Send:
 		r := op.Send
 		f.sends++
-		if ack, ok := cv.byClient[r.ClientMsgId]; ok {
+		// Ids are the sender's; the same id with another body is CONFLICT
+		// (the core also compares content type and attachments).
+		key := c.UserId + "/" + r.ClientMsgId
+		if ack, ok := cv.byClient[key]; ok {
+			if !bytes.Equal(cv.msgs[ack.Seq-1].Body, r.Body) {
+				return fail(syncpb.Code_CODE_CONFLICT, "client_msg_id already used for a different message")
+			}
 			dup := proto.Clone(ack).(*syncpb.SendAck)
 			dup.Duplicate = true
 			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: dup}}
@@ -341,7 +348,7 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 		cv.msgs = append(cv.msgs, msg)
 		cv.conv.LastSeq = seq
 		ack := &syncpb.SendAck{ConvId: r.ConvId, Seq: seq, MsgId: msg.MsgId, TsUnixMs: f.now, ClientMsgId: r.ClientMsgId}
-		cv.byClient[r.ClientMsgId] = ack
+		cv.byClient[key] = ack
 		if f.dropSends > 0 {
 			f.dropSends--
 			return nil

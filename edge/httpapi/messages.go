@@ -28,7 +28,9 @@ type sendResponse struct {
 }
 
 // send: POST /v1/messages. 201 when the message is committed by this
-// request, 200 with the first result when client_msg_id was already sent.
+// request, 200 with the first result when the caller already sent it
+// under this client_msg_id, 409 (the core's CONFLICT) when the caller used
+// the id for other content.
 func (a *API) send(c *call) error {
 	var req sendRequest
 	if err := c.decode(&req); err != nil {

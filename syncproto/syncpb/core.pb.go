@@ -1883,7 +1883,8 @@ type Conversation struct {
 	CreatedUnixMs int64                  `protobuf:"varint,6,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	LastSeq       uint64                 `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	Members       []*Member              `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
-	// The caller's own read position (user level).
+	// The caller's own read position (user level, its own messages read),
+	// as every other answer gives it.
 	ReadSeq uint64 `protobuf:"varint,9,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
 	// Messages after read_seq (the caller's own messages count as read).
 	Unread        uint64 `protobuf:"varint,10,opt,name=unread,proto3" json:"unread,omitempty"`

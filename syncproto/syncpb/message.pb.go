@@ -277,7 +277,10 @@ func (x *Attachment) GetMeta() []byte {
 type SendRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	ConvId string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
-	// Chosen by the client; a retry with the same id returns the first result.
+	// Chosen by the client, unique among its user's messages in the
+	// conversation: a retry with the same id and content returns the first
+	// result; the same id with other content is CONFLICT. Other users' ids
+	// never collide with it.
 	ClientMsgId   string        `protobuf:"bytes,2,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
 	Body          []byte        `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
 	ContentType   string        `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`

@@ -193,6 +193,10 @@ func (x *ReceiptAck) GetSeq() uint64 {
 }
 
 // ReceiptUpdate tells members or the user's devices that a position moved.
+// Positions are user level: the join of the user's devices' reports and
+// its own last message in the conversation (a sender has received and
+// read what it sent). A message moves its sender's position by itself;
+// no update repeats it, and a report below it moves nothing.
 type ReceiptUpdate struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	ConvId   string                 `protobuf:"bytes,1,opt,name=conv_id,json=convId,proto3" json:"conv_id,omitempty"`
@@ -332,7 +336,8 @@ func (x *GetReceiptsRequest) GetConvId() string {
 	return ""
 }
 
-// MemberReceipts is one member's user-level positions.
+// MemberReceipts is one member's user-level positions (as in
+// ReceiptUpdate: its own messages count as received and read).
 type MemberReceipts struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	UserId            string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
