@@ -8,10 +8,11 @@
 //     starting with a letter or digit; a username is unique per workspace
 //     (CONFLICT), except that repeating a registration with the same
 //     password hash (a client's retry) returns the user.
-//   - get_credentials and get_device without a caller serve the edge's
-//     login and token-refresh checks; get_device with a caller, and
-//     list_devices and revoke_device, see only the caller's own devices
-//     (another user's device is NOT_FOUND).
+//   - get_credentials, without a caller, serves the edge's log-in check;
+//     get_device without a caller sees any device. get_device with a
+//     caller, list_devices, revoke_device, start_token_family and
+//     rotate_refresh see only the caller's own devices (another user's
+//     device is NOT_FOUND).
 //   - lookup_users answers only for users of the caller's workspace;
 //     unknown ids and names are left out.
 //   - A user has at most MaxDevices devices that are not revoked.

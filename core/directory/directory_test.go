@@ -360,7 +360,7 @@ func TestDevices(t *testing.T) {
 			d := r.GetDevices().GetDevices()
 			return len(d) == 2 && !d[0].Revoked && d[1].Revoked
 		}},
-		{name: "refresh check sees the revocation", caller: nil, req: getDeviceReq(laptop.Id), check: func(r *syncpb.CoreResponse) bool { return r.GetDevice().GetRevoked() }},
+		{name: "a caller-less read sees the revocation", caller: nil, req: getDeviceReq(laptop.Id), check: func(r *syncpb.CoreResponse) bool { return r.GetDevice().GetRevoked() }},
 		{name: "register without a caller", caller: nil, req: registerDevice("x"), code: syncpb.Code_CODE_UNAUTHENTICATED},
 		{name: "register for an unknown user", caller: &syncpb.Caller{WorkspaceId: ana.WorkspaceId, UserId: "u_ghost"}, req: registerDevice("x"), code: syncpb.Code_CODE_NOT_FOUND},
 		{name: "register in the wrong workspace", caller: &syncpb.Caller{WorkspaceId: "w_other", UserId: ana.UserId}, req: registerDevice("x"), code: syncpb.Code_CODE_NOT_FOUND},
