@@ -72,7 +72,9 @@ func TestRefreshRotatesAndDetectsReuse(t *testing.T) {
 	if e.deviceRevoked(laptop, laptop.Device.ID) {
 		t.Fatal("reuse revoked the user's other device")
 	}
-	if e.logs.find(func(r map[string]any) bool { return r["msg"] == "refresh token reused; revoking the device" && r["device"] == s.Device.ID }) == nil {
+	if e.logs.find(func(r map[string]any) bool {
+		return r["msg"] == "refresh token reused; revoking the device" && r["device"] == s.Device.ID
+	}) == nil {
 		t.Error("reuse not logged")
 	}
 	// The newest token and the oldest are refused too.
