@@ -34,8 +34,8 @@ func (e *testEnv) advanceCore(d time.Duration) {
 	e.core.mu.Unlock()
 }
 
-// deviceRevoked reports whether the directory has device id of s's user
-// revoked, as another session of that user lists it.
+// deviceRevoked reports whether the directory has device id revoked, as
+// other, a session of the device's user, lists it.
 func (e *testEnv) deviceRevoked(other session, id string) bool {
 	e.t.Helper()
 	var devs devicesResponse
