@@ -59,6 +59,9 @@ type Config struct {
 	TokenKeys []auth.Key
 	// AccessTTL and RefreshTTL are token lifetimes (defaults 15 min, 30 days).
 	AccessTTL, RefreshTTL time.Duration
+	// RefreshGrace is how long a replaced refresh token still gets the same
+	// new one (default 30 s; negative: none); see auth.Config.
+	RefreshGrace time.Duration
 	// Argon2 are the password hashing costs (default OWASP's).
 	Argon2 auth.Argon2Params
 	// MaxBodyBytes bounds request bodies (default 256 KiB).
@@ -143,7 +146,7 @@ func (c Config) Validate() error {
 }
 
 func (c Config) authConfig() auth.Config {
-	return auth.Config{Keys: c.TokenKeys, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, Argon2: c.Argon2, Now: c.Now}
+	return auth.Config{Keys: c.TokenKeys, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, RefreshGrace: c.RefreshGrace, Argon2: c.Argon2, Now: c.Now}
 }
 
 // Edge is one edge relay. New listens; Run serves; Close releases.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"hash/fnv"
 )
 
@@ -32,6 +33,33 @@ func NewID(prefix string) string {
 		panic("syncproto: crypto/rand failed: " + err.Error())
 	}
 	return prefix + idEncoding.EncodeToString(b[:])
+}
+
+// TokenFamilyIDLen is the length of a refresh-token family's id: 16
+// lower-case hex digits (8 bytes, as refresh tokens carry it).
+const TokenFamilyIDLen = 16
+
+// NewTokenFamilyID returns a random refresh-token family id.
+func NewTokenFamilyID() string {
+	var b [TokenFamilyIDLen / 2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("syncproto: crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// ValidTokenFamilyID reports whether s has the form NewTokenFamilyID
+// returns.
+func ValidTokenFamilyID(s string) bool {
+	if len(s) != TokenFamilyIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // NewClientMsgID returns a random client_msg_id (128 bits), for clients

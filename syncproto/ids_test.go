@@ -146,3 +146,15 @@ func TestValidClientMsgID(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenFamilyID(t *testing.T) {
+	a, b := NewTokenFamilyID(), NewTokenFamilyID()
+	if a == b || !ValidTokenFamilyID(a) || !ValidTokenFamilyID(b) {
+		t.Fatalf("ids %q %q", a, b)
+	}
+	for _, bad := range []string{"", "0123456789abcde", "0123456789abcdef0", "0123456789ABCDEF", "0123456789abcdeg", "d_0123456789abcd"} {
+		if ValidTokenFamilyID(bad) {
+			t.Errorf("%q is valid", bad)
+		}
+	}
+}

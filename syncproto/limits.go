@@ -1,5 +1,7 @@
 package syncproto
 
+import "time"
+
 // Limits shared by edges and cores.
 const (
 	// MaxBodySize is the largest message body, in bytes.
@@ -36,6 +38,9 @@ const (
 	// MaxSyncBytes bounds the messages of one SyncResponse, in encoded
 	// bytes, so that it fits in a frame of DefaultMaxFrameSize.
 	MaxSyncBytes = 640 << 10
+	// MaxRefreshGrace bounds RotateRefreshRequest.grace_ms: how long after
+	// a rotation the refresh token it replaced may still be presented.
+	MaxRefreshGrace = 5 * time.Minute
 )
 
 // SyncLimit is the per-conversation message limit a sync request asks for:

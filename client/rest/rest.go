@@ -2,6 +2,12 @@
 // session's tokens, refreshes the access token when it expires, and
 // retries sends that may not have landed with the same client_msg_id, so a
 // retry never stores a message twice.
+//
+// Refresh tokens rotate: each refresh answers a new refresh token, and the
+// one it replaced must not be presented again (the edge takes that as a
+// stolen token and revokes the device). The client keeps the newest token,
+// runs one refresh at a time, and reports new tokens to OnTokens so that
+// an app that stores them stores the newest.
 package rest
 
 import (
@@ -27,10 +33,22 @@ type Client struct {
 	base string
 	hc   *http.Client
 
+	onTokens func(access, refresh string)
+
 	mu      sync.Mutex
 	access  string
 	refresh string
+	// refreshing is held by the one refresh running.
+	refreshing sync.Mutex
 }
+
+// Refresh's retries of a refresh that got no answer: each attempt is
+// bounded so that the retries reach the edge within its grace (30 s by
+// default), in which the replaced token is still answered.
+const (
+	refreshAttempts       = 3
+	refreshAttemptTimeout = 8 * time.Second
+)
 
 // Option configures a Client.
 type Option func(*Client)
@@ -42,6 +60,12 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithTokens(access, refresh string) Option {
 	return func(c *Client) { c.access, c.refresh = access, refresh }
 }
+
+// OnTokens makes the client call fn with the session's tokens each time a
+// log-in or a refresh replaces them, one call at a time, in order. An app
+// that keeps tokens across runs saves them here: an older refresh token
+// than the newest must never be presented again.
+func OnTokens(fn func(access, refresh string)) Option { return func(c *Client) { c.onTokens = fn } }
 
 // New returns a client of the edge at baseURL ("http://127.0.0.1:8080").
 func New(baseURL string, opts ...Option) *Client {
@@ -105,18 +129,24 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, auth 
 			return fmt.Errorf("rest: encode %s %s: %w", method, path, err)
 		}
 	}
-	err := c.once(ctx, method, path, body, out, auth)
+	var access string
+	if auth {
+		access, _ = c.Tokens()
+	}
+	err := c.once(ctx, method, path, body, out, auth, access)
 	if auth && Code(err) == syncpb.Code_CODE_TOKEN_EXPIRED {
 		if _, refresh := c.Tokens(); refresh != "" {
-			if rerr := c.Refresh(ctx); rerr == nil {
-				err = c.once(ctx, method, path, body, out, auth)
+			if rerr := c.refreshAfter(ctx, access); rerr == nil {
+				access, _ = c.Tokens()
+				err = c.once(ctx, method, path, body, out, auth, access)
 			}
 		}
 	}
 	return err
 }
 
-func (c *Client) once(ctx context.Context, method, path string, body []byte, out any, auth bool) error {
+// once sends one request, with access as its bearer token when auth.
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any, auth bool, access string) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -129,7 +159,6 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if auth {
-		access, _ := c.Tokens()
 		req.Header.Set("Authorization", "Bearer "+access)
 	}
 	resp, err := c.hc.Do(req)
@@ -222,23 +251,70 @@ func (c *Client) Login(ctx context.Context, req LoginRequest) (*Session, error) 
 	if err := c.do(ctx, http.MethodPost, "/v1/sessions", req, &s, false); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.access, c.refresh = s.AccessToken, s.RefreshToken
-	c.mu.Unlock()
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
+	c.setTokens(s.AccessToken, s.RefreshToken)
 	return &s, nil
 }
 
-// Refresh trades the refresh token for a new token pair.
-func (c *Client) Refresh(ctx context.Context) error {
-	_, refresh := c.Tokens()
-	var s Session
-	if err := c.do(ctx, http.MethodPost, "/v1/sessions/refresh", map[string]string{"refresh_token": refresh}, &s, false); err != nil {
-		return err
-	}
+// setTokens keeps a new pair and reports it; the caller holds refreshing.
+func (c *Client) setTokens(access, refresh string) {
 	c.mu.Lock()
-	c.access, c.refresh = s.AccessToken, s.RefreshToken
+	c.access, c.refresh = access, refresh
 	c.mu.Unlock()
-	return nil
+	if c.onTokens != nil {
+		c.onTokens(access, refresh)
+	}
+}
+
+// Refresh trades the refresh token for a new token pair and keeps it. The
+// refresh token is good for one refresh; calls that overlap make one
+// refresh, which all of them wait for. A refresh that got no answer (a
+// network failure, 503, 504) is retried with the same token, which the
+// edge answers with the same new token within its grace; a retry after
+// the grace revokes the device. A refused refresh (401: revoked,
+// refresh_token_reused) needs a new log-in.
+func (c *Client) Refresh(ctx context.Context) error {
+	access, _ := c.Tokens()
+	return c.refreshAfter(ctx, access)
+}
+
+// refreshAfter refreshes unless the tokens changed since the caller read
+// access (another call refreshed, or a log-in happened, meanwhile).
+func (c *Client) refreshAfter(ctx context.Context, access string) error {
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
+	cur, refresh := c.Tokens()
+	if cur != access {
+		return nil
+	}
+	if refresh == "" {
+		return &Error{Code: syncpb.Code_CODE_UNAUTHENTICATED, Message: "no refresh token: log in", Status: http.StatusUnauthorized}
+	}
+	body, err := json.Marshal(map[string]string{"refresh_token": refresh})
+	if err != nil {
+		return fmt.Errorf("rest: encode refresh: %w", err)
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		var s Session
+		actx, cancel := context.WithTimeout(ctx, refreshAttemptTimeout)
+		err = c.once(actx, http.MethodPost, "/v1/sessions/refresh", body, &s, false, "")
+		cancel()
+		if err == nil {
+			c.setTokens(s.AccessToken, s.RefreshToken)
+			return nil
+		}
+		if attempt == refreshAttempts || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
 }
 
 // Me returns the session's user and device id.

@@ -303,10 +303,13 @@ func TestLoginErrorKeepsTokens(t *testing.T) {
 
 // expiringEdge accepts only access tokens it issued by refreshing ref-1
 // (acc-2, acc-3, ...); any other access token is answered token_expired.
+// Its refresh tokens rotate: only the newest (ref-1, then ref-2, ...)
+// refreshes; an older one is answered refresh_token_reused.
 func expiringEdge(t *testing.T, j *journal) *http.ServeMux {
 	var mu sync.Mutex
 	issued := map[string]bool{}
 	n := 1
+	current := "ref-1"
 	authorized := func(r *http.Request) bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -323,9 +326,14 @@ func expiringEdge(t *testing.T, j *journal) *http.ServeMux {
 			return
 		}
 		mu.Lock()
+		if in.RefreshToken != current {
+			mu.Unlock()
+			writeAPIError(w, syncpb.Code_CODE_REFRESH_TOKEN_REUSED, "refresh token was already used", 0)
+			return
+		}
 		n++
 		access, refresh := "acc-"+strconv.Itoa(n), "ref-"+strconv.Itoa(n)
-		issued[access] = true
+		issued[access], current = true, refresh
 		mu.Unlock()
 		writeJSON(w, http.StatusOK, sessionJSON(access, refresh, nil))
 	})
@@ -489,7 +497,8 @@ func TestNoRefresh(t *testing.T) {
 	}
 }
 
-// TestConcurrentRefresh runs calls that all find the token expired at once;
+// TestConcurrentRefresh runs calls that all find the token expired at once:
+// they make one refresh (a second with the same token would be reuse);
 // run with -race it checks the token handling.
 func TestConcurrentRefresh(t *testing.T) {
 	var j journal
@@ -512,6 +521,82 @@ func TestConcurrentRefresh(t *testing.T) {
 	}
 	if a, _ := c.Tokens(); a == "acc-1" {
 		t.Errorf("access token not refreshed")
+	}
+	if n := j.count("/v1/sessions/refresh"); n != 1 {
+		t.Errorf("%d refreshes, want 1", n)
+	}
+}
+
+// Each refresh presents the newest refresh token, and OnTokens sees every
+// new pair in order.
+func TestRefreshKeepsRotatedToken(t *testing.T) {
+	var j journal
+	var saved []string
+	c := newTestClient(t, expiringEdge(t, &j), rest.WithTokens("acc-1", "ref-1"),
+		rest.OnTokens(func(access, refresh string) { saved = append(saved, access+"/"+refresh) }))
+	ctx := testCtx(t)
+	for range 3 {
+		if err := c.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, r := c.Tokens(); a != "acc-4" || r != "ref-4" {
+		t.Errorf("Tokens = %q, %q; want acc-4, ref-4", a, r)
+	}
+	if got := strings.Join(saved, " "); got != "acc-2/ref-2 acc-3/ref-3 acc-4/ref-4" {
+		t.Errorf("OnTokens saw %s", got)
+	}
+	var sent []any
+	for _, s := range j.all() {
+		sent = append(sent, decodeBody(t, s.Body)["refresh_token"])
+	}
+	if fmt.Sprint(sent) != "[ref-1 ref-2 ref-3]" {
+		t.Errorf("refresh tokens sent: %v", sent)
+	}
+}
+
+// A refresh whose answer is lost is retried with the same token (the
+// edge's grace answers it); a refused one is not retried.
+func TestRefreshRetriesLostAnswer(t *testing.T) {
+	var j journal
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/sessions/refresh", func(w http.ResponseWriter, r *http.Request) {
+		s := j.add(r)
+		switch tok := decodeBody(t, s.Body)["refresh_token"]; {
+		case tok == "ref-bad":
+			writeAPIError(w, syncpb.Code_CODE_REFRESH_TOKEN_REUSED, "refresh token was already used", 0)
+		case j.count("/v1/sessions/refresh") == 1:
+			dropConn(t, w)
+		default:
+			writeJSON(w, http.StatusOK, sessionJSON("acc-2", "ref-2", nil))
+		}
+	})
+	c := newTestClient(t, mux, rest.WithTokens("acc-1", "ref-1"))
+	if err := c.Refresh(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := c.Tokens(); r != "ref-2" {
+		t.Errorf("refresh token %q, want ref-2", r)
+	}
+	for i, s := range j.all() {
+		if tok := decodeBody(t, s.Body)["refresh_token"]; tok != "ref-1" {
+			t.Errorf("attempt %d sent %v, want ref-1", i, tok)
+		}
+	}
+	if n := len(j.all()); n != 2 {
+		t.Errorf("%d attempts, want 2", n)
+	}
+
+	bad := newTestClient(t, mux, rest.WithTokens("acc-1", "ref-bad"))
+	err := bad.Refresh(testCtx(t))
+	if rest.Code(err) != syncpb.Code_CODE_REFRESH_TOKEN_REUSED {
+		t.Fatalf("refused refresh: %v", err)
+	}
+	if n := len(j.all()); n != 3 {
+		t.Errorf("a refused refresh was retried (%d requests)", n)
+	}
+	if _, r := bad.Tokens(); r != "ref-bad" {
+		t.Errorf("a refused refresh changed the token to %q", r)
 	}
 }
 

@@ -25,6 +25,10 @@ import (
 
 const testPassword = "correct horse battery"
 
+// testFamily places the refresh tokens of pairs issued in tests; no
+// directory knows it.
+var testFamily = auth.Family{ID: "0123456789abcdef", Generation: 1}
+
 // testSystem is a running serve system and its base URL.
 type testSystem struct {
 	*system
@@ -414,7 +418,7 @@ func TestAPIErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := past.IssuePair(auth.Identity{WorkspaceID: anaS.User.WorkspaceID, UserID: anaS.User.ID, DeviceID: anaS.Device.ID})
+	old, err := past.IssuePair(auth.Identity{WorkspaceID: anaS.User.WorkspaceID, UserID: anaS.User.ID, DeviceID: anaS.Device.ID}, testFamily)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +431,7 @@ func TestAPIErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := forger.IssuePair(auth.Identity{WorkspaceID: anaS.User.WorkspaceID, UserID: anaS.User.ID, DeviceID: anaS.Device.ID})
+	forged, err := forger.IssuePair(auth.Identity{WorkspaceID: anaS.User.WorkspaceID, UserID: anaS.User.ID, DeviceID: anaS.Device.ID}, testFamily)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var login auth.ThrottleConfig
 	var cors httpapi.CORSConfig
 	accessFlags(fs, &login, &cors)
+	refreshGrace := fs.Duration("refresh-grace", 0, "how long after a refresh the refresh token it replaced still gets the same new one, for a client whose answer was lost (default 30s, at most 5m; negative: none, so a second use revokes the device)")
 	var presInterval, presLease time.Duration
 	presenceFlags(fs, &presInterval, &presLease)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -64,7 +65,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	e, err := edge.New(edge.Config{
-		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys,
+		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys, RefreshGrace: *refreshGrace,
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
 		TypingRate: rate.Limit(*typingRate), TypingBurst: *typingBurst, TypingShedWait: *typingShedWait,

@@ -44,7 +44,9 @@ type serveConfig struct {
 	// LoginThrottle and CORS: see edge.Config (zero: defaults).
 	LoginThrottle auth.ThrottleConfig
 	CORS          httpapi.CORSConfig
-	Logger        *slog.Logger
+	// RefreshGrace: see edge.Config (0: default; negative: none).
+	RefreshGrace time.Duration
+	Logger       *slog.Logger
 	// Presence: the edge's batch interval and lease (0: defaults) and the
 	// workspace ids with presence off.
 	PresenceInterval, PresenceLease time.Duration
@@ -103,6 +105,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		HTTPAddr:       cfg.HTTPAddr,
 		NATS:           s.nc,
 		TokenKeys:      keys,
+		RefreshGrace:   cfg.RefreshGrace,
 		UserRate:       rate.Limit(cfg.UserRate),
 		UserBurst:      cfg.UserBurst,
 		IPRate:         rate.Limit(cfg.IPRate),
@@ -178,6 +181,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "typing indicator burst per device (default 4)")
 	fs.DurationVar(&cfg.TypingShedWait, "typing-shed-wait", 0, "shed typing while 10% of the edge's goroutine wake-ups wait this long for a CPU (default 5ms; negative: never)")
 	accessFlags(fs, &cfg.LoginThrottle, &cfg.CORS)
+	fs.DurationVar(&cfg.RefreshGrace, "refresh-grace", 0, "how long after a refresh the refresh token it replaced still gets the same new one, for a client whose answer was lost (default 30s, at most 5m; negative: none, so a second use revokes the device)")
 	presenceFlags(fs, &cfg.PresenceInterval, &cfg.PresenceLease)
 	presenceOff := fs.String("presence-off", "", "workspace ids whose presence is not shown: id,...")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -157,7 +157,7 @@ func ownDevice(g kvfsm.Getter, caller *syncpb.Caller, id string) (*syncpb.Device
 }
 
 // getDevice serves a user asking about its own device, and (with no
-// caller) the edge checking a device on token refresh.
+// caller) any device.
 func (f *FSM) getDevice(caller *syncpb.Caller, req *syncpb.GetDeviceRequest) (*syncpb.CoreResponse, error) {
 	var d *syncpb.Device
 	err := f.view(func(v *kvfsm.View) error {

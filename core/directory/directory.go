@@ -8,13 +8,26 @@
 //     starting with a letter or digit; a username is unique per workspace
 //     (CONFLICT), except that repeating a registration with the same
 //     password hash (a client's retry) returns the user.
-//   - get_credentials and get_device without a caller serve the edge's
-//     login and token-refresh checks; get_device with a caller, and
-//     list_devices and revoke_device, see only the caller's own devices
-//     (another user's device is NOT_FOUND).
+//   - get_credentials, without a caller, serves the edge's log-in check;
+//     get_device without a caller sees any device. get_device with a
+//     caller, list_devices, revoke_device, start_token_family and
+//     rotate_refresh see only the caller's own devices (another user's
+//     device is NOT_FOUND).
 //   - lookup_users answers only for users of the caller's workspace;
 //     unknown ids and names are left out.
 //   - A user has at most MaxDevices devices that are not revoked.
+//   - Each device has at most one refresh-token family: the refresh tokens
+//     that descend from its latest log-in (start_token_family, which
+//     replaces the one before), one generation current at a time.
+//     rotate_refresh with the current generation advances it (ROTATED);
+//     in log order, so of two rotations with one token the first wins.
+//     The generation just replaced is answered the current one again
+//     (REPEATED) when the same rotation is retried (same rotation_id) or
+//     within the grace the edge asks for; any other older generation is
+//     reuse: the family is marked reused and every token of it gets
+//     REUSED, for the edge to revoke the device. A token of another
+//     family (an earlier log-in) and any token of a revoked device are
+//     UNAUTHENTICATED.
 package directory
 
 import (
@@ -132,6 +145,10 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 		return nil, resp, err
 	case *syncpb.CoreRequest_UpdateWorkspace:
 		return f.prepareUpdateWorkspace(caller, op.UpdateWorkspace, ms)
+	case *syncpb.CoreRequest_StartTokenFamily:
+		return f.prepareStartTokenFamily(caller, op.StartTokenFamily, ms)
+	case *syncpb.CoreRequest_RotateRefresh:
+		return f.prepareRotateRefresh(caller, op.RotateRefresh, ms)
 	case nil:
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
 	default:
@@ -151,6 +168,10 @@ func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreRes
 		resp, err = applyRevokeDevice(tx, cmd, op.RevokeDevice)
 	case *cmdpb.Command_UpdateWorkspace:
 		resp, err = applyUpdateWorkspace(tx, cmd, op.UpdateWorkspace)
+	case *cmdpb.Command_StartTokenFamily:
+		resp, err = applyStartTokenFamily(tx, cmd, op.StartTokenFamily)
+	case *cmdpb.Command_RotateRefresh:
+		resp, err = applyRotateRefresh(tx, cmd, op.RotateRefresh)
 	default:
 		err = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory command")
 	}

@@ -360,7 +360,7 @@ func TestDevices(t *testing.T) {
 			d := r.GetDevices().GetDevices()
 			return len(d) == 2 && !d[0].Revoked && d[1].Revoked
 		}},
-		{name: "refresh check sees the revocation", caller: nil, req: getDeviceReq(laptop.Id), check: func(r *syncpb.CoreResponse) bool { return r.GetDevice().GetRevoked() }},
+		{name: "a caller-less read sees the revocation", caller: nil, req: getDeviceReq(laptop.Id), check: func(r *syncpb.CoreResponse) bool { return r.GetDevice().GetRevoked() }},
 		{name: "register without a caller", caller: nil, req: registerDevice("x"), code: syncpb.Code_CODE_UNAUTHENTICATED},
 		{name: "register for an unknown user", caller: &syncpb.Caller{WorkspaceId: ana.WorkspaceId, UserId: "u_ghost"}, req: registerDevice("x"), code: syncpb.Code_CODE_NOT_FOUND},
 		{name: "register in the wrong workspace", caller: &syncpb.Caller{WorkspaceId: "w_other", UserId: ana.UserId}, req: registerDevice("x"), code: syncpb.Code_CODE_NOT_FOUND},
@@ -444,22 +444,50 @@ func TestDeterministicReplicas(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var callers []*syncpb.Caller
 	var devices []string
+	outcomes := map[syncpb.RefreshOutcome]int{}
 	for i := 0; i < 400; i++ {
 		h.now = h.now.Add(time.Duration(rng.IntN(100)) * time.Millisecond)
-		switch r := rng.IntN(10); {
+		switch r := rng.IntN(11); {
 		case r < 4 || len(callers) == 0:
 			resp := h.do(nil, register(fmt.Sprintf("ws%d", rng.IntN(3)), fmt.Sprintf("user%d", rng.IntN(60)), fmt.Sprintf("$h%d", rng.IntN(2))))
 			if u := resp.GetUser(); u != nil {
 				callers = append(callers, callerOf(u))
 			}
-		case r < 8:
+		case r < 7:
 			if d := h.do(callers[rng.IntN(len(callers))], registerDevice("d")).GetDevice(); d != nil {
 				devices = append(devices, d.Id)
 			}
+		case r < 10:
+			// Start a family, or present a token of the device's family:
+			// the current generation or one or two before.
+			if len(devices) == 0 {
+				continue
+			}
+			dev := devices[rng.IntN(len(devices))]
+			d := h.do(nil, getDeviceReq(dev)).GetDevice()
+			owner := &syncpb.Caller{UserId: d.GetUserId(), WorkspaceId: "w"}
+			for _, c := range callers {
+				if c.UserId == d.GetUserId() {
+					owner = c
+				}
+			}
+			fam := d.GetRefresh()
+			if fam == nil || rng.IntN(4) == 0 {
+				h.do(owner, startFamily(dev))
+				continue
+			}
+			gen := fam.Generation - min(uint64(rng.IntN(3)), fam.Generation-1)
+			resp := h.do(owner, rotate(dev, fam.Id, gen, fmt.Sprintf("r%d", rng.IntN(2)), time.Duration(rng.IntN(200))*time.Millisecond))
+			outcomes[resp.GetRefreshRotation().GetOutcome()]++
 		default:
 			if len(devices) > 0 {
 				h.do(callers[rng.IntN(len(callers))], revoke(devices[rng.IntN(len(devices))]))
 			}
+		}
+	}
+	for o := syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED; o <= syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED; o++ {
+		if outcomes[o] == 0 {
+			t.Errorf("the log has no rotation with outcome %v (%v)", o, outcomes)
 		}
 	}
 	want := dumpGroup(t, h.db)

@@ -19,7 +19,7 @@ import (
 //	n/<workspace name>     workspace id
 //	u/<user>               user and password hash (syncpb.Credentials)
 //	x/<workspace>/<name>   user id
-//	d/<device>             device (syncpb.Device)
+//	d/<device>             device, with its refresh-token family (syncpb.Device)
 //	e/<user>/<device>      the user's devices (empty value)
 //	k/<user>               number of the user's devices not revoked (be64)
 func workspaceKey(ws string) []byte         { return []byte("w/" + ws) }

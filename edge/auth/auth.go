@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,8 +26,9 @@ const MinSecretLen = 32
 
 // Defaults for Config's zero values.
 const (
-	DefaultAccessTTL  = 15 * time.Minute
-	DefaultRefreshTTL = 30 * 24 * time.Hour
+	DefaultAccessTTL    = 15 * time.Minute
+	DefaultRefreshTTL   = 30 * 24 * time.Hour
+	DefaultRefreshGrace = 30 * time.Second
 )
 
 // Key is one token signing key.
@@ -56,6 +58,11 @@ type Config struct {
 	AccessTTL time.Duration
 	// RefreshTTL is the lifetime of refresh tokens (default 30 days).
 	RefreshTTL time.Duration
+	// RefreshGrace is how long after a refresh the refresh token it
+	// replaced still buys the same new refresh token, for a client whose
+	// answer was lost (default 30 s, at most syncproto.MaxRefreshGrace;
+	// negative: none, so presenting it again revokes the device).
+	RefreshGrace time.Duration
 	// Argon2 are the cost parameters for new password hashes. Existing
 	// hashes are checked with the parameters they carry.
 	Argon2 Argon2Params
@@ -90,6 +97,9 @@ func (c Config) Validate() error {
 	if c.RefreshTTL < 0 {
 		return fmt.Errorf("auth: RefreshTTL %v is negative", c.RefreshTTL)
 	}
+	if c.RefreshGrace > syncproto.MaxRefreshGrace {
+		return fmt.Errorf("auth: RefreshGrace %v is longer than %v", c.RefreshGrace, syncproto.MaxRefreshGrace)
+	}
 	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
 		return fmt.Errorf("auth: RefreshTTL %v is shorter than AccessTTL %v", c.RefreshTTL, c.AccessTTL)
 	}
@@ -106,6 +116,7 @@ type Auth struct {
 	signer Key
 	access time.Duration
 	refr   time.Duration
+	grace  time.Duration
 	argon  Argon2Params
 	now    func() time.Time
 	sem    chan struct{}
@@ -123,6 +134,7 @@ func New(cfg Config) (*Auth, error) {
 		signer: cfg.Keys[0],
 		access: cfg.AccessTTL,
 		refr:   cfg.RefreshTTL,
+		grace:  cfg.RefreshGrace,
 		argon:  cfg.Argon2.withDefaults(),
 		now:    cfg.Now,
 	}
@@ -134,6 +146,12 @@ func New(cfg Config) (*Auth, error) {
 	}
 	if a.refr == 0 {
 		a.refr = DefaultRefreshTTL
+	}
+	switch {
+	case a.grace == 0:
+		a.grace = DefaultRefreshGrace
+	case a.grace < 0:
+		a.grace = 0
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -159,6 +177,10 @@ func (a *Auth) AccessTTL() time.Duration { return a.access }
 
 // RefreshTTL is the lifetime of the refresh tokens a issues.
 func (a *Auth) RefreshTTL() time.Duration { return a.refr }
+
+// RefreshGrace is how long a replaced refresh token still buys the current
+// one (0: not at all); see Config.RefreshGrace.
+func (a *Auth) RefreshGrace() time.Duration { return a.grace }
 
 func (a *Auth) acquire(ctx context.Context) error {
 	select {
@@ -206,21 +228,27 @@ type Identity struct {
 	DeviceID    string
 }
 
-// Issue signs a token of type typ for id with the first key.
+// Issue signs a token of type typ for id with the first key, issued now,
+// with a random TokenID. A refresh token issued so belongs to no family,
+// so it is never accepted for a refresh: sessions get theirs from
+// IssuePair.
 func (a *Auth) Issue(typ TokenType, id Identity) (string, *Claims, error) {
-	ttl := a.access
-	if typ == Refresh {
-		ttl = a.refr
-	}
 	var tid [tokenIDLen]byte
 	if _, err := rand.Read(tid[:]); err != nil {
 		return "", nil, fmt.Errorf("auth: token id: %w", err)
 	}
-	now := a.now()
+	return a.issue(typ, id, a.now(), hex.EncodeToString(tid[:]))
+}
+
+func (a *Auth) issue(typ TokenType, id Identity, at time.Time, tokenID string) (string, *Claims, error) {
+	ttl := a.access
+	if typ == Refresh {
+		ttl = a.refr
+	}
 	c := &Claims{
 		Type: typ, KeyID: a.signer.ID,
 		WorkspaceID: id.WorkspaceID, UserID: id.UserID, DeviceID: id.DeviceID,
-		IssuedAt: now, ExpiresAt: now.Add(ttl), TokenID: hex.EncodeToString(tid[:]),
+		IssuedAt: at, ExpiresAt: at.Add(ttl), TokenID: tokenID,
 	}
 	payload, err := appendPayload(make([]byte, 0, 128), c)
 	if err != nil {
@@ -231,6 +259,17 @@ func (a *Auth) Issue(typ TokenType, id Identity) (string, *Claims, error) {
 	return encodeToken(a.signer.Secret, payload), c, nil
 }
 
+// Family places a refresh token in its device's token family, as the
+// directory keeps it (syncpb.TokenFamily).
+type Family struct {
+	// ID is the family's id, syncproto.TokenFamilyIDLen hex digits.
+	ID string
+	// Generation is the token's place in the family, from 1.
+	Generation uint64
+	// IssuedAt is when the generation was issued (zero: now).
+	IssuedAt time.Time
+}
+
 // Pair is an access token and a refresh token issued together.
 type Pair struct {
 	Access, Refresh  string
@@ -238,13 +277,24 @@ type Pair struct {
 	RefreshExpiresAt time.Time
 }
 
-// IssuePair issues an access and a refresh token for id.
-func (a *Auth) IssuePair(id Identity) (*Pair, error) {
+// IssuePair issues an access token for id, issued now, and the refresh
+// token of fam's generation. The refresh token depends only on id, fam
+// and the signing key, so issuing it again (a repeated refresh) gives the
+// same token.
+func (a *Auth) IssuePair(id Identity, fam Family) (*Pair, error) {
+	if !syncproto.ValidTokenFamilyID(fam.ID) || fam.Generation == 0 {
+		return nil, fmt.Errorf("auth: invalid token family %q generation %d", fam.ID, fam.Generation)
+	}
 	at, ac, err := a.Issue(Access, id)
 	if err != nil {
 		return nil, err
 	}
-	rt, rc, err := a.Issue(Refresh, id)
+	issued := fam.IssuedAt
+	if issued.IsZero() {
+		issued = a.now()
+	}
+	tid := fam.ID + hex.EncodeToString(binary.BigEndian.AppendUint64(nil, fam.Generation))
+	rt, rc, err := a.issue(Refresh, id, issued, tid)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,10 @@ func (t TokenType) String() string {
 //	          token_id:[16]u8 workspace_id:str user_id:str device_id:str
 //	str     = len:u8 bytes          (1..64 bytes of [a-z0-9_-]; kid 1..16 of [A-Za-z0-9_-])
 //
+// An access token's token_id is random. A refresh token's is
+// family:[8]u8 generation:u64be: the device's token family (the log-in it
+// descends from) and its place in it (see Claims.Family).
+//
 // The kid names the key that signed the token, so keys can rotate: tokens
 // are signed with the first configured key and verified with whichever
 // key the kid names.
@@ -78,8 +82,22 @@ type Claims struct {
 	DeviceID    string
 	IssuedAt    time.Time
 	ExpiresAt   time.Time
-	// TokenID is random per token (hex), for logs and future revocation lists.
+	// TokenID is 16 bytes in hex, unique per token: random for access
+	// tokens; a refresh token's family and generation (see Family).
 	TokenID string
+}
+
+// Family returns the token family and generation a refresh token's
+// TokenID carries. An access token's are meaningless.
+func (c *Claims) Family() (id string, generation uint64) {
+	if len(c.TokenID) != 2*tokenIDLen {
+		return "", 0
+	}
+	b, err := hex.DecodeString(c.TokenID[syncproto.TokenFamilyIDLen:])
+	if err != nil {
+		return "", 0
+	}
+	return c.TokenID[:syncproto.TokenFamilyIDLen], binary.BigEndian.Uint64(b)
 }
 
 // appendPayload encodes c. It fails when a field cannot be represented.

@@ -157,10 +157,12 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
+var aliceFamily = Family{ID: "0123456789abcdef", Generation: 7}
+
 func TestIssuePair(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	a := newTestAuth(t, clock.Now)
-	p, err := a.IssuePair(alice)
+	p, err := a.IssuePair(alice, aliceFamily)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +180,62 @@ func TestIssuePair(t *testing.T) {
 	if ac.TokenID == rc.TokenID {
 		t.Fatal("access and refresh share a token id")
 	}
+	if id, gen := rc.Family(); id != aliceFamily.ID || gen != aliceFamily.Generation {
+		t.Fatalf("refresh token's family %q generation %d", id, gen)
+	}
 	if _, _, err := a.Issue(Access, Identity{WorkspaceID: "w", UserID: "U!", DeviceID: "d"}); err == nil {
 		t.Fatal("issued a token for an invalid user id")
+	}
+	for _, bad := range []Family{{}, {ID: aliceFamily.ID}, {ID: "0123456789ABCDEF", Generation: 1}, {ID: "0123", Generation: 1}} {
+		if _, err := a.IssuePair(alice, bad); err == nil {
+			t.Errorf("issued a pair in family %+v", bad)
+		}
+	}
+}
+
+// A generation's refresh token, issued again (later, on another edge with
+// the same keys), is the same token; the next generation's is another.
+func TestIssuePairRepeats(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	fam := aliceFamily
+	fam.IssuedAt = clock.Now().Add(-time.Minute)
+	p1, err := newTestAuth(t, clock.Now).IssuePair(alice, fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(10 * time.Second)
+	p2, err := newTestAuth(t, clock.Now).IssuePair(alice, fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Refresh != p2.Refresh || !p1.RefreshExpiresAt.Equal(fam.IssuedAt.Add(DefaultRefreshTTL)) {
+		t.Fatalf("repeated refresh token differs: %s / %s (expires %v)", p1.Refresh, p2.Refresh, p1.RefreshExpiresAt)
+	}
+	if p1.Access == p2.Access {
+		t.Fatal("access tokens repeat")
+	}
+	fam.Generation++
+	p3, err := newTestAuth(t, clock.Now).IssuePair(alice, fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.Refresh == p1.Refresh {
+		t.Fatal("the next generation has the same refresh token")
+	}
+}
+
+func TestRefreshGrace(t *testing.T) {
+	k := testKey("k", 1)
+	for _, tc := range []struct {
+		set, want time.Duration
+	}{{0, DefaultRefreshGrace}, {-1, 0}, {time.Second, time.Second}, {syncproto.MaxRefreshGrace, syncproto.MaxRefreshGrace}} {
+		a, err := New(Config{Keys: []Key{k}, Argon2: tiny, RefreshGrace: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.RefreshGrace(); got != tc.want {
+			t.Errorf("RefreshGrace %v: %v, want %v", tc.set, got, tc.want)
+		}
 	}
 }
 
@@ -198,6 +254,8 @@ func TestConfigValidate(t *testing.T) {
 		{"duplicate key id", Config{Keys: []Key{k, k}}, false},
 		{"negative ttl", Config{Keys: []Key{k}, AccessTTL: -1}, false},
 		{"refresh shorter than access", Config{Keys: []Key{k}, AccessTTL: time.Hour, RefreshTTL: time.Minute}, false},
+		{"no refresh grace", Config{Keys: []Key{k}, RefreshGrace: -1}, true},
+		{"refresh grace too long", Config{Keys: []Key{k}, RefreshGrace: syncproto.MaxRefreshGrace + 1}, false},
 		{"bad argon2", Config{Keys: []Key{k}, Argon2: Argon2Params{SaltLen: 1}}, false},
 	} {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {

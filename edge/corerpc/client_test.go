@@ -165,6 +165,8 @@ func TestRouting(t *testing.T) {
 		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_ListDevices{ListDevices: &syncpb.ListDevicesRequest{}}}, api},
 		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetDevice{GetDevice: &syncpb.GetDeviceRequest{}}}, api},
 		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{}}}, api},
+		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_StartTokenFamily{StartTokenFamily: &syncpb.StartTokenFamilyRequest{}}}, api},
+		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_RotateRefresh{RotateRefresh: &syncpb.RotateRefreshRequest{}}}, api},
 		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_ListConversations{ListConversations: &syncpb.ListConversationsRequest{}}}, api},
 		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_CreateConversation{CreateConversation: &syncpb.CreateConversationRequest{ConvId: conv}}}, shard},
 		{&syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}}, shard},

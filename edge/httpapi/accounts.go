@@ -85,7 +85,9 @@ var errBadLogin = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "wrong work
 // same answer after the same work (a check against a dummy hash). Each
 // account's attempts pass the login throttle first (see auth.Throttle):
 // after a few failures in a row, from any IP, the next attempt must wait
-// and is answered RATE_LIMITED with Retry-After until it may.
+// and is answered RATE_LIMITED with Retry-After until it may. Each log-in
+// starts a new refresh-token family for the device (a new device without
+// device_id), ending the device's earlier one.
 func (a *API) login(c *call) error {
 	var req loginRequest
 	if err := c.decode(&req); err != nil {
@@ -148,12 +150,8 @@ func (a *API) login(c *call) error {
 	c.info.user = user.Id
 	id := &syncpb.Caller{WorkspaceId: user.WorkspaceId, UserId: user.Id}
 
-	var dev *syncpb.Device
-	if req.DeviceID != "" {
-		if dev, err = a.ownDevice(c, user.Id, req.DeviceID); err != nil {
-			return err
-		}
-	} else {
+	devID := req.DeviceID
+	if devID == "" {
 		if req.Platform == "" {
 			req.Platform = "http"
 		}
@@ -166,12 +164,24 @@ func (a *API) login(c *call) error {
 		if err != nil {
 			return err
 		}
-		if dev = r.GetDevice(); dev == nil {
+		if r.GetDevice() == nil {
 			return missing("device")
 		}
+		devID = r.GetDevice().Id
 	}
-	c.info.device = dev.Id
-	return a.issue(c, user.WorkspaceId, user, dev)
+	c.info.device = devID
+	// A log-in starts the device's token family, ending the one before.
+	// Another user's device is NOT_FOUND, a revoked one FORBIDDEN.
+	r, err := a.core.Call(c.ctx, &syncpb.CoreRequest{Caller: id, Op: &syncpb.CoreRequest_StartTokenFamily{StartTokenFamily: &syncpb.StartTokenFamilyRequest{
+		DeviceId: devID,
+	}}})
+	if err != nil {
+		return err
+	}
+	if r.GetDevice() == nil {
+		return missing("device")
+	}
+	return a.issue(c, user.WorkspaceId, user, r.GetDevice())
 }
 
 // loginFailed counts a wrong password (or unknown account) against the
@@ -184,29 +194,25 @@ func (a *API) loginFailed(c *call, req *loginRequest, attempt *auth.Attempt) {
 	}
 }
 
-// ownDevice fetches device id and checks it is user's and not revoked:
-// another user's device is NOT_FOUND, a revoked one FORBIDDEN.
-func (a *API) ownDevice(c *call, userID, deviceID string) (*syncpb.Device, error) {
-	r, err := a.core.Call(c.ctx, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetDevice{GetDevice: &syncpb.GetDeviceRequest{DeviceId: deviceID}}})
-	if err != nil {
-		return nil, err
-	}
-	dev := r.GetDevice()
-	if dev == nil || dev.UserId != userID {
-		return nil, syncproto.Errorf(syncpb.Code_CODE_NOT_FOUND, "no such device")
-	}
-	if dev.Revoked {
-		return nil, syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "device has been revoked; log in without device_id to register a new one")
-	}
-	return dev, nil
-}
-
 type refreshRequest struct {
 	RefreshToken string `json:"refresh_token"`
 }
 
-// refresh: POST /v1/sessions/refresh. The device must still exist and not
-// be revoked; revoking a device ends its sessions at the next refresh.
+var (
+	errDeviceGone   = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device no longer exists")
+	errTokenReused  = syncproto.Errorf(syncpb.Code_CODE_REFRESH_TOKEN_REUSED, "refresh token was already used: the device has been signed out; log in again")
+	errNoGeneration = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "refresh token belongs to no session; log in again")
+)
+
+// refresh: POST /v1/sessions/refresh. Refresh tokens rotate: each one is
+// good for one refresh, which answers the next one (the directory decides,
+// so two edges racing on one token rotate it once). Presenting a token
+// that was already used is taken as theft: the device is revoked and the
+// answer is 401 refresh_token_reused. For a client whose answer was lost,
+// the token just replaced still gets the same new refresh token (and a
+// fresh access token) within auth's RefreshGrace of the refresh. A revoked
+// device, or a token of an earlier log-in of the device, is 401
+// unauthenticated.
 func (a *API) refresh(c *call) error {
 	var req refreshRequest
 	if err := c.decode(&req); err != nil {
@@ -217,26 +223,48 @@ func (a *API) refresh(c *call) error {
 		return err
 	}
 	c.info.user, c.info.device = claims.UserID, claims.DeviceID
-	r, err := a.core.Call(c.ctx, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetDevice{GetDevice: &syncpb.GetDeviceRequest{DeviceId: claims.DeviceID}}})
+	family, gen := claims.Family()
+	if !syncproto.ValidTokenFamilyID(family) || gen == 0 {
+		return errNoGeneration
+	}
+	caller := &syncpb.Caller{WorkspaceId: claims.WorkspaceID, UserId: claims.UserID, DeviceId: claims.DeviceID}
+	r, err := a.core.Call(c.ctx, &syncpb.CoreRequest{Caller: caller, Op: &syncpb.CoreRequest_RotateRefresh{RotateRefresh: &syncpb.RotateRefreshRequest{
+		DeviceId: claims.DeviceID, Family: family, Generation: gen, RotationId: syncproto.NewID(""),
+		GraceMs: uint32(a.auth.RefreshGrace() / time.Millisecond),
+	}}})
 	if errors.Is(err, syncproto.ErrNotFound) {
-		return syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device no longer exists")
+		return errDeviceGone
 	}
 	if err != nil {
 		return err
 	}
-	dev := r.GetDevice()
-	if dev == nil || dev.UserId != claims.UserID {
-		return syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device no longer exists")
+	rot := r.GetRefreshRotation()
+	switch rot.GetOutcome() {
+	case syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED, syncpb.RefreshOutcome_REFRESH_OUTCOME_REPEATED:
+		return a.issue(c, claims.WorkspaceID, nil, rot.GetDevice())
+	case syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED:
+		a.log.Warn("refresh token reused; revoking the device", "user", claims.UserID, "device", claims.DeviceID,
+			"generation", gen, "ip", clientIP(c.r))
+		if _, err := a.revoke(c, caller, claims.DeviceID); err != nil {
+			// The family stays marked reused, so no token of it refreshes;
+			// the next one presented tries the revocation again.
+			a.log.Warn("revoke after refresh token reuse", "user", claims.UserID, "device", claims.DeviceID, "err", err)
+		}
+		return errTokenReused
+	default:
+		return missing("refresh rotation")
 	}
-	if dev.Revoked {
-		return syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device has been revoked")
-	}
-	return a.issue(c, claims.WorkspaceID, nil, dev)
 }
 
-// issue answers with a fresh token pair for dev (and user, when known).
+// issue answers with a fresh access token and the refresh token of dev's
+// token family (and user, when known).
 func (a *API) issue(c *call, workspaceID string, user *syncpb.User, dev *syncpb.Device) error {
-	pair, err := a.auth.IssuePair(auth.Identity{WorkspaceID: workspaceID, UserID: dev.UserId, DeviceID: dev.Id})
+	fam := dev.GetRefresh()
+	if fam == nil {
+		return missing("token family")
+	}
+	pair, err := a.auth.IssuePair(auth.Identity{WorkspaceID: workspaceID, UserID: dev.UserId, DeviceID: dev.Id},
+		auth.Family{ID: fam.Id, Generation: fam.Generation, IssuedAt: time.UnixMilli(fam.IssuedUnixMs)})
 	if err != nil {
 		return err
 	}
@@ -325,21 +353,32 @@ func (a *API) listDevices(c *call) error {
 	return nil
 }
 
-// revokeDevice: DELETE /v1/devices/{id}. Its refresh token stops working
-// at once; access tokens already issued run out within AccessTTL.
+// revokeDevice: DELETE /v1/devices/{id} (log out, for the caller's own
+// device). Its token family ends: its refresh tokens stop working at once;
+// access tokens already issued run out within AccessTTL.
 func (a *API) revokeDevice(c *call) error {
 	id := c.r.PathValue("id")
 	if err := checkID("device id", id); err != nil {
 		return err
 	}
-	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{DeviceId: id}}})
+	dev, err := a.revoke(c, c.caller(), id)
 	if err != nil {
 		return err
 	}
-	if r.GetDevice() == nil {
+	if dev == nil {
 		c.w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	writeJSON(c.w, http.StatusOK, deviceResponse{Device: toDevice(r.GetDevice())})
+	writeJSON(c.w, http.StatusOK, deviceResponse{Device: toDevice(dev)})
 	return nil
+}
+
+// revoke revokes caller's device id through the directory's revoke_device:
+// for DELETE /v1/devices/{id} and for a refresh token presented again.
+func (a *API) revoke(c *call, caller *syncpb.Caller, id string) (*syncpb.Device, error) {
+	r, err := a.core.Call(c.ctx, &syncpb.CoreRequest{Caller: caller, Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{DeviceId: id}}})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetDevice(), nil
 }

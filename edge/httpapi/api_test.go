@@ -87,6 +87,12 @@ type testEnv struct {
 // behind a real HTTP server. tweak adjusts the API config.
 func newTestEnv(t *testing.T, tweak func(*Config)) *testEnv {
 	t.Helper()
+	return newTestEnvAuth(t, nil, tweak)
+}
+
+// newTestEnvAuth is newTestEnv with authTweak adjusting the auth config.
+func newTestEnvAuth(t *testing.T, authTweak func(*auth.Config), tweak func(*Config)) *testEnv {
+	t.Helper()
 	ns := natstest.Server(t)
 	e := &testEnv{t: t, clock: &fakeClock{t: time.Unix(1_700_000_000, 0)}, logs: &logSink{t: t}}
 	e.core = newFakeCore(t, natstest.Conn(t, ns))
@@ -98,7 +104,11 @@ func newTestEnv(t *testing.T, tweak func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.auth, err = auth.New(auth.Config{Keys: []auth.Key{key}, Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}, Now: e.clock.Now})
+	acfg := auth.Config{Keys: []auth.Key{key}, Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}, Now: e.clock.Now}
+	if authTweak != nil {
+		authTweak(&acfg)
+	}
+	e.auth, err = auth.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,16 +269,20 @@ func TestAccountsAndSessions(t *testing.T) {
 		t.Fatalf("me %+v", me)
 	}
 
-	// Logging in again as the same device keeps the device.
+	// Logging in again as the same device keeps the device and replaces
+	// its refresh token: the first one is refused, the device stays.
 	var again sessionResponse
 	e.want(e.do("POST", "/v1/sessions", "", map[string]string{"workspace": "acme", "username": "ana", "password": "password-ana", "device_id": s.Device.ID}), 200, &again)
 	if again.Device.ID != s.Device.ID {
 		t.Fatalf("device %s, want %s", again.Device.ID, s.Device.ID)
 	}
+	if r := e.do("POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": s.RefreshToken}); r.status != 401 || r.errCode(t) != "unauthenticated" {
+		t.Fatalf("refresh with the token of an earlier log-in: %d %s", r.status, r.body)
+	}
 
 	// Refresh gives a working pair; an access token is not a refresh token.
 	var ref sessionResponse
-	e.want(e.do("POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": s.RefreshToken}), 200, &ref)
+	e.want(e.do("POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": again.RefreshToken}), 200, &ref)
 	e.want(e.do("GET", "/v1/me", ref.AccessToken, nil), 200, nil)
 	if r := e.do("POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": s.AccessToken}); r.status != 401 {
 		t.Fatalf("refresh with an access token: %d %s", r.status, r.body)

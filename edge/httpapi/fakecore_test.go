@@ -40,6 +40,7 @@ type fakeCore struct {
 	convs      map[string]*fakeConv
 	callers    []*syncpb.Caller // of every authenticated request, in order
 	dropSends  int              // commit the next n sends but send no reply
+	dropRotate int              // apply the next n rotate_refresh but send no reply
 	sends      int              // send requests seen
 }
 
@@ -233,6 +234,56 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 		}
 		d.Revoked = true
 		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+
+	case *syncpb.CoreRequest_StartTokenFamily:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		d := f.devices[op.StartTokenFamily.DeviceId]
+		switch {
+		case d == nil || d.UserId != c.UserId:
+			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
+		case d.Revoked:
+			return fail(syncpb.Code_CODE_FORBIDDEN, "device has been revoked")
+		}
+		d.Refresh = &syncpb.TokenFamily{Id: syncproto.NewTokenFamilyID(), Generation: 1, IssuedUnixMs: f.now}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+
+	case *syncpb.CoreRequest_RotateRefresh:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		r := op.RotateRefresh
+		d := f.devices[r.DeviceId]
+		switch {
+		case d == nil || d.UserId != c.UserId:
+			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
+		case d.Revoked:
+			return fail(syncpb.Code_CODE_UNAUTHENTICATED, "device has been revoked")
+		case d.Refresh == nil || d.Refresh.Id != r.Family || r.Generation > d.Refresh.Generation:
+			return fail(syncpb.Code_CODE_UNAUTHENTICATED, "not this device's refresh token")
+		}
+		fam := d.Refresh
+		var lost bool
+		if f.dropRotate > 0 {
+			f.dropRotate--
+			lost = true
+		}
+		outcome := syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED
+		switch {
+		case fam.Reused:
+		case r.Generation == fam.Generation:
+			fam.Generation, fam.IssuedUnixMs, fam.RotationId = fam.Generation+1, f.now, r.RotationId
+			outcome = syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED
+		case r.Generation+1 == fam.Generation && (r.RotationId == fam.RotationId || f.now-fam.IssuedUnixMs <= int64(r.GraceMs)):
+			outcome = syncpb.RefreshOutcome_REFRESH_OUTCOME_REPEATED
+		default:
+			fam.Reused = true
+		}
+		if lost {
+			return nil
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RefreshRotation{RefreshRotation: &syncpb.RefreshRotation{Outcome: outcome, Device: d}}}
 
 	case *syncpb.CoreRequest_ListConversations:
 		if e := needCaller(); e != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
+var stubDevice = &syncpb.Device{Id: "d_1", UserId: "u_1", Refresh: &syncpb.TokenFamily{Id: "0123456789abcdef", Generation: 1}}
+
 // stubCore answers every request successfully with an empty result of the
 // right kind, without NATS: for tests of the HTTP layer alone.
 type stubCore struct{}
@@ -35,8 +37,11 @@ func (stubCore) Call(_ context.Context, req *syncpb.CoreRequest) (*syncpb.CoreRe
 			us = append(us, &syncpb.User{Id: "u_" + string(rune('a'+i%26)), Username: n})
 		}
 		r.Result = &syncpb.CoreResponse_Users{Users: &syncpb.UserList{Users: us}}
-	case *syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_RevokeDevice:
-		r.Result = &syncpb.CoreResponse_Device{Device: &syncpb.Device{Id: "d_1", UserId: "u_1"}}
+	case *syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_RevokeDevice, *syncpb.CoreRequest_StartTokenFamily:
+		r.Result = &syncpb.CoreResponse_Device{Device: stubDevice}
+	case *syncpb.CoreRequest_RotateRefresh:
+		r.Result = &syncpb.CoreResponse_RefreshRotation{RefreshRotation: &syncpb.RefreshRotation{
+			Outcome: syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED, Device: stubDevice}}
 	case *syncpb.CoreRequest_ListDevices:
 		r.Result = &syncpb.CoreResponse_Devices{Devices: &syncpb.DeviceList{}}
 	case *syncpb.CoreRequest_CreateConversation, *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ChangeMembers:

@@ -25,6 +25,10 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
+// testFamily places the refresh tokens of pairs issued in tests; no
+// directory knows it.
+var testFamily = auth.Family{ID: "0123456789abcdef", Generation: 1}
+
 type coreFunc func(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error)
 
 func (f coreFunc) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
@@ -105,7 +109,7 @@ func (tp *testPort) session(t *testing.T, conn *quic.Conn) *streamframe.Conn {
 		t.Fatal(err)
 	}
 	c := streamframe.NewConn(str, syncproto.MaxFrameSize)
-	p, err := tp.auth.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: "d_1"})
+	p, err := tp.auth.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: "d_1"}, testFamily)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,10 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
+// testFamily places the refresh tokens of pairs issued in tests; no
+// directory knows it.
+var testFamily = auth.Family{ID: "0123456789abcdef", Generation: 1}
+
 type coreFunc func(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error)
 
 func (f coreFunc) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
@@ -151,7 +155,7 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 }
 
 func (e *env) token(user, device string) string {
-	p, err := e.auth.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: user, DeviceID: device})
+	p, err := e.auth.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: user, DeviceID: device}, testFamily)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -227,7 +231,7 @@ func TestHelloFailures(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.HelloTimeout = 300 * time.Millisecond })
 	key, _ := auth.GenerateKey("k1")
 	past, _ := auth.New(auth.Config{Keys: []auth.Key{key}, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
-	expired, _ := past.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_a", DeviceID: "d_a"})
+	expired, _ := past.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_a", DeviceID: "d_a"}, testFamily)
 	good := e.token("u_a", "d_a")
 	future := syncproto.NewHello(good, "")
 	future.MinVersion, future.MaxVersion = 90, 99
@@ -256,7 +260,7 @@ func TestHelloFailures(t *testing.T) {
 	t.Run("expired token", func(t *testing.T) {
 		// Signed by the server's own key, an hour ago.
 		old, _ := auth.New(auth.Config{Keys: []auth.Key{e.key}, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
-		pair, _ := old.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_a", DeviceID: "d_a"})
+		pair, _ := old.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_a", DeviceID: "d_a"}, testFamily)
 		p, _ := e.start(8)
 		p.send(hello(pair.Access, "", nil))
 		wantError(t, p.next(t), 1, syncpb.Code_CODE_TOKEN_EXPIRED)
@@ -270,7 +274,7 @@ func TestHelloFailures(t *testing.T) {
 
 func mustPair(t *testing.T, a *auth.Auth) *auth.Pair {
 	t.Helper()
-	p, err := a.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_a", DeviceID: "d_a"})
+	p, err := a.IssuePair(auth.Identity{WorkspaceID: "w_1", UserID: "u_a", DeviceID: "d_a"}, testFamily)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RefreshOutcome int32
+
+const (
+	RefreshOutcome_REFRESH_OUTCOME_UNSPECIFIED RefreshOutcome = 0
+	// The token was current: the family moved to the next generation.
+	RefreshOutcome_REFRESH_OUTCOME_ROTATED RefreshOutcome = 1
+	// The token was the one the current generation replaced, presented again
+	// by the same rotation or within the grace: the current generation is
+	// answered again, unchanged.
+	RefreshOutcome_REFRESH_OUTCOME_REPEATED RefreshOutcome = 2
+	// The token had been used: the family is marked reused, and the edge
+	// revokes the device.
+	RefreshOutcome_REFRESH_OUTCOME_REUSED RefreshOutcome = 3
+)
+
+// Enum value maps for RefreshOutcome.
+var (
+	RefreshOutcome_name = map[int32]string{
+		0: "REFRESH_OUTCOME_UNSPECIFIED",
+		1: "REFRESH_OUTCOME_ROTATED",
+		2: "REFRESH_OUTCOME_REPEATED",
+		3: "REFRESH_OUTCOME_REUSED",
+	}
+	RefreshOutcome_value = map[string]int32{
+		"REFRESH_OUTCOME_UNSPECIFIED": 0,
+		"REFRESH_OUTCOME_ROTATED":     1,
+		"REFRESH_OUTCOME_REPEATED":    2,
+		"REFRESH_OUTCOME_REUSED":      3,
+	}
+)
+
+func (x RefreshOutcome) Enum() *RefreshOutcome {
+	p := new(RefreshOutcome)
+	*p = x
+	return p
+}
+
+func (x RefreshOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RefreshOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_core_proto_enumTypes[0].Descriptor()
+}
+
+func (RefreshOutcome) Type() protoreflect.EnumType {
+	return &file_parley_v1_core_proto_enumTypes[0]
+}
+
+func (x RefreshOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RefreshOutcome.Descriptor instead.
+func (RefreshOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{0}
+}
+
 type ConversationType int32
 
 const (
@@ -57,11 +115,11 @@ func (x ConversationType) String() string {
 }
 
 func (ConversationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_core_proto_enumTypes[0].Descriptor()
+	return file_parley_v1_core_proto_enumTypes[1].Descriptor()
 }
 
 func (ConversationType) Type() protoreflect.EnumType {
-	return &file_parley_v1_core_proto_enumTypes[0]
+	return &file_parley_v1_core_proto_enumTypes[1]
 }
 
 func (x ConversationType) Number() protoreflect.EnumNumber {
@@ -70,7 +128,7 @@ func (x ConversationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConversationType.Descriptor instead.
 func (ConversationType) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{0}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{1}
 }
 
 type Role int32
@@ -109,11 +167,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_core_proto_enumTypes[1].Descriptor()
+	return file_parley_v1_core_proto_enumTypes[2].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_parley_v1_core_proto_enumTypes[1]
+	return &file_parley_v1_core_proto_enumTypes[2]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -122,7 +180,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{1}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{2}
 }
 
 // Caller is the identity the edge verified from the session's token.
@@ -214,6 +272,8 @@ type CoreRequest struct {
 	//	*CoreRequest_GetReceipts
 	//	*CoreRequest_Typing
 	//	*CoreRequest_GetPresence
+	//	*CoreRequest_StartTokenFamily
+	//	*CoreRequest_RotateRefresh
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -459,6 +519,24 @@ func (x *CoreRequest) GetGetPresence() *GetPresenceRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetStartTokenFamily() *StartTokenFamilyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_StartTokenFamily); ok {
+			return x.StartTokenFamily
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetRotateRefresh() *RotateRefreshRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_RotateRefresh); ok {
+			return x.RotateRefresh
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -554,6 +632,15 @@ type CoreRequest_GetPresence struct {
 	GetPresence *GetPresenceRequest `protobuf:"bytes,36,opt,name=get_presence,json=getPresence,proto3,oneof"`
 }
 
+type CoreRequest_StartTokenFamily struct {
+	// Refresh-token families of devices (directory).
+	StartTokenFamily *StartTokenFamilyRequest `protobuf:"bytes,40,opt,name=start_token_family,json=startTokenFamily,proto3,oneof"`
+}
+
+type CoreRequest_RotateRefresh struct {
+	RotateRefresh *RotateRefreshRequest `protobuf:"bytes,41,opt,name=rotate_refresh,json=rotateRefresh,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -596,6 +683,10 @@ func (*CoreRequest_Typing) isCoreRequest_Op() {}
 
 func (*CoreRequest_GetPresence) isCoreRequest_Op() {}
 
+func (*CoreRequest_StartTokenFamily) isCoreRequest_Op() {}
+
+func (*CoreRequest_RotateRefresh) isCoreRequest_Op() {}
+
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the request failed; no result is set then.
@@ -609,6 +700,7 @@ type CoreResponse struct {
 	//	*CoreResponse_Device
 	//	*CoreResponse_Devices
 	//	*CoreResponse_Workspace
+	//	*CoreResponse_RefreshRotation
 	//	*CoreResponse_Conversation
 	//	*CoreResponse_Conversations
 	//	*CoreResponse_SendAck
@@ -734,6 +826,15 @@ func (x *CoreResponse) GetWorkspace() *Workspace {
 	return nil
 }
 
+func (x *CoreResponse) GetRefreshRotation() *RefreshRotation {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_RefreshRotation); ok {
+			return x.RefreshRotation
+		}
+	}
+	return nil
+}
+
 func (x *CoreResponse) GetConversation() *Conversation {
 	if x != nil {
 		if x, ok := x.Result.(*CoreResponse_Conversation); ok {
@@ -845,6 +946,10 @@ type CoreResponse_Workspace struct {
 	Workspace *Workspace `protobuf:"bytes,16,opt,name=workspace,proto3,oneof"`
 }
 
+type CoreResponse_RefreshRotation struct {
+	RefreshRotation *RefreshRotation `protobuf:"bytes,17,opt,name=refresh_rotation,json=refreshRotation,proto3,oneof"`
+}
+
 type CoreResponse_Conversation struct {
 	Conversation *Conversation `protobuf:"bytes,20,opt,name=conversation,proto3,oneof"`
 }
@@ -890,6 +995,8 @@ func (*CoreResponse_Device) isCoreResponse_Result() {}
 func (*CoreResponse_Devices) isCoreResponse_Result() {}
 
 func (*CoreResponse_Workspace) isCoreResponse_Result() {}
+
+func (*CoreResponse_RefreshRotation) isCoreResponse_Result() {}
 
 func (*CoreResponse_Conversation) isCoreResponse_Result() {}
 
@@ -1517,6 +1624,8 @@ type Device struct {
 	Platform      string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	Revoked       bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// The device's refresh-token family; unset until the device logs in.
+	Refresh       *TokenFamily `protobuf:"bytes,7,opt,name=refresh,proto3" json:"refresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1591,6 +1700,13 @@ func (x *Device) GetRevoked() bool {
 		return x.Revoked
 	}
 	return false
+}
+
+func (x *Device) GetRefresh() *TokenFamily {
+	if x != nil {
+		return x.Refresh
+	}
+	return nil
 }
 
 type DeviceList struct {
@@ -1813,6 +1929,277 @@ func (x *RevokeDeviceRequest) GetDeviceId() string {
 	return ""
 }
 
+// TokenFamily is the refresh tokens of a device that descend, one rotation
+// at a time, from its latest log-in. One generation is current; presenting
+// an older one is reuse (see directory's package doc).
+type TokenFamily struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16 lower-case hex digits (syncproto.NewTokenFamilyID), chosen at log-in;
+	// every refresh token of the family carries it.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The current generation: 1 at log-in, one more per rotation.
+	Generation uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// When the current generation was issued (the directory leader's clock);
+	// its refresh tokens carry this issue time.
+	IssuedUnixMs int64 `protobuf:"varint,3,opt,name=issued_unix_ms,json=issuedUnixMs,proto3" json:"issued_unix_ms,omitempty"`
+	// The edge's id of the rotation that made the current generation (empty
+	// at log-in): that rotation, sent again, gets the same answer.
+	RotationId string `protobuf:"bytes,4,opt,name=rotation_id,json=rotationId,proto3" json:"rotation_id,omitempty"`
+	// Set once a refresh token of the family was presented after it had
+	// been used: no token of the family is accepted again.
+	Reused        bool `protobuf:"varint,5,opt,name=reused,proto3" json:"reused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenFamily) Reset() {
+	*x = TokenFamily{}
+	mi := &file_parley_v1_core_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenFamily) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenFamily) ProtoMessage() {}
+
+func (x *TokenFamily) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenFamily.ProtoReflect.Descriptor instead.
+func (*TokenFamily) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TokenFamily) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenFamily) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *TokenFamily) GetIssuedUnixMs() int64 {
+	if x != nil {
+		return x.IssuedUnixMs
+	}
+	return 0
+}
+
+func (x *TokenFamily) GetRotationId() string {
+	if x != nil {
+		return x.RotationId
+	}
+	return ""
+}
+
+func (x *TokenFamily) GetReused() bool {
+	if x != nil {
+		return x.Reused
+	}
+	return false
+}
+
+// StartTokenFamilyRequest starts a new refresh-token family for one of the
+// caller's devices, at log-in; the device's previous family ends. The
+// answer is the device, with its family.
+type StartTokenFamilyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartTokenFamilyRequest) Reset() {
+	*x = StartTokenFamilyRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartTokenFamilyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartTokenFamilyRequest) ProtoMessage() {}
+
+func (x *StartTokenFamilyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartTokenFamilyRequest.ProtoReflect.Descriptor instead.
+func (*StartTokenFamilyRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StartTokenFamilyRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// RotateRefreshRequest presents a refresh token of one of the caller's
+// devices: its family and generation. The answer is a RefreshRotation.
+type RotateRefreshRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId   string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Family     string                 `protobuf:"bytes,2,opt,name=family,proto3" json:"family,omitempty"`
+	Generation uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Chosen by the edge per refresh it serves (syncproto.NewID("")): the
+	// edge's retry of a rotation whose answer it lost repeats it.
+	RotationId string `protobuf:"bytes,4,opt,name=rotation_id,json=rotationId,proto3" json:"rotation_id,omitempty"`
+	// How long after a rotation the token it replaced still gets the current
+	// generation (the edge's policy, at most syncproto.MaxRefreshGrace; 0
+	// for none).
+	GraceMs       uint32 `protobuf:"varint,5,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRefreshRequest) Reset() {
+	*x = RotateRefreshRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRefreshRequest) ProtoMessage() {}
+
+func (x *RotateRefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRefreshRequest.ProtoReflect.Descriptor instead.
+func (*RotateRefreshRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RotateRefreshRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *RotateRefreshRequest) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+func (x *RotateRefreshRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RotateRefreshRequest) GetRotationId() string {
+	if x != nil {
+		return x.RotationId
+	}
+	return ""
+}
+
+func (x *RotateRefreshRequest) GetGraceMs() uint32 {
+	if x != nil {
+		return x.GraceMs
+	}
+	return 0
+}
+
+type RefreshRotation struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Outcome RefreshOutcome         `protobuf:"varint,1,opt,name=outcome,proto3,enum=parley.v1.RefreshOutcome" json:"outcome,omitempty"`
+	// The device, with its family as the rotation left it.
+	Device        *Device `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshRotation) Reset() {
+	*x = RefreshRotation{}
+	mi := &file_parley_v1_core_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshRotation) ProtoMessage() {}
+
+func (x *RefreshRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshRotation.ProtoReflect.Descriptor instead.
+func (*RefreshRotation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RefreshRotation) GetOutcome() RefreshOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return RefreshOutcome_REFRESH_OUTCOME_UNSPECIFIED
+}
+
+func (x *RefreshRotation) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1824,7 +2211,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2223,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2236,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Member) GetUserId() string {
@@ -1894,7 +2281,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2293,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2306,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Conversation) GetId() string {
@@ -2001,7 +2388,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2400,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2413,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConversationList) GetConversations() []*Conversation {
@@ -2051,7 +2438,7 @@ type CreateConversationRequest struct {
 
 func (x *CreateConversationRequest) Reset() {
 	*x = CreateConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2450,7 @@ func (x *CreateConversationRequest) String() string {
 func (*CreateConversationRequest) ProtoMessage() {}
 
 func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2463,7 @@ func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationRequest.ProtoReflect.Descriptor instead.
 func (*CreateConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateConversationRequest) GetConvId() string {
@@ -2116,7 +2503,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2515,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2528,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetConversationRequest) GetConvId() string {
@@ -2160,7 +2547,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2559,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2572,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListConversationsRequest) GetLimit() uint32 {
@@ -2210,7 +2597,7 @@ type ChangeMembersRequest struct {
 
 func (x *ChangeMembersRequest) Reset() {
 	*x = ChangeMembersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2609,7 @@ func (x *ChangeMembersRequest) String() string {
 func (*ChangeMembersRequest) ProtoMessage() {}
 
 func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2622,7 @@ func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
 func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ChangeMembersRequest) GetConvId() string {
@@ -2281,7 +2668,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xf5\v\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\x93\r\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -2308,8 +2695,10 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x04sync\x18! \x01(\v2\x16.parley.v1.SyncRequestH\x00R\x04sync\x12B\n" +
 	"\fget_receipts\x18\" \x01(\v2\x1d.parley.v1.GetReceiptsRequestH\x00R\vgetReceipts\x12+\n" +
 	"\x06typing\x18# \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12B\n" +
-	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresenceB\x04\n" +
-	"\x02op\"\x98\a\n" +
+	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresence\x12R\n" +
+	"\x12start_token_family\x18( \x01(\v2\".parley.v1.StartTokenFamilyRequestH\x00R\x10startTokenFamily\x12H\n" +
+	"\x0erotate_refresh\x18) \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefreshB\x04\n" +
+	"\x02op\"\xe1\a\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2320,7 +2709,8 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x05users\x18\r \x01(\v2\x13.parley.v1.UserListH\x00R\x05users\x12+\n" +
 	"\x06device\x18\x0e \x01(\v2\x11.parley.v1.DeviceH\x00R\x06device\x121\n" +
 	"\adevices\x18\x0f \x01(\v2\x15.parley.v1.DeviceListH\x00R\adevices\x124\n" +
-	"\tworkspace\x18\x10 \x01(\v2\x14.parley.v1.WorkspaceH\x00R\tworkspace\x12=\n" +
+	"\tworkspace\x18\x10 \x01(\v2\x14.parley.v1.WorkspaceH\x00R\tworkspace\x12G\n" +
+	"\x10refresh_rotation\x18\x11 \x01(\v2\x1a.parley.v1.RefreshRotationH\x00R\x0frefreshRotation\x12=\n" +
 	"\fconversation\x18\x14 \x01(\v2\x17.parley.v1.ConversationH\x00R\fconversation\x12C\n" +
 	"\rconversations\x18\x15 \x01(\v2\x1b.parley.v1.ConversationListH\x00R\rconversations\x12/\n" +
 	"\bsend_ack\x18\x1e \x01(\v2\x12.parley.v1.SendAckH\x00R\asendAck\x126\n" +
@@ -2370,14 +2760,15 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\rpassword_hash\x18\x02 \x01(\tR\fpasswordHash\"M\n" +
 	"\x12LookupUsersRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\x12\x1c\n" +
-	"\tusernames\x18\x02 \x03(\tR\tusernames\"\xa3\x01\n" +
+	"\tusernames\x18\x02 \x03(\tR\tusernames\"\xd5\x01\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1a\n" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x18\n" +
-	"\arevoked\x18\x06 \x01(\bR\arevoked\"9\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\x120\n" +
+	"\arefresh\x18\a \x01(\v2\x16.parley.v1.TokenFamilyR\arefresh\"9\n" +
 	"\n" +
 	"DeviceList\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.parley.v1.DeviceR\adevices\"G\n" +
@@ -2388,7 +2779,30 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x10GetDeviceRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"2\n" +
 	"\x13RevokeDeviceRequest\x12\x1b\n" +
-	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"l\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\x9c\x01\n" +
+	"\vTokenFamily\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12$\n" +
+	"\x0eissued_unix_ms\x18\x03 \x01(\x03R\fissuedUnixMs\x12\x1f\n" +
+	"\vrotation_id\x18\x04 \x01(\tR\n" +
+	"rotationId\x12\x16\n" +
+	"\x06reused\x18\x05 \x01(\bR\x06reused\"6\n" +
+	"\x17StartTokenFamilyRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\xa7\x01\n" +
+	"\x14RotateRefreshRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06family\x18\x02 \x01(\tR\x06family\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x1f\n" +
+	"\vrotation_id\x18\x04 \x01(\tR\n" +
+	"rotationId\x12\x19\n" +
+	"\bgrace_ms\x18\x05 \x01(\rR\agraceMs\"q\n" +
+	"\x0fRefreshRotation\x123\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2\x19.parley.v1.RefreshOutcomeR\aoutcome\x12)\n" +
+	"\x06device\x18\x02 \x01(\v2\x11.parley.v1.DeviceR\x06device\"l\n" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12$\n" +
@@ -2426,7 +2840,12 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x05leave\x18\x05 \x01(\bR\x05leave\x1aL\n" +
 	"\rSetRolesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12%\n" +
-	"\x05value\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x05value:\x028\x01*p\n" +
+	"\x05value\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x05value:\x028\x01*\x88\x01\n" +
+	"\x0eRefreshOutcome\x12\x1f\n" +
+	"\x1bREFRESH_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17REFRESH_OUTCOME_ROTATED\x10\x01\x12\x1c\n" +
+	"\x18REFRESH_OUTCOME_REPEATED\x10\x02\x12\x1a\n" +
+	"\x16REFRESH_OUTCOME_REUSED\x10\x03*p\n" +
 	"\x10ConversationType\x12!\n" +
 	"\x1dCONVERSATION_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_TYPE_DIRECT\x10\x01\x12\x1b\n" +
@@ -2451,108 +2870,119 @@ func file_parley_v1_core_proto_rawDescGZIP() []byte {
 	return file_parley_v1_core_proto_rawDescData
 }
 
-var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_parley_v1_core_proto_goTypes = []any{
-	(ConversationType)(0),             // 0: parley.v1.ConversationType
-	(Role)(0),                         // 1: parley.v1.Role
-	(*Caller)(nil),                    // 2: parley.v1.Caller
-	(*CoreRequest)(nil),               // 3: parley.v1.CoreRequest
-	(*CoreResponse)(nil),              // 4: parley.v1.CoreResponse
-	(*RegionInfoRequest)(nil),         // 5: parley.v1.RegionInfoRequest
-	(*RegionInfo)(nil),                // 6: parley.v1.RegionInfo
-	(*Workspace)(nil),                 // 7: parley.v1.Workspace
-	(*GetWorkspaceRequest)(nil),       // 8: parley.v1.GetWorkspaceRequest
-	(*UpdateWorkspaceRequest)(nil),    // 9: parley.v1.UpdateWorkspaceRequest
-	(*User)(nil),                      // 10: parley.v1.User
-	(*UserList)(nil),                  // 11: parley.v1.UserList
-	(*RegisterUserRequest)(nil),       // 12: parley.v1.RegisterUserRequest
-	(*GetCredentialsRequest)(nil),     // 13: parley.v1.GetCredentialsRequest
-	(*Credentials)(nil),               // 14: parley.v1.Credentials
-	(*LookupUsersRequest)(nil),        // 15: parley.v1.LookupUsersRequest
-	(*Device)(nil),                    // 16: parley.v1.Device
-	(*DeviceList)(nil),                // 17: parley.v1.DeviceList
-	(*RegisterDeviceRequest)(nil),     // 18: parley.v1.RegisterDeviceRequest
-	(*ListDevicesRequest)(nil),        // 19: parley.v1.ListDevicesRequest
-	(*GetDeviceRequest)(nil),          // 20: parley.v1.GetDeviceRequest
-	(*RevokeDeviceRequest)(nil),       // 21: parley.v1.RevokeDeviceRequest
-	(*Member)(nil),                    // 22: parley.v1.Member
-	(*Conversation)(nil),              // 23: parley.v1.Conversation
-	(*ConversationList)(nil),          // 24: parley.v1.ConversationList
-	(*CreateConversationRequest)(nil), // 25: parley.v1.CreateConversationRequest
-	(*GetConversationRequest)(nil),    // 26: parley.v1.GetConversationRequest
-	(*ListConversationsRequest)(nil),  // 27: parley.v1.ListConversationsRequest
-	(*ChangeMembersRequest)(nil),      // 28: parley.v1.ChangeMembersRequest
-	nil,                               // 29: parley.v1.ChangeMembersRequest.SetRolesEntry
-	(*SendRequest)(nil),               // 30: parley.v1.SendRequest
-	(*HistoryRequest)(nil),            // 31: parley.v1.HistoryRequest
-	(*ReceiptReport)(nil),             // 32: parley.v1.ReceiptReport
-	(*SyncRequest)(nil),               // 33: parley.v1.SyncRequest
-	(*GetReceiptsRequest)(nil),        // 34: parley.v1.GetReceiptsRequest
-	(*Typing)(nil),                    // 35: parley.v1.Typing
-	(*GetPresenceRequest)(nil),        // 36: parley.v1.GetPresenceRequest
-	(*Error)(nil),                     // 37: parley.v1.Error
-	(*SendAck)(nil),                   // 38: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 39: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 40: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 41: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 42: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 43: parley.v1.PresenceList
+	(RefreshOutcome)(0),               // 0: parley.v1.RefreshOutcome
+	(ConversationType)(0),             // 1: parley.v1.ConversationType
+	(Role)(0),                         // 2: parley.v1.Role
+	(*Caller)(nil),                    // 3: parley.v1.Caller
+	(*CoreRequest)(nil),               // 4: parley.v1.CoreRequest
+	(*CoreResponse)(nil),              // 5: parley.v1.CoreResponse
+	(*RegionInfoRequest)(nil),         // 6: parley.v1.RegionInfoRequest
+	(*RegionInfo)(nil),                // 7: parley.v1.RegionInfo
+	(*Workspace)(nil),                 // 8: parley.v1.Workspace
+	(*GetWorkspaceRequest)(nil),       // 9: parley.v1.GetWorkspaceRequest
+	(*UpdateWorkspaceRequest)(nil),    // 10: parley.v1.UpdateWorkspaceRequest
+	(*User)(nil),                      // 11: parley.v1.User
+	(*UserList)(nil),                  // 12: parley.v1.UserList
+	(*RegisterUserRequest)(nil),       // 13: parley.v1.RegisterUserRequest
+	(*GetCredentialsRequest)(nil),     // 14: parley.v1.GetCredentialsRequest
+	(*Credentials)(nil),               // 15: parley.v1.Credentials
+	(*LookupUsersRequest)(nil),        // 16: parley.v1.LookupUsersRequest
+	(*Device)(nil),                    // 17: parley.v1.Device
+	(*DeviceList)(nil),                // 18: parley.v1.DeviceList
+	(*RegisterDeviceRequest)(nil),     // 19: parley.v1.RegisterDeviceRequest
+	(*ListDevicesRequest)(nil),        // 20: parley.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),          // 21: parley.v1.GetDeviceRequest
+	(*RevokeDeviceRequest)(nil),       // 22: parley.v1.RevokeDeviceRequest
+	(*TokenFamily)(nil),               // 23: parley.v1.TokenFamily
+	(*StartTokenFamilyRequest)(nil),   // 24: parley.v1.StartTokenFamilyRequest
+	(*RotateRefreshRequest)(nil),      // 25: parley.v1.RotateRefreshRequest
+	(*RefreshRotation)(nil),           // 26: parley.v1.RefreshRotation
+	(*Member)(nil),                    // 27: parley.v1.Member
+	(*Conversation)(nil),              // 28: parley.v1.Conversation
+	(*ConversationList)(nil),          // 29: parley.v1.ConversationList
+	(*CreateConversationRequest)(nil), // 30: parley.v1.CreateConversationRequest
+	(*GetConversationRequest)(nil),    // 31: parley.v1.GetConversationRequest
+	(*ListConversationsRequest)(nil),  // 32: parley.v1.ListConversationsRequest
+	(*ChangeMembersRequest)(nil),      // 33: parley.v1.ChangeMembersRequest
+	nil,                               // 34: parley.v1.ChangeMembersRequest.SetRolesEntry
+	(*SendRequest)(nil),               // 35: parley.v1.SendRequest
+	(*HistoryRequest)(nil),            // 36: parley.v1.HistoryRequest
+	(*ReceiptReport)(nil),             // 37: parley.v1.ReceiptReport
+	(*SyncRequest)(nil),               // 38: parley.v1.SyncRequest
+	(*GetReceiptsRequest)(nil),        // 39: parley.v1.GetReceiptsRequest
+	(*Typing)(nil),                    // 40: parley.v1.Typing
+	(*GetPresenceRequest)(nil),        // 41: parley.v1.GetPresenceRequest
+	(*Error)(nil),                     // 42: parley.v1.Error
+	(*SendAck)(nil),                   // 43: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 44: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 45: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 46: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 47: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 48: parley.v1.PresenceList
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
-	2,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
-	5,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
-	12, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
-	13, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
-	15, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
-	18, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
-	19, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
-	20, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
-	21, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
-	8,  // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
-	9,  // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
-	25, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	26, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
-	27, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
-	28, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
-	30, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
-	31, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
-	32, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
-	33, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
-	34, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
-	35, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
-	36, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
-	37, // 22: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	6,  // 23: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	10, // 24: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	14, // 25: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	11, // 26: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	16, // 27: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	17, // 28: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	7,  // 29: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
-	23, // 30: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	24, // 31: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	38, // 32: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	39, // 33: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	40, // 34: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	41, // 35: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	42, // 36: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	43, // 37: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	10, // 38: parley.v1.UserList.users:type_name -> parley.v1.User
-	10, // 39: parley.v1.Credentials.user:type_name -> parley.v1.User
-	16, // 40: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	1,  // 41: parley.v1.Member.role:type_name -> parley.v1.Role
-	0,  // 42: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	22, // 43: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	23, // 44: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	0,  // 45: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	29, // 46: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	1,  // 47: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	3,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
+	6,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
+	13, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
+	14, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
+	16, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
+	19, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
+	20, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
+	21, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
+	22, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
+	9,  // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
+	10, // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
+	30, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	31, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
+	32, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
+	33, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
+	35, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
+	36, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
+	37, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
+	38, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
+	39, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
+	40, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
+	41, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
+	24, // 22: parley.v1.CoreRequest.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
+	25, // 23: parley.v1.CoreRequest.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
+	42, // 24: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	7,  // 25: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	11, // 26: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	15, // 27: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	12, // 28: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	17, // 29: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	18, // 30: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	8,  // 31: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	26, // 32: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
+	28, // 33: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	29, // 34: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	43, // 35: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	44, // 36: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	45, // 37: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	46, // 38: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	47, // 39: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	48, // 40: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	11, // 41: parley.v1.UserList.users:type_name -> parley.v1.User
+	11, // 42: parley.v1.Credentials.user:type_name -> parley.v1.User
+	23, // 43: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
+	17, // 44: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	0,  // 45: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
+	17, // 46: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
+	2,  // 47: parley.v1.Member.role:type_name -> parley.v1.Role
+	1,  // 48: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	27, // 49: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	28, // 50: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	1,  // 51: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	34, // 52: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	2,  // 53: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -2587,6 +3017,8 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_GetReceipts)(nil),
 		(*CoreRequest_Typing)(nil),
 		(*CoreRequest_GetPresence)(nil),
+		(*CoreRequest_StartTokenFamily)(nil),
+		(*CoreRequest_RotateRefresh)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -2596,6 +3028,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Device)(nil),
 		(*CoreResponse_Devices)(nil),
 		(*CoreResponse_Workspace)(nil),
+		(*CoreResponse_RefreshRotation)(nil),
 		(*CoreResponse_Conversation)(nil),
 		(*CoreResponse_Conversations)(nil),
 		(*CoreResponse_SendAck)(nil),
@@ -2611,8 +3044,8 @@ func file_parley_v1_core_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_core_proto_rawDesc), len(file_parley_v1_core_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   28,
+			NumEnums:      3,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -50,6 +50,8 @@ type Command struct {
 	//	*Command_RegisterDevice
 	//	*Command_RevokeDevice
 	//	*Command_UpdateWorkspace
+	//	*Command_StartTokenFamily
+	//	*Command_RotateRefresh
 	//	*Command_CreateConversation
 	//	*Command_ChangeMembers
 	//	*Command_Send
@@ -168,6 +170,24 @@ func (x *Command) GetUpdateWorkspace() *syncpb.UpdateWorkspaceRequest {
 	return nil
 }
 
+func (x *Command) GetStartTokenFamily() *syncpb.StartTokenFamilyRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_StartTokenFamily); ok {
+			return x.StartTokenFamily
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRotateRefresh() *syncpb.RotateRefreshRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RotateRefresh); ok {
+			return x.RotateRefresh
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateConversation() *syncpb.CreateConversationRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateConversation); ok {
@@ -231,6 +251,15 @@ type Command_UpdateWorkspace struct {
 	UpdateWorkspace *syncpb.UpdateWorkspaceRequest `protobuf:"bytes,13,opt,name=update_workspace,json=updateWorkspace,proto3,oneof"`
 }
 
+type Command_StartTokenFamily struct {
+	// The new family's id is new_id.
+	StartTokenFamily *syncpb.StartTokenFamilyRequest `protobuf:"bytes,14,opt,name=start_token_family,json=startTokenFamily,proto3,oneof"`
+}
+
+type Command_RotateRefresh struct {
+	RotateRefresh *syncpb.RotateRefreshRequest `protobuf:"bytes,15,opt,name=rotate_refresh,json=rotateRefresh,proto3,oneof"`
+}
+
 type Command_CreateConversation struct {
 	CreateConversation *syncpb.CreateConversationRequest `protobuf:"bytes,20,opt,name=create_conversation,json=createConversation,proto3,oneof"`
 }
@@ -254,6 +283,10 @@ func (*Command_RegisterDevice) isCommand_Op() {}
 func (*Command_RevokeDevice) isCommand_Op() {}
 
 func (*Command_UpdateWorkspace) isCommand_Op() {}
+
+func (*Command_StartTokenFamily) isCommand_Op() {}
+
+func (*Command_RotateRefresh) isCommand_Op() {}
 
 func (*Command_CreateConversation) isCommand_Op() {}
 
@@ -447,7 +480,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\x8d\x06\n" +
+	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xab\a\n" +
 	"\aCommand\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12\x1c\n" +
 	"\n" +
@@ -459,7 +492,9 @@ const file_command_proto_rawDesc = "" +
 	" \x01(\v2\x1e.parley.v1.RegisterUserRequestH\x00R\fregisterUser\x12K\n" +
 	"\x0fregister_device\x18\v \x01(\v2 .parley.v1.RegisterDeviceRequestH\x00R\x0eregisterDevice\x12E\n" +
 	"\rrevoke_device\x18\f \x01(\v2\x1e.parley.v1.RevokeDeviceRequestH\x00R\frevokeDevice\x12N\n" +
-	"\x10update_workspace\x18\r \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12W\n" +
+	"\x10update_workspace\x18\r \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12R\n" +
+	"\x12start_token_family\x18\x0e \x01(\v2\".parley.v1.StartTokenFamilyRequestH\x00R\x10startTokenFamily\x12H\n" +
+	"\x0erotate_refresh\x18\x0f \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefresh\x12W\n" +
 	"\x13create_conversation\x18\x14 \x01(\v2$.parley.v1.CreateConversationRequestH\x00R\x12createConversation\x12H\n" +
 	"\x0echange_members\x18\x15 \x01(\v2\x1f.parley.v1.ChangeMembersRequestH\x00R\rchangeMembers\x12,\n" +
 	"\x04send\x18\x16 \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x124\n" +
@@ -501,10 +536,12 @@ var file_command_proto_goTypes = []any{
 	(*syncpb.RegisterDeviceRequest)(nil),     // 6: parley.v1.RegisterDeviceRequest
 	(*syncpb.RevokeDeviceRequest)(nil),       // 7: parley.v1.RevokeDeviceRequest
 	(*syncpb.UpdateWorkspaceRequest)(nil),    // 8: parley.v1.UpdateWorkspaceRequest
-	(*syncpb.CreateConversationRequest)(nil), // 9: parley.v1.CreateConversationRequest
-	(*syncpb.ChangeMembersRequest)(nil),      // 10: parley.v1.ChangeMembersRequest
-	(*syncpb.SendRequest)(nil),               // 11: parley.v1.SendRequest
-	(*syncpb.ReceiptReport)(nil),             // 12: parley.v1.ReceiptReport
+	(*syncpb.StartTokenFamilyRequest)(nil),   // 9: parley.v1.StartTokenFamilyRequest
+	(*syncpb.RotateRefreshRequest)(nil),      // 10: parley.v1.RotateRefreshRequest
+	(*syncpb.CreateConversationRequest)(nil), // 11: parley.v1.CreateConversationRequest
+	(*syncpb.ChangeMembersRequest)(nil),      // 12: parley.v1.ChangeMembersRequest
+	(*syncpb.SendRequest)(nil),               // 13: parley.v1.SendRequest
+	(*syncpb.ReceiptReport)(nil),             // 14: parley.v1.ReceiptReport
 }
 var file_command_proto_depIdxs = []int32{
 	4,  // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
@@ -512,16 +549,18 @@ var file_command_proto_depIdxs = []int32{
 	6,  // 2: parley.core.v1.Command.register_device:type_name -> parley.v1.RegisterDeviceRequest
 	7,  // 3: parley.core.v1.Command.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
 	8,  // 4: parley.core.v1.Command.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
-	9,  // 5: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	10, // 6: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
-	11, // 7: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
-	12, // 8: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
-	2,  // 9: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 5: parley.core.v1.Command.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
+	10, // 6: parley.core.v1.Command.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
+	11, // 7: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	12, // 8: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
+	13, // 9: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
+	14, // 10: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
+	2,  // 11: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -534,6 +573,8 @@ func file_command_proto_init() {
 		(*Command_RegisterDevice)(nil),
 		(*Command_RevokeDevice)(nil),
 		(*Command_UpdateWorkspace)(nil),
+		(*Command_StartTokenFamily)(nil),
+		(*Command_RotateRefresh)(nil),
 		(*Command_CreateConversation)(nil),
 		(*Command_ChangeMembers)(nil),
 		(*Command_Send)(nil),
