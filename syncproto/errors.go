@@ -37,6 +37,7 @@ var (
 	ErrTimeout            = &Error{Code: syncpb.Code_CODE_TIMEOUT}
 	ErrInvalidArgument    = &Error{Code: syncpb.Code_CODE_INVALID_ARGUMENT}
 	ErrNotMember          = &Error{Code: syncpb.Code_CODE_NOT_MEMBER}
+	ErrRevoked            = &Error{Code: syncpb.Code_CODE_REVOKED}
 )
 
 // Errorf returns an *Error with code and a user-safe formatted message.
@@ -124,7 +125,7 @@ func HTTPStatus(c syncpb.Code) int {
 		return http.StatusOK
 	case syncpb.Code_CODE_MALFORMED, syncpb.Code_CODE_INVALID_ARGUMENT, syncpb.Code_CODE_UNSUPPORTED_VERSION:
 		return http.StatusBadRequest
-	case syncpb.Code_CODE_UNAUTHENTICATED, syncpb.Code_CODE_TOKEN_EXPIRED:
+	case syncpb.Code_CODE_UNAUTHENTICATED, syncpb.Code_CODE_TOKEN_EXPIRED, syncpb.Code_CODE_REVOKED:
 		return http.StatusUnauthorized
 	case syncpb.Code_CODE_FORBIDDEN, syncpb.Code_CODE_NOT_MEMBER:
 		return http.StatusForbidden

@@ -36,6 +36,7 @@ var codeTable = []struct {
 	{syncpb.Code_CODE_TIMEOUT, ErrTimeout, "timeout", http.StatusGatewayTimeout, true},
 	{syncpb.Code_CODE_INVALID_ARGUMENT, ErrInvalidArgument, "invalid_argument", http.StatusBadRequest, false},
 	{syncpb.Code_CODE_NOT_MEMBER, ErrNotMember, "not_member", http.StatusForbidden, false},
+	{syncpb.Code_CODE_REVOKED, ErrRevoked, "revoked", http.StatusUnauthorized, false},
 }
 
 func TestCodes(t *testing.T) {

@@ -24,6 +24,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RevocationReason int32
+
+const (
+	RevocationReason_REVOCATION_REASON_UNSPECIFIED      RevocationReason = 0
+	RevocationReason_REVOCATION_REASON_DEVICE_REVOKED   RevocationReason = 1
+	RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED RevocationReason = 2
+)
+
+// Enum value maps for RevocationReason.
+var (
+	RevocationReason_name = map[int32]string{
+		0: "REVOCATION_REASON_UNSPECIFIED",
+		1: "REVOCATION_REASON_DEVICE_REVOKED",
+		2: "REVOCATION_REASON_PASSWORD_CHANGED",
+	}
+	RevocationReason_value = map[string]int32{
+		"REVOCATION_REASON_UNSPECIFIED":      0,
+		"REVOCATION_REASON_DEVICE_REVOKED":   1,
+		"REVOCATION_REASON_PASSWORD_CHANGED": 2,
+	}
+)
+
+func (x RevocationReason) Enum() *RevocationReason {
+	p := new(RevocationReason)
+	*p = x
+	return p
+}
+
+func (x RevocationReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RevocationReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_core_proto_enumTypes[0].Descriptor()
+}
+
+func (RevocationReason) Type() protoreflect.EnumType {
+	return &file_parley_v1_core_proto_enumTypes[0]
+}
+
+func (x RevocationReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RevocationReason.Descriptor instead.
+func (RevocationReason) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{0}
+}
+
 type ConversationType int32
 
 const (
@@ -57,11 +106,11 @@ func (x ConversationType) String() string {
 }
 
 func (ConversationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_core_proto_enumTypes[0].Descriptor()
+	return file_parley_v1_core_proto_enumTypes[1].Descriptor()
 }
 
 func (ConversationType) Type() protoreflect.EnumType {
-	return &file_parley_v1_core_proto_enumTypes[0]
+	return &file_parley_v1_core_proto_enumTypes[1]
 }
 
 func (x ConversationType) Number() protoreflect.EnumNumber {
@@ -70,7 +119,7 @@ func (x ConversationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConversationType.Descriptor instead.
 func (ConversationType) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{0}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{1}
 }
 
 type Role int32
@@ -109,11 +158,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_core_proto_enumTypes[1].Descriptor()
+	return file_parley_v1_core_proto_enumTypes[2].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_parley_v1_core_proto_enumTypes[1]
+	return &file_parley_v1_core_proto_enumTypes[2]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -122,7 +171,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{1}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{2}
 }
 
 // Caller is the identity the edge verified from the session's token.
@@ -214,6 +263,8 @@ type CoreRequest struct {
 	//	*CoreRequest_GetReceipts
 	//	*CoreRequest_Typing
 	//	*CoreRequest_GetPresence
+	//	*CoreRequest_ChangePassword
+	//	*CoreRequest_ListRevocations
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -459,6 +510,24 @@ func (x *CoreRequest) GetGetPresence() *GetPresenceRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetChangePassword() *ChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetListRevocations() *ListRevocationsRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_ListRevocations); ok {
+			return x.ListRevocations
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -554,6 +623,17 @@ type CoreRequest_GetPresence struct {
 	GetPresence *GetPresenceRequest `protobuf:"bytes,36,opt,name=get_presence,json=getPresence,proto3,oneof"`
 }
 
+type CoreRequest_ChangePassword struct {
+	// The caller changes its password (directory).
+	ChangePassword *ChangePasswordRequest `protobuf:"bytes,37,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
+type CoreRequest_ListRevocations struct {
+	// Revocations the directory committed since a time: an edge reads
+	// them when it starts and after a NATS outage (directory).
+	ListRevocations *ListRevocationsRequest `protobuf:"bytes,38,opt,name=list_revocations,json=listRevocations,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -596,6 +676,10 @@ func (*CoreRequest_Typing) isCoreRequest_Op() {}
 
 func (*CoreRequest_GetPresence) isCoreRequest_Op() {}
 
+func (*CoreRequest_ChangePassword) isCoreRequest_Op() {}
+
+func (*CoreRequest_ListRevocations) isCoreRequest_Op() {}
+
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the request failed; no result is set then.
@@ -617,14 +701,19 @@ type CoreResponse struct {
 	//	*CoreResponse_Sync
 	//	*CoreResponse_Receipts
 	//	*CoreResponse_Presence
+	//	*CoreResponse_Revocations
 	Result isCoreResponse_Result `protobuf_oneof:"result"`
 	// With sync only, for the edge (never sent to devices): the caller's
 	// large groups, whose live deliveries travel once per edge on their
 	// conversation subjects (syncproto.ConvSubject) instead of on members'
 	// user subjects. The edge listens on them while the caller is connected.
 	ConversationSubjects []string `protobuf:"bytes,40,rep,name=conversation_subjects,json=conversationSubjects,proto3" json:"conversation_subjects,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Set when the request revoked tokens (revoke_device, change_password):
+	// what the directory also publishes on syncproto.RevocationSubject. The
+	// edge that made the request applies it at once.
+	Revocation    *Revocation `protobuf:"bytes,41,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CoreResponse) Reset() {
@@ -806,9 +895,25 @@ func (x *CoreResponse) GetPresence() *PresenceList {
 	return nil
 }
 
+func (x *CoreResponse) GetRevocations() *RevocationList {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Revocations); ok {
+			return x.Revocations
+		}
+	}
+	return nil
+}
+
 func (x *CoreResponse) GetConversationSubjects() []string {
 	if x != nil {
 		return x.ConversationSubjects
+	}
+	return nil
+}
+
+func (x *CoreResponse) GetRevocation() *Revocation {
+	if x != nil {
+		return x.Revocation
 	}
 	return nil
 }
@@ -877,6 +982,10 @@ type CoreResponse_Presence struct {
 	Presence *PresenceList `protobuf:"bytes,36,opt,name=presence,proto3,oneof"`
 }
 
+type CoreResponse_Revocations struct {
+	Revocations *RevocationList `protobuf:"bytes,38,opt,name=revocations,proto3,oneof"`
+}
+
 func (*CoreResponse_RegionInfo) isCoreResponse_Result() {}
 
 func (*CoreResponse_User) isCoreResponse_Result() {}
@@ -906,6 +1015,8 @@ func (*CoreResponse_Sync) isCoreResponse_Result() {}
 func (*CoreResponse_Receipts) isCoreResponse_Result() {}
 
 func (*CoreResponse_Presence) isCoreResponse_Result() {}
+
+func (*CoreResponse_Revocations) isCoreResponse_Result() {}
 
 type RegionInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1357,6 +1468,9 @@ type GetCredentialsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkspaceName string                 `protobuf:"bytes,1,opt,name=workspace_name,json=workspaceName,proto3" json:"workspace_name,omitempty"`
 	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// Instead of the names: the caller's own credentials, by its user id
+	// (a password change checks the current password).
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1401,6 +1515,13 @@ func (x *GetCredentialsRequest) GetWorkspaceName() string {
 func (x *GetCredentialsRequest) GetUsername() string {
 	if x != nil {
 		return x.Username
+	}
+	return ""
+}
+
+func (x *GetCredentialsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
 	}
 	return ""
 }
@@ -1517,8 +1638,11 @@ type Device struct {
 	Platform      string                 `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	Revoked       bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Tokens of the device issued before this time are refused (set when
+	// the user's password changed on another device).
+	TokensNotBeforeUnixMs int64 `protobuf:"varint,7,opt,name=tokens_not_before_unix_ms,json=tokensNotBeforeUnixMs,proto3" json:"tokens_not_before_unix_ms,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -1591,6 +1715,13 @@ func (x *Device) GetRevoked() bool {
 		return x.Revoked
 	}
 	return false
+}
+
+func (x *Device) GetTokensNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.TokensNotBeforeUnixMs
+	}
+	return 0
 }
 
 type DeviceList struct {
@@ -1813,6 +1944,269 @@ func (x *RevokeDeviceRequest) GetDeviceId() string {
 	return ""
 }
 
+// ChangePasswordRequest replaces the caller's password hash. It is applied
+// only while the stored hash is still previous_hash (CONFLICT otherwise),
+// so the edge's check of the current password holds. Tokens of the user's
+// other devices issued before the change are revoked.
+type ChangePasswordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PasswordHash  string                 `protobuf:"bytes,1,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	PreviousHash  string                 `protobuf:"bytes,2,opt,name=previous_hash,json=previousHash,proto3" json:"previous_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ChangePasswordRequest) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetPreviousHash() string {
+	if x != nil {
+		return x.PreviousHash
+	}
+	return ""
+}
+
+// Revocation says which access and refresh tokens no longer count: those
+// of the listed devices issued before not_before_unix_ms. A revoked device
+// has not_before_unix_ms = 2^63-1: every token it holds, whenever issued.
+// The directory publishes one on syncproto.RevocationSubject for each
+// revoking change it commits, and keeps them for syncproto's
+// RevocationRetention (list_revocations).
+type Revocation struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId     string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	UserId          string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeviceIds       []string               `protobuf:"bytes,3,rep,name=device_ids,json=deviceIds,proto3" json:"device_ids,omitempty"`
+	NotBeforeUnixMs int64                  `protobuf:"varint,4,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
+	Reason          RevocationReason       `protobuf:"varint,5,opt,name=reason,proto3,enum=parley.v1.RevocationReason" json:"reason,omitempty"`
+	// When the directory committed it (its leader's clock).
+	RevokedUnixMs int64 `protobuf:"varint,6,opt,name=revoked_unix_ms,json=revokedUnixMs,proto3" json:"revoked_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_parley_v1_core_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Revocation) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Revocation) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Revocation) GetDeviceIds() []string {
+	if x != nil {
+		return x.DeviceIds
+	}
+	return nil
+}
+
+func (x *Revocation) GetNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.NotBeforeUnixMs
+	}
+	return 0
+}
+
+func (x *Revocation) GetReason() RevocationReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RevocationReason_REVOCATION_REASON_UNSPECIFIED
+}
+
+func (x *Revocation) GetRevokedUnixMs() int64 {
+	if x != nil {
+		return x.RevokedUnixMs
+	}
+	return 0
+}
+
+type ListRevocationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Revocations committed at or after this time.
+	SinceUnixMs int64 `protobuf:"varint,1,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	// Continue after this cursor (RevocationList.next); "" from the start.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// Page size (0: 100, at most 500).
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListRevocationsRequest) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *ListRevocationsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListRevocationsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RevocationList struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Revocations []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	// Cursor of the next page; "" when this was the last.
+	Next          string `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationList) Reset() {
+	*x = RevocationList{}
+	mi := &file_parley_v1_core_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationList) ProtoMessage() {}
+
+func (x *RevocationList) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationList.ProtoReflect.Descriptor instead.
+func (*RevocationList) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevocationList) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+func (x *RevocationList) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1824,7 +2218,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2230,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2243,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Member) GetUserId() string {
@@ -1893,7 +2287,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2299,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2312,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Conversation) GetId() string {
@@ -2000,7 +2394,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2406,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2419,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConversationList) GetConversations() []*Conversation {
@@ -2050,7 +2444,7 @@ type CreateConversationRequest struct {
 
 func (x *CreateConversationRequest) Reset() {
 	*x = CreateConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2456,7 @@ func (x *CreateConversationRequest) String() string {
 func (*CreateConversationRequest) ProtoMessage() {}
 
 func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2469,7 @@ func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationRequest.ProtoReflect.Descriptor instead.
 func (*CreateConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateConversationRequest) GetConvId() string {
@@ -2115,7 +2509,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2521,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2534,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetConversationRequest) GetConvId() string {
@@ -2159,7 +2553,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2565,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2578,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListConversationsRequest) GetLimit() uint32 {
@@ -2209,7 +2603,7 @@ type ChangeMembersRequest struct {
 
 func (x *ChangeMembersRequest) Reset() {
 	*x = ChangeMembersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2615,7 @@ func (x *ChangeMembersRequest) String() string {
 func (*ChangeMembersRequest) ProtoMessage() {}
 
 func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2628,7 @@ func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
 func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ChangeMembersRequest) GetConvId() string {
@@ -2280,7 +2674,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xf5\v\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\x92\r\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -2307,8 +2701,10 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x04sync\x18! \x01(\v2\x16.parley.v1.SyncRequestH\x00R\x04sync\x12B\n" +
 	"\fget_receipts\x18\" \x01(\v2\x1d.parley.v1.GetReceiptsRequestH\x00R\vgetReceipts\x12+\n" +
 	"\x06typing\x18# \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12B\n" +
-	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresenceB\x04\n" +
-	"\x02op\"\x98\a\n" +
+	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresence\x12K\n" +
+	"\x0fchange_password\x18% \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12N\n" +
+	"\x10list_revocations\x18& \x01(\v2!.parley.v1.ListRevocationsRequestH\x00R\x0flistRevocationsB\x04\n" +
+	"\x02op\"\x8e\b\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2328,8 +2724,12 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"receiptAck\x12-\n" +
 	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04sync\x124\n" +
 	"\breceipts\x18\" \x01(\v2\x16.parley.v1.ReceiptListH\x00R\breceipts\x125\n" +
-	"\bpresence\x18$ \x01(\v2\x17.parley.v1.PresenceListH\x00R\bpresence\x123\n" +
-	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjectsB\b\n" +
+	"\bpresence\x18$ \x01(\v2\x17.parley.v1.PresenceListH\x00R\bpresence\x12=\n" +
+	"\vrevocations\x18& \x01(\v2\x19.parley.v1.RevocationListH\x00R\vrevocations\x123\n" +
+	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjects\x125\n" +
+	"\n" +
+	"revocation\x18) \x01(\v2\x15.parley.v1.RevocationR\n" +
+	"revocationB\b\n" +
 	"\x06result\"\x13\n" +
 	"\x11RegionInfoRequest\"[\n" +
 	"\n" +
@@ -2360,23 +2760,25 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x0eworkspace_name\x18\x01 \x01(\tR\rworkspaceName\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12#\n" +
-	"\rpassword_hash\x18\x04 \x01(\tR\fpasswordHash\"Z\n" +
+	"\rpassword_hash\x18\x04 \x01(\tR\fpasswordHash\"s\n" +
 	"\x15GetCredentialsRequest\x12%\n" +
 	"\x0eworkspace_name\x18\x01 \x01(\tR\rworkspaceName\x12\x1a\n" +
-	"\busername\x18\x02 \x01(\tR\busername\"W\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"W\n" +
 	"\vCredentials\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.parley.v1.UserR\x04user\x12#\n" +
 	"\rpassword_hash\x18\x02 \x01(\tR\fpasswordHash\"M\n" +
 	"\x12LookupUsersRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\x12\x1c\n" +
-	"\tusernames\x18\x02 \x03(\tR\tusernames\"\xa3\x01\n" +
+	"\tusernames\x18\x02 \x03(\tR\tusernames\"\xdd\x01\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1a\n" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x18\n" +
-	"\arevoked\x18\x06 \x01(\bR\arevoked\"9\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\x128\n" +
+	"\x19tokens_not_before_unix_ms\x18\a \x01(\x03R\x15tokensNotBeforeUnixMs\"9\n" +
 	"\n" +
 	"DeviceList\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.parley.v1.DeviceR\adevices\"G\n" +
@@ -2387,7 +2789,26 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x10GetDeviceRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"2\n" +
 	"\x13RevokeDeviceRequest\x12\x1b\n" +
-	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"l\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"a\n" +
+	"\x15ChangePasswordRequest\x12#\n" +
+	"\rpassword_hash\x18\x01 \x01(\tR\fpasswordHash\x12#\n" +
+	"\rprevious_hash\x18\x02 \x01(\tR\fpreviousHash\"\xf1\x01\n" +
+	"\n" +
+	"Revocation\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"device_ids\x18\x03 \x03(\tR\tdeviceIds\x12+\n" +
+	"\x12not_before_unix_ms\x18\x04 \x01(\x03R\x0fnotBeforeUnixMs\x123\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x1b.parley.v1.RevocationReasonR\x06reason\x12&\n" +
+	"\x0frevoked_unix_ms\x18\x06 \x01(\x03R\rrevokedUnixMs\"h\n" +
+	"\x16ListRevocationsRequest\x12\"\n" +
+	"\rsince_unix_ms\x18\x01 \x01(\x03R\vsinceUnixMs\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"]\n" +
+	"\x0eRevocationList\x127\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x15.parley.v1.RevocationR\vrevocations\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"l\n" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12$\n" +
@@ -2425,7 +2846,11 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x05leave\x18\x05 \x01(\bR\x05leave\x1aL\n" +
 	"\rSetRolesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12%\n" +
-	"\x05value\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x05value:\x028\x01*p\n" +
+	"\x05value\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x05value:\x028\x01*\x83\x01\n" +
+	"\x10RevocationReason\x12!\n" +
+	"\x1dREVOCATION_REASON_UNSPECIFIED\x10\x00\x12$\n" +
+	" REVOCATION_REASON_DEVICE_REVOKED\x10\x01\x12&\n" +
+	"\"REVOCATION_REASON_PASSWORD_CHANGED\x10\x02*p\n" +
 	"\x10ConversationType\x12!\n" +
 	"\x1dCONVERSATION_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_TYPE_DIRECT\x10\x01\x12\x1b\n" +
@@ -2450,108 +2875,119 @@ func file_parley_v1_core_proto_rawDescGZIP() []byte {
 	return file_parley_v1_core_proto_rawDescData
 }
 
-var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_parley_v1_core_proto_goTypes = []any{
-	(ConversationType)(0),             // 0: parley.v1.ConversationType
-	(Role)(0),                         // 1: parley.v1.Role
-	(*Caller)(nil),                    // 2: parley.v1.Caller
-	(*CoreRequest)(nil),               // 3: parley.v1.CoreRequest
-	(*CoreResponse)(nil),              // 4: parley.v1.CoreResponse
-	(*RegionInfoRequest)(nil),         // 5: parley.v1.RegionInfoRequest
-	(*RegionInfo)(nil),                // 6: parley.v1.RegionInfo
-	(*Workspace)(nil),                 // 7: parley.v1.Workspace
-	(*GetWorkspaceRequest)(nil),       // 8: parley.v1.GetWorkspaceRequest
-	(*UpdateWorkspaceRequest)(nil),    // 9: parley.v1.UpdateWorkspaceRequest
-	(*User)(nil),                      // 10: parley.v1.User
-	(*UserList)(nil),                  // 11: parley.v1.UserList
-	(*RegisterUserRequest)(nil),       // 12: parley.v1.RegisterUserRequest
-	(*GetCredentialsRequest)(nil),     // 13: parley.v1.GetCredentialsRequest
-	(*Credentials)(nil),               // 14: parley.v1.Credentials
-	(*LookupUsersRequest)(nil),        // 15: parley.v1.LookupUsersRequest
-	(*Device)(nil),                    // 16: parley.v1.Device
-	(*DeviceList)(nil),                // 17: parley.v1.DeviceList
-	(*RegisterDeviceRequest)(nil),     // 18: parley.v1.RegisterDeviceRequest
-	(*ListDevicesRequest)(nil),        // 19: parley.v1.ListDevicesRequest
-	(*GetDeviceRequest)(nil),          // 20: parley.v1.GetDeviceRequest
-	(*RevokeDeviceRequest)(nil),       // 21: parley.v1.RevokeDeviceRequest
-	(*Member)(nil),                    // 22: parley.v1.Member
-	(*Conversation)(nil),              // 23: parley.v1.Conversation
-	(*ConversationList)(nil),          // 24: parley.v1.ConversationList
-	(*CreateConversationRequest)(nil), // 25: parley.v1.CreateConversationRequest
-	(*GetConversationRequest)(nil),    // 26: parley.v1.GetConversationRequest
-	(*ListConversationsRequest)(nil),  // 27: parley.v1.ListConversationsRequest
-	(*ChangeMembersRequest)(nil),      // 28: parley.v1.ChangeMembersRequest
-	nil,                               // 29: parley.v1.ChangeMembersRequest.SetRolesEntry
-	(*SendRequest)(nil),               // 30: parley.v1.SendRequest
-	(*HistoryRequest)(nil),            // 31: parley.v1.HistoryRequest
-	(*ReceiptReport)(nil),             // 32: parley.v1.ReceiptReport
-	(*SyncRequest)(nil),               // 33: parley.v1.SyncRequest
-	(*GetReceiptsRequest)(nil),        // 34: parley.v1.GetReceiptsRequest
-	(*Typing)(nil),                    // 35: parley.v1.Typing
-	(*GetPresenceRequest)(nil),        // 36: parley.v1.GetPresenceRequest
-	(*Error)(nil),                     // 37: parley.v1.Error
-	(*SendAck)(nil),                   // 38: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 39: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 40: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 41: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 42: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 43: parley.v1.PresenceList
+	(RevocationReason)(0),             // 0: parley.v1.RevocationReason
+	(ConversationType)(0),             // 1: parley.v1.ConversationType
+	(Role)(0),                         // 2: parley.v1.Role
+	(*Caller)(nil),                    // 3: parley.v1.Caller
+	(*CoreRequest)(nil),               // 4: parley.v1.CoreRequest
+	(*CoreResponse)(nil),              // 5: parley.v1.CoreResponse
+	(*RegionInfoRequest)(nil),         // 6: parley.v1.RegionInfoRequest
+	(*RegionInfo)(nil),                // 7: parley.v1.RegionInfo
+	(*Workspace)(nil),                 // 8: parley.v1.Workspace
+	(*GetWorkspaceRequest)(nil),       // 9: parley.v1.GetWorkspaceRequest
+	(*UpdateWorkspaceRequest)(nil),    // 10: parley.v1.UpdateWorkspaceRequest
+	(*User)(nil),                      // 11: parley.v1.User
+	(*UserList)(nil),                  // 12: parley.v1.UserList
+	(*RegisterUserRequest)(nil),       // 13: parley.v1.RegisterUserRequest
+	(*GetCredentialsRequest)(nil),     // 14: parley.v1.GetCredentialsRequest
+	(*Credentials)(nil),               // 15: parley.v1.Credentials
+	(*LookupUsersRequest)(nil),        // 16: parley.v1.LookupUsersRequest
+	(*Device)(nil),                    // 17: parley.v1.Device
+	(*DeviceList)(nil),                // 18: parley.v1.DeviceList
+	(*RegisterDeviceRequest)(nil),     // 19: parley.v1.RegisterDeviceRequest
+	(*ListDevicesRequest)(nil),        // 20: parley.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),          // 21: parley.v1.GetDeviceRequest
+	(*RevokeDeviceRequest)(nil),       // 22: parley.v1.RevokeDeviceRequest
+	(*ChangePasswordRequest)(nil),     // 23: parley.v1.ChangePasswordRequest
+	(*Revocation)(nil),                // 24: parley.v1.Revocation
+	(*ListRevocationsRequest)(nil),    // 25: parley.v1.ListRevocationsRequest
+	(*RevocationList)(nil),            // 26: parley.v1.RevocationList
+	(*Member)(nil),                    // 27: parley.v1.Member
+	(*Conversation)(nil),              // 28: parley.v1.Conversation
+	(*ConversationList)(nil),          // 29: parley.v1.ConversationList
+	(*CreateConversationRequest)(nil), // 30: parley.v1.CreateConversationRequest
+	(*GetConversationRequest)(nil),    // 31: parley.v1.GetConversationRequest
+	(*ListConversationsRequest)(nil),  // 32: parley.v1.ListConversationsRequest
+	(*ChangeMembersRequest)(nil),      // 33: parley.v1.ChangeMembersRequest
+	nil,                               // 34: parley.v1.ChangeMembersRequest.SetRolesEntry
+	(*SendRequest)(nil),               // 35: parley.v1.SendRequest
+	(*HistoryRequest)(nil),            // 36: parley.v1.HistoryRequest
+	(*ReceiptReport)(nil),             // 37: parley.v1.ReceiptReport
+	(*SyncRequest)(nil),               // 38: parley.v1.SyncRequest
+	(*GetReceiptsRequest)(nil),        // 39: parley.v1.GetReceiptsRequest
+	(*Typing)(nil),                    // 40: parley.v1.Typing
+	(*GetPresenceRequest)(nil),        // 41: parley.v1.GetPresenceRequest
+	(*Error)(nil),                     // 42: parley.v1.Error
+	(*SendAck)(nil),                   // 43: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 44: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 45: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 46: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 47: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 48: parley.v1.PresenceList
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
-	2,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
-	5,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
-	12, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
-	13, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
-	15, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
-	18, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
-	19, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
-	20, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
-	21, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
-	8,  // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
-	9,  // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
-	25, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	26, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
-	27, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
-	28, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
-	30, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
-	31, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
-	32, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
-	33, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
-	34, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
-	35, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
-	36, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
-	37, // 22: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	6,  // 23: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	10, // 24: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	14, // 25: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	11, // 26: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	16, // 27: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	17, // 28: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	7,  // 29: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
-	23, // 30: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	24, // 31: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	38, // 32: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	39, // 33: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	40, // 34: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	41, // 35: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	42, // 36: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	43, // 37: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	10, // 38: parley.v1.UserList.users:type_name -> parley.v1.User
-	10, // 39: parley.v1.Credentials.user:type_name -> parley.v1.User
-	16, // 40: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	1,  // 41: parley.v1.Member.role:type_name -> parley.v1.Role
-	0,  // 42: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	22, // 43: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	23, // 44: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	0,  // 45: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	29, // 46: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	1,  // 47: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	3,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
+	6,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
+	13, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
+	14, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
+	16, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
+	19, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
+	20, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
+	21, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
+	22, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
+	9,  // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
+	10, // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
+	30, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	31, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
+	32, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
+	33, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
+	35, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
+	36, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
+	37, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
+	38, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
+	39, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
+	40, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
+	41, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
+	23, // 22: parley.v1.CoreRequest.change_password:type_name -> parley.v1.ChangePasswordRequest
+	25, // 23: parley.v1.CoreRequest.list_revocations:type_name -> parley.v1.ListRevocationsRequest
+	42, // 24: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	7,  // 25: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	11, // 26: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	15, // 27: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	12, // 28: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	17, // 29: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	18, // 30: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	8,  // 31: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	28, // 32: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	29, // 33: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	43, // 34: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	44, // 35: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	45, // 36: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	46, // 37: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	47, // 38: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	48, // 39: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	26, // 40: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
+	24, // 41: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
+	11, // 42: parley.v1.UserList.users:type_name -> parley.v1.User
+	11, // 43: parley.v1.Credentials.user:type_name -> parley.v1.User
+	17, // 44: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	0,  // 45: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
+	24, // 46: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
+	2,  // 47: parley.v1.Member.role:type_name -> parley.v1.Role
+	1,  // 48: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	27, // 49: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	28, // 50: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	1,  // 51: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	34, // 52: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	2,  // 53: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -2586,6 +3022,8 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_GetReceipts)(nil),
 		(*CoreRequest_Typing)(nil),
 		(*CoreRequest_GetPresence)(nil),
+		(*CoreRequest_ChangePassword)(nil),
+		(*CoreRequest_ListRevocations)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -2603,6 +3041,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Sync)(nil),
 		(*CoreResponse_Receipts)(nil),
 		(*CoreResponse_Presence)(nil),
+		(*CoreResponse_Revocations)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
@@ -2610,8 +3049,8 @@ func file_parley_v1_core_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_core_proto_rawDesc), len(file_parley_v1_core_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   28,
+			NumEnums:      3,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,6 +41,9 @@ const (
 	Code_CODE_TIMEOUT             Code = 12
 	Code_CODE_INVALID_ARGUMENT    Code = 13
 	Code_CODE_NOT_MEMBER          Code = 14
+	// The device's access was taken away (the device was revoked, or the
+	// user's password changed on another device): log in again.
+	Code_CODE_REVOKED Code = 15
 )
 
 // Enum value maps for Code.
@@ -61,6 +64,7 @@ var (
 		12: "CODE_TIMEOUT",
 		13: "CODE_INVALID_ARGUMENT",
 		14: "CODE_NOT_MEMBER",
+		15: "CODE_REVOKED",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":                  0,
@@ -78,6 +82,7 @@ var (
 		"CODE_TIMEOUT":             12,
 		"CODE_INVALID_ARGUMENT":    13,
 		"CODE_NOT_MEMBER":          14,
+		"CODE_REVOKED":             15,
 	}
 )
 
@@ -178,7 +183,7 @@ const file_parley_v1_error_proto_rawDesc = "" +
 	"\x05Error\x12#\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0f.parley.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
-	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs*\xc8\x02\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs*\xda\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x12\n" +
 	"\x0eCODE_MALFORMED\x10\x01\x12\x18\n" +
@@ -195,7 +200,8 @@ const file_parley_v1_error_proto_rawDesc = "" +
 	"\rCODE_INTERNAL\x10\v\x12\x10\n" +
 	"\fCODE_TIMEOUT\x10\f\x12\x19\n" +
 	"\x15CODE_INVALID_ARGUMENT\x10\r\x12\x13\n" +
-	"\x0fCODE_NOT_MEMBER\x10\x0eB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
+	"\x0fCODE_NOT_MEMBER\x10\x0e\x12\x10\n" +
+	"\fCODE_REVOKED\x10\x0fB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
 
 var (
 	file_parley_v1_error_proto_rawDescOnce sync.Once

@@ -43,6 +43,7 @@ type Command struct {
 	//	*Command_RegisterDevice
 	//	*Command_RevokeDevice
 	//	*Command_UpdateWorkspace
+	//	*Command_ChangePassword
 	//	*Command_CreateConversation
 	//	*Command_ChangeMembers
 	//	*Command_Send
@@ -154,6 +155,15 @@ func (x *Command) GetUpdateWorkspace() *syncpb.UpdateWorkspaceRequest {
 	return nil
 }
 
+func (x *Command) GetChangePassword() *syncpb.ChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateConversation() *syncpb.CreateConversationRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateConversation); ok {
@@ -217,6 +227,10 @@ type Command_UpdateWorkspace struct {
 	UpdateWorkspace *syncpb.UpdateWorkspaceRequest `protobuf:"bytes,13,opt,name=update_workspace,json=updateWorkspace,proto3,oneof"`
 }
 
+type Command_ChangePassword struct {
+	ChangePassword *syncpb.ChangePasswordRequest `protobuf:"bytes,14,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
 type Command_CreateConversation struct {
 	CreateConversation *syncpb.CreateConversationRequest `protobuf:"bytes,20,opt,name=create_conversation,json=createConversation,proto3,oneof"`
 }
@@ -240,6 +254,8 @@ func (*Command_RegisterDevice) isCommand_Op() {}
 func (*Command_RevokeDevice) isCommand_Op() {}
 
 func (*Command_UpdateWorkspace) isCommand_Op() {}
+
+func (*Command_ChangePassword) isCommand_Op() {}
 
 func (*Command_CreateConversation) isCommand_Op() {}
 
@@ -433,7 +449,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xf7\x05\n" +
+	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xc4\x06\n" +
 	"\aCommand\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12\x1c\n" +
 	"\n" +
@@ -444,7 +460,8 @@ const file_command_proto_rawDesc = "" +
 	" \x01(\v2\x1e.parley.v1.RegisterUserRequestH\x00R\fregisterUser\x12K\n" +
 	"\x0fregister_device\x18\v \x01(\v2 .parley.v1.RegisterDeviceRequestH\x00R\x0eregisterDevice\x12E\n" +
 	"\rrevoke_device\x18\f \x01(\v2\x1e.parley.v1.RevokeDeviceRequestH\x00R\frevokeDevice\x12N\n" +
-	"\x10update_workspace\x18\r \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12W\n" +
+	"\x10update_workspace\x18\r \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12K\n" +
+	"\x0fchange_password\x18\x0e \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12W\n" +
 	"\x13create_conversation\x18\x14 \x01(\v2$.parley.v1.CreateConversationRequestH\x00R\x12createConversation\x12H\n" +
 	"\x0echange_members\x18\x15 \x01(\v2\x1f.parley.v1.ChangeMembersRequestH\x00R\rchangeMembers\x12,\n" +
 	"\x04send\x18\x16 \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x124\n" +
@@ -486,10 +503,11 @@ var file_command_proto_goTypes = []any{
 	(*syncpb.RegisterDeviceRequest)(nil),     // 6: parley.v1.RegisterDeviceRequest
 	(*syncpb.RevokeDeviceRequest)(nil),       // 7: parley.v1.RevokeDeviceRequest
 	(*syncpb.UpdateWorkspaceRequest)(nil),    // 8: parley.v1.UpdateWorkspaceRequest
-	(*syncpb.CreateConversationRequest)(nil), // 9: parley.v1.CreateConversationRequest
-	(*syncpb.ChangeMembersRequest)(nil),      // 10: parley.v1.ChangeMembersRequest
-	(*syncpb.SendRequest)(nil),               // 11: parley.v1.SendRequest
-	(*syncpb.ReceiptReport)(nil),             // 12: parley.v1.ReceiptReport
+	(*syncpb.ChangePasswordRequest)(nil),     // 9: parley.v1.ChangePasswordRequest
+	(*syncpb.CreateConversationRequest)(nil), // 10: parley.v1.CreateConversationRequest
+	(*syncpb.ChangeMembersRequest)(nil),      // 11: parley.v1.ChangeMembersRequest
+	(*syncpb.SendRequest)(nil),               // 12: parley.v1.SendRequest
+	(*syncpb.ReceiptReport)(nil),             // 13: parley.v1.ReceiptReport
 }
 var file_command_proto_depIdxs = []int32{
 	4,  // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
@@ -497,16 +515,17 @@ var file_command_proto_depIdxs = []int32{
 	6,  // 2: parley.core.v1.Command.register_device:type_name -> parley.v1.RegisterDeviceRequest
 	7,  // 3: parley.core.v1.Command.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
 	8,  // 4: parley.core.v1.Command.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
-	9,  // 5: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	10, // 6: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
-	11, // 7: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
-	12, // 8: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
-	2,  // 9: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 5: parley.core.v1.Command.change_password:type_name -> parley.v1.ChangePasswordRequest
+	10, // 6: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	11, // 7: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
+	12, // 8: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
+	13, // 9: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
+	2,  // 10: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -519,6 +538,7 @@ func file_command_proto_init() {
 		(*Command_RegisterDevice)(nil),
 		(*Command_RevokeDevice)(nil),
 		(*Command_UpdateWorkspace)(nil),
+		(*Command_ChangePassword)(nil),
 		(*Command_CreateConversation)(nil),
 		(*Command_ChangeMembers)(nil),
 		(*Command_Send)(nil),
