@@ -456,10 +456,20 @@ func TestDeterministicReplicas(t *testing.T) {
 			if d := h.do(callers[rng.IntN(len(callers))], registerDevice("d")).GetDevice(); d != nil {
 				devices = append(devices, d.Id)
 			}
-		default:
+		case r < 9:
 			if len(devices) > 0 {
 				h.do(callers[rng.IntN(len(callers))], revoke(devices[rng.IntN(len(devices))]))
 			}
+		default:
+			// Now and then a day passes: old revocations are pruned.
+			if rng.IntN(20) == 0 {
+				h.now = h.now.Add(syncproto.RevocationRetention)
+			}
+			c := proto.Clone(callers[rng.IntN(len(callers))]).(*syncpb.Caller)
+			if len(devices) > 0 {
+				c.DeviceId = devices[rng.IntN(len(devices))]
+			}
+			h.do(c, changePassword(fmt.Sprintf("$h%d", rng.IntN(2)), fmt.Sprintf("$h%d", rng.IntN(2))))
 		}
 	}
 	want := dumpGroup(t, h.db)
