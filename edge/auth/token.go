@@ -78,7 +78,7 @@ type Claims struct {
 	DeviceID    string
 	IssuedAt    time.Time
 	ExpiresAt   time.Time
-	// TokenID is random per token (hex), for logs and future revocation lists.
+	// TokenID is random per token (hex), for logs.
 	TokenID string
 }
 
