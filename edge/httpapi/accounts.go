@@ -205,6 +205,9 @@ func (a *API) refresh(c *call) error {
 	if dev.Revoked {
 		return syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device has been revoked")
 	}
+	if err := checkNotBefore(claims, dev); err != nil {
+		return err
+	}
 	return a.issue(c, claims.WorkspaceID, nil, dev)
 }
 
@@ -299,8 +302,9 @@ func (a *API) listDevices(c *call) error {
 	return nil
 }
 
-// revokeDevice: DELETE /v1/devices/{id}. Its refresh token stops working
-// at once; access tokens already issued run out within AccessTTL.
+// revokeDevice: DELETE /v1/devices/{id} (a device's log out when it is
+// the caller's own). Its tokens, access and refresh, stop working at once
+// on every edge, and its live sessions end.
 func (a *API) revokeDevice(c *call) error {
 	id := c.r.PathValue("id")
 	if err := checkID("device id", id); err != nil {

@@ -103,7 +103,11 @@ func (c *call) decode(v any) error {
 // verified token's identity (none on routes without auth).
 func (a *API) callCore(c *call, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
 	req.Caller = c.caller()
-	return a.core.Call(c.ctx, req)
+	resp, err := a.core.Call(c.ctx, req)
+	if rv := resp.GetRevocation(); err == nil && rv != nil && a.revoked != nil {
+		a.revoked(rv) // this edge refuses the tokens before answering
+	}
+	return resp, err
 }
 
 // missing is the error for a core answer that lacks its result.
