@@ -208,8 +208,11 @@ func TestWatchSharesSubscriptions(t *testing.T) {
 	if n := s.Watched(); n != 2 {
 		t.Fatalf("watched %d users, want 2", n)
 	}
+	// Changes carry a time after the lookups' (the fake core's states have
+	// none), so the edge's look-up again of new subscriptions, whenever it
+	// lands, cannot undo them.
 	pub := func(user string, online bool) {
-		b, _ := proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{{UserId: user, Online: online}}})
+		b, _ := proto.Marshal(&syncpb.Deliver{Presence: []*syncpb.PresenceUpdate{{UserId: user, Online: online, LastSeenUnixMs: 1}}})
 		if err := obs.Publish(syncproto.PresenceUserSubject(syncproto.DefaultRegion, user), b); err != nil {
 			t.Fatal(err)
 		}
