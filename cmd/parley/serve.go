@@ -44,6 +44,8 @@ type serveConfig struct {
 	// workspace ids with presence off.
 	PresenceInterval, PresenceLease time.Duration
 	PresenceOff                     []string
+	// AccessTTL is the access token lifetime (0: the default, 15 min).
+	AccessTTL time.Duration
 }
 
 // system is a running `parley serve`.
@@ -98,6 +100,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		HTTPAddr:       cfg.HTTPAddr,
 		NATS:           s.nc,
 		TokenKeys:      keys,
+		AccessTTL:      cfg.AccessTTL,
 		UserRate:       rate.Limit(cfg.UserRate),
 		UserBurst:      cfg.UserBurst,
 		IPRate:         rate.Limit(cfg.IPRate),
