@@ -8,7 +8,10 @@
 // each message with the same client_msg_id until the server answers,
 // optionally kept on disk across app restarts (Config.OutboxPath).
 // Typing indicators go as datagrams where the connection has them and
-// expire by themselves (Typing, Config.OnTyping).
+// expire by themselves (Typing, Config.OnTyping). A session outlives its
+// access token by sending the edge a fresh one before it expires (Reauth,
+// Config.Refresh); when the device's access is revoked, the Client stops
+// for good and Err says why (REVOKED).
 //
 // Scripts that only need request/response can use client/rest instead.
 package client
@@ -40,12 +43,22 @@ const (
 // ErrClosed is returned by calls on a closed Client.
 var ErrClosed = errors.New("client: closed")
 
+// reauthRetry bounds the wait between failed Reauth attempts.
+const reauthRetry = time.Second
+
 // Config configures a Client. Dial and Token are required.
 type Config struct {
 	Dial Dialer
 	// Token returns a valid access token; it is called for every
 	// connection, so it should refresh an expired one (client/rest does).
 	Token func(ctx context.Context) (string, error)
+	// Refresh, when set, returns a new access token for the same device
+	// (client/rest's RefreshAccess). The client calls it before the
+	// session's token expires and hands the new one to the edge (Reauth),
+	// so the session is not cut; and before reconnecting when the edge
+	// said the token expired. Without it Token is called then, and the
+	// session ends at expiry unless Token returns a fresher token.
+	Refresh func(ctx context.Context) (string, error)
 	// DeviceID is the device the token was issued for ("" takes the
 	// token's).
 	DeviceID   string
@@ -109,7 +122,7 @@ type Client struct {
 	mu       sync.Mutex
 	cur      *link
 	up       chan struct{} // closed while cur is set; replaced when it drops
-	user     string // this device's user, from the last Welcome
+	user     string        // this device's user, from the last Welcome
 	marks    map[string]uint64
 	last     map[string]uint64 // highest seq known to exist per conversation
 	reads    map[string]uint64 // this user's read position per conversation
@@ -126,6 +139,8 @@ type Client struct {
 	watch    []string // the Presence choice; nil: the default
 	conns    int
 	typers   *typers
+	endErr   error // why the Client stopped (REVOKED, or ErrClosed)
+	stale    bool  // the edge said the token expired: refresh before the next hello
 }
 
 type outItem struct {
@@ -195,9 +210,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 }
 
-// Close ends the session; Sends still waiting fail with ErrClosed.
+// Close ends the session; Sends still waiting fail with ErrClosed (or
+// with the error that stopped the Client, see Err).
 func (c *Client) Close() error {
-	c.cancel()
+	c.finish(ErrClosed)
 	c.mu.Lock()
 	if c.cur != nil {
 		c.cur.fail(ErrClosed)
@@ -207,7 +223,7 @@ func (c *Client) Close() error {
 	c.typers.close()
 	c.mu.Lock()
 	for _, it := range c.outbox {
-		it.err = ErrClosed
+		it.err = c.endErr
 		close(it.done)
 	}
 	c.outbox = nil
@@ -217,6 +233,42 @@ func (c *Client) Close() error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// finish stops the Client for good with err (the first reason sticks).
+func (c *Client) finish(err error) {
+	c.mu.Lock()
+	if c.endErr == nil {
+		c.endErr = err
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// Done is closed when the Client stops: after Close, or when the edge
+// revoked the device's access (then it does not reconnect; log in again
+// and Dial a new Client).
+func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
+
+// Err is nil while the Client runs; then ErrClosed after Close, or the
+// *syncproto.Error that stopped it: errors.Is(err, syncproto.ErrRevoked)
+// when the device's access was revoked (the device was revoked, or the
+// password changed on another device).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.endErr == nil && c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return c.endErr
+}
+
+// errOrClosed is Err for a Client known to have stopped.
+func (c *Client) errOrClosed() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
 }
 
 // Watermarks returns the device's position: per conversation, the highest
@@ -253,6 +305,12 @@ func (c *Client) run() {
 				c.welcomed <- err
 				return
 			}
+			if revoked(err) {
+				c.log.Info("access revoked; not reconnecting", "err", err)
+				c.finish(err)
+				return
+			}
+			c.noteExpired(err)
 			attempt++
 			c.log.Debug("connect failed", "attempt", attempt, "err", err)
 			c.sleep(attempt)
@@ -270,8 +328,9 @@ func (c *Client) run() {
 			first = false
 		}
 		c.wake(c.outC)
-		c.wg.Add(1)
+		c.wg.Add(2)
 		go c.keepalive(l)
+		go c.reauth(l)
 		if dg, ok := inner(l.t).(datagrammer); ok {
 			c.wg.Add(1)
 			go c.readDatagrams(l, dg)
@@ -287,6 +346,12 @@ func (c *Client) run() {
 		c.up = make(chan struct{})
 		c.mu.Unlock()
 		c.log.Debug("session ended", "err", err)
+		if revoked(err) {
+			c.log.Info("access revoked; not reconnecting", "err", err)
+			c.finish(err)
+			return
+		}
+		c.noteExpired(err)
 		if c.ctx.Err() == nil {
 			attempt++
 			c.sleep(attempt)
@@ -331,12 +396,40 @@ func (c *Client) keepalive(l *link) {
 
 // fatal errors are not fixed by retrying the same hello.
 func fatal(err error) bool {
-	switch syncproto.CodeOf(err) {
+	switch wireCode(err) {
 	case syncpb.Code_CODE_UNAUTHENTICATED, syncpb.Code_CODE_FORBIDDEN, syncpb.Code_CODE_UNSUPPORTED_VERSION,
-		syncpb.Code_CODE_INVALID_ARGUMENT, syncpb.Code_CODE_MALFORMED:
+		syncpb.Code_CODE_INVALID_ARGUMENT, syncpb.Code_CODE_MALFORMED, syncpb.Code_CODE_REVOKED:
 		return true
 	}
 	return false
+}
+
+// revoked reports whether err says the device's access was revoked: by
+// the edge, or by the HTTP API behind Config.Token or Config.Refresh.
+func revoked(err error) bool { return wireCode(err) == syncpb.Code_CODE_REVOKED }
+
+// wireCode is the wire code of err: of a *syncproto.Error in its chain,
+// or of an error that carries one (client/rest's Error).
+func wireCode(err error) syncpb.Code {
+	var w interface{ Wire() *syncproto.Error }
+	if errors.As(err, &w) {
+		return w.Wire().Code
+	}
+	var e *syncproto.Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return syncpb.Code_CODE_OK
+}
+
+// noteExpired remembers that the edge refused or ended a session for an
+// expired token: the next connection refreshes first.
+func (c *Client) noteExpired(err error) {
+	if wireCode(err) == syncpb.Code_CODE_TOKEN_EXPIRED {
+		c.mu.Lock()
+		c.stale = true
+		c.mu.Unlock()
+	}
 }
 
 // retryWait waits before retrying after err: the server's Retry-After
@@ -371,7 +464,15 @@ func (c *Client) sleep(attempt int) {
 func (c *Client) connect() (*link, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
 	defer cancel()
-	tok, err := c.cfg.Token(ctx)
+	c.mu.Lock()
+	stale := c.stale && c.cfg.Refresh != nil
+	c.stale = false
+	c.mu.Unlock()
+	get := c.cfg.Token
+	if stale {
+		get = c.cfg.Refresh
+	}
+	tok, err := get(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("client: token: %w", err)
 	}
@@ -402,6 +503,7 @@ func (c *Client) connect() (*link, error) {
 	}
 	l := newLink(t)
 	l.welcome = f.GetWelcome()
+	l.token = tok
 	l.nextID.Store(1)
 	return l, nil
 }
@@ -697,7 +799,7 @@ func (c *Client) request(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, e
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-c.ctx.Done():
-				return nil, ErrClosed
+				return nil, c.errOrClosed()
 			}
 		}
 		r, err := l.request(ctx, proto.Clone(f).(*syncpb.Frame))

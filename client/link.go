@@ -80,6 +80,7 @@ var errLinkDown = syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "connection los
 type link struct {
 	t       Transport
 	welcome *syncpb.Welcome
+	token   string // the access token the session runs on (reauth's goroutine owns it)
 	nextID  atomic.Uint64
 
 	wmu sync.Mutex // serializes WriteFrame

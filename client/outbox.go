@@ -27,8 +27,12 @@ func (c *Client) Send(ctx context.Context, req *syncpb.SendRequest) (*syncpb.Sen
 	it := &outItem{req: req, done: make(chan struct{})}
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
+		err := c.endErr
 		c.mu.Unlock()
-		return nil, ErrClosed
+		if err == nil {
+			err = ErrClosed
+		}
+		return nil, err
 	}
 	if c.box != nil {
 		if err := c.box.add(req); err != nil {
@@ -42,6 +46,15 @@ func (c *Client) Send(ctx context.Context, req *syncpb.SendRequest) (*syncpb.Sen
 	select {
 	case <-it.done:
 		return it.ack, it.err
+	case <-c.ctx.Done():
+		select {
+		case <-it.done: // answered as the Client stopped
+			return it.ack, it.err
+		default:
+		}
+		// Stopped (revoked, say): the message stays in the outbox (and
+		// its file), unsent.
+		return nil, c.errOrClosed()
 	case <-ctx.Done():
 		c.mu.Lock()
 		it.abandoned = true

@@ -175,7 +175,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("core: %w", err)
 	}
 
-	dir, err := directory.New(n.db, directory.Config{Group: dirGroup, Sync: n.syncer.Sync, Logger: n.log})
+	dir, err := directory.New(n.db, directory.Config{Group: dirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations, Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("core: directory state: %w", err)
 	}

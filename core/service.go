@@ -241,7 +241,8 @@ func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreReq
 	case *syncpb.CoreRequest_RegisterUser, *syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers,
 		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
 		*syncpb.CoreRequest_RevokeDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_UpdateWorkspace,
-		*syncpb.CoreRequest_StartTokenFamily, *syncpb.CoreRequest_RotateRefresh:
+		*syncpb.CoreRequest_StartTokenFamily, *syncpb.CoreRequest_RotateRefresh,
+		*syncpb.CoreRequest_ChangePassword, *syncpb.CoreRequest_ListRevocations:
 		return n.execute(ctx, dirGroup, req)
 	case nil:
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation"))
@@ -278,7 +279,8 @@ func isRead(req *syncpb.CoreRequest) bool {
 	case *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ListConversations, *syncpb.CoreRequest_History,
 		*syncpb.CoreRequest_Sync, *syncpb.CoreRequest_GetReceipts,
 		*syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers, *syncpb.CoreRequest_ListDevices,
-		*syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_GetPresence:
+		*syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_GetPresence,
+		*syncpb.CoreRequest_ListRevocations:
 		return true
 	}
 	return false

@@ -25,9 +25,11 @@ import (
 	"github.com/parley-chat/parley/edge/internal/schedload"
 	"github.com/parley-chat/parley/edge/presence"
 	"github.com/parley-chat/parley/edge/quicport"
+	"github.com/parley-chat/parley/edge/revoke"
 	"github.com/parley-chat/parley/edge/session"
 	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
 // Defaults for Config's zero values.
@@ -57,11 +59,16 @@ type Config struct {
 	Region string
 	// TokenKeys sign (the first) and verify (all) tokens; see auth.Key.
 	TokenKeys []auth.Key
-	// AccessTTL and RefreshTTL are token lifetimes (defaults 15 min, 30 days).
+	// AccessTTL and RefreshTTL are token lifetimes (defaults 15 min, 30
+	// days). AccessTTL is at most syncproto.RevocationRetention, the time
+	// the directory keeps revocations for edges that missed them.
 	AccessTTL, RefreshTTL time.Duration
 	// RefreshGrace is how long a replaced refresh token still gets the same
 	// new one (default 30 s; negative: none); see auth.Config.
 	RefreshGrace time.Duration
+	// MaxRevocations bounds the revoked devices the edge remembers (see
+	// auth.RevocationsConfig; default auth.DefaultMaxRevocations).
+	MaxRevocations int
 	// Argon2 are the password hashing costs (default OWASP's).
 	Argon2 auth.Argon2Params
 	// MaxBodyBytes bounds request bodies (default 256 KiB).
@@ -132,6 +139,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: ShutdownTimeout %v is negative", c.ShutdownTimeout)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: RequestTimeout %v is negative", c.RequestTimeout)
+	case c.AccessTTL > syncproto.RevocationRetention:
+		return fmt.Errorf("edge: AccessTTL %v is longer than the %v revocations are kept", c.AccessTTL, syncproto.RevocationRetention)
+	case c.MaxRevocations < 0:
+		return fmt.Errorf("edge: MaxRevocations %d is negative", c.MaxRevocations)
 	}
 	if err := c.authConfig().Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -154,6 +165,8 @@ type Edge struct {
 	log      *slog.Logger
 	ln       net.Listener
 	srv      *http.Server
+	revoked  *revoke.Follower
+	readyBy  time.Duration // how long Run waits for the first revocation catch-up
 	nc       *nats.Conn
 	ownNC    bool
 	direct   []*nats.Conn // pinned to one server each; owned
@@ -192,10 +205,18 @@ func New(cfg Config) (*Edge, error) {
 	if timeout == 0 {
 		timeout = httpapi.DefaultRequestTimeout
 	}
-	au, err := auth.New(cfg.authConfig())
+	revs, err := auth.NewRevocations(auth.RevocationsConfig{TTL: cfg.AccessTTL, MaxEntries: cfg.MaxRevocations,
+		Logger: e.log.With("part", "revoke"), Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	acfg := cfg.authConfig()
+	acfg.Revocations = revs
+	au, err := auth.New(acfg)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.readyBy = min(timeout, 5*time.Second)
 	e.nc = cfg.NATS
 	if e.nc == nil {
 		// Pings every second, 3 unanswered: a path that silently drops
@@ -229,8 +250,15 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
+	e.revoked, err = revoke.New(revoke.Config{Conn: e.nc, Core: e.rpc, Region: e.rpc.Region(), Set: revs, TTL: au.AccessTTL(),
+		// Sessions exist by the time the first revocation arrives (Run).
+		OnRevoke: func(rv *syncpb.Revocation) { e.sessions.Revoke(rv) },
+		Logger:   e.log.With("part", "revoke"), Now: cfg.Now})
+	if err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
 	api, err := httpapi.New(httpapi.Config{
-		Core: e.rpc, Auth: au, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: timeout,
+		Core: e.rpc, Auth: au, Revoked: e.revoked.Apply, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: timeout,
 		UserRate: cfg.UserRate, UserBurst: cfg.UserBurst, IPRate: cfg.IPRate, IPBurst: cfg.IPBurst,
 		LoginThrottle: cfg.LoginThrottle, CORS: cfg.CORS,
 		Logger: e.log.With("part", "httpapi"), Now: cfg.Now,
@@ -249,10 +277,14 @@ func New(cfg Config) (*Edge, error) {
 		// was down reached nobody here: sessions resync, watched users are
 		// looked up again.
 		e.nc.SetReconnectHandler(func(*nats.Conn) {
-			e.log.Info("NATS connection restored: sessions resync, presence is looked up again")
+			e.log.Info("NATS connection restored: sessions resync, presence and revocations are looked up again")
+			e.revoked.Reconnected()
 			e.hub.Reconnected()
 			e.pres.Reconnected()
 		})
+		// Revocations published while it is down reach nobody here: tokens
+		// wait for the catch-up after it comes back.
+		e.nc.SetDisconnectErrHandler(func(*nats.Conn, error) { e.revoked.Disconnected() })
 	}
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, Presence: presenceAdapter{e.pres}, RequestTimeout: timeout,
@@ -353,11 +385,24 @@ func (e *Edge) Run(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopPresence := e.runPresence()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		e.learnRegion(wctx)
 	}()
+	go func() {
+		defer wg.Done()
+		if err := e.revoked.Run(wctx); err != nil {
+			e.log.Error("revocations are not followed: every token is refused", "err", err)
+		}
+	}()
+	// Tokens are refused (UNAVAILABLE) until the edge knows what was
+	// revoked; give the first catch-up a moment before serving.
+	rctx, rcancel := context.WithTimeout(wctx, e.readyBy)
+	if err := e.revoked.WaitReady(rctx); err != nil && wctx.Err() == nil {
+		e.log.Warn("revocations not caught up yet: tokens are refused until they are", "err", err)
+	}
+	rcancel()
 
 	served := make(chan error, 1)
 	go func() { served <- e.srv.Serve(e.ln) }()

@@ -38,6 +38,7 @@ var (
 	ErrInvalidArgument    = &Error{Code: syncpb.Code_CODE_INVALID_ARGUMENT}
 	ErrNotMember          = &Error{Code: syncpb.Code_CODE_NOT_MEMBER}
 	ErrRefreshTokenReused = &Error{Code: syncpb.Code_CODE_REFRESH_TOKEN_REUSED}
+	ErrRevoked            = &Error{Code: syncpb.Code_CODE_REVOKED}
 )
 
 // Errorf returns an *Error with code and a user-safe formatted message.
@@ -125,7 +126,8 @@ func HTTPStatus(c syncpb.Code) int {
 		return http.StatusOK
 	case syncpb.Code_CODE_MALFORMED, syncpb.Code_CODE_INVALID_ARGUMENT, syncpb.Code_CODE_UNSUPPORTED_VERSION:
 		return http.StatusBadRequest
-	case syncpb.Code_CODE_UNAUTHENTICATED, syncpb.Code_CODE_TOKEN_EXPIRED, syncpb.Code_CODE_REFRESH_TOKEN_REUSED:
+	case syncpb.Code_CODE_UNAUTHENTICATED, syncpb.Code_CODE_TOKEN_EXPIRED, syncpb.Code_CODE_REFRESH_TOKEN_REUSED,
+		syncpb.Code_CODE_REVOKED:
 		return http.StatusUnauthorized
 	case syncpb.Code_CODE_FORBIDDEN, syncpb.Code_CODE_NOT_MEMBER:
 		return http.StatusForbidden

@@ -37,6 +37,7 @@ var codeTable = []struct {
 	{syncpb.Code_CODE_INVALID_ARGUMENT, ErrInvalidArgument, "invalid_argument", http.StatusBadRequest, false},
 	{syncpb.Code_CODE_NOT_MEMBER, ErrNotMember, "not_member", http.StatusForbidden, false},
 	{syncpb.Code_CODE_REFRESH_TOKEN_REUSED, ErrRefreshTokenReused, "refresh_token_reused", http.StatusUnauthorized, false},
+	{syncpb.Code_CODE_REVOKED, ErrRevoked, "revoked", http.StatusUnauthorized, false},
 }
 
 func TestCodes(t *testing.T) {

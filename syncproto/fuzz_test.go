@@ -71,7 +71,7 @@ func reencode(t *testing.T, f *syncpb.Frame) []byte {
 }
 
 func FuzzDecodeFrame(f *testing.F) {
-	addGolden(f, func(name string) bool { return !isCore(name) })
+	addGolden(f, func(name string) bool { return !isCore(name) && name != "revocation" })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, n, err := DecodeFrame(data, fuzzMaxSize)
 		// A stream of the same bytes reads the same frame, then ends.
@@ -123,7 +123,7 @@ func FuzzFrameReader(f *testing.F) {
 		}
 	}
 	f.Add(all)
-	addGolden(f, func(name string) bool { return !isCore(name) })
+	addGolden(f, func(name string) bool { return !isCore(name) && name != "revocation" })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		read := func(r io.Reader) ([]*syncpb.Frame, error) {
 			fr := NewFrameReader(r, fuzzMaxSize)
@@ -215,5 +215,36 @@ func FuzzCoreResponse(f *testing.F) {
 	addGolden(f, func(name string) bool { return strings.Contains(name, "core_response") })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzCoreMessage[syncpb.CoreResponse](t, data)
+	})
+}
+
+// FuzzRevocation decodes a message of RevocationSubject: a decoder error
+// is MALFORMED or INVALID_ARGUMENT, and what decodes is valid, re-encodes
+// deterministically, and decodes back equal.
+func FuzzRevocation(f *testing.F) {
+	addGolden(f, func(name string) bool { return name == "revocation" })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeRevocation(data)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || (e.Code != syncpb.Code_CODE_MALFORMED && e.Code != syncpb.Code_CODE_INVALID_ARGUMENT) {
+				t.Fatalf("decode error %v is not a MALFORMED or INVALID_ARGUMENT *Error", err)
+			}
+			return
+		}
+		if err := ValidateRevocation(r); err != nil {
+			t.Fatalf("decoded an invalid revocation: %v", err)
+		}
+		b, err := EncodeRevocation(r)
+		if err != nil {
+			t.Fatalf("re-encode %v: %v", r, err)
+		}
+		r2, err := DecodeRevocation(b)
+		if err != nil || !proto.Equal(r, r2) {
+			t.Fatalf("round trip: %v, %v vs %v", err, r, r2)
+		}
+		if b2, err := EncodeRevocation(r2); err != nil || !bytes.Equal(b, b2) {
+			t.Fatalf("second encoding differs (%v):\n%x\n%x", err, b, b2)
+		}
 	})
 }

@@ -122,6 +122,10 @@ func frame(id uint64, body any) *syncpb.Frame {
 		f.Body = &syncpb.Frame_ReceiptAck{ReceiptAck: b}
 	case *syncpb.PresenceSubscribe:
 		f.Body = &syncpb.Frame_PresenceSubscribe{PresenceSubscribe: b}
+	case *syncpb.Reauth:
+		f.Body = &syncpb.Frame_Reauth{Reauth: b}
+	case *syncpb.ReauthAck:
+		f.Body = &syncpb.Frame_ReauthAck{ReauthAck: b}
 	default:
 		panic(fmt.Sprintf("frame: no body for %T", body))
 	}
@@ -167,6 +171,13 @@ func goldenHistoryResponse() *syncpb.HistoryResponse {
 	}
 }
 
+func goldenRevocation() *syncpb.Revocation {
+	return &syncpb.Revocation{
+		WorkspaceId: gWorkspace, UserId: gAna, DeviceIds: []string{gPhone, "d_x2kq7bwn5vzcm4jtrh6pdya3e5"},
+		NotBeforeUnixMs: 1_700_000_000_000, Reason: syncpb.RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED, RevokedUnixMs: 1_700_000_000_000,
+	}
+}
+
 func goldenReceipt() *syncpb.ReceiptReport {
 	return &syncpb.ReceiptReport{ConvId: gTeam, Seq: 42, Type: syncpb.ReceiptType_RECEIPT_TYPE_READ}
 }
@@ -186,7 +197,10 @@ func goldens() []golden {
 		{name: "welcome", msg: frame(1, &syncpb.Welcome{
 			Version: ProtocolVersion, SessionId: "s_h4kx7qm2vzcb6tnwjrp3dya5e7", UserId: gAna, DeviceId: gPhone,
 			WorkspaceId: gWorkspace, ServerTimeUnixMs: 1_700_000_000_000, MaxFrameSize: DefaultMaxFrameSize, KeepaliveMs: 30_000,
+			TokenExpiresUnixMs: 1_700_000_900_000,
 		})},
+		{name: "reauth", msg: frame(9, &syncpb.Reauth{AccessToken: "AQFrMQAAAYvB_9wAAAGLwg3sAA.c2lnbmF0dXJlMg"})},
+		{name: "reauth_ack", msg: frame(9, &syncpb.ReauthAck{TokenExpiresUnixMs: 1_700_001_700_000, ServerTimeUnixMs: 1_700_000_800_000})},
 		{name: "send", msg: frame(2, goldenSend())},
 		{name: "send_ack", msg: frame(2, goldenSendAck())},
 		{name: "deliver", msg: frame(0, deliver)},
@@ -227,6 +241,16 @@ func goldens() []golden {
 		}}}},
 		{name: "core_response_send_ack", msg: &syncpb.CoreResponse{Result: &syncpb.CoreResponse_SendAck{SendAck: goldenSendAck()}}},
 		{name: "core_response_history", msg: &syncpb.CoreResponse{Result: &syncpb.CoreResponse_History{History: goldenHistoryResponse()}}},
+		{name: "revocation", msg: goldenRevocation()},
+		{name: "core_request_change_password", msg: &syncpb.CoreRequest{Caller: caller, DeadlineUnixMs: deadline, Op: &syncpb.CoreRequest_ChangePassword{ChangePassword: &syncpb.ChangePasswordRequest{
+			PasswordHash: "$argon2id$v=19$m=65536,t=3,p=2$bmV3c2FsdA$bmV3aGFzaA", PreviousHash: "$argon2id$v=19$m=65536,t=3,p=2$b2xkc2FsdA$b2xkaGFzaA",
+		}}}},
+		{name: "core_request_list_revocations", msg: &syncpb.CoreRequest{DeadlineUnixMs: deadline, Op: &syncpb.CoreRequest_ListRevocations{ListRevocations: &syncpb.ListRevocationsRequest{
+			SinceUnixMs: 1_699_999_100_000, After: "0000018bcfe56800/00000000000002a1", Limit: 100,
+		}}}},
+		{name: "core_response_revocations", msg: &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Revocations{Revocations: &syncpb.RevocationList{
+			Revocations: []*syncpb.Revocation{goldenRevocation()}, Next: "0000018bcfe56800/00000000000002a2",
+		}}}},
 		{name: "core_response_error", msg: &syncpb.CoreResponse{Error: (&Error{Code: syncpb.Code_CODE_NOT_MEMBER, Message: "you are not a member of this conversation"}).Proto()}},
 	}
 
@@ -422,6 +446,13 @@ func fuzzSeeds() map[string]map[string][]byte {
 			"map_duplicate_key":     {0xba, 0x01, 0x0c, 0x22, 0x04, 0x0a, 0x00, 0x10, 0x01, 0x22, 0x04, 0x0a, 0x00, 0x10, 0x02}, // change_members.set_roles{"":1, "":2}
 			"two_ops":               {0xf2, 0x01, 0x00, 0xfa, 0x01, 0x00},                                                       // send{} then history{}
 			"wrong_wire_type_known": {0x15, 0x01, 0x02, 0x03, 0x04},                                                             // deadline as fixed32
+		},
+		"FuzzRevocation": {
+			"unknown_field":  {0x0a, 0x01, 'w', 0xa0, 0x06, 0x01}, // workspace_id "w", field 100
+			"no_devices":     {0x0a, 0x01, 'w', 0x12, 0x01, 'u', 0x20, 0x01, 0x30, 0x01},
+			"bad_device_id":  {0x0a, 0x01, 'w', 0x12, 0x01, 'u', 0x1a, 0x01, 'D', 0x20, 0x01, 0x30, 0x01},
+			"negative_times": {0x0a, 0x01, 'w', 0x12, 0x01, 'u', 0x1a, 0x01, 'd', 0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x30, 0x01},
+			"truncated":      {0x0a, 0x05, 'w'},
 		},
 		"FuzzCoreResponse": {
 			"unknown_field":    {0x0a, 0x02, 0x08, 0x0e, 0xa0, 0x06, 0x01}, // error{not_member}, field 100

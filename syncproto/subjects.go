@@ -63,3 +63,10 @@ func PresenceSnapshotSubject(region, edgeID string) string {
 func PresenceUserSubject(region, userID string) string {
 	return "parley." + region + ".presence.user." + userID
 }
+
+// RevocationSubject carries a protobuf Revocation (DecodeRevocation) each
+// time the directory commits a change that revokes tokens (a device
+// revoked, a password changed). Every core node publishes what it applies
+// (an edge may hear one revocation several times: applying it again is a
+// no-op), and every edge subscribes without a queue group.
+func RevocationSubject(region string) string { return "parley." + region + ".revocations" }

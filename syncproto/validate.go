@@ -148,3 +148,18 @@ func checkContentType(field, s string) error {
 	}
 	return nil
 }
+
+// ValidateReauth checks a Reauth: an access token present (UNAUTHENTICATED
+// when not) and at most MaxAccessTokenLen (TOO_LARGE). It does not verify
+// the token.
+func ValidateReauth(r *syncpb.Reauth) error {
+	switch {
+	case r == nil:
+		return Errorf(syncpb.Code_CODE_MALFORMED, "reauth is missing")
+	case r.AccessToken == "":
+		return Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "access_token is required")
+	case len(r.AccessToken) > MaxAccessTokenLen:
+		return Errorf(syncpb.Code_CODE_TOO_LARGE, "access_token is longer than %d bytes", MaxAccessTokenLen)
+	}
+	return nil
+}

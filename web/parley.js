@@ -32,7 +32,7 @@ const MAX_READ_FRAME = 16 << 20;
 export const CODES = [
   'ok', 'malformed', 'unauthenticated', 'token_expired', 'forbidden', 'not_found', 'conflict',
   'too_large', 'rate_limited', 'unsupported_version', 'unavailable', 'internal', 'timeout',
-  'invalid_argument', 'not_member', 'refresh_token_reused',
+  'invalid_argument', 'not_member', 'refresh_token_reused', 'revoked',
 ];
 const MALFORMED = 1;
 const TOO_LARGE = 7;

@@ -45,7 +45,8 @@ type authzFixture struct {
 	s                                            *testSystem
 	owner, member, stranger, kicked, left, other authzUser
 	conv                                         string
-	n                                            int // users made so far (for fresh names)
+	n                                            int    // users made so far (for fresh names)
+	revoked                                      string // an access token of a revoked device of member
 }
 
 func newAuthzFixture(t *testing.T) *authzFixture {
@@ -110,12 +111,20 @@ func (f *authzFixture) badTokens(t *testing.T) []struct{ name, token, code strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	if f.revoked == "" {
+		_, doomed := f.s.login(t, "acme", "member", "doomed")
+		if err := f.member.rc.RevokeDevice(t.Context(), doomed.Device.ID); err != nil {
+			t.Fatal(err)
+		}
+		f.revoked = doomed.AccessToken
+	}
 	return []struct{ name, token, code string }{
 		{"no token", "", "unauthenticated"},
 		{"garbage", "abc.def", "unauthenticated"},
 		{"other key", issue([]auth.Key{otherKey}, time.Now()), "unauthenticated"},
 		{"refresh token", f.member.sess.RefreshToken, "unauthenticated"},
 		{"expired", issue(keys, time.Now().Add(-2*auth.DefaultAccessTTL)), "token_expired"},
+		{"revoked", f.revoked, "revoked"},
 	}
 }
 
@@ -179,7 +188,10 @@ var httpRows = map[string]httpRow{
 	"POST /v1/sessions/refresh": {public: true, call: post("/v1/sessions/refresh", func(*authzFixture) any {
 		return map[string]string{"refresh_token": "x"}
 	})},
-	"GET /v1/me":       {call: get("/v1/me")},
+	"GET /v1/me": {call: get("/v1/me")},
+	"POST /v1/me/password": {call: post("/v1/me/password", func(*authzFixture) any {
+		return map[string]string{"current_password": "not the password", "new_password": "a new password"}
+	})},
 	"POST /v1/devices": {call: post("/v1/devices", func(*authzFixture) any { return map[string]string{"name": "tablet"} })},
 	"GET /v1/devices":  {call: get("/v1/devices")},
 	"DELETE /v1/devices/{id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
@@ -467,6 +479,21 @@ var sessionRows = map[protoreflect.Name]sessionRow{
 	"receipt_ack": serverFrame(func() *syncpb.Frame {
 		return &syncpb.Frame{Body: &syncpb.Frame_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{}}}
 	}),
+	"reauth_ack": serverFrame(func() *syncpb.Frame {
+		return &syncpb.Frame{Body: &syncpb.Frame_ReauthAck{ReauthAck: &syncpb.ReauthAck{}}}
+	}),
+	// A fresh token of the session's own device extends it, whatever the
+	// caller's relation to any conversation.
+	"reauth": {
+		build: func(_ *authzFixture, u authzUser) *syncpb.Frame {
+			return &syncpb.Frame{Body: &syncpb.Frame_Reauth{Reauth: &syncpb.Reauth{AccessToken: u.token()}}}
+		},
+		check: func(t *testing.T, _ *authzFixture, _ string, a *syncpb.Frame) {
+			if a.GetReauthAck().GetTokenExpiresUnixMs() == 0 {
+				t.Errorf("reauth answered %v", a)
+			}
+		},
+	},
 	"ping": {
 		build: func(*authzFixture, authzUser) *syncpb.Frame {
 			return &syncpb.Frame{Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{Nonce: 7}}}
@@ -569,8 +596,11 @@ func TestAuthorizationMatrixSessions(t *testing.T) {
 				}
 				r, a := dialRaw(t, f, transport, bt.token)
 				code := syncpb.Code_CODE_UNAUTHENTICATED
-				if bt.code == "token_expired" {
+				switch bt.code {
+				case "token_expired":
 					code = syncpb.Code_CODE_TOKEN_EXPIRED
+				case "revoked":
+					code = syncpb.Code_CODE_REVOKED
 				}
 				if a.GetError().GetCode() != code {
 					t.Errorf("hello with %s: %v, want %v", bt.name, a, code)

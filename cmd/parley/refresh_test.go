@@ -93,8 +93,9 @@ func TestAPIRefreshTokenReuseRevokesDevice(t *testing.T) {
 	if !s.revoked(t, laptopS.AccessToken, phone.Device.ID) {
 		t.Fatal("the directory does not list the device revoked")
 	}
-	s.wantRefused(t, r3.RefreshToken, "unauthenticated")
-	s.wantRefused(t, r2.RefreshToken, "unauthenticated")
+	// The revocation reaches every edge: the device's tokens are revoked.
+	s.wantRefused(t, r3.RefreshToken, "revoked")
+	s.wantRefused(t, r2.RefreshToken, "revoked")
 	// A revoked device cannot be logged in as again.
 	_, err = rest.New(s.base).Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: "ana", Password: testPassword, DeviceID: phone.Device.ID})
 	if rest.Code(err) != syncpb.Code_CODE_FORBIDDEN {
@@ -145,7 +146,7 @@ func TestAPIConcurrentRefreshesRotateOnce(t *testing.T) {
 			switch c {
 			case "refresh_token_reused":
 				reused++
-			case "unauthenticated":
+			case "unauthenticated", "revoked":
 			default:
 				t.Fatalf("a losing refresh answered %s", c)
 			}
@@ -153,7 +154,7 @@ func TestAPIConcurrentRefreshesRotateOnce(t *testing.T) {
 		if reused == 0 {
 			t.Fatalf("no losing refresh was told of reuse: %v", codes)
 		}
-		s.wantRefused(t, ok[0].RefreshToken, "unauthenticated")
+		s.wantRefused(t, ok[0].RefreshToken, "revoked")
 	})
 	t.Run("grace", func(t *testing.T) {
 		s := startTestSystem(t, "", nil)

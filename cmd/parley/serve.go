@@ -51,6 +51,8 @@ type serveConfig struct {
 	// workspace ids with presence off.
 	PresenceInterval, PresenceLease time.Duration
 	PresenceOff                     []string
+	// AccessTTL is the access token lifetime (0: the default, 15 min).
+	AccessTTL time.Duration
 }
 
 // system is a running `parley serve`.
@@ -106,6 +108,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		NATS:           s.nc,
 		TokenKeys:      keys,
 		RefreshGrace:   cfg.RefreshGrace,
+		AccessTTL:      cfg.AccessTTL,
 		UserRate:       rate.Limit(cfg.UserRate),
 		UserBurst:      cfg.UserBurst,
 		IPRate:         rate.Limit(cfg.IPRate),

@@ -191,7 +191,8 @@ func (f *FSM) prepareRevokeDevice(caller *syncpb.Caller, req *syncpb.RevokeDevic
 	return &cmdpb.Command{Caller: caller, TsUnixMs: now, Op: &cmdpb.Command_RevokeDevice{RevokeDevice: req}}, nil, nil
 }
 
-func applyRevokeDevice(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.RevokeDeviceRequest) (*syncpb.CoreResponse, error) {
+// applyRevokeDevice revokes the device and every token it holds.
+func applyRevokeDevice(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *syncpb.RevokeDeviceRequest) (*syncpb.CoreResponse, error) {
 	if err := checkCaller(cmd.Caller); err != nil {
 		return nil, err
 	}
@@ -215,5 +216,13 @@ func applyRevokeDevice(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.RevokeDevic
 	if n > 0 {
 		putCount(tx, d.UserId, n-1)
 	}
-	return deviceResponse(d), nil
+	ts := revokedAt(cmd.TsUnixMs)
+	rv := &syncpb.Revocation{WorkspaceId: cmd.Caller.WorkspaceId, UserId: d.UserId, DeviceIds: []string{d.Id},
+		NotBeforeUnixMs: syncproto.NotBeforeAll, Reason: syncpb.RevocationReason_REVOCATION_REASON_DEVICE_REVOKED, RevokedUnixMs: ts}
+	if err := logRevocation(tx, index, rv); err != nil {
+		return nil, err
+	}
+	resp := deviceResponse(d)
+	resp.Revocation = rv
+	return resp, nil
 }

@@ -27,7 +27,15 @@
 //     reuse: the family is marked reused and every token of it gets
 //     REUSED, for the edge to revoke the device. A token of another
 //     family (an earlier log-in) and any token of a revoked device are
-//     UNAUTHENTICATED.
+//     UNAUTHENTICATED; a family whose current generation predates the
+//     device's tokens_not_before_unix_ms (a password change) is REVOKED.
+//   - revoke_device and change_password revoke tokens: their responses
+//     carry the syncpb.Revocation, Config.OnRevoke hears it, and
+//     list_revocations lists it for syncproto.RevocationRetention.
+//     change_password revokes the tokens of the caller's other devices
+//     issued before it (Device.tokens_not_before_unix_ms), and applies only
+//     while the stored hash is the one the edge checked (CONFLICT).
+//   - get_credentials by user_id answers only the caller's own.
 package directory
 
 import (
@@ -56,8 +64,12 @@ type Config struct {
 	Group string
 	// Sync makes the DB's writes durable; called before snapshots and after
 	// restores. Nil skips it.
-	Sync   func() error
-	Logger *slog.Logger
+	Sync func() error
+	// OnRevoke, when set, is called from the apply goroutine after each
+	// batch of entries is stored, with the revocations they committed, in
+	// log order, on every replica. It must not block.
+	OnRevoke func([]*syncpb.Revocation)
+	Logger   *slog.Logger
 }
 
 // Validate reports the first bad field.
@@ -72,8 +84,9 @@ func (c *Config) Validate() error {
 // Snapshot and Restore from one goroutine; Prepare, LookupUsers and
 // AppliedIndex may run concurrently with them.
 type FSM struct {
-	m   *kvfsm.Machine
-	log *slog.Logger
+	m        *kvfsm.Machine
+	log      *slog.Logger
+	onRevoke func([]*syncpb.Revocation)
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -87,7 +100,7 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{log: log.With("group", cfg.Group)}
+	f := &FSM{log: log.With("group", cfg.Group), onRevoke: cfg.OnRevoke}
 	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
@@ -97,10 +110,27 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 }
 
 // Apply applies one committed entry; it returns a *syncpb.CoreResponse.
-func (f *FSM) Apply(l *raft.Log) any { return f.m.Apply(l) }
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch applies committed entries in one transaction where they fit.
-func (f *FSM) ApplyBatch(logs []*raft.Log) []any { return f.m.ApplyBatch(logs) }
+// ApplyBatch applies committed entries in one transaction where they fit,
+// then hands the revocations they stored to Config.OnRevoke.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := f.m.ApplyBatch(logs)
+	if f.onRevoke == nil {
+		return out
+	}
+	var revoked []*syncpb.Revocation
+	for _, r := range out {
+		// Rejected and unstored entries answer an error instead.
+		if resp, ok := r.(*syncpb.CoreResponse); ok && resp.GetError() == nil && resp.GetRevocation() != nil {
+			revoked = append(revoked, resp.GetRevocation())
+		}
+	}
+	if len(revoked) > 0 {
+		f.onRevoke(revoked)
+	}
+	return out
+}
 
 // Snapshot captures the directory's keys; see kvfsm.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return f.m.Snapshot() }
@@ -125,7 +155,7 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 	case *syncpb.CoreRequest_RegisterUser:
 		return f.prepareRegisterUser(op.RegisterUser, ms)
 	case *syncpb.CoreRequest_GetCredentials:
-		resp, err := f.getCredentials(op.GetCredentials)
+		resp, err := f.getCredentials(caller, op.GetCredentials)
 		return nil, resp, err
 	case *syncpb.CoreRequest_LookupUsers:
 		resp, err := f.lookupUsers(caller, op.LookupUsers)
@@ -149,6 +179,11 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 		return f.prepareStartTokenFamily(caller, op.StartTokenFamily, ms)
 	case *syncpb.CoreRequest_RotateRefresh:
 		return f.prepareRotateRefresh(caller, op.RotateRefresh, ms)
+	case *syncpb.CoreRequest_ChangePassword:
+		return f.prepareChangePassword(caller, op.ChangePassword, ms)
+	case *syncpb.CoreRequest_ListRevocations:
+		resp, err := f.listRevocations(op.ListRevocations)
+		return nil, resp, err
 	case nil:
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
 	default:
@@ -156,7 +191,7 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 	}
 }
 
-func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
+func (f *FSM) apply(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command) (*syncpb.CoreResponse, error) {
 	var resp *syncpb.CoreResponse
 	var err error
 	switch op := cmd.GetOp().(type) {
@@ -165,13 +200,15 @@ func (f *FSM) apply(tx *kvfsm.Tx, _ uint64, cmd *cmdpb.Command) (*syncpb.CoreRes
 	case *cmdpb.Command_RegisterDevice:
 		resp, err = applyRegisterDevice(tx, cmd, op.RegisterDevice)
 	case *cmdpb.Command_RevokeDevice:
-		resp, err = applyRevokeDevice(tx, cmd, op.RevokeDevice)
+		resp, err = applyRevokeDevice(tx, index, cmd, op.RevokeDevice)
 	case *cmdpb.Command_UpdateWorkspace:
 		resp, err = applyUpdateWorkspace(tx, cmd, op.UpdateWorkspace)
 	case *cmdpb.Command_StartTokenFamily:
 		resp, err = applyStartTokenFamily(tx, cmd, op.StartTokenFamily)
 	case *cmdpb.Command_RotateRefresh:
 		resp, err = applyRotateRefresh(tx, cmd, op.RotateRefresh)
+	case *cmdpb.Command_ChangePassword:
+		resp, err = applyChangePassword(tx, index, cmd, op.ChangePassword)
 	default:
 		err = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory command")
 	}

@@ -447,7 +447,7 @@ func TestDeterministicReplicas(t *testing.T) {
 	outcomes := map[syncpb.RefreshOutcome]int{}
 	for i := 0; i < 400; i++ {
 		h.now = h.now.Add(time.Duration(rng.IntN(100)) * time.Millisecond)
-		switch r := rng.IntN(11); {
+		switch r := rng.IntN(12); {
 		case r < 4 || len(callers) == 0:
 			resp := h.do(nil, register(fmt.Sprintf("ws%d", rng.IntN(3)), fmt.Sprintf("user%d", rng.IntN(60)), fmt.Sprintf("$h%d", rng.IntN(2))))
 			if u := resp.GetUser(); u != nil {
@@ -479,10 +479,20 @@ func TestDeterministicReplicas(t *testing.T) {
 			gen := fam.Generation - min(uint64(rng.IntN(3)), fam.Generation-1)
 			resp := h.do(owner, rotate(dev, fam.Id, gen, fmt.Sprintf("r%d", rng.IntN(2)), time.Duration(rng.IntN(200))*time.Millisecond))
 			outcomes[resp.GetRefreshRotation().GetOutcome()]++
-		default:
+		case r < 11:
 			if len(devices) > 0 {
 				h.do(callers[rng.IntN(len(callers))], revoke(devices[rng.IntN(len(devices))]))
 			}
+		default:
+			// Now and then a day passes: old revocations are pruned.
+			if rng.IntN(20) == 0 {
+				h.now = h.now.Add(syncproto.RevocationRetention)
+			}
+			c := proto.Clone(callers[rng.IntN(len(callers))]).(*syncpb.Caller)
+			if len(devices) > 0 {
+				c.DeviceId = devices[rng.IntN(len(devices))]
+			}
+			h.do(c, changePassword(fmt.Sprintf("$h%d", rng.IntN(2)), fmt.Sprintf("$h%d", rng.IntN(2))))
 		}
 	}
 	for o := syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED; o <= syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED; o++ {

@@ -18,6 +18,7 @@ var (
 	errRevokedRefresh = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "device has been revoked; log in again")
 	errSuperseded     = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "refresh token was replaced by a later log-in of this device; log in again")
 	errFutureToken    = syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "refresh token is not one this device was issued")
+	errPasswordChange = syncproto.Errorf(syncpb.Code_CODE_REVOKED, "the password changed on another device after this refresh token was issued; log in again")
 )
 
 func rotationResponse(o syncpb.RefreshOutcome, d *syncpb.Device) *syncpb.CoreResponse {
@@ -143,6 +144,11 @@ func applyRotateRefresh(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.RotateRefr
 	}
 	if fam.Reused {
 		return rotationResponse(syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED, d), nil
+	}
+	// The current generation is the family's newest token: when it
+	// predates the device's not-before time, every token of it does.
+	if fam.IssuedUnixMs < d.TokensNotBeforeUnixMs {
+		return nil, errPasswordChange
 	}
 	switch g := req.Generation; {
 	case g == fam.Generation:

@@ -190,3 +190,27 @@ func TestRotateRefreshRace(t *testing.T) {
 		})
 	}
 }
+
+// A password change on another device ends the refresh tokens of the
+// user's other devices: their families answer REVOKED (within the grace
+// too), until the device logs in again.
+func TestRotateRefreshAfterPasswordChange(t *testing.T) {
+	h, ana, tablet, fam := newFamilyHarness(t)
+	phone := mustOK(t, h.do(ana, registerDevice("phone"))).GetDevice().GetId()
+	familyOf(t, h.do(ana, startFamily(phone)))
+	fam = wantOutcome(t, h.do(ana, rotate(tablet, fam.Id, 1, "r1", 0)), syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED)
+
+	h.now = h.now.Add(time.Second)
+	onPhone := &syncpb.Caller{WorkspaceId: ana.WorkspaceId, UserId: ana.UserId, DeviceId: phone}
+	mustOK(t, h.do(onPhone, changePassword("$argon2id$v=19$m=65536,t=1,p=4$bmV3$bmV3", hash)))
+	wantCode(t, h.do(ana, rotate(tablet, fam.Id, fam.Generation, "r2", 0)), syncpb.Code_CODE_REVOKED)
+	wantCode(t, h.do(ana, rotate(tablet, fam.Id, fam.Generation-1, "r1", syncproto.MaxRefreshGrace)), syncpb.Code_CODE_REVOKED)
+	if f := mustOK(t, h.do(nil, getDeviceReq(tablet))).GetDevice().GetRefresh(); f.Generation != fam.Generation || f.Reused {
+		t.Fatalf("family after refused rotations: %v, was %v", f, fam)
+	}
+
+	// The tablet logs in again: its new family rotates.
+	h.now = h.now.Add(time.Second)
+	next := familyOf(t, h.do(ana, startFamily(tablet)))
+	wantOutcome(t, h.do(ana, rotate(tablet, next.Id, 1, "r3", 0)), syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED)
+}

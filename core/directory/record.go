@@ -22,6 +22,7 @@ import (
 //	d/<device>             device, with its refresh-token family (syncpb.Device)
 //	e/<user>/<device>      the user's devices (empty value)
 //	k/<user>               number of the user's devices not revoked (be64)
+//	r/<ms>/<index>         a revocation (syncpb.Revocation), see revocation.go
 func workspaceKey(ws string) []byte         { return []byte("w/" + ws) }
 func workspaceNameKey(name string) []byte   { return []byte("n/" + name) }
 func userKey(user string) []byte            { return []byte("u/" + user) }

@@ -198,7 +198,12 @@ func applyRegisterUser(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.RegisterUse
 
 var errNoSuchUser = syncproto.Errorf(syncpb.Code_CODE_NOT_FOUND, "no such user")
 
-func (f *FSM) getCredentials(req *syncpb.GetCredentialsRequest) (*syncpb.CoreResponse, error) {
+// getCredentials finds a user's credentials by workspace name and
+// username (the edge's log-in), or by user id for that user itself.
+func (f *FSM) getCredentials(caller *syncpb.Caller, req *syncpb.GetCredentialsRequest) (*syncpb.CoreResponse, error) {
+	if id := req.GetUserId(); id != "" {
+		return f.credentialsByID(caller, id)
+	}
 	ws, ok1 := normalizeName(req.GetWorkspaceName())
 	name, ok2 := normalizeName(req.GetUsername())
 	if !ok1 || !ok2 {
@@ -290,4 +295,26 @@ func (f *FSM) lookupUsers(caller *syncpb.Caller, req *syncpb.LookupUsersRequest)
 		return nil, err
 	}
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Users{Users: out}}, nil
+}
+
+func (f *FSM) credentialsByID(caller *syncpb.Caller, id string) (*syncpb.CoreResponse, error) {
+	if err := checkCaller(caller); err != nil {
+		return nil, err
+	}
+	if id != caller.UserId {
+		return nil, errNoSuchUser
+	}
+	var resp *syncpb.CoreResponse
+	err := f.view(func(v *kvfsm.View) error {
+		c, ok, err := getCredentials(v, id)
+		if err != nil {
+			return err
+		}
+		if !ok || c.User.GetWorkspaceId() != caller.WorkspaceId {
+			return errNoSuchUser
+		}
+		resp = &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Credentials{Credentials: c}}
+		return nil
+	})
+	return resp, err
 }

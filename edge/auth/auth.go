@@ -69,6 +69,9 @@ type Config struct {
 	// MaxConcurrentHashes bounds argon2 runs at once, and so the memory
 	// they take (default GOMAXPROCS).
 	MaxConcurrentHashes int
+	// Revocations, when set, is consulted by Verify: a token it revokes is
+	// REVOKED, and while it is not ready every token is UNAVAILABLE.
+	Revocations *Revocations
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -121,6 +124,7 @@ type Auth struct {
 	now    func() time.Time
 	sem    chan struct{}
 	dummy  string
+	revs   *Revocations // nil: no revocation checks
 }
 
 // New returns an Auth for cfg. It computes one hash up front (the dummy
@@ -137,6 +141,7 @@ func New(cfg Config) (*Auth, error) {
 		grace:  cfg.RefreshGrace,
 		argon:  cfg.Argon2.withDefaults(),
 		now:    cfg.Now,
+		revs:   cfg.Revocations,
 	}
 	for _, k := range cfg.Keys {
 		a.keys[k.ID] = append([]byte(nil), k.Secret...)
@@ -304,10 +309,12 @@ func (a *Auth) IssuePair(id Identity, fam Family) (*Pair, error) {
 	}, nil
 }
 
-// Verify checks token's signature, type and expiry and returns its claims.
-// Errors are *syncproto.Error: TOKEN_EXPIRED for a genuine but expired
-// token of the wanted type, UNAUTHENTICATED for anything else (malformed,
-// unknown key, bad signature, wrong type, issued in the future).
+// Verify checks token's signature, type, expiry and revocation and
+// returns its claims. Errors are *syncproto.Error: TOKEN_EXPIRED for a
+// genuine but expired token of the wanted type, REVOKED for one the
+// Revocations set refuses (UNAVAILABLE while the set is not ready), and
+// UNAUTHENTICATED for anything else (malformed, unknown key, bad
+// signature, wrong type, issued in the future).
 func (a *Auth) Verify(token string, want TokenType) (*Claims, error) {
 	c, payload, mac, err := DecodeToken(token)
 	if err != nil {
@@ -327,5 +334,13 @@ func (a *Auth) Verify(token string, want TokenType) (*Claims, error) {
 	if !now.Before(c.ExpiresAt) {
 		return nil, syncproto.Errorf(syncpb.Code_CODE_TOKEN_EXPIRED, "%s token expired", want)
 	}
+	if a.revs != nil {
+		if err := a.revs.Check(c); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
+
+// Revocations is the set Verify consults (nil without one).
+func (a *Auth) Revocations() *Revocations { return a.revs }

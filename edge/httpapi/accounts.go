@@ -241,6 +241,11 @@ func (a *API) refresh(c *call) error {
 	rot := r.GetRefreshRotation()
 	switch rot.GetOutcome() {
 	case syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED, syncpb.RefreshOutcome_REFRESH_OUTCOME_REPEATED:
+		// The directory refuses a family older than a password change; a
+		// token from before it is refused here too.
+		if err := checkNotBefore(claims, rot.GetDevice()); err != nil {
+			return err
+		}
 		return a.issue(c, claims.WorkspaceID, nil, rot.GetDevice())
 	case syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED:
 		a.log.Warn("refresh token reused; revoking the device", "user", claims.UserID, "device", claims.DeviceID,
@@ -353,9 +358,9 @@ func (a *API) listDevices(c *call) error {
 	return nil
 }
 
-// revokeDevice: DELETE /v1/devices/{id} (log out, for the caller's own
-// device). Its token family ends: its refresh tokens stop working at once;
-// access tokens already issued run out within AccessTTL.
+// revokeDevice: DELETE /v1/devices/{id} (a device's log out when it is
+// the caller's own). Its token family ends, and its tokens, access and
+// refresh, stop working at once on every edge; its live sessions end.
 func (a *API) revokeDevice(c *call) error {
 	id := c.r.PathValue("id")
 	if err := checkID("device id", id); err != nil {
@@ -376,7 +381,7 @@ func (a *API) revokeDevice(c *call) error {
 // revoke revokes caller's device id through the directory's revoke_device:
 // for DELETE /v1/devices/{id} and for a refresh token presented again.
 func (a *API) revoke(c *call, caller *syncpb.Caller, id string) (*syncpb.Device, error) {
-	r, err := a.core.Call(c.ctx, &syncpb.CoreRequest{Caller: caller, Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{DeviceId: id}}})
+	r, err := a.callAs(c, caller, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{DeviceId: id}}})
 	if err != nil {
 		return nil, err
 	}

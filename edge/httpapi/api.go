@@ -58,6 +58,11 @@ type Config struct {
 	// Core and Auth are required.
 	Core Core
 	Auth *auth.Auth
+	// Revoked, when set, is given the revocation of each request that
+	// revoked tokens (a device revoked, a password changed) before the
+	// answer goes out; the edge applies it to its revocation set and live
+	// sessions. It must not block.
+	Revoked func(*syncpb.Revocation)
 	// MaxBodyBytes bounds request bodies (default 256 KiB); larger ones
 	// are answered 413.
 	MaxBodyBytes int64
@@ -122,6 +127,7 @@ func (c Config) Validate() error {
 type API struct {
 	core     Core
 	auth     *auth.Auth
+	revoked  func(*syncpb.Revocation)
 	maxBody  int64
 	timeout  time.Duration
 	log      *slog.Logger
@@ -146,7 +152,7 @@ func New(cfg Config) (*API, error) {
 		return nil, err
 	}
 	a := &API{
-		core: cfg.Core, auth: cfg.Auth, maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout,
+		core: cfg.Core, auth: cfg.Auth, revoked: cfg.Revoked, maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout,
 		log: cfg.Logger, now: cfg.Now, readyTTL: cfg.ReadyTTL, readyTO: cfg.ReadyTimeout,
 	}
 	if a.maxBody == 0 {
@@ -237,6 +243,7 @@ var routes = []route{
 	{"POST", "/v1/receipts", true, false, true, (*API).receipt},
 	{"GET", "/v1/conversations/{id}/receipts", true, false, true, (*API).receipts},
 	{"GET", "/v1/unread", true, false, true, (*API).unread},
+	{"POST", "/v1/me/password", true, false, true, (*API).changePassword},
 }
 
 // call is one request on its way through a handler.

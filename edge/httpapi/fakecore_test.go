@@ -173,6 +173,15 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: u}}
 
 	case *syncpb.CoreRequest_GetCredentials:
+		if id := op.GetCredentials.UserId; id != "" {
+			if e := needCaller(); e != nil {
+				return e
+			}
+			if id != c.UserId {
+				return fail(syncpb.Code_CODE_NOT_FOUND, "no such user")
+			}
+			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Credentials{Credentials: &syncpb.Credentials{User: f.users[id], PasswordHash: f.hashes[id]}}}
+		}
 		u := f.userByName(f.workspaces[op.GetCredentials.WorkspaceName], op.GetCredentials.Username)
 		if u == nil {
 			return fail(syncpb.Code_CODE_NOT_FOUND, "no such user")
@@ -233,7 +242,32 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
 		}
 		d.Revoked = true
-		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}, Revocation: &syncpb.Revocation{
+			WorkspaceId: c.WorkspaceId, UserId: c.UserId, DeviceIds: []string{d.Id}, NotBeforeUnixMs: syncproto.NotBeforeAll,
+			Reason: syncpb.RevocationReason_REVOCATION_REASON_DEVICE_REVOKED, RevokedUnixMs: f.now}}
+
+	case *syncpb.CoreRequest_ChangePassword:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		if f.hashes[c.UserId] != op.ChangePassword.PreviousHash {
+			return fail(syncpb.Code_CODE_CONFLICT, "the password was changed meanwhile")
+		}
+		f.hashes[c.UserId] = op.ChangePassword.PasswordHash
+		ts := f.now
+		rv := &syncpb.Revocation{WorkspaceId: c.WorkspaceId, UserId: c.UserId, NotBeforeUnixMs: ts,
+			Reason: syncpb.RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED, RevokedUnixMs: ts}
+		for _, d := range f.devices {
+			if d.UserId == c.UserId && d.Id != c.DeviceId && !d.Revoked {
+				d.TokensNotBeforeUnixMs = ts
+				rv.DeviceIds = append(rv.DeviceIds, d.Id)
+			}
+		}
+		resp := &syncpb.CoreResponse{Result: &syncpb.CoreResponse_User{User: f.users[c.UserId]}}
+		if len(rv.DeviceIds) > 0 {
+			resp.Revocation = rv
+		}
+		return resp
 
 	case *syncpb.CoreRequest_StartTokenFamily:
 		if e := needCaller(); e != nil {

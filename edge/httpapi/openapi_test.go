@@ -44,6 +44,8 @@ func (stubCore) Call(_ context.Context, req *syncpb.CoreRequest) (*syncpb.CoreRe
 			Outcome: syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED, Device: stubDevice}}
 	case *syncpb.CoreRequest_ListDevices:
 		r.Result = &syncpb.CoreResponse_Devices{Devices: &syncpb.DeviceList{}}
+	case *syncpb.CoreRequest_ChangePassword:
+		r.Result = &syncpb.CoreResponse_User{User: &syncpb.User{Id: "u_1", WorkspaceId: "w_1"}}
 	case *syncpb.CoreRequest_CreateConversation, *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ChangeMembers:
 		r.Result = &syncpb.CoreResponse_Conversation{Conversation: &syncpb.Conversation{Id: "c_1"}}
 	case *syncpb.CoreRequest_ListConversations:
@@ -314,6 +316,7 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(uint8(15), "c_1", "", []byte(`{"role":"admin"}`))
 	f.Add(uint8(18), "", "", []byte(`{"conv_id":"c_1","seq":1,"type":"read"}`))
 	f.Add(uint8(1), "", "", []byte(`[`))
+	f.Add(uint8(len(routes)-1), "", "", []byte(`{"current_password":"x","new_password":"password"}`))
 	api, tok := newStubAPI(f)
 	f.Fuzz(func(t *testing.T, idx uint8, pathValue, query string, body []byte) {
 		rt := routes[int(idx)%len(routes)]

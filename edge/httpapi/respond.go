@@ -102,8 +102,18 @@ func (c *call) decode(v any) error {
 // callCore sends req with the request's deadline and, as its caller, the
 // verified token's identity (none on routes without auth).
 func (a *API) callCore(c *call, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
-	req.Caller = c.caller()
-	return a.core.Call(c.ctx, req)
+	return a.callAs(c, c.caller(), req)
+}
+
+// callAs is callCore for a request made as caller: a refresh, whose
+// caller is its token's, revokes the device on a reused token.
+func (a *API) callAs(c *call, caller *syncpb.Caller, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
+	req.Caller = caller
+	resp, err := a.core.Call(c.ctx, req)
+	if rv := resp.GetRevocation(); err == nil && rv != nil && a.revoked != nil {
+		a.revoked(rv) // this edge refuses the tokens before answering
+	}
+	return resp, err
 }
 
 // missing is the error for a core answer that lacks its result.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -171,6 +172,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	typing typingCounters
+	swept  atomic.Uint64 // sweeps done (tests wait for them)
 }
 
 // New returns a Server for cfg.
@@ -223,7 +225,8 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	return ss.run(ctx)
 }
 
-// sweep ends sessions that sent no frame for three keepalive intervals.
+// sweep ends sessions that sent no frame for three keepalive intervals,
+// and those whose access token expired (see access.go).
 // One goroutine for all sessions, rather than a timer each (or a deadline
 // per read): at 100k sessions the runtime's timer heap is the edge's main
 // CPU cost, and every timer in it makes it dearer. It exits when no
@@ -233,14 +236,15 @@ func (s *Server) sweep() {
 	idle := 3 * s.cfg.KeepAlive
 	t := time.NewTicker(min(max(idle/4, 10*time.Millisecond), time.Second))
 	defer t.Stop()
-	var quiet []*session
+	var quiet, expired, late []*session
 	for {
 		select {
 		case <-t.C:
 		case <-s.emptied:
 		}
 		now := time.Now().UnixNano()
-		quiet = quiet[:0]
+		nowMs := s.cfg.Now().UnixMilli()
+		quiet, expired, late = quiet[:0], expired[:0], late[:0]
 		s.mu.Lock()
 		if len(s.sessions) == 0 {
 			s.sweeping = false
@@ -250,13 +254,29 @@ func (s *Server) sweep() {
 		for ss := range s.sessions {
 			if last := ss.lastRead.Load(); last != 0 && time.Duration(now-last) >= idle {
 				quiet = append(quiet, ss)
+				continue
+			}
+			switch end, kill := ss.expired(nowMs, now); {
+			case end:
+				expired = append(expired, ss)
+			case kill:
+				late = append(late, ss)
 			}
 		}
 		s.mu.Unlock()
 		for _, ss := range quiet {
 			ss.stop(syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no frame for %v", idle))
 		}
+		for _, ss := range expired {
+			ss.end(errTokenExpired)
+		}
+		for _, ss := range late {
+			ss.stop(ss.endErrOr(errTokenExpired))
+		}
 		clear(quiet)
+		clear(expired)
+		clear(late)
+		s.swept.Add(1)
 	}
 }
 

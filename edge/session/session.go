@@ -31,6 +31,8 @@ type session struct {
 	caller *syncpb.Caller
 
 	lastRead atomic.Int64    // unix ns of the last frame read (Server.sweep); 0 before Welcome
+	expires  atomic.Int64    // unix ms when the token expires (Server.sweep); 0 before hello
+	ending   atomic.Int64    // unix ns when end was called; 0 before
 	pres     PresenceSession // nil when presence is off
 
 	out      chan *syncpb.Frame // responses and pushes, bounded
@@ -51,6 +53,8 @@ type session struct {
 	final   chan finalFrame // the writer's last frame before the end (cap 1)
 	done    chan struct{}   // closed by stop
 	stopErr error           // why the session ended (nil: cleanly)
+	acc     access          // the token the session runs on
+	endErr  error           // what end was given
 	once    sync.Once
 	wg      sync.WaitGroup
 }
@@ -112,6 +116,7 @@ func (s *session) run(ctx context.Context) error {
 		Version: hello.version, SessionId: s.id, UserId: s.caller.UserId, DeviceId: s.caller.DeviceId,
 		WorkspaceId: s.caller.WorkspaceId, ServerTimeUnixMs: s.cfg.Now().UnixMilli(),
 		MaxFrameSize: uint32(s.cfg.MaxFrameSize), KeepaliveMs: uint32(s.cfg.KeepAlive / time.Millisecond),
+		TokenExpiresUnixMs: s.expires.Load(),
 	}}}
 	if err := s.write(ctx, welcome); err != nil {
 		s.stop(err)
@@ -122,7 +127,11 @@ func (s *session) run(ctx context.Context) error {
 	s.mu.Lock()
 	s.live, s.wctx = true, ctx
 	s.kickWriterLocked()
+	endErr := s.endErr
 	s.mu.Unlock()
+	if endErr != nil {
+		s.queueFinal(endErr) // told to end before it was live
+	}
 	// The catch-up sync also tells the edge the user's large groups, so it
 	// runs even for a device that asked for none (and is not shown it).
 	s.wg.Add(1)
@@ -184,6 +193,9 @@ func (s *session) hello(ctx context.Context) (helloInfo, uint64, error) {
 	}
 	s.caller = &syncpb.Caller{WorkspaceId: c.WorkspaceID, UserId: c.UserID, DeviceId: c.DeviceID}
 	s.log = s.log.With("user", c.UserID, "device", c.DeviceID)
+	if err := s.setAccess(c); err != nil {
+		return helloInfo{}, f.Id, err
+	}
 	return helloInfo{version: v, position: h.Position, client: h.ClientName}, f.Id, nil
 }
 
@@ -491,6 +503,12 @@ func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
 		return nil
 	case *syncpb.Frame_Typing:
 		return nil // the reader takes typing before dispatch
+	case *syncpb.Frame_Reauth:
+		if f.Id == 0 {
+			return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
+		}
+		s.reply(s.reauth(f))
+		return nil
 	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt,
 		*syncpb.Frame_PresenceSubscribe:
 		if f.Id == 0 {

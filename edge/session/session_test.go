@@ -118,13 +118,23 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvAuth(t, nil, mod)
+}
+
+// newEnvAuth is newEnv with authMod changing the auth configuration.
+func newEnvAuth(t *testing.T, authMod func(*auth.Config), mod func(*Config)) *env {
+	t.Helper()
 	ns := natstest.Server(t)
 	e := &env{t: t, nc: natstest.Conn(t, ns)}
 	var err error
 	if e.key, err = auth.GenerateKey("k1"); err != nil {
 		t.Fatal(err)
 	}
-	if e.auth, err = auth.New(auth.Config{Keys: []auth.Key{e.key}}); err != nil {
+	acfg := auth.Config{Keys: []auth.Key{e.key}}
+	if authMod != nil {
+		authMod(&acfg)
+	}
+	if e.auth, err = auth.New(acfg); err != nil {
 		t.Fatal(err)
 	}
 	e.core = func(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {

@@ -74,6 +74,8 @@ func (s *session) serveRequestStream(ctx context.Context, c Conn) {
 			}
 		case *syncpb.Frame_Ping:
 			resp = &syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_Pong{Pong: &syncpb.Pong{Nonce: f.GetPing().GetNonce()}}}
+		case *syncpb.Frame_Reauth:
+			resp = s.reauth(f)
 		default:
 			resp = errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request stream carries one request"))
 		}

@@ -82,6 +82,55 @@ func (RefreshOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_core_proto_rawDescGZIP(), []int{0}
 }
 
+type RevocationReason int32
+
+const (
+	RevocationReason_REVOCATION_REASON_UNSPECIFIED      RevocationReason = 0
+	RevocationReason_REVOCATION_REASON_DEVICE_REVOKED   RevocationReason = 1
+	RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED RevocationReason = 2
+)
+
+// Enum value maps for RevocationReason.
+var (
+	RevocationReason_name = map[int32]string{
+		0: "REVOCATION_REASON_UNSPECIFIED",
+		1: "REVOCATION_REASON_DEVICE_REVOKED",
+		2: "REVOCATION_REASON_PASSWORD_CHANGED",
+	}
+	RevocationReason_value = map[string]int32{
+		"REVOCATION_REASON_UNSPECIFIED":      0,
+		"REVOCATION_REASON_DEVICE_REVOKED":   1,
+		"REVOCATION_REASON_PASSWORD_CHANGED": 2,
+	}
+)
+
+func (x RevocationReason) Enum() *RevocationReason {
+	p := new(RevocationReason)
+	*p = x
+	return p
+}
+
+func (x RevocationReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RevocationReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_core_proto_enumTypes[1].Descriptor()
+}
+
+func (RevocationReason) Type() protoreflect.EnumType {
+	return &file_parley_v1_core_proto_enumTypes[1]
+}
+
+func (x RevocationReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RevocationReason.Descriptor instead.
+func (RevocationReason) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{1}
+}
+
 type ConversationType int32
 
 const (
@@ -115,11 +164,11 @@ func (x ConversationType) String() string {
 }
 
 func (ConversationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_core_proto_enumTypes[1].Descriptor()
+	return file_parley_v1_core_proto_enumTypes[2].Descriptor()
 }
 
 func (ConversationType) Type() protoreflect.EnumType {
-	return &file_parley_v1_core_proto_enumTypes[1]
+	return &file_parley_v1_core_proto_enumTypes[2]
 }
 
 func (x ConversationType) Number() protoreflect.EnumNumber {
@@ -128,7 +177,7 @@ func (x ConversationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConversationType.Descriptor instead.
 func (ConversationType) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{1}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{2}
 }
 
 type Role int32
@@ -167,11 +216,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_core_proto_enumTypes[2].Descriptor()
+	return file_parley_v1_core_proto_enumTypes[3].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_parley_v1_core_proto_enumTypes[2]
+	return &file_parley_v1_core_proto_enumTypes[3]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -180,7 +229,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{2}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{3}
 }
 
 // Caller is the identity the edge verified from the session's token.
@@ -274,6 +323,8 @@ type CoreRequest struct {
 	//	*CoreRequest_GetPresence
 	//	*CoreRequest_StartTokenFamily
 	//	*CoreRequest_RotateRefresh
+	//	*CoreRequest_ChangePassword
+	//	*CoreRequest_ListRevocations
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -537,6 +588,24 @@ func (x *CoreRequest) GetRotateRefresh() *RotateRefreshRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetChangePassword() *ChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetListRevocations() *ListRevocationsRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_ListRevocations); ok {
+			return x.ListRevocations
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -641,6 +710,17 @@ type CoreRequest_RotateRefresh struct {
 	RotateRefresh *RotateRefreshRequest `protobuf:"bytes,41,opt,name=rotate_refresh,json=rotateRefresh,proto3,oneof"`
 }
 
+type CoreRequest_ChangePassword struct {
+	// The caller changes its password (directory).
+	ChangePassword *ChangePasswordRequest `protobuf:"bytes,37,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
+type CoreRequest_ListRevocations struct {
+	// Revocations the directory committed since a time: an edge reads
+	// them when it starts and after a NATS outage (directory).
+	ListRevocations *ListRevocationsRequest `protobuf:"bytes,38,opt,name=list_revocations,json=listRevocations,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -687,6 +767,10 @@ func (*CoreRequest_StartTokenFamily) isCoreRequest_Op() {}
 
 func (*CoreRequest_RotateRefresh) isCoreRequest_Op() {}
 
+func (*CoreRequest_ChangePassword) isCoreRequest_Op() {}
+
+func (*CoreRequest_ListRevocations) isCoreRequest_Op() {}
+
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the request failed; no result is set then.
@@ -709,14 +793,19 @@ type CoreResponse struct {
 	//	*CoreResponse_Sync
 	//	*CoreResponse_Receipts
 	//	*CoreResponse_Presence
+	//	*CoreResponse_Revocations
 	Result isCoreResponse_Result `protobuf_oneof:"result"`
 	// With sync only, for the edge (never sent to devices): the caller's
 	// large groups, whose live deliveries travel once per edge on their
 	// conversation subjects (syncproto.ConvSubject) instead of on members'
 	// user subjects. The edge listens on them while the caller is connected.
 	ConversationSubjects []string `protobuf:"bytes,40,rep,name=conversation_subjects,json=conversationSubjects,proto3" json:"conversation_subjects,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Set when the request revoked tokens (revoke_device, change_password):
+	// what the directory also publishes on syncproto.RevocationSubject. The
+	// edge that made the request applies it at once.
+	Revocation    *Revocation `protobuf:"bytes,41,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CoreResponse) Reset() {
@@ -907,9 +996,25 @@ func (x *CoreResponse) GetPresence() *PresenceList {
 	return nil
 }
 
+func (x *CoreResponse) GetRevocations() *RevocationList {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Revocations); ok {
+			return x.Revocations
+		}
+	}
+	return nil
+}
+
 func (x *CoreResponse) GetConversationSubjects() []string {
 	if x != nil {
 		return x.ConversationSubjects
+	}
+	return nil
+}
+
+func (x *CoreResponse) GetRevocation() *Revocation {
+	if x != nil {
+		return x.Revocation
 	}
 	return nil
 }
@@ -982,6 +1087,10 @@ type CoreResponse_Presence struct {
 	Presence *PresenceList `protobuf:"bytes,36,opt,name=presence,proto3,oneof"`
 }
 
+type CoreResponse_Revocations struct {
+	Revocations *RevocationList `protobuf:"bytes,38,opt,name=revocations,proto3,oneof"`
+}
+
 func (*CoreResponse_RegionInfo) isCoreResponse_Result() {}
 
 func (*CoreResponse_User) isCoreResponse_Result() {}
@@ -1013,6 +1122,8 @@ func (*CoreResponse_Sync) isCoreResponse_Result() {}
 func (*CoreResponse_Receipts) isCoreResponse_Result() {}
 
 func (*CoreResponse_Presence) isCoreResponse_Result() {}
+
+func (*CoreResponse_Revocations) isCoreResponse_Result() {}
 
 type RegionInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1464,6 +1575,9 @@ type GetCredentialsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkspaceName string                 `protobuf:"bytes,1,opt,name=workspace_name,json=workspaceName,proto3" json:"workspace_name,omitempty"`
 	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	// Instead of the names: the caller's own credentials, by its user id
+	// (a password change checks the current password).
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1508,6 +1622,13 @@ func (x *GetCredentialsRequest) GetWorkspaceName() string {
 func (x *GetCredentialsRequest) GetUsername() string {
 	if x != nil {
 		return x.Username
+	}
+	return ""
+}
+
+func (x *GetCredentialsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
 	}
 	return ""
 }
@@ -1625,9 +1746,12 @@ type Device struct {
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	Revoked       bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	// The device's refresh-token family; unset until the device logs in.
-	Refresh       *TokenFamily `protobuf:"bytes,7,opt,name=refresh,proto3" json:"refresh,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Refresh *TokenFamily `protobuf:"bytes,7,opt,name=refresh,proto3" json:"refresh,omitempty"`
+	// Tokens of the device issued before this time are refused (set when
+	// the user's password changed on another device).
+	TokensNotBeforeUnixMs int64 `protobuf:"varint,8,opt,name=tokens_not_before_unix_ms,json=tokensNotBeforeUnixMs,proto3" json:"tokens_not_before_unix_ms,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -1707,6 +1831,13 @@ func (x *Device) GetRefresh() *TokenFamily {
 		return x.Refresh
 	}
 	return nil
+}
+
+func (x *Device) GetTokensNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.TokensNotBeforeUnixMs
+	}
+	return 0
 }
 
 type DeviceList struct {
@@ -2200,6 +2331,269 @@ func (x *RefreshRotation) GetDevice() *Device {
 	return nil
 }
 
+// ChangePasswordRequest replaces the caller's password hash. It is applied
+// only while the stored hash is still previous_hash (CONFLICT otherwise),
+// so the edge's check of the current password holds. Tokens of the user's
+// other devices issued before the change are revoked.
+type ChangePasswordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PasswordHash  string                 `protobuf:"bytes,1,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	PreviousHash  string                 `protobuf:"bytes,2,opt,name=previous_hash,json=previousHash,proto3" json:"previous_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ChangePasswordRequest) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetPreviousHash() string {
+	if x != nil {
+		return x.PreviousHash
+	}
+	return ""
+}
+
+// Revocation says which access and refresh tokens no longer count: those
+// of the listed devices issued before not_before_unix_ms. A revoked device
+// has not_before_unix_ms = 2^63-1: every token it holds, whenever issued.
+// The directory publishes one on syncproto.RevocationSubject for each
+// revoking change it commits, and keeps them for syncproto's
+// RevocationRetention (list_revocations).
+type Revocation struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	WorkspaceId     string                 `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	UserId          string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeviceIds       []string               `protobuf:"bytes,3,rep,name=device_ids,json=deviceIds,proto3" json:"device_ids,omitempty"`
+	NotBeforeUnixMs int64                  `protobuf:"varint,4,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
+	Reason          RevocationReason       `protobuf:"varint,5,opt,name=reason,proto3,enum=parley.v1.RevocationReason" json:"reason,omitempty"`
+	// When the directory committed it (its leader's clock).
+	RevokedUnixMs int64 `protobuf:"varint,6,opt,name=revoked_unix_ms,json=revokedUnixMs,proto3" json:"revoked_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_parley_v1_core_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Revocation) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Revocation) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Revocation) GetDeviceIds() []string {
+	if x != nil {
+		return x.DeviceIds
+	}
+	return nil
+}
+
+func (x *Revocation) GetNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.NotBeforeUnixMs
+	}
+	return 0
+}
+
+func (x *Revocation) GetReason() RevocationReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RevocationReason_REVOCATION_REASON_UNSPECIFIED
+}
+
+func (x *Revocation) GetRevokedUnixMs() int64 {
+	if x != nil {
+		return x.RevokedUnixMs
+	}
+	return 0
+}
+
+type ListRevocationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Revocations committed at or after this time.
+	SinceUnixMs int64 `protobuf:"varint,1,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	// Continue after this cursor (RevocationList.next); "" from the start.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// Page size (0: 100, at most 500).
+	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListRevocationsRequest) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *ListRevocationsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListRevocationsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RevocationList struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Revocations []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	// Cursor of the next page; "" when this was the last.
+	Next          string `protobuf:"bytes,2,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationList) Reset() {
+	*x = RevocationList{}
+	mi := &file_parley_v1_core_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationList) ProtoMessage() {}
+
+func (x *RevocationList) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationList.ProtoReflect.Descriptor instead.
+func (*RevocationList) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RevocationList) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+func (x *RevocationList) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -2211,7 +2605,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2617,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2630,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Member) GetUserId() string {
@@ -2281,7 +2675,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2687,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2700,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Conversation) GetId() string {
@@ -2388,7 +2782,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2794,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2807,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConversationList) GetConversations() []*Conversation {
@@ -2438,7 +2832,7 @@ type CreateConversationRequest struct {
 
 func (x *CreateConversationRequest) Reset() {
 	*x = CreateConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[27]
+	mi := &file_parley_v1_core_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2844,7 @@ func (x *CreateConversationRequest) String() string {
 func (*CreateConversationRequest) ProtoMessage() {}
 
 func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[27]
+	mi := &file_parley_v1_core_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2857,7 @@ func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationRequest.ProtoReflect.Descriptor instead.
 func (*CreateConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateConversationRequest) GetConvId() string {
@@ -2503,7 +2897,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[28]
+	mi := &file_parley_v1_core_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2909,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[28]
+	mi := &file_parley_v1_core_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2922,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetConversationRequest) GetConvId() string {
@@ -2547,7 +2941,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[29]
+	mi := &file_parley_v1_core_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2953,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[29]
+	mi := &file_parley_v1_core_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2966,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListConversationsRequest) GetLimit() uint32 {
@@ -2597,7 +2991,7 @@ type ChangeMembersRequest struct {
 
 func (x *ChangeMembersRequest) Reset() {
 	*x = ChangeMembersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[30]
+	mi := &file_parley_v1_core_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +3003,7 @@ func (x *ChangeMembersRequest) String() string {
 func (*ChangeMembersRequest) ProtoMessage() {}
 
 func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[30]
+	mi := &file_parley_v1_core_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +3016,7 @@ func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
 func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ChangeMembersRequest) GetConvId() string {
@@ -2668,7 +3062,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\x93\r\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xb0\x0e\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -2697,8 +3091,10 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06typing\x18# \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12B\n" +
 	"\fget_presence\x18$ \x01(\v2\x1d.parley.v1.GetPresenceRequestH\x00R\vgetPresence\x12R\n" +
 	"\x12start_token_family\x18( \x01(\v2\".parley.v1.StartTokenFamilyRequestH\x00R\x10startTokenFamily\x12H\n" +
-	"\x0erotate_refresh\x18) \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefreshB\x04\n" +
-	"\x02op\"\xe1\a\n" +
+	"\x0erotate_refresh\x18) \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefresh\x12K\n" +
+	"\x0fchange_password\x18% \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12N\n" +
+	"\x10list_revocations\x18& \x01(\v2!.parley.v1.ListRevocationsRequestH\x00R\x0flistRevocationsB\x04\n" +
+	"\x02op\"\xd7\b\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -2719,8 +3115,12 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"receiptAck\x12-\n" +
 	"\x04sync\x18! \x01(\v2\x17.parley.v1.SyncResponseH\x00R\x04sync\x124\n" +
 	"\breceipts\x18\" \x01(\v2\x16.parley.v1.ReceiptListH\x00R\breceipts\x125\n" +
-	"\bpresence\x18$ \x01(\v2\x17.parley.v1.PresenceListH\x00R\bpresence\x123\n" +
-	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjectsB\b\n" +
+	"\bpresence\x18$ \x01(\v2\x17.parley.v1.PresenceListH\x00R\bpresence\x12=\n" +
+	"\vrevocations\x18& \x01(\v2\x19.parley.v1.RevocationListH\x00R\vrevocations\x123\n" +
+	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjects\x125\n" +
+	"\n" +
+	"revocation\x18) \x01(\v2\x15.parley.v1.RevocationR\n" +
+	"revocationB\b\n" +
 	"\x06result\"\x13\n" +
 	"\x11RegionInfoRequest\"[\n" +
 	"\n" +
@@ -2751,16 +3151,17 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x0eworkspace_name\x18\x01 \x01(\tR\rworkspaceName\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12#\n" +
-	"\rpassword_hash\x18\x04 \x01(\tR\fpasswordHash\"Z\n" +
+	"\rpassword_hash\x18\x04 \x01(\tR\fpasswordHash\"s\n" +
 	"\x15GetCredentialsRequest\x12%\n" +
 	"\x0eworkspace_name\x18\x01 \x01(\tR\rworkspaceName\x12\x1a\n" +
-	"\busername\x18\x02 \x01(\tR\busername\"W\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"W\n" +
 	"\vCredentials\x12#\n" +
 	"\x04user\x18\x01 \x01(\v2\x0f.parley.v1.UserR\x04user\x12#\n" +
 	"\rpassword_hash\x18\x02 \x01(\tR\fpasswordHash\"M\n" +
 	"\x12LookupUsersRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\x12\x1c\n" +
-	"\tusernames\x18\x02 \x03(\tR\tusernames\"\xd5\x01\n" +
+	"\tusernames\x18\x02 \x03(\tR\tusernames\"\x8f\x02\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -2768,7 +3169,8 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x18\n" +
 	"\arevoked\x18\x06 \x01(\bR\arevoked\x120\n" +
-	"\arefresh\x18\a \x01(\v2\x16.parley.v1.TokenFamilyR\arefresh\"9\n" +
+	"\arefresh\x18\a \x01(\v2\x16.parley.v1.TokenFamilyR\arefresh\x128\n" +
+	"\x19tokens_not_before_unix_ms\x18\b \x01(\x03R\x15tokensNotBeforeUnixMs\"9\n" +
 	"\n" +
 	"DeviceList\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.parley.v1.DeviceR\adevices\"G\n" +
@@ -2802,7 +3204,26 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\bgrace_ms\x18\x05 \x01(\rR\agraceMs\"q\n" +
 	"\x0fRefreshRotation\x123\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x19.parley.v1.RefreshOutcomeR\aoutcome\x12)\n" +
-	"\x06device\x18\x02 \x01(\v2\x11.parley.v1.DeviceR\x06device\"l\n" +
+	"\x06device\x18\x02 \x01(\v2\x11.parley.v1.DeviceR\x06device\"a\n" +
+	"\x15ChangePasswordRequest\x12#\n" +
+	"\rpassword_hash\x18\x01 \x01(\tR\fpasswordHash\x12#\n" +
+	"\rprevious_hash\x18\x02 \x01(\tR\fpreviousHash\"\xf1\x01\n" +
+	"\n" +
+	"Revocation\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"device_ids\x18\x03 \x03(\tR\tdeviceIds\x12+\n" +
+	"\x12not_before_unix_ms\x18\x04 \x01(\x03R\x0fnotBeforeUnixMs\x123\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\x1b.parley.v1.RevocationReasonR\x06reason\x12&\n" +
+	"\x0frevoked_unix_ms\x18\x06 \x01(\x03R\rrevokedUnixMs\"h\n" +
+	"\x16ListRevocationsRequest\x12\"\n" +
+	"\rsince_unix_ms\x18\x01 \x01(\x03R\vsinceUnixMs\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"]\n" +
+	"\x0eRevocationList\x127\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x15.parley.v1.RevocationR\vrevocations\x12\x12\n" +
+	"\x04next\x18\x02 \x01(\tR\x04next\"l\n" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.parley.v1.RoleR\x04role\x12$\n" +
@@ -2845,7 +3266,11 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x1bREFRESH_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REFRESH_OUTCOME_ROTATED\x10\x01\x12\x1c\n" +
 	"\x18REFRESH_OUTCOME_REPEATED\x10\x02\x12\x1a\n" +
-	"\x16REFRESH_OUTCOME_REUSED\x10\x03*p\n" +
+	"\x16REFRESH_OUTCOME_REUSED\x10\x03*\x83\x01\n" +
+	"\x10RevocationReason\x12!\n" +
+	"\x1dREVOCATION_REASON_UNSPECIFIED\x10\x00\x12$\n" +
+	" REVOCATION_REASON_DEVICE_REVOKED\x10\x01\x12&\n" +
+	"\"REVOCATION_REASON_PASSWORD_CHANGED\x10\x02*p\n" +
 	"\x10ConversationType\x12!\n" +
 	"\x1dCONVERSATION_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_TYPE_DIRECT\x10\x01\x12\x1b\n" +
@@ -2870,119 +3295,130 @@ func file_parley_v1_core_proto_rawDescGZIP() []byte {
 	return file_parley_v1_core_proto_rawDescData
 }
 
-var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_parley_v1_core_proto_goTypes = []any{
 	(RefreshOutcome)(0),               // 0: parley.v1.RefreshOutcome
-	(ConversationType)(0),             // 1: parley.v1.ConversationType
-	(Role)(0),                         // 2: parley.v1.Role
-	(*Caller)(nil),                    // 3: parley.v1.Caller
-	(*CoreRequest)(nil),               // 4: parley.v1.CoreRequest
-	(*CoreResponse)(nil),              // 5: parley.v1.CoreResponse
-	(*RegionInfoRequest)(nil),         // 6: parley.v1.RegionInfoRequest
-	(*RegionInfo)(nil),                // 7: parley.v1.RegionInfo
-	(*Workspace)(nil),                 // 8: parley.v1.Workspace
-	(*GetWorkspaceRequest)(nil),       // 9: parley.v1.GetWorkspaceRequest
-	(*UpdateWorkspaceRequest)(nil),    // 10: parley.v1.UpdateWorkspaceRequest
-	(*User)(nil),                      // 11: parley.v1.User
-	(*UserList)(nil),                  // 12: parley.v1.UserList
-	(*RegisterUserRequest)(nil),       // 13: parley.v1.RegisterUserRequest
-	(*GetCredentialsRequest)(nil),     // 14: parley.v1.GetCredentialsRequest
-	(*Credentials)(nil),               // 15: parley.v1.Credentials
-	(*LookupUsersRequest)(nil),        // 16: parley.v1.LookupUsersRequest
-	(*Device)(nil),                    // 17: parley.v1.Device
-	(*DeviceList)(nil),                // 18: parley.v1.DeviceList
-	(*RegisterDeviceRequest)(nil),     // 19: parley.v1.RegisterDeviceRequest
-	(*ListDevicesRequest)(nil),        // 20: parley.v1.ListDevicesRequest
-	(*GetDeviceRequest)(nil),          // 21: parley.v1.GetDeviceRequest
-	(*RevokeDeviceRequest)(nil),       // 22: parley.v1.RevokeDeviceRequest
-	(*TokenFamily)(nil),               // 23: parley.v1.TokenFamily
-	(*StartTokenFamilyRequest)(nil),   // 24: parley.v1.StartTokenFamilyRequest
-	(*RotateRefreshRequest)(nil),      // 25: parley.v1.RotateRefreshRequest
-	(*RefreshRotation)(nil),           // 26: parley.v1.RefreshRotation
-	(*Member)(nil),                    // 27: parley.v1.Member
-	(*Conversation)(nil),              // 28: parley.v1.Conversation
-	(*ConversationList)(nil),          // 29: parley.v1.ConversationList
-	(*CreateConversationRequest)(nil), // 30: parley.v1.CreateConversationRequest
-	(*GetConversationRequest)(nil),    // 31: parley.v1.GetConversationRequest
-	(*ListConversationsRequest)(nil),  // 32: parley.v1.ListConversationsRequest
-	(*ChangeMembersRequest)(nil),      // 33: parley.v1.ChangeMembersRequest
-	nil,                               // 34: parley.v1.ChangeMembersRequest.SetRolesEntry
-	(*SendRequest)(nil),               // 35: parley.v1.SendRequest
-	(*HistoryRequest)(nil),            // 36: parley.v1.HistoryRequest
-	(*ReceiptReport)(nil),             // 37: parley.v1.ReceiptReport
-	(*SyncRequest)(nil),               // 38: parley.v1.SyncRequest
-	(*GetReceiptsRequest)(nil),        // 39: parley.v1.GetReceiptsRequest
-	(*Typing)(nil),                    // 40: parley.v1.Typing
-	(*GetPresenceRequest)(nil),        // 41: parley.v1.GetPresenceRequest
-	(*Error)(nil),                     // 42: parley.v1.Error
-	(*SendAck)(nil),                   // 43: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 44: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 45: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 46: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 47: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 48: parley.v1.PresenceList
+	(RevocationReason)(0),             // 1: parley.v1.RevocationReason
+	(ConversationType)(0),             // 2: parley.v1.ConversationType
+	(Role)(0),                         // 3: parley.v1.Role
+	(*Caller)(nil),                    // 4: parley.v1.Caller
+	(*CoreRequest)(nil),               // 5: parley.v1.CoreRequest
+	(*CoreResponse)(nil),              // 6: parley.v1.CoreResponse
+	(*RegionInfoRequest)(nil),         // 7: parley.v1.RegionInfoRequest
+	(*RegionInfo)(nil),                // 8: parley.v1.RegionInfo
+	(*Workspace)(nil),                 // 9: parley.v1.Workspace
+	(*GetWorkspaceRequest)(nil),       // 10: parley.v1.GetWorkspaceRequest
+	(*UpdateWorkspaceRequest)(nil),    // 11: parley.v1.UpdateWorkspaceRequest
+	(*User)(nil),                      // 12: parley.v1.User
+	(*UserList)(nil),                  // 13: parley.v1.UserList
+	(*RegisterUserRequest)(nil),       // 14: parley.v1.RegisterUserRequest
+	(*GetCredentialsRequest)(nil),     // 15: parley.v1.GetCredentialsRequest
+	(*Credentials)(nil),               // 16: parley.v1.Credentials
+	(*LookupUsersRequest)(nil),        // 17: parley.v1.LookupUsersRequest
+	(*Device)(nil),                    // 18: parley.v1.Device
+	(*DeviceList)(nil),                // 19: parley.v1.DeviceList
+	(*RegisterDeviceRequest)(nil),     // 20: parley.v1.RegisterDeviceRequest
+	(*ListDevicesRequest)(nil),        // 21: parley.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),          // 22: parley.v1.GetDeviceRequest
+	(*RevokeDeviceRequest)(nil),       // 23: parley.v1.RevokeDeviceRequest
+	(*TokenFamily)(nil),               // 24: parley.v1.TokenFamily
+	(*StartTokenFamilyRequest)(nil),   // 25: parley.v1.StartTokenFamilyRequest
+	(*RotateRefreshRequest)(nil),      // 26: parley.v1.RotateRefreshRequest
+	(*RefreshRotation)(nil),           // 27: parley.v1.RefreshRotation
+	(*ChangePasswordRequest)(nil),     // 28: parley.v1.ChangePasswordRequest
+	(*Revocation)(nil),                // 29: parley.v1.Revocation
+	(*ListRevocationsRequest)(nil),    // 30: parley.v1.ListRevocationsRequest
+	(*RevocationList)(nil),            // 31: parley.v1.RevocationList
+	(*Member)(nil),                    // 32: parley.v1.Member
+	(*Conversation)(nil),              // 33: parley.v1.Conversation
+	(*ConversationList)(nil),          // 34: parley.v1.ConversationList
+	(*CreateConversationRequest)(nil), // 35: parley.v1.CreateConversationRequest
+	(*GetConversationRequest)(nil),    // 36: parley.v1.GetConversationRequest
+	(*ListConversationsRequest)(nil),  // 37: parley.v1.ListConversationsRequest
+	(*ChangeMembersRequest)(nil),      // 38: parley.v1.ChangeMembersRequest
+	nil,                               // 39: parley.v1.ChangeMembersRequest.SetRolesEntry
+	(*SendRequest)(nil),               // 40: parley.v1.SendRequest
+	(*HistoryRequest)(nil),            // 41: parley.v1.HistoryRequest
+	(*ReceiptReport)(nil),             // 42: parley.v1.ReceiptReport
+	(*SyncRequest)(nil),               // 43: parley.v1.SyncRequest
+	(*GetReceiptsRequest)(nil),        // 44: parley.v1.GetReceiptsRequest
+	(*Typing)(nil),                    // 45: parley.v1.Typing
+	(*GetPresenceRequest)(nil),        // 46: parley.v1.GetPresenceRequest
+	(*Error)(nil),                     // 47: parley.v1.Error
+	(*SendAck)(nil),                   // 48: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 49: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 50: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 51: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 52: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 53: parley.v1.PresenceList
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
-	3,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
-	6,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
-	13, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
-	14, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
-	16, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
-	19, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
-	20, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
-	21, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
-	22, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
-	9,  // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
-	10, // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
-	30, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	31, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
-	32, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
-	33, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
-	35, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
-	36, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
-	37, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
-	38, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
-	39, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
-	40, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
-	41, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
-	24, // 22: parley.v1.CoreRequest.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
-	25, // 23: parley.v1.CoreRequest.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
-	42, // 24: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	7,  // 25: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	11, // 26: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	15, // 27: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	12, // 28: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	17, // 29: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	18, // 30: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	8,  // 31: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
-	26, // 32: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
-	28, // 33: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	29, // 34: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	43, // 35: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	44, // 36: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	45, // 37: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	46, // 38: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	47, // 39: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	48, // 40: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	11, // 41: parley.v1.UserList.users:type_name -> parley.v1.User
-	11, // 42: parley.v1.Credentials.user:type_name -> parley.v1.User
-	23, // 43: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
-	17, // 44: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	0,  // 45: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
-	17, // 46: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
-	2,  // 47: parley.v1.Member.role:type_name -> parley.v1.Role
-	1,  // 48: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	27, // 49: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	28, // 50: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	1,  // 51: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	34, // 52: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	2,  // 53: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	4,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
+	7,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
+	14, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
+	15, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
+	17, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
+	20, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
+	21, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
+	22, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
+	23, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
+	10, // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
+	11, // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
+	35, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	36, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
+	37, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
+	38, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
+	40, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
+	41, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
+	42, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
+	43, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
+	44, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
+	45, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
+	46, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
+	25, // 22: parley.v1.CoreRequest.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
+	26, // 23: parley.v1.CoreRequest.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
+	28, // 24: parley.v1.CoreRequest.change_password:type_name -> parley.v1.ChangePasswordRequest
+	30, // 25: parley.v1.CoreRequest.list_revocations:type_name -> parley.v1.ListRevocationsRequest
+	47, // 26: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	8,  // 27: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	12, // 28: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	16, // 29: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	13, // 30: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	18, // 31: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	19, // 32: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	9,  // 33: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	27, // 34: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
+	33, // 35: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	34, // 36: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	48, // 37: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	49, // 38: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	50, // 39: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	51, // 40: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	52, // 41: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	53, // 42: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	31, // 43: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
+	29, // 44: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
+	12, // 45: parley.v1.UserList.users:type_name -> parley.v1.User
+	12, // 46: parley.v1.Credentials.user:type_name -> parley.v1.User
+	24, // 47: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
+	18, // 48: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	0,  // 49: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
+	18, // 50: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
+	1,  // 51: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
+	29, // 52: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
+	3,  // 53: parley.v1.Member.role:type_name -> parley.v1.Role
+	2,  // 54: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	32, // 55: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	33, // 56: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	2,  // 57: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	39, // 58: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	3,  // 59: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -3019,6 +3455,8 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_GetPresence)(nil),
 		(*CoreRequest_StartTokenFamily)(nil),
 		(*CoreRequest_RotateRefresh)(nil),
+		(*CoreRequest_ChangePassword)(nil),
+		(*CoreRequest_ListRevocations)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -3037,6 +3475,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Sync)(nil),
 		(*CoreResponse_Receipts)(nil),
 		(*CoreResponse_Presence)(nil),
+		(*CoreResponse_Revocations)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
@@ -3044,8 +3483,8 @@ func file_parley_v1_core_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_core_proto_rawDesc), len(file_parley_v1_core_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   32,
+			NumEnums:      4,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

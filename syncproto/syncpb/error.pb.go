@@ -44,6 +44,9 @@ const (
 	// A refresh token that was already used was presented: its device has
 	// been revoked.
 	Code_CODE_REFRESH_TOKEN_REUSED Code = 15
+	// The device's access was taken away (the device was revoked, or the
+	// user's password changed on another device): log in again.
+	Code_CODE_REVOKED Code = 16
 )
 
 // Enum value maps for Code.
@@ -65,6 +68,7 @@ var (
 		13: "CODE_INVALID_ARGUMENT",
 		14: "CODE_NOT_MEMBER",
 		15: "CODE_REFRESH_TOKEN_REUSED",
+		16: "CODE_REVOKED",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":                   0,
@@ -83,6 +87,7 @@ var (
 		"CODE_INVALID_ARGUMENT":     13,
 		"CODE_NOT_MEMBER":           14,
 		"CODE_REFRESH_TOKEN_REUSED": 15,
+		"CODE_REVOKED":              16,
 	}
 )
 
@@ -183,7 +188,7 @@ const file_parley_v1_error_proto_rawDesc = "" +
 	"\x05Error\x12#\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0f.parley.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
-	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs*\xe7\x02\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs*\xf9\x02\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x12\n" +
 	"\x0eCODE_MALFORMED\x10\x01\x12\x18\n" +
@@ -201,7 +206,8 @@ const file_parley_v1_error_proto_rawDesc = "" +
 	"\fCODE_TIMEOUT\x10\f\x12\x19\n" +
 	"\x15CODE_INVALID_ARGUMENT\x10\r\x12\x13\n" +
 	"\x0fCODE_NOT_MEMBER\x10\x0e\x12\x1d\n" +
-	"\x19CODE_REFRESH_TOKEN_REUSED\x10\x0fB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
+	"\x19CODE_REFRESH_TOKEN_REUSED\x10\x0f\x12\x10\n" +
+	"\fCODE_REVOKED\x10\x10B7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
 
 var (
 	file_parley_v1_error_proto_rawDescOnce sync.Once

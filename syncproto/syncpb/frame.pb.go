@@ -53,6 +53,8 @@ type Frame struct {
 	//	*Frame_GoAway
 	//	*Frame_ReceiptAck
 	//	*Frame_PresenceSubscribe
+	//	*Frame_Reauth
+	//	*Frame_ReauthAck
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -282,6 +284,24 @@ func (x *Frame) GetPresenceSubscribe() *PresenceSubscribe {
 	return nil
 }
 
+func (x *Frame) GetReauth() *Reauth {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Reauth); ok {
+			return x.Reauth
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetReauthAck() *ReauthAck {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_ReauthAck); ok {
+			return x.ReauthAck
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -366,6 +386,14 @@ type Frame_PresenceSubscribe struct {
 	PresenceSubscribe *PresenceSubscribe `protobuf:"bytes,29,opt,name=presence_subscribe,json=presenceSubscribe,proto3,oneof"`
 }
 
+type Frame_Reauth struct {
+	Reauth *Reauth `protobuf:"bytes,30,opt,name=reauth,proto3,oneof"`
+}
+
+type Frame_ReauthAck struct {
+	ReauthAck *ReauthAck `protobuf:"bytes,31,opt,name=reauth_ack,json=reauthAck,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -405,6 +433,10 @@ func (*Frame_GoAway) isFrame_Body() {}
 func (*Frame_ReceiptAck) isFrame_Body() {}
 
 func (*Frame_PresenceSubscribe) isFrame_Body() {}
+
+func (*Frame_Reauth) isFrame_Body() {}
+
+func (*Frame_ReauthAck) isFrame_Body() {}
 
 // Ping asks the peer for a Pong carrying the same nonce.
 type Ping struct {
@@ -599,7 +631,7 @@ var File_parley_v1_frame_proto protoreflect.FileDescriptor
 
 const file_parley_v1_frame_proto_rawDesc = "" +
 	"\n" +
-	"\x15parley/v1/frame.proto\x12\tparley.v1\x1a\x15parley/v1/hello.proto\x1a\x17parley/v1/message.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x18parley/v1/presence.proto\x1a\x15parley/v1/error.proto\"\xcf\b\n" +
+	"\x15parley/v1/frame.proto\x12\tparley.v1\x1a\x15parley/v1/hello.proto\x1a\x17parley/v1/message.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x18parley/v1/presence.proto\x1a\x15parley/v1/error.proto\"\xb3\t\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -623,7 +655,10 @@ const file_parley_v1_frame_proto_rawDesc = "" +
 	"\ago_away\x18\x1b \x01(\v2\x11.parley.v1.GoAwayH\x00R\x06goAway\x128\n" +
 	"\vreceipt_ack\x18\x1c \x01(\v2\x15.parley.v1.ReceiptAckH\x00R\n" +
 	"receiptAck\x12M\n" +
-	"\x12presence_subscribe\x18\x1d \x01(\v2\x1c.parley.v1.PresenceSubscribeH\x00R\x11presenceSubscribeB\x06\n" +
+	"\x12presence_subscribe\x18\x1d \x01(\v2\x1c.parley.v1.PresenceSubscribeH\x00R\x11presenceSubscribe\x12+\n" +
+	"\x06reauth\x18\x1e \x01(\v2\x11.parley.v1.ReauthH\x00R\x06reauth\x125\n" +
+	"\n" +
+	"reauth_ack\x18\x1f \x01(\v2\x14.parley.v1.ReauthAckH\x00R\treauthAckB\x06\n" +
 	"\x04body\"\x1c\n" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
@@ -670,6 +705,8 @@ var file_parley_v1_frame_proto_goTypes = []any{
 	(*Error)(nil),             // 18: parley.v1.Error
 	(*ReceiptAck)(nil),        // 19: parley.v1.ReceiptAck
 	(*PresenceSubscribe)(nil), // 20: parley.v1.PresenceSubscribe
+	(*Reauth)(nil),            // 21: parley.v1.Reauth
+	(*ReauthAck)(nil),         // 22: parley.v1.ReauthAck
 }
 var file_parley_v1_frame_proto_depIdxs = []int32{
 	5,  // 0: parley.v1.Frame.hello:type_name -> parley.v1.Hello
@@ -692,11 +729,13 @@ var file_parley_v1_frame_proto_depIdxs = []int32{
 	4,  // 17: parley.v1.Frame.go_away:type_name -> parley.v1.GoAway
 	19, // 18: parley.v1.Frame.receipt_ack:type_name -> parley.v1.ReceiptAck
 	20, // 19: parley.v1.Frame.presence_subscribe:type_name -> parley.v1.PresenceSubscribe
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 20: parley.v1.Frame.reauth:type_name -> parley.v1.Reauth
+	22, // 21: parley.v1.Frame.reauth_ack:type_name -> parley.v1.ReauthAck
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_frame_proto_init() }
@@ -731,6 +770,8 @@ func file_parley_v1_frame_proto_init() {
 		(*Frame_GoAway)(nil),
 		(*Frame_ReceiptAck)(nil),
 		(*Frame_PresenceSubscribe)(nil),
+		(*Frame_Reauth)(nil),
+		(*Frame_ReauthAck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -118,10 +118,13 @@ type Welcome struct {
 	WorkspaceId      string                 `protobuf:"bytes,5,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	ServerTimeUnixMs int64                  `protobuf:"varint,6,opt,name=server_time_unix_ms,json=serverTimeUnixMs,proto3" json:"server_time_unix_ms,omitempty"`
 	// Limits the session must respect.
-	MaxFrameSize  uint32 `protobuf:"varint,7,opt,name=max_frame_size,json=maxFrameSize,proto3" json:"max_frame_size,omitempty"`
-	KeepaliveMs   uint32 `protobuf:"varint,8,opt,name=keepalive_ms,json=keepaliveMs,proto3" json:"keepalive_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxFrameSize uint32 `protobuf:"varint,7,opt,name=max_frame_size,json=maxFrameSize,proto3" json:"max_frame_size,omitempty"`
+	KeepaliveMs  uint32 `protobuf:"varint,8,opt,name=keepalive_ms,json=keepaliveMs,proto3" json:"keepalive_ms,omitempty"`
+	// When the session's access token expires (server clock): the session
+	// ends then with TOKEN_EXPIRED unless the device sends a Reauth first.
+	TokenExpiresUnixMs int64 `protobuf:"varint,9,opt,name=token_expires_unix_ms,json=tokenExpiresUnixMs,proto3" json:"token_expires_unix_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
@@ -210,6 +213,113 @@ func (x *Welcome) GetKeepaliveMs() uint32 {
 	return 0
 }
 
+func (x *Welcome) GetTokenExpiresUnixMs() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixMs
+	}
+	return 0
+}
+
+// Reauth (a request: non-zero id) gives a live session a fresh access
+// token for the same workspace, user and device, so the session outlives
+// the token it started with. The answer is ReauthAck or Error.
+type Reauth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessToken   string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reauth) Reset() {
+	*x = Reauth{}
+	mi := &file_parley_v1_hello_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reauth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reauth) ProtoMessage() {}
+
+func (x *Reauth) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_hello_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reauth.ProtoReflect.Descriptor instead.
+func (*Reauth) Descriptor() ([]byte, []int) {
+	return file_parley_v1_hello_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Reauth) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+// ReauthAck answers a Reauth: the session now ends at the new token's expiry.
+type ReauthAck struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	TokenExpiresUnixMs int64                  `protobuf:"varint,1,opt,name=token_expires_unix_ms,json=tokenExpiresUnixMs,proto3" json:"token_expires_unix_ms,omitempty"`
+	ServerTimeUnixMs   int64                  `protobuf:"varint,2,opt,name=server_time_unix_ms,json=serverTimeUnixMs,proto3" json:"server_time_unix_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ReauthAck) Reset() {
+	*x = ReauthAck{}
+	mi := &file_parley_v1_hello_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReauthAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReauthAck) ProtoMessage() {}
+
+func (x *ReauthAck) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_hello_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReauthAck.ProtoReflect.Descriptor instead.
+func (*ReauthAck) Descriptor() ([]byte, []int) {
+	return file_parley_v1_hello_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReauthAck) GetTokenExpiresUnixMs() int64 {
+	if x != nil {
+		return x.TokenExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *ReauthAck) GetServerTimeUnixMs() int64 {
+	if x != nil {
+		return x.ServerTimeUnixMs
+	}
+	return 0
+}
+
 var File_parley_v1_hello_proto protoreflect.FileDescriptor
 
 const file_parley_v1_hello_proto_rawDesc = "" +
@@ -224,7 +334,7 @@ const file_parley_v1_hello_proto_rawDesc = "" +
 	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x123\n" +
 	"\bposition\x18\x05 \x01(\v2\x17.parley.v1.SyncPositionR\bposition\x12\x1f\n" +
 	"\vclient_name\x18\x06 \x01(\tR\n" +
-	"clientName\"\x93\x02\n" +
+	"clientName\"\xc6\x02\n" +
 	"\aWelcome\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -234,7 +344,13 @@ const file_parley_v1_hello_proto_rawDesc = "" +
 	"\fworkspace_id\x18\x05 \x01(\tR\vworkspaceId\x12-\n" +
 	"\x13server_time_unix_ms\x18\x06 \x01(\x03R\x10serverTimeUnixMs\x12$\n" +
 	"\x0emax_frame_size\x18\a \x01(\rR\fmaxFrameSize\x12!\n" +
-	"\fkeepalive_ms\x18\b \x01(\rR\vkeepaliveMsB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
+	"\fkeepalive_ms\x18\b \x01(\rR\vkeepaliveMs\x121\n" +
+	"\x15token_expires_unix_ms\x18\t \x01(\x03R\x12tokenExpiresUnixMs\"+\n" +
+	"\x06Reauth\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\"m\n" +
+	"\tReauthAck\x121\n" +
+	"\x15token_expires_unix_ms\x18\x01 \x01(\x03R\x12tokenExpiresUnixMs\x12-\n" +
+	"\x13server_time_unix_ms\x18\x02 \x01(\x03R\x10serverTimeUnixMsB7Z5github.com/parley-chat/parley/syncproto/syncpb;syncpbb\x06proto3"
 
 var (
 	file_parley_v1_hello_proto_rawDescOnce sync.Once
@@ -248,14 +364,16 @@ func file_parley_v1_hello_proto_rawDescGZIP() []byte {
 	return file_parley_v1_hello_proto_rawDescData
 }
 
-var file_parley_v1_hello_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_parley_v1_hello_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_parley_v1_hello_proto_goTypes = []any{
 	(*Hello)(nil),        // 0: parley.v1.Hello
 	(*Welcome)(nil),      // 1: parley.v1.Welcome
-	(*SyncPosition)(nil), // 2: parley.v1.SyncPosition
+	(*Reauth)(nil),       // 2: parley.v1.Reauth
+	(*ReauthAck)(nil),    // 3: parley.v1.ReauthAck
+	(*SyncPosition)(nil), // 4: parley.v1.SyncPosition
 }
 var file_parley_v1_hello_proto_depIdxs = []int32{
-	2, // 0: parley.v1.Hello.position:type_name -> parley.v1.SyncPosition
+	4, // 0: parley.v1.Hello.position:type_name -> parley.v1.SyncPosition
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -275,7 +393,7 @@ func file_parley_v1_hello_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_hello_proto_rawDesc), len(file_parley_v1_hello_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

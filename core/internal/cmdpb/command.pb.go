@@ -52,6 +52,7 @@ type Command struct {
 	//	*Command_UpdateWorkspace
 	//	*Command_StartTokenFamily
 	//	*Command_RotateRefresh
+	//	*Command_ChangePassword
 	//	*Command_CreateConversation
 	//	*Command_ChangeMembers
 	//	*Command_Send
@@ -188,6 +189,15 @@ func (x *Command) GetRotateRefresh() *syncpb.RotateRefreshRequest {
 	return nil
 }
 
+func (x *Command) GetChangePassword() *syncpb.ChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateConversation() *syncpb.CreateConversationRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateConversation); ok {
@@ -260,6 +270,10 @@ type Command_RotateRefresh struct {
 	RotateRefresh *syncpb.RotateRefreshRequest `protobuf:"bytes,15,opt,name=rotate_refresh,json=rotateRefresh,proto3,oneof"`
 }
 
+type Command_ChangePassword struct {
+	ChangePassword *syncpb.ChangePasswordRequest `protobuf:"bytes,16,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
 type Command_CreateConversation struct {
 	CreateConversation *syncpb.CreateConversationRequest `protobuf:"bytes,20,opt,name=create_conversation,json=createConversation,proto3,oneof"`
 }
@@ -287,6 +301,8 @@ func (*Command_UpdateWorkspace) isCommand_Op() {}
 func (*Command_StartTokenFamily) isCommand_Op() {}
 
 func (*Command_RotateRefresh) isCommand_Op() {}
+
+func (*Command_ChangePassword) isCommand_Op() {}
 
 func (*Command_CreateConversation) isCommand_Op() {}
 
@@ -480,7 +496,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xab\a\n" +
+	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xf8\a\n" +
 	"\aCommand\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12\x1c\n" +
 	"\n" +
@@ -494,7 +510,8 @@ const file_command_proto_rawDesc = "" +
 	"\rrevoke_device\x18\f \x01(\v2\x1e.parley.v1.RevokeDeviceRequestH\x00R\frevokeDevice\x12N\n" +
 	"\x10update_workspace\x18\r \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12R\n" +
 	"\x12start_token_family\x18\x0e \x01(\v2\".parley.v1.StartTokenFamilyRequestH\x00R\x10startTokenFamily\x12H\n" +
-	"\x0erotate_refresh\x18\x0f \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefresh\x12W\n" +
+	"\x0erotate_refresh\x18\x0f \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefresh\x12K\n" +
+	"\x0fchange_password\x18\x10 \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12W\n" +
 	"\x13create_conversation\x18\x14 \x01(\v2$.parley.v1.CreateConversationRequestH\x00R\x12createConversation\x12H\n" +
 	"\x0echange_members\x18\x15 \x01(\v2\x1f.parley.v1.ChangeMembersRequestH\x00R\rchangeMembers\x12,\n" +
 	"\x04send\x18\x16 \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x124\n" +
@@ -538,10 +555,11 @@ var file_command_proto_goTypes = []any{
 	(*syncpb.UpdateWorkspaceRequest)(nil),    // 8: parley.v1.UpdateWorkspaceRequest
 	(*syncpb.StartTokenFamilyRequest)(nil),   // 9: parley.v1.StartTokenFamilyRequest
 	(*syncpb.RotateRefreshRequest)(nil),      // 10: parley.v1.RotateRefreshRequest
-	(*syncpb.CreateConversationRequest)(nil), // 11: parley.v1.CreateConversationRequest
-	(*syncpb.ChangeMembersRequest)(nil),      // 12: parley.v1.ChangeMembersRequest
-	(*syncpb.SendRequest)(nil),               // 13: parley.v1.SendRequest
-	(*syncpb.ReceiptReport)(nil),             // 14: parley.v1.ReceiptReport
+	(*syncpb.ChangePasswordRequest)(nil),     // 11: parley.v1.ChangePasswordRequest
+	(*syncpb.CreateConversationRequest)(nil), // 12: parley.v1.CreateConversationRequest
+	(*syncpb.ChangeMembersRequest)(nil),      // 13: parley.v1.ChangeMembersRequest
+	(*syncpb.SendRequest)(nil),               // 14: parley.v1.SendRequest
+	(*syncpb.ReceiptReport)(nil),             // 15: parley.v1.ReceiptReport
 }
 var file_command_proto_depIdxs = []int32{
 	4,  // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
@@ -551,16 +569,17 @@ var file_command_proto_depIdxs = []int32{
 	8,  // 4: parley.core.v1.Command.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
 	9,  // 5: parley.core.v1.Command.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
 	10, // 6: parley.core.v1.Command.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
-	11, // 7: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	12, // 8: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
-	13, // 9: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
-	14, // 10: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
-	2,  // 11: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 7: parley.core.v1.Command.change_password:type_name -> parley.v1.ChangePasswordRequest
+	12, // 8: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	13, // 9: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
+	14, // 10: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
+	15, // 11: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
+	2,  // 12: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -575,6 +594,7 @@ func file_command_proto_init() {
 		(*Command_UpdateWorkspace)(nil),
 		(*Command_StartTokenFamily)(nil),
 		(*Command_RotateRefresh)(nil),
+		(*Command_ChangePassword)(nil),
 		(*Command_CreateConversation)(nil),
 		(*Command_ChangeMembers)(nil),
 		(*Command_Send)(nil),

@@ -191,47 +191,69 @@ func (t *Tx) drop() {
 	clear(t.idx)
 }
 
-// Scan implements Reader. It merges the entry's and the batch's writes with
-// the view, so it reads the whole prefix first: meant for small prefixes.
+// Scan implements Reader. It merges the entry's and the batch's writes
+// under prefix with the view as it goes, so a scan that stops early reads
+// only what it visits.
 func (t *Tx) Scan(prefix, seek []byte, reverse bool, fn func(key, val []byte) (bool, error)) error {
-	merged := map[string][]byte{}
-	err := t.view.Scan(prefix, nil, false, func(k, v []byte) (bool, error) {
-		merged[string(k)] = bytes.Clone(v)
-		return true, nil
-	})
-	if err != nil {
-		return err
+	before := func(a, b string) bool { // a comes before b in scan order
+		if reverse {
+			return a > b
+		}
+		return a < b
 	}
-	overlay := func(o op) {
-		if !strings.HasPrefix(o.key, string(prefix)) {
+	pend := map[string]op{}
+	add := func(o op) {
+		if !strings.HasPrefix(o.key, string(prefix)) || (seek != nil && before(o.key, string(seek))) {
 			return
 		}
-		if o.del {
-			delete(merged, o.key)
-		} else {
-			merged[o.key] = o.val
-		}
+		pend[o.key] = o
 	}
 	for _, o := range t.batch {
-		overlay(o)
+		add(o)
 	}
 	for _, o := range t.ops {
-		overlay(o)
+		add(o) // the entry's own writes win over the batch's
 	}
-	keys := slices.Sorted(maps.Keys(merged))
+	keys := slices.Sorted(maps.Keys(pend))
 	if reverse {
 		slices.Reverse(keys)
 	}
-	for _, k := range keys {
-		if seek != nil {
-			if c := strings.Compare(k, string(seek)); (!reverse && c < 0) || (reverse && c > 0) {
+	i := 0
+	// emit passes the pending writes that come before upto (all when
+	// upto is nil) to fn; false when fn stopped.
+	emit := func(upto *string) (bool, error) {
+		for i < len(keys) && (upto == nil || before(keys[i], *upto)) {
+			o := pend[keys[i]]
+			i++
+			if o.del {
 				continue
 			}
+			if more, err := fn([]byte(o.key), o.val); err != nil || !more {
+				return false, err
+			}
 		}
-		more, err := fn([]byte(k), merged[k])
-		if err != nil || !more {
-			return err
-		}
+		return true, nil
 	}
-	return nil
+	stopped := false
+	err := t.view.Scan(prefix, seek, reverse, func(k, v []byte) (bool, error) {
+		ks := string(k)
+		more, err := emit(&ks)
+		if err == nil && more {
+			if o, ok := pend[ks]; ok { // written since: the write wins
+				i++
+				if o.del {
+					return true, nil
+				}
+				v = o.val
+			}
+			more, err = fn(k, v)
+		}
+		stopped = err != nil || !more
+		return !stopped, err
+	})
+	if err != nil || stopped {
+		return err
+	}
+	_, err = emit(nil)
+	return err
 }

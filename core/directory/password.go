@@ -1,0 +1,112 @@
+package directory
+
+import (
+	"github.com/parley-chat/parley/core/internal/cmdpb"
+	"github.com/parley-chat/parley/core/internal/kvfsm"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// A password change replaces the caller's hash, compare-and-swap on the
+// hash the edge checked the current password against, and revokes the
+// tokens of the user's other devices issued before it (their sessions end;
+// they log in again). The device that changed it keeps its tokens.
+
+var errPasswordChanged = syncproto.Errorf(syncpb.Code_CODE_CONFLICT, "the password was changed meanwhile; try again")
+
+func checkChangePassword(req *syncpb.ChangePasswordRequest) error {
+	switch {
+	case req == nil:
+		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
+	case !validHash(req.PasswordHash) || !validHash(req.PreviousHash):
+		return invalid("invalid password hash")
+	}
+	return nil
+}
+
+// ownCredentials loads the caller's credentials; the caller must be a user
+// of its workspace, with the stored hash still previous.
+func ownCredentials(g kvfsm.Getter, caller *syncpb.Caller, previous string) (*syncpb.Credentials, error) {
+	if err := checkCaller(caller); err != nil {
+		return nil, err
+	}
+	c, ok, err := getCredentials(g, caller.UserId)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || c.User.GetWorkspaceId() != caller.WorkspaceId {
+		return nil, errNoSuchUser
+	}
+	if c.PasswordHash != previous {
+		return nil, errPasswordChanged
+	}
+	return c, nil
+}
+
+func (f *FSM) prepareChangePassword(caller *syncpb.Caller, req *syncpb.ChangePasswordRequest, now int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+	if err := checkChangePassword(req); err != nil {
+		return nil, nil, err
+	}
+	err := f.view(func(v *kvfsm.View) error {
+		_, err := ownCredentials(v, caller, req.PreviousHash)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &cmdpb.Command{Caller: caller, TsUnixMs: now, Op: &cmdpb.Command_ChangePassword{ChangePassword: req}}, nil, nil
+}
+
+func applyChangePassword(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *syncpb.ChangePasswordRequest) (*syncpb.CoreResponse, error) {
+	if err := checkChangePassword(req); err != nil {
+		return nil, err
+	}
+	c, err := ownCredentials(tx, cmd.Caller, req.PreviousHash)
+	if err != nil {
+		return nil, err
+	}
+	c.PasswordHash = req.PasswordHash
+	b, err := encode(c)
+	if err != nil {
+		return nil, err
+	}
+	tx.Set(userKey(c.User.Id), b)
+	ts := revokedAt(cmd.TsUnixMs)
+	var ids []string
+	prefix := userDevicePrefix(c.User.Id)
+	err = tx.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+		if id := string(k[len(prefix):]); id != cmd.Caller.DeviceId {
+			ids = append(ids, id)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rv := &syncpb.Revocation{WorkspaceId: c.User.WorkspaceId, UserId: c.User.Id, NotBeforeUnixMs: ts,
+		Reason: syncpb.RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED, RevokedUnixMs: ts}
+	for _, id := range ids {
+		d, ok, err := getDevice(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || d.Revoked {
+			continue
+		}
+		d.TokensNotBeforeUnixMs = ts
+		db, err := encode(d)
+		if err != nil {
+			return nil, err
+		}
+		tx.Set(deviceKey(id), db)
+		rv.DeviceIds = append(rv.DeviceIds, id)
+	}
+	resp := userResponse(c.User)
+	if len(rv.DeviceIds) > 0 {
+		if err := logRevocation(tx, index, rv); err != nil {
+			return nil, err
+		}
+		resp.Revocation = rv
+	}
+	return resp, nil
+}
