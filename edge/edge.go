@@ -101,6 +101,9 @@ type Config struct {
 	DevCertDir        string
 	// IdleTimeout closes a QUIC connection silent this long (default 60 s).
 	IdleTimeout time.Duration
+	// CloseTimeout bounds closing a WebSocket connection, whatever the
+	// peer does (default 2 s; see wsconn.Config).
+	CloseTimeout time.Duration
 	// PresenceInterval and PresenceLease time the presence batches to the
 	// cores (see edge/presence for defaults: 500 ms, 1.5 s).
 	PresenceInterval, PresenceLease time.Duration
@@ -123,6 +126,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: ShutdownTimeout %v is negative", c.ShutdownTimeout)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: RequestTimeout %v is negative", c.RequestTimeout)
+	case c.CloseTimeout < 0:
+		return fmt.Errorf("edge: CloseTimeout %v is negative", c.CloseTimeout)
 	}
 	if err := c.authConfig().Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -239,8 +244,13 @@ func New(cfg Config) (*Edge, error) {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	e.base, e.baseCancel = context.WithCancel(context.Background())
+	ws, err := wsconn.Handler(e.base, wsconn.Config{Sessions: e.sessions, CloseTimeout: cfg.CloseTimeout, Logger: e.log.With("part", "ws")})
+	if err != nil {
+		e.baseCancel()
+		return fail(fmt.Errorf("edge: %w", err))
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+wsconn.Path, wsconn.Handler(e.base, e.sessions, e.log.With("part", "ws")))
+	mux.Handle("GET "+wsconn.Path, ws)
 	mux.Handle("/", api)
 	if cfg.UDPAddr != "" {
 		e.certs, err = devcert.New(devcert.Config{Dir: cfg.DevCertDir, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
