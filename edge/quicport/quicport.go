@@ -37,6 +37,13 @@ const (
 	// DefaultStreamTimeout bounds the wait for a connection's control
 	// stream, and the grace a closing session gives its last frame.
 	DefaultStreamTimeout = 10 * time.Second
+	// Defaults of the HTTP/3 timeouts, those of the edge's HTTP server
+	// over TCP.
+	DefaultHTTPIdleTimeout  = 2 * time.Minute
+	DefaultHTTPReadTimeout  = 30 * time.Second
+	DefaultHTTPWriteTimeout = 30 * time.Second
+	// maxHeaderBytes bounds an HTTP/3 request's headers, as over TCP.
+	maxHeaderBytes = 64 << 10
 )
 
 // Application error codes of closed raw-QUIC connections: 0 for a clean
@@ -69,7 +76,16 @@ type Config struct {
 	KeepAlive   time.Duration
 	// StreamTimeout: see DefaultStreamTimeout.
 	StreamTimeout time.Duration
-	Logger        *slog.Logger
+	// HTTPIdleTimeout closes an HTTP/3 connection on which no request has
+	// run for this long (default 2 min). A WebTransport session is a
+	// request for its whole life; a request counts from when its headers
+	// are complete, so a client that trickles them is cut too.
+	HTTPIdleTimeout time.Duration
+	// HTTPReadTimeout and HTTPWriteTimeout bound reading the body of an
+	// HTTP/3 request to Config.HTTP and writing its response, from when
+	// its headers are complete (defaults 30 s).
+	HTTPReadTimeout, HTTPWriteTimeout time.Duration
+	Logger                            *slog.Logger
 }
 
 // Validate names the first bad field.
@@ -81,7 +97,8 @@ func (c Config) Validate() error {
 		return errors.New("quicport: Config.TLS with a certificate is required")
 	case c.Sessions == nil:
 		return errors.New("quicport: Config.Sessions is required")
-	case c.IdleTimeout < 0 || c.KeepAlive < 0 || c.StreamTimeout < 0:
+	case c.IdleTimeout < 0 || c.KeepAlive < 0 || c.StreamTimeout < 0 ||
+		c.HTTPIdleTimeout < 0 || c.HTTPReadTimeout < 0 || c.HTTPWriteTimeout < 0:
 		return errors.New("quicport: negative timeout")
 	}
 	return nil
@@ -110,6 +127,15 @@ func New(cfg Config) (*Port, error) {
 	}
 	if cfg.StreamTimeout == 0 {
 		cfg.StreamTimeout = DefaultStreamTimeout
+	}
+	if cfg.HTTPIdleTimeout == 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if cfg.HTTPReadTimeout == 0 {
+		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if cfg.HTTPWriteTimeout == 0 {
+		cfg.HTTPWriteTimeout = DefaultHTTPWriteTimeout
 	}
 	p := &Port{cfg: cfg, log: cfg.Logger}
 	if p.log == nil {
@@ -147,10 +173,11 @@ func New(cfg Config) (*Port, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc(WebTransportPath, p.serveWebTransport)
 	if cfg.HTTP != nil {
-		mux.Handle("/", cfg.HTTP)
+		mux.Handle("/", withDeadlines(cfg.HTTP, cfg.HTTPReadTimeout, cfg.HTTPWriteTimeout))
 	}
 	p.wt = &webtransport.Server{
-		H3: &http3.Server{Handler: mux, QUICConfig: qconf, Logger: p.log},
+		H3: &http3.Server{Handler: tracked(mux), QUICConfig: qconf, Logger: p.log, MaxHeaderBytes: maxHeaderBytes,
+			ConnContext: p.watchIdle},
 		// Sessions authenticate with the token in their Hello, never
 		// with cookies, so any origin may connect.
 		CheckOrigin: func(*http.Request) bool { return true },
@@ -264,7 +291,9 @@ func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, err
 		// then close the connection once the client has gone or after a
 		// grace period.
 		_ = finish(err)
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			t := time.NewTimer(p.cfg.StreamTimeout)
 			defer t.Stop()
 			select {
