@@ -32,8 +32,11 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	DefaultHTTPAddr        = "127.0.0.1:8080"
-	DefaultShutdownTimeout = 10 * time.Second
+	DefaultHTTPAddr              = "127.0.0.1:8080"
+	DefaultShutdownTimeout       = 10 * time.Second
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
 )
 
 // ErrClosed is returned by Run after Close, and by a second Run.
@@ -101,9 +104,26 @@ type Config struct {
 	DevCertDir        string
 	// IdleTimeout closes a QUIC connection silent this long (default 60 s).
 	IdleTimeout time.Duration
+	// StreamTimeout bounds the wait for a QUIC or WebTransport session's
+	// control stream and for the request on each of its request streams,
+	// and the grace a closing one gives its last frame (default 10 s).
+	StreamTimeout time.Duration
+	// HelloTimeout bounds a device session's wait for its whole Hello, and
+	// WriteTimeout the writing of one frame to a device (see
+	// session.Config for defaults: 10 s, 30 s). A session that reads no
+	// whole frame for 3 KeepAlives ends.
+	HelloTimeout, WriteTimeout time.Duration
 	// CloseTimeout bounds closing a WebSocket connection, whatever the
 	// peer does (default 2 s; see wsconn.Config).
 	CloseTimeout time.Duration
+	// The HTTP timeouts, over TCP and HTTP/3 alike: HTTPReadHeaderTimeout
+	// bounds reading a request's headers and HTTPReadTimeout the whole
+	// request with its body (defaults 10 s, 30 s); HTTPWriteTimeout
+	// bounds writing the response (default RequestTimeout + 10 s);
+	// HTTPIdleTimeout closes a connection with no request for this long
+	// (default 2 min). (Over HTTP/3 the read and write bounds start when
+	// the headers are complete, and a trickled header counts as idle.)
+	HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
 	// PresenceInterval and PresenceLease time the presence batches to the
 	// cores (see edge/presence for defaults: 500 ms, 1.5 s).
 	PresenceInterval, PresenceLease time.Duration
@@ -126,8 +146,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: ShutdownTimeout %v is negative", c.ShutdownTimeout)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: RequestTimeout %v is negative", c.RequestTimeout)
-	case c.CloseTimeout < 0:
-		return fmt.Errorf("edge: CloseTimeout %v is negative", c.CloseTimeout)
+	case c.CloseTimeout < 0 || c.StreamTimeout < 0 || c.HelloTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
+		return errors.New("edge: CloseTimeout, StreamTimeout, HelloTimeout, WriteTimeout and IdleTimeout must not be negative")
+	case c.HTTPReadHeaderTimeout < 0 || c.HTTPReadTimeout < 0 || c.HTTPWriteTimeout < 0 || c.HTTPIdleTimeout < 0:
+		return errors.New("edge: the HTTP timeouts must not be negative")
+	case c.HTTPReadHeaderTimeout > 0 && c.HTTPReadTimeout > 0 && c.HTTPReadHeaderTimeout > c.HTTPReadTimeout:
+		return fmt.Errorf("edge: HTTPReadHeaderTimeout %v exceeds HTTPReadTimeout %v", c.HTTPReadHeaderTimeout, c.HTTPReadTimeout)
 	}
 	if err := c.authConfig().Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -236,6 +260,7 @@ func New(cfg Config) (*Edge, error) {
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, Presence: presenceAdapter{e.pres}, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
+		HelloTimeout: cfg.HelloTimeout, WriteTimeout: cfg.WriteTimeout, RequestStreamTimeout: cfg.StreamTimeout,
 		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
 		Overloaded: overloaded(cfg.TypingShedWait),
 		Logger:     e.log.With("part", "session"), Now: cfg.Now,
@@ -243,6 +268,8 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
+	ht := httpTimeouts{header: cfg.HTTPReadHeaderTimeout, read: cfg.HTTPReadTimeout, write: cfg.HTTPWriteTimeout, idle: cfg.HTTPIdleTimeout}
+	ht = ht.withDefaults(timeout)
 	e.base, e.baseCancel = context.WithCancel(context.Background())
 	ws, err := wsconn.Handler(e.base, wsconn.Config{Sessions: e.sessions, CloseTimeout: cfg.CloseTimeout, Logger: e.log.With("part", "ws")})
 	if err != nil {
@@ -261,7 +288,9 @@ func New(cfg Config) (*Edge, error) {
 		}
 		mux.Handle(devcert.HashPath, e.certs.HashHandler())
 		e.udp, err = quicport.New(quicport.Config{Addr: cfg.UDPAddr, TLS: e.certs.TLSConfig(), Sessions: e.sessions,
-			HTTP: api, IdleTimeout: cfg.IdleTimeout, Logger: e.log.With("part", "quic")})
+			HTTP: api, IdleTimeout: cfg.IdleTimeout, StreamTimeout: cfg.StreamTimeout,
+			HTTPIdleTimeout: ht.idle, HTTPReadTimeout: ht.read, HTTPWriteTimeout: ht.write,
+			Logger: e.log.With("part", "quic")})
 		if err != nil {
 			_ = e.certs.Close()
 			e.baseCancel()
@@ -280,10 +309,10 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.srv = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      timeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: ht.header,
+		ReadTimeout:       ht.read,
+		WriteTimeout:      ht.write,
+		IdleTimeout:       ht.idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 	}
@@ -399,6 +428,25 @@ func (e *Edge) Run(ctx context.Context) error {
 		return fmt.Errorf("edge: serve: %w", err)
 	}
 	return nil
+}
+
+// httpTimeouts are the HTTP server's timeouts (see Config).
+type httpTimeouts struct{ header, read, write, idle time.Duration }
+
+func (t httpTimeouts) withDefaults(requestTimeout time.Duration) httpTimeouts {
+	if t.read == 0 {
+		t.read = DefaultHTTPReadTimeout
+	}
+	if t.header == 0 {
+		t.header = min(DefaultHTTPReadHeaderTimeout, t.read)
+	}
+	if t.write == 0 {
+		t.write = requestTimeout + 10*time.Second
+	}
+	if t.idle == 0 {
+		t.idle = DefaultHTTPIdleTimeout
+	}
+	return t
 }
 
 // learnRegion asks the core for the shard count until it answers, so the
