@@ -32,8 +32,12 @@ type Conn interface {
 	ReadFrame(ctx context.Context) (*syncpb.Frame, error)
 	// WriteFrame writes one frame.
 	WriteFrame(ctx context.Context, f *syncpb.Frame) error
-	// Close ends the connection; err (nil for a clean end) may tell the
-	// peer why, as the transport allows.
+	// Close ends the connection without waiting for the peer: ReadFrame
+	// and WriteFrame calls in progress return soon after, and whatever
+	// the transport does to finish (a close handshake, a grace period
+	// for the last frame) it bounds itself. err (nil for a clean end) may
+	// tell the peer why, as the transport allows. One goroutine closes
+	// every idle session, so Close must not block.
 	Close(err error) error
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -62,41 +63,71 @@ func Handler(base context.Context, cfg Config) (http.Handler, error) {
 	}
 	srv := cfg.Sessions
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hw := &hijacked{ResponseWriter: w}
-		c, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
-			Subprotocols:       []string{wsframe.Subprotocol},
-			InsecureSkipVerify: true, // origin: see above
-		})
+		conn, err := accept(w, r, srv.MaxFrameSize())
 		if err != nil {
 			log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 			return
 		}
-		// The handler owns the TCP connection from here: it is closed
-		// when the session ends, whatever the WebSocket library did.
-		defer hw.conn.Close()
-		err = srv.Serve(base, &conn{Conn: wsframe.NewConn(c, srv.MaxFrameSize()), tcp: hw.conn, closeTimeout: cfg.CloseTimeout})
+		err = srv.Serve(base, conn)
 		if err != nil {
 			log.Debug("websocket session ended", "remote", r.RemoteAddr, "err", err)
 		}
+		conn.finish(cfg.CloseTimeout)
 	}), nil
 }
 
-// conn is a session's WebSocket whose Close is bounded by a deadline on
-// the TCP connection underneath.
-type conn struct {
-	*wsframe.Conn
-	tcp          net.Conn
-	closeTimeout time.Duration
+// accept upgrades the request and keeps the TCP connection underneath.
+func accept(w http.ResponseWriter, r *http.Request, maxFrame int) (*conn, error) {
+	hw := &hijacked{ResponseWriter: w}
+	c, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{wsframe.Subprotocol},
+		InsecureSkipVerify: true, // origin: see Handler
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: wsframe.NewConn(c, maxFrame), tcp: hw.conn}, nil
 }
 
-// Close sends the close frame and waits for the peer's, as the WebSocket
-// close handshake asks, but only until the deadline: then every read and
-// write on the connection fails (a write blocked on a peer that does not
-// read, the wait for the peer's close frame, the discarding of a frame
-// the peer announced and never sent) and the connection is closed.
+// conn is a session's WebSocket. The session's Close only ends the
+// session's use of it, at once; the handler closes it (finish) once the
+// session is over.
+type conn struct {
+	*wsframe.Conn
+	tcp net.Conn
+
+	mu     sync.Mutex
+	closed bool
+	err    error // Close's
+}
+
+// Close makes the session's reads and writes in progress fail now and
+// keeps err for the close frame; it never waits for the peer (a session
+// is closed from the goroutine that sweeps idle sessions, among others).
 func (c *conn) Close(err error) error {
-	_ = c.tcp.SetDeadline(time.Now().Add(c.closeTimeout))
-	return c.Conn.Close(err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed, c.err = true, err
+		_ = c.tcp.SetDeadline(time.Unix(1, 0))
+	}
+	return nil
+}
+
+// finish closes the WebSocket: it sends the close frame with the code of
+// Close's error and waits for the peer's, as the close handshake asks,
+// but only until the deadline, whatever the peer does (it may neither
+// read nor answer; it may have announced a frame it never sends, which
+// the handshake would otherwise wait to discard). Then it closes the TCP
+// connection.
+func (c *conn) finish(timeout time.Duration) {
+	c.mu.Lock()
+	c.closed = true
+	err := c.err
+	c.mu.Unlock()
+	_ = c.tcp.SetDeadline(time.Now().Add(timeout))
+	_ = c.Conn.Close(err)
+	_ = c.tcp.Close()
 }
 
 // hijacked keeps the connection that websocket.Accept hijacks, for its
