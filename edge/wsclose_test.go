@@ -41,7 +41,14 @@ func dialRawWS(ctx context.Context, addr string) (*rawWS, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &rawWS{Conn: nc, br: bufio.NewReaderSize(nc, 512)}
+	return upgradeWS(ctx, nc)
+}
+
+func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReaderSize(nc, 512) }
+
+// upgradeWS sends the upgrade request on nc and reads the answer.
+func upgradeWS(ctx context.Context, nc net.Conn) (*rawWS, error) {
+	c := &rawWS{Conn: nc, br: newReader(nc)}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
