@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
@@ -198,17 +197,7 @@ func TestHostileWebSocket(t *testing.T) {
 // dialSmallWS is dialRawWS with a small receive buffer, so that a client
 // that does not read stops the edge's writes sooner.
 func dialSmallWS(ctx context.Context, addr string) (*rawWS, error) {
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dialTCP(ctx, addr, true)
 	if err != nil {
 		return nil, err
 	}
