@@ -9,6 +9,7 @@ package quicport
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -149,7 +150,13 @@ func New(cfg Config) (*Port, error) {
 		}
 		pc = udp
 	}
-	p.tr = &quic.Transport{Conn: pc}
+	// A peer that sends to a connection the port has closed and forgotten
+	// (its CONNECTION_CLOSE was lost, say) is told at once with a
+	// stateless reset rather than left to time out. The key is new for
+	// each Port, so resets after a restart are not recognized.
+	var resetKey quic.StatelessResetKey
+	_, _ = rand.Read(resetKey[:])
+	p.tr = &quic.Transport{Conn: pc, StatelessResetKey: &resetKey}
 	tlsConf := cfg.TLS.Clone()
 	tlsConf.NextProtos = []string{http3.NextProtoH3, streamframe.ALPN}
 	tlsConf.MinVersion = tls.VersionTLS13
