@@ -1,0 +1,387 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/streamframe"
+	"github.com/parley-chat/parley/syncproto/syncpb"
+)
+
+// quicTimeouts are the edge's timeouts in the QUIC and WebTransport
+// tests: a connection silent for 4 s is dropped by QUIC, and a session
+// that reads no whole frame for 3 s by the edge.
+func quicTimeouts(c *Config) {
+	c.IdleTimeout = 4 * time.Second
+	c.StreamTimeout = 2 * time.Second
+	c.HelloTimeout = 3 * time.Second
+	c.KeepAlive = time.Second
+	c.WriteTimeout = 3 * time.Second
+	c.HTTPIdleTimeout = 2 * time.Second
+	c.HTTPReadTimeout = 3 * time.Second
+	c.HTTPWriteTimeout = 3 * time.Second
+}
+
+// quicClient is the attacker's side: QUIC connections from one UDP
+// socket, and more from a second one whose packets can be dropped both
+// ways (a client that vanishes without a word: no acks, nothing).
+type quicClient struct {
+	t        *testing.T
+	addr     net.Addr
+	tr, gone *quic.Transport
+	drop     *blackhole
+}
+
+func newQUICClient(t *testing.T, addr net.Addr) *quicClient {
+	t.Helper()
+	c := &quicClient{t: t, addr: addr}
+	var err error
+	hostile(func() {
+		var a, b net.PacketConn
+		if a, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return
+		}
+		if b, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			a.Close()
+			return
+		}
+		c.drop = &blackhole{PacketConn: b}
+		c.tr, c.gone = &quic.Transport{Conn: a}, &quic.Transport{Conn: c.drop}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *quicClient) close() {
+	for _, tr := range []*quic.Transport{c.tr, c.gone} {
+		_ = tr.Close()
+		_ = tr.Conn.Close()
+	}
+}
+
+// dial connects with alpn. The client pings, so that QUIC never finds it
+// idle: only the edge's own timeouts can cut it.
+func (c *quicClient) dial(ctx context.Context, alpn string, gone bool) (*quic.Conn, error) {
+	tr := c.tr
+	if gone {
+		tr = c.gone
+	}
+	// The dev cert; X25519 alone is cheaper than the default hybrid.
+	tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, CurvePreferences: []tls.CurveID{tls.X25519}}
+	return tr.Dial(ctx, c.addr, tlsConf, &quic.Config{
+		MaxIdleTimeout: 5 * time.Minute, KeepAlivePeriod: 1500 * time.Millisecond,
+		EnableDatagrams: true, EnableStreamResetPartialDelivery: true,
+	})
+}
+
+// blackhole is a PacketConn that drops every packet both ways once
+// dropping is set.
+type blackhole struct {
+	net.PacketConn
+	dropping atomic.Bool
+}
+
+func (b *blackhole) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if b.dropping.Load() {
+		return len(p), nil
+	}
+	return b.PacketConn.WriteTo(p, addr)
+}
+
+func (b *blackhole) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := b.PacketConn.ReadFrom(p)
+		if err != nil || !b.dropping.Load() {
+			return n, addr, err
+		}
+	}
+}
+
+// helloOn opens the control stream on conn and says hello as user's
+// device; it returns the stream after the Welcome.
+func helloOn(ctx context.Context, he *hostileEdge, t *testing.T, open func(context.Context) (streamframe.Stream, error), user, device string) (streamframe.Stream, *streamframe.Conn, error) {
+	str, err := open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := streamframe.NewConn(str, syncproto.MaxFrameSize)
+	if err := c.WriteFrame(ctx, &syncpb.Frame{Id: 1, Body: &syncpb.Frame_Hello{Hello: syncproto.NewHello(he.token(t, user, device), device)}}); err != nil {
+		return str, nil, err
+	}
+	for {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			return str, nil, fmt.Errorf("hello: %w", err)
+		}
+		if f.GetWelcome() != nil {
+			return str, c, nil
+		}
+		if e := f.GetError(); e != nil {
+			return str, nil, fmt.Errorf("hello: %v", e)
+		}
+	}
+}
+
+// bigFrameHeader is the length prefix of a 2 GiB frame.
+func bigFrameHeader() []byte { return binary.AppendUvarint(nil, 2<<30) }
+
+// hostileQUICKind is one hostile behaviour of a test over QUIC: open makes
+// one connection of it.
+type hostileQUICKind struct {
+	name string
+	n    int
+	gone bool // on the socket whose packets are dropped after opening
+	open func(ctx context.Context, i int) (*quic.Conn, error)
+}
+
+// holdQUIC opens the connections of kinds (from the attacker's side),
+// checks that the edge holds them, then that the edge cuts every one and
+// its goroutines and heap return to the baseline l took.
+func holdQUIC(t *testing.T, he *hostileEdge, qc *quicClient, tr *trickler, l *leakCheck, what string, kinds []hostileQUICKind, opened func()) {
+	type conn struct {
+		kind string
+		c    *quic.Conn
+		gone bool
+	}
+	var conns []conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.c.CloseWithError(0, "")
+		}
+	})
+	total := 0
+	start := time.Now()
+	for _, k := range kinds {
+		cs := make([]*quic.Conn, k.n)
+		var err error
+		hostile(func() {
+			// Fewer handshakes at once than the 32 that quic-go's
+			// server queues for Accept (it refuses connections past it).
+			err = parallel(k.n, 16, func(i int) error {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				c, err := k.open(ctx, i)
+				cs[i] = c
+				return err
+			})
+		})
+		for _, c := range cs {
+			if c != nil {
+				conns = append(conns, conn{k.name, c, k.gone})
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		total += k.n
+	}
+	qc.drop.dropping.Store(true)
+	if opened != nil {
+		opened()
+	}
+	t.Logf("%d connections opened in %v; %d sessions", total, time.Since(start).Round(time.Millisecond), he.Sessions())
+	open := 0
+	for _, c := range conns {
+		if !c.gone && c.c.Context().Err() == nil {
+			open++
+		}
+	}
+	l.held(open)
+
+	l.waitGoroutines(30 * time.Second)
+	deadline := time.After(10 * time.Second)
+	for _, c := range conns {
+		if c.gone {
+			continue // it hears nothing; the edge's goroutines say it was cut
+		}
+		select {
+		case <-c.c.Context().Done():
+		case <-deadline:
+			t.Fatalf("%s: the edge kept the connection open", c.kind)
+		}
+		// The edge's close, or the reset it answers with once it has
+		// forgotten a connection whose close was lost.
+		var (
+			ae *quic.ApplicationError
+			re *quic.StatelessResetError
+		)
+		if cause := context.Cause(c.c.Context()); !(errors.As(cause, &ae) && ae.Remote) && !errors.As(cause, &re) {
+			t.Fatalf("%s: connection ended with %v, want the edge's close", c.kind, cause)
+		}
+	}
+	if n := he.Sessions(); n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+	tr.close()
+	for _, c := range conns {
+		_ = c.c.CloseWithError(0, "")
+	}
+	conns = nil // the client's memory is not the edge's
+	qc.close()
+	l.waitHeap(20 * time.Second)
+	l.report(fmt.Sprintf("%d hostile %s connections", total, what))
+}
+
+// 1,000 hostile raw QUIC connections, held open by the client whatever
+// the edge does, are all cut within bounds set by the edge's Config, and
+// the edge's goroutines and heap return to their baseline.
+func TestHostileRawQUIC(t *testing.T) {
+	he := newHostileEdge(t, quicTimeouts)
+	qc := newQUICClient(t, he.UDPAddr())
+	tr := newTrickler(t)
+	warmUpQUIC(t, he, qc)
+	l := newLeakCheck(t)
+
+	dial := func(ctx context.Context, gone bool) (*quic.Conn, error) {
+		return qc.dial(ctx, streamframe.ALPN, gone)
+	}
+	session := func(ctx context.Context, user string, i int, gone bool) (*quic.Conn, *quic.Stream, error) {
+		c, err := dial(ctx, gone)
+		if err != nil {
+			return nil, nil, err
+		}
+		var str *quic.Stream
+		_, _, err = helloOn(ctx, he, t, func(ctx context.Context) (streamframe.Stream, error) {
+			s, err := c.OpenStreamSync(ctx)
+			str = s
+			return s, err
+		}, user, fmt.Sprintf("d_%d", i))
+		return c, str, err
+	}
+	helloBytes := func(i int) []byte {
+		b, err := syncproto.AppendFrame(nil, &syncpb.Frame{Id: 1, Body: &syncpb.Frame_Hello{Hello: syncproto.NewHello(he.token(t, "u_1", fmt.Sprintf("d_t%d", i)), "")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// Those that take longest to open first, those cut soonest last, so
+	// that as many as the machine's speed allows are held at once.
+	kinds := []hostileQUICKind{
+		// Deliveries fill the stream's flow-control window of a client
+		// that does not read, and the edge's writes block.
+		{name: "not reading, deliveries", n: 50, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, _, err := session(ctx, "u_flood", 6000+i, false)
+			return c, err
+		}},
+		// Request streams that never bring their request: the edge
+		// closes each after StreamTimeout, and the session for silence.
+		{name: "15 streams opened and left unused after the hello", n: 100, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, _, err := session(ctx, "u_1", 4000+i, false)
+			if err != nil {
+				return c, err
+			}
+			for range 15 {
+				s, err := c.OpenStreamSync(ctx)
+				if err != nil {
+					return c, err
+				}
+				if _, err := s.Write([]byte{0x80}); err != nil { // the first byte of a length, never finished
+					return c, err
+				}
+			}
+			return c, nil
+		}},
+		{name: "a frame one byte at a time after the hello", n: 50, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, str, err := session(ctx, "u_1", 5000+i, false)
+			if err != nil {
+				return c, err
+			}
+			tr.add(str, oneByte(append(binary.AppendUvarint(nil, 100<<10), make([]byte, 100)...)))
+			return c, nil
+		}},
+		{name: "silent after the hello", n: 150, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, _, err := session(ctx, "u_1", 2000+i, false)
+			return c, err
+		}},
+		{name: "gone after the hello", n: 150, gone: true, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, _, err := session(ctx, "u_1", 3000+i, true)
+			return c, err
+		}},
+		{name: "a 2 GiB frame announced after the hello", n: 100, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, str, err := session(ctx, "u_1", 1000+i, false)
+			if err == nil {
+				_, err = str.Write(bigFrameHeader())
+			}
+			return c, err
+		}},
+		{name: "a hello one byte at a time", n: 150, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, err := dial(ctx, false)
+			if err != nil {
+				return nil, err
+			}
+			str, err := c.OpenStreamSync(ctx)
+			if err != nil {
+				return c, err
+			}
+			b := helloBytes(i)
+			if _, err := str.Write(b[:1]); err != nil { // the edge sees the stream
+				return c, err
+			}
+			tr.add(str, oneByte(b[1:]))
+			return c, nil
+		}},
+		{name: "a 2 GiB frame announced first", n: 100, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			c, err := dial(ctx, false)
+			if err != nil {
+				return nil, err
+			}
+			str, err := c.OpenStreamSync(ctx)
+			if err != nil {
+				return c, err
+			}
+			_, err = str.Write(bigFrameHeader())
+			return c, err
+		}},
+		{name: "no control stream", n: 150, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			return dial(ctx, false)
+		}},
+	}
+	holdQUIC(t, he, qc, tr, l, "raw QUIC", kinds, func() { he.deliver(t, "u_flood", 2) })
+}
+
+// warmUpQUIC runs one raw QUIC session through a delivery and its end, so
+// that what the edge and the libraries allocate once is in the baseline.
+func warmUpQUIC(t *testing.T, he *hostileEdge, qc *quicClient) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var (
+		conn *quic.Conn
+		err  error
+	)
+	hostile(func() { conn, err = qc.dial(ctx, streamframe.ALPN, false) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	_, c, err := helloOn(ctx, he, t, func(ctx context.Context) (streamframe.Stream, error) { return conn.OpenStreamSync(ctx) }, "u_warm", "d_warm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	he.deliver(t, "u_warm", 1)
+	for {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.GetDeliver() != nil {
+			break
+		}
+	}
+	_ = conn.CloseWithError(0, "")
+	waitFor(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
+}
