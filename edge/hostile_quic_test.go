@@ -150,7 +150,7 @@ type hostileQUICKind struct {
 // holdQUIC opens the connections of kinds (from the attacker's side),
 // checks that the edge holds them, then that the edge cuts every one and
 // its goroutines and heap return to the baseline l took.
-func holdQUIC(t *testing.T, he *hostileEdge, qc *quicClient, tr *trickler, l *leakCheck, what string, kinds []hostileQUICKind, opened func()) {
+func holdQUIC(t *testing.T, he *hostileEdge, qc *quicClient, tr *trickler, l *leakCheck, what string, kinds []hostileQUICKind, opened, released func()) {
 	type conn struct {
 		kind string
 		c    *quic.Conn
@@ -231,6 +231,9 @@ func holdQUIC(t *testing.T, he *hostileEdge, qc *quicClient, tr *trickler, l *le
 	}
 	conns = nil // the client's memory is not the edge's
 	qc.close()
+	if released != nil {
+		released()
+	}
 	l.waitHeap(20 * time.Second)
 	l.report(fmt.Sprintf("%d hostile %s connections", total, what))
 }
@@ -350,7 +353,7 @@ func TestHostileRawQUIC(t *testing.T) {
 			return dial(ctx, false)
 		}},
 	}
-	holdQUIC(t, he, qc, tr, l, "raw QUIC", kinds, func() { he.deliver(t, "u_flood", 2) })
+	holdQUIC(t, he, qc, tr, l, "raw QUIC", kinds, func() { he.deliver(t, "u_flood", 2) }, nil)
 }
 
 // warmUpQUIC runs one raw QUIC session through a delivery and its end, so

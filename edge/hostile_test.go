@@ -186,16 +186,17 @@ func heapBytes() uint64 {
 
 // Slack over the baseline that still counts as returned: goroutines of
 // timers and NATS's housekeeping that come and go, and heap that the
-// runtime and the libraries keep after a burst (pools, maps that do not
-// shrink, caches).
+// runtime and the libraries keep after a burst (maps that do not shrink,
+// such as quic-go's of connection IDs, and caches: 1 to 2 MiB after
+// 1,000 connections). An edge that kept 4 KiB per connection fails.
 const (
 	goroutineSlack = 10
-	heapSlack      = 2 << 20
+	heapSlack      = 4 << 20
 )
 
 // peakGoroutines bounds the goroutines of a test, the attacker's
 // included.
-const peakGoroutines = 8000
+const peakGoroutines = 12000
 
 // leakCheck follows the edge's goroutines and heap through a test:
 // baseline before the hostile connections, peak while they are held,
