@@ -253,6 +253,12 @@ func TestConfigValidate(t *testing.T) {
 		{"short key", Config{NATS: nc, TokenKeys: []auth.Key{{ID: "k", Secret: []byte("short")}}}, false},
 		{"bad region", Config{NATS: nc, TokenKeys: keys, Region: "EU West"}, false},
 		{"negative shutdown", Config{NATS: nc, TokenKeys: keys, ShutdownTimeout: -1}, false},
+		{"negative close timeout", Config{NATS: nc, TokenKeys: keys, CloseTimeout: -1}, false},
+		{"negative hello timeout", Config{NATS: nc, TokenKeys: keys, HelloTimeout: -1}, false},
+		{"negative HTTP idle timeout", Config{NATS: nc, TokenKeys: keys, HTTPIdleTimeout: -1}, false},
+		{"headers longer than the request", Config{NATS: nc, TokenKeys: keys, HTTPReadHeaderTimeout: 2 * time.Second, HTTPReadTimeout: time.Second}, false},
+		{"short connection timeouts", Config{NATS: nc, TokenKeys: keys, HTTPReadHeaderTimeout: time.Second, HTTPReadTimeout: time.Second,
+			HelloTimeout: time.Second, WriteTimeout: time.Second, StreamTimeout: time.Second, CloseTimeout: time.Second}, true},
 		{"bad argon2", Config{NATS: nc, TokenKeys: keys, Argon2: auth.Argon2Params{SaltLen: 1}}, false},
 	} {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
