@@ -234,6 +234,7 @@ func (p *Port) serve(conn *quic.Conn) {
 
 // serveRaw runs a session on a raw QUIC connection.
 func (p *Port) serveRaw(conn *quic.Conn) {
+	refuseUniStreams[quic.StreamErrorCode](conn.Context(), p, conn.AcceptUniStream)
 	p.serveSession(func(ctx context.Context) (*streamframe.Conn, error) {
 		str, err := conn.AcceptStream(ctx)
 		if err != nil {
@@ -255,6 +256,7 @@ func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	refuseUniStreams[webtransport.StreamErrorCode](sess.Context(), p, sess.AcceptUniStream)
 	p.serveSession(func(ctx context.Context) (*streamframe.Conn, error) {
 		str, err := sess.AcceptStream(ctx)
 		if err != nil {
@@ -265,6 +267,28 @@ func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
 		code, msg := closeCode(err)
 		_ = sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
 	}, "webtransport", sess.RemoteAddr())
+}
+
+// refuseUniStreams stops, on one goroutine for the life of a connection
+// (raw QUIC) or WebTransport session, every unidirectional stream its
+// client opens, with STOP_SENDING and code MALFORMED: the protocol has
+// none, and until a stream is accepted QUIC keeps the bytes sent on it,
+// up to the connection's flow-control window (some 768 KiB), for as
+// long as the session lives. accept fails once ctx, the connection's or
+// the session's, ends.
+func refuseUniStreams[C quic.StreamErrorCode | webtransport.StreamErrorCode, S interface{ CancelRead(C) }](
+	ctx context.Context, p *Port, accept func(context.Context) (S, error)) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			s, err := accept(ctx)
+			if err != nil {
+				return
+			}
+			s.CancelRead(C(syncpb.Code_CODE_MALFORMED))
+		}
+	}()
 }
 
 // streamConn frames one of the client's streams; closing it finishes the
