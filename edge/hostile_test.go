@@ -196,7 +196,7 @@ const (
 
 // peakGoroutines bounds the goroutines of a test, the attacker's
 // included.
-const peakGoroutines = 12000
+const peakGoroutines = 20000
 
 // leakCheck follows the edge's goroutines and heap through a test:
 // baseline before the hostile connections, peak while they are held,

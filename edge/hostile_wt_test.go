@@ -100,6 +100,7 @@ func TestHostileWebTransport(t *testing.T) {
 
 	// Those that take longest to open first, those cut soonest last, so
 	// that as many as the machine's speed allows are held at once.
+	var later atOpen
 	kinds := []hostileQUICKind{
 		// Deliveries fill the stream's flow-control window of a client
 		// that does not read, and the edge's writes block.
@@ -142,10 +143,13 @@ func TestHostileWebTransport(t *testing.T) {
 			conn, _, _, err := hello(ctx, "u_1", 3000+i, true)
 			return conn, err
 		}},
+		// The edge ends these sessions at once (and their connections
+		// HTTPIdleTimeout later): they announce their frame once all
+		// are open.
 		{name: "a 2 GiB frame announced after the hello", n: 50, open: func(ctx context.Context, i int) (*quic.Conn, error) {
 			conn, _, str, err := hello(ctx, "u_1", 1000+i, false)
 			if err == nil {
-				_, err = str.Write(bigFrameHeader())
+				later.add(func() { _, _ = str.Write(bigFrameHeader()) })
 			}
 			return conn, err
 		}},
@@ -176,10 +180,17 @@ func TestHostileWebTransport(t *testing.T) {
 				return conn, err
 			}
 			str, err := sess.OpenStreamSync(ctx)
-			if err == nil {
-				_, err = str.Write(bigFrameHeader())
+			if err != nil {
+				return conn, err
 			}
-			return conn, err
+			// The first byte of the length, so that the edge sees the
+			// stream; the rest once all are open.
+			h := bigFrameHeader()
+			if _, err := str.Write(h[:1]); err != nil {
+				return conn, err
+			}
+			later.add(func() { _, _ = str.Write(h[1:]) })
+			return conn, nil
 		}},
 		{name: "a hello one byte at a time", n: 100, open: func(ctx context.Context, i int) (*quic.Conn, error) {
 			conn, sess, err := wc.session(ctx, false)
@@ -223,9 +234,10 @@ func TestHostileWebTransport(t *testing.T) {
 			return conn, err
 		}},
 	}
-	holdQUIC(t, he, wc.quicClient, tr, l, "WebTransport", kinds, func() { he.deliver(t, "u_flood", 2) }, func() {
-		release()
-	})
+	holdQUIC(t, he, wc.quicClient, tr, l, "WebTransport", kinds, func() {
+		later.run()
+		he.deliver(t, "u_flood", 2)
+	}, release)
 }
 
 // warmUpWT runs one WebTransport session through a delivery and its end,
