@@ -39,30 +39,37 @@ func quicTimeouts(c *Config) {
 }
 
 // quicClient is the attacker's side: QUIC connections from one UDP
-// socket, and more from a second one whose packets can be dropped both
-// ways (a client that vanishes without a word: no acks, nothing).
+// socket, more from a second one whose packets can be dropped both ways
+// (a client that vanishes without a word: no acks, nothing), and
+// handshakes from a third that hears nothing.
 type quicClient struct {
-	t        *testing.T
-	addr     net.Addr
-	tr, gone *quic.Transport
-	drop     *blackhole
+	t              *testing.T
+	addr           net.Addr
+	tr, gone, deaf *quic.Transport
+	drop           *blackhole
+
+	ctx  context.Context // of the handshakes that never finish
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
 func newQUICClient(t *testing.T, addr net.Addr) *quicClient {
 	t.Helper()
 	c := &quicClient{t: t, addr: addr}
+	c.ctx, c.stop = context.WithCancel(context.Background())
 	var err error
 	hostile(func() {
-		var a, b net.PacketConn
-		if a, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			return
+		var pcs [3]net.PacketConn
+		for i := range pcs {
+			if pcs[i], err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+				for _, pc := range pcs[:i] {
+					pc.Close()
+				}
+				return
+			}
 		}
-		if b, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			a.Close()
-			return
-		}
-		c.drop = &blackhole{PacketConn: b}
-		c.tr, c.gone = &quic.Transport{Conn: a}, &quic.Transport{Conn: c.drop}
+		c.drop = &blackhole{PacketConn: pcs[1]}
+		c.tr, c.gone, c.deaf = &quic.Transport{Conn: pcs[0]}, &quic.Transport{Conn: c.drop}, &quic.Transport{Conn: deaf{pcs[2]}}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -72,9 +79,37 @@ func newQUICClient(t *testing.T, addr net.Addr) *quicClient {
 }
 
 func (c *quicClient) close() {
-	for _, tr := range []*quic.Transport{c.tr, c.gone} {
+	c.stop()
+	for _, tr := range []*quic.Transport{c.tr, c.gone, c.deaf} {
 		_ = tr.Close()
 		_ = tr.Conn.Close()
+	}
+	c.wg.Wait()
+}
+
+// halfOpen starts a handshake with alpn that never finishes: the client's
+// Initial packets reach the edge, the edge's answers are lost, and the
+// client retransmits them for d. (Not longer: a retransmission after the
+// edge has given up starts a new handshake there.)
+func (c *quicClient) halfOpen(alpn string, d time.Duration) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, d)
+		defer cancel()
+		tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, CurvePreferences: []tls.CurveID{tls.X25519}}
+		_, _ = c.deaf.Dial(ctx, c.addr, tlsConf, &quic.Config{HandshakeIdleTimeout: time.Minute})
+	}()
+}
+
+// deaf is a PacketConn that drops every packet it receives.
+type deaf struct{ net.PacketConn }
+
+func (d deaf) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		if _, _, err := d.PacketConn.ReadFrom(p); err != nil {
+			return 0, nil, err
+		}
 	}
 }
 
@@ -145,7 +180,7 @@ func helloOn(ctx context.Context, he *hostileEdge, t *testing.T, open func(conte
 func bigFrameHeader() []byte { return binary.AppendUvarint(nil, 2<<30) }
 
 // hostileQUICKind is one hostile behaviour of a test over QUIC: open makes
-// one connection of it.
+// one connection of it (nil for one the client never sees established).
 type hostileQUICKind struct {
 	name string
 	n    int
@@ -222,7 +257,8 @@ func holdQUIC(t *testing.T, he *hostileEdge, qc *quicClient, tr *trickler, l *le
 	if opened != nil {
 		opened()
 	}
-	t.Logf("%d connections opened in %v; %d sessions", total, time.Since(start).Round(time.Millisecond), he.Sessions())
+	t.Logf("%d connections opened in %v (%d handshakes among them that never finish, not counted as held below); %d sessions",
+		total, time.Since(start).Round(time.Millisecond), total-len(conns), he.Sessions())
 	// Those the edge has cut already (the client heard it: the gone
 	// ones were not dropping packets until now), by kind.
 	open, cut := 0, map[string]int{}
@@ -316,6 +352,13 @@ func TestHostileRawQUIC(t *testing.T) {
 	// that as many as the machine's speed allows are held at once.
 	var later atOpen
 	kinds := []hostileQUICKind{
+		// Cut by QUIC's handshake timeouts (StreamTimeout, twice that in
+		// all) while the client still sends; the client does not see it,
+		// the edge's goroutines do.
+		{name: "a handshake that never finishes", n: 50, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+			qc.halfOpen(streamframe.ALPN, 12*time.Second)
+			return nil, nil
+		}},
 		// Deliveries fill the stream's flow-control window of a client
 		// that does not read, and the edge's writes block.
 		{name: "not reading, deliveries", n: 50, open: func(ctx context.Context, i int) (*quic.Conn, error) {
@@ -400,7 +443,7 @@ func TestHostileRawQUIC(t *testing.T) {
 			later.add(func() { _, _ = str.Write(h[1:]) })
 			return c, nil
 		}},
-		{name: "no control stream", n: 150, open: func(ctx context.Context, i int) (*quic.Conn, error) {
+		{name: "no control stream", n: 100, open: func(ctx context.Context, i int) (*quic.Conn, error) {
 			return dial(ctx, false)
 		}},
 	}
