@@ -75,7 +75,8 @@ type Config struct {
 	// RequestTimeout bounds each request, core calls included (default 10 s).
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown when Run's ctx ends
-	// (default 10 s); requests still running then are cut off.
+	// (default 10 s); requests still running then are cut off, and
+	// WebSockets still open are closed within CloseTimeout.
 	ShutdownTimeout time.Duration
 	// SendQueue bounds the frames waiting for one device; KeepAlive is the
 	// ping interval announced to devices (see session.Config for defaults).
@@ -175,6 +176,7 @@ type Edge struct {
 	hub      *session.Hub
 	pres     *presence.Service
 	sessions *session.Server
+	ws       *wsconn.Handler
 	certs    *devcert.Manager // nil without a UDP port
 	udp      *quicport.Port
 	shutdown time.Duration
@@ -271,13 +273,13 @@ func New(cfg Config) (*Edge, error) {
 	ht := httpTimeouts{header: cfg.HTTPReadHeaderTimeout, read: cfg.HTTPReadTimeout, write: cfg.HTTPWriteTimeout, idle: cfg.HTTPIdleTimeout}
 	ht = ht.withDefaults(timeout)
 	e.base, e.baseCancel = context.WithCancel(context.Background())
-	ws, err := wsconn.Handler(e.base, wsconn.Config{Sessions: e.sessions, CloseTimeout: cfg.CloseTimeout, Logger: e.log.With("part", "ws")})
+	e.ws, err = wsconn.New(e.base, wsconn.Config{Sessions: e.sessions, CloseTimeout: cfg.CloseTimeout, Logger: e.log.With("part", "ws")})
 	if err != nil {
 		e.baseCancel()
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+wsconn.Path, ws)
+	mux.Handle("GET "+wsconn.Path, e.ws)
 	mux.Handle("/", api)
 	if cfg.UDPAddr != "" {
 		e.certs, err = devcert.New(devcert.Config{Dir: cfg.DevCertDir, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
@@ -350,7 +352,8 @@ func (e *Edge) closeUDP() {
 
 // Run serves until ctx ends or Close is called, then shuts down
 // gracefully: it stops accepting, lets running requests finish within
-// ShutdownTimeout, and returns nil. It returns an error if serving fails,
+// ShutdownTimeout, closes the WebSockets left (within CloseTimeout), and
+// returns nil. It returns an error if serving fails,
 // and ErrClosed if the Edge was closed or is already running.
 func (e *Edge) Run(ctx context.Context) error {
 	e.mu.Lock()
@@ -417,6 +420,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.log.Warn("graceful shutdown timed out; closing connections", "err", serr)
 		_ = e.srv.Close()
 	}
+	// The WebSockets, which the HTTP server no longer tracks, close
+	// within CloseTimeout of their sessions' end.
+	e.ws.Close()
 	if err == nil {
 		err = <-served
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -279,3 +280,81 @@ func waitGoroutines(t *testing.T, base int, d time.Duration) {
 }
 
 func numGoroutine() int { return runtime.NumGoroutine() }
+
+// Run returns only once the WebSockets it served are closed, even those
+// whose client neither leaves nor answers the close handshake: their TCP
+// connections are closed by then.
+func TestRunReturnsOnceItsWebSocketsAreClosed(t *testing.T) {
+	ns := natstest.Server(t)
+	coreDouble(t, natstest.Conn(t, ns), nil, nil)
+	// A close handshake that waits longer than the drain, so that a Run
+	// that did not wait for it would return first.
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey},
+		Argon2: auth.Argon2Params{Memory: 64, Time: 1}, ShutdownTimeout: 100 * time.Millisecond, CloseTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(context.Background()) }()
+	a, err := auth.New(auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := e.Addr().String()
+	waitFor(t, 10*time.Second, "healthz", func() bool {
+		code, err := get(t, "http://"+addr+"/healthz", "")
+		return err == nil && code == 200
+	})
+	var conns []*rawWS
+	for i := range 3 {
+		tok, _, err := a.Issue(auth.Access, auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: fmt.Sprintf("d_%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		c, err := dialRawWS(ctx, addr)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.hello(tok); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	_ = e.Close()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, c := range conns {
+		if !closedByPeer(t, c.Conn) {
+			t.Errorf("connection %d: still open when Run returned", i)
+		}
+	}
+}
+
+// closedByPeer reports whether the end of c's stream has arrived, reading
+// what is pending without waiting.
+func closedByPeer(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	sc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	_ = sc.Read(func(fd uintptr) bool {
+		var b [4096]byte
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_DONTWAIT)
+			switch {
+			case n > 0:
+				continue
+			case err == nil || errors.Is(err, syscall.ECONNRESET):
+				closed = true
+			}
+			return true
+		}
+	})
+	return closed
+}

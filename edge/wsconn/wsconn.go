@@ -25,7 +25,7 @@ const Path = wsframe.Path
 // DefaultCloseTimeout is Config.CloseTimeout's default.
 const DefaultCloseTimeout = 2 * time.Second
 
-// Config configures Handler. Sessions is required.
+// Config configures a Handler. Sessions is required.
 type Config struct {
 	Sessions *session.Server
 	// CloseTimeout bounds closing a connection, whatever the peer does:
@@ -50,30 +50,67 @@ func (c Config) Validate() error {
 // Handler upgrades requests to WebSocket and runs a session on each until
 // base ends. Sessions authenticate with the token in their Hello (no
 // cookies), so any origin may connect.
-func Handler(base context.Context, cfg Config) (http.Handler, error) {
+type Handler struct {
+	base context.Context
+	cfg  Config
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	closing bool
+	conns   sync.WaitGroup // the requests being served, their WebSockets included
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns a Handler whose sessions end when base does.
+func New(base context.Context, cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.CloseTimeout == 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	h := &Handler{base: base, cfg: cfg, log: cfg.Logger}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
 	}
-	srv := cfg.Sessions
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := accept(w, r, srv.MaxFrameSize())
-		if err != nil {
-			log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
-			return
-		}
-		err = srv.Serve(base, conn)
-		if err != nil {
-			log.Debug("websocket session ended", "remote", r.RemoteAddr, "err", err)
-		}
-		conn.finish(cfg.CloseTimeout)
-	}), nil
+	return h, nil
+}
+
+// ServeHTTP upgrades r and runs its session, then closes the WebSocket
+// (within CloseTimeout). After Close it answers 503.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	h.conns.Add(1)
+	h.mu.Unlock()
+	defer h.conns.Done()
+	srv := h.cfg.Sessions
+	conn, err := accept(w, r, srv.MaxFrameSize())
+	if err != nil {
+		h.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	err = srv.Serve(h.base, conn)
+	if err != nil {
+		h.log.Debug("websocket session ended", "remote", r.RemoteAddr, "err", err)
+	}
+	conn.finish(h.cfg.CloseTimeout)
+}
+
+// Close refuses new requests and waits until every WebSocket that
+// ServeHTTP upgraded is closed: once base has ended, at most CloseTimeout
+// after the last session ends. (An http.Server's Shutdown does not wait
+// for the connections its handlers took over.) Idempotent.
+func (h *Handler) Close() {
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	h.conns.Wait()
 }
 
 // accept upgrades the request and keeps the TCP connection underneath.
