@@ -34,8 +34,11 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	DefaultHTTPAddr        = "127.0.0.1:8080"
-	DefaultShutdownTimeout = 10 * time.Second
+	DefaultHTTPAddr              = "127.0.0.1:8080"
+	DefaultShutdownTimeout       = 10 * time.Second
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
 )
 
 // ErrClosed is returned by Run after Close, and by a second Run.
@@ -88,7 +91,8 @@ type Config struct {
 	// RequestTimeout bounds each request, core calls included (default 10 s).
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown when Run's ctx ends
-	// (default 10 s); requests still running then are cut off.
+	// (default 10 s); requests still running then are cut off, and
+	// WebSockets still open are closed within CloseTimeout.
 	ShutdownTimeout time.Duration
 	// SendQueue bounds the frames waiting for one device; KeepAlive is the
 	// ping interval announced to devices (see session.Config for defaults).
@@ -117,6 +121,26 @@ type Config struct {
 	DevCertDir        string
 	// IdleTimeout closes a QUIC connection silent this long (default 60 s).
 	IdleTimeout time.Duration
+	// StreamTimeout bounds the wait for a QUIC or WebTransport session's
+	// control stream and for the request on each of its request streams,
+	// and the grace a closing one gives its last frame (default 10 s).
+	StreamTimeout time.Duration
+	// HelloTimeout bounds a device session's wait for its whole Hello, and
+	// WriteTimeout the writing of one frame to a device (see
+	// session.Config for defaults: 10 s, 30 s). A session that reads no
+	// whole frame for 3 KeepAlives ends.
+	HelloTimeout, WriteTimeout time.Duration
+	// CloseTimeout bounds closing a WebSocket connection, whatever the
+	// peer does (default 2 s; see wsconn.Config).
+	CloseTimeout time.Duration
+	// The HTTP timeouts, over TCP and HTTP/3 alike: HTTPReadHeaderTimeout
+	// bounds reading a request's headers and HTTPReadTimeout the whole
+	// request with its body (defaults 10 s, 30 s); HTTPWriteTimeout
+	// bounds writing the response (default RequestTimeout + 10 s);
+	// HTTPIdleTimeout closes a connection with no request for this long
+	// (default 2 min). (Over HTTP/3 the read and write bounds start when
+	// the headers are complete, and a trickled header counts as idle.)
+	HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
 	// PresenceInterval and PresenceLease time the presence batches to the
 	// cores (see edge/presence for defaults: 500 ms, 1.5 s).
 	PresenceInterval, PresenceLease time.Duration
@@ -143,6 +167,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: AccessTTL %v is longer than the %v revocations are kept", c.AccessTTL, syncproto.RevocationRetention)
 	case c.MaxRevocations < 0:
 		return fmt.Errorf("edge: MaxRevocations %d is negative", c.MaxRevocations)
+	case c.CloseTimeout < 0 || c.StreamTimeout < 0 || c.HelloTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
+		return errors.New("edge: CloseTimeout, StreamTimeout, HelloTimeout, WriteTimeout and IdleTimeout must not be negative")
+	case c.HTTPReadHeaderTimeout < 0 || c.HTTPReadTimeout < 0 || c.HTTPWriteTimeout < 0 || c.HTTPIdleTimeout < 0:
+		return errors.New("edge: the HTTP timeouts must not be negative")
+	case c.HTTPReadHeaderTimeout > 0 && c.HTTPReadTimeout > 0 && c.HTTPReadHeaderTimeout > c.HTTPReadTimeout:
+		return fmt.Errorf("edge: HTTPReadHeaderTimeout %v exceeds HTTPReadTimeout %v", c.HTTPReadHeaderTimeout, c.HTTPReadTimeout)
 	}
 	if err := c.authConfig().Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
@@ -174,6 +204,7 @@ type Edge struct {
 	hub      *session.Hub
 	pres     *presence.Service
 	sessions *session.Server
+	ws       *wsconn.Handler
 	certs    *devcert.Manager // nil without a UDP port
 	udp      *quicport.Port
 	shutdown time.Duration
@@ -289,6 +320,7 @@ func New(cfg Config) (*Edge, error) {
 	e.sessions, err = session.New(session.Config{
 		Core: e.rpc, Auth: au, Hub: e.hub, Presence: presenceAdapter{e.pres}, RequestTimeout: timeout,
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
+		HelloTimeout: cfg.HelloTimeout, WriteTimeout: cfg.WriteTimeout, RequestStreamTimeout: cfg.StreamTimeout,
 		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
 		Overloaded: overloaded(cfg.TypingShedWait),
 		Logger:     e.log.With("part", "session"), Now: cfg.Now,
@@ -296,9 +328,16 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
+	ht := httpTimeouts{header: cfg.HTTPReadHeaderTimeout, read: cfg.HTTPReadTimeout, write: cfg.HTTPWriteTimeout, idle: cfg.HTTPIdleTimeout}
+	ht = ht.withDefaults(timeout)
 	e.base, e.baseCancel = context.WithCancel(context.Background())
+	e.ws, err = wsconn.New(e.base, wsconn.Config{Sessions: e.sessions, CloseTimeout: cfg.CloseTimeout, Logger: e.log.With("part", "ws")})
+	if err != nil {
+		e.baseCancel()
+		return fail(fmt.Errorf("edge: %w", err))
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+wsconn.Path, wsconn.Handler(e.base, e.sessions, e.log.With("part", "ws")))
+	mux.Handle("GET "+wsconn.Path, e.ws)
 	mux.Handle("/", api)
 	if cfg.UDPAddr != "" {
 		e.certs, err = devcert.New(devcert.Config{Dir: cfg.DevCertDir, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
@@ -309,7 +348,9 @@ func New(cfg Config) (*Edge, error) {
 		}
 		mux.Handle(devcert.HashPath, e.certs.HashHandler())
 		e.udp, err = quicport.New(quicport.Config{Addr: cfg.UDPAddr, TLS: e.certs.TLSConfig(), Sessions: e.sessions,
-			HTTP: withSecurityHeaders(api), IdleTimeout: cfg.IdleTimeout, Logger: e.log.With("part", "quic")})
+			HTTP: withSecurityHeaders(api), IdleTimeout: cfg.IdleTimeout, StreamTimeout: cfg.StreamTimeout,
+			HTTPIdleTimeout: ht.idle, HTTPReadTimeout: ht.read, HTTPWriteTimeout: ht.write,
+			Logger: e.log.With("part", "quic")})
 		if err != nil {
 			_ = e.certs.Close()
 			e.baseCancel()
@@ -328,10 +369,10 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.srv = &http.Server{
 		Handler:           withSecurityHeaders(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      timeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: ht.header,
+		ReadTimeout:       ht.read,
+		WriteTimeout:      ht.write,
+		IdleTimeout:       ht.idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 	}
@@ -369,7 +410,8 @@ func (e *Edge) closeUDP() {
 
 // Run serves until ctx ends or Close is called, then shuts down
 // gracefully: it stops accepting, lets running requests finish within
-// ShutdownTimeout, and returns nil. It returns an error if serving fails,
+// ShutdownTimeout, closes the WebSockets left (within CloseTimeout), and
+// returns nil. It returns an error if serving fails,
 // and ErrClosed if the Edge was closed or is already running.
 func (e *Edge) Run(ctx context.Context) error {
 	e.mu.Lock()
@@ -449,6 +491,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.log.Warn("graceful shutdown timed out; closing connections", "err", serr)
 		_ = e.srv.Close()
 	}
+	// The WebSockets, which the HTTP server no longer tracks, close
+	// within CloseTimeout of their sessions' end.
+	e.ws.Close()
 	if err == nil {
 		err = <-served
 	}
@@ -460,6 +505,25 @@ func (e *Edge) Run(ctx context.Context) error {
 		return fmt.Errorf("edge: serve: %w", err)
 	}
 	return nil
+}
+
+// httpTimeouts are the HTTP server's timeouts (see Config).
+type httpTimeouts struct{ header, read, write, idle time.Duration }
+
+func (t httpTimeouts) withDefaults(requestTimeout time.Duration) httpTimeouts {
+	if t.read == 0 {
+		t.read = DefaultHTTPReadTimeout
+	}
+	if t.header == 0 {
+		t.header = min(DefaultHTTPReadHeaderTimeout, t.read)
+	}
+	if t.write == 0 {
+		t.write = requestTimeout + 10*time.Second
+	}
+	if t.idle == 0 {
+		t.idle = DefaultHTTPIdleTimeout
+	}
+	return t
 }
 
 // learnRegion asks the core for the shard count until it answers, so the

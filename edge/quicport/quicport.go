@@ -9,6 +9,7 @@ package quicport
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -37,6 +38,13 @@ const (
 	// DefaultStreamTimeout bounds the wait for a connection's control
 	// stream, and the grace a closing session gives its last frame.
 	DefaultStreamTimeout = 10 * time.Second
+	// Defaults of the HTTP/3 timeouts, those of the edge's HTTP server
+	// over TCP.
+	DefaultHTTPIdleTimeout  = 2 * time.Minute
+	DefaultHTTPReadTimeout  = 30 * time.Second
+	DefaultHTTPWriteTimeout = 30 * time.Second
+	// maxHeaderBytes bounds an HTTP/3 request's headers, as over TCP.
+	maxHeaderBytes = 64 << 10
 )
 
 // Application error codes of closed raw-QUIC connections: 0 for a clean
@@ -69,7 +77,16 @@ type Config struct {
 	KeepAlive   time.Duration
 	// StreamTimeout: see DefaultStreamTimeout.
 	StreamTimeout time.Duration
-	Logger        *slog.Logger
+	// HTTPIdleTimeout closes an HTTP/3 connection on which no request has
+	// run for this long (default 2 min). A WebTransport session is a
+	// request for its whole life; a request counts from when its headers
+	// are complete, so a client that trickles them is cut too.
+	HTTPIdleTimeout time.Duration
+	// HTTPReadTimeout and HTTPWriteTimeout bound reading the body of an
+	// HTTP/3 request to Config.HTTP and writing its response, from when
+	// its headers are complete (defaults 30 s).
+	HTTPReadTimeout, HTTPWriteTimeout time.Duration
+	Logger                            *slog.Logger
 }
 
 // Validate names the first bad field.
@@ -81,7 +98,8 @@ func (c Config) Validate() error {
 		return errors.New("quicport: Config.TLS with a certificate is required")
 	case c.Sessions == nil:
 		return errors.New("quicport: Config.Sessions is required")
-	case c.IdleTimeout < 0 || c.KeepAlive < 0 || c.StreamTimeout < 0:
+	case c.IdleTimeout < 0 || c.KeepAlive < 0 || c.StreamTimeout < 0 ||
+		c.HTTPIdleTimeout < 0 || c.HTTPReadTimeout < 0 || c.HTTPWriteTimeout < 0:
 		return errors.New("quicport: negative timeout")
 	}
 	return nil
@@ -111,6 +129,15 @@ func New(cfg Config) (*Port, error) {
 	if cfg.StreamTimeout == 0 {
 		cfg.StreamTimeout = DefaultStreamTimeout
 	}
+	if cfg.HTTPIdleTimeout == 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if cfg.HTTPReadTimeout == 0 {
+		cfg.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if cfg.HTTPWriteTimeout == 0 {
+		cfg.HTTPWriteTimeout = DefaultHTTPWriteTimeout
+	}
 	p := &Port{cfg: cfg, log: cfg.Logger}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -123,7 +150,13 @@ func New(cfg Config) (*Port, error) {
 		}
 		pc = udp
 	}
-	p.tr = &quic.Transport{Conn: pc}
+	// A peer that sends to a connection the port has closed and forgotten
+	// (its CONNECTION_CLOSE was lost, say) is told at once with a
+	// stateless reset rather than left to time out. The key is new for
+	// each Port, so resets after a restart are not recognized.
+	var resetKey quic.StatelessResetKey
+	_, _ = rand.Read(resetKey[:])
+	p.tr = &quic.Transport{Conn: pc, StatelessResetKey: &resetKey}
 	tlsConf := cfg.TLS.Clone()
 	tlsConf.NextProtos = []string{http3.NextProtoH3, streamframe.ALPN}
 	tlsConf.MinVersion = tls.VersionTLS13
@@ -147,10 +180,11 @@ func New(cfg Config) (*Port, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc(WebTransportPath, p.serveWebTransport)
 	if cfg.HTTP != nil {
-		mux.Handle("/", cfg.HTTP)
+		mux.Handle("/", withDeadlines(cfg.HTTP, cfg.HTTPReadTimeout, cfg.HTTPWriteTimeout))
 	}
 	p.wt = &webtransport.Server{
-		H3: &http3.Server{Handler: mux, QUICConfig: qconf, Logger: p.log},
+		H3: &http3.Server{Handler: tracked(mux), QUICConfig: qconf, Logger: p.log, MaxHeaderBytes: maxHeaderBytes,
+			ConnContext: p.watchIdle},
 		// Sessions authenticate with the token in their Hello, never
 		// with cookies, so any origin may connect.
 		CheckOrigin: func(*http.Request) bool { return true },
@@ -200,6 +234,7 @@ func (p *Port) serve(conn *quic.Conn) {
 
 // serveRaw runs a session on a raw QUIC connection.
 func (p *Port) serveRaw(conn *quic.Conn) {
+	refuseUniStreams[quic.StreamErrorCode](conn.Context(), p, conn.AcceptUniStream)
 	p.serveSession(func(ctx context.Context) (*streamframe.Conn, error) {
 		str, err := conn.AcceptStream(ctx)
 		if err != nil {
@@ -221,6 +256,7 @@ func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	refuseUniStreams[webtransport.StreamErrorCode](sess.Context(), p, sess.AcceptUniStream)
 	p.serveSession(func(ctx context.Context) (*streamframe.Conn, error) {
 		str, err := sess.AcceptStream(ctx)
 		if err != nil {
@@ -231,6 +267,28 @@ func (p *Port) serveWebTransport(w http.ResponseWriter, r *http.Request) {
 		code, msg := closeCode(err)
 		_ = sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
 	}, "webtransport", sess.RemoteAddr())
+}
+
+// refuseUniStreams stops, on one goroutine for the life of a connection
+// (raw QUIC) or WebTransport session, every unidirectional stream its
+// client opens, with STOP_SENDING and code MALFORMED: the protocol has
+// none, and until a stream is accepted QUIC keeps the bytes sent on it,
+// up to the connection's flow-control window (some 768 KiB), for as
+// long as the session lives. accept fails once ctx, the connection's or
+// the session's, ends.
+func refuseUniStreams[C quic.StreamErrorCode | webtransport.StreamErrorCode, S interface{ CancelRead(C) }](
+	ctx context.Context, p *Port, accept func(context.Context) (S, error)) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			s, err := accept(ctx)
+			if err != nil {
+				return
+			}
+			s.CancelRead(C(syncpb.Code_CODE_MALFORMED))
+		}
+	}()
 }
 
 // streamConn frames one of the client's streams; closing it finishes the
@@ -264,7 +322,9 @@ func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, err
 		// then close the connection once the client has gone or after a
 		// grace period.
 		_ = finish(err)
+		p.wg.Add(1)
 		go func() {
+			defer p.wg.Done()
 			t := time.NewTimer(p.cfg.StreamTimeout)
 			defer t.Stop()
 			select {

@@ -33,8 +33,12 @@ type Conn interface {
 	ReadFrame(ctx context.Context) (*syncpb.Frame, error)
 	// WriteFrame writes one frame.
 	WriteFrame(ctx context.Context, f *syncpb.Frame) error
-	// Close ends the connection; err (nil for a clean end) may tell the
-	// peer why, as the transport allows.
+	// Close ends the connection without waiting for the peer: ReadFrame
+	// and WriteFrame calls in progress return soon after, and whatever
+	// the transport does to finish (a close handshake, a grace period
+	// for the last frame) it bounds itself. err (nil for a clean end) may
+	// tell the peer why, as the transport allows. One goroutine closes
+	// every idle session, so Close must not block.
 	Close(err error) error
 }
 
@@ -45,14 +49,16 @@ type Core interface {
 
 // Defaults for Config's zero values.
 const (
-	DefaultHelloTimeout   = 10 * time.Second
-	DefaultKeepAlive      = 25 * time.Second
-	DefaultSendQueue      = 256
-	DefaultMaxInFlight    = 32
-	DefaultRequestTimeout = 10 * time.Second
-	DefaultFrameRate      = rate.Limit(100)
-	DefaultFrameBurst     = 200
-	DefaultSyncLimit      = 100
+	DefaultHelloTimeout         = 10 * time.Second
+	DefaultKeepAlive            = 25 * time.Second
+	DefaultWriteTimeout         = 30 * time.Second
+	DefaultRequestStreamTimeout = 10 * time.Second
+	DefaultSendQueue            = 256
+	DefaultMaxInFlight          = 32
+	DefaultRequestTimeout       = 10 * time.Second
+	DefaultFrameRate            = rate.Limit(100)
+	DefaultFrameBurst           = 200
+	DefaultSyncLimit            = 100
 )
 
 // Config configures a Server. Core, Auth and Hub are required.
@@ -63,11 +69,21 @@ type Config struct {
 	// MaxFrameSize bounds the frames a client may send (default
 	// syncproto.DefaultMaxFrameSize); announced in Welcome.
 	MaxFrameSize int
-	// HelloTimeout bounds the wait for the first frame (default 10 s).
+	// HelloTimeout bounds the wait for the first frame, all of it
+	// (default 10 s): a client that trickles its hello is cut too.
 	HelloTimeout time.Duration
 	// KeepAlive is how often an idle client pings (announced in Welcome,
-	// default 25 s); a session that hears nothing for 3 KeepAlives ends.
+	// default 25 s); a session that reads no whole frame for 3 KeepAlives
+	// ends, however many bytes of one trickle in.
 	KeepAlive time.Duration
+	// WriteTimeout bounds writing one frame to the device (default 30 s):
+	// a device that takes no bytes for this long is gone, and its
+	// session ends.
+	WriteTimeout time.Duration
+	// RequestStreamTimeout bounds the wait for the request on a request
+	// stream (see RequestStreams), and the writing of its answer
+	// (default 10 s); the stream is closed then, not the session.
+	RequestStreamTimeout time.Duration
 	// SendQueue bounds the frames waiting to be written to one device
 	// (default 256). Live pushes that find it full are dropped and the
 	// device is told to resync.
@@ -106,7 +122,7 @@ func (c Config) Validate() error {
 		return errors.New("session: Core, Auth and Hub are required")
 	case c.MaxFrameSize < 0 || c.MaxFrameSize > syncproto.MaxFrameSize:
 		return fmt.Errorf("session: MaxFrameSize %d: want 0..%d", c.MaxFrameSize, syncproto.MaxFrameSize)
-	case c.HelloTimeout < 0 || c.KeepAlive < 0 || c.RequestTimeout < 0:
+	case c.HelloTimeout < 0 || c.KeepAlive < 0 || c.RequestTimeout < 0 || c.WriteTimeout < 0 || c.RequestStreamTimeout < 0:
 		return errors.New("session: timeouts must not be negative")
 	case c.SendQueue < 0 || c.MaxInFlight < 0 || c.FrameBurst < 0 || c.FrameRate < 0:
 		return errors.New("session: SendQueue, MaxInFlight, FrameRate and FrameBurst must not be negative")
@@ -125,6 +141,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.RequestStreamTimeout == 0 {
+		c.RequestStreamTimeout = DefaultRequestStreamTimeout
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = DefaultSendQueue
@@ -197,7 +219,9 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
-		_ = conn.WriteFrame(ctx, errorFrame(0, ErrDraining))
+		wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
+		_ = conn.WriteFrame(wctx, errorFrame(0, ErrDraining))
+		cancel()
 		_ = conn.Close(ErrDraining)
 		return ErrDraining
 	}

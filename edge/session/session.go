@@ -16,9 +16,9 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// writeTimeout bounds writing one frame: a device that takes no bytes for
-// this long is gone.
-const writeTimeout = 30 * time.Second
+// lastFrameTimeout bounds writing the Error frame that ends a session; the
+// connection is closed after it whether or not it was written.
+const lastFrameTimeout = time.Second
 
 // session is one device's connection.
 type session struct {
@@ -202,7 +202,7 @@ func (s *session) hello(ctx context.Context) (helloInfo, uint64, error) {
 // fail answers a failed hello with an Error frame and ends the session.
 func (s *session) fail(ctx context.Context, id uint64, err error) {
 	if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
 		_ = s.conn.WriteFrame(wctx, errorFrame(id, err))
 		cancel()
 	}
@@ -221,7 +221,7 @@ func (s *session) abort(id uint64, err error) {
 	select {
 	case s.final <- finalFrame{errorFrame(id, err), err}:
 		s.kickWriter()
-		t := time.NewTimer(2 * time.Second)
+		t := time.NewTimer(2 * lastFrameTimeout)
 		defer t.Stop()
 		select {
 		case <-s.done:
@@ -233,7 +233,7 @@ func (s *session) abort(id uint64, err error) {
 }
 
 func (s *session) write(ctx context.Context, f *syncpb.Frame) error {
-	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
 	return s.conn.WriteFrame(wctx, f)
 }
@@ -395,7 +395,7 @@ func (s *session) writer(ctx context.Context) {
 		case <-s.done:
 			return
 		case ff := <-s.final:
-			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
 			_ = s.conn.WriteFrame(wctx, ff.f)
 			cancel()
 			s.stop(ff.err)

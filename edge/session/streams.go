@@ -20,9 +20,6 @@ type RequestStreams interface {
 	AcceptRequest(ctx context.Context) (Conn, error)
 }
 
-// requestStreamTimeout bounds reading the request from a new stream.
-const requestStreamTimeout = 10 * time.Second
-
 // acceptRequests serves request streams until the session ends.
 func (s *session) acceptRequests(ctx context.Context, rs RequestStreams) {
 	defer s.wg.Done()
@@ -49,12 +46,17 @@ func (s *session) acceptRequests(ctx context.Context, rs RequestStreams) {
 // serveRequestStream answers the one request on c and closes it. Errors
 // of the request go back on c; a bad stream is closed, not the session.
 func (s *session) serveRequestStream(ctx context.Context, c Conn) {
-	rctx, cancel := context.WithTimeout(ctx, requestStreamTimeout)
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestStreamTimeout)
 	f, err := c.ReadFrame(rctx)
 	cancel()
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no request within %v", s.cfg.RequestStreamTimeout)
+		}
 		if !errors.Is(err, io.EOF) {
-			_ = c.WriteFrame(ctx, errorFrame(0, err))
+			wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
+			_ = c.WriteFrame(wctx, errorFrame(0, err))
+			cancel()
 		}
 		_ = c.Close(err)
 		return
@@ -80,7 +82,7 @@ func (s *session) serveRequestStream(ctx context.Context, c Conn) {
 			resp = errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request stream carries one request"))
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.RequestStreamTimeout)
 	_ = c.WriteFrame(wctx, resp)
 	cancel()
 	_ = c.Close(nil)

@@ -38,6 +38,10 @@ func NewConn(c *websocket.Conn, maxFrame int) *Conn {
 func (c *Conn) ReadFrame(ctx context.Context) (*syncpb.Frame, error) {
 	typ, b, err := c.c.Read(ctx)
 	if err != nil {
+		if errors.Is(err, websocket.ErrMessageTooBig) {
+			// The library has sent close 1009 and reads no further.
+			return nil, syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "frame over %d bytes", c.max)
+		}
 		switch websocket.CloseStatus(err) {
 		case websocket.StatusNormalClosure, websocket.StatusGoingAway:
 			return nil, io.EOF
