@@ -134,7 +134,8 @@ type API struct {
 	now      func() time.Time
 	users    *limiters
 	ips      *limiters
-	logins   *auth.Throttle
+	logins   *auth.Throttle // log-ins, by workspace and username
+	reauths  *auth.Throttle // current-password checks, by workspace and user id
 	loginLog *logBudget
 	cors     *cors
 	mux      *http.ServeMux
@@ -185,6 +186,9 @@ func New(cfg Config) (*API, error) {
 	}
 	var err error
 	if a.logins, err = auth.NewThrottle(tc); err != nil {
+		return nil, fmt.Errorf("httpapi: LoginThrottle: %w", err)
+	}
+	if a.reauths, err = auth.NewThrottle(tc); err != nil {
 		return nil, fmt.Errorf("httpapi: LoginThrottle: %w", err)
 	}
 	a.loginLog = newLogBudget(loginLogRate, loginLogBurst)

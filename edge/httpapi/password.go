@@ -18,7 +18,8 @@ var errWrongPassword = syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "current_pas
 
 // changePassword: POST /v1/me/password. The caller proves the current
 // password; the new one replaces it only if nobody changed it meanwhile
-// (409 otherwise). Every other device of the user loses its tokens, access
+// (409 otherwise). Wrong current passwords are throttled per user as
+// log-ins are per account (429 with Retry-After). Every other device of the user loses its tokens, access
 // and refresh, and its live sessions end (REVOKED); the calling device
 // keeps its own.
 func (a *API) changePassword(c *call) error {
@@ -32,6 +33,15 @@ func (a *API) changePassword(c *call) error {
 	if len(req.NewPassword) < minPassword || len(req.NewPassword) > maxPassword {
 		return invalid("new_password must be %d to %d bytes", minPassword, maxPassword)
 	}
+	attempt, err := a.reauths.Begin(c.claims.WorkspaceID, c.claims.UserID, clientIP(c.r))
+	if err != nil {
+		if ok, held := a.loginLog.take(a.now()); ok {
+			a.log.Warn("password change throttled", "user", c.claims.UserID, "device", c.claims.DeviceID, "ip", clientIP(c.r),
+				"retry_after", syncproto.AsError(err).RetryAfter, "held_back", held)
+		}
+		return err
+	}
+	defer attempt.Cancel() // no password checked: the attempt counts for nothing
 	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetCredentials{GetCredentials: &syncpb.GetCredentialsRequest{
 		UserId: c.claims.UserID,
 	}}})
@@ -44,11 +54,16 @@ func (a *API) changePassword(c *call) error {
 	}
 	switch err := a.auth.CheckPassword(c.ctx, req.CurrentPassword, creds.GetPasswordHash()); {
 	case errors.Is(err, auth.ErrPasswordMismatch):
-		a.log.Info("password change with a wrong current password", "user", c.claims.UserID, "device", c.claims.DeviceID, "ip", clientIP(c.r))
+		failures, delay := attempt.Fail()
+		if ok, held := a.loginLog.take(a.now()); ok {
+			a.log.Warn("password change with a wrong current password", "user", c.claims.UserID, "device", c.claims.DeviceID,
+				"ip", clientIP(c.r), "failures", failures, "delay", delay, "held_back", held)
+		}
 		return errWrongPassword
 	case err != nil:
 		return err
 	}
+	attempt.Succeed()
 	hash, err := a.auth.HashPassword(c.ctx, req.NewPassword)
 	if err != nil {
 		return err

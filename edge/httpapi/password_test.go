@@ -79,3 +79,47 @@ func TestRevokeDeviceHandsOverTheRevocation(t *testing.T) {
 		t.Fatalf("revoked %v", revs)
 	}
 }
+
+// TestChangePasswordThrottled: guessing the current password with a stolen
+// access token is held back like guessing at log-in (429 with Retry-After,
+// before the password is checked); once the wait is over the real password
+// works, and that clears the delay.
+func TestChangePasswordThrottled(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ana := e.newUser("acme", "ana")
+	path := "/v1/me/password"
+	var waits []time.Duration
+	for i := 0; len(waits) < 3; i++ {
+		if i == 50 {
+			t.Fatalf("50 wrong current passwords: only %d throttled", len(waits))
+		}
+		r := e.do("POST", path, ana.AccessToken, map[string]string{"current_password": "guess-guess", "new_password": "a new password"})
+		switch r.status {
+		case 403:
+		case 429:
+			waits = append(waits, retryAfter(t, r))
+			e.clock.Add(waits[len(waits)-1])
+		default:
+			t.Fatalf("guess %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if rec := e.logs.find(func(m map[string]any) bool {
+		return m["msg"] == "password change with a wrong current password" && m["user"] == ana.User.ID && m["ip"] != nil
+	}); rec == nil {
+		t.Fatal("no wrong current password logged with the user and the IP")
+	}
+	// The wait is over: a guess is checked again, and fails ...
+	if r := e.do("POST", path, ana.AccessToken, map[string]string{"current_password": "guess-guess", "new_password": "a new password"}); r.status != 403 {
+		t.Fatalf("a guess after the wait: %d %s", r.status, r.body)
+	}
+	// ... so the next attempt is held back before its password is
+	// checked, even the right one ...
+	r := e.do("POST", path, ana.AccessToken, map[string]string{"current_password": ana.password, "new_password": "a new password"})
+	wait := retryAfter(t, r)
+	// ... until the wait is over.
+	e.clock.Add(wait)
+	e.want(e.do("POST", path, ana.AccessToken, map[string]string{"current_password": ana.password, "new_password": "a new password"}), 204, nil)
+	if r := e.do("POST", path, ana.AccessToken, map[string]string{"current_password": "typo-typo", "new_password": "another one"}); r.status != 403 {
+		t.Fatalf("after a success, a wrong password: %d %s", r.status, r.body)
+	}
+}
