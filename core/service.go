@@ -242,7 +242,7 @@ func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreReq
 		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
 		*syncpb.CoreRequest_RevokeDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_UpdateWorkspace,
 		*syncpb.CoreRequest_StartTokenFamily, *syncpb.CoreRequest_RotateRefresh,
-		*syncpb.CoreRequest_ChangePassword, *syncpb.CoreRequest_ListRevocations:
+		*syncpb.CoreRequest_ChangePassword, *syncpb.CoreRequest_ListRevocations, *syncpb.CoreRequest_RemoveUser:
 		return n.execute(ctx, dirGroup, req)
 	case nil:
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation"))

@@ -202,6 +202,8 @@ type User struct {
 	DisplayName   string `json:"display_name"`
 	CreatedTS     int64  `json:"created_ts"`
 	WorkspaceRole string `json:"workspace_role"`
+	// Removed: the workspace's owner removed the user.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Device is one of a user's devices.
@@ -665,4 +667,18 @@ func (c *Client) SetPresenceOff(ctx context.Context, off bool) (*Workspace, erro
 		return nil, err
 	}
 	return &w, nil
+}
+
+// RemoveUser removes a user from the caller's workspace (its owner only):
+// the user can no longer log in, its devices' tokens stop working at once
+// on every edge and their live sessions end. It returns the user, marked
+// removed.
+func (c *Client) RemoveUser(ctx context.Context, userID string) (*User, error) {
+	var out struct {
+		User User `json:"user"`
+	}
+	if err := c.do(ctx, http.MethodDelete, "/v1/workspace/users/"+url.PathEscape(userID), nil, &out, true); err != nil {
+		return nil, err
+	}
+	return &out.User, nil
 }

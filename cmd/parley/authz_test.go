@@ -204,6 +204,12 @@ var httpRows = map[string]httpRow{
 	"PATCH /v1/workspace": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
 		return f.s.do(t, "PATCH", "/v1/workspace", token, jsonBody(t, map[string]bool{"presence_off": false}))
 	}},
+	// The fixture's conversation owner owns the workspace too: only it
+	// removes users; another workspace's user does not find the target.
+	"DELETE /v1/workspace/users/{user_id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "DELETE", "/v1/workspace/users/"+f.fresh(t).id(), token, nil)
+	}, byRelation: map[string]want{"stranger": forbidden, "other workspace": notFound, "kicked": forbidden, "left": forbidden,
+		"member": forbidden, "owner": {200, ""}}},
 	"GET /v1/conversations/{id}": {call: get("/v1/conversations/{conv}"), byRelation: outsiders(want{200, ""}, want{200, ""})},
 	"GET /v1/conversations/{id}/history": {call: get("/v1/conversations/{conv}/history"),
 		byRelation: outsiders(want{200, ""}, want{200, ""})},

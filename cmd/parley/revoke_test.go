@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,7 +193,7 @@ func TestRevokedDeviceSessionsEnd(t *testing.T) {
 			}
 			err = raw.endsWith(syncpb.Code_CODE_REVOKED, g.ID)
 			if transport == "ws" && websocket.CloseStatus(err) != 4000+websocket.StatusCode(syncpb.Code_CODE_REVOKED) {
-				t.Errorf("WebSocket closed with %v, want close code 4015", err)
+				t.Errorf("WebSocket closed with %v, want close code 4016", err)
 			}
 			stopsRevoked(t, sdk)
 			if n := sdk.Connections(); n != 1 {
@@ -310,6 +311,90 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 	if _, _, err := again.Me(ctx); err != nil {
 		t.Fatalf("the tablet after logging in again: %v", err)
 	}
+}
+
+// A user the workspace's owner removes loses every live session at once,
+// on every transport and every edge, and every token; it can no longer
+// log in or be added to a conversation, while what it wrote stays.
+func TestRemovedUserSessionsEnd(t *testing.T) {
+	s := startTestSystem(t, "", nil)
+	b, _ := s.startExtraEdge(t, time.Second)
+	baseB := "http://" + b.Addr().String()
+	ctx := t.Context()
+	ownerRC, _ := s.user(t, "acme", "ana")
+	boRC, bo := s.user(t, "acme", "bo")
+	cyRC, _ := s.user(t, "acme", "cy")
+	g, err := ownerRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "team", MemberIDs: []string{bo.User.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boRC.Send(ctx, rest.SendRequest{ConvID: g.ID, ClientMsgID: "mine", Body: "bo was here"}); err != nil {
+		t.Fatal(err)
+	}
+	raws := map[string]*rawDevice{}
+	for _, transport := range []string{"ws", "quic", "wt"} {
+		_, dev := s.login(t, "acme", "bo", "bo-"+transport)
+		raws[transport], _ = rawDial(t, s.dialer(transport), dev.AccessToken, dev.Device.ID)
+	}
+	sdkBox := newInbox()
+	sdk := sdkDevice(t, s.dialer("ws"), boRC, bo, sdkBox, boRC.RefreshAccess)
+	waitHTTP(t, baseB, bo.AccessToken, 200, "")
+
+	// Only the owner may remove, and not itself.
+	if _, err := cyRC.RemoveUser(ctx, bo.User.ID); rest.Code(err) != syncpb.Code_CODE_FORBIDDEN {
+		t.Fatalf("a member removing bo: %v, want FORBIDDEN", err)
+	}
+	if _, err := ownerRC.RemoveUser(ctx, accessUser(t, ownerRC)); rest.Code(err) != syncpb.Code_CODE_FORBIDDEN {
+		t.Fatalf("the owner removing itself: %v, want FORBIDDEN", err)
+	}
+	u, err := ownerRC.RemoveUser(ctx, bo.User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.Removed || u.ID != bo.User.ID {
+		t.Fatalf("removed %+v", u)
+	}
+	for transport, raw := range raws {
+		t.Run(transport, func(t *testing.T) { raw.endsWith(syncpb.Code_CODE_REVOKED, g.ID) })
+	}
+	stopsRevoked(t, sdk)
+	if r := s.do(t, "GET", "/v1/me", bo.AccessToken, nil); r.status != 401 || r.code(t) != "revoked" {
+		t.Fatalf("bo's access token: %d %s, want 401 revoked", r.status, r.body)
+	}
+	waitHTTP(t, baseB, bo.AccessToken, 401, "revoked")
+	if err := boRC.Refresh(ctx); err == nil {
+		t.Fatal("bo's refresh token still works")
+	}
+	if _, err := rest.New(s.base).Login(ctx, rest.LoginRequest{Workspace: "acme", Username: "bo", Password: testPassword}); rest.Code(err) != syncpb.Code_CODE_UNAUTHENTICATED {
+		t.Fatalf("bo logging in: %v, want UNAUTHENTICATED", err)
+	}
+	if _, err := ownerRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "new", MemberIDs: []string{bo.User.ID}}); rest.Code(err) != syncpb.Code_CODE_NOT_FOUND {
+		t.Fatalf("a new conversation with bo: %v, want NOT_FOUND", err)
+	}
+	h, err := ownerRC.History(ctx, rest.HistoryRequest{ConvID: g.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(h.Messages, func(m rest.Message) bool { return m.ClientMsgID == "mine" }) {
+		t.Fatal("bo's message left the history")
+	}
+	// Everyone else carries on.
+	if _, err := ownerRC.Send(ctx, rest.SendRequest{ConvID: g.ID, Body: "still here"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cyRC.Me(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// accessUser is the user id rc's session belongs to.
+func accessUser(t *testing.T, rc *rest.Client) string {
+	t.Helper()
+	u, _, err := rc.Me(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
 }
 
 // A session ends when its access token expires, unless the device gives

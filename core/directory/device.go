@@ -20,8 +20,8 @@ func deviceResponse(d *syncpb.Device) *syncpb.CoreResponse {
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
 }
 
-// deviceOwner checks that the caller is a user of its workspace and
-// returns its number of devices not revoked.
+// deviceOwner checks that the caller is a user of its workspace, not
+// removed from it, and returns its number of devices not revoked.
 func deviceOwner(g kvfsm.Getter, caller *syncpb.Caller) (uint64, error) {
 	if err := checkCaller(caller); err != nil {
 		return 0, err
@@ -32,6 +32,9 @@ func deviceOwner(g kvfsm.Getter, caller *syncpb.Caller) (uint64, error) {
 	}
 	if !ok || c.User.GetWorkspaceId() != caller.WorkspaceId {
 		return 0, errNoSuchUser
+	}
+	if c.User.GetRemoved() {
+		return 0, errUserRemoved
 	}
 	return getCount(g, deviceCountKey(caller.UserId))
 }
@@ -203,18 +206,8 @@ func applyRevokeDevice(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *sync
 	if d.Revoked {
 		return deviceResponse(d), nil
 	}
-	d.Revoked = true
-	b, err := encode(d)
-	if err != nil {
+	if err := markRevoked(tx, d); err != nil {
 		return nil, err
-	}
-	tx.Set(deviceKey(d.Id), b)
-	n, err := getCount(tx, deviceCountKey(d.UserId))
-	if err != nil {
-		return nil, err
-	}
-	if n > 0 {
-		putCount(tx, d.UserId, n-1)
 	}
 	ts := revokedAt(cmd.TsUnixMs)
 	rv := &syncpb.Revocation{WorkspaceId: cmd.Caller.WorkspaceId, UserId: d.UserId, DeviceIds: []string{d.Id},
@@ -225,4 +218,23 @@ func applyRevokeDevice(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *sync
 	resp := deviceResponse(d)
 	resp.Revocation = rv
 	return resp, nil
+}
+
+// markRevoked stores d revoked and no longer counted against its user's
+// MaxDevices.
+func markRevoked(tx *kvfsm.Tx, d *syncpb.Device) error {
+	d.Revoked = true
+	b, err := encode(d)
+	if err != nil {
+		return err
+	}
+	tx.Set(deviceKey(d.Id), b)
+	n, err := getCount(tx, deviceCountKey(d.UserId))
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		putCount(tx, d.UserId, n-1)
+	}
+	return nil
 }

@@ -36,6 +36,11 @@
 //     issued before it (Device.tokens_not_before_unix_ms), and applies only
 //     while the stored hash is the one the edge checked (CONFLICT).
 //   - get_credentials by user_id answers only the caller's own.
+//   - remove_user (the workspace's owner only, not itself) marks the user
+//     removed and revokes all its devices (a revocation like
+//     revoke_device's). A removed user's credentials are not found by
+//     name (no log-in), lookups by username leave it out, and lookups by
+//     id show it removed (the shards refuse to add it).
 package directory
 
 import (
@@ -184,6 +189,8 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 	case *syncpb.CoreRequest_ListRevocations:
 		resp, err := f.listRevocations(op.ListRevocations)
 		return nil, resp, err
+	case *syncpb.CoreRequest_RemoveUser:
+		return f.prepareRemoveUser(caller, op.RemoveUser, ms)
 	case nil:
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
 	default:
@@ -209,6 +216,8 @@ func (f *FSM) apply(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command) (*syncpb.Cor
 		resp, err = applyRotateRefresh(tx, cmd, op.RotateRefresh)
 	case *cmdpb.Command_ChangePassword:
 		resp, err = applyChangePassword(tx, index, cmd, op.ChangePassword)
+	case *cmdpb.Command_RemoveUser:
+		resp, err = applyRemoveUser(tx, index, cmd, op.RemoveUser)
 	default:
 		err = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory command")
 	}

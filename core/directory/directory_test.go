@@ -445,13 +445,18 @@ func TestDeterministicReplicas(t *testing.T) {
 	var callers []*syncpb.Caller
 	var devices []string
 	outcomes := map[syncpb.RefreshOutcome]int{}
-	for i := 0; i < 400; i++ {
+	removals := 0
+	var owners []*syncpb.Caller
+	for i := 0; i < 600; i++ {
 		h.now = h.now.Add(time.Duration(rng.IntN(100)) * time.Millisecond)
-		switch r := rng.IntN(12); {
+		switch r := rng.IntN(13); {
 		case r < 4 || len(callers) == 0:
 			resp := h.do(nil, register(fmt.Sprintf("ws%d", rng.IntN(3)), fmt.Sprintf("user%d", rng.IntN(60)), fmt.Sprintf("$h%d", rng.IntN(2))))
 			if u := resp.GetUser(); u != nil {
 				callers = append(callers, callerOf(u))
+				if u.WorkspaceRole == RoleOwner {
+					owners = append(owners, callerOf(u))
+				}
 			}
 		case r < 7:
 			if d := h.do(callers[rng.IntN(len(callers))], registerDevice("d")).GetDevice(); d != nil {
@@ -483,6 +488,15 @@ func TestDeterministicReplicas(t *testing.T) {
 			if len(devices) > 0 {
 				h.do(callers[rng.IntN(len(callers))], revoke(devices[rng.IntN(len(devices))]))
 			}
+		case r < 12:
+			// An owner, or anyone (mostly refused), removes a user.
+			by := callers[rng.IntN(len(callers))]
+			if rng.IntN(2) == 0 && len(owners) > 0 {
+				by = owners[rng.IntN(len(owners))]
+			}
+			if rng.IntN(3) == 0 && h.do(by, removeUser(callers[rng.IntN(len(callers))].UserId)).GetUser().GetRemoved() {
+				removals++
+			}
 		default:
 			// Now and then a day passes: old revocations are pruned.
 			if rng.IntN(20) == 0 {
@@ -494,6 +508,9 @@ func TestDeterministicReplicas(t *testing.T) {
 			}
 			h.do(c, changePassword(fmt.Sprintf("$h%d", rng.IntN(2)), fmt.Sprintf("$h%d", rng.IntN(2))))
 		}
+	}
+	if removals == 0 {
+		t.Error("the log removes no user")
 	}
 	for o := syncpb.RefreshOutcome_REFRESH_OUTCOME_ROTATED; o <= syncpb.RefreshOutcome_REFRESH_OUTCOME_REUSED; o++ {
 		if outcomes[o] == 0 {

@@ -99,7 +99,8 @@ func userResponse(u *syncpb.User) *syncpb.CoreResponse {
 var errUsernameTaken = syncproto.Errorf(syncpb.Code_CODE_CONFLICT, "username already taken in this workspace")
 
 // registered answers a registration whose username exists: the same
-// password hash is a retry and gets the user; anything else CONFLICT.
+// password hash is a retry and gets the user; anything else, and any
+// registration of a removed user's name, CONFLICT.
 func registered(g kvfsm.Getter, wsID string, r *syncpb.RegisterUserRequest) (*syncpb.CoreResponse, error) {
 	id, ok, err := getString(g, usernameKey(wsID, r.Username))
 	if err != nil || !ok {
@@ -109,7 +110,7 @@ func registered(g kvfsm.Getter, wsID string, r *syncpb.RegisterUserRequest) (*sy
 	if err != nil {
 		return nil, err
 	}
-	if !ok || c.PasswordHash != r.PasswordHash {
+	if !ok || c.PasswordHash != r.PasswordHash || c.User.GetRemoved() {
 		return nil, errUsernameTaken
 	}
 	return userResponse(c.User), nil
@@ -232,6 +233,9 @@ func (f *FSM) getCredentials(caller *syncpb.Caller, req *syncpb.GetCredentialsRe
 		if !ok {
 			return errCorrupt
 		}
+		if c.User.GetRemoved() {
+			return errNoSuchUser // it can no longer log in
+		}
 		resp = &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Credentials{Credentials: c}}
 		return nil
 	})
@@ -239,7 +243,8 @@ func (f *FSM) getCredentials(caller *syncpb.Caller, req *syncpb.GetCredentialsRe
 }
 
 // lookupUsers resolves ids and usernames within the caller's workspace, in
-// the order asked, each user once. Only the workspace of the caller is
+// the order asked, each user once. A removed user is found by id (marked
+// removed), not by username. Only the workspace of the caller is
 // needed (the shards ask with no user).
 func (f *FSM) lookupUsers(caller *syncpb.Caller, req *syncpb.LookupUsersRequest) (*syncpb.CoreResponse, error) {
 	if caller == nil || !syncproto.ValidID(caller.WorkspaceId) {
@@ -283,10 +288,17 @@ func (f *FSM) lookupUsers(caller *syncpb.Caller, req *syncpb.LookupUsersRequest)
 			if err != nil {
 				return err
 			}
-			if ok {
-				if err := add(id); err != nil {
+			if !ok {
+				continue
+			}
+			if c, found, err := getCredentials(v, id); err != nil || !found || c.User.GetRemoved() {
+				if err != nil {
 					return err
 				}
+				continue
+			}
+			if err := add(id); err != nil {
+				return err
 			}
 		}
 		return nil

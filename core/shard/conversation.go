@@ -159,7 +159,8 @@ func (f *FSM) prepareCreate(ctx context.Context, caller *syncpb.Caller, req *syn
 	return cmd, nil, nil
 }
 
-// verifyUsers checks with the directory that every user exists in ws.
+// verifyUsers checks with the directory that every user exists in ws and
+// was not removed from it.
 func (f *FSM) verifyUsers(ctx context.Context, ws string, users []string) error {
 	if len(users) == 0 {
 		return nil
@@ -170,7 +171,7 @@ func (f *FSM) verifyUsers(ctx context.Context, ws string, users []string) error 
 	}
 	ok := make(map[string]bool, len(found))
 	for _, u := range found {
-		if u.GetWorkspaceId() == ws {
+		if u.GetWorkspaceId() == ws && !u.GetRemoved() {
 			ok[u.GetId()] = true
 		}
 	}

@@ -233,6 +233,7 @@ var routes = []route{
 	{"GET", "/v1/devices", true, false, true, (*API).listDevices},
 	{"GET", "/v1/workspace", true, false, true, (*API).getWorkspace},
 	{"PATCH", "/v1/workspace", true, false, true, (*API).updateWorkspace},
+	{"DELETE", "/v1/workspace/users/{user_id}", true, false, true, (*API).removeUser},
 	{"DELETE", "/v1/devices/{id}", true, false, true, (*API).revokeDevice},
 
 	{"POST", "/v1/conversations", true, false, true, (*API).createConversation},

@@ -19,6 +19,8 @@ type userJSON struct {
 	DisplayName   string `json:"display_name"`
 	CreatedTS     int64  `json:"created_ts"`
 	WorkspaceRole string `json:"workspace_role"`
+	// Removed: the workspace's owner removed the user (only shown then).
+	Removed bool `json:"removed,omitempty"`
 }
 
 func toUser(u *syncpb.User) *userJSON {
@@ -26,7 +28,7 @@ func toUser(u *syncpb.User) *userJSON {
 		return nil
 	}
 	return &userJSON{ID: u.Id, WorkspaceID: u.WorkspaceId, Username: u.Username, DisplayName: u.DisplayName,
-		CreatedTS: u.CreatedUnixMs, WorkspaceRole: u.WorkspaceRole}
+		CreatedTS: u.CreatedUnixMs, WorkspaceRole: u.WorkspaceRole, Removed: u.Removed}
 }
 
 type deviceJSON struct {

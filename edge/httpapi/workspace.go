@@ -51,3 +51,26 @@ func (a *API) updateWorkspace(c *call) error {
 	}
 	return writeWorkspace(c, r)
 }
+
+// removeUser: DELETE /v1/workspace/users/{user_id}, by the workspace's
+// owner (not of itself). The user can no longer log in or be added to
+// conversations; every device of it is revoked at once on every edge, and
+// its live sessions end. Answers the user, marked removed.
+func (a *API) removeUser(c *call) error {
+	id := c.r.PathValue("user_id")
+	if err := checkID("user id", id); err != nil {
+		return err
+	}
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_RemoveUser{RemoveUser: &syncpb.RemoveUserRequest{UserId: id}}})
+	if err != nil {
+		return err
+	}
+	u := r.GetUser()
+	if u == nil {
+		return missing("user")
+	}
+	a.log.Info("user removed from the workspace", "user", u.Id, "by", c.claims.UserID,
+		"devices_revoked", len(r.GetRevocation().GetDeviceIds()))
+	writeJSON(c.w, http.StatusOK, userResponse{User: toUser(u)})
+	return nil
+}

@@ -88,6 +88,7 @@ const (
 	RevocationReason_REVOCATION_REASON_UNSPECIFIED      RevocationReason = 0
 	RevocationReason_REVOCATION_REASON_DEVICE_REVOKED   RevocationReason = 1
 	RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED RevocationReason = 2
+	RevocationReason_REVOCATION_REASON_USER_REMOVED     RevocationReason = 3
 )
 
 // Enum value maps for RevocationReason.
@@ -96,11 +97,13 @@ var (
 		0: "REVOCATION_REASON_UNSPECIFIED",
 		1: "REVOCATION_REASON_DEVICE_REVOKED",
 		2: "REVOCATION_REASON_PASSWORD_CHANGED",
+		3: "REVOCATION_REASON_USER_REMOVED",
 	}
 	RevocationReason_value = map[string]int32{
 		"REVOCATION_REASON_UNSPECIFIED":      0,
 		"REVOCATION_REASON_DEVICE_REVOKED":   1,
 		"REVOCATION_REASON_PASSWORD_CHANGED": 2,
+		"REVOCATION_REASON_USER_REMOVED":     3,
 	}
 )
 
@@ -325,6 +328,7 @@ type CoreRequest struct {
 	//	*CoreRequest_RotateRefresh
 	//	*CoreRequest_ChangePassword
 	//	*CoreRequest_ListRevocations
+	//	*CoreRequest_RemoveUser
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -606,6 +610,15 @@ func (x *CoreRequest) GetListRevocations() *ListRevocationsRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetRemoveUser() *RemoveUserRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_RemoveUser); ok {
+			return x.RemoveUser
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -721,6 +734,11 @@ type CoreRequest_ListRevocations struct {
 	ListRevocations *ListRevocationsRequest `protobuf:"bytes,38,opt,name=list_revocations,json=listRevocations,proto3,oneof"`
 }
 
+type CoreRequest_RemoveUser struct {
+	// The workspace's owner removes a user from it (directory).
+	RemoveUser *RemoveUserRequest `protobuf:"bytes,39,opt,name=remove_user,json=removeUser,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -770,6 +788,8 @@ func (*CoreRequest_RotateRefresh) isCoreRequest_Op() {}
 func (*CoreRequest_ChangePassword) isCoreRequest_Op() {}
 
 func (*CoreRequest_ListRevocations) isCoreRequest_Op() {}
+
+func (*CoreRequest_RemoveUser) isCoreRequest_Op() {}
 
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1328,6 +1348,53 @@ func (*GetWorkspaceRequest) Descriptor() ([]byte, []int) {
 
 // UpdateWorkspaceRequest changes the caller's workspace's settings (its
 // owner only). Unset fields are left as they are.
+// RemoveUserRequest removes a user from the caller's workspace (its owner
+// only; the owner cannot remove itself). Every device of the user is
+// revoked: the answer is the user, with the revocation when devices were.
+type RemoveUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveUserRequest) Reset() {
+	*x = RemoveUserRequest{}
+	mi := &file_parley_v1_core_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveUserRequest) ProtoMessage() {}
+
+func (x *RemoveUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_core_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveUserRequest.ProtoReflect.Descriptor instead.
+func (*RemoveUserRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RemoveUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type UpdateWorkspaceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PresenceOff   *bool                  `protobuf:"varint,1,opt,name=presence_off,json=presenceOff,proto3,oneof" json:"presence_off,omitempty"`
@@ -1337,7 +1404,7 @@ type UpdateWorkspaceRequest struct {
 
 func (x *UpdateWorkspaceRequest) Reset() {
 	*x = UpdateWorkspaceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[7]
+	mi := &file_parley_v1_core_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1416,7 @@ func (x *UpdateWorkspaceRequest) String() string {
 func (*UpdateWorkspaceRequest) ProtoMessage() {}
 
 func (x *UpdateWorkspaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[7]
+	mi := &file_parley_v1_core_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1429,7 @@ func (x *UpdateWorkspaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkspaceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkspaceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateWorkspaceRequest) GetPresenceOff() bool {
@@ -1381,13 +1448,17 @@ type User struct {
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	// Role in the workspace: "owner" for the user who created it, else "member".
 	WorkspaceRole string `protobuf:"bytes,6,opt,name=workspace_role,json=workspaceRole,proto3" json:"workspace_role,omitempty"`
+	// Set when the workspace's owner removed the user: it cannot log in,
+	// its devices are revoked, and it cannot be added to conversations. The
+	// record stays, so history still names who wrote what.
+	Removed       bool `protobuf:"varint,7,opt,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_parley_v1_core_proto_msgTypes[8]
+	mi := &file_parley_v1_core_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1470,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[8]
+	mi := &file_parley_v1_core_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1483,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *User) GetId() string {
@@ -1457,6 +1528,13 @@ func (x *User) GetWorkspaceRole() string {
 	return ""
 }
 
+func (x *User) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
 type UserList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
@@ -1466,7 +1544,7 @@ type UserList struct {
 
 func (x *UserList) Reset() {
 	*x = UserList{}
-	mi := &file_parley_v1_core_proto_msgTypes[9]
+	mi := &file_parley_v1_core_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1556,7 @@ func (x *UserList) String() string {
 func (*UserList) ProtoMessage() {}
 
 func (x *UserList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[9]
+	mi := &file_parley_v1_core_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1569,7 @@ func (x *UserList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserList.ProtoReflect.Descriptor instead.
 func (*UserList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserList) GetUsers() []*User {
@@ -1515,7 +1593,7 @@ type RegisterUserRequest struct {
 
 func (x *RegisterUserRequest) Reset() {
 	*x = RegisterUserRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[10]
+	mi := &file_parley_v1_core_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1605,7 @@ func (x *RegisterUserRequest) String() string {
 func (*RegisterUserRequest) ProtoMessage() {}
 
 func (x *RegisterUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[10]
+	mi := &file_parley_v1_core_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1618,7 @@ func (x *RegisterUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterUserRequest.ProtoReflect.Descriptor instead.
 func (*RegisterUserRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RegisterUserRequest) GetWorkspaceName() string {
@@ -1584,7 +1662,7 @@ type GetCredentialsRequest struct {
 
 func (x *GetCredentialsRequest) Reset() {
 	*x = GetCredentialsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[11]
+	mi := &file_parley_v1_core_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1674,7 @@ func (x *GetCredentialsRequest) String() string {
 func (*GetCredentialsRequest) ProtoMessage() {}
 
 func (x *GetCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[11]
+	mi := &file_parley_v1_core_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1687,7 @@ func (x *GetCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*GetCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetCredentialsRequest) GetWorkspaceName() string {
@@ -1643,7 +1721,7 @@ type Credentials struct {
 
 func (x *Credentials) Reset() {
 	*x = Credentials{}
-	mi := &file_parley_v1_core_proto_msgTypes[12]
+	mi := &file_parley_v1_core_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1733,7 @@ func (x *Credentials) String() string {
 func (*Credentials) ProtoMessage() {}
 
 func (x *Credentials) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[12]
+	mi := &file_parley_v1_core_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1746,7 @@ func (x *Credentials) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credentials.ProtoReflect.Descriptor instead.
 func (*Credentials) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Credentials) GetUser() *User {
@@ -1695,7 +1773,7 @@ type LookupUsersRequest struct {
 
 func (x *LookupUsersRequest) Reset() {
 	*x = LookupUsersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[13]
+	mi := &file_parley_v1_core_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1785,7 @@ func (x *LookupUsersRequest) String() string {
 func (*LookupUsersRequest) ProtoMessage() {}
 
 func (x *LookupUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[13]
+	mi := &file_parley_v1_core_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1798,7 @@ func (x *LookupUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupUsersRequest.ProtoReflect.Descriptor instead.
 func (*LookupUsersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LookupUsersRequest) GetUserIds() []string {
@@ -1756,7 +1834,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_parley_v1_core_proto_msgTypes[14]
+	mi := &file_parley_v1_core_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1846,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[14]
+	mi := &file_parley_v1_core_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1859,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Device) GetId() string {
@@ -1849,7 +1927,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_parley_v1_core_proto_msgTypes[15]
+	mi := &file_parley_v1_core_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1939,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[15]
+	mi := &file_parley_v1_core_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1952,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeviceList) GetDevices() []*Device {
@@ -1894,7 +1972,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[16]
+	mi := &file_parley_v1_core_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +1984,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[16]
+	mi := &file_parley_v1_core_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +1997,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RegisterDeviceRequest) GetName() string {
@@ -1944,7 +2022,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[17]
+	mi := &file_parley_v1_core_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2034,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[17]
+	mi := &file_parley_v1_core_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2047,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{18}
 }
 
 type GetDeviceRequest struct {
@@ -1981,7 +2059,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[18]
+	mi := &file_parley_v1_core_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2071,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[18]
+	mi := &file_parley_v1_core_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2084,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetDeviceRequest) GetDeviceId() string {
@@ -2025,7 +2103,7 @@ type RevokeDeviceRequest struct {
 
 func (x *RevokeDeviceRequest) Reset() {
 	*x = RevokeDeviceRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[19]
+	mi := &file_parley_v1_core_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2115,7 @@ func (x *RevokeDeviceRequest) String() string {
 func (*RevokeDeviceRequest) ProtoMessage() {}
 
 func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[19]
+	mi := &file_parley_v1_core_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2128,7 @@ func (x *RevokeDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RevokeDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeDeviceRequest) GetDeviceId() string {
@@ -2085,7 +2163,7 @@ type TokenFamily struct {
 
 func (x *TokenFamily) Reset() {
 	*x = TokenFamily{}
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2175,7 @@ func (x *TokenFamily) String() string {
 func (*TokenFamily) ProtoMessage() {}
 
 func (x *TokenFamily) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[20]
+	mi := &file_parley_v1_core_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2188,7 @@ func (x *TokenFamily) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenFamily.ProtoReflect.Descriptor instead.
 func (*TokenFamily) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TokenFamily) GetId() string {
@@ -2160,7 +2238,7 @@ type StartTokenFamilyRequest struct {
 
 func (x *StartTokenFamilyRequest) Reset() {
 	*x = StartTokenFamilyRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2250,7 @@ func (x *StartTokenFamilyRequest) String() string {
 func (*StartTokenFamilyRequest) ProtoMessage() {}
 
 func (x *StartTokenFamilyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[21]
+	mi := &file_parley_v1_core_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2263,7 @@ func (x *StartTokenFamilyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTokenFamilyRequest.ProtoReflect.Descriptor instead.
 func (*StartTokenFamilyRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartTokenFamilyRequest) GetDeviceId() string {
@@ -2215,7 +2293,7 @@ type RotateRefreshRequest struct {
 
 func (x *RotateRefreshRequest) Reset() {
 	*x = RotateRefreshRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2305,7 @@ func (x *RotateRefreshRequest) String() string {
 func (*RotateRefreshRequest) ProtoMessage() {}
 
 func (x *RotateRefreshRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[22]
+	mi := &file_parley_v1_core_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2318,7 @@ func (x *RotateRefreshRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRefreshRequest.ProtoReflect.Descriptor instead.
 func (*RotateRefreshRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RotateRefreshRequest) GetDeviceId() string {
@@ -2289,7 +2367,7 @@ type RefreshRotation struct {
 
 func (x *RefreshRotation) Reset() {
 	*x = RefreshRotation{}
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2379,7 @@ func (x *RefreshRotation) String() string {
 func (*RefreshRotation) ProtoMessage() {}
 
 func (x *RefreshRotation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[23]
+	mi := &file_parley_v1_core_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2392,7 @@ func (x *RefreshRotation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshRotation.ProtoReflect.Descriptor instead.
 func (*RefreshRotation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RefreshRotation) GetOutcome() RefreshOutcome {
@@ -2345,7 +2423,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2435,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[24]
+	mi := &file_parley_v1_core_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2448,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChangePasswordRequest) GetPasswordHash() string {
@@ -2408,7 +2486,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2498,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[25]
+	mi := &file_parley_v1_core_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2511,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Revocation) GetWorkspaceId() string {
@@ -2492,7 +2570,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2504,7 +2582,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[26]
+	mi := &file_parley_v1_core_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2517,7 +2595,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRevocationsRequest) GetSinceUnixMs() int64 {
@@ -2552,7 +2630,7 @@ type RevocationList struct {
 
 func (x *RevocationList) Reset() {
 	*x = RevocationList{}
-	mi := &file_parley_v1_core_proto_msgTypes[27]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2564,7 +2642,7 @@ func (x *RevocationList) String() string {
 func (*RevocationList) ProtoMessage() {}
 
 func (x *RevocationList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[27]
+	mi := &file_parley_v1_core_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2577,7 +2655,7 @@ func (x *RevocationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationList.ProtoReflect.Descriptor instead.
 func (*RevocationList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevocationList) GetRevocations() []*Revocation {
@@ -2605,7 +2683,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_parley_v1_core_proto_msgTypes[28]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2695,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[28]
+	mi := &file_parley_v1_core_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2708,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Member) GetUserId() string {
@@ -2675,7 +2753,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_parley_v1_core_proto_msgTypes[29]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2765,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[29]
+	mi := &file_parley_v1_core_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2778,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Conversation) GetId() string {
@@ -2782,7 +2860,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_parley_v1_core_proto_msgTypes[30]
+	mi := &file_parley_v1_core_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +2872,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[30]
+	mi := &file_parley_v1_core_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +2885,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ConversationList) GetConversations() []*Conversation {
@@ -2832,7 +2910,7 @@ type CreateConversationRequest struct {
 
 func (x *CreateConversationRequest) Reset() {
 	*x = CreateConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[31]
+	mi := &file_parley_v1_core_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +2922,7 @@ func (x *CreateConversationRequest) String() string {
 func (*CreateConversationRequest) ProtoMessage() {}
 
 func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[31]
+	mi := &file_parley_v1_core_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +2935,7 @@ func (x *CreateConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConversationRequest.ProtoReflect.Descriptor instead.
 func (*CreateConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateConversationRequest) GetConvId() string {
@@ -2897,7 +2975,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[32]
+	mi := &file_parley_v1_core_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +2987,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[32]
+	mi := &file_parley_v1_core_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3000,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetConversationRequest) GetConvId() string {
@@ -2941,7 +3019,7 @@ type ListConversationsRequest struct {
 
 func (x *ListConversationsRequest) Reset() {
 	*x = ListConversationsRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[33]
+	mi := &file_parley_v1_core_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2953,7 +3031,7 @@ func (x *ListConversationsRequest) String() string {
 func (*ListConversationsRequest) ProtoMessage() {}
 
 func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[33]
+	mi := &file_parley_v1_core_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2966,7 +3044,7 @@ func (x *ListConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListConversationsRequest) GetLimit() uint32 {
@@ -2991,7 +3069,7 @@ type ChangeMembersRequest struct {
 
 func (x *ChangeMembersRequest) Reset() {
 	*x = ChangeMembersRequest{}
-	mi := &file_parley_v1_core_proto_msgTypes[34]
+	mi := &file_parley_v1_core_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3081,7 @@ func (x *ChangeMembersRequest) String() string {
 func (*ChangeMembersRequest) ProtoMessage() {}
 
 func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_core_proto_msgTypes[34]
+	mi := &file_parley_v1_core_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3094,7 @@ func (x *ChangeMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeMembersRequest.ProtoReflect.Descriptor instead.
 func (*ChangeMembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_core_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_core_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ChangeMembersRequest) GetConvId() string {
@@ -3062,7 +3140,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xb0\x0e\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xf1\x0e\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -3093,7 +3171,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x12start_token_family\x18( \x01(\v2\".parley.v1.StartTokenFamilyRequestH\x00R\x10startTokenFamily\x12H\n" +
 	"\x0erotate_refresh\x18) \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefresh\x12K\n" +
 	"\x0fchange_password\x18% \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12N\n" +
-	"\x10list_revocations\x18& \x01(\v2!.parley.v1.ListRevocationsRequestH\x00R\x0flistRevocationsB\x04\n" +
+	"\x10list_revocations\x18& \x01(\v2!.parley.v1.ListRevocationsRequestH\x00R\x0flistRevocations\x12?\n" +
+	"\vremove_user\x18' \x01(\v2\x1c.parley.v1.RemoveUserRequestH\x00R\n" +
+	"removeUserB\x04\n" +
 	"\x02op\"\xd7\b\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
@@ -3134,17 +3214,20 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x12!\n" +
 	"\fpresence_off\x18\x04 \x01(\bR\vpresenceOff\"\x15\n" +
-	"\x13GetWorkspaceRequest\"Q\n" +
+	"\x13GetWorkspaceRequest\",\n" +
+	"\x11RemoveUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"Q\n" +
 	"\x16UpdateWorkspaceRequest\x12&\n" +
 	"\fpresence_off\x18\x01 \x01(\bH\x00R\vpresenceOff\x88\x01\x01B\x0f\n" +
-	"\r_presence_off\"\xc7\x01\n" +
+	"\r_presence_off\"\xe1\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1a\n" +
 	"\busername\x18\x03 \x01(\tR\busername\x12!\n" +
 	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12%\n" +
-	"\x0eworkspace_role\x18\x06 \x01(\tR\rworkspaceRole\"1\n" +
+	"\x0eworkspace_role\x18\x06 \x01(\tR\rworkspaceRole\x12\x18\n" +
+	"\aremoved\x18\a \x01(\bR\aremoved\"1\n" +
 	"\bUserList\x12%\n" +
 	"\x05users\x18\x01 \x03(\v2\x0f.parley.v1.UserR\x05users\"\xa0\x01\n" +
 	"\x13RegisterUserRequest\x12%\n" +
@@ -3266,11 +3349,12 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x1bREFRESH_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REFRESH_OUTCOME_ROTATED\x10\x01\x12\x1c\n" +
 	"\x18REFRESH_OUTCOME_REPEATED\x10\x02\x12\x1a\n" +
-	"\x16REFRESH_OUTCOME_REUSED\x10\x03*\x83\x01\n" +
+	"\x16REFRESH_OUTCOME_REUSED\x10\x03*\xa7\x01\n" +
 	"\x10RevocationReason\x12!\n" +
 	"\x1dREVOCATION_REASON_UNSPECIFIED\x10\x00\x12$\n" +
 	" REVOCATION_REASON_DEVICE_REVOKED\x10\x01\x12&\n" +
-	"\"REVOCATION_REASON_PASSWORD_CHANGED\x10\x02*p\n" +
+	"\"REVOCATION_REASON_PASSWORD_CHANGED\x10\x02\x12\"\n" +
+	"\x1eREVOCATION_REASON_USER_REMOVED\x10\x03*p\n" +
 	"\x10ConversationType\x12!\n" +
 	"\x1dCONVERSATION_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONVERSATION_TYPE_DIRECT\x10\x01\x12\x1b\n" +
@@ -3296,7 +3380,7 @@ func file_parley_v1_core_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_core_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_parley_v1_core_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_parley_v1_core_proto_goTypes = []any{
 	(RefreshOutcome)(0),               // 0: parley.v1.RefreshOutcome
 	(RevocationReason)(0),             // 1: parley.v1.RevocationReason
@@ -3309,116 +3393,118 @@ var file_parley_v1_core_proto_goTypes = []any{
 	(*RegionInfo)(nil),                // 8: parley.v1.RegionInfo
 	(*Workspace)(nil),                 // 9: parley.v1.Workspace
 	(*GetWorkspaceRequest)(nil),       // 10: parley.v1.GetWorkspaceRequest
-	(*UpdateWorkspaceRequest)(nil),    // 11: parley.v1.UpdateWorkspaceRequest
-	(*User)(nil),                      // 12: parley.v1.User
-	(*UserList)(nil),                  // 13: parley.v1.UserList
-	(*RegisterUserRequest)(nil),       // 14: parley.v1.RegisterUserRequest
-	(*GetCredentialsRequest)(nil),     // 15: parley.v1.GetCredentialsRequest
-	(*Credentials)(nil),               // 16: parley.v1.Credentials
-	(*LookupUsersRequest)(nil),        // 17: parley.v1.LookupUsersRequest
-	(*Device)(nil),                    // 18: parley.v1.Device
-	(*DeviceList)(nil),                // 19: parley.v1.DeviceList
-	(*RegisterDeviceRequest)(nil),     // 20: parley.v1.RegisterDeviceRequest
-	(*ListDevicesRequest)(nil),        // 21: parley.v1.ListDevicesRequest
-	(*GetDeviceRequest)(nil),          // 22: parley.v1.GetDeviceRequest
-	(*RevokeDeviceRequest)(nil),       // 23: parley.v1.RevokeDeviceRequest
-	(*TokenFamily)(nil),               // 24: parley.v1.TokenFamily
-	(*StartTokenFamilyRequest)(nil),   // 25: parley.v1.StartTokenFamilyRequest
-	(*RotateRefreshRequest)(nil),      // 26: parley.v1.RotateRefreshRequest
-	(*RefreshRotation)(nil),           // 27: parley.v1.RefreshRotation
-	(*ChangePasswordRequest)(nil),     // 28: parley.v1.ChangePasswordRequest
-	(*Revocation)(nil),                // 29: parley.v1.Revocation
-	(*ListRevocationsRequest)(nil),    // 30: parley.v1.ListRevocationsRequest
-	(*RevocationList)(nil),            // 31: parley.v1.RevocationList
-	(*Member)(nil),                    // 32: parley.v1.Member
-	(*Conversation)(nil),              // 33: parley.v1.Conversation
-	(*ConversationList)(nil),          // 34: parley.v1.ConversationList
-	(*CreateConversationRequest)(nil), // 35: parley.v1.CreateConversationRequest
-	(*GetConversationRequest)(nil),    // 36: parley.v1.GetConversationRequest
-	(*ListConversationsRequest)(nil),  // 37: parley.v1.ListConversationsRequest
-	(*ChangeMembersRequest)(nil),      // 38: parley.v1.ChangeMembersRequest
-	nil,                               // 39: parley.v1.ChangeMembersRequest.SetRolesEntry
-	(*SendRequest)(nil),               // 40: parley.v1.SendRequest
-	(*HistoryRequest)(nil),            // 41: parley.v1.HistoryRequest
-	(*ReceiptReport)(nil),             // 42: parley.v1.ReceiptReport
-	(*SyncRequest)(nil),               // 43: parley.v1.SyncRequest
-	(*GetReceiptsRequest)(nil),        // 44: parley.v1.GetReceiptsRequest
-	(*Typing)(nil),                    // 45: parley.v1.Typing
-	(*GetPresenceRequest)(nil),        // 46: parley.v1.GetPresenceRequest
-	(*Error)(nil),                     // 47: parley.v1.Error
-	(*SendAck)(nil),                   // 48: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 49: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 50: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 51: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 52: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 53: parley.v1.PresenceList
+	(*RemoveUserRequest)(nil),         // 11: parley.v1.RemoveUserRequest
+	(*UpdateWorkspaceRequest)(nil),    // 12: parley.v1.UpdateWorkspaceRequest
+	(*User)(nil),                      // 13: parley.v1.User
+	(*UserList)(nil),                  // 14: parley.v1.UserList
+	(*RegisterUserRequest)(nil),       // 15: parley.v1.RegisterUserRequest
+	(*GetCredentialsRequest)(nil),     // 16: parley.v1.GetCredentialsRequest
+	(*Credentials)(nil),               // 17: parley.v1.Credentials
+	(*LookupUsersRequest)(nil),        // 18: parley.v1.LookupUsersRequest
+	(*Device)(nil),                    // 19: parley.v1.Device
+	(*DeviceList)(nil),                // 20: parley.v1.DeviceList
+	(*RegisterDeviceRequest)(nil),     // 21: parley.v1.RegisterDeviceRequest
+	(*ListDevicesRequest)(nil),        // 22: parley.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),          // 23: parley.v1.GetDeviceRequest
+	(*RevokeDeviceRequest)(nil),       // 24: parley.v1.RevokeDeviceRequest
+	(*TokenFamily)(nil),               // 25: parley.v1.TokenFamily
+	(*StartTokenFamilyRequest)(nil),   // 26: parley.v1.StartTokenFamilyRequest
+	(*RotateRefreshRequest)(nil),      // 27: parley.v1.RotateRefreshRequest
+	(*RefreshRotation)(nil),           // 28: parley.v1.RefreshRotation
+	(*ChangePasswordRequest)(nil),     // 29: parley.v1.ChangePasswordRequest
+	(*Revocation)(nil),                // 30: parley.v1.Revocation
+	(*ListRevocationsRequest)(nil),    // 31: parley.v1.ListRevocationsRequest
+	(*RevocationList)(nil),            // 32: parley.v1.RevocationList
+	(*Member)(nil),                    // 33: parley.v1.Member
+	(*Conversation)(nil),              // 34: parley.v1.Conversation
+	(*ConversationList)(nil),          // 35: parley.v1.ConversationList
+	(*CreateConversationRequest)(nil), // 36: parley.v1.CreateConversationRequest
+	(*GetConversationRequest)(nil),    // 37: parley.v1.GetConversationRequest
+	(*ListConversationsRequest)(nil),  // 38: parley.v1.ListConversationsRequest
+	(*ChangeMembersRequest)(nil),      // 39: parley.v1.ChangeMembersRequest
+	nil,                               // 40: parley.v1.ChangeMembersRequest.SetRolesEntry
+	(*SendRequest)(nil),               // 41: parley.v1.SendRequest
+	(*HistoryRequest)(nil),            // 42: parley.v1.HistoryRequest
+	(*ReceiptReport)(nil),             // 43: parley.v1.ReceiptReport
+	(*SyncRequest)(nil),               // 44: parley.v1.SyncRequest
+	(*GetReceiptsRequest)(nil),        // 45: parley.v1.GetReceiptsRequest
+	(*Typing)(nil),                    // 46: parley.v1.Typing
+	(*GetPresenceRequest)(nil),        // 47: parley.v1.GetPresenceRequest
+	(*Error)(nil),                     // 48: parley.v1.Error
+	(*SendAck)(nil),                   // 49: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 50: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 51: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 52: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 53: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 54: parley.v1.PresenceList
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
 	4,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
 	7,  // 1: parley.v1.CoreRequest.region_info:type_name -> parley.v1.RegionInfoRequest
-	14, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
-	15, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
-	17, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
-	20, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
-	21, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
-	22, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
-	23, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
+	15, // 2: parley.v1.CoreRequest.register_user:type_name -> parley.v1.RegisterUserRequest
+	16, // 3: parley.v1.CoreRequest.get_credentials:type_name -> parley.v1.GetCredentialsRequest
+	18, // 4: parley.v1.CoreRequest.lookup_users:type_name -> parley.v1.LookupUsersRequest
+	21, // 5: parley.v1.CoreRequest.register_device:type_name -> parley.v1.RegisterDeviceRequest
+	22, // 6: parley.v1.CoreRequest.list_devices:type_name -> parley.v1.ListDevicesRequest
+	23, // 7: parley.v1.CoreRequest.get_device:type_name -> parley.v1.GetDeviceRequest
+	24, // 8: parley.v1.CoreRequest.revoke_device:type_name -> parley.v1.RevokeDeviceRequest
 	10, // 9: parley.v1.CoreRequest.get_workspace:type_name -> parley.v1.GetWorkspaceRequest
-	11, // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
-	35, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	36, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
-	37, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
-	38, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
-	40, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
-	41, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
-	42, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
-	43, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
-	44, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
-	45, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
-	46, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
-	25, // 22: parley.v1.CoreRequest.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
-	26, // 23: parley.v1.CoreRequest.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
-	28, // 24: parley.v1.CoreRequest.change_password:type_name -> parley.v1.ChangePasswordRequest
-	30, // 25: parley.v1.CoreRequest.list_revocations:type_name -> parley.v1.ListRevocationsRequest
-	47, // 26: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	8,  // 27: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	12, // 28: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	16, // 29: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	13, // 30: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	18, // 31: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	19, // 32: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	9,  // 33: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
-	27, // 34: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
-	33, // 35: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	34, // 36: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	48, // 37: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	49, // 38: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	50, // 39: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	51, // 40: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	52, // 41: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	53, // 42: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	31, // 43: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
-	29, // 44: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
-	12, // 45: parley.v1.UserList.users:type_name -> parley.v1.User
-	12, // 46: parley.v1.Credentials.user:type_name -> parley.v1.User
-	24, // 47: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
-	18, // 48: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	0,  // 49: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
-	18, // 50: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
-	1,  // 51: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
-	29, // 52: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
-	3,  // 53: parley.v1.Member.role:type_name -> parley.v1.Role
-	2,  // 54: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	32, // 55: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	33, // 56: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	2,  // 57: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	39, // 58: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	3,  // 59: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	12, // 10: parley.v1.CoreRequest.update_workspace:type_name -> parley.v1.UpdateWorkspaceRequest
+	36, // 11: parley.v1.CoreRequest.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	37, // 12: parley.v1.CoreRequest.get_conversation:type_name -> parley.v1.GetConversationRequest
+	38, // 13: parley.v1.CoreRequest.list_conversations:type_name -> parley.v1.ListConversationsRequest
+	39, // 14: parley.v1.CoreRequest.change_members:type_name -> parley.v1.ChangeMembersRequest
+	41, // 15: parley.v1.CoreRequest.send:type_name -> parley.v1.SendRequest
+	42, // 16: parley.v1.CoreRequest.history:type_name -> parley.v1.HistoryRequest
+	43, // 17: parley.v1.CoreRequest.receipt:type_name -> parley.v1.ReceiptReport
+	44, // 18: parley.v1.CoreRequest.sync:type_name -> parley.v1.SyncRequest
+	45, // 19: parley.v1.CoreRequest.get_receipts:type_name -> parley.v1.GetReceiptsRequest
+	46, // 20: parley.v1.CoreRequest.typing:type_name -> parley.v1.Typing
+	47, // 21: parley.v1.CoreRequest.get_presence:type_name -> parley.v1.GetPresenceRequest
+	26, // 22: parley.v1.CoreRequest.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
+	27, // 23: parley.v1.CoreRequest.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
+	29, // 24: parley.v1.CoreRequest.change_password:type_name -> parley.v1.ChangePasswordRequest
+	31, // 25: parley.v1.CoreRequest.list_revocations:type_name -> parley.v1.ListRevocationsRequest
+	11, // 26: parley.v1.CoreRequest.remove_user:type_name -> parley.v1.RemoveUserRequest
+	48, // 27: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	8,  // 28: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	13, // 29: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	17, // 30: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	14, // 31: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	19, // 32: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	20, // 33: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	9,  // 34: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	28, // 35: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
+	34, // 36: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	35, // 37: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	49, // 38: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	50, // 39: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	51, // 40: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	52, // 41: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	53, // 42: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	54, // 43: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	32, // 44: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
+	30, // 45: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
+	13, // 46: parley.v1.UserList.users:type_name -> parley.v1.User
+	13, // 47: parley.v1.Credentials.user:type_name -> parley.v1.User
+	25, // 48: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
+	19, // 49: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	0,  // 50: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
+	19, // 51: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
+	1,  // 52: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
+	30, // 53: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
+	3,  // 54: parley.v1.Member.role:type_name -> parley.v1.Role
+	2,  // 55: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	33, // 56: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	34, // 57: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	2,  // 58: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	40, // 59: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	3,  // 60: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -3457,6 +3543,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_RotateRefresh)(nil),
 		(*CoreRequest_ChangePassword)(nil),
 		(*CoreRequest_ListRevocations)(nil),
+		(*CoreRequest_RemoveUser)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -3477,14 +3564,14 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Presence)(nil),
 		(*CoreResponse_Revocations)(nil),
 	}
-	file_parley_v1_core_proto_msgTypes[7].OneofWrappers = []any{}
+	file_parley_v1_core_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_core_proto_rawDesc), len(file_parley_v1_core_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,6 +53,7 @@ type Command struct {
 	//	*Command_StartTokenFamily
 	//	*Command_RotateRefresh
 	//	*Command_ChangePassword
+	//	*Command_RemoveUser
 	//	*Command_CreateConversation
 	//	*Command_ChangeMembers
 	//	*Command_Send
@@ -198,6 +199,15 @@ func (x *Command) GetChangePassword() *syncpb.ChangePasswordRequest {
 	return nil
 }
 
+func (x *Command) GetRemoveUser() *syncpb.RemoveUserRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveUser); ok {
+			return x.RemoveUser
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateConversation() *syncpb.CreateConversationRequest {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateConversation); ok {
@@ -274,6 +284,10 @@ type Command_ChangePassword struct {
 	ChangePassword *syncpb.ChangePasswordRequest `protobuf:"bytes,16,opt,name=change_password,json=changePassword,proto3,oneof"`
 }
 
+type Command_RemoveUser struct {
+	RemoveUser *syncpb.RemoveUserRequest `protobuf:"bytes,17,opt,name=remove_user,json=removeUser,proto3,oneof"`
+}
+
 type Command_CreateConversation struct {
 	CreateConversation *syncpb.CreateConversationRequest `protobuf:"bytes,20,opt,name=create_conversation,json=createConversation,proto3,oneof"`
 }
@@ -303,6 +317,8 @@ func (*Command_StartTokenFamily) isCommand_Op() {}
 func (*Command_RotateRefresh) isCommand_Op() {}
 
 func (*Command_ChangePassword) isCommand_Op() {}
+
+func (*Command_RemoveUser) isCommand_Op() {}
 
 func (*Command_CreateConversation) isCommand_Op() {}
 
@@ -496,7 +512,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xf8\a\n" +
+	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xb9\b\n" +
 	"\aCommand\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12\x1c\n" +
 	"\n" +
@@ -511,7 +527,9 @@ const file_command_proto_rawDesc = "" +
 	"\x10update_workspace\x18\r \x01(\v2!.parley.v1.UpdateWorkspaceRequestH\x00R\x0fupdateWorkspace\x12R\n" +
 	"\x12start_token_family\x18\x0e \x01(\v2\".parley.v1.StartTokenFamilyRequestH\x00R\x10startTokenFamily\x12H\n" +
 	"\x0erotate_refresh\x18\x0f \x01(\v2\x1f.parley.v1.RotateRefreshRequestH\x00R\rrotateRefresh\x12K\n" +
-	"\x0fchange_password\x18\x10 \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12W\n" +
+	"\x0fchange_password\x18\x10 \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12?\n" +
+	"\vremove_user\x18\x11 \x01(\v2\x1c.parley.v1.RemoveUserRequestH\x00R\n" +
+	"removeUser\x12W\n" +
 	"\x13create_conversation\x18\x14 \x01(\v2$.parley.v1.CreateConversationRequestH\x00R\x12createConversation\x12H\n" +
 	"\x0echange_members\x18\x15 \x01(\v2\x1f.parley.v1.ChangeMembersRequestH\x00R\rchangeMembers\x12,\n" +
 	"\x04send\x18\x16 \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x124\n" +
@@ -556,10 +574,11 @@ var file_command_proto_goTypes = []any{
 	(*syncpb.StartTokenFamilyRequest)(nil),   // 9: parley.v1.StartTokenFamilyRequest
 	(*syncpb.RotateRefreshRequest)(nil),      // 10: parley.v1.RotateRefreshRequest
 	(*syncpb.ChangePasswordRequest)(nil),     // 11: parley.v1.ChangePasswordRequest
-	(*syncpb.CreateConversationRequest)(nil), // 12: parley.v1.CreateConversationRequest
-	(*syncpb.ChangeMembersRequest)(nil),      // 13: parley.v1.ChangeMembersRequest
-	(*syncpb.SendRequest)(nil),               // 14: parley.v1.SendRequest
-	(*syncpb.ReceiptReport)(nil),             // 15: parley.v1.ReceiptReport
+	(*syncpb.RemoveUserRequest)(nil),         // 12: parley.v1.RemoveUserRequest
+	(*syncpb.CreateConversationRequest)(nil), // 13: parley.v1.CreateConversationRequest
+	(*syncpb.ChangeMembersRequest)(nil),      // 14: parley.v1.ChangeMembersRequest
+	(*syncpb.SendRequest)(nil),               // 15: parley.v1.SendRequest
+	(*syncpb.ReceiptReport)(nil),             // 16: parley.v1.ReceiptReport
 }
 var file_command_proto_depIdxs = []int32{
 	4,  // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
@@ -570,16 +589,17 @@ var file_command_proto_depIdxs = []int32{
 	9,  // 5: parley.core.v1.Command.start_token_family:type_name -> parley.v1.StartTokenFamilyRequest
 	10, // 6: parley.core.v1.Command.rotate_refresh:type_name -> parley.v1.RotateRefreshRequest
 	11, // 7: parley.core.v1.Command.change_password:type_name -> parley.v1.ChangePasswordRequest
-	12, // 8: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
-	13, // 9: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
-	14, // 10: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
-	15, // 11: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
-	2,  // 12: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 8: parley.core.v1.Command.remove_user:type_name -> parley.v1.RemoveUserRequest
+	13, // 9: parley.core.v1.Command.create_conversation:type_name -> parley.v1.CreateConversationRequest
+	14, // 10: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
+	15, // 11: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
+	16, // 12: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
+	2,  // 13: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -595,6 +615,7 @@ func file_command_proto_init() {
 		(*Command_StartTokenFamily)(nil),
 		(*Command_RotateRefresh)(nil),
 		(*Command_ChangePassword)(nil),
+		(*Command_RemoveUser)(nil),
 		(*Command_CreateConversation)(nil),
 		(*Command_ChangeMembers)(nil),
 		(*Command_Send)(nil),
