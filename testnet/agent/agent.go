@@ -89,7 +89,7 @@ type Agent struct {
 //	quit               end
 //
 // status gets one line per state change ("ready user=<id> t=<unix ns of
-// the session's start>", "migrated ...",
+// the start of the session's dial>", "migrated ...",
 // "drained ...", "finished").
 func Run(ctx context.Context, cfg Config, cmds <-chan string, status func(string)) error {
 	if err := cfg.Validate(); err != nil {
@@ -104,6 +104,10 @@ func Run(ctx context.Context, cfg Config, cmds <-chan string, status func(string
 	if err != nil {
 		return err
 	}
+	// The edge shows the user online when it accepts the session, before
+	// Dial returns (after the Welcome and the catch-up): a watcher may see
+	// it from the moment the dial starts.
+	dialed := time.Now()
 	a.c, err = client.Dial(ctx, client.Config{
 		Dial: dial,
 		Token: func(ctx context.Context) (string, error) {
@@ -149,9 +153,9 @@ func Run(ctx context.Context, cfg Config, cmds <-chan string, status func(string
 		wg.Add(1)
 		go func() { defer wg.Done(); a.readLoop(ctx) }()
 	}
-	// The session is up: its time is when a watcher should start to see
-	// this device's user online.
-	status(fmt.Sprintf("ready user=%s t=%d", a.user, time.Now().UnixNano()))
+	// The session is up; a watcher may have seen this device's user
+	// online from the start of the dial.
+	status(fmt.Sprintf("ready user=%s t=%d", a.user, dialed.UnixNano()))
 	for {
 		var cmd string
 		select {
