@@ -55,7 +55,7 @@ bench-sdk: build
 	./bin/parley bench -transport ws -self -clients 200 -group-size 5 -rate 1000 -duration $(BENCH_DURATION)
 	./bin/parley bench -transport ws -self -clients 200 -group-size 5 -idle 1000 -duration $(BENCH_DURATION)
 
-# The region benchmark of the README: 3 cores and 2 edges as processes on
+# The region benchmark of docs/benchmarks.md: 3 cores and 2 edges as processes on
 # loopback, 1,000 WebSocket clients in 1:1 pairs at 100 sends/s, then in
 # 50-member groups at 20 sends/s (each report ends with the machine's CPU
 # split, steal included: on a shared VM it decides the tail).
@@ -63,7 +63,7 @@ bench-region: build
 	ulimit -n 20000 && ./bin/parley bench -transport ws -region -clients 1000 -group-size 2 -rate 100 -duration 30s -warmup 10s
 	ulimit -n 20000 && ./bin/parley bench -transport ws -region -clients 1000 -group-size 50 -rate 20 -duration 30s -warmup 10s
 
-# Issue 5's scenarios against real processes in network namespaces (root;
+# The testnet scenarios against real processes in network namespaces (root;
 # installs nftables/iproute2 when missing). Reports and logs go to
 # testnet/runs/<time>/. make testnet runs all six (5: presence
 # convergence); make test runs scenarios 1-4 (a 2-minute soak) and a

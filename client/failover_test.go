@@ -12,7 +12,7 @@ import (
 )
 
 // Through Failover a raw-QUIC connection keeps what it can do: LocalAddr
-// reports its UDP socket (it used to be nil), Migrate moves it, and the
+// reports its UDP socket (not nil), Migrate moves it, and the
 // edge's typing datagrams reach OnTyping.
 func TestFailoverKeepsQUICCapabilities(t *testing.T) {
 	edge := newQUICEdge(t)

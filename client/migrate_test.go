@@ -297,8 +297,9 @@ func (n *rebindingNAT) rebind(t *testing.T) {
 // never reconnects, and every message arrives once, in order. Through a
 // NAT that also rebinds the device's old path before each move (what a
 // host address change does to a socket bound to the wildcard address),
-// the edge sees two new paths per move. (quic-go's edge used to run out of
-// connection IDs for validating new paths after two of them.)
+// the edge sees two new paths per move, each validated with a connection
+// ID of its own: the SDK retires the old path's after each move, so the
+// edge always has one to issue.
 func TestQUICMigratesManyTimes(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -50,8 +50,9 @@ func (p *pipeTransport) Close(error) error {
 
 // A server that answers a send with UNAVAILABLE (its core was briefly
 // unreachable) on a connection that stays up: the client sends again and
-// gets the ack. (It used to take the answer for a lost connection, by
-// its error code, and wait for this one to end: forever.)
+// gets the ack. (syncproto errors match by code under errors.Is, so the
+// client tells this answer from its own lost-connection error by identity;
+// taken for a lost connection, it would wait for this one to end: forever.)
 func TestUnavailableAnswerIsRetriedOnTheSameConnection(t *testing.T) {
 	toClient, toServer := make(chan *syncpb.Frame, 16), make(chan *syncpb.Frame, 16)
 	done := make(chan struct{})

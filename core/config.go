@@ -34,7 +34,8 @@ type NATSConfig struct {
 type Config struct {
 	NodeID string
 	Region string
-	// DataDir holds the Badger DB, snapshots and NATS JetStream files.
+	// DataDir holds the Raft WAL (raftwal/), the Badger DB (badger/), the
+	// groups' snapshots (snapshots/) and NATS JetStream files (nats/).
 	DataDir string
 	// RaftAddr is the Raft listener ("127.0.0.1:0" by default); RaftAdvertise
 	// is the address peers dial (the listener's address by default).

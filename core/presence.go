@@ -35,7 +35,7 @@ import (
 type PresenceConfig struct {
 	// Off lists workspace ids whose users' presence is not shown: no
 	// changes are published for them and their lookups are refused (an
-	// operator setting; see README).
+	// operator setting; see docs/presence.md).
 	Off []string
 	// MaxWatch bounds the users one lookup returns (default and at most
 	// syncproto.MaxPresenceUsers).

@@ -9,8 +9,8 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// Workspace settings: the workspace's owner changes them (today: whether
-// members' presence is shown); any member reads them.
+// Workspace settings: the workspace's owner changes them (one setting:
+// whether members' presence is shown); any member reads them.
 
 var errNotOwner = syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "only the workspace's owner may change its settings")
 

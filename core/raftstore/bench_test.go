@@ -12,7 +12,7 @@ import (
 	raftbench "github.com/hashicorp/raft/bench"
 )
 
-// benchStores are the stores the benchmarks compare.
+// benchStores are the stores the benchmarks run against.
 var benchStores = []struct {
 	name string
 	new  func(b *testing.B) logStore

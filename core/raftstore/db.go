@@ -10,13 +10,14 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 )
 
-// OpenDB opens (creating if needed) the node's Badger DB in dir, tuned for
-// Raft logs plus state machines on a small machine: SyncWrites off
-// (durability comes from Syncer), no compression, no block cache (tables
-// are read through mmap and the OS page cache), two compactors, and values
-// up to 1 MiB kept in the LSM tree so that deleting old log entries frees
-// space by compaction alone; larger values go to 64 MiB value-log files
-// that only value-log GC reclaims. Badger's Info messages log at Debug.
+// OpenDB opens (creating if needed) the node's Badger DB in dir, where the
+// groups' state machines keep their state (their Raft logs are in the WAL),
+// tuned for a small machine: SyncWrites off (durability comes from Syncer),
+// no compression, no block cache (tables are read through mmap and the OS
+// page cache), two compactors, and values up to 1 MiB (Badger's default
+// threshold) kept in the LSM tree so that deleted keys free space by
+// compaction alone; larger values go to 64 MiB value-log files that only
+// value-log GC reclaims. Badger's Info messages log at Debug.
 func OpenDB(dir string, log *slog.Logger) (*badger.DB, error) {
 	db, err := badger.Open(dbOptions(dir, log))
 	if err != nil {

@@ -261,7 +261,8 @@ func (f *FSM) applyCommand(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command) (*syn
 	case *cmdpb.Command_Send:
 		return applySend(tx, c, cmd, op.Send)
 	case *cmdpb.Command_Receipt:
-		// Receipts moved to core/receipts; entries from before are no-ops.
+		// Receipts are kept by core/receipts, not the shard: a receipt
+		// command in a shard log applies as a no-op.
 		return &syncpb.CoreResponse{}, nil
 	default:
 		return nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a shard command")
