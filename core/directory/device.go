@@ -224,11 +224,9 @@ func applyRevokeDevice(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *sync
 // MaxDevices.
 func markRevoked(tx *kvfsm.Tx, d *syncpb.Device) error {
 	d.Revoked = true
-	b, err := encode(d)
-	if err != nil {
+	if err := putDevice(tx, d); err != nil {
 		return err
 	}
-	tx.Set(deviceKey(d.Id), b)
 	n, err := getCount(tx, deviceCountKey(d.UserId))
 	if err != nil {
 		return err

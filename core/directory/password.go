@@ -72,41 +72,10 @@ func applyChangePassword(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *sy
 	}
 	tx.Set(userKey(c.User.Id), b)
 	ts := revokedAt(cmd.TsUnixMs)
-	var ids []string
-	prefix := userDevicePrefix(c.User.Id)
-	err = tx.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
-		if id := string(k[len(prefix):]); id != cmd.Caller.DeviceId {
-			ids = append(ids, id)
-		}
-		return true, nil
-	})
-	if err != nil {
-		return nil, err
-	}
 	rv := &syncpb.Revocation{WorkspaceId: c.User.WorkspaceId, UserId: c.User.Id, NotBeforeUnixMs: ts,
 		Reason: syncpb.RevocationReason_REVOCATION_REASON_PASSWORD_CHANGED, RevokedUnixMs: ts}
-	for _, id := range ids {
-		d, ok, err := getDevice(tx, id)
-		if err != nil {
-			return nil, err
-		}
-		if !ok || d.Revoked {
-			continue
-		}
+	return revokeDevices(tx, index, c.User, cmd.Caller.DeviceId, rv, func(d *syncpb.Device) error {
 		d.TokensNotBeforeUnixMs = ts
-		db, err := encode(d)
-		if err != nil {
-			return nil, err
-		}
-		tx.Set(deviceKey(id), db)
-		rv.DeviceIds = append(rv.DeviceIds, id)
-	}
-	resp := userResponse(c.User)
-	if len(rv.DeviceIds) > 0 {
-		if err := logRevocation(tx, index, rv); err != nil {
-			return nil, err
-		}
-		resp.Revocation = rv
-	}
-	return resp, nil
+		return putDevice(tx, d)
+	})
 }

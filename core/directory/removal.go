@@ -82,37 +82,8 @@ func applyRemoveUser(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *syncpb
 		return nil, err
 	}
 	tx.Set(userKey(c.User.Id), b)
-	var ids []string
-	prefix := userDevicePrefix(c.User.Id)
-	err = tx.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
-		ids = append(ids, string(k[len(prefix):]))
-		return true, nil
-	})
-	if err != nil {
-		return nil, err
-	}
 	ts := revokedAt(cmd.TsUnixMs)
 	rv := &syncpb.Revocation{WorkspaceId: c.User.WorkspaceId, UserId: c.User.Id, NotBeforeUnixMs: syncproto.NotBeforeAll,
 		Reason: syncpb.RevocationReason_REVOCATION_REASON_USER_REMOVED, RevokedUnixMs: ts}
-	for _, id := range ids {
-		d, ok, err := getDevice(tx, id)
-		if err != nil {
-			return nil, err
-		}
-		if !ok || d.Revoked {
-			continue
-		}
-		if err := markRevoked(tx, d); err != nil {
-			return nil, err
-		}
-		rv.DeviceIds = append(rv.DeviceIds, id)
-	}
-	resp := userResponse(c.User)
-	if len(rv.DeviceIds) > 0 {
-		if err := logRevocation(tx, index, rv); err != nil {
-			return nil, err
-		}
-		resp.Revocation = rv
-	}
-	return resp, nil
+	return revokeDevices(tx, index, c.User, "", rv, func(d *syncpb.Device) error { return markRevoked(tx, d) })
 }

@@ -133,3 +133,42 @@ func (f *FSM) RevocationsSince(since time.Time) ([]*syncpb.Revocation, error) {
 		req.After = resp.GetRevocations().GetNext()
 	}
 }
+
+// revokeDevices applies revoke to each device of user not revoked yet
+// (but except), lists them in rv and logs it when there is any. It
+// answers the user, with rv when it revoked something.
+func revokeDevices(tx *kvfsm.Tx, index uint64, user *syncpb.User, except string, rv *syncpb.Revocation,
+	revoke func(*syncpb.Device) error) (*syncpb.CoreResponse, error) {
+	var ids []string
+	prefix := userDevicePrefix(user.Id)
+	err := tx.Scan(prefix, nil, false, func(k, _ []byte) (bool, error) {
+		if id := string(k[len(prefix):]); id != except {
+			ids = append(ids, id)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		d, ok, err := getDevice(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || d.Revoked {
+			continue
+		}
+		if err := revoke(d); err != nil {
+			return nil, err
+		}
+		rv.DeviceIds = append(rv.DeviceIds, id)
+	}
+	resp := userResponse(user)
+	if len(rv.DeviceIds) > 0 {
+		if err := logRevocation(tx, index, rv); err != nil {
+			return nil, err
+		}
+		resp.Revocation = rv
+	}
+	return resp, nil
+}
