@@ -39,8 +39,8 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
-	"github.com/parley-chat/parley/edge/devcert"
-	"github.com/parley-chat/parley/edge/quicport"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/syncproto/wsframe"
 )
@@ -1110,11 +1110,11 @@ func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string, shared *qui
 	if cfg.Transport == "quic" {
 		return client.QUIC(cfg.UDP, opts), nil
 	}
-	return client.WebTransport("https://"+cfg.UDP+quicport.WebTransportPath, opts), nil
+	return client.WebTransport("https://"+cfg.UDP+streamframe.WebTransportPath, opts), nil
 }
 
 func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+devcert.HashPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+syncproto.CertHashPath, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -1126,7 +1126,7 @@ func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("certificate hashes: %s (does the edge serve QUIC?)", resp.Status)
 	}
-	var list devcert.HashList
+	var list syncproto.CertHashList
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		return nil, fmt.Errorf("certificate hashes: %w", err)
 	}
