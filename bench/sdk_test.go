@@ -2,10 +2,12 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTransport(t *testing.T) {
@@ -101,5 +103,23 @@ func TestPlanConvs(t *testing.T) {
 	}
 	if _, err := planConvs(3, 1, 4, rand.New(rand.NewPCG(1, 2))); err == nil {
 		t.Error("groups larger than the clients were planned")
+	}
+}
+
+// The modes that run a system in this process need the caller's hooks.
+func TestInProcessModesNeedHooks(t *testing.T) {
+	var out bytes.Buffer
+	sdk := SDKConfig{Transport: "ws", Self: true, Clients: 2, GroupSize: 2, IdleUsers: 1, BodyBytes: 100, Duration: time.Second}
+	if err := RunSDK(t.Context(), sdk, &out, &out); !errors.Is(err, errNoStart) {
+		t.Errorf("RunSDK -self without Start: %v, want errNoStart", err)
+	}
+	for _, spawn := range []string{"serve", "region3"} {
+		h := HTTPConfig{Spawn: spawn, Senders: 1, Convs: 1, BodyBytes: 1, Duration: time.Second, DataDir: t.TempDir()}
+		if err := RunHTTP(t.Context(), h, &out, &out); !errors.Is(err, errNoStart) {
+			t.Errorf("RunHTTP -spawn %s without hooks: %v, want errNoStart", spawn, err)
+		}
+	}
+	if err := (HTTPConfig{Spawn: "region5", Senders: 1, Convs: 1, BodyBytes: 1, Duration: time.Second}).Validate(); err == nil || !strings.Contains(err.Error(), "-spawn") {
+		t.Errorf("-spawn region5: %v", err)
 	}
 }
