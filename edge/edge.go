@@ -346,7 +346,7 @@ func New(cfg Config) (*Edge, error) {
 			e.baseCancel()
 			return fail(fmt.Errorf("edge: %w", err))
 		}
-		mux.Handle(devcert.HashPath, e.certs.HashHandler())
+		mux.Handle(syncproto.CertHashPath, e.certs.HashHandler())
 		e.udp, err = quicport.New(quicport.Config{Addr: cfg.UDPAddr, TLS: e.certs.TLSConfig(), Sessions: e.sessions,
 			HTTP: withSecurityHeaders(api), IdleTimeout: cfg.IdleTimeout, StreamTimeout: cfg.StreamTimeout,
 			HTTPIdleTimeout: ht.idle, HTTPReadTimeout: ht.read, HTTPWriteTimeout: ht.write,

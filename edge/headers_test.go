@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/auth"
-	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
 	"github.com/parley-chat/parley/edge/wsconn"
@@ -191,10 +190,10 @@ func apiProbes(t *testing.T) []probe {
 // CORS preflights.
 var otherProbes = []probe{
 	{method: "GET", path: wsconn.Path},
-	{method: "GET", path: devcert.HashPath},
-	{method: "HEAD", path: devcert.HashPath},
-	{method: "OPTIONS", path: devcert.HashPath},
-	{method: "POST", path: devcert.HashPath},
+	{method: "GET", path: syncproto.CertHashPath},
+	{method: "HEAD", path: syncproto.CertHashPath},
+	{method: "OPTIONS", path: syncproto.CertHashPath},
+	{method: "POST", path: syncproto.CertHashPath},
 	{method: "HEAD", path: "/healthz"},
 	{method: "GET", path: "/nope"},
 	{method: "GET", path: "/v1/nope"},
@@ -218,7 +217,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 	}
 
 	// The certificate hashes keep their own CORS, for pages of any origin.
-	if resp := send(t, http.DefaultClient, base, probe{method: "GET", path: devcert.HashPath}, ""); resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+	if resp := send(t, http.DefaultClient, base, probe{method: "GET", path: syncproto.CertHashPath}, ""); resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("cert hashes: Access-Control-Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 

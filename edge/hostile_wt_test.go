@@ -15,7 +15,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
-	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -55,7 +54,7 @@ func (c *wtClient) session(ctx context.Context, gone bool) (*quic.Conn, *webtran
 func TestHostileWebTransport(t *testing.T) {
 	he := newHostileEdge(t, quicTimeouts)
 	wc := &wtClient{quicClient: newQUICClient(t, he.UDPAddr()), wt: &webtransport.Transport{},
-		url: "https://" + he.UDPAddr().String() + quicport.WebTransportPath}
+		url: "https://" + he.UDPAddr().String() + streamframe.WebTransportPath}
 	t.Cleanup(func() { _ = wc.wt.Close() })
 	tr := newTrickler(t)
 	warmUpWT(t, he, wc)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-metrics"
 
+	"github.com/parley-chat/parley/bench"
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge/session"
 )
@@ -46,7 +47,7 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	if _, err := metrics.NewGlobal(mc, sink); err != nil {
 		return fmt.Errorf("debug metrics: %w", err)
 	}
-	mux.HandleFunc("/debug/raft", func(w http.ResponseWriter, _ *http.Request) { printRaftStats(w, sink) })
+	mux.HandleFunc("/debug/raft", func(w http.ResponseWriter, _ *http.Request) { bench.WriteRaftStats(w, sink) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

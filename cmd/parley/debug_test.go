@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-metrics"
+
+	"github.com/parley-chat/parley/bench"
 )
 
 // TestPrintRaftStats: timers aggregate over intervals (count, mean, max);
@@ -18,7 +20,7 @@ func TestPrintRaftStats(t *testing.T) {
 	sink.SetGauge([]string{"raftstore", "wal", "segments"}, 2)
 	sink.SetGauge([]string{"raftstore", "wal", "segments"}, 5)
 	var out strings.Builder
-	printRaftStats(&out, sink)
+	bench.WriteRaftStats(&out, sink)
 	for _, re := range []string{
 		`raftstore\.wal\.fsync +2 +2\.000 +3\.000\n`,
 		`gauges \(latest\):\n +raftstore\.wal\.segments +5\n`,

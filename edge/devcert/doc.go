@@ -60,7 +60,8 @@
 // WebPKI certificate (RSA, or longer than 14 days) gives an empty list, and
 // browsers then verify it the usual way.
 //
-// HashHandler serves the list at HashPath as JSON:
+// HashHandler serves the list as JSON (a syncproto.CertHashList; the edge
+// mounts it at syncproto.CertHashPath):
 //
 //	{"hashes":[{"algorithm":"sha-256","value":"<standard base64 of 32 bytes>"}],
 //	 "not_after":"2026-01-02T15:04:05Z"}

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/syncproto"
 )
 
 func serveHashes(t *testing.T, m *Manager, method string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(method, HashPath, nil)
+	req := httptest.NewRequest(method, syncproto.CertHashPath, nil)
 	req.Header.Set("Origin", "https://app.example")
 	rec := httptest.NewRecorder()
 	m.HashHandler().ServeHTTP(rec, req)
@@ -115,7 +117,7 @@ func TestHashHandlerEmpty(t *testing.T) {
 	long := selfSigned(t, mustKey(t, elliptic.P256()), clock.Now(), clock.Now().Add(90*24*time.Hour))
 	certFile, keyFile := writePair(t, dir, long, clock.Now())
 	m := newTestManager(t, Config{CertFile: certFile, KeyFile: keyFile, Now: clock.Now})
-	var list HashList
+	var list syncproto.CertHashList
 	rec := serveHashes(t, m, http.MethodGet)
 	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil {
 		t.Fatal(err)

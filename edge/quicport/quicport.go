@@ -29,9 +29,6 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// WebTransportPath is where browsers open WebTransport sessions.
-const WebTransportPath = "/v1/wt"
-
 // Defaults for Config's zero values.
 const (
 	DefaultIdleTimeout = 60 * time.Second
@@ -68,7 +65,7 @@ type Config struct {
 	// NextProtos is set by the Port.
 	TLS      *tls.Config
 	Sessions *session.Server
-	// HTTP serves HTTP/3 requests other than WebTransportPath (optional).
+	// HTTP serves HTTP/3 requests other than streamframe.WebTransportPath (optional).
 	HTTP http.Handler
 	// IdleTimeout closes a connection silent this long (default 60 s);
 	// clients send keepalives at a third of it. KeepAlive makes the
@@ -178,7 +175,7 @@ func New(cfg Config) (*Port, error) {
 	}
 	p.base, p.stop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
-	mux.HandleFunc(WebTransportPath, p.serveWebTransport)
+	mux.HandleFunc(streamframe.WebTransportPath, p.serveWebTransport)
 	if cfg.HTTP != nil {
 		mux.Handle("/", withDeadlines(cfg.HTTP, cfg.HTTPReadTimeout, cfg.HTTPWriteTimeout))
 	}

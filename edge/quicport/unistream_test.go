@@ -43,7 +43,7 @@ func TestUnidirectionalStreamsAreStopped(t *testing.T) {
 			d := &webtransport.Transport{TLSClientConfig: clientTLS(http3.NextProtoH3),
 				QUICConfig: &quic.Config{EnableDatagrams: true, EnableStreamResetPartialDelivery: true}}
 			t.Cleanup(func() { _ = d.Close() })
-			_, sess, err := d.Dial(ctx, "https://"+tp.p.Addr().String()+WebTransportPath, nil)
+			_, sess, err := d.Dial(ctx, "https://"+tp.p.Addr().String()+streamframe.WebTransportPath, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,10 @@ import (
 // edge's UDP port tells them from HTTP/3 ("h3") by it.
 const ALPN = "parley/1"
 
+// WebTransportPath is where an edge's UDP port accepts WebTransport
+// sessions (HTTP/3 extended CONNECT).
+const WebTransportPath = "/v1/wt"
+
 // Stream is a bidirectional byte stream with deadlines (*quic.Stream,
 // webtransport's Stream and net.Conn are).
 type Stream interface {

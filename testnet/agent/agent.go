@@ -25,6 +25,8 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/testnet/checker"
 )
@@ -304,7 +306,7 @@ func (a *Agent) dialer(ctx context.Context) (client.Dialer, error) {
 		case "quic":
 			ds = append(ds, client.QUIC(a.cfg.UDP[i], opts))
 		case "wt":
-			ds = append(ds, client.WebTransport("https://"+a.cfg.UDP[i]+"/v1/wt", opts))
+			ds = append(ds, client.WebTransport("https://"+a.cfg.UDP[i]+streamframe.WebTransportPath, opts))
 		}
 	}
 	return client.Failover(ds...), nil
@@ -313,7 +315,7 @@ func (a *Agent) dialer(ctx context.Context) (client.Dialer, error) {
 func certHashes(ctx context.Context, base string) ([][32]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/.well-known/parley/cert-hashes", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+syncproto.CertHashPath, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/parley-chat/parley/core"
-	"github.com/parley-chat/parley/edge/session"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -25,16 +23,45 @@ type typingBench struct {
 	sent, failed, delivered atomic.Int64
 }
 
-// typingResult is the typing part of an sdkResult.
-type typingResult struct {
+// TypingResult is the typing part of an SDKResult.
+type TypingResult struct {
 	PerClientRate float64 `json:"per_client_rate"`
 	Sent          int64   `json:"sent"`     // Typing calls that went out
 	Failed        int64   `json:"failed"`   // Typing calls that failed (not connected)
 	Expected      int64   `json:"expected"` // sent × other members
 	Delivered     int64   `json:"delivered"`
 	// The edge's and core's counters (with -self only).
-	Edge *session.TypingStats `json:"edge,omitempty"`
-	Core *core.TypingStats    `json:"core,omitempty"`
+	Edge *EdgeTypingStats `json:"edge,omitempty"`
+	Core *CoreTypingStats `json:"core,omitempty"`
+}
+
+// EdgeTypingStats are an edge's typing counters (edge/session's
+// TypingStats, field for field, so that a System converts them).
+type EdgeTypingStats struct {
+	// From devices.
+	Received    uint64 // indicators read (datagrams and frames)
+	Datagrams   uint64 // of Received, those that came as datagrams
+	Malformed   uint64 // datagrams that did not decode (dropped)
+	Invalid     uint64 // bad conv id (dropped)
+	RateLimited uint64 // over the device's typing rate (dropped)
+	Overloaded  uint64 // dropped: the edge was overloaded
+	Published   uint64 // sent on to the core
+	Unpublished uint64 // publishing failed (dropped)
+	// To devices.
+	Pushed      uint64 // queued for a device
+	SentAsDgram uint64 // of those written, written as datagrams
+	ShedQueue   uint64 // dropped: the device's send queue was half full
+	ShedBacklog uint64 // dropped: the edge's NATS backlog for the user was high
+	ShedLoad    uint64 // dropped: the edge was overloaded
+}
+
+// CoreTypingStats are a core node's typing counters (core's
+// TypingStats, field for field).
+type CoreTypingStats struct {
+	Received  uint64 // indicators from edges on shard subjects
+	Fanned    uint64 // passed the membership check and published
+	Strangers uint64 // from a non-member (or a conversation that does not exist): dropped
+	Dropped   uint64 // not checked: malformed, not this node's shard, queue full, store error
 }
 
 // onTyping counts indicators from others (the SDK's own lapse reports,
@@ -70,22 +97,22 @@ func (b *sdkBench) generateTyping(ctx context.Context, d *benchDevice, rate floa
 	}
 }
 
-// typingResult gathers the typing counts once the run is over.
-func (b *sdkBench) typingResult(senders []*benchDevice) *typingResult {
-	r := &typingResult{PerClientRate: b.cfg.Typing, Sent: b.typing.sent.Load(), Failed: b.typing.failed.Load(),
+// typingReport gathers the typing counts once the run is over.
+func (b *sdkBench) typingReport(senders []*benchDevice) *TypingResult {
+	r := &TypingResult{PerClientRate: b.cfg.Typing, Sent: b.typing.sent.Load(), Failed: b.typing.failed.Load(),
 		Delivered: b.typing.delivered.Load()}
 	// Each client is its conversations' only device of its user: an
 	// indicator is owed to the other members of the conversation it went
 	// to. Conversations have GroupSize members (planConvs).
 	r.Expected = r.Sent * int64(b.cfg.GroupSize-1)
 	if b.sys != nil {
-		es, cs := b.sys.edge.TypingStats(), b.sys.node.TypingStats()
+		es, cs := b.sys.TypingStats()
 		r.Edge, r.Core = &es, &cs
 	}
 	return r
 }
 
-func printTyping(w io.Writer, r *typingResult) {
+func printTyping(w io.Writer, r *TypingResult) {
 	pct := func(n, of int64) float64 {
 		if of == 0 {
 			return 0

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -15,16 +15,16 @@ type cpuTimes struct {
 	busy, idle, iowait, steal uint64
 }
 
-// cpuShare is how the machine's CPU time went in a window, in percent of
+// CPUShare is how the machine's CPU time went in a window, in percent of
 // all CPUs: what this run measured under. Steal is time the hypervisor
 // gave to other guests; on a shared VM it is the noise in every tail.
-type cpuShare struct {
+type CPUShare struct {
 	Busy   float64 `json:"busy_pct"`
 	IOWait float64 `json:"iowait_pct"`
 	Steal  float64 `json:"steal_pct"`
 }
 
-func (s cpuShare) String() string {
+func (s CPUShare) String() string {
 	return fmt.Sprintf("CPU busy %.0f%%, iowait %.0f%%, steal %.0f%%", s.Busy, s.IOWait, s.Steal)
 }
 
@@ -62,7 +62,7 @@ func parseCPUTimes(b []byte) (cpuTimes, error) {
 }
 
 // shareSince is the split of the time between a (earlier) and t.
-func (t cpuTimes) shareSince(a cpuTimes) cpuShare {
+func (t cpuTimes) shareSince(a cpuTimes) CPUShare {
 	d := func(x, y uint64) float64 {
 		if x < y {
 			return 0
@@ -72,7 +72,7 @@ func (t cpuTimes) shareSince(a cpuTimes) cpuShare {
 	busy, idle, io, steal := d(t.busy, a.busy), d(t.idle, a.idle), d(t.iowait, a.iowait), d(t.steal, a.steal)
 	total := busy + idle + io + steal
 	if total == 0 {
-		return cpuShare{}
+		return CPUShare{}
 	}
-	return cpuShare{Busy: busy / total * 100, IOWait: io / total * 100, Steal: steal / total * 100}
+	return CPUShare{Busy: busy / total * 100, IOWait: io / total * 100, Steal: steal / total * 100}
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"math"
@@ -16,11 +16,11 @@ func TestParseCPUTimes(t *testing.T) {
 	}
 	got := b.shareSince(a)
 	// busy 60+20+5+5 = 90, idle 100, iowait 20, steal 40: total 250.
-	want := cpuShare{Busy: 36, IOWait: 8, Steal: 16}
+	want := CPUShare{Busy: 36, IOWait: 8, Steal: 16}
 	if math.Abs(got.Busy-want.Busy) > 1e-9 || math.Abs(got.IOWait-want.IOWait) > 1e-9 || math.Abs(got.Steal-want.Steal) > 1e-9 {
 		t.Fatalf("share = %+v, want %+v", got, want)
 	}
-	if z := a.shareSince(a); z != (cpuShare{}) {
+	if z := a.shareSince(a); z != (CPUShare{}) {
 		t.Fatalf("empty window = %+v", z)
 	}
 	for _, bad := range []string{"", "cpu 1 2 3\n", "cpu 1 2 3 4 5 6 7 x 9\n", "cpu0 1 2 3 4 5 6 7 8\n"} {

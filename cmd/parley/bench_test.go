@@ -3,16 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/parley-chat/parley/bench"
 )
 
 // runSDKBench runs `parley bench` with args and decodes its -json output.
-func runSDKBench(t *testing.T, args ...string) *sdkResult {
+func runSDKBench(t *testing.T, args ...string) *bench.SDKResult {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	err := runBench(t.Context(), append([]string{"-transport", "ws", "-json"}, args...), &stdout, &stderr)
@@ -22,7 +23,7 @@ func runSDKBench(t *testing.T, args ...string) *sdkResult {
 	}
 	dec := json.NewDecoder(&stdout)
 	dec.DisallowUnknownFields()
-	var r sdkResult
+	var r bench.SDKResult
 	if err := dec.Decode(&r); err != nil {
 		t.Fatalf("decode the JSON result: %v\n%s", err, stdout.String())
 	}
@@ -32,7 +33,7 @@ func runSDKBench(t *testing.T, args ...string) *sdkResult {
 // checkSDKResult asserts what must hold after any clean run: no errors,
 // nothing lost, duplicated or reordered, and counts that add up. It makes
 // no claim about latencies beyond their order.
-func checkSDKResult(t *testing.T, r *sdkResult, clients, groupSize int) {
+func checkSDKResult(t *testing.T, r *bench.SDKResult, clients, groupSize int) {
 	t.Helper()
 	others := groupSize - 1
 	c := r.Check
@@ -56,13 +57,13 @@ func checkSDKResult(t *testing.T, r *sdkResult, clients, groupSize int) {
 	case r.AckedPerSec <= 0 || r.DeliveriesPerSec <= 0:
 		t.Errorf("throughput %v acked/s, %v deliveries/s", r.AckedPerSec, r.DeliveriesPerSec)
 	}
-	for name, l := range map[string]latencyStats{"ack": r.Ack, "delivery": r.Delivery} {
+	for name, l := range map[string]bench.LatencyStats{"ack": r.Ack, "delivery": r.Delivery} {
 		if !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.Max) {
 			t.Errorf("%s latency percentiles out of order: %+v", name, l)
 		}
 	}
 	var text bytes.Buffer
-	printSDKResult(&text, r)
+	r.WriteText(&text)
 	if !strings.Contains(text.String(), " 0 missing") {
 		t.Errorf("text output lacks the missing count:\n%s", text.String())
 	}
@@ -71,7 +72,7 @@ func checkSDKResult(t *testing.T, r *sdkResult, clients, groupSize int) {
 // checkSamples reads a -samples file: one line per measured ack and
 // delivery, sent within the window of windowMS, ordered by send time, with
 // the same maximum latencies as the result.
-func checkSamples(t *testing.T, path string, r *sdkResult, windowMS float64) {
+func checkSamples(t *testing.T, path string, r *bench.SDKResult, windowMS float64) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -169,94 +170,6 @@ func TestBenchSDKRegion(t *testing.T) {
 	}
 }
 
-func TestBenchTransport(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{nil, ""},
-		{[]string{"-senders", "4"}, ""},
-		{[]string{"-transport", "ws", "-self"}, "ws"},
-		{[]string{"-self", "--transport=ws"}, "ws"},
-		{[]string{"-transport=http"}, "http"},
-		{[]string{"-transport"}, ""},
-		{[]string{"--", "-transport", "ws"}, ""},
-	} {
-		if got := benchTransport(tc.args); got != tc.want {
-			t.Errorf("benchTransport(%q) = %q, want %q", tc.args, got, tc.want)
-		}
-	}
-}
-
-func TestBenchSDKFlags(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		bad  string // in the error; "" for none
-	}{
-		{[]string{"-transport", "ws", "-self"}, ""},
-		{[]string{"-transport", "ws", "-self", "-url", "http://x"}, "one of -url, -self and -region"},
-		{[]string{"-transport", "ws", "-region", "-url", "http://x"}, "one of -url, -self and -region"},
-		{[]string{"-transport", "ws", "-region", "-self"}, "one of -url, -self and -region"},
-		{[]string{"-transport", "quic", "-region"}, ""},
-		{[]string{"-transport", "ws", "-region", "-region-edges", "0"}, "-region-edges"},
-		{[]string{"-transport", "quic", "-self"}, ""},
-		{[]string{"-transport", "smoke"}, "want http, ws, quic or wt"},
-		{[]string{"-transport", "ws", "-group-size", "30"}, "-group-size"},
-		{[]string{"-transport", "ws", "-clients", "3", "-group-size", "2", "-convs", "4"}, "1:1 pairs"},
-		{[]string{"-transport", "ws", "-url", "localhost:8080"}, "-url"},
-		{[]string{"-transport", "ws", "-body", "8"}, "-body"},
-	} {
-		cfg, err := parseSDKBenchFlags(tc.args, &bytes.Buffer{})
-		switch {
-		case tc.bad == "" && err != nil:
-			t.Errorf("%q: %v", tc.args, err)
-		case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)):
-			t.Errorf("%q: error %v, want one about %q", tc.args, err, tc.bad)
-		case tc.bad == "" && cfg.Convs != 4: // 20 clients in groups of 5
-			t.Errorf("%q: %d conversations by default, want 4", tc.args, cfg.Convs)
-		}
-	}
-}
-
-func TestPlanConvs(t *testing.T) {
-	for _, tc := range []struct{ n, m, g int }{
-		{2, 1, 2}, {5, 3, 2}, {5, 10, 2}, {200, 40, 5}, {7, 3, 3}, {10, 25, 4}, {4, 1, 4},
-	} {
-		ms, err := planConvs(tc.n, tc.m, tc.g, rand.New(rand.NewPCG(1, 2)))
-		if err != nil {
-			t.Errorf("%+v: %v", tc, err)
-			continue
-		}
-		if len(ms) != tc.m {
-			t.Errorf("%+v: %d conversations", tc, len(ms))
-		}
-		in := map[int]bool{}
-		pairs := map[[2]int]bool{}
-		for _, c := range ms {
-			seen := map[int]bool{}
-			for _, u := range c {
-				if u < 0 || u >= tc.n || seen[u] {
-					t.Errorf("%+v: bad members %v", tc, c)
-				}
-				seen[u], in[u] = true, true
-			}
-			if tc.g == 2 {
-				p := [2]int{min(c[0], c[1]), max(c[0], c[1])}
-				if pairs[p] {
-					t.Errorf("%+v: pair %v twice", tc, p)
-				}
-				pairs[p] = true
-			}
-		}
-		if tc.m*tc.g >= tc.n && len(in) != tc.n {
-			t.Errorf("%+v: %d of %d clients in a conversation", tc, len(in), tc.n)
-		}
-	}
-	if _, err := planConvs(3, 1, 4, rand.New(rand.NewPCG(1, 2))); err == nil {
-		t.Error("groups larger than the clients were planned")
-	}
-}
-
 // Raw QUIC and WebTransport sessions, by URL (the certificate is pinned
 // by the hashes the edge publishes).
 func TestBenchSDKOverQUICAndWebTransport(t *testing.T) {
@@ -268,6 +181,31 @@ func TestBenchSDKOverQUICAndWebTransport(t *testing.T) {
 			checkSDKResult(t, r, 4, 2)
 			if r.Transport != tr {
 				t.Errorf("transport %q, want %q", r.Transport, tr)
+			}
+		})
+	}
+}
+
+// -spawn serve and -spawn region3 run the system in this process through
+// the bench's hooks; -raftstats reads its Raft metrics.
+func TestBenchHTTPSpawn(t *testing.T) {
+	for _, kind := range []string{"serve", "region3"} {
+		t.Run(kind, func(t *testing.T) {
+			if kind == "region3" && testing.Short() {
+				t.Skip("three core nodes; skipped with -short")
+			}
+			var stdout, stderr bytes.Buffer
+			err := runBench(t.Context(), []string{"-spawn", kind, "-shards", "2", "-senders", "2", "-convs", "2",
+				"-warmup", "200ms", "-duration", "1s", "-raftstats"}, &stdout, &stderr)
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			if err != nil {
+				t.Fatalf("parley bench -spawn %s: %v", kind, err)
+			}
+			out := stdout.String()
+			for _, want := range []string{"spawned " + kind + " at http://127.0.0.1:", ", errors 0; ack latency p50 ", "raft and fsync metrics"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q", want)
+				}
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // Idle sessions for `parley bench -transport ws -idle K`, and the memory
 // they cost the edge.
@@ -26,8 +26,8 @@ import (
 // clients, cheap enough not to slow the run.
 const selfMemProfileRate = 16 << 10
 
-// idleResult reports the idle sessions.
-type idleResult struct {
+// IdleResult reports the idle sessions.
+type IdleResult struct {
 	Requested int     `json:"requested"`
 	Users     int     `json:"users"`
 	Devices   int     `json:"devices"` // sessions share devices round-robin
@@ -49,26 +49,26 @@ type idleResult struct {
 	// included) after the idle ones connected and at the end; -self only.
 	EdgeSessions    int       `json:"edge_sessions,omitempty"`
 	EdgeSessionsEnd int       `json:"edge_sessions_end,omitempty"`
-	Memory          *memDelta `json:"memory,omitempty"`
+	Memory          *MemDelta `json:"memory,omitempty"`
 
 	clients []*client.Client
 }
 
-// memDelta is what connecting the idle sessions cost, in all and per
+// MemDelta is what connecting the idle sessions cost, in all and per
 // connected session.
-type memDelta struct {
-	Source        string   `json:"source"`
-	RSSDelta      int64    `json:"rss_delta_bytes"`
-	RSSPerSession float64  `json:"rss_per_session_bytes"`
-	Runtime       *rtDelta `json:"runtime,omitempty"`
+type MemDelta struct {
+	Source        string        `json:"source"`
+	RSSDelta      int64         `json:"rss_delta_bytes"`
+	RSSPerSession float64       `json:"rss_per_session_bytes"`
+	Runtime       *RuntimeDelta `json:"runtime,omitempty"`
 }
 
-// rtDelta are Go runtime figures, per session, when the system runs in
+// RuntimeDelta are Go runtime figures, per session, when the system runs in
 // this process: the live heap after GC, goroutine stacks and goroutines,
 // each also split by who allocated or runs it (edge: the edge's packages
 // and its HTTP server; client: the SDK and the bench; other: the core,
 // NATS, the runtime). The heap split is an estimate from the heap profile.
-type rtDelta struct {
+type RuntimeDelta struct {
 	HeapDelta                  int64   `json:"heap_delta_bytes"`
 	HeapPerSession             float64 `json:"heap_per_session_bytes"`
 	StackPerSession            float64 `json:"stack_per_session_bytes"`
@@ -110,7 +110,7 @@ const (
 )
 
 // selfProbe measures this process, which runs the system (-self).
-type selfProbe struct{ sys *system }
+type selfProbe struct{ sys System }
 
 var _ memProbe = selfProbe{}
 
@@ -126,7 +126,7 @@ func (p selfProbe) sample() (memSample, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := memSample{runtime: true, heap: int64(ms.HeapAlloc), stack: int64(ms.StackInuse),
-		heapBy: heapBySide(), sessions: p.sys.edge.Sessions()}
+		heapBy: heapBySide(), sessions: p.sys.Sessions()}
 	s.gBy = goroutinesBySide()
 	s.goroutines = s.gBy[0] + s.gBy[1] + s.gBy[2]
 	var err error
@@ -180,7 +180,7 @@ func classify(pcs []uintptr) side {
 		switch fn := f.Function; {
 		case strings.HasPrefix(fn, modulePath+"edge/"), strings.HasPrefix(fn, "net/http.(*conn)."):
 			return sideEdge
-		case strings.HasPrefix(fn, modulePath+"client"), strings.HasPrefix(fn, "main."),
+		case strings.HasPrefix(fn, modulePath+"client"), strings.HasPrefix(fn, modulePath+"bench."),
 			strings.HasPrefix(fn, "net/http.(*Transport)."), strings.HasPrefix(fn, "net/http.(*persistConn)."):
 			return sideClient
 		}
@@ -241,12 +241,12 @@ func goroutinesBySide() [3]int {
 
 // holdIdle registers the idle users, logs in their devices, and connects
 // the idle sessions, sampling memory before and after connecting.
-func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, error) {
+func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*IdleResult, error) {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	users := min(b.cfg.IdleUsers, b.cfg.Idle)
 	devices := max(min(b.cfg.IdleDevices, b.cfg.Idle), users)
-	r := &idleResult{Requested: b.cfg.Idle, Users: users, Devices: devices}
+	r := &IdleResult{Requested: b.cfg.Idle, Users: users, Devices: devices}
 	names := make([]string, users)
 	for i := range names {
 		names[i] = fmt.Sprintf("idle%d", i)
@@ -346,7 +346,7 @@ func (b *sdkBench) holdIdle(ctx context.Context, probe memProbe) (*idleResult, e
 }
 
 // finishIdle records the idle sessions' state at the end of the run.
-func (b *sdkBench) finishIdle(r *idleResult, probe memProbe) {
+func (b *sdkBench) finishIdle(r *IdleResult, probe memProbe) {
 	for _, c := range r.clients {
 		r.Reconnects += c.Connections() - 1
 	}
@@ -355,23 +355,23 @@ func (b *sdkBench) finishIdle(r *idleResult, probe memProbe) {
 		r.Reconnects = int(b.lean.redials.Load()) - r.Redials
 	}
 	if p, ok := probe.(selfProbe); ok {
-		r.EdgeSessionsEnd = p.sys.edge.Sessions()
+		r.EdgeSessionsEnd = p.sys.Sessions()
 	}
 }
 
-func memDiff(source string, before, after memSample, n int) *memDelta {
+func memDiff(source string, before, after memSample, n int) *MemDelta {
 	per := func(v int64) float64 {
 		if n == 0 {
 			return 0
 		}
 		return float64(v) / float64(n)
 	}
-	m := &memDelta{Source: source, RSSDelta: after.rss - before.rss}
+	m := &MemDelta{Source: source, RSSDelta: after.rss - before.rss}
 	m.RSSPerSession = per(m.RSSDelta)
 	if !after.runtime {
 		return m
 	}
-	m.Runtime = &rtDelta{
+	m.Runtime = &RuntimeDelta{
 		HeapDelta:                  after.heap - before.heap,
 		HeapPerSession:             per(after.heap - before.heap),
 		StackPerSession:            per(after.stack - before.stack),
@@ -388,7 +388,7 @@ func memDiff(source string, before, after memSample, n int) *memDelta {
 
 func kib(v float64) string { return fmt.Sprintf("%.1f KiB", v/1024) }
 
-func printIdle(w io.Writer, r *idleResult) {
+func printIdle(w io.Writer, r *IdleResult) {
 	fmt.Fprintf(w, "idle: %d of %d sessions connected in %.1fs (%d failed; %d users, %d devices)",
 		r.Connected, r.Requested, r.DialSec, r.Failed, r.Users, r.Devices)
 	if r.Lean {

@@ -1,14 +1,14 @@
-package main
+package bench
 
-// `parley bench -transport ws`: device sessions over WebSocket with the Go
-// SDK (package client). N devices, each its own user, send into M
+// RunSDK: device sessions with the Go SDK (package client) over WebSocket,
+// raw QUIC or WebTransport. N devices, each its own user, send into M
 // conversations of a chosen size; the bench measures send-ack latency
 // (Send until its ack) and end-to-end delivery latency (send until
 // OnMessage on every other member's device: the send time travels in the
-// body and everything runs in this process, so one clock), then checks
+// body and every client runs in this process, so one clock), then checks
 // that every acknowledged message reached every other member's device
-// once and in order. With -idle it also holds idle sessions and reports
-// the edge's memory per session (benchsdk_mem.go).
+// once and in order. With Idle it also holds idle sessions and reports
+// the edge's memory per session (idle.go).
 
 import (
 	"bytes"
@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/bits"
 	"math/rand/v2"
 	"net"
@@ -39,8 +38,8 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
-	"github.com/parley-chat/parley/edge/devcert"
-	"github.com/parley-chat/parley/edge/quicport"
+	"github.com/parley-chat/parley/syncproto"
+	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/syncproto/wsframe"
 )
@@ -48,10 +47,10 @@ import (
 const (
 	// sdkSendTimeout bounds one Send; a Send still unacknowledged then is
 	// counted as an error (its message stays in the outbox and may still
-	// be delivered: see deliveryCheck.DeliveredUnacked).
+	// be delivered: see DeliveryCheck.DeliveredUnacked).
 	sdkSendTimeout = 30 * time.Second
 	// sdkMaxOutstanding bounds one device's Sends waiting in its outbox
-	// with -rate; the generator waits for room, so the achieved rate drops
+	// with Rate; the generator waits for room, so the achieved rate drops
 	// below the target when the system cannot keep up.
 	sdkMaxOutstanding = 64
 	// tokenMaxAge is when a session's access token is refreshed before a
@@ -63,15 +62,18 @@ const (
 	benchMagic       = "PBv1"
 	benchHeaderBytes = len(benchMagic) + 4 + 8
 	benchContentType = "application/x-parley-bench"
+	// DefaultURL is SDKConfig.URL's default: a local parley serve.
+	DefaultURL = "http://127.0.0.1:8080"
 )
 
-// sdkBenchConfig is one `parley bench -transport ws` run.
-type sdkBenchConfig struct {
+// SDKConfig is one RunSDK run (`parley bench -transport ws|quic|wt`).
+// Zero values of Convs, IdleDevices, URL and UDP mean their defaults.
+type SDKConfig struct {
 	Transport   string // ws, quic or wt
-	URL         string // edge base URL (http://host:port); unused with Self
-	UDP         string // the edge's QUIC/WebTransport address (default: -url's host, port 8443)
-	Self        bool   // start a serve system in this process
-	Region      bool   // start RegionCores core and RegionEdges edge processes
+	URL         string // edge base URLs, comma-separated (default DefaultURL); unused with Self or Region
+	UDP         string // the edges' QUIC/WebTransport addresses (default: each URL's host, port 8443)
+	Self        bool   // start a serve system in this process (Start)
+	Region      bool   // start RegionCores core and RegionEdges edge processes of Binary
 	RegionCores int
 	RegionEdges int
 	Shards      int    // of the Self system
@@ -94,14 +96,57 @@ type sdkBenchConfig struct {
 	JSON        bool
 	Samples     string  // file for every measured ack and delivery ("" = none)
 	Typing      float64 // typing indicators per second per sending client (0: none)
-	// TypingRate and TypingBurst: the -self edge's per-device typing limit (0: its default).
+	// TypingRate and TypingBurst: the Self edge's per-device typing limit (0: its default).
 	TypingRate  float64
 	TypingBurst int
+
+	// Start starts the Self system; Binary is the parley executable the
+	// Region processes run ("" = this process's own executable).
+	Start  StartFunc
+	Binary string
 }
 
-// Validate names the first bad field.
-func (c sdkBenchConfig) Validate() error {
+// AddFlags binds c's fields to fs as the flags of `parley bench
+// -transport ws|quic|wt`, with their defaults.
+func (c *SDKConfig) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Transport, "transport", "ws", "device sessions with the Go SDK over ws (WebSocket), quic (raw QUIC) or wt (WebTransport); http: sends over /v1, see parley bench -h")
+	fs.StringVar(&c.UDP, "udp", "", "with -url and quic/wt: the edge's UDP address (default: -url's host, port 8443)")
+	fs.StringVar(&c.URL, "url", "", "base URL of a running edge or parley serve (default "+DefaultURL+"; users go into a new workspace; its sessions are at /v1/ws)")
+	fs.BoolVar(&c.Self, "self", false, "start a serve system in this process on a temp data dir instead of using -url")
+	fs.BoolVar(&c.Region, "region", false, "start a region of processes of this binary on loopback instead of using -url: -region-cores `parley core` and -region-edges `parley edge` (data and logs in -data or a temp dir)")
+	fs.IntVar(&c.RegionCores, "region-cores", 3, "core processes of the -region system")
+	fs.IntVar(&c.RegionEdges, "region-edges", 2, "edge processes of the -region system (clients spread over them)")
+	fs.IntVar(&c.Shards, "shards", 16, "shards of the -self system")
+	fs.StringVar(&c.DataDir, "data", "", "data directory of the -self or -region system (default: a temp dir, removed after)")
+	fs.IntVar(&c.Clients, "clients", 20, "device sessions that send and receive (one user each)")
+	fs.IntVar(&c.Convs, "convs", 0, "conversations (default: clients/group-size rounded up, every client in one)")
+	fs.IntVar(&c.GroupSize, "group-size", 5, "members per conversation (2: 1:1 conversations)")
+	fs.Float64Var(&c.Rate, "rate", 0, "total sends per second over all clients (0: each client sends as soon as its last send is acked)")
+	fs.IntVar(&c.BodyBytes, "body", 200, "message body bytes (the first 16 carry the sender and the send time)")
+	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "measured run time")
+	fs.DurationVar(&c.Warmup, "warmup", 3*time.Second, "unmeasured run time first (its messages are still checked for delivery)")
+	fs.DurationVar(&c.Straggle, "straggle", 5*time.Second, "how long to wait for deliveries after the last ack before counting the missing")
+	fs.IntVar(&c.Idle, "idle", 0, "also hold this many idle sessions (users in no conversation) and report the edge's memory per session")
+	fs.IntVar(&c.IdleUsers, "idle-users", 10, "users the idle sessions belong to")
+	fs.IntVar(&c.IdleDevices, "idle-devices", 0, "devices (logins; each costs an argon2 hash) the idle sessions share, round-robin (default: min(idle, 100))")
+	fs.IntVar(&c.IdleSockets, "idle-sockets", 64, "with -transport quic: UDP sockets the idle sessions share (0: one each)")
+	fs.BoolVar(&c.IdleLean, "idle-lean", false, "with -transport quic: hold the idle sessions with a bare QUIC connection each (hello, then a ping every -idle-ping) instead of an SDK client, so that 100k fit beside the edge")
+	fs.DurationVar(&c.IdlePing, "idle-ping", 25*time.Second, "with -idle-lean: how often each idle session pings (match the edge's -keepalive)")
+	fs.IntVar(&c.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
+	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON")
+	fs.StringVar(&c.Samples, "samples", "", "also write every measured ack and delivery to this file, one per line: kind (ack or delivery), send time in ms since the measured window began, latency in ms, sorted by send time")
+	fs.Float64Var(&c.Typing, "typing", 0, "typing indicators per second each sending client also sends (0: none)")
+	fs.Float64Var(&c.TypingRate, "typing-rate", 0, "with -self: the edge's typing limit per device per second (default 2)")
+	fs.IntVar(&c.TypingBurst, "typing-burst", 0, "with -self: the edge's typing burst per device (default 4)")
+}
+
+// Validate names the first bad field (by its flag).
+func (c SDKConfig) Validate() error {
 	switch {
+	case c.Transport != "ws" && c.Transport != "quic" && c.Transport != "wt":
+		return fmt.Errorf("-transport %q: want http, ws, quic or wt", c.Transport)
+	case (c.Self && c.Region) || (c.URL != "" && (c.Self || c.Region)):
+		return errors.New("use one of -url, -self and -region")
 	case c.Clients < 2:
 		return fmt.Errorf("-clients %d: want at least 2", c.Clients)
 	case c.GroupSize < 2 || c.GroupSize > c.Clients:
@@ -127,108 +172,49 @@ func (c sdkBenchConfig) Validate() error {
 	case c.Region && (c.RegionCores < 1 || c.RegionEdges < 1):
 		return errors.New("-region-cores and -region-edges must be positive")
 	}
-	if !c.Self && !c.Region {
+	if !c.Self && !c.Region && c.URL != "" {
 		for _, u := range strings.Split(c.URL, ",") {
 			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 				return fmt.Errorf("-url %q: want http://host:port or https://host:port (comma-separated for several edges)", c.URL)
 			}
 		}
 	}
-	if c.Transport != "ws" && !c.Self && !c.Region && len(strings.Split(c.UDP, ",")) != len(strings.Split(c.URL, ",")) {
+	if c.Transport != "ws" && !c.Self && !c.Region && c.UDP != "" && len(strings.Split(c.UDP, ",")) != len(strings.Split(c.withDefaults().URL, ",")) {
 		return fmt.Errorf("-udp %q: want one UDP address per -url edge", c.UDP)
 	}
 	return nil
 }
 
-// benchTransport returns the value of a -transport flag in args ("" if
-// there is none), so runBench can hand the whole command line to the mode
-// that owns the other flags.
-func benchTransport(args []string) string {
-	for i, a := range args {
-		if a == "--" || !strings.HasPrefix(a, "-") {
-			return ""
-		}
-		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
-		if v, ok := strings.CutPrefix(name, "transport="); ok {
-			return v
-		}
-		if name == "transport" && i+1 < len(args) {
-			return args[i+1]
-		}
+// withDefaults fills the fields whose zero value means a default.
+func (c SDKConfig) withDefaults() SDKConfig {
+	if c.URL == "" {
+		c.URL = DefaultURL
 	}
-	return ""
-}
-
-func parseSDKBenchFlags(args []string, stderr io.Writer) (sdkBenchConfig, error) {
-	fs := flag.NewFlagSet("parley bench -transport ws", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg sdkBenchConfig
-	fs.StringVar(&cfg.Transport, "transport", "ws", "device sessions with the Go SDK over ws (WebSocket), quic (raw QUIC) or wt (WebTransport); http: sends over /v1, see parley bench -h")
-	fs.StringVar(&cfg.UDP, "udp", "", "with -url and quic/wt: the edge's UDP address (default: -url's host, port 8443)")
-	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of a running edge or parley serve (users go into a new workspace; its sessions are at /v1/ws)")
-	fs.BoolVar(&cfg.Self, "self", false, "start a serve system in this process on a temp data dir instead of using -url")
-	fs.BoolVar(&cfg.Region, "region", false, "start a region of processes of this binary on loopback instead of using -url: -region-cores `parley core` and -region-edges `parley edge` (data and logs in -data or a temp dir)")
-	fs.IntVar(&cfg.RegionCores, "region-cores", 3, "core processes of the -region system")
-	fs.IntVar(&cfg.RegionEdges, "region-edges", 2, "edge processes of the -region system (clients spread over them)")
-	fs.IntVar(&cfg.Shards, "shards", 16, "shards of the -self system")
-	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the -self or -region system (default: a temp dir, removed after)")
-	fs.IntVar(&cfg.Clients, "clients", 20, "device sessions that send and receive (one user each)")
-	fs.IntVar(&cfg.Convs, "convs", 0, "conversations (default: clients/group-size rounded up, every client in one)")
-	fs.IntVar(&cfg.GroupSize, "group-size", 5, "members per conversation (2: 1:1 conversations)")
-	fs.Float64Var(&cfg.Rate, "rate", 0, "total sends per second over all clients (0: each client sends as soon as its last send is acked)")
-	fs.IntVar(&cfg.BodyBytes, "body", 200, "message body bytes (the first 16 carry the sender and the send time)")
-	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "measured run time")
-	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured run time first (its messages are still checked for delivery)")
-	fs.DurationVar(&cfg.Straggle, "straggle", 5*time.Second, "how long to wait for deliveries after the last ack before counting the missing")
-	fs.IntVar(&cfg.Idle, "idle", 0, "also hold this many idle sessions (users in no conversation) and report the edge's memory per session")
-	fs.IntVar(&cfg.IdleUsers, "idle-users", 10, "users the idle sessions belong to")
-	fs.IntVar(&cfg.IdleDevices, "idle-devices", 0, "devices (logins; each costs an argon2 hash) the idle sessions share, round-robin (default: min(idle, 100))")
-	fs.IntVar(&cfg.IdleSockets, "idle-sockets", 64, "with -transport quic: UDP sockets the idle sessions share (0: one each)")
-	fs.BoolVar(&cfg.IdleLean, "idle-lean", false, "with -transport quic: hold the idle sessions with a bare QUIC connection each (hello, then a ping every -idle-ping) instead of an SDK client, so that 100k fit beside the edge")
-	fs.DurationVar(&cfg.IdlePing, "idle-ping", 25*time.Second, "with -idle-lean: how often each idle session pings (match the edge's -keepalive)")
-	fs.IntVar(&cfg.EdgePID, "edge-pid", 0, "pid of the edge process (on this machine) whose RSS to report with -idle and -url")
-	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
-	fs.StringVar(&cfg.Samples, "samples", "", "also write every measured ack and delivery to this file, one per line: kind (ack or delivery), send time in ms since the measured window began, latency in ms, sorted by send time")
-	fs.Float64Var(&cfg.Typing, "typing", 0, "typing indicators per second each sending client also sends (0: none)")
-	fs.Float64Var(&cfg.TypingRate, "typing-rate", 0, "with -self: the edge's typing limit per device per second (default 2)")
-	fs.IntVar(&cfg.TypingBurst, "typing-burst", 0, "with -self: the edge's typing burst per device (default 4)")
-	if err := parseFlags(fs, args); err != nil {
-		return cfg, err
-	}
-	switch cfg.Transport {
-	case "ws", "quic", "wt":
-	default:
-		return cfg, fmt.Errorf("-transport %q: want http, ws, quic or wt", cfg.Transport)
-	}
-	if cfg.UDP == "" && !cfg.Self && !cfg.Region {
+	if c.UDP == "" && !c.Self && !c.Region {
 		var udps []string
-		for _, s := range strings.Split(cfg.URL, ",") {
+		for _, s := range strings.Split(c.URL, ",") {
 			if u, err := url.Parse(s); err == nil {
 				udps = append(udps, net.JoinHostPort(u.Hostname(), "8443"))
 			}
 		}
-		cfg.UDP = strings.Join(udps, ",")
+		c.UDP = strings.Join(udps, ",")
 	}
-	urlSet := false
-	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
-	if (cfg.Self && cfg.Region) || (urlSet && (cfg.Self || cfg.Region)) {
-		return cfg, errors.New("use one of -url, -self and -region")
+	if c.Convs == 0 {
+		c.Convs = (c.Clients + c.GroupSize - 1) / max(c.GroupSize, 1)
 	}
-	if cfg.Convs == 0 {
-		cfg.Convs = (cfg.Clients + cfg.GroupSize - 1) / max(cfg.GroupSize, 1)
+	if c.IdleDevices == 0 {
+		c.IdleDevices = min(c.Idle, 100)
 	}
-	if cfg.IdleDevices == 0 {
-		cfg.IdleDevices = min(cfg.Idle, 100)
-	}
-	return cfg, cfg.Validate()
+	return c
 }
 
-// runBenchSDK is `parley bench -transport ws`.
-func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseSDKBenchFlags(args, stderr)
-	if err != nil {
+// RunSDK runs cfg, printing progress to stderr and the result to stdout
+// (text, or JSON with cfg.JSON).
+func RunSDK(ctx context.Context, cfg SDKConfig, stdout, stderr io.Writer) error {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	cfg = cfg.withDefaults()
 	edges := strings.Split(cfg.URL, ",")
 	for i := range edges {
 		edges[i] = strings.TrimRight(edges[i], "/")
@@ -239,39 +225,39 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(edges) > 1 {
 		target = fmt.Sprintf("%d edges (%s)", len(edges), cfg.URL)
 	}
+	var sys System
 	if cfg.Self {
+		if cfg.Start == nil {
+			return errNoStart
+		}
 		if cfg.Idle > 0 {
 			// Finer heap sampling, for the split of the memory per idle
 			// session between the edge and the bench's own clients.
 			runtime.MemProfileRate = selfMemProfileRate
 		}
-		dir, cleanup, err := benchDataDir(cfg.DataDir, "parley-bench-ws-")
+		dir, cleanup, err := dataDir(cfg.DataDir, "parley-bench-ws-")
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
-			Shards: cfg.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6,
-			TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst, Logger: slog.New(slog.DiscardHandler)})
+		sys, err = cfg.Start(ctx, SystemConfig{DataDir: dir, Shards: cfg.Shards, UDP: true,
+			TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst})
 		if err != nil {
 			return fmt.Errorf("start the -self system: %w", err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); _ = s.Run(rctx) }()
-		defer func() { cancel(); <-done }()
-		base = "http://" + s.HTTPAddr()
+		defer sys.Close()
+		base = sys.URL()
 		edges = []string{base}
-		cfg.UDP = s.edge.UDPAddr().String()
+		cfg.UDP = sys.UDPAddr()
 		target = "self (serve in this process) at " + base
-		probe = selfProbe{sys: s}
+		probe = selfProbe{sys: sys}
 	} else if cfg.Region {
-		dir, cleanup, err := benchDataDir(cfg.DataDir, "parley-bench-region-")
+		dir, cleanup, err := dataDir(cfg.DataDir, "parley-bench-region-")
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		r, err := startRegionProcs(ctx, dir, cfg.RegionCores, cfg.RegionEdges)
+		r, err := startRegion(ctx, regionConfig{Dir: dir, Cores: cfg.RegionCores, Edges: cfg.RegionEdges, UDP: true, Binary: cfg.Binary})
 		if err != nil {
 			return fmt.Errorf("start the -region system: %w", err)
 		}
@@ -289,9 +275,7 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	b := newSDKBench(cfg, base, stderr)
 	defer b.closeAll()
-	if p, ok := probe.(selfProbe); ok {
-		b.sys = p.sys
-	}
+	b.sys = sys
 	udps := strings.Split(cfg.UDP, ",")
 	for i, e := range edges {
 		c := cfg
@@ -343,7 +327,7 @@ func runBenchSDK(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	printSDKResult(stdout, res)
+	res.WriteText(stdout)
 	return nil
 }
 
@@ -354,9 +338,9 @@ func rateName(r float64) string {
 	return fmt.Sprintf("%g/s", r)
 }
 
-// sdkResult is what one run measured. The send and delivery figures cover
+// SDKResult is what one run measured. The send and delivery figures cover
 // messages sent in the measured window; Check covers the whole run.
-type sdkResult struct {
+type SDKResult struct {
 	Target      string  `json:"target"`
 	Transport   string  `json:"transport"`
 	Clients     int     `json:"clients"`
@@ -376,23 +360,23 @@ type sdkResult struct {
 	AckedPerSec      float64      `json:"acked_per_s"`
 	Deliveries       int          `json:"deliveries"` // of those, handed to OnMessage on another member's device
 	DeliveriesPerSec float64      `json:"deliveries_per_s"`
-	Ack              latencyStats `json:"ack_latency"`
-	Delivery         latencyStats `json:"delivery_latency"`
+	Ack              LatencyStats `json:"ack_latency"`
+	Delivery         LatencyStats `json:"delivery_latency"`
 	Errors           int          `json:"errors"` // failed Sends, whole run
 
-	Check      deliveryCheck `json:"check"`
+	Check      DeliveryCheck `json:"check"`
 	Reconnects int           `json:"reconnects"` // sessions re-established by the clients
-	Idle       *idleResult   `json:"idle,omitempty"`
-	Typing     *typingResult `json:"typing,omitempty"`
+	Idle       *IdleResult   `json:"idle,omitempty"`
+	Typing     *TypingResult `json:"typing,omitempty"`
 	// Machine is the whole machine's CPU split over the measured window
 	// (absent where /proc/stat is not readable).
-	Machine *cpuShare `json:"machine,omitempty"`
+	Machine *CPUShare `json:"machine,omitempty"`
 }
 
-// deliveryCheck compares, for the whole run, every acknowledged message
+// DeliveryCheck compares, for the whole run, every acknowledged message
 // with what the other members' devices were handed. Expected is always
 // Delivered + Missing.
-type deliveryCheck struct {
+type DeliveryCheck struct {
 	AckedMessages int `json:"acked_messages"`
 	Expected      int `json:"expected"` // acked messages × other members
 	Delivered     int `json:"delivered"`
@@ -408,8 +392,8 @@ type deliveryCheck struct {
 	StraggleSec      float64 `json:"straggle_wait_s"` // waited after the last ack
 }
 
-// latencyStats are in milliseconds.
-type latencyStats struct {
+// LatencyStats are in milliseconds.
+type LatencyStats struct {
 	Count int     `json:"count"`
 	P50   float64 `json:"p50_ms"`
 	P95   float64 `json:"p95_ms"`
@@ -417,22 +401,20 @@ type latencyStats struct {
 	Max   float64 `json:"max_ms"`
 }
 
-func latencies(d []time.Duration) latencyStats {
+func latencies(d []time.Duration) LatencyStats {
 	if len(d) == 0 {
-		return latencyStats{}
+		return LatencyStats{}
 	}
 	slices.Sort(d)
 	q := func(p float64) float64 { return msf(d[min(len(d)-1, int(p*float64(len(d))))]) }
-	return latencyStats{Count: len(d), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: msf(d[len(d)-1])}
+	return LatencyStats{Count: len(d), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: msf(d[len(d)-1])}
 }
 
-func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func (l latencyStats) String() string {
+func (l LatencyStats) String() string {
 	return fmt.Sprintf("p50 %.2fms p95 %.2fms p99 %.2fms max %.2fms", l.P50, l.P95, l.P99, l.Max)
 }
 
-func printSDKResult(w io.Writer, r *sdkResult) {
+func (r *SDKResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "sends: %d started, %d acked in %.1fs = %.0f/s, errors %d; ack latency %v\n",
 		r.Sent, r.Acked, r.DurationSec, r.AckedPerSec, r.Errors, r.Ack)
 	fmt.Fprintf(w, "deliveries: %d to other members' devices = %.0f/s; send-to-OnMessage latency %v\n",
@@ -454,7 +436,7 @@ func printSDKResult(w io.Writer, r *sdkResult) {
 // sdkBench is one run's state.
 type sdkBench struct {
 	lean   *leanIdle // -idle-lean
-	cfg    sdkBenchConfig
+	cfg    SDKConfig
 	base   string
 	wsURL  string
 	dialer client.Dialer // nil: WebSocket to wsURL
@@ -463,7 +445,7 @@ type sdkBench struct {
 	// idleDialers, if any, dial the idle sessions round-robin (QUIC
 	// connections sharing a few UDP sockets).
 	idleDialers []client.Dialer
-	sys         *system // with -self, for its counters
+	sys         System // with -self, for its counters
 	typing      typingBench
 	log         io.Writer
 	hc          *http.Client
@@ -522,7 +504,7 @@ type ackRec struct {
 	seq  uint64
 }
 
-func newSDKBench(cfg sdkBenchConfig, base string, log io.Writer) *sdkBench {
+func newSDKBench(cfg SDKConfig, base string, log io.Writer) *sdkBench {
 	ws := "ws" + strings.TrimPrefix(base, "http") + wsframe.Path // http->ws, https->wss
 	conns := min(cfg.Clients, 64)
 	return &sdkBench{cfg: cfg, base: base, wsURL: ws, log: log,
@@ -548,18 +530,18 @@ func (b *sdkBench) closeAll() {
 	wg.Wait()
 }
 
-func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) {
+func (b *sdkBench) run(ctx context.Context, probe memProbe) (*SDKResult, error) {
 	if err := b.setup(ctx); err != nil {
 		return nil, err
 	}
-	var idle *idleResult
+	var idle *IdleResult
 	if b.cfg.Idle > 0 {
 		var err error
 		if idle, err = b.holdIdle(ctx, probe); err != nil {
 			return nil, err
 		}
 	}
-	res := &sdkResult{Transport: b.cfg.Transport, Clients: b.cfg.Clients, Convs: b.cfg.Convs, GroupSize: b.cfg.GroupSize,
+	res := &SDKResult{Transport: b.cfg.Transport, Clients: b.cfg.Clients, Convs: b.cfg.Convs, GroupSize: b.cfg.GroupSize,
 		TargetRate: b.cfg.Rate, BodyBytes: b.cfg.BodyBytes, WarmupSec: b.cfg.Warmup.Seconds(),
 		DurationSec: b.cfg.Duration.Seconds(), GOMAXPROCS: runtime.GOMAXPROCS(0), LoadBefore: loadAvg()}
 	var senders []*benchDevice
@@ -612,7 +594,7 @@ func (b *sdkBench) run(ctx context.Context, probe memProbe) (*sdkResult, error) 
 	}
 	b.closeAll() // no more deliveries: the devices' state is final
 	if b.cfg.Typing > 0 {
-		res.Typing = b.typingResult(senders)
+		res.Typing = b.typingReport(senders)
 	}
 
 	var ackLat, delLat []sample
@@ -929,7 +911,7 @@ func (b *sdkBench) waitDelivered(ctx context.Context) error {
 
 // check fills c from the acks and what every device was handed; the
 // sessions must be closed.
-func (b *sdkBench) check(c *deliveryCheck) {
+func (b *sdkBench) check(c *DeliveryCheck) {
 	acked := make([]bitset, len(b.convIDs))
 	for _, d := range b.devs {
 		for _, a := range d.acks {
@@ -1040,62 +1022,10 @@ func (b *bitset) countNotIn(o *bitset) int {
 	return n
 }
 
-// parallel runs f(0..n-1) with at most width at a time and returns the
-// first error (the others are cancelled).
-func parallel(ctx context.Context, n, width int, f func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sem := make(chan struct{}, width)
-	var wg sync.WaitGroup
-	for i := range n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(ctx, i); err != nil {
-				cancel(err)
-			}
-		})
-	}
-	wg.Wait()
-	return context.Cause(ctx)
-}
-
-// retrying calls f again while it fails with RATE_LIMITED or UNAVAILABLE
-// (a running edge's default limits are low for setup traffic), waiting
-// what the server asks, until ctx ends.
-func retrying(ctx context.Context, f func() error) error {
-	for {
-		err := f()
-		switch rest.Code(err) {
-		case syncpb.Code_CODE_RATE_LIMITED, syncpb.Code_CODE_UNAVAILABLE:
-		default:
-			return err
-		}
-		wait := 200 * time.Millisecond
-		var e *rest.Error
-		if errors.As(err, &e) && e.RetryAfter > 0 {
-			wait = e.RetryAfter
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
-	}
-}
-
 // sdkDialer is the SDK dialer of cfg.Transport. QUIC and WebTransport
 // trust the edge's certificate by the hashes it publishes over HTTP (its
 // dev certificate), or by the system roots when it publishes none.
-func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string, shared *quic.Transport) (client.Dialer, error) {
+func sdkDialer(ctx context.Context, cfg SDKConfig, base string, shared *quic.Transport) (client.Dialer, error) {
 	if cfg.Transport == "ws" {
 		return nil, nil
 	}
@@ -1110,11 +1040,11 @@ func sdkDialer(ctx context.Context, cfg sdkBenchConfig, base string, shared *qui
 	if cfg.Transport == "quic" {
 		return client.QUIC(cfg.UDP, opts), nil
 	}
-	return client.WebTransport("https://"+cfg.UDP+quicport.WebTransportPath, opts), nil
+	return client.WebTransport("https://"+cfg.UDP+streamframe.WebTransportPath, opts), nil
 }
 
 func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+devcert.HashPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+syncproto.CertHashPath, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -1126,7 +1056,7 @@ func fetchCertHashes(ctx context.Context, base string) ([][32]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("certificate hashes: %s (does the edge serve QUIC?)", resp.Status)
 	}
-	var list devcert.HashList
+	var list syncproto.CertHashList
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		return nil, fmt.Errorf("certificate hashes: %w", err)
 	}
