@@ -14,8 +14,18 @@ var batchBuckets = prometheus.ExponentialBuckets(1, 2, 11)
 // durability waits it was started for, and the segments on disk and the
 // live bytes in them.
 type walMetrics struct {
-	fsync prometheus.Histogram
-	batch prometheus.Histogram
+	fsync      prometheus.Histogram
+	batch      prometheus.Histogram
+	registered []func() // unregister each series Close
+}
+
+// unregister removes the series from the registry (WAL.Close), so a WAL
+// opened again may register them anew.
+func (m *walMetrics) unregister() {
+	for _, f := range m.registered {
+		f()
+	}
+	m.registered = nil
 }
 
 func newWALMetrics(w *WAL, reg prometheus.Registerer) (*walMetrics, error) {
@@ -46,8 +56,10 @@ func newWALMetrics(w *WAL, reg prometheus.Registerer) (*walMetrics, error) {
 	})
 	for _, c := range []prometheus.Collector{m.fsync, m.batch, segs, live} {
 		if err := reg.Register(c); err != nil {
+			m.unregister()
 			return nil, err
 		}
+		m.registered = append(m.registered, func() { reg.Unregister(c) })
 	}
 	return m, nil
 }
@@ -70,12 +82,7 @@ func newSyncerMetrics() *syncerMetrics {
 	}
 }
 
-// Register registers the Syncer's series on reg. Call it once.
-func (s *Syncer) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{s.m.fsync, s.m.batch} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+// Collectors are the Syncer's series, for its owner to register.
+func (s *Syncer) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.m.fsync, s.m.batch}
 }

@@ -32,7 +32,7 @@ var (
 // only an OS crash or power loss inside that window can.
 type Syncer struct {
 	db   *badger.DB
-	sync func() error // db.Sync; replaced in tests
+	sync func() error   // db.Sync; replaced in tests
 	m    *syncerMetrics // nil: not measured
 
 	mu      sync.Mutex

@@ -515,6 +515,7 @@ func (w *WAL) Close() error {
 	if prepping {
 		<-prepped
 	}
+	w.m.unregister()
 	_ = os.Remove(filepath.Join(w.cfg.Dir, prepName))
 	w.closeFiles()
 	return err

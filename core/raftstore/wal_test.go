@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/hashicorp/raft"
 )
 
 // walState is everything a WAL holds, for comparing two of them.
