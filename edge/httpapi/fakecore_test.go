@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -147,7 +148,8 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 	}
 	switch op := req.Op.(type) {
 	case *syncpb.CoreRequest_RegionInfo:
-		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: fakeShards, Nodes: []string{"fake"}}}}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: fakeShards, Nodes: []string{"fake"},
+			ShardLeaders: slices.Repeat([]string{"fake"}, fakeShards), DirectoryLeader: "fake"}}}
 
 	case *syncpb.CoreRequest_RegisterUser:
 		r := op.RegisterUser
