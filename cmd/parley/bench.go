@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -20,8 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-metrics"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/client/rest"
@@ -76,19 +76,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory of a spawned system (default: a temp dir, removed after)")
 	fs.StringVar(&cfg.CPUProf, "cpuprofile", "", "write a CPU profile of the measured run (spawned systems run in this process)")
 	fs.StringVar(&cfg.BlockProf, "blockprofile", "", "write a blocking profile (where goroutines wait) of the run")
-	fs.BoolVar(&cfg.RaftStats, "raftstats", false, "print raft's timing metrics (store, commit, apply) of a spawned system")
+	fs.BoolVar(&cfg.RaftStats, "raftstats", false, "print the Raft, WAL and fsync metrics of a spawned system (the series its /metrics shows)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if cfg.Senders < 1 || cfg.Convs < 1 || cfg.BodyBytes < 1 || cfg.Duration <= 0 {
 		return errors.New("senders, convs, body and duration must be positive")
 	}
-	var sink *metrics.InmemSink
+	var reg *prometheus.Registry
 	if cfg.RaftStats {
-		sink = metrics.NewInmemSink(time.Hour, time.Hour)
-		mc := metrics.DefaultConfig("parley")
-		mc.EnableHostname, mc.EnableRuntimeMetrics = false, false
-		if _, err := metrics.NewGlobal(mc, sink); err != nil {
+		var err error
+		if reg, err = newRegistry(); err != nil {
 			return err
 		}
 	}
@@ -99,7 +97,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer cleanup()
-		stop, url, err := spawn(ctx, cfg.Spawn, dir, cfg.Shards)
+		stop, url, err := spawn(ctx, cfg.Spawn, dir, cfg.Shards, reg)
 		if err != nil {
 			return err
 		}
@@ -114,8 +112,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "sends %d in %.1fs = %.0f/s, errors %d; ack latency p50 %v p95 %v p99 %v max %v; load after %s\n",
 		res.Sends, res.Elapsed.Seconds(), res.rate(), res.Errors, ms(res.P50), ms(res.P95), ms(res.P99), ms(res.Max), loadAvg())
-	if sink != nil {
-		printRaftStats(stdout, sink)
+	if reg != nil && cfg.Target == "" {
+		if err := printRaftStats(stdout, reg); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -155,12 +155,16 @@ func benchDataDir(dir, prefix string) (path string, cleanup func(), err error) {
 }
 
 // spawn starts a system in this process and returns its edge's URL.
-func spawn(ctx context.Context, kind, dir string, shards int) (stop func(), url string, err error) {
+func spawn(ctx context.Context, kind, dir string, shards int, reg *prometheus.Registry) (stop func(), url string, err error) {
 	quiet := slog.New(slog.DiscardHandler)
+	var mreg prometheus.Registerer // nil unless reg is set (a nil *Registry is not nil)
+	if reg != nil {
+		mreg = reg
+	}
 	switch kind {
 	case "serve":
 		s, err := startSystem(ctx, serveConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", NATSAddr: "-", RaftAddr: "127.0.0.1:0",
-			Shards: shards, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: quiet})
+			Shards: shards, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6, Logger: quiet, Metrics: mreg})
 		if err != nil {
 			return nil, "", err
 		}
@@ -169,7 +173,7 @@ func spawn(ctx context.Context, kind, dir string, shards int) (stop func(), url 
 		go func() { defer close(done); _ = s.Run(rctx) }()
 		return func() { cancel(); <-done }, "http://" + s.HTTPAddr(), nil
 	case "region3":
-		return spawnRegion(ctx, dir, 3, shards, quiet)
+		return spawnRegion(ctx, dir, 3, shards, quiet, mreg)
 	}
 	return nil, "", fmt.Errorf("-spawn %q: want serve or region3", kind)
 }
@@ -244,8 +248,8 @@ func startCores(ctx context.Context, dir string, n int, base core.Config) ([]*co
 
 // spawnRegion starts n core nodes (startCores) and one edge connected to
 // all of their NATS servers.
-func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logger) (func(), string, error) {
-	nodes, urls, err := startCores(ctx, dir, n, core.Config{ShardCount: shards, Logger: log})
+func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logger, reg prometheus.Registerer) (func(), string, error) {
+	nodes, urls, err := startCores(ctx, dir, n, core.Config{ShardCount: shards, Logger: log, Metrics: reg})
 	if err != nil {
 		return nil, "", err
 	}
@@ -265,7 +269,7 @@ func spawnRegion(ctx context.Context, dir string, n, shards int, log *slog.Logge
 		return nil, "", err
 	}
 	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: []auth.Key{key},
-		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6, Logger: log})
+		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6, Logger: log, Metrics: reg})
 	if err != nil {
 		nc.Close()
 		closeAll()
@@ -397,51 +401,61 @@ func bench(ctx context.Context, target string, cfg benchConfig, stderr io.Writer
 		P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: all[len(all)-1]}, nil
 }
 
-// printRaftStats prints raft's timers (all groups and nodes together): mean
-// and max in ms, and the count.
-func printRaftStats(w io.Writer, sink *metrics.InmemSink) {
-	data := sink.Data()
-	if len(data) == 0 {
-		return
+// printRaftStats prints the Raft, WAL and fsync series of g (all groups
+// and nodes together), as /metrics shows them: for each summary and
+// histogram its count and mean (in ms; go-metrics' raft timers are in ms
+// already, the _seconds histograms are converted), and each gauge's sum.
+func printRaftStats(w io.Writer, g prometheus.Gatherer) error {
+	fams, err := g.Gather()
+	if err != nil {
+		return err
 	}
-	var names []string
-	agg := map[string]metrics.AggregateSample{}
-	for _, iv := range data {
-		iv.RLock()
-		for name, s := range iv.Samples {
-			a, ok := agg[name]
-			if !ok {
-				names = append(names, name)
-				a.Min = s.Min
+	picked := func(name string) bool {
+		for _, p := range []string{"parley_raft_", "parley_core_raft_", "parley_core_wal_", "parley_core_badger_"} {
+			if strings.HasPrefix(name, p) {
+				return true
 			}
-			a.Count += s.Count
-			a.Sum += s.Sum
-			a.Min = min(a.Min, s.Min)
-			a.Max = max(a.Max, s.Max)
-			agg[name] = a
 		}
-		iv.RUnlock()
+		return false
 	}
-	slices.Sort(names)
-	fmt.Fprintln(w, "raft and fsync metrics (timers in ms): name count mean max")
-	for _, n := range names {
-		a := agg[n]
-		fmt.Fprintf(w, "  %-60s %8d %8.3f %8.3f\n", n, a.Count, a.Sum/float64(max(a.Count, 1)), a.Max)
-	}
-	// Gauges: the latest value set.
-	gauges := map[string]float32{}
-	for _, iv := range data {
-		iv.RLock()
-		for name, g := range iv.Gauges {
-			gauges[name] = g.Value
+	var gauges []string
+	fmt.Fprintln(w, "raft and fsync metrics (timers in ms): name count mean")
+	for _, f := range fams {
+		name := f.GetName()
+		if !picked(name) {
+			continue
 		}
-		iv.RUnlock()
+		var count uint64
+		var sum, gauge float64
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.Summary != nil:
+				count += m.Summary.GetSampleCount()
+				sum += m.Summary.GetSampleSum()
+			case m.Histogram != nil:
+				count += m.Histogram.GetSampleCount()
+				sum += m.Histogram.GetSampleSum()
+			case m.Gauge != nil:
+				gauge += m.Gauge.GetValue()
+			case m.Counter != nil:
+				gauge += m.Counter.GetValue()
+			}
+		}
+		if f.GetType() == dto.MetricType_GAUGE || f.GetType() == dto.MetricType_COUNTER {
+			gauges = append(gauges, fmt.Sprintf("  %-60s %14.0f", name, gauge))
+			continue
+		}
+		mean := sum / float64(max(count, 1))
+		if strings.HasSuffix(name, "_seconds") {
+			mean *= 1000
+		}
+		fmt.Fprintf(w, "  %-60s %8d %8.3f\n", name, count, mean)
 	}
-	if len(gauges) == 0 {
-		return
+	if len(gauges) > 0 {
+		fmt.Fprintln(w, "gauges and counters:")
+		for _, l := range gauges {
+			fmt.Fprintln(w, l)
+		}
 	}
-	fmt.Fprintln(w, "gauges (latest):")
-	for _, n := range slices.Sorted(maps.Keys(gauges)) {
-		fmt.Fprintf(w, "  %-60s %14.0f\n", n, gauges[n])
-	}
+	return nil
 }
