@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -246,5 +249,47 @@ func TestServeMetricsFlag(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("readyz after the banner: %d", resp.StatusCode)
+	}
+}
+
+// Every parley_ series the Grafana dashboard queries is one docs/metrics.md
+// lists.
+func TestDashboardSeriesAreDocumented(t *testing.T) {
+	dash, err := os.ReadFile(filepath.Join("..", "..", "docs", "grafana", "parley.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(dash, &d); err != nil {
+		t.Fatalf("parley.json: %v", err)
+	}
+	series := regexp.MustCompile(`parley_[a-z_]+`)
+	n := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, s := range series.FindAllString(tg.Expr, -1) {
+				n++
+				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+					s = strings.TrimSuffix(s, suffix)
+				}
+				if !strings.Contains(string(doc), "`"+s+"`") {
+					t.Errorf("panel %q queries %s, which docs/metrics.md does not list", p.Title, s)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("the dashboard queries no parley_ series")
 	}
 }
