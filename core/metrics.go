@@ -33,8 +33,9 @@ func (m *nodeMetrics) observeApply(group string, start time.Time) {
 	m.apply.WithLabelValues(group).Observe(time.Since(start).Seconds())
 }
 
-// register registers the node's series on reg (already labelled with the
-// node id): its own and gauges and counters read from its parts.
+// registerMetrics registers the node's series on reg (which labels them
+// with the node id): the apply histogram, gauges and counters read from
+// the node's parts, and the Syncer's histograms. Close unregisters them.
 func (n *Node) registerMetrics(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{
 		n.metrics.apply,
