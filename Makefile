@@ -5,8 +5,11 @@ TEST_TIMEOUT ?= 20m
 
 .PHONY: run test build proto fuzz bench bench-http bench-sdk bench-region test-long vet clean testnet testnet-soak
 
+# The Prometheus metrics: curl -s $(METRICS_ADDR)/metrics | grep parley_
+METRICS_ADDR ?= 127.0.0.1:9464
+
 run: build
-	./bin/parley serve --data ./data
+	./bin/parley serve --data ./data --metrics $(METRICS_ADDR)
 
 build:
 	$(GO) build -o bin/parley ./cmd/parley

@@ -43,6 +43,9 @@ type System interface {
 	UDPAddr() string
 	// Sessions counts the edge's live device sessions.
 	Sessions() int
+	// MetricsURL is where the system serves its Prometheus /metrics ("":
+	// nowhere).
+	MetricsURL() string
 	// TypingStats are the edge's and the core's typing counters.
 	TypingStats() (EdgeTypingStats, CoreTypingStats)
 	// Close stops the system and waits until it has stopped.

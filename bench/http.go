@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"runtime"
@@ -17,7 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-metrics"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/parley-chat/parley/client/rest"
 )
@@ -58,7 +59,7 @@ func (c *HTTPConfig) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data", "", "data directory of a spawned system (default: a temp dir, removed after)")
 	fs.StringVar(&c.CPUProf, "cpuprofile", "", "write a CPU profile of the measured run (spawned systems run in this process)")
 	fs.StringVar(&c.BlockProf, "blockprofile", "", "write a blocking profile (where goroutines wait) of the run")
-	fs.BoolVar(&c.RaftStats, "raftstats", false, "print raft's timing metrics (store, commit, apply) of a spawned system")
+	fs.BoolVar(&c.RaftStats, "raftstats", false, "print the Raft, WAL and fsync series of a spawned system (scraped from its /metrics)")
 }
 
 // Validate names the first bad field.
@@ -89,30 +90,20 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	var sink *metrics.InmemSink
-	if cfg.RaftStats {
-		// Raft and the WAL report to go-metrics' global sink: the spawned
-		// system's, since it runs in this process.
-		sink = metrics.NewInmemSink(time.Hour, time.Hour)
-		mc := metrics.DefaultConfig("parley")
-		mc.EnableHostname, mc.EnableRuntimeMetrics = false, false
-		if _, err := metrics.NewGlobal(mc, sink); err != nil {
-			return err
-		}
-	}
 	target := cfg.Target
+	var scrape []string // the spawned system's /metrics URLs
 	if target == "" {
 		dir, cleanup, err := dataDir(cfg.DataDir, "parley-bench-")
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		stop, url, err := cfg.spawn(ctx, dir)
+		stop, url, metricsURLs, err := cfg.spawn(ctx, dir)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		target = url
+		target, scrape = url, metricsURLs
 	}
 	fmt.Fprintf(stdout, "parley bench: %s, %d senders, %d conversations, %d-byte bodies, %v (after %v warmup), GOMAXPROCS %d, load %s\n",
 		cfg.targetName(target), cfg.Senders, cfg.Convs, cfg.BodyBytes, cfg.Duration, cfg.Warmup, runtime.GOMAXPROCS(0), loadAvg())
@@ -122,8 +113,8 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "sends %d in %.1fs = %.0f/s, errors %d; ack latency p50 %v p95 %v p99 %v max %v; load after %s\n",
 		res.Sends, res.Elapsed.Seconds(), res.rate(), res.Errors, ms(res.P50), ms(res.P95), ms(res.P99), ms(res.Max), loadAvg())
-	if sink != nil {
-		WriteRaftStats(stdout, sink)
+	if cfg.RaftStats && cfg.Target == "" {
+		return WriteRaftStats(ctx, stdout, scrape)
 	}
 	return nil
 }
@@ -136,31 +127,34 @@ func (c HTTPConfig) targetName(target string) string {
 }
 
 // spawn starts the Spawn system in this process and returns its edge's
-// URL: serve through Start; region3 as three `parley core` and one
+// URL and the URLs of its /metrics: serve through Start; region3 as three `parley core` and one
 // `parley edge` through Launch, with Raft over loopback TCP and clustered
 // NATS servers, as a region's processes would run.
-func (c HTTPConfig) spawn(ctx context.Context, dir string) (stop func(), url string, err error) {
+func (c HTTPConfig) spawn(ctx context.Context, dir string) (stop func(), url string, metrics []string, err error) {
 	switch c.Spawn {
 	case "serve":
 		if c.Start == nil {
-			return nil, "", errNoStart
+			return nil, "", nil, errNoStart
 		}
 		s, err := c.Start(ctx, SystemConfig{DataDir: dir, Shards: c.Shards})
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
-		return s.Close, s.URL(), nil
+		if m := s.MetricsURL(); m != "" {
+			metrics = []string{m}
+		}
+		return s.Close, s.URL(), metrics, nil
 	case "region3":
 		if c.Launch == nil {
-			return nil, "", errNoStart
+			return nil, "", nil, errNoStart
 		}
 		r, err := startRegion(ctx, regionConfig{Dir: dir, Cores: 3, Edges: 1, Shards: c.Shards, Launch: c.Launch})
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
-		return r.Close, r.urls[0], nil
+		return r.Close, r.urls[0], r.metrics, nil
 	}
-	return nil, "", fmt.Errorf("-spawn %q: want serve or region3", c.Spawn)
+	return nil, "", nil, fmt.Errorf("-spawn %q: want serve or region3", c.Spawn)
 }
 
 // sendLoad sets up users and conversations, then sends from cfg.Senders
@@ -283,52 +277,103 @@ func sendLoad(ctx context.Context, target string, cfg HTTPConfig, stderr io.Writ
 		P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: all[len(all)-1]}, nil
 }
 
-// WriteRaftStats writes the timers of sink (Raft's and the WAL's, all
-// groups and nodes together: count, mean and max in ms) and its gauges'
-// latest values, as -raftstats prints them.
-func WriteRaftStats(w io.Writer, sink *metrics.InmemSink) {
-	data := sink.Data()
-	if len(data) == 0 {
-		return
+// WriteRaftStats scrapes the /metrics of each URL and writes the Raft,
+// WAL and fsync series, summed over the processes: histograms and
+// summaries as count and mean (seconds as ms), gauges and counters as
+// their sum over label sets.
+func WriteRaftStats(ctx context.Context, w io.Writer, urls []string) error {
+	type agg struct {
+		typ        dto.MetricType
+		count      uint64
+		sum, value float64
 	}
+	byName := map[string]*agg{}
 	var names []string
-	agg := map[string]metrics.AggregateSample{}
-	for _, iv := range data {
-		iv.RLock()
-		for name, s := range iv.Samples {
-			a, ok := agg[name]
-			if !ok {
-				names = append(names, name)
-				a.Min = s.Min
-			}
-			a.Count += s.Count
-			a.Sum += s.Sum
-			a.Min = min(a.Min, s.Min)
-			a.Max = max(a.Max, s.Max)
-			agg[name] = a
+	for _, u := range urls {
+		fams, err := scrapeMetrics(ctx, u)
+		if err != nil {
+			return err
 		}
-		iv.RUnlock()
+		for name, f := range fams {
+			if !raftSeries(name) {
+				continue
+			}
+			a := byName[name]
+			if a == nil {
+				a = &agg{typ: f.GetType()}
+				byName[name] = a
+				names = append(names, name)
+			}
+			for _, m := range f.GetMetric() {
+				switch {
+				case m.Summary != nil:
+					a.count += m.Summary.GetSampleCount()
+					a.sum += m.Summary.GetSampleSum()
+				case m.Histogram != nil:
+					a.count += m.Histogram.GetSampleCount()
+					a.sum += m.Histogram.GetSampleSum()
+				case m.Gauge != nil:
+					a.value += m.Gauge.GetValue()
+				case m.Counter != nil:
+					a.value += m.Counter.GetValue()
+				}
+			}
+		}
 	}
 	slices.Sort(names)
-	fmt.Fprintln(w, "raft and fsync metrics (timers in ms): name count mean max")
+	fmt.Fprintln(w, "raft and fsync metrics (timers in ms): name count mean")
+	var gauges []string
 	for _, n := range names {
-		a := agg[n]
-		fmt.Fprintf(w, "  %-60s %8d %8.3f %8.3f\n", n, a.Count, a.Sum/float64(max(a.Count, 1)), a.Max)
-	}
-	// Gauges: the latest value set.
-	gauges := map[string]float32{}
-	for _, iv := range data {
-		iv.RLock()
-		for name, g := range iv.Gauges {
-			gauges[name] = g.Value
+		a := byName[n]
+		if a.typ == dto.MetricType_GAUGE || a.typ == dto.MetricType_COUNTER {
+			gauges = append(gauges, fmt.Sprintf("  %-60s %14.0f", n, a.value))
+			continue
 		}
-		iv.RUnlock()
+		mean := a.sum / float64(max(a.count, 1))
+		if strings.HasSuffix(n, "_seconds") {
+			mean *= 1000
+		}
+		fmt.Fprintf(w, "  %-60s %8d %8.3f\n", n, a.count, mean)
 	}
-	if len(gauges) == 0 {
-		return
+	if len(gauges) > 0 {
+		fmt.Fprintln(w, "gauges and counters:")
+		for _, l := range gauges {
+			fmt.Fprintln(w, l)
+		}
 	}
-	fmt.Fprintln(w, "gauges (latest):")
-	for _, n := range slices.Sorted(maps.Keys(gauges)) {
-		fmt.Fprintf(w, "  %-60s %14.0f\n", n, gauges[n])
+	return nil
+}
+
+// raftSeries picks the series -raftstats shows.
+func raftSeries(name string) bool {
+	for _, p := range []string{"parley_raft_", "parley_core_raft_", "parley_core_wal_", "parley_core_badger_"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
 	}
+	return false
+}
+
+// scrapeMetrics reads the Prometheus text at url.
+func scrapeMetrics(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bench: scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("bench: scrape %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("bench: scrape %s: %w", url, err)
+	}
+	return fams, nil
 }

@@ -37,6 +37,8 @@ type region struct {
 	procs []*regionProc
 	urls  []string // the edges' HTTP base URLs
 	udps  []string // the edges' UDP addresses, in the same order ("" without UDP)
+	// metrics are the cores' /metrics URLs.
+	metrics []string
 }
 
 // regionProc is one core or edge: a child process, or (cmd nil) a
@@ -82,12 +84,12 @@ func startRegion(ctx context.Context, cfg regionConfig) (*region, error) {
 		defer ln.Close()
 		return ln.Addr().String(), nil
 	}
-	type coreAddrs struct{ raft, nats, cluster string }
+	type coreAddrs struct{ raft, nats, cluster, metrics string }
 	addrs := make([]coreAddrs, cfg.Cores)
 	var peers, natsURLs []string
 	var err error
 	for i := range addrs {
-		for _, a := range []*string{&addrs[i].raft, &addrs[i].nats, &addrs[i].cluster} {
+		for _, a := range []*string{&addrs[i].raft, &addrs[i].nats, &addrs[i].cluster, &addrs[i].metrics} {
 			if *a, err = free("tcp"); err != nil {
 				return nil, err
 			}
@@ -103,7 +105,8 @@ func startRegion(ctx context.Context, cfg regionConfig) (*region, error) {
 			}
 		}
 		args := []string{"core", "--id", fmt.Sprintf("n%d", i+1), "--data", filepath.Join(cfg.Dir, fmt.Sprintf("n%d", i+1)),
-			"--raft", a.raft, "--peers", strings.Join(peers, ","), "--nats", a.nats, "--log-level", "warn"}
+			"--raft", a.raft, "--peers", strings.Join(peers, ","), "--nats", a.nats, "--metrics", a.metrics, "--log-level", "warn"}
+		r.metrics = append(r.metrics, "http://"+a.metrics+"/metrics")
 		if cfg.Cores > 1 {
 			args = append(args, "--nats-cluster", a.cluster, "--nats-routes", strings.Join(routes, ","))
 		}

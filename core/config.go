@@ -7,6 +7,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parley-chat/parley/core/group"
 	"github.com/parley-chat/parley/syncproto"
 )
@@ -68,8 +70,12 @@ type Config struct {
 	// preferred leaders (spreading leaders across nodes); 0 means 2 s,
 	// negative disables balancing.
 	BalanceInterval time.Duration
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Metrics receives the node's Prometheus series, each labelled with
+	// node=NodeID (see metrics.go and docs/metrics.md); nil: a private
+	// registry that nothing reads. Close unregisters them.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -96,6 +102,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BalanceInterval == 0 {
 		c.BalanceInterval = 2 * time.Second
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -22,6 +22,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/core/directory"
 	"github.com/parley-chat/parley/core/group"
@@ -90,6 +91,9 @@ type Node struct {
 	typing   *typer
 	presence *presenceService
 
+	metrics    *nodeMetrics
+	unregister []func() // removes the node's series from Config.Metrics (Close)
+
 	shardMu   sync.Mutex
 	shardSubs map[string]*nats.Subscription // shards this node leads
 	closing   bool
@@ -129,7 +133,9 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.syncer = raftstore.NewSyncer(n.db)
-	n.wal, err = raftstore.OpenWAL(raftstore.WALConfig{Dir: filepath.Join(cfg.DataDir, "raftwal"), Logger: n.log})
+	n.metrics = newNodeMetrics()
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.NodeID}, cfg.Metrics)
+	n.wal, err = raftstore.OpenWAL(raftstore.WALConfig{Dir: filepath.Join(cfg.DataDir, "raftwal"), Logger: n.log, Metrics: reg})
 	if err != nil {
 		return nil, fmt.Errorf("core: open raft wal: %w", err)
 	}
@@ -247,6 +253,9 @@ func New(cfg Config) (_ *Node, err error) {
 		g.Store(n.groups[name].g)
 	}
 	if err := n.startPresence(); err != nil {
+		return nil, err
+	}
+	if err := n.registerMetrics(reg); err != nil {
 		return nil, err
 	}
 	if err := n.serve(); err != nil {
@@ -375,6 +384,9 @@ func (n *Node) WaitReady(ctx context.Context) error {
 // NATS server and the DB, in that order. Idempotent; waits for goroutines.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		for _, f := range n.unregister {
+			f()
+		}
 		close(n.stop)
 		n.stopAll()
 		if n.rcancel != nil {

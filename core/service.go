@@ -380,7 +380,9 @@ func (n *Node) local(ctx context.Context, mem *member, req *syncpb.CoreRequest) 
 	if err != nil {
 		return errorResponse(err)
 	}
+	start := time.Now()
 	res, err := mem.g.Apply(ctx, data)
+	n.metrics.observeApply(mem.g.Name(), start)
 	if err != nil {
 		return errorResponse(err)
 	}
@@ -399,8 +401,14 @@ func (n *Node) regionInfo() *syncpb.CoreResponse {
 	for _, p := range n.peers {
 		ids = append(ids, p.ID)
 	}
+	leaders := make([]string, n.cfg.ShardCount)
+	for i := range leaders {
+		leaders[i], _ = n.groups[shardGroup(i)].g.Leader()
+	}
+	dirLeader, _ := n.groups[dirGroup].g.Leader()
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{
 		Region: n.cfg.Region, ShardCount: uint32(n.cfg.ShardCount), Nodes: ids,
+		ShardLeaders: leaders, DirectoryLeader: dirLeader,
 	}}}
 }
 

@@ -16,12 +16,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/corerpc"
 	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/internal/edgemetrics"
 	"github.com/parley-chat/parley/edge/internal/schedload"
 	"github.com/parley-chat/parley/edge/presence"
 	"github.com/parley-chat/parley/edge/quicport"
@@ -144,6 +146,11 @@ type Config struct {
 	// PresenceInterval and PresenceLease time the presence batches to the
 	// cores (see edge/presence for defaults: 500 ms, 1.5 s).
 	PresenceInterval, PresenceLease time.Duration
+	// Metrics receives the edge's Prometheus series (sessions, sends,
+	// deliveries, core calls, rate limits, typing; see docs/metrics.md);
+	// nil: a private registry that nothing reads. Register one Edge per
+	// registry.
+	Metrics prometheus.Registerer
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for tokens and limits (default time.Now).
@@ -277,7 +284,16 @@ func New(cfg Config) (*Edge, error) {
 		e.closeNATS()
 		return nil, err
 	}
-	e.rpc, err = corerpc.New(corerpc.Config{Conn: e.nc, Direct: e.direct, Region: cfg.Region, Timeout: timeout, Logger: e.log.With("part", "corerpc"), Now: cfg.Now})
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	shared, err := edgemetrics.New(reg)
+	if err != nil {
+		return fail(fmt.Errorf("edge: metrics: %w", err))
+	}
+	e.rpc, err = corerpc.New(corerpc.Config{Conn: e.nc, Direct: e.direct, Region: cfg.Region, Timeout: timeout, Metrics: reg,
+		Logger: e.log.With("part", "corerpc"), Now: cfg.Now})
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
@@ -291,7 +307,7 @@ func New(cfg Config) (*Edge, error) {
 	api, err := httpapi.New(httpapi.Config{
 		Core: e.rpc, Auth: au, Revoked: e.revoked.Apply, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: timeout,
 		UserRate: cfg.UserRate, UserBurst: cfg.UserBurst, IPRate: cfg.IPRate, IPBurst: cfg.IPBurst,
-		LoginThrottle: cfg.LoginThrottle, CORS: cfg.CORS,
+		LoginThrottle: cfg.LoginThrottle, CORS: cfg.CORS, Metrics: shared,
 		Logger: e.log.With("part", "httpapi"), Now: cfg.Now,
 	})
 	if err != nil {
@@ -322,8 +338,8 @@ func New(cfg Config) (*Edge, error) {
 		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
 		HelloTimeout: cfg.HelloTimeout, WriteTimeout: cfg.WriteTimeout, RequestStreamTimeout: cfg.StreamTimeout,
 		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
-		Overloaded: overloaded(cfg.TypingShedWait),
-		Logger:     e.log.With("part", "session"), Now: cfg.Now,
+		Overloaded: overloaded(cfg.TypingShedWait), Metrics: reg, Shared: shared,
+		Logger: e.log.With("part", "session"), Now: cfg.Now,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))

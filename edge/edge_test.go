@@ -35,7 +35,8 @@ func coreDouble(t *testing.T, nc *nats.Conn, release <-chan struct{}, arrived ch
 		resp := &syncpb.CoreResponse{}
 		switch req.Op.(type) {
 		case *syncpb.CoreRequest_RegionInfo:
-			resp.Result = &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: 2}}
+			resp.Result = &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: 2,
+				ShardLeaders: []string{"fake", "fake"}, DirectoryLeader: "fake"}}
 		case *syncpb.CoreRequest_ListDevices:
 			arrived <- struct{}{}
 			<-release

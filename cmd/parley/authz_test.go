@@ -181,6 +181,7 @@ func jsonBody(t *testing.T, v any) []byte { t.Helper(); return mustJSON(t, v) }
 
 var httpRows = map[string]httpRow{
 	"GET /healthz":         {public: true, call: get("/healthz")},
+	"GET /livez":           {public: true, call: get("/livez")},
 	"GET /readyz":          {public: true, call: get("/readyz")},
 	"GET /v1/openapi.json": {public: true, call: get("/v1/openapi.json")},
 	"POST /v1/accounts":    {public: true, call: post("/v1/accounts", func(*authzFixture) any { return map[string]string{} })},

@@ -31,7 +31,8 @@ func (s *syncBuffer) String() string {
 }
 
 // The first thing parley serve prints, logs included, is the banner, and
-// it is the one README.md shows (addresses and the data directory aside).
+// it is the one README.md shows for make run (addresses and the data
+// directory aside).
 func TestServeBannerComesFirstAndMatchesREADME(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
@@ -47,7 +48,8 @@ func TestServeBannerComesFirstAndMatchesREADME(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(ctx, []string{"--data", dir, "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--nats", "127.0.0.1:0"}, &out, &out)
+		done <- runServe(ctx, []string{"--data", dir, "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--nats", "127.0.0.1:0",
+			"--metrics", "127.0.0.1:0"}, &out, &out) // as make run
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(out.String(), "Ctrl-C stops.\n") {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/parley-chat/parley/bench"
 )
@@ -32,8 +33,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // benchSystem is a serve system run for the bench (-spawn serve, -self).
 type benchSystem struct {
-	s    *system
-	stop func()
+	s       *system
+	stop    func()
+	metrics string
 }
 
 var _ bench.System = (*benchSystem)(nil)
@@ -45,21 +47,33 @@ func startBenchSystem(ctx context.Context, c bench.SystemConfig) (bench.System, 
 	if c.UDP {
 		udp = "127.0.0.1:0"
 	}
+	reg, err := newRegistry()
+	if err != nil {
+		return nil, err
+	}
 	s, err := startSystem(ctx, serveConfig{DataDir: c.DataDir, HTTPAddr: "127.0.0.1:0", UDPAddr: udp, NATSAddr: "-", RaftAddr: "127.0.0.1:0",
 		Shards: c.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6,
-		TypingRate: c.TypingRate, TypingBurst: c.TypingBurst})
+		TypingRate: c.TypingRate, TypingBurst: c.TypingBurst, Metrics: reg})
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(rctx) }()
-	return &benchSystem{s: s, stop: func() { cancel(); <-done }}, nil
+	b := &benchSystem{s: s, stop: func() { cancel(); <-done }}
+	addr, err := serveMetrics(rctx, "127.0.0.1:0", reg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.metrics = "http://" + addr.String() + "/metrics"
+	return b, nil
 }
 
-func (b *benchSystem) URL() string   { return "http://" + b.s.HTTPAddr() }
-func (b *benchSystem) Sessions() int { return b.s.edge.Sessions() }
-func (b *benchSystem) Close()        { b.stop() }
+func (b *benchSystem) URL() string        { return "http://" + b.s.HTTPAddr() }
+func (b *benchSystem) Sessions() int      { return b.s.edge.Sessions() }
+func (b *benchSystem) Close()             { b.stop() }
+func (b *benchSystem) MetricsURL() string { return b.metrics }
 
 func (b *benchSystem) UDPAddr() string {
 	if a := b.s.edge.UDPAddr(); a != nil {

@@ -119,6 +119,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	debugAddr := fs.String("debug", "", debugFlagUsage)
+	metricsAddr := fs.String("metrics", "", metricsFlagUsage)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -176,7 +177,12 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.Logger, err = newLogger(stderr, level, *logJSON); err != nil {
 		return err
 	}
-	if err := serveDebug(ctx, *debugAddr, cfg.Logger); err != nil {
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	cfg.Metrics = reg
+	if err := serveDebug(ctx, *debugAddr, reg, cfg.Logger); err != nil {
 		return err
 	}
 	node, err := core.New(cfg)
@@ -184,6 +190,11 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer node.Close()
+	// Readiness: every group of the node knows a leader (it has joined
+	// the region's groups).
+	if _, err := serveMetrics(ctx, *metricsAddr, reg, node.Ready, cfg.Logger); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "parley core %s: raft %s, nats %s (edges connect here), data %s\n",
 		node.NodeID(), node.RaftAddr(), node.NATSURL(), cfg.DataDir)
 	<-ctx.Done()

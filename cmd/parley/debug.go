@@ -9,29 +9,79 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
-
-	"github.com/parley-chat/parley/bench"
-	"github.com/parley-chat/parley/core"
-	"github.com/parley-chat/parley/edge/session"
+	gmprom "github.com/hashicorp/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-const debugFlagUsage = "serve Go profiles (/debug/pprof/), counters (/debug/vars) and Raft, WAL and fsync metrics (/debug/raft) on this address, e.g. 127.0.0.1:6060 (default off)"
+const (
+	debugFlagUsage   = "serve Go profiles (/debug/pprof/), counters (/debug/vars) and the Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:6060 (default off); keep it on loopback"
+	metricsFlagUsage = "serve Prometheus metrics (/metrics), liveness (/livez) and readiness (/readyz) on this address, e.g. 127.0.0.1:9090 (default off)"
+)
 
-// serveDebug serves Go's profiling endpoints (/debug/pprof/) on addr
-// until ctx ends; "" serves nothing. Bind it to loopback: profiles show
-// internals.
-func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
+// newRegistry returns a process's Prometheus registry: the Go runtime's
+// and the process's collectors, and hashicorp/raft's go-metrics through
+// the go-metrics Prometheus sink (as parley_raft_*; raft reports to
+// go-metrics' process-global sink, which this sets to reg's). parley's own
+// series are registered by the edge and core given reg in their Config.
+func newRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Name: "parley_go_metrics_sink"})
+	if err != nil {
+		return nil, fmt.Errorf("metrics: go-metrics sink: %w", err)
+	}
+	mc := metrics.DefaultConfig("parley")
+	mc.EnableHostname, mc.EnableRuntimeMetrics, mc.EnableServiceLabel = false, false, false
+	if _, err := metrics.NewGlobal(mc, sink); err != nil {
+		return nil, fmt.Errorf("metrics: go-metrics: %w", err)
+	}
+	return reg, nil
+}
+
+// metricsMux serves reg's series on /metrics and liveness on /livez; with
+// ready, readiness on /readyz too (200 when ready returns nil, else 503
+// with its error).
+func metricsMux(reg prometheus.Gatherer, ready func() error) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	if ready != nil {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if err := ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(w, err)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+	}
+	return mux
+}
+
+// serveMetrics serves metricsMux on addr until ctx ends; "" serves
+// nothing (nil address).
+func serveMetrics(ctx context.Context, addr string, reg prometheus.Gatherer, ready func() error, log *slog.Logger) (net.Addr, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	return serveHTTP(ctx, addr, "metrics", metricsMux(reg, ready), log)
+}
+
+// serveDebug serves Go's profiling endpoints (/debug/pprof/), expvar
+// (/debug/vars) and reg's series (/metrics) on addr until ctx ends; ""
+// serves nothing. Bind it to loopback: profiles show internals.
+func serveDebug(ctx context.Context, addr string, reg prometheus.Gatherer, log *slog.Logger) error {
 	if addr == "" {
 		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("debug listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -40,47 +90,27 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/debug/vars", expvar.Handler())
-	// Raft's and the fsync syncer's timers over the last minute.
-	sink := metrics.NewInmemSink(10*time.Second, time.Minute)
-	mc := metrics.DefaultConfig("parley")
-	mc.EnableHostname, mc.EnableRuntimeMetrics = false, false
-	if _, err := metrics.NewGlobal(mc, sink); err != nil {
-		return fmt.Errorf("debug metrics: %w", err)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	_, err := serveHTTP(ctx, addr, "debug", mux, log)
+	return err
+}
+
+// serveHTTP listens on addr and serves h until ctx ends.
+func serveHTTP(ctx context.Context, addr, name string, h http.Handler, log *slog.Logger) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", name, err)
 	}
-	mux.HandleFunc("/debug/raft", func(w http.ResponseWriter, _ *http.Request) { bench.WriteRaftStats(w, sink) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("debug server stopped", "err", err)
+			log.Warn(name+" server stopped", "err", err)
 		}
 	}()
-	log.Info("debug endpoints", "addr", ln.Addr().String())
-	return nil
-}
-
-// typingVars is what /debug/vars shows as parley_typing: the counters of
-// the running system's edge and core (typing received, dropped by reason,
-// fanned out, shed under load).
-var (
-	typingVars     atomic.Pointer[typingSources]
-	typingVarsOnce sync.Once
-)
-
-type typingSources struct {
-	edge func() session.TypingStats
-	core func() core.TypingStats
-}
-
-func publishTypingVars(edge func() session.TypingStats, core func() core.TypingStats) {
-	typingVars.Store(&typingSources{edge, core})
-	typingVarsOnce.Do(func() {
-		expvar.Publish("parley_typing", expvar.Func(func() any {
-			src := typingVars.Load()
-			return map[string]any{"edge": src.edge(), "core": src.core()}
-		}))
-	})
+	log.Info(name+" endpoints", "addr", ln.Addr().String())
+	return ln.Addr(), nil
 }

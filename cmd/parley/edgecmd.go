@@ -46,6 +46,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	debugAddr := fs.String("debug", "", debugFlagUsage)
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics (/metrics) and liveness (/livez) on this address, e.g. 127.0.0.1:9090 (default off); the edge's readiness is /readyz on its HTTP API")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +62,14 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := serveDebug(ctx, *debugAddr, log); err != nil {
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	if err := serveDebug(ctx, *debugAddr, reg, log); err != nil {
+		return err
+	}
+	if _, err := serveMetrics(ctx, *metricsAddr, reg, nil, log); err != nil {
 		return err
 	}
 	e, err := edge.New(edge.Config{
@@ -70,7 +78,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),
 		TypingRate: rate.Limit(*typingRate), TypingBurst: *typingBurst, TypingShedWait: *typingShedWait,
 		UDPAddr: *udpAddr, CertFile: *certFile, KeyFile: *tlsKey, DevCertDir: *certDir, IdleTimeout: *idle, KeepAlive: *keepalive,
-		PresenceInterval: presInterval, PresenceLease: presLease, LoginThrottle: login, CORS: cors,
+		PresenceInterval: presInterval, PresenceLease: presLease, LoginThrottle: login, CORS: cors, Metrics: reg,
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/core"
@@ -53,6 +54,8 @@ type serveConfig struct {
 	PresenceOff                     []string
 	// AccessTTL is the access token lifetime (0: the default, 15 min).
 	AccessTTL time.Duration
+	// Metrics receives the core's and the edge's series (nil: none).
+	Metrics prometheus.Registerer
 }
 
 // system is a running `parley serve`.
@@ -84,6 +87,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		LargeGroup: cfg.Large,
 		Presence:   core.PresenceConfig{Off: cfg.PresenceOff},
 		NATS:       core.NATSConfig{ClientAddr: cfg.NATSAddr},
+		Metrics:    cfg.Metrics,
 		Logger:     cfg.Logger.With("part", "core"),
 	})
 	if err != nil {
@@ -124,6 +128,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		TypingShedWait: cfg.TypingShedWait,
 		CertFile:       cfg.CertFile,
 		KeyFile:        cfg.KeyFile,
+		Metrics:        cfg.Metrics,
 		Logger:         cfg.Logger.With("part", "edge"),
 
 		PresenceInterval: cfg.PresenceInterval,
@@ -190,6 +195,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	debugAddr := fs.String("debug", "", debugFlagUsage)
+	metricsAddr := fs.String("metrics", "", metricsFlagUsage)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -200,14 +206,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var started func()
 	cfg.Logger, started = quietStart(cfg.Logger)
-	if err := serveDebug(ctx, *debugAddr, cfg.Logger); err != nil {
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	cfg.Metrics = reg
+	if err := serveDebug(ctx, *debugAddr, reg, cfg.Logger); err != nil {
 		return err
 	}
 	s, err := startSystem(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	publishTypingVars(s.edge.TypingStats, s.node.TypingStats)
+	maddr, err := serveMetrics(ctx, *metricsAddr, reg, s.node.Ready, cfg.Logger)
+	if err != nil {
+		s.Close()
+		return err
+	}
 	base := "http://" + s.HTTPAddr()
 	fmt.Fprintf(stdout, "parley serve: data in %s\n", cfg.DataDir)
 	fmt.Fprintf(stdout, "  HTTP API  %s/v1   (OpenAPI: %s/v1/openapi.json, health: %s/healthz)\n", base, base, base)
@@ -218,6 +233,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if u := s.node.NATSURL(); u != "" {
 		fmt.Fprintf(stdout, "  NATS      %s   (more edges: parley edge --nats %s --token-keys %s)\n",
 			u, u, filepath.Join(cfg.DataDir, "edge", "token.keys"))
+	}
+	if maddr != nil {
+		fmt.Fprintf(stdout, "  metrics   http://%s/metrics   (readiness: http://%s/readyz)\n", maddr, maddr)
 	}
 	fmt.Fprintf(stdout, "  try       curl -s %s/v1/accounts -d '{\"workspace\":\"acme\",\"username\":\"ana\",\"password\":\"correct horse battery\"}'\n", base)
 	fmt.Fprintln(stdout, "Ctrl-C stops.")

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/hashicorp/go-metrics"
 )
 
 var (
@@ -33,7 +32,8 @@ var (
 // only an OS crash or power loss inside that window can.
 type Syncer struct {
 	db   *badger.DB
-	sync func() error // db.Sync; replaced in tests
+	sync func() error   // db.Sync; replaced in tests
+	m    *syncerMetrics // nil: not measured
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -46,16 +46,9 @@ type Syncer struct {
 	closed  bool
 }
 
-// Metrics (go-metrics, a no-op unless a sink is set): the time of each
-// fsync in ms, and how many Sync calls it was started for.
-var (
-	fsyncMetric = []string{"raftstore", "fsync"}
-	batchMetric = []string{"raftstore", "fsync", "calls"}
-)
-
 // NewSyncer returns a Syncer for db. Close it before closing db.
 func NewSyncer(db *badger.DB) *Syncer {
-	s := &Syncer{db: db, sync: db.Sync}
+	s := &Syncer{db: db, sync: db.Sync, m: newSyncerMetrics()}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -84,8 +77,10 @@ func (s *Syncer) Sync() error {
 			s.mu.Unlock()
 			start := time.Now()
 			err := s.sync()
-			metrics.MeasureSince(fsyncMetric, start)
-			metrics.AddSample(batchMetric, float32(waiting))
+			if s.m != nil {
+				s.m.fsync.Observe(time.Since(start).Seconds())
+				s.m.batch.Observe(float64(waiting))
+			}
 			s.mu.Lock()
 			s.served += waiting
 			s.running = false

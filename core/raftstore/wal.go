@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-metrics"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,6 +35,9 @@ type WALConfig struct {
 	// (default 8 MiB, 64 KiB to 1 GiB). Larger entries are refused.
 	SegmentSize int64
 	Logger      *slog.Logger
+	// Metrics receives the WAL's series (see metrics.go); nil: none are
+	// registered.
+	Metrics prometheus.Registerer
 }
 
 // DefaultSegmentSize is WALConfig.SegmentSize's default.
@@ -102,6 +105,7 @@ type WAL struct {
 	stop     chan struct{}  // closed by Close
 	wg       sync.WaitGroup // the collector
 
+	m      *walMetrics
 	imu    sync.RWMutex // guards segs, groups and every walGroup
 	segs   []*segment   // by number, contiguous; the last is head
 	groups map[string]*walGroup
@@ -144,6 +148,9 @@ func OpenWAL(cfg WALConfig) (_ *WAL, err error) {
 	}
 	if err := w.begin(); err != nil {
 		return nil, err
+	}
+	if w.m, err = newWALMetrics(w, cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("raftstore: wal metrics: %w", err)
 	}
 	w.wg.Add(1)
 	go w.gcLoop()
@@ -412,17 +419,6 @@ func (w *WAL) failLocked(err error) error {
 	return w.err
 }
 
-// Metrics (go-metrics, a no-op unless a sink is set; parley's --debug
-// shows them on /debug/raft): each fdatasync's time in ms, how many
-// writes waiting for durability it was started for, and gauges of the
-// segments on disk and the live bytes in them.
-var (
-	walFsyncMetric    = []string{"raftstore", "wal", "fsync"}
-	walBatchMetric    = []string{"raftstore", "wal", "fsync", "waits"}
-	walSegmentsMetric = []string{"raftstore", "wal", "segments"}
-	walLiveMetric     = []string{"raftstore", "wal", "live_bytes"}
-)
-
 // waitDurable returns once the record with LSN lsn, and all before it, are
 // durable. Callers that arrive while an fdatasync runs share the next one.
 func (w *WAL) waitDurable(lsn uint64) error {
@@ -443,8 +439,8 @@ func (w *WAL) waitDurable(lsn uint64) error {
 			w.mu.Unlock()
 			start := time.Now()
 			err := w.datasync(f)
-			metrics.MeasureSince(walFsyncMetric, start)
-			metrics.AddSample(walBatchMetric, float32(waiting))
+			w.m.fsync.Observe(time.Since(start).Seconds())
+			w.m.batch.Observe(float64(waiting))
 			w.mu.Lock()
 			w.syncing = false
 			w.fsyncs++
@@ -519,6 +515,7 @@ func (w *WAL) Close() error {
 	if prepping {
 		<-prepped
 	}
+	w.m.unregister()
 	_ = os.Remove(filepath.Join(w.cfg.Dir, prepName))
 	w.closeFiles()
 	return err

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-metrics"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // walState is everything a WAL holds, for comparing two of them.
@@ -558,50 +559,33 @@ func TestWALNewSegmentFailureNotFatal(t *testing.T) {
 	sameState(t, snapshotWAL(t, openTestWAL(t, cfg)), want)
 }
 
-// TestWALSizeGauges: the WAL reports its segments and live bytes as
-// go-metrics gauges (shown on /debug/raft).
-func TestWALSizeGauges(t *testing.T) {
-	sink := metrics.NewInmemSink(time.Hour, time.Hour)
-	mc := metrics.DefaultConfig("")
-	mc.EnableHostname, mc.EnableRuntimeMetrics = false, false
-	_, err := metrics.NewGlobal(mc, sink)
-	must(t, err)
-	t.Cleanup(func() { _, _ = metrics.NewGlobal(mc, &metrics.BlackholeSink{}) })
-
-	_, w := smallWAL(t)
-	gauge := func(name string) (float32, bool) {
-		for _, iv := range sink.Data() {
-			iv.RLock()
-			g, ok := iv.Gauges[name]
-			iv.RUnlock()
-			if ok {
-				return g.Value, true
-			}
-		}
-		return 0, false
-	}
-	// Set as the collector starts.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := gauge("raftstore.wal.segments"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no segments gauge 10 s after open")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// TestWALMetrics: the WAL registers its fsync histograms and gauges of
+// its segments and live bytes on WALConfig.Metrics.
+func TestWALMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	w := openTestWAL(t, WALConfig{Dir: t.TempDir(), SegmentSize: 64 << 10, Metrics: reg})
 	s := mustStore(t, w, "g")
 	for i := uint64(0); i < 40; i++ { // several 64 KiB segments
 		must(t, s.StoreLogs(logsData(i*10+1, i*10+10, strings.Repeat("x", 1000))))
 	}
-	w.reportSize()
 	w.imu.RLock()
 	want := len(w.segs)
 	w.imu.RUnlock()
-	segs, _ := gauge("raftstore.wal.segments")
-	live, _ := gauge("raftstore.wal.live_bytes")
-	if int(segs) != want || want < 2 || live < 400*1000 || live > float32(want*64<<10) {
+	fams, err := reg.Gather()
+	must(t, err)
+	got := map[string]*dto.Metric{}
+	for _, f := range fams {
+		got[f.GetName()] = f.GetMetric()[0]
+	}
+	segs := got["parley_core_wal_segments"].GetGauge().GetValue()
+	live := got["parley_core_wal_live_bytes"].GetGauge().GetValue()
+	if int(segs) != want || want < 2 || live < 400*1000 || live > float64(want*64<<10) {
 		t.Fatalf("gauges: %v segments (want %d, at least 2), %v live bytes (want the 400 entries' 400,000 and more, within the segments)", segs, want, live)
+	}
+	if n := got["parley_core_wal_fsync_seconds"].GetHistogram().GetSampleCount(); n == 0 {
+		t.Fatal("no fsync observed")
+	}
+	if n := got["parley_core_wal_writes_per_fsync"].GetHistogram().GetSampleSum(); n < 40 {
+		t.Fatalf("writes per fsync sum %v, want the 40 writes", n)
 	}
 }

@@ -6,43 +6,21 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
-
-	"github.com/hashicorp/go-metrics"
 )
 
-// gcLoop collects old segments each time the WAL starts a new one, and
-// reports the WAL's size then and every sizeInterval.
+// gcLoop collects old segments each time the WAL starts a new one.
 func (w *WAL) gcLoop() {
 	defer w.wg.Done()
-	t := time.NewTicker(sizeInterval)
-	defer t.Stop()
 	for {
-		w.reportSize()
 		select {
 		case <-w.stop:
 			return
-		case <-t.C:
-			continue
 		case <-w.gcKick:
 		}
 		if err := w.collect(); err != nil && !errors.Is(err, ErrWALClosed) {
 			w.log.Error("wal segment collection failed", "err", err)
 		}
 	}
-}
-
-// sizeInterval is how often the WAL's size gauges are set (go-metrics
-// keeps a gauge only in the intervals it was set in).
-const sizeInterval = 5 * time.Second
-
-// reportSize sets the gauges of the WAL's segments and live bytes.
-func (w *WAL) reportSize() {
-	w.imu.RLock()
-	n, live := len(w.segs), w.liveBytesLocked()
-	w.imu.RUnlock()
-	metrics.SetGauge(walSegmentsMetric, float32(n))
-	metrics.SetGauge(walLiveMetric, float32(live))
 }
 
 // liveBytesLocked is the live bytes in all segments; imu held.

@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -85,6 +86,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between attempts
 	// (defaults 10 ms and 500 ms).
 	MinBackoff, MaxBackoff time.Duration
+	// Metrics receives the Client's series (see metrics.go); nil: none
+	// are registered.
+	Metrics prometheus.Registerer
 	// Logger receives retry diagnostics at debug (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for deadline_unix_ms (default time.Now).
@@ -124,6 +128,7 @@ type Client struct {
 	maxBackoff     time.Duration
 	log            *slog.Logger
 	now            func() time.Time
+	m              *metrics
 }
 
 // New returns a Client for cfg.
@@ -158,6 +163,10 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	c.shards.Store(cfg.ShardCount)
+	var err error
+	if c.m, err = newMetrics(cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("corerpc: metrics: %w", err)
+	}
 	return c, nil
 }
 
@@ -203,7 +212,13 @@ func (c *Client) RegionInfo(ctx context.Context) (*syncpb.RegionInfo, error) {
 // req.Caller. A failure is returned as a *syncproto.Error: the core's own
 // error, UNAVAILABLE when no core answers, TIMEOUT when the deadline
 // passes. See the package doc for what is retried.
-func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
+func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (resp *syncpb.CoreResponse, err error) {
+	op := opName(req)
+	defer func(start time.Time) { c.m.done(op, start, err) }(time.Now())
+	return c.call(ctx, op, req)
+}
+
+func (c *Client) call(ctx context.Context, op string, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	subject, err := c.subject(ctx, req)
@@ -214,7 +229,6 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Cor
 	if err != nil {
 		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request cannot be encoded")
 	}
-	op := opName(req)
 	_, isDevice := req.Op.(*syncpb.CoreRequest_RegisterDevice)
 	backoff := c.minBackoff
 	var last error // the latest failure not caused by ctx ending
@@ -256,6 +270,7 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (*syncpb.Cor
 			return nil, finalError(ctx, last)
 		}
 		last = err
+		c.m.retries.WithLabelValues(op).Inc()
 		// Equal jitter: half the backoff fixed, half random.
 		sleep := backoff/2 + rand.N(backoff/2+1)
 		sleep = max(sleep, min(wait, c.maxBackoff))

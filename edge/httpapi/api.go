@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/internal/edgemetrics"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -87,6 +88,9 @@ type Config struct {
 	// ReadyTTL is how long a successful core check keeps /readyz ready
 	// (default 2 s); ReadyTimeout bounds one check (default 1 s).
 	ReadyTTL, ReadyTimeout time.Duration
+	// Metrics are the series the edge's transports share (sends, rate
+	// limits); nil: not measured.
+	Metrics *edgemetrics.Shared
 	// Logger gets the access log (debug) and internal errors (default:
 	// discard).
 	Logger *slog.Logger
@@ -141,6 +145,7 @@ type API struct {
 	mux      *http.ServeMux
 	readyTTL time.Duration
 	readyTO  time.Duration
+	metrics  *edgemetrics.Shared
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -154,7 +159,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{
 		core: cfg.Core, auth: cfg.Auth, revoked: cfg.Revoked, maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout,
-		log: cfg.Logger, now: cfg.Now, readyTTL: cfg.ReadyTTL, readyTO: cfg.ReadyTimeout,
+		log: cfg.Logger, now: cfg.Now, readyTTL: cfg.ReadyTTL, readyTO: cfg.ReadyTimeout, metrics: cfg.Metrics,
 	}
 	if a.maxBody == 0 {
 		a.maxBody = DefaultMaxBodyBytes
@@ -222,6 +227,7 @@ type route struct {
 
 var routes = []route{
 	{"GET", "/healthz", false, false, false, (*API).healthz},
+	{"GET", "/livez", false, false, false, (*API).healthz},
 	{"GET", "/readyz", false, false, true, (*API).readyz},
 	{"GET", "/v1/openapi.json", false, false, false, (*API).openapi},
 
@@ -353,6 +359,7 @@ func (a *API) wrap(rt route) http.Handler {
 func (a *API) admit(rt route, c *call) error {
 	if rt.ipLimit {
 		if ok, wait := a.ips.allow(clientIP(c.r)); !ok {
+			a.metrics.RateLimited("ip")
 			return &syncproto.Error{Code: syncpb.Code_CODE_RATE_LIMITED, Message: "too many requests from this address", RetryAfter: wait}
 		}
 	}
@@ -372,6 +379,7 @@ func (a *API) admit(rt route, c *call) error {
 	c.claims = claims
 	c.info.user, c.info.device = claims.UserID, claims.DeviceID
 	if ok, wait := a.users.allow(claims.WorkspaceID + "/" + claims.UserID); !ok {
+		a.metrics.RateLimited("user")
 		return &syncproto.Error{Code: syncpb.Code_CODE_RATE_LIMITED, Message: "too many requests", RetryAfter: wait}
 	}
 	return nil

@@ -779,6 +779,29 @@ func TestSendConflictIs409(t *testing.T) {
 	}
 }
 
+// /readyz is 503 while the core names no leader for the directory or for
+// some shard, and 200 once every group has one; /livez is 200 throughout.
+func TestReadyNeedsEveryShardLed(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, missing := range []map[int]bool{{2: true}, {-1: true}, {0: true, 3: true}} {
+		e.core.mu.Lock()
+		e.core.leaderless = missing
+		e.core.mu.Unlock()
+		if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.errCode(t) != "unavailable" {
+			t.Fatalf("readyz with %v leaderless: %d %s", missing, r.status, r.body)
+		}
+		e.want(e.do("GET", "/livez", "", nil), 200, nil)
+	}
+	e.core.mu.Lock()
+	e.core.leaderless = nil
+	e.core.mu.Unlock()
+	var st statusResponse
+	e.want(e.do("GET", "/readyz", "", nil), 200, &st)
+	if st.Status != "ready" {
+		t.Fatalf("readyz %+v", st)
+	}
+}
+
 func TestHealthAndReadiness(t *testing.T) {
 	e := newTestEnv(t, func(c *Config) { c.ReadyTimeout, c.RequestTimeout = 300*time.Millisecond, 500*time.Millisecond })
 	var st statusResponse

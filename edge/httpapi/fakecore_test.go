@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +43,7 @@ type fakeCore struct {
 	dropSends  int              // commit the next n sends but send no reply
 	dropRotate int              // apply the next n rotate_refresh but send no reply
 	sends      int              // send requests seen
+	leaderless map[int]bool     // shards region_info names no leader for (-1: the directory)
 }
 
 func newFakeCore(t *testing.T, nc *nats.Conn) *fakeCore {
@@ -147,7 +149,16 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 	}
 	switch op := req.Op.(type) {
 	case *syncpb.CoreRequest_RegionInfo:
-		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: fakeShards, Nodes: []string{"fake"}}}}
+		info := &syncpb.RegionInfo{Region: "local", ShardCount: fakeShards, Nodes: []string{"fake"},
+			ShardLeaders: slices.Repeat([]string{"fake"}, fakeShards), DirectoryLeader: "fake"}
+		for i := range f.leaderless {
+			if i < 0 {
+				info.DirectoryLeader = ""
+			} else {
+				info.ShardLeaders[i] = ""
+			}
+		}
+		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: info}}
 
 	case *syncpb.CoreRequest_RegisterUser:
 		r := op.RegisterUser

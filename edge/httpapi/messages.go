@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -94,9 +95,11 @@ func (a *API) send(c *call) error {
 		}
 		atts = append(atts, &syncpb.Attachment{Id: at.ID, Name: at.Name, ContentType: at.ContentType, Size: at.Size, Meta: meta})
 	}
+	start := time.Now()
 	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
 		ConvId: req.ConvID, ClientMsgId: req.ClientMsgID, Body: body, ContentType: req.ContentType, Attachments: atts,
 	}}})
+	a.metrics.Send("http", start, err)
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func (stubCore) Call(_ context.Context, req *syncpb.CoreRequest) (*syncpb.CoreRe
 }
 
 func (stubCore) RegionInfo(context.Context) (*syncpb.RegionInfo, error) {
-	return &syncpb.RegionInfo{Region: "local", ShardCount: 1}, nil
+	return &syncpb.RegionInfo{Region: "local", ShardCount: 1, ShardLeaders: []string{"stub"}, DirectoryLeader: "stub"}, nil
 }
 
 // newStubAPI returns an API over stubCore and an access token for it.
@@ -307,15 +307,15 @@ func resolves(doc any, ref string) bool {
 // every answer with a body is JSON.
 func FuzzHandlers(f *testing.F) {
 	f.Add(uint8(0), "x", "", []byte(`{}`))
-	f.Add(uint8(17), "c_1", "", []byte(`{"conv_id":"c_1","client_msg_id":"a","body":"hi"}`))
-	f.Add(uint8(17), "c_1", "", []byte(`{"conv_id":"c_1","client_msg_id":"a","body_base64":"AAEC","attachments":[{"id":"a_1","meta_base64":"AA"}]}`))
-	f.Add(uint8(16), "c_1", "cursor=5&limit=2&dir=forward", []byte(nil))
-	f.Add(uint8(10), "", "", []byte(`{"type":"direct","member_usernames":["bo"]}`))
-	f.Add(uint8(4), "", "", []byte(`{"workspace":"w","username":"u","password":"password"}`))
-	f.Add(uint8(5), "", "", []byte(`{"refresh_token":"a.b"}`))
-	f.Add(uint8(15), "c_1", "", []byte(`{"role":"admin"}`))
-	f.Add(uint8(18), "", "", []byte(`{"conv_id":"c_1","seq":1,"type":"read"}`))
-	f.Add(uint8(1), "", "", []byte(`[`))
+	f.Add(uint8(18), "c_1", "", []byte(`{"conv_id":"c_1","client_msg_id":"a","body":"hi"}`))
+	f.Add(uint8(18), "c_1", "", []byte(`{"conv_id":"c_1","client_msg_id":"a","body_base64":"AAEC","attachments":[{"id":"a_1","meta_base64":"AA"}]}`))
+	f.Add(uint8(17), "c_1", "cursor=5&limit=2&dir=forward", []byte(nil))
+	f.Add(uint8(11), "", "", []byte(`{"type":"direct","member_usernames":["bo"]}`))
+	f.Add(uint8(5), "", "", []byte(`{"workspace":"w","username":"u","password":"password"}`))
+	f.Add(uint8(6), "", "", []byte(`{"refresh_token":"a.b"}`))
+	f.Add(uint8(16), "c_1", "", []byte(`{"role":"admin"}`))
+	f.Add(uint8(19), "", "", []byte(`{"conv_id":"c_1","seq":1,"type":"read"}`))
+	f.Add(uint8(2), "", "", []byte(`[`))
 	f.Add(uint8(len(routes)-1), "", "", []byte(`{"current_password":"x","new_password":"password"}`))
 	api, tok := newStubAPI(f)
 	f.Fuzz(func(t *testing.T, idx uint8, pathValue, query string, body []byte) {

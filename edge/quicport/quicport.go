@@ -333,7 +333,11 @@ func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, err
 		}()
 		return nil
 	}
-	if err := p.cfg.Sessions.Serve(p.base, &streamsConn{Conn: control, accept: accept, dg: dg}); err != nil {
+	transport := kind // the metrics label: quic or wt
+	if kind == "webtransport" {
+		transport = "wt"
+	}
+	if err := p.cfg.Sessions.Serve(p.base, &streamsConn{Conn: control, accept: accept, dg: dg, transport: transport}); err != nil {
 		p.log.Debug("session ended", "transport", kind, "remote", remote, "err", err)
 	}
 }
@@ -343,12 +347,17 @@ func (p *Port) serveSession(accept func(context.Context) (*streamframe.Conn, err
 // (session.Datagrams: *quic.Conn and *webtransport.Session both do).
 type streamsConn struct {
 	*streamframe.Conn
-	accept func(ctx context.Context) (*streamframe.Conn, error)
-	dg     session.Datagrams
+	accept    func(ctx context.Context) (*streamframe.Conn, error)
+	dg        session.Datagrams
+	transport string // "quic" or "wt"
 }
+
+// Transport names the session's transport (session.Transporter).
+func (c *streamsConn) Transport() string { return c.transport }
 
 var (
 	_ session.RequestStreams = (*streamsConn)(nil)
+	_ session.Transporter    = (*streamsConn)(nil)
 	_ session.Datagrams      = (*streamsConn)(nil)
 	_ session.Datagrams      = (*quic.Conn)(nil)
 	_ session.Datagrams      = (*webtransport.Session)(nil)

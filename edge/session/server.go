@@ -17,9 +17,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/internal/edgemetrics"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -111,8 +113,13 @@ type Config struct {
 	// of CPU, say); typing is then dropped, from devices and to them. It
 	// is called for every indicator, so it must be cheap.
 	Overloaded func() bool
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Metrics receives the sessions' series (see metrics.go); nil: none
+	// are registered. Shared are the series the edge's transports share
+	// (nil: not measured).
+	Metrics prometheus.Registerer
+	Shared  *edgemetrics.Shared
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Validate names the first bad field.
@@ -195,6 +202,7 @@ type Server struct {
 
 	typing typingCounters
 	swept  atomic.Uint64 // sweeps done (tests wait for them)
+	m      *metrics
 }
 
 // New returns a Server for cfg.
@@ -203,7 +211,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*session]struct{}{}, emptied: make(chan struct{}, 1)}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[*session]struct{}{}, emptied: make(chan struct{}, 1)}
+	var err error
+	if s.m, err = newMetrics(s, cfg.Metrics, cfg.Shared); err != nil {
+		return nil, fmt.Errorf("session: metrics: %w", err)
+	}
+	return s, nil
 }
 
 // MaxFrameSize is the largest frame payload clients may send.
@@ -227,6 +240,9 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	}
 	ss := newSession(s, conn)
 	s.sessions[ss] = struct{}{}
+	live := s.m.sessions.WithLabelValues(ss.transport)
+	live.Inc()
+	defer live.Dec()
 	s.wg.Add(1)
 	if !s.sweeping {
 		s.sweeping = true

@@ -28,7 +28,8 @@ type session struct {
 	id   string
 	log  *slog.Logger
 
-	caller *syncpb.Caller
+	caller    *syncpb.Caller
+	transport string // the metrics label (Transporter)
 
 	lastRead atomic.Int64    // unix ns of the last frame read (Server.sweep); 0 before Welcome
 	expires  atomic.Int64    // unix ms when the token expires (Server.sweep); 0 before hello
@@ -63,7 +64,7 @@ func newSession(srv *Server, conn Conn) *session {
 	cfg := srv.cfg
 	id := newSessionID()
 	return &session{
-		srv: srv, cfg: cfg, conn: conn, id: id, log: srv.log.With("session", id),
+		srv: srv, cfg: cfg, conn: conn, id: id, log: srv.log.With("session", id), transport: transportOf(conn),
 		out:         make(chan *syncpb.Frame, cfg.SendQueue),
 		inflight:    make(chan struct{}, cfg.MaxInFlight),
 		limiter:     rate.NewLimiter(cfg.FrameRate, cfg.FrameBurst),
@@ -287,6 +288,7 @@ func (s *session) release() {
 		case s.out <- f:
 		default:
 			s.resync = true
+			s.srv.m.dropped.WithLabelValues(s.transport).Inc()
 		}
 	}
 	s.held = nil
@@ -342,6 +344,7 @@ func (s *session) push(f *syncpb.Frame) {
 			s.held = append(s.held, f)
 		} else {
 			s.resync = true
+			s.srv.m.dropped.WithLabelValues(s.transport).Inc()
 		}
 		s.mu.Unlock()
 		return
@@ -350,6 +353,7 @@ func (s *session) push(f *syncpb.Frame) {
 	select {
 	case s.out <- f:
 	default:
+		s.srv.m.dropped.WithLabelValues(s.transport).Inc()
 		s.mu.Lock()
 		s.resync = true
 		s.mu.Unlock()
@@ -408,6 +412,9 @@ func (s *session) writer(ctx context.Context) {
 				s.stop(err)
 				return
 			}
+			if d := f.GetDeliver(); d != nil && f.Id == 0 {
+				s.srv.m.delivered(s.transport, d, s.cfg.Now())
+			}
 		}
 		s.mu.Lock()
 		owed := s.resync && !s.holding && len(s.out) == 0
@@ -430,6 +437,7 @@ func (s *session) writer(ctx context.Context) {
 				s.stop(err)
 				return
 			}
+			s.srv.m.resyncs.WithLabelValues(s.transport).Inc()
 		}
 	}
 }
@@ -468,6 +476,7 @@ func (s *session) reader(ctx context.Context) error {
 			continue
 		}
 		if !s.limiter.Allow() {
+			s.srv.m.shared.RateLimited("frame")
 			flooding++
 			if flooding > s.cfg.FrameBurst {
 				err := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many frames; closing")
@@ -571,7 +580,11 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 	if isSync {
 		since = s.cfg.Hub.Pos() // before the core reads the user's groups
 	}
+	start := time.Now()
 	resp, err := s.cfg.Core.Call(cctx, req)
+	if _, isSend := f.Body.(*syncpb.Frame_Send); isSend {
+		s.srv.m.shared.Send(s.transport, start, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -124,6 +124,7 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 	c := &s.srv.typing
 	if !s.typingLimit.Allow() {
 		c.rateLimited.Add(1)
+		s.srv.m.shared.RateLimited("typing")
 		return
 	}
 	if syncproto.ValidateTyping(t) != nil {

@@ -138,6 +138,11 @@ type conn struct {
 	err    error // Close's
 }
 
+// Transport names the session's transport (session.Transporter).
+func (c *conn) Transport() string { return "ws" }
+
+var _ session.Transporter = (*conn)(nil)
+
 // Close makes the session's reads and writes in progress fail now and
 // keeps err for the close frame; it never waits for the peer (a session
 // is closed from the goroutine that sweeps idle sessions, among others).

@@ -1182,12 +1182,17 @@ func (*RegionInfoRequest) Descriptor() ([]byte, []int) {
 }
 
 type RegionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Region        string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
-	ShardCount    uint32                 `protobuf:"varint,2,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
-	Nodes         []string               `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Region     string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	ShardCount uint32                 `protobuf:"varint,2,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	Nodes      []string               `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The node id leading each shard group as the answering node sees it,
+	// indexed by shard ("" for a shard without a leader), and the leader of
+	// the directory group. An edge is ready when all of them are set.
+	ShardLeaders    []string `protobuf:"bytes,4,rep,name=shard_leaders,json=shardLeaders,proto3" json:"shard_leaders,omitempty"`
+	DirectoryLeader string   `protobuf:"bytes,5,opt,name=directory_leader,json=directoryLeader,proto3" json:"directory_leader,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RegionInfo) Reset() {
@@ -1239,6 +1244,20 @@ func (x *RegionInfo) GetNodes() []string {
 		return x.Nodes
 	}
 	return nil
+}
+
+func (x *RegionInfo) GetShardLeaders() []string {
+	if x != nil {
+		return x.ShardLeaders
+	}
+	return nil
+}
+
+func (x *RegionInfo) GetDirectoryLeader() string {
+	if x != nil {
+		return x.DirectoryLeader
+	}
+	return ""
 }
 
 type Workspace struct {
@@ -3202,13 +3221,15 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"revocation\x18) \x01(\v2\x15.parley.v1.RevocationR\n" +
 	"revocationB\b\n" +
 	"\x06result\"\x13\n" +
-	"\x11RegionInfoRequest\"[\n" +
+	"\x11RegionInfoRequest\"\xab\x01\n" +
 	"\n" +
 	"RegionInfo\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1f\n" +
 	"\vshard_count\x18\x02 \x01(\rR\n" +
 	"shardCount\x12\x14\n" +
-	"\x05nodes\x18\x03 \x03(\tR\x05nodes\"z\n" +
+	"\x05nodes\x18\x03 \x03(\tR\x05nodes\x12#\n" +
+	"\rshard_leaders\x18\x04 \x03(\tR\fshardLeaders\x12)\n" +
+	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\"z\n" +
 	"\tWorkspace\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
