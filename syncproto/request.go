@@ -54,6 +54,10 @@ type Request struct {
 	Read bool
 	// NoReply: it is published without a reply (typing).
 	NoReply bool
+	// NotIdempotent: running it twice has two effects (register_device
+	// makes a second device), so a caller repeats it only when it
+	// certainly never reached a core.
+	NotIdempotent bool
 	// Frame is the client Frame body that carries the request ("send"),
 	// "" when devices cannot send it.
 	Frame protoreflect.Name

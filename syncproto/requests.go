@@ -18,7 +18,7 @@ var requestRows = []Request{
 	{Op: "register_user", Route: RouteDirectory, Result: "user"},
 	{Op: "get_credentials", Route: RouteDirectory, Read: true, Result: "credentials"},
 	{Op: "lookup_users", Route: RouteDirectory, Read: true, Result: "users"},
-	{Op: "register_device", Route: RouteDirectory, Result: "device"},
+	{Op: "register_device", Route: RouteDirectory, NotIdempotent: true, Result: "device"},
 	{Op: "list_devices", Route: RouteDirectory, Read: true, Result: "devices"},
 	{Op: "get_device", Route: RouteDirectory, Read: true, Result: "device"},
 	{Op: "revoke_device", Route: RouteDirectory},
