@@ -88,9 +88,9 @@ func HistoryLimit(limit uint32) int {
 	return int(limit)
 }
 
-// ValidateReceipt checks a ReceiptReport: conv_id a valid id, type
-// DELIVERED or READ, and seq at least 1. Whether seq exists is the core's
-// to check.
+// ValidateReceipt checks a ReceiptReport: conv_id a valid id and type
+// DELIVERED or READ. Any seq is accepted (0: nothing yet); whether it
+// exists is the core's to check.
 func ValidateReceipt(r *syncpb.ReceiptReport) error {
 	switch {
 	case r == nil:
@@ -99,8 +99,6 @@ func ValidateReceipt(r *syncpb.ReceiptReport) error {
 		return invalid("conv_id is not a valid id")
 	case r.Type != syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED && r.Type != syncpb.ReceiptType_RECEIPT_TYPE_READ:
 		return invalid("receipt type must be delivered or read")
-	case r.Seq == 0:
-		return invalid("seq must be at least 1")
 	}
 	return nil
 }
