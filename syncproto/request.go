@@ -186,7 +186,8 @@ func (t *Table) ByFrame(body protoreflect.Name) *Request { return t.byFrame[body
 
 // Of returns the row of req's operation and its body. An error is
 // MALFORMED when req has no operation (or one this table does not know:
-// a newer peer's), INVALID_ARGUMENT when its conversation id is invalid.
+// a newer peer's) or its op has no body, INVALID_ARGUMENT when its
+// conversation id is invalid.
 // It does not run the validator (see Check).
 func (t *Table) Of(req *syncpb.CoreRequest) (*Request, proto.Message, error) {
 	m := req.ProtoReflect()
@@ -198,7 +199,11 @@ func (t *Table) Of(req *syncpb.CoreRequest) (*Request, proto.Message, error) {
 	if r == nil {
 		return nil, nil, Errorf(syncpb.Code_CODE_MALFORMED, "unknown operation %s", fd.Name())
 	}
-	body := m.Get(fd).Message().Interface()
+	bm := m.Get(fd).Message()
+	if !bm.IsValid() {
+		return nil, nil, Errorf(syncpb.Code_CODE_MALFORMED, "%s request is missing", fd.Name())
+	}
+	body := bm.Interface()
 	if r.Route == RouteConversation && !ValidID(r.Conv(body)) {
 		return nil, nil, Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "invalid conversation id")
 	}

@@ -68,7 +68,7 @@ func TestRequestOfAndCheck(t *testing.T) {
 		{"send", NewRequest(caller, &syncpb.SendRequest{ConvId: "c_1", ClientMsgId: "m", Body: []byte("hi")}), "send", "c_1", nil, nil},
 		{"send, bad conv", NewRequest(caller, &syncpb.SendRequest{ConvId: "C/x", ClientMsgId: "m", Body: []byte("hi")}), "", "", ErrInvalidArgument, ErrInvalidArgument},
 		{"send, empty", NewRequest(caller, &syncpb.SendRequest{ConvId: "c_1", ClientMsgId: "m"}), "send", "c_1", nil, ErrInvalidArgument},
-		{"send, nil body", &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{}}, "", "", ErrInvalidArgument, ErrInvalidArgument},
+		{"send, nil body", &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{}}, "", "", ErrMalformed, ErrMalformed},
 		{"directory", NewRequest(caller, &syncpb.ListDevicesRequest{}), "list_devices", "", nil, nil},
 		{"typing", NewRequest(caller, &syncpb.Typing{ConvId: "c_2"}), "typing", "c_2", nil, nil},
 	} {
