@@ -426,7 +426,7 @@ func (n *Node) shardPresence(mem *member, req *syncpb.CoreRequest) *syncpb.CoreR
 	found := map[string]bool{}
 	if mem.shard != nil {
 		if err := mem.shard.Contacts(req.GetCaller(), only, n.presence.cfg.MaxWatch, found); err != nil {
-			return errorResponse(fmt.Errorf("core: presence contacts: %w", err))
+			return n.fail(mem.g.Name(), req, fmt.Errorf("core: presence contacts: %w", err))
 		}
 	}
 	list := make([]*syncpb.PresenceUpdate, 0, len(found))

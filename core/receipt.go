@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -40,41 +41,41 @@ func (n *Node) receipt(ctx context.Context, mem *member, req *syncpb.CoreRequest
 	}
 	caller, rr := req.Caller, req.GetReceipt()
 	_, err := fsm.CheckReceipt(caller, rr)
-	if err == shard.ErrBeyondLast { //nolint:errorlint // this sentinel, not every INVALID_ARGUMENT (syncproto errors match by code)
+	if errors.Is(err, shard.ErrBeyondLast) {
 		// A new leader may not have applied the message yet.
 		if err := mem.g.ReadBarrier(ctx); err != nil {
-			return errorResponse(err)
+			return n.fail(mem.g.Name(), req, err)
 		}
 		_, err = fsm.CheckReceipt(caller, rr)
 	}
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(mem.g.Name(), req, err)
 	}
 	// The answer is the device's merged position once this node has merged
 	// everything stored before it (Barrier, or the delta's own sequence),
 	// so answers never go back, whichever node gave the earlier ones.
 	cur, err := n.receipts.Device(rr.ConvId, caller.UserId, caller.DeviceId)
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(mem.g.Name(), req, err)
 	}
 	if rr.Seq <= markOf(cur, rr.Type) {
 		// Stale or repeated: nothing to store.
 		if err := n.receipts.Barrier(ctx); err != nil {
-			return errorResponse(err)
+			return n.fail(mem.g.Name(), req, err)
 		}
 	} else {
 		delta := &syncpb.ReceiptUpdate{ConvId: rr.ConvId, UserId: caller.UserId, DeviceId: caller.DeviceId,
 			Type: rr.Type, Seq: rr.Seq, AtUnixMs: n.cfg.Now().UnixMilli()}
 		seq, err := n.receipts.Publish(ctx, delta)
 		if err != nil {
-			return errorResponse(err)
+			return n.fail(mem.g.Name(), req, err)
 		}
 		if err := n.receipts.WaitApplied(ctx, seq); err != nil {
-			return errorResponse(err)
+			return n.fail(mem.g.Name(), req, err)
 		}
 	}
 	if cur, err = n.receipts.Device(rr.ConvId, caller.UserId, caller.DeviceId); err != nil {
-		return errorResponse(err)
+		return n.fail(mem.g.Name(), req, err)
 	}
 	return receiptAck(rr, markOf(cur, rr.Type))
 }
@@ -317,13 +318,13 @@ func (n *Node) getReceipts(ctx context.Context, mem *member, req *syncpb.CoreReq
 	// of the conversation read after.
 	sent, err := fsm.Sent(conv)
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(mem.g.Name(), req, err)
 	}
 	// The conversation read checks membership and lists the members.
 	get := &syncpb.CoreRequest{Caller: req.Caller, Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}}
 	_, resp, err := fsm.Prepare(ctx, get, n.cfg.Now())
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(mem.g.Name(), req, err)
 	}
 	c := resp.GetConversation()
 	out := &syncpb.ReceiptList{ConvId: conv, LastSeq: c.GetLastSeq(), MemberCount: uint32(len(c.GetMembers()))}
@@ -334,7 +335,7 @@ func (n *Node) getReceipts(ctx context.Context, mem *member, req *syncpb.CoreReq
 	}
 	pos, err := n.positions(conv, users, sent)
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(mem.g.Name(), req, err)
 	}
 	out.ReadCount, out.DeliveredCount = countAt(pos, out.LastSeq)
 	if !large {

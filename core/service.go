@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -214,76 +215,76 @@ func errorResponse(err error) *syncpb.CoreResponse {
 	return &syncpb.CoreResponse{Error: syncproto.AsError(err).Proto()}
 }
 
-// handle routes an edge's request to its group.
+// handle routes an edge's request by its row in syncproto.Requests, after
+// the row's validator accepted it: conversation requests (on their shard
+// subject only) to their shard's group, directory requests to the
+// directory group, and the rest to this node's regionRequests.
 func (n *Node) handle(ctx context.Context, shardName string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	r, body, err := syncproto.CheckRequest(req)
+	if err != nil {
+		return errorResponse(err)
+	}
+	if r.NoReply {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "%s is published without a reply", r.Op))
+	}
 	if shardName != "" {
-		conv := convOf(req)
-		if conv == "" {
+		if r.Route != syncproto.RouteConversation {
 			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "this request does not belong on a shard subject"))
 		}
-		if !syncproto.ValidID(conv) {
-			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "invalid conversation id"))
-		}
-		if want := shardGroup(int(syncproto.ShardOf(conv, uint32(n.cfg.ShardCount)))); want != shardName {
+		if want := n.ShardGroupOf(r.Conv(body)); want != shardName {
 			return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "conversation belongs to another shard (shard count mismatch?)"))
 		}
 		return n.execute(ctx, shardName, req)
 	}
-	switch req.Op.(type) {
-	case *syncpb.CoreRequest_RegionInfo:
-		return n.regionInfo()
-	case *syncpb.CoreRequest_ListConversations:
-		return n.listConversations(ctx, req)
-	case *syncpb.CoreRequest_Sync:
-		return n.sync(ctx, req)
-	case *syncpb.CoreRequest_GetPresence:
-		return n.getPresence(ctx, req)
-	case *syncpb.CoreRequest_RegisterUser, *syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers,
-		*syncpb.CoreRequest_RegisterDevice, *syncpb.CoreRequest_ListDevices, *syncpb.CoreRequest_GetDevice,
-		*syncpb.CoreRequest_RevokeDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_UpdateWorkspace,
-		*syncpb.CoreRequest_StartTokenFamily, *syncpb.CoreRequest_RotateRefresh,
-		*syncpb.CoreRequest_ChangePassword, *syncpb.CoreRequest_ListRevocations, *syncpb.CoreRequest_RemoveUser:
+	switch r.Route {
+	case syncproto.RouteDirectory:
 		return n.execute(ctx, dirGroup, req)
-	case nil:
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation"))
-	default:
+	case syncproto.RouteConversation:
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "this request belongs on a shard subject"))
 	}
+	h, ok := regionRequests[r.Op]
+	if !ok {
+		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "this core does not serve %s", r.Op))
+	}
+	return h(n, ctx, req)
 }
 
-// convOf is the conversation a shard-bound request is about.
-func convOf(req *syncpb.CoreRequest) string {
-	switch op := req.Op.(type) {
-	case *syncpb.CoreRequest_CreateConversation:
-		return op.CreateConversation.GetConvId()
-	case *syncpb.CoreRequest_GetConversation:
-		return op.GetConversation.GetConvId()
-	case *syncpb.CoreRequest_ChangeMembers:
-		return op.ChangeMembers.GetConvId()
-	case *syncpb.CoreRequest_Send:
-		return op.Send.GetConvId()
-	case *syncpb.CoreRequest_History:
-		return op.History.GetConvId()
-	case *syncpb.CoreRequest_Receipt:
-		return op.Receipt.GetConvId()
-	case *syncpb.CoreRequest_GetReceipts:
-		return op.GetReceipts.GetConvId()
-	}
-	return ""
+// regionRequests are the handlers of syncproto.RouteNone requests, which
+// the node that gets them answers: by itself or by asking every shard.
+var regionRequests = map[protoreflect.Name]func(n *Node, ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse{
+	"region_info":        func(n *Node, _ context.Context, _ *syncpb.CoreRequest) *syncpb.CoreResponse { return n.regionInfo() },
+	"list_conversations": (*Node).listConversations,
+	"sync":               (*Node).sync,
+	"get_presence":       (*Node).getPresence,
 }
 
-// isRead reports whether req only reads state (and so needs a read barrier
-// instead of a proposal).
-func isRead(req *syncpb.CoreRequest) bool {
-	switch req.Op.(type) {
-	case *syncpb.CoreRequest_GetConversation, *syncpb.CoreRequest_ListConversations, *syncpb.CoreRequest_History,
-		*syncpb.CoreRequest_Sync, *syncpb.CoreRequest_GetReceipts,
-		*syncpb.CoreRequest_GetCredentials, *syncpb.CoreRequest_LookupUsers, *syncpb.CoreRequest_ListDevices,
-		*syncpb.CoreRequest_GetDevice, *syncpb.CoreRequest_GetWorkspace, *syncpb.CoreRequest_GetPresence,
-		*syncpb.CoreRequest_ListRevocations:
-		return true
+// groupRequests are the handlers of the requests a group's leader serves
+// itself rather than through its state machine's Prepare.
+var groupRequests = map[protoreflect.Name]func(n *Node, ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse{
+	"receipt":      (*Node).receipt,
+	"get_receipts": (*Node).getReceipts,
+	"get_presence": func(n *Node, _ context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+		return n.shardPresence(mem, req)
+	},
+}
+
+// fail is the answer to req, run on group, that failed with err. An error
+// without a wire code is logged, with the request's shard, conversation
+// and user, before the caller is told INTERNAL.
+func (n *Node) fail(group string, req *syncpb.CoreRequest, err error) *syncpb.CoreResponse {
+	var werr *syncproto.Error
+	if errors.As(err, &werr) {
+		return &syncpb.CoreResponse{Error: werr.Proto()}
 	}
-	return false
+	e := syncproto.AsError(err)
+	if e.Code == syncpb.Code_CODE_INTERNAL {
+		op, conv := "none", ""
+		if r, body, rerr := syncproto.RequestOf(req); rerr == nil {
+			op, conv = string(r.Name()), r.Conv(body)
+		}
+		n.log.Error("request failed", "shard", group, "conv", conv, "user", req.GetCaller().GetUserId(), "op", op, "err", err)
+	}
+	return &syncpb.CoreResponse{Error: e.Proto()}
 }
 
 // execute runs req on the leader of group name: here when this node leads,
@@ -292,7 +293,7 @@ func isRead(req *syncpb.CoreRequest) bool {
 func (n *Node) execute(ctx context.Context, name string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	mem, ok := n.groups[name]
 	if !ok {
-		return errorResponse(fmt.Errorf("core: no group %s", name))
+		return n.fail(name, req, fmt.Errorf("core: no group %s", name))
 	}
 	backoff := 5 * time.Millisecond
 	for {
@@ -326,7 +327,7 @@ func (n *Node) execute(ctx context.Context, name string, req *syncpb.CoreRequest
 func (n *Node) forward(ctx context.Context, leader, name string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	b, err := proto.Marshal(req)
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(name, req, err)
 	}
 	m := nats.NewMsg(n.nodeSubject(leader))
 	m.Header.Set(headerGroup, name)
@@ -340,59 +341,58 @@ func (n *Node) forward(ctx context.Context, leader, name string, req *syncpb.Cor
 	}
 	resp := &syncpb.CoreResponse{}
 	if err := proto.Unmarshal(r.Data, resp); err != nil {
-		return errorResponse(fmt.Errorf("core: forwarded response from %s: %w", leader, err))
+		return n.fail(name, req, fmt.Errorf("core: forwarded response from %s: %w", leader, err))
 	}
 	return resp
 }
 
-// local serves req on this node, which should lead the group.
+// local serves req on this node, which should lead the group: reads
+// after a read barrier, writes only while this node leads; through the
+// op's groupRequests handler, or else the state machine (Prepare, then a
+// proposal for a write).
 func (n *Node) local(ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
-	if req.GetReceipt() != nil {
-		if !mem.g.IsLeader() {
-			return errorResponse(syncproto.ErrUnavailable)
-		}
-		return n.receipt(ctx, mem, req)
+	name := mem.g.Name()
+	r, _, err := syncproto.RequestOf(req)
+	if err != nil {
+		return errorResponse(err)
 	}
-	if isRead(req) {
+	if r.Read {
 		if err := mem.g.ReadBarrier(ctx); err != nil {
-			return errorResponse(err)
+			return n.fail(name, req, err)
 		}
 	} else if !mem.g.IsLeader() {
 		return errorResponse(syncproto.ErrUnavailable)
 	}
-	if req.GetGetReceipts() != nil {
-		return n.getReceipts(ctx, mem, req)
-	}
-	if req.GetGetPresence() != nil {
-		return n.shardPresence(mem, req)
+	if h, ok := groupRequests[r.Op]; ok {
+		return h(n, ctx, mem, req)
 	}
 	cmd, resp, err := mem.sm.Prepare(ctx, req, n.cfg.Now())
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(name, req, err)
 	}
 	if resp != nil {
 		return resp
 	}
 	if cmd == nil {
-		return errorResponse(fmt.Errorf("core: group %s: Prepare returned nothing", mem.g.Name()))
+		return n.fail(name, req, fmt.Errorf("core: group %s: Prepare returned nothing", name))
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(name, req, err)
 	}
 	start := time.Now()
 	res, err := mem.g.Apply(ctx, data)
 	n.metrics.observeApply(mem.g.Name(), start)
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(name, req, err)
 	}
 	switch r := res.(type) {
 	case *syncpb.CoreResponse:
 		return r
 	case error:
-		return errorResponse(r)
+		return n.fail(name, req, r)
 	default:
-		return errorResponse(fmt.Errorf("core: group %s: unexpected apply result %T", mem.g.Name(), res))
+		return n.fail(name, req, fmt.Errorf("core: group %s: unexpected apply result %T", name, res))
 	}
 }
 
@@ -511,12 +511,12 @@ func (n *Node) ReadLocal(ctx context.Context, name string, req *syncpb.CoreReque
 	if !ok {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "unknown group"))
 	}
-	if !isRead(req) {
+	if r, _, err := syncproto.RequestOf(req); err != nil || !r.Read {
 		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "ReadLocal serves reads only"))
 	}
 	_, resp, err := mem.sm.Prepare(ctx, req, n.cfg.Now())
 	if err != nil {
-		return errorResponse(err)
+		return n.fail(name, req, err)
 	}
 	return resp
 }

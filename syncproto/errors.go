@@ -18,27 +18,31 @@ type Error struct {
 	Code       syncpb.Code
 	Message    string
 	RetryAfter time.Duration
+
+	sentinel bool // one of the ErrX below: matches every error of its code
 }
 
-// Sentinels, one per code, for errors.Is. An *Error matches a sentinel when
-// the codes are equal, whatever the message.
+// Sentinels, one per code, for errors.Is. An *Error matches the sentinel
+// of its code, whatever its message; two other errors match only when they
+// are the same value, so errors.Is tells apart errors that share a code
+// (a package's own ErrX made with Errorf).
 var (
-	ErrMalformed          = &Error{Code: syncpb.Code_CODE_MALFORMED}
-	ErrUnauthenticated    = &Error{Code: syncpb.Code_CODE_UNAUTHENTICATED}
-	ErrTokenExpired       = &Error{Code: syncpb.Code_CODE_TOKEN_EXPIRED}
-	ErrForbidden          = &Error{Code: syncpb.Code_CODE_FORBIDDEN}
-	ErrNotFound           = &Error{Code: syncpb.Code_CODE_NOT_FOUND}
-	ErrConflict           = &Error{Code: syncpb.Code_CODE_CONFLICT}
-	ErrTooLarge           = &Error{Code: syncpb.Code_CODE_TOO_LARGE}
-	ErrRateLimited        = &Error{Code: syncpb.Code_CODE_RATE_LIMITED}
-	ErrUnsupportedVersion = &Error{Code: syncpb.Code_CODE_UNSUPPORTED_VERSION}
-	ErrUnavailable        = &Error{Code: syncpb.Code_CODE_UNAVAILABLE}
-	ErrInternal           = &Error{Code: syncpb.Code_CODE_INTERNAL}
-	ErrTimeout            = &Error{Code: syncpb.Code_CODE_TIMEOUT}
-	ErrInvalidArgument    = &Error{Code: syncpb.Code_CODE_INVALID_ARGUMENT}
-	ErrNotMember          = &Error{Code: syncpb.Code_CODE_NOT_MEMBER}
-	ErrRefreshTokenReused = &Error{Code: syncpb.Code_CODE_REFRESH_TOKEN_REUSED}
-	ErrRevoked            = &Error{Code: syncpb.Code_CODE_REVOKED}
+	ErrMalformed          = &Error{Code: syncpb.Code_CODE_MALFORMED, sentinel: true}
+	ErrUnauthenticated    = &Error{Code: syncpb.Code_CODE_UNAUTHENTICATED, sentinel: true}
+	ErrTokenExpired       = &Error{Code: syncpb.Code_CODE_TOKEN_EXPIRED, sentinel: true}
+	ErrForbidden          = &Error{Code: syncpb.Code_CODE_FORBIDDEN, sentinel: true}
+	ErrNotFound           = &Error{Code: syncpb.Code_CODE_NOT_FOUND, sentinel: true}
+	ErrConflict           = &Error{Code: syncpb.Code_CODE_CONFLICT, sentinel: true}
+	ErrTooLarge           = &Error{Code: syncpb.Code_CODE_TOO_LARGE, sentinel: true}
+	ErrRateLimited        = &Error{Code: syncpb.Code_CODE_RATE_LIMITED, sentinel: true}
+	ErrUnsupportedVersion = &Error{Code: syncpb.Code_CODE_UNSUPPORTED_VERSION, sentinel: true}
+	ErrUnavailable        = &Error{Code: syncpb.Code_CODE_UNAVAILABLE, sentinel: true}
+	ErrInternal           = &Error{Code: syncpb.Code_CODE_INTERNAL, sentinel: true}
+	ErrTimeout            = &Error{Code: syncpb.Code_CODE_TIMEOUT, sentinel: true}
+	ErrInvalidArgument    = &Error{Code: syncpb.Code_CODE_INVALID_ARGUMENT, sentinel: true}
+	ErrNotMember          = &Error{Code: syncpb.Code_CODE_NOT_MEMBER, sentinel: true}
+	ErrRefreshTokenReused = &Error{Code: syncpb.Code_CODE_REFRESH_TOKEN_REUSED, sentinel: true}
+	ErrRevoked            = &Error{Code: syncpb.Code_CODE_REVOKED, sentinel: true}
 )
 
 // Errorf returns an *Error with code and a user-safe formatted message.
@@ -53,10 +57,13 @@ func (e *Error) Error() string {
 	return "syncproto: " + CodeName(e.Code) + ": " + e.Message
 }
 
-// Is reports whether target is an *Error with the same code.
+// Is reports whether e and target have the same code and one of them is
+// that code's sentinel (ErrNotFound matches every NOT_FOUND error, both
+// ways). errors.Is has compared the values already: an *Error made with
+// Errorf matches only itself and its code's sentinel.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && (t.sentinel || e.sentinel) && t.Code == e.Code
 }
 
 // Retryable reports whether the same request may succeed if sent again.

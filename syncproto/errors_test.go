@@ -93,6 +93,19 @@ func TestErrorIs(t *testing.T) {
 	case !errors.Is(ErrNotMember, e):
 		t.Error("sentinel does not match an error of its code")
 	}
+	// Two errors of one code are told apart; each is its code's.
+	conv := Errorf(syncpb.Code_CODE_NOT_FOUND, "conversation not found")
+	user := Errorf(syncpb.Code_CODE_NOT_FOUND, "user not found")
+	switch {
+	case errors.Is(user, conv), errors.Is(conv, user):
+		t.Error("two NOT_FOUND errors match each other")
+	case !errors.Is(fmt.Errorf("lookup: %w", conv), conv):
+		t.Error("a wrapped error does not match itself")
+	case !errors.Is(user, ErrNotFound), !errors.Is(conv, ErrNotFound):
+		t.Error("an error does not match its code's sentinel")
+	case errors.Is(ErrNotFound, ErrNotMember):
+		t.Error("two sentinels match")
+	}
 }
 
 func TestAsError(t *testing.T) {

@@ -89,7 +89,8 @@ func HistoryLimit(limit uint32) int {
 }
 
 // ValidateReceipt checks a ReceiptReport: conv_id a valid id and type
-// DELIVERED or READ. Whether seq exists is the core's to check.
+// DELIVERED or READ. Any seq is accepted (0: nothing yet); whether it
+// exists is the core's to check.
 func ValidateReceipt(r *syncpb.ReceiptReport) error {
 	switch {
 	case r == nil:

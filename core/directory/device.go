@@ -43,7 +43,7 @@ func checkRegisterDevice(req *syncpb.RegisterDeviceRequest) error {
 	if req == nil {
 		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
 	}
-	if !validText(req.Name, syncproto.MaxNameLen) || !validText(req.Platform, syncproto.MaxNameLen) {
+	if !validText(req.Name, maxNameLen) || !validText(req.Platform, maxNameLen) {
 		return invalid("invalid device name or platform")
 	}
 	return nil

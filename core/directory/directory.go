@@ -53,6 +53,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-chat/parley/core/internal/cmdpb"
 	"github.com/parley-chat/parley/core/internal/kvfsm"
@@ -154,47 +156,59 @@ func (f *FSM) Prepare(_ context.Context, req *syncpb.CoreRequest, now time.Time)
 		f.log.Warn("prepare on a failed state machine", "err", err)
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "directory unavailable, retry")
 	}
-	caller := req.GetCaller()
-	ms := now.UnixMilli()
-	switch op := req.GetOp().(type) {
-	case *syncpb.CoreRequest_RegisterUser:
-		return f.prepareRegisterUser(op.RegisterUser, ms)
-	case *syncpb.CoreRequest_GetCredentials:
-		resp, err := f.getCredentials(caller, op.GetCredentials)
-		return nil, resp, err
-	case *syncpb.CoreRequest_LookupUsers:
-		resp, err := f.lookupUsers(caller, op.LookupUsers)
-		return nil, resp, err
-	case *syncpb.CoreRequest_RegisterDevice:
-		return f.prepareRegisterDevice(caller, op.RegisterDevice, ms)
-	case *syncpb.CoreRequest_ListDevices:
-		resp, err := f.listDevices(caller)
-		return nil, resp, err
-	case *syncpb.CoreRequest_GetDevice:
-		resp, err := f.getDevice(caller, op.GetDevice)
-		return nil, resp, err
-	case *syncpb.CoreRequest_RevokeDevice:
-		return f.prepareRevokeDevice(caller, op.RevokeDevice, ms)
-	case *syncpb.CoreRequest_GetWorkspace:
-		resp, err := f.getWorkspace(caller)
-		return nil, resp, err
-	case *syncpb.CoreRequest_UpdateWorkspace:
-		return f.prepareUpdateWorkspace(caller, op.UpdateWorkspace, ms)
-	case *syncpb.CoreRequest_StartTokenFamily:
-		return f.prepareStartTokenFamily(caller, op.StartTokenFamily, ms)
-	case *syncpb.CoreRequest_RotateRefresh:
-		return f.prepareRotateRefresh(caller, op.RotateRefresh, ms)
-	case *syncpb.CoreRequest_ChangePassword:
-		return f.prepareChangePassword(caller, op.ChangePassword, ms)
-	case *syncpb.CoreRequest_ListRevocations:
-		resp, err := f.listRevocations(op.ListRevocations)
-		return nil, resp, err
-	case *syncpb.CoreRequest_RemoveUser:
-		return f.prepareRemoveUser(caller, op.RemoveUser, ms)
-	case nil:
-		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
-	default:
+	r, body, err := syncproto.RequestOf(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, ok := prepares[r.Op]
+	if !ok {
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory request")
+	}
+	return h(f, req.GetCaller(), body, now.UnixMilli())
+}
+
+// prepareFunc prepares one request: a read's answer, or a write's command.
+type prepareFunc func(f *FSM, caller *syncpb.Caller, body proto.Message, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error)
+
+// prepares are the directory's handlers, by CoreRequest op: the requests
+// whose row in syncproto.Requests is RouteDirectory.
+var prepares = map[protoreflect.Name]prepareFunc{
+	"register_user": write(func(f *FSM, _ *syncpb.Caller, req *syncpb.RegisterUserRequest, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+		return f.prepareRegisterUser(req, ms)
+	}),
+	"get_credentials": read((*FSM).getCredentials),
+	"lookup_users":    read((*FSM).lookupUsers),
+	"register_device": write((*FSM).prepareRegisterDevice),
+	"list_devices": read(func(f *FSM, c *syncpb.Caller, _ *syncpb.ListDevicesRequest) (*syncpb.CoreResponse, error) {
+		return f.listDevices(c)
+	}),
+	"get_device":    read((*FSM).getDevice),
+	"revoke_device": write((*FSM).prepareRevokeDevice),
+	"get_workspace": read(func(f *FSM, c *syncpb.Caller, _ *syncpb.GetWorkspaceRequest) (*syncpb.CoreResponse, error) {
+		return f.getWorkspace(c)
+	}),
+	"update_workspace":   write((*FSM).prepareUpdateWorkspace),
+	"start_token_family": write((*FSM).prepareStartTokenFamily),
+	"rotate_refresh":     write((*FSM).prepareRotateRefresh),
+	"change_password":    write((*FSM).prepareChangePassword),
+	"list_revocations": read(func(f *FSM, _ *syncpb.Caller, req *syncpb.ListRevocationsRequest) (*syncpb.CoreResponse, error) {
+		return f.listRevocations(req)
+	}),
+	"remove_user": write((*FSM).prepareRemoveUser),
+}
+
+// write adapts a write's typed handler.
+func write[T proto.Message](h func(f *FSM, caller *syncpb.Caller, req T, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error)) prepareFunc {
+	return func(f *FSM, caller *syncpb.Caller, body proto.Message, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+		return h(f, caller, body.(T), ms)
+	}
+}
+
+// read adapts a read's typed handler.
+func read[T proto.Message](h func(f *FSM, caller *syncpb.Caller, req T) (*syncpb.CoreResponse, error)) prepareFunc {
+	return func(f *FSM, caller *syncpb.Caller, body proto.Message, _ int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+		resp, err := h(f, caller, body.(T))
+		return nil, resp, err
 	}
 }
 

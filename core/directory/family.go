@@ -86,8 +86,8 @@ func checkRotateRefresh(req *syncpb.RotateRefreshRequest) error {
 		return invalid("invalid token family or generation")
 	case !syncproto.ValidID(req.RotationId):
 		return invalid("invalid rotation id")
-	case time.Duration(req.GraceMs)*time.Millisecond > syncproto.MaxRefreshGrace:
-		return invalid("grace is longer than syncproto.MaxRefreshGrace")
+	case time.Duration(req.GraceMs)*time.Millisecond > maxRefreshGrace:
+		return invalid("grace is longer than 5 minutes")
 	}
 	return nil
 }

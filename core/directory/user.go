@@ -22,7 +22,7 @@ const (
 // normalizeName lower-cases an ASCII workspace name or username and
 // checks it: 1..MaxNameLen of [a-z0-9._-], starting with [a-z0-9].
 func normalizeName(s string) (string, bool) {
-	if len(s) == 0 || len(s) > syncproto.MaxNameLen {
+	if len(s) == 0 || len(s) > maxNameLen {
 		return "", false
 	}
 	b := []byte(s)
@@ -83,7 +83,7 @@ func normalizeRegister(req *syncpb.RegisterUserRequest) (*syncpb.RegisterUserReq
 	if display == "" {
 		display = user
 	}
-	if !validText(display, syncproto.MaxNameLen) {
+	if !validText(display, maxNameLen) {
 		return nil, invalid("invalid display name")
 	}
 	if !validHash(req.PasswordHash) {

@@ -68,7 +68,7 @@ func planCreate(caller *syncpb.Caller, req *syncpb.CreateConversationRequest) (*
 	if err := checkConvID(req.ConvId); err != nil {
 		return nil, err
 	}
-	if len(req.MemberUserIds) > syncproto.MaxConversationMembers {
+	if len(req.MemberUserIds) > maxMembers {
 		return nil, invalid("too many members")
 	}
 	seen := map[string]bool{caller.UserId: true}
@@ -96,10 +96,10 @@ func planCreate(caller *syncpb.Caller, req *syncpb.CreateConversationRequest) (*
 		if !strings.HasPrefix(req.ConvId, syncproto.PrefixGroupConv) {
 			return nil, invalid("group conversation ids start with " + syncproto.PrefixGroupConv)
 		}
-		if len(p.others)+1 > syncproto.MaxConversationMembers {
+		if len(p.others)+1 > maxMembers {
 			return nil, invalid("too many members")
 		}
-		if len(req.Title) > syncproto.MaxTitleLen || !utf8.ValidString(req.Title) {
+		if len(req.Title) > maxTitleLen || !utf8.ValidString(req.Title) {
 			return nil, invalid("invalid title")
 		}
 		p.title = req.Title

@@ -55,7 +55,7 @@ func planChange(g kvfsm.Getter, caller *syncpb.Caller, meta *convMeta, me *syncp
 	}
 	n := len(req.AddUserIds) + len(req.RemoveUserIds) + len(req.SetRoles)
 	switch {
-	case n > syncproto.MaxConversationMembers:
+	case n > maxMembers:
 		return nil, invalid("too many changes")
 	case req.Leave && n > 0:
 		return nil, invalid("leave cannot be combined with other changes")
@@ -163,7 +163,7 @@ func planChange(g kvfsm.Getter, caller *syncpb.Caller, meta *convMeta, me *syncp
 		}
 		p.roles = append(p.roles, &syncpb.Member{UserId: u, Role: role, JoinedUnixMs: m.JoinedUnixMs})
 	}
-	if p.members > syncproto.MaxConversationMembers {
+	if p.members > maxMembers {
 		return nil, invalid("the group is full")
 	}
 	if p.members > 0 && p.owners == 0 {

@@ -13,11 +13,7 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// Limits on message metadata that syncproto/limits.go leaves open.
 const (
-	maxContentTypeLen    = 255
-	maxAttachmentNameLen = 255
-	maxAttachmentMeta    = 4 << 10
 	// maxHistoryBytes bounds a history page, which must fit in one NATS
 	// reply and one frame of syncproto.DefaultMaxFrameSize; a page holds at
 	// least one message.
@@ -33,7 +29,8 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// checkSend validates a send against syncproto's limits.
+// checkSend checks a send by the state machine's own limits (limits.go),
+// when it is prepared and again when it applies.
 func checkSend(req *syncpb.SendRequest) error {
 	if req == nil {
 		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "empty request")
@@ -44,10 +41,10 @@ func checkSend(req *syncpb.SendRequest) error {
 	switch {
 	case !syncproto.ValidClientMsgID(req.ClientMsgId):
 		return invalid("invalid client_msg_id")
-	case len(req.Body) > syncproto.MaxBodySize:
-		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "message body over %d bytes", syncproto.MaxBodySize)
-	case len(req.Attachments) > syncproto.MaxAttachments:
-		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "more than %d attachments", syncproto.MaxAttachments)
+	case len(req.Body) > maxBodySize:
+		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "message body over %d bytes", maxBodySize)
+	case len(req.Attachments) > maxAttachments:
+		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "more than %d attachments", maxAttachments)
 	case len(req.Body) == 0 && len(req.Attachments) == 0:
 		return invalid("empty message")
 	case len(req.ContentType) > maxContentTypeLen || !printableASCII(req.ContentType):

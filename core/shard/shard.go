@@ -33,6 +33,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-chat/parley/core/internal/cmdpb"
 	"github.com/parley-chat/parley/core/internal/kvfsm"
@@ -205,31 +207,50 @@ func (f *FSM) Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Tim
 }
 
 func (f *FSM) prepare(ctx context.Context, caller *syncpb.Caller, req *syncpb.CoreRequest, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
-	switch op := req.GetOp().(type) {
-	case *syncpb.CoreRequest_CreateConversation:
-		return f.prepareCreate(ctx, caller, op.CreateConversation, ms)
-	case *syncpb.CoreRequest_GetConversation:
-		resp, err := f.getConversation(caller, op.GetConversation)
-		return nil, resp, err
-	case *syncpb.CoreRequest_ListConversations:
-		resp, err := f.listConversations(caller, op.ListConversations)
-		return nil, resp, err
-	case *syncpb.CoreRequest_ChangeMembers:
-		return f.prepareChange(ctx, caller, op.ChangeMembers, ms)
-	case *syncpb.CoreRequest_Send:
-		return f.prepareSend(caller, op.Send, ms)
-	case *syncpb.CoreRequest_History:
-		resp, err := f.history(caller, op.History)
-		return nil, resp, err
-	case *syncpb.CoreRequest_Receipt:
-		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "receipts are not shard commands (see CheckReceipt)")
-	case *syncpb.CoreRequest_Sync:
-		resp, err := f.sync(caller, op.Sync)
-		return nil, resp, err
-	case nil:
-		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
-	default:
+	r, body, err := syncproto.RequestOf(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, ok := prepares[r.Op]
+	if !ok {
 		return nil, nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation request")
+	}
+	return h(f, ctx, caller, body, ms)
+}
+
+// prepareFunc prepares one request: a read's answer, or a write's command.
+type prepareFunc func(f *FSM, ctx context.Context, caller *syncpb.Caller, body proto.Message, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error)
+
+// prepares are the shard's handlers, by CoreRequest op: the requests whose
+// row in syncproto.Requests is RouteConversation, and the ones the node
+// asks every shard (list_conversations, sync).
+var prepares = map[protoreflect.Name]prepareFunc{
+	"create_conversation": writeOp((*FSM).prepareCreate),
+	"get_conversation":    readOp((*FSM).getConversation),
+	"list_conversations":  readOp((*FSM).listConversations),
+	"change_members":      writeOp((*FSM).prepareChange),
+	"send": writeOp(func(f *FSM, _ context.Context, c *syncpb.Caller, req *syncpb.SendRequest, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+		return f.prepareSend(c, req, ms)
+	}),
+	"history": readOp((*FSM).history),
+	"receipt": readOp(func(*FSM, *syncpb.Caller, *syncpb.ReceiptReport) (*syncpb.CoreResponse, error) {
+		return nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "receipts are not shard commands (see CheckReceipt)")
+	}),
+	"sync": readOp((*FSM).sync),
+}
+
+// writeOp adapts a write's typed handler.
+func writeOp[T proto.Message](h func(f *FSM, ctx context.Context, caller *syncpb.Caller, req T, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error)) prepareFunc {
+	return func(f *FSM, ctx context.Context, caller *syncpb.Caller, body proto.Message, ms int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+		return h(f, ctx, caller, body.(T), ms)
+	}
+}
+
+// readOp adapts a read's typed handler.
+func readOp[T proto.Message](h func(f *FSM, caller *syncpb.Caller, req T) (*syncpb.CoreResponse, error)) prepareFunc {
+	return func(f *FSM, _ context.Context, caller *syncpb.Caller, body proto.Message, _ int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
+		resp, err := h(f, caller, body.(T))
+		return nil, resp, err
 	}
 }
 

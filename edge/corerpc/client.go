@@ -13,8 +13,9 @@
 // max-registers, creating a conversation the caller already created
 // returns it, and so on.
 //
-// One operation is special: register_device creates a new device id on
-// every execution, so it is retried only when the request certainly never
+// Operations whose row in syncproto.Requests is NotIdempotent are
+// special. register_device creates a new device id on every execution, so
+// it is retried only when the request certainly never
 // reached a core (no responders). After a timeout, a lost reply or an
 // UNAVAILABLE answer, Call returns UNAVAILABLE and the client decides: at
 // worst it leaves an unused device that can be listed and revoked.
@@ -213,7 +214,10 @@ func (c *Client) RegionInfo(ctx context.Context) (*syncpb.RegionInfo, error) {
 // error, UNAVAILABLE when no core answers, TIMEOUT when the deadline
 // passes. See the package doc for what is retried.
 func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (resp *syncpb.CoreResponse, err error) {
-	op := opName(req)
+	op := "unknown" // the metrics' label of a request no row names
+	if r, _, err := syncproto.RequestOf(req); err == nil {
+		op = string(r.Name())
+	}
 	defer func(start time.Time) { c.m.done(op, start, err) }(time.Now())
 	return c.call(ctx, op, req)
 }
@@ -221,7 +225,7 @@ func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (resp *syncp
 func (c *Client) call(ctx context.Context, op string, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	subject, err := c.subject(ctx, req)
+	r, subject, err := c.subject(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +233,7 @@ func (c *Client) call(ctx context.Context, op string, req *syncpb.CoreRequest) (
 	if err != nil {
 		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request cannot be encoded")
 	}
-	_, isDevice := req.Op.(*syncpb.CoreRequest_RegisterDevice)
+	isDevice := r.NotIdempotent
 	backoff := c.minBackoff
 	var last error // the latest failure not caused by ctx ending
 	for attempt := 1; ; attempt++ {
@@ -337,7 +341,7 @@ func finalError(ctx context.Context, last error) error {
 // waits only to learn the shard count (once). nil means NATS took it, not
 // that a core got it.
 func (c *Client) Publish(ctx context.Context, req *syncpb.CoreRequest) error {
-	subject, err := c.subject(ctx, req)
+	_, subject, err := c.subject(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -369,61 +373,22 @@ func (c *Client) conn(subject string) *nats.Conn {
 	return c.nc
 }
 
-// subject routes req: conversation operations to their shard's subject,
-// everything else to the API subject.
-func (c *Client) subject(ctx context.Context, req *syncpb.CoreRequest) (string, error) {
-	conv, shardBound, err := convOf(req)
+// subject routes req by its row in syncproto.Requests: conversation
+// requests to their shard's subject, everything else to the API subject.
+func (c *Client) subject(ctx context.Context, req *syncpb.CoreRequest) (*syncproto.Request, string, error) {
+	r, body, err := syncproto.RequestOf(req)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	if !shardBound {
-		return c.api, nil
+	if r.Route != syncproto.RouteConversation {
+		return r, c.api, nil
 	}
 	n := c.shards.Load()
 	if n == 0 {
 		if _, err := c.RegionInfo(ctx); err != nil {
-			return "", err
+			return nil, "", err
 		}
 		n = c.shards.Load()
 	}
-	return syncproto.ShardSubject(c.region, syncproto.ShardOf(conv, n)), nil
-}
-
-// convOf returns the conversation of a shard-bound request.
-func convOf(req *syncpb.CoreRequest) (conv string, shardBound bool, err error) {
-	switch op := req.GetOp().(type) {
-	case nil:
-		return "", false, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "request has no operation")
-	case *syncpb.CoreRequest_CreateConversation:
-		conv = op.CreateConversation.GetConvId()
-	case *syncpb.CoreRequest_GetConversation:
-		conv = op.GetConversation.GetConvId()
-	case *syncpb.CoreRequest_ChangeMembers:
-		conv = op.ChangeMembers.GetConvId()
-	case *syncpb.CoreRequest_Send:
-		conv = op.Send.GetConvId()
-	case *syncpb.CoreRequest_History:
-		conv = op.History.GetConvId()
-	case *syncpb.CoreRequest_Receipt:
-		conv = op.Receipt.GetConvId()
-	case *syncpb.CoreRequest_GetReceipts:
-		conv = op.GetReceipts.GetConvId()
-	case *syncpb.CoreRequest_Typing:
-		conv = op.Typing.GetConvId()
-	default:
-		return "", false, nil
-	}
-	if !syncproto.ValidID(conv) {
-		return "", true, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "invalid conversation id")
-	}
-	return conv, true, nil
-}
-
-// opName is the name of req's operation ("send", "history"...), for logs.
-func opName(req *syncpb.CoreRequest) string {
-	m := req.ProtoReflect()
-	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("op")); f != nil {
-		return string(f.Name())
-	}
-	return "none"
+	return r, syncproto.ShardSubject(c.region, syncproto.ShardOf(r.Conv(body), n)), nil
 }

@@ -633,3 +633,12 @@ func TestLeaderHintDroppedOnFailure(t *testing.T) {
 		t.Fatalf("%d requests went to the cut-off server, want 2 (one per call after the first, then the retry on Conn)", got)
 	}
 }
+
+// opName is the name of req's operation ("send", "history"...).
+func opName(req *syncpb.CoreRequest) string {
+	r, _, err := syncproto.RequestOf(req)
+	if err != nil {
+		return "none"
+	}
+	return string(r.Name())
+}

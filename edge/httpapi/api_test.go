@@ -646,7 +646,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"no body", "POST", "/v1/messages", map[string]any{"conv_id": dm.ID, "client_msg_id": "1"}, 400, "invalid_argument"},
 		{"bad conv id", "POST", "/v1/messages", map[string]any{"conv_id": "C/../x", "client_msg_id": "1", "body": "a"}, 400, "invalid_argument"},
 		{"bad client_msg_id", "POST", "/v1/messages", map[string]any{"conv_id": dm.ID, "client_msg_id": "has space", "body": "a"}, 400, "invalid_argument"},
-		{"too many attachments", "POST", "/v1/messages", map[string]any{"conv_id": dm.ID, "client_msg_id": "1", "attachments": make([]attachmentJSON, 33)}, 400, "invalid_argument"},
+		{"too many attachments", "POST", "/v1/messages", map[string]any{"conv_id": dm.ID, "client_msg_id": "1", "attachments": make([]attachmentJSON, 33)}, 413, "too_large"},
 		{"history bad dir", "GET", "/v1/conversations/" + dm.ID + "/history?dir=up", nil, 400, "invalid_argument"},
 		{"history bad limit", "GET", "/v1/conversations/" + dm.ID + "/history?limit=501", nil, 400, "invalid_argument"},
 		{"history bad cursor", "GET", "/v1/conversations/" + dm.ID + "/history?cursor=-1", nil, 400, "invalid_argument"},

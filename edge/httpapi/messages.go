@@ -3,7 +3,6 @@ package httpapi
 import (
 	"encoding/base64"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/parley-chat/parley/syncproto"
@@ -41,9 +40,8 @@ func (a *API) send(c *call) error {
 		return err
 	}
 	c.info.conv = req.ConvID
-	if !syncproto.ValidClientMsgID(req.ClientMsgID) {
-		return invalid("client_msg_id must be 1 to %d printable ASCII characters", syncproto.MaxClientMsgIDLen)
-	}
+	// The JSON forms are decoded here; the send's own checks are its
+	// validator's (syncproto.ValidateSend), as on every transport.
 	var body []byte
 	switch {
 	case req.Body != nil && req.BodyBase64 != nil:
@@ -62,36 +60,11 @@ func (a *API) send(c *call) error {
 			req.ContentType = "application/octet-stream"
 		}
 	}
-	if len(body) > syncproto.MaxBodySize {
-		return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "message body exceeds %d bytes", syncproto.MaxBodySize)
-	}
-	if len(body) == 0 && len(req.Attachments) == 0 {
-		return invalid("a message needs a body or attachments")
-	}
-	if err := checkASCII("content_type", req.ContentType, maxTypeLen); err != nil {
-		return err
-	}
-	if len(req.Attachments) > syncproto.MaxAttachments {
-		return invalid("at most %d attachments", syncproto.MaxAttachments)
-	}
 	atts := make([]*syncpb.Attachment, 0, len(req.Attachments))
 	for i, at := range req.Attachments {
-		field := "attachments[" + strconv.Itoa(i) + "]"
-		if err := checkID(field+".id", at.ID); err != nil {
-			return err
-		}
-		if err := checkText(field+".name", at.Name, maxTypeLen, false); err != nil {
-			return err
-		}
-		if err := checkASCII(field+".content_type", at.ContentType, maxTypeLen); err != nil {
-			return err
-		}
 		meta, err := decodeBase64(at.MetaBase64)
 		if err != nil {
-			return invalid("%s.meta_base64 is not valid base64", field)
-		}
-		if len(meta) > maxMetaBytes {
-			return syncproto.Errorf(syncpb.Code_CODE_TOO_LARGE, "%s.meta_base64 exceeds %d bytes", field, maxMetaBytes)
+			return invalid("attachments[%d].meta_base64 is not valid base64", i)
 		}
 		atts = append(atts, &syncpb.Attachment{Id: at.ID, Name: at.Name, ContentType: at.ContentType, Size: at.Size, Meta: meta})
 	}
@@ -204,6 +177,7 @@ func (a *API) receipt(c *call) error {
 		return invalid(`type must be "delivered" or "read"`)
 	}
 	if req.Seq == 0 {
+		// The /v1 schema's minimum; devices may report 0 (nothing yet).
 		return invalid("seq must be at least 1")
 	}
 	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Receipt{Receipt: &syncpb.ReceiptReport{

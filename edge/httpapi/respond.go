@@ -106,8 +106,13 @@ func (a *API) callCore(c *call, req *syncpb.CoreRequest) (*syncpb.CoreResponse, 
 }
 
 // callAs is callCore for a request made as caller: a refresh, whose
-// caller is its token's, revokes the device on a reused token.
+// caller is its token's, revokes the device on a reused token. The
+// request's validator (syncproto.Requests) runs first, as on every
+// transport.
 func (a *API) callAs(c *call, caller *syncpb.Caller, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
+	if _, _, err := syncproto.CheckRequest(req); err != nil {
+		return nil, err
+	}
 	req.Caller = caller
 	resp, err := a.core.Call(c.ctx, req)
 	if rv := resp.GetRevocation(); err == nil && rv != nil && a.revoked != nil {

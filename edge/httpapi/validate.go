@@ -13,8 +13,6 @@ import (
 const (
 	minPassword   = 8
 	maxPassword   = 256
-	maxTypeLen    = 255 // content types, platform names
-	maxMetaBytes  = 4 << 10
 	maxListLimit  = 1000
 	maxNameInList = 1000 // usernames resolved in one request
 )

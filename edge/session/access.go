@@ -77,17 +77,13 @@ func (s *session) queueFinal(err error) {
 
 // reauth answers a Reauth: a fresh access token for the same workspace,
 // user and device extends the session to its expiry.
-func (s *session) reauth(f *syncpb.Frame) *syncpb.Frame {
-	r := f.GetReauth()
-	if err := syncproto.ValidateReauth(r); err != nil {
-		return errorFrame(f.Id, err)
-	}
+func (s *session) reauth(id uint64, r *syncpb.Reauth) (*syncpb.Frame, error) {
 	c, err := s.cfg.Auth.Verify(r.AccessToken, auth.Access)
 	if err != nil {
-		return errorFrame(f.Id, err)
+		return nil, err
 	}
 	if c.WorkspaceID != s.caller.WorkspaceId || c.UserID != s.caller.UserId || c.DeviceID != s.caller.DeviceId {
-		return errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "the token is not for this session's device"))
+		return nil, syncproto.Errorf(syncpb.Code_CODE_UNAUTHENTICATED, "the token is not for this session's device")
 	}
 	exp := c.ExpiresAt.UnixMilli()
 	s.mu.Lock()
@@ -97,8 +93,8 @@ func (s *session) reauth(f *syncpb.Frame) *syncpb.Frame {
 	exp = s.acc.expiresMs
 	s.mu.Unlock()
 	s.expires.Store(exp)
-	return &syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_ReauthAck{ReauthAck: &syncpb.ReauthAck{
-		TokenExpiresUnixMs: exp, ServerTimeUnixMs: s.cfg.Now().UnixMilli()}}}
+	return &syncpb.Frame{Id: id, Body: &syncpb.Frame_ReauthAck{ReauthAck: &syncpb.ReauthAck{
+		TokenExpiresUnixMs: exp, ServerTimeUnixMs: s.cfg.Now().UnixMilli()}}}, nil
 }
 
 // Revoke ends at once every session whose token rv revokes, with REVOKED,

@@ -53,13 +53,9 @@ func (s *session) catchUpPresence(ctx context.Context) []*syncpb.PresenceUpdate 
 
 // presenceSubscribe answers a PresenceSubscribe: a SyncResponse carrying
 // only the presence of the users now watched.
-func (s *session) presenceSubscribe(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
+func (s *session) presenceSubscribe(ctx context.Context, id uint64, req *syncpb.PresenceSubscribe) (*syncpb.Frame, error) {
 	if s.pres == nil {
 		return nil, syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is off on this server")
-	}
-	req := f.GetPresenceSubscribe()
-	if err := syncproto.ValidatePresenceSubscribe(req); err != nil {
-		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
@@ -67,5 +63,5 @@ func (s *session) presenceSubscribe(ctx context.Context, f *syncpb.Frame) (*sync
 	if err != nil {
 		return nil, err
 	}
-	return &syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_SyncResponse{SyncResponse: &syncpb.SyncResponse{Presence: list}}}, nil
+	return &syncpb.Frame{Id: id, Body: &syncpb.Frame_SyncResponse{SyncResponse: &syncpb.SyncResponse{Presence: list}}}, nil
 }

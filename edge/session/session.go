@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/syncproto"
@@ -255,8 +257,7 @@ func (s *session) catchUp(ctx context.Context, pos *syncpb.SyncPosition) {
 	// meanwhile are held behind the catch-up like every push.
 	presence := make(chan []*syncpb.PresenceUpdate, 1)
 	go func() { presence <- s.catchUpPresence(ctx) }()
-	resp, err := s.call(ctx, &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{
-		Position: pos, PerConversationLimit: limit}}})
+	resp, err := s.call(ctx, 0, syncRequest, &syncpb.SyncRequest{Position: pos, PerConversationLimit: limit})
 	watched := <-presence
 	if err != nil {
 		// The device syncs itself; tell it so.
@@ -500,89 +501,99 @@ func (s *session) reader(ctx context.Context) error {
 
 // dispatch starts serving one frame. An error is fatal to the session.
 func (s *session) dispatch(ctx context.Context, f *syncpb.Frame) error {
-	switch b := f.Body.(type) {
-	case nil:
+	r, body := syncproto.Requests.FrameOf(f)
+	switch {
+	case f.Body == nil:
 		return nil // a frame type this version does not know: skip it
-	case *syncpb.Frame_Ping:
-		if f.Id != 0 {
-			s.reply(&syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_Pong{Pong: &syncpb.Pong{Nonce: b.Ping.GetNonce()}}})
-		}
+	case f.GetPong() != nil:
 		return nil
-	case *syncpb.Frame_Pong:
-		return nil
-	case *syncpb.Frame_Typing:
-		return nil // the reader takes typing before dispatch
-	case *syncpb.Frame_Reauth:
-		if f.Id == 0 {
-			return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
-		}
-		s.reply(s.reauth(f))
-		return nil
-	case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt,
-		*syncpb.Frame_PresenceSubscribe:
-		if f.Id == 0 {
-			return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
-		}
-		select {
-		case s.inflight <- struct{}{}:
-		case <-s.done:
-			return nil
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.inflight }()
-			resp, err := s.call(ctx, f)
-			if err != nil {
-				resp = errorFrame(f.Id, err)
-			}
-			s.reply(resp)
-		}()
-		return nil
-	default:
+	case r == nil:
 		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a client may not send this frame type here")
+	case r.NoReply:
+		return nil // the reader takes typing before dispatch
+	case f.Id == 0 && r.IDOptional:
+		return nil
+	case f.Id == 0:
+		return syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request needs a non-zero frame id")
 	}
+	if edgeRequests[r.Frame].inline {
+		s.reply(s.serve(ctx, f.Id, r, body))
+		return nil
+	}
+	select {
+	case s.inflight <- struct{}{}:
+	case <-s.done:
+		return nil
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.inflight }()
+		s.reply(s.serve(ctx, f.Id, r, body))
+	}()
+	return nil
 }
 
-// call serves one request frame through the core.
-func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, error) {
-	req := &syncpb.CoreRequest{Caller: s.caller}
-	switch b := f.Body.(type) {
-	case *syncpb.Frame_PresenceSubscribe:
-		return s.presenceSubscribe(ctx, f)
-	case *syncpb.Frame_Send:
-		if err := syncproto.ValidateSend(b.Send); err != nil {
-			return nil, err
-		}
-		req.Op = &syncpb.CoreRequest_Send{Send: b.Send}
-	case *syncpb.Frame_SyncRequest:
-		if err := syncproto.ValidateSync(b.SyncRequest); err != nil {
-			return nil, err
-		}
-		req.Op = &syncpb.CoreRequest_Sync{Sync: b.SyncRequest}
-	case *syncpb.Frame_HistoryRequest:
-		if err := syncproto.ValidateHistory(b.HistoryRequest); err != nil {
-			return nil, err
-		}
-		req.Op = &syncpb.CoreRequest_History{History: b.HistoryRequest}
-	case *syncpb.Frame_Receipt:
-		if err := syncproto.ValidateReceipt(b.Receipt); err != nil {
-			return nil, err
-		}
-		req.Op = &syncpb.CoreRequest_Receipt{Receipt: b.Receipt}
-	default:
-		return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "not a request")
+// edgeRequest is how the session answers a request frame without an op
+// (syncproto.Request.Op ""): its handler, and whether it runs in the
+// reader, before the next frame is read, or beside it as a core request
+// does.
+type edgeRequest struct {
+	serve  func(s *session, ctx context.Context, id uint64, body proto.Message) (*syncpb.Frame, error)
+	inline bool
+}
+
+// edgeRequests are the handlers of the request frames the edge answers
+// itself, by frame body.
+var edgeRequests = map[protoreflect.Name]edgeRequest{
+	"ping": {inline: true, serve: func(_ *session, _ context.Context, id uint64, body proto.Message) (*syncpb.Frame, error) {
+		return &syncpb.Frame{Id: id, Body: &syncpb.Frame_Pong{Pong: &syncpb.Pong{Nonce: body.(*syncpb.Ping).GetNonce()}}}, nil
+	}},
+	"reauth": {inline: true, serve: func(s *session, _ context.Context, id uint64, body proto.Message) (*syncpb.Frame, error) {
+		return s.reauth(id, body.(*syncpb.Reauth))
+	}},
+	"presence_subscribe": {serve: func(s *session, ctx context.Context, id uint64, body proto.Message) (*syncpb.Frame, error) {
+		return s.presenceSubscribe(ctx, id, body.(*syncpb.PresenceSubscribe))
+	}},
+}
+
+// syncRequest is the row of the device's SyncRequest, which the session
+// also uses to listen on the user's large groups.
+var syncRequest = syncproto.Requests.ByOp("sync")
+
+// serve answers one request frame: its answer, or the Error frame.
+func (s *session) serve(ctx context.Context, id uint64, r *syncproto.Request, body proto.Message) *syncpb.Frame {
+	resp, err := s.call(ctx, id, r, body)
+	if err != nil {
+		return errorFrame(id, err)
 	}
+	return resp
+}
+
+// call checks one request with its validator and serves it: with its
+// edge handler when it has no op, else through the core.
+func (s *session) call(ctx context.Context, id uint64, r *syncproto.Request, body proto.Message) (*syncpb.Frame, error) {
+	if err := r.Validate(body); err != nil {
+		return nil, err
+	}
+	if r.Op == "" {
+		h, ok := edgeRequests[r.Frame]
+		if !ok {
+			return nil, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "not a request")
+		}
+		return h.serve(s, ctx, id, body)
+	}
+	req := r.Wrap(s.caller, body)
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	_, isSync := f.Body.(*syncpb.Frame_SyncRequest)
+	isSync := r == syncRequest
 	var since uint64
 	if isSync {
 		since = s.cfg.Hub.Pos() // before the core reads the user's groups
 	}
 	start := time.Now()
 	resp, err := s.cfg.Core.Call(cctx, req)
-	if _, isSend := f.Body.(*syncpb.Frame_Send); isSend {
+	if r.Op == "send" {
 		s.srv.m.shared.Send(s.transport, start, err)
 	}
 	if err != nil {
@@ -595,27 +606,16 @@ func (s *session) call(ctx context.Context, f *syncpb.Frame) (*syncpb.Frame, err
 		if err != nil || fresh {
 			s.Lost()
 		}
-	}
-	out := &syncpb.Frame{Id: f.Id}
-	ok := false
-	switch f.Body.(type) {
-	case *syncpb.Frame_Send:
-		out.Body, ok = &syncpb.Frame_SendAck{SendAck: resp.GetSendAck()}, resp.GetSendAck() != nil
-	case *syncpb.Frame_SyncRequest:
-		out.Body, ok = &syncpb.Frame_SyncResponse{SyncResponse: resp.GetSync()}, resp.GetSync() != nil
-		if ok && f.Id != 0 && s.pres != nil {
+		if sr := resp.GetSync(); sr != nil && id != 0 && s.pres != nil {
 			// A device's own sync (after a Resync: pushes were dropped)
 			// also repairs its presence; the catch-up brings its own.
-			resp.GetSync().Presence = s.pres.States()
+			sr.Presence = s.pres.States()
 		}
-	case *syncpb.Frame_HistoryRequest:
-		out.Body, ok = &syncpb.Frame_HistoryResponse{HistoryResponse: resp.GetHistory()}, resp.GetHistory() != nil
-	case *syncpb.Frame_Receipt:
-		out.Body, ok = &syncpb.Frame_ReceiptAck{ReceiptAck: resp.GetReceiptAck()}, resp.GetReceiptAck() != nil
 	}
-	if !ok {
-		s.log.Error("core answered without the expected result", "request", f.Body)
-		return nil, syncproto.Errorf(syncpb.Code_CODE_INTERNAL, "internal error")
+	out, err := r.Reply(id, resp)
+	if err != nil {
+		s.log.Error("core answered without the expected result", "request", r.Op)
+		return nil, err
 	}
 	return out, nil
 }

@@ -62,25 +62,16 @@ func (s *session) serveRequestStream(ctx context.Context, c Conn) {
 		return
 	}
 	var resp *syncpb.Frame
+	r, body := syncproto.Requests.FrameOf(f)
 	switch {
 	case !s.limiter.Allow():
 		e := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many requests")
 		e.RetryAfter = time.Second
 		resp = errorFrame(f.Id, e)
+	case r == nil || r.NoReply:
+		resp = errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request stream carries one request"))
 	default:
-		switch f.Body.(type) {
-		case *syncpb.Frame_Send, *syncpb.Frame_SyncRequest, *syncpb.Frame_HistoryRequest, *syncpb.Frame_Receipt,
-			*syncpb.Frame_PresenceSubscribe:
-			if resp, err = s.call(ctx, f); err != nil {
-				resp = errorFrame(f.Id, err)
-			}
-		case *syncpb.Frame_Ping:
-			resp = &syncpb.Frame{Id: f.Id, Body: &syncpb.Frame_Pong{Pong: &syncpb.Pong{Nonce: f.GetPing().GetNonce()}}}
-		case *syncpb.Frame_Reauth:
-			resp = s.reauth(f)
-		default:
-			resp = errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request stream carries one request"))
-		}
+		resp = s.serve(ctx, f.Id, r, body)
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.RequestStreamTimeout)
 	_ = c.WriteFrame(wctx, resp)

@@ -127,7 +127,7 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 		s.srv.m.shared.RateLimited("typing")
 		return
 	}
-	if syncproto.ValidateTyping(t) != nil {
+	if typingRequest.Validate(t) != nil {
 		c.invalid.Add(1)
 		return
 	}
@@ -141,11 +141,11 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 		c.unpublished.Add(1)
 		return
 	}
-	req := &syncpb.CoreRequest{Caller: s.caller, Op: &syncpb.CoreRequest_Typing{Typing: &syncpb.Typing{
+	req := typingRequest.Wrap(s.caller, &syncpb.Typing{
 		ConvId: t.ConvId, UserId: s.caller.UserId, Typing: t.Typing,
 		TtlMs:    uint32(syncproto.TypingTTL(t.TtlMs) / time.Millisecond),
 		DeviceId: s.caller.DeviceId, WorkspaceId: s.caller.WorkspaceId,
-	}}}
+	})
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	err := pub.Publish(pctx, req)
 	cancel()
@@ -156,6 +156,9 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 	}
 	c.published.Add(1)
 }
+
+// typingRequest is the row of typing indicators.
+var typingRequest = syncproto.Requests.ByOp("typing")
 
 // pushTyping queues a typing event for the device unless it is the
 // device's own, the edge is overloaded, or the device's queue is half
