@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/parley-chat/parley/bench"
+	"github.com/parley-chat/parley/cmd/internal/observe"
 )
 
 // runBench is `parley bench`: its flags into a bench config, with this
@@ -47,7 +48,7 @@ func startBenchSystem(ctx context.Context, c bench.SystemConfig) (bench.System, 
 	if c.UDP {
 		udp = "127.0.0.1:0"
 	}
-	reg, err := newRegistry()
+	reg, err := observe.NewRegistry()
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func startBenchSystem(ctx context.Context, c bench.SystemConfig) (bench.System, 
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(rctx) }()
 	b := &benchSystem{s: s, stop: func() { cancel(); <-done }}
-	addr, err := serveMetrics(rctx, "127.0.0.1:0", reg, nil, slog.New(slog.DiscardHandler))
+	addr, err := observe.ServeMetrics(rctx, "127.0.0.1:0", reg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Close()
 		return nil, err

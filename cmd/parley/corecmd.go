@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/core"
 )
 
@@ -177,12 +178,12 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.Logger, err = newLogger(stderr, level, *logJSON); err != nil {
 		return err
 	}
-	reg, err := newRegistry()
+	reg, err := observe.NewRegistry()
 	if err != nil {
 		return err
 	}
 	cfg.Metrics = reg
-	if err := serveDebug(ctx, *debugAddr, reg, cfg.Logger); err != nil {
+	if err := observe.ServeDebug(ctx, *debugAddr, reg, cfg.Logger); err != nil {
 		return err
 	}
 	node, err := core.New(cfg)
@@ -192,7 +193,7 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer node.Close()
 	// Readiness: every group of the node knows a leader (it has joined
 	// the region's groups).
-	if _, err := serveMetrics(ctx, *metricsAddr, reg, node.Ready, cfg.Logger); err != nil {
+	if _, err := observe.ServeMetrics(ctx, *metricsAddr, reg, node.Ready, cfg.Logger); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "parley core %s: raft %s, nats %s (edges connect here), data %s\n",

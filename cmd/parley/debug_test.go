@@ -22,6 +22,7 @@ import (
 
 	"github.com/parley-chat/parley/bench"
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -118,12 +119,12 @@ next:
 // apply time per group and raft's own timers (through the go-metrics
 // sink), WAL fsyncs, presence leases.
 func TestMetricsAfterTraffic(t *testing.T) {
-	reg, err := newRegistry()
+	reg, err := observe.NewRegistry()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := startTestSystem(t, "", func(c *serveConfig) { c.Metrics = reg })
-	srv := httptest.NewServer(metricsMux(reg, s.node.Ready))
+	srv := httptest.NewServer(observe.Mux(reg, s.node.Ready))
 	t.Cleanup(srv.Close)
 	ctx := t.Context()
 

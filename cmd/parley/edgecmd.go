@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
@@ -62,14 +63,14 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	reg, err := newRegistry()
+	reg, err := observe.NewRegistry()
 	if err != nil {
 		return err
 	}
-	if err := serveDebug(ctx, *debugAddr, reg, log); err != nil {
+	if err := observe.ServeDebug(ctx, *debugAddr, reg, log); err != nil {
 		return err
 	}
-	if _, err := serveMetrics(ctx, *metricsAddr, reg, nil, log); err != nil {
+	if _, err := observe.ServeMetrics(ctx, *metricsAddr, reg, nil, log); err != nil {
 		return err
 	}
 	e, err := edge.New(edge.Config{

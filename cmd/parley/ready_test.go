@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
@@ -66,7 +67,7 @@ func TestReadyzWaitsForEveryShardLeader(t *testing.T) {
 	}
 	go func() { _ = e.Run(t.Context()) }()
 	t.Cleanup(func() { _ = e.Close() })
-	coreReady := httptest.NewServer(metricsMux(reg, n1.Ready))
+	coreReady := httptest.NewServer(observe.Mux(reg, n1.Ready))
 	t.Cleanup(coreReady.Close)
 	base := "http://" + e.Addr().String()
 	status := func(url string) int {

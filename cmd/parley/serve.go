@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
@@ -206,19 +207,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var started func()
 	cfg.Logger, started = quietStart(cfg.Logger)
-	reg, err := newRegistry()
+	reg, err := observe.NewRegistry()
 	if err != nil {
 		return err
 	}
 	cfg.Metrics = reg
-	if err := serveDebug(ctx, *debugAddr, reg, cfg.Logger); err != nil {
+	if err := observe.ServeDebug(ctx, *debugAddr, reg, cfg.Logger); err != nil {
 		return err
 	}
 	s, err := startSystem(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	maddr, err := serveMetrics(ctx, *metricsAddr, reg, s.node.Ready, cfg.Logger)
+	maddr, err := observe.ServeMetrics(ctx, *metricsAddr, reg, s.node.Ready, cfg.Logger)
 	if err != nil {
 		s.Close()
 		return err
