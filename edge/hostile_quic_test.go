@@ -151,6 +151,26 @@ func (b *blackhole) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
+// warmUp says hello as u_warm on the stream open gives and waits until
+// one message is delivered to it.
+func warmUp(ctx context.Context, t *testing.T, he *hostileEdge, open func(context.Context) (streamframe.Stream, error)) {
+	t.Helper()
+	_, c, err := helloOn(ctx, he, t, open, "u_warm", "d_warm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	he.deliver(t, "u_warm", 1)
+	for {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.GetDeliver() != nil {
+			break
+		}
+	}
+}
+
 // helloOn opens the control stream on conn and says hello as user's
 // device; it returns the stream after the Welcome.
 func helloOn(ctx context.Context, he *hostileEdge, t *testing.T, open func(context.Context) (streamframe.Stream, error), user, device string) (streamframe.Stream, *streamframe.Conn, error) {
@@ -468,20 +488,7 @@ func warmUpQUIC(t *testing.T, he *hostileEdge, qc *quicClient) {
 		t.Fatal(err)
 	}
 	defer conn.CloseWithError(0, "")
-	_, c, err := helloOn(ctx, he, t, func(ctx context.Context) (streamframe.Stream, error) { return conn.OpenStreamSync(ctx) }, "u_warm", "d_warm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	he.deliver(t, "u_warm", 1)
-	for {
-		f, err := c.ReadFrame(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.GetDeliver() != nil {
-			break
-		}
-	}
+	warmUp(ctx, t, he, func(ctx context.Context) (streamframe.Stream, error) { return conn.OpenStreamSync(ctx) })
 	_ = conn.CloseWithError(0, "")
 	waitFor(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
 }

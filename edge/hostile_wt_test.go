@@ -264,20 +264,7 @@ func warmUpWT(t *testing.T, he *hostileEdge, wc *wtClient) {
 		t.Fatal(err)
 	}
 	defer conn.CloseWithError(0, "")
-	_, c, err := helloOn(ctx, he, t, func(ctx context.Context) (streamframe.Stream, error) { return sess.OpenStreamSync(ctx) }, "u_warm", "d_warm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	he.deliver(t, "u_warm", 1)
-	for {
-		f, err := c.ReadFrame(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.GetDeliver() != nil {
-			break
-		}
-	}
+	warmUp(ctx, t, he, func(ctx context.Context) (streamframe.Stream, error) { return sess.OpenStreamSync(ctx) })
 	_ = conn.CloseWithError(0, "")
 	var c2 *quic.Conn
 	hostile(func() { c2, cc, err = wc.connect(ctx, false) })
