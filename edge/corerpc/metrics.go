@@ -32,13 +32,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Attempts of calls to the core that failed and were retried, by operation.",
 		}, []string{"op"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.latency, m.errors, m.retries} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := edgemetrics.Register(reg, m.latency, m.errors, m.retries); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

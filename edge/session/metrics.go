@@ -60,14 +60,8 @@ func newMetrics(s *Server, reg prometheus.Registerer, shared *edgemetrics.Shared
 			Name: "parley_edge_pushes_dropped_total", Help: "Live pushes dropped because a device's queue was full (the device is owed a Resync), by transport.",
 		}, byTransport),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	typing := typingCollector{s}
-	for _, c := range []prometheus.Collector{m.sessions, m.deliveries, m.delivery, m.resyncs, m.dropped, typing} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := edgemetrics.Register(reg, m.sessions, m.deliveries, m.delivery, m.resyncs, m.dropped, typingCollector{s}); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

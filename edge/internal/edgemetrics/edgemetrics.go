@@ -41,14 +41,23 @@ func New(reg prometheus.Registerer) (*Shared, error) {
 			Help: "Calls refused by a rate limit, by limit: ip (unauthenticated HTTP calls), user (authenticated HTTP calls), frame (device session frames), typing (typing indicators).",
 		}, []string{"limit"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{s.sendAck, s.sendErrors, s.rateLimited} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
-		}
+	if err := Register(reg, s.sendAck, s.sendErrors, s.rateLimited); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// Register registers cs on reg; a nil reg registers nothing.
+func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Send records one send over transport that started at start and ended
