@@ -215,17 +215,19 @@ func (c *Client) RegionInfo(ctx context.Context) (*syncpb.RegionInfo, error) {
 // passes. See the package doc for what is retried.
 func (c *Client) Call(ctx context.Context, req *syncpb.CoreRequest) (resp *syncpb.CoreResponse, err error) {
 	op := "unknown" // the metrics' label of a request no row names
-	if r, _, err := syncproto.RequestOf(req); err == nil {
-		op = string(r.Name())
-	}
 	defer func(start time.Time) { c.m.done(op, start, err) }(time.Now())
-	return c.call(ctx, op, req)
+	r, body, err := syncproto.RequestOf(req)
+	if err != nil {
+		return nil, err
+	}
+	op = string(r.Name())
+	return c.call(ctx, op, r, body, req)
 }
 
-func (c *Client) call(ctx context.Context, op string, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
+func (c *Client) call(ctx context.Context, op string, r *syncproto.Request, body proto.Message, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	r, subject, err := c.subject(ctx, req)
+	subject, err := c.subject(ctx, r, body)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +343,11 @@ func finalError(ctx context.Context, last error) error {
 // waits only to learn the shard count (once). nil means NATS took it, not
 // that a core got it.
 func (c *Client) Publish(ctx context.Context, req *syncpb.CoreRequest) error {
-	_, subject, err := c.subject(ctx, req)
+	r, body, err := syncproto.RequestOf(req)
+	if err != nil {
+		return err
+	}
+	subject, err := c.subject(ctx, r, body)
 	if err != nil {
 		return err
 	}
@@ -375,20 +381,16 @@ func (c *Client) conn(subject string) *nats.Conn {
 
 // subject routes req by its row in syncproto.Requests: conversation
 // requests to their shard's subject, everything else to the API subject.
-func (c *Client) subject(ctx context.Context, req *syncpb.CoreRequest) (*syncproto.Request, string, error) {
-	r, body, err := syncproto.RequestOf(req)
-	if err != nil {
-		return nil, "", err
-	}
+func (c *Client) subject(ctx context.Context, r *syncproto.Request, body proto.Message) (string, error) {
 	if r.Route != syncproto.RouteConversation {
-		return r, c.api, nil
+		return c.api, nil
 	}
 	n := c.shards.Load()
 	if n == 0 {
 		if _, err := c.RegionInfo(ctx); err != nil {
-			return nil, "", err
+			return "", err
 		}
 		n = c.shards.Load()
 	}
-	return r, syncproto.ShardSubject(c.region, syncproto.ShardOf(r.Conv(body), n)), nil
+	return syncproto.ShardSubject(c.region, syncproto.ShardOf(r.Conv(body), n)), nil
 }
