@@ -20,7 +20,12 @@ var layers = map[string][]string{
 	"bench":     {"syncproto", "client", "crdt"},
 	"cmd":       {"*"},
 	"web":       {"syncproto", "crdt", "client"},
+	"internal":  {},
 }
+
+// shared are the folders every layer may import: test support that
+// depends on nothing else in the module. Only tests may import them.
+var shared = map[string]bool{"internal": true}
 
 // why explains each rule when it breaks.
 var why = map[string]string{
@@ -30,6 +35,7 @@ var why = map[string]string{
 	"syncproto": "the wire contract depends on nothing but crdt",
 	"client":    "the SDK speaks only the wire contract",
 	"testnet":   "testnet drives built binaries through the SDK, never internals",
+	"internal":  "internal/ holds test support every layer shares; it depends on nothing else in the module",
 	"bench":     "the load generator is a client: it speaks the wire contract through the SDK, and systems in its process come from its caller's hooks",
 }
 
@@ -42,7 +48,7 @@ func top(pkg string) string {
 }
 
 func allowed(from, to string) bool {
-	if from == to {
+	if from == to || shared[to] {
 		return true
 	}
 	for _, a := range layers[from] {
@@ -78,6 +84,11 @@ func TestImportLayering(t *testing.T) {
 			continue
 		}
 		checked++
+		for _, dep := range strings.Fields(parts[1]) {
+			if to := top(dep); strings.HasPrefix(dep, module+"/") && shared[to] && from != to {
+				t.Errorf("%s imports %s outside its tests: %s/ is test support", pkg, dep, to)
+			}
+		}
 		for _, dep := range strings.Fields(parts[1] + " " + parts[2]) {
 			if !strings.HasPrefix(dep, module+"/") {
 				continue
@@ -114,6 +125,9 @@ func TestLayeringRuleCatchesViolations(t *testing.T) {
 		{"bench", "core", false},
 		{"cmd", "core", true},
 		{"cmd", "testnet", false},
+		{"core", "internal", true},
+		{"crdt", "internal", true},
+		{"internal", "core", false},
 	} {
 		if got := allowed(tc.from, tc.to); got != tc.ok {
 			t.Errorf("allowed(%s -> %s) = %v, want %v", tc.from, tc.to, got, tc.ok)

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/client"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/syncproto/wsframe"
@@ -112,19 +113,5 @@ func TestWebSocketMigrateReconnectsAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("the first connection is still open")
 	}
-	waitFor(ctx, t, "the second session", func() bool { return c.Connections() == 2 && c.Connected() })
-}
-
-// waitFor polls cond until it holds, failing the test when ctx ends first.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		}
-	}
+	poll.Until(t, 10*time.Second, "the second session", func() bool { return c.Connections() == 2 && c.Connected() })
 }

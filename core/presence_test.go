@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -81,17 +82,6 @@ func (r *testRegion) publishBatch(b *syncpb.PresenceBatch) {
 	}
 }
 
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Every core keeps the table; each change is published by the leader of
 // the user's shard; lookups return only users sharing a
 // conversation; a silent edge's users go offline when its lease ends.
@@ -102,7 +92,7 @@ func TestRegionPresence(t *testing.T) {
 	conv := r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
 	// Every replica holds the group before the edge reports anyone.
 	for _, n := range r.live() {
-		waitCond(t, "group on every replica", func() bool { _, err := localLastSeq(n, ana, conv); return err == nil })
+		poll.Until(t, 20*time.Second, "group on every replica", func() bool { _, err := localLastSeq(n, ana, conv); return err == nil })
 	}
 	w := r.watchPresence("e1")
 	pd := func(c *syncpb.Caller) *syncpb.PresenceDevice {
@@ -120,7 +110,7 @@ func TestRegionPresence(t *testing.T) {
 	}
 	snapshot()
 	for _, n := range r.live() {
-		waitCond(t, "every node holds the table", func() bool {
+		poll.Until(t, 20*time.Second, "every node holds the table", func() bool {
 			if u, e := n.PresenceOnline(); u == 2 && e == 1 {
 				return true
 			}
@@ -128,7 +118,7 @@ func TestRegionPresence(t *testing.T) {
 			return false
 		})
 	}
-	waitCond(t, "bo online", func() bool { return w.count(bo.UserId, true) >= 1 })
+	poll.Until(t, 20*time.Second, "bo online", func() bool { return w.count(bo.UserId, true) >= 1 })
 
 	lookup := func(c *syncpb.Caller, ids ...string) map[string]*syncpb.PresenceUpdate {
 		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
@@ -158,13 +148,13 @@ func TestRegionPresence(t *testing.T) {
 	// A lost batch (seq 2) shows as a gap at seq 3: the cores ask for a
 	// snapshot (each core asks; the edge coalesces).
 	r.publishBatch(&syncpb.PresenceBatch{EdgeId: "e1", Epoch: 7, Seq: seq + 2, LeaseMs: 1000, Connected: []*syncpb.PresenceDevice{pd(cy)}})
-	waitCond(t, "snapshot asked", func() bool { return w.snapshotAsks() >= 1 })
-	waitCond(t, "cy online", func() bool { return w.count(cy.UserId, true) >= 1 })
+	poll.Until(t, 20*time.Second, "snapshot asked", func() bool { return w.snapshotAsks() >= 1 })
+	poll.Until(t, 20*time.Second, "cy online", func() bool { return w.count(cy.UserId, true) >= 1 })
 
 	// The edge goes silent: its users go offline after the (now 1 s) lease.
 	start := time.Now()
-	waitCond(t, "bo offline", func() bool { return w.count(bo.UserId, false) >= 1 })
-	waitCond(t, "cy offline", func() bool { return w.count(cy.UserId, false) >= 1 })
+	poll.Until(t, 20*time.Second, "bo offline", func() bool { return w.count(bo.UserId, false) >= 1 })
+	poll.Until(t, 20*time.Second, "cy offline", func() bool { return w.count(cy.UserId, false) >= 1 })
 	t.Logf("offline seen %v after the last batch (lease 1 s)", time.Since(start))
 	// Once, by the leader of bo's shard; more often if the shard was
 	// between leaders at that moment (every node that sees none
@@ -176,7 +166,7 @@ func TestRegionPresence(t *testing.T) {
 	}
 	// Each node expires the lease on its own clock (checked every 100 ms),
 	// so the node answering a lookup may lag the publisher by that much.
-	waitCond(t, "every node has bo offline with a last-seen time", func() bool {
+	poll.Until(t, 20*time.Second, "every node has bo offline with a last-seen time", func() bool {
 		for range r.live() {
 			if b := lookup(ana, bo.UserId)[bo.UserId]; b.GetOnline() || b.GetLastSeenUnixMs() == 0 {
 				return false
@@ -210,7 +200,7 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 	}
 	// Online on every node (repeating the snapshot until each has it).
 	for _, n := range r.live() {
-		waitCond(t, "bo online everywhere", func() bool {
+		poll.Until(t, 20*time.Second, "bo online everywhere", func() bool {
 			if n.PresenceOf(bo.UserId).GetOnline() {
 				return true
 			}
@@ -220,7 +210,7 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 	}
 	batch(&syncpb.PresenceBatch{Disconnected: []*syncpb.PresenceDevice{pd}})
 	var seen int64
-	waitCond(t, "bo offline with a last-seen time", func() bool {
+	poll.Until(t, 20*time.Second, "bo offline with a last-seen time", func() bool {
 		p := r.nodes[0].node.PresenceOf(bo.UserId)
 		seen = p.GetLastSeenUnixMs()
 		return !p.GetOnline() && seen != 0
@@ -231,7 +221,7 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, "bo's last-seen time stored", func() bool {
+	poll.Until(t, 20*time.Second, "bo's last-seen time stored", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		kv, err := js.KeyValue(ctx, "PARLEY_LASTSEEN_"+syncproto.DefaultRegion)
@@ -248,7 +238,7 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 	}
 	// Each node stamps the time it saw bo go; the stored one is the
 	// publishing node's, within moments of node 0's.
-	waitCond(t, "the restarted node knows bo's last-seen time", func() bool {
+	poll.Until(t, 20*time.Second, "the restarted node knows bo's last-seen time", func() bool {
 		p := r.nodes[victim].node.PresenceOf(bo.UserId)
 		d := p.GetLastSeenUnixMs() - seen
 		return !p.GetOnline() && p.GetLastSeenUnixMs() != 0 && d > -5000 && d < 5000

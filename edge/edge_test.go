@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -74,18 +75,6 @@ func get(t *testing.T, url, token string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	ns := natstest.Server(t)
 	release, arrived := make(chan struct{}), make(chan struct{}, 1)
@@ -105,7 +94,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	ran := make(chan error, 1)
 	go func() { ran <- e.Run(ctx) }()
 
-	waitFor(t, 10*time.Second, "readyz", func() bool {
+	poll.Until(t, 10*time.Second, "readyz", func() bool {
 		code, err := get(t, base+"/readyz", "")
 		return err == nil && code == 200
 	})
@@ -137,7 +126,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	}
 	cancel()
 	// New connections are refused once shutdown has begun.
-	waitFor(t, 10*time.Second, "listener to close", func() bool {
+	poll.Until(t, 10*time.Second, "listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", e.Addr().String(), time.Second)
 		if err == nil {
 			c.Close()
@@ -196,7 +185,7 @@ func TestCloseStopsRun(t *testing.T) {
 	}
 	ran := make(chan error, 1)
 	go func() { ran <- e.Run(context.Background()) }()
-	waitFor(t, 10*time.Second, "healthz", func() bool {
+	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
 		return err == nil && code == 200
 	})
@@ -230,7 +219,7 @@ func TestNATSDownAtStart(t *testing.T) {
 	t.Cleanup(func() { _ = e.Close() })
 	go func() { _ = e.Run(context.Background()) }()
 	base := "http://" + e.Addr().String()
-	waitFor(t, 10*time.Second, "healthz", func() bool {
+	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, base+"/healthz", "")
 		return err == nil && code == 200
 	})

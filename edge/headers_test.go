@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
 	"github.com/parley-chat/parley/edge/wsconn"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/syncproto/wsframe"
@@ -87,7 +88,7 @@ func newHeadersEdge(t *testing.T) (*Edge, string) {
 		}
 		_ = e.Close()
 	})
-	waitFor(t, 10*time.Second, "healthz", func() bool {
+	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
 		return err == nil && code == 200
 	})

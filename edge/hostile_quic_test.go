@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -490,5 +491,5 @@ func warmUpQUIC(t *testing.T, he *hostileEdge, qc *quicClient) {
 	defer conn.CloseWithError(0, "")
 	warmUp(ctx, t, he, func(ctx context.Context) (streamframe.Stream, error) { return conn.OpenStreamSync(ctx) })
 	_ = conn.CloseWithError(0, "")
-	waitFor(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
+	poll.Until(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
 }

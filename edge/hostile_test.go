@@ -27,6 +27,7 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -67,7 +68,7 @@ func newHostileEdge(t *testing.T, mod func(*Config)) *hostileEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "healthz", func() bool {
+	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
 		return err == nil && code == 200
 	})

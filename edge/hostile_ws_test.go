@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -244,5 +245,5 @@ func warmUpWS(t *testing.T, he *hostileEdge) {
 	if _, err := c.waitClosed(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
+	poll.Until(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -287,5 +288,5 @@ func warmUpWT(t *testing.T, he *hostileEdge, wc *wtClient) {
 		t.Fatalf("healthz over HTTP/3: %s", resp.Status)
 	}
 	_ = c2.CloseWithError(0, "")
-	waitFor(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
+	poll.Until(t, 10*time.Second, "the warm-up session to end", func() bool { return he.Sessions() == 0 })
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/syncproto/wsframe"
@@ -200,7 +201,7 @@ func TestWebSocketOversizedFrameIsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := e.Addr().String()
-	waitFor(t, 10*time.Second, "healthz", func() bool {
+	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, "http://"+addr+"/healthz", "")
 		return err == nil && code == 200
 	})
@@ -301,7 +302,7 @@ func TestRunReturnsOnceItsWebSocketsAreClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := e.Addr().String()
-	waitFor(t, 10*time.Second, "healthz", func() bool {
+	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, "http://"+addr+"/healthz", "")
 		return err == nil && code == 200
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // TestServeLoginThrottleCORSAndHeaders: the per-account log-in throttle,
@@ -36,7 +37,7 @@ func TestServeLoginThrottleCORSAndHeaders(t *testing.T) {
 	if r.status != 429 || r.code(t) != "rate_limited" || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("during the wait: %d %v %s", r.status, r.header, r.body)
 	}
-	pollUntil(t, "the right password let in after the wait", func() bool {
+	poll.Until(t, 30*time.Second, "the right password let in after the wait", func() bool {
 		if r = login(testPassword); r.status != 200 && r.status != 429 {
 			t.Fatalf("after the wait: %d %s", r.status, r.body)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/core/group"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -285,7 +286,7 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("fay online seen %v after the new conversation", view.waitState(t, "new member", fay.id, true))
-	waitUntil(t, "ana's edge watches fay", func() bool { return a.e.Presence().IsWatched(fay.id) }, true)
+	poll.Until(t, 20*time.Second, "ana's edge watches fay", func() bool { return a.e.Presence().IsWatched(fay.id) })
 	if err := fayDev.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -301,13 +302,13 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 	}
 	// Widen back to everyone ana may watch. The answering core reads its
 	// own copy of the shards, which may not hold fay's conversation yet.
-	waitUntil(t, "ana's presence of everyone (4 users)", func() bool {
+	poll.Until(t, 20*time.Second, "ana's presence of everyone (4 users)", func() bool {
 		states, err = anaDev.Presence(t.Context())
 		if err != nil {
 			t.Fatalf("ana's presence of everyone: %v", err)
 		}
 		return len(states) == 4
-	}, true)
+	})
 
 	// Edge b dies: cy (only on b) goes offline; bo keeps its laptop on a.
 	boOfflines := view.offlines(bo.id)
@@ -316,7 +317,7 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 	t.Logf("cy offline seen %v after edge b was killed (lease %v)", took, 1500*time.Millisecond)
 	// Every node drops the lease at its own next check.
 	for _, nd := range r.nodes {
-		waitUntil(t, nd.NodeID()+" holds edge a's lease only", func() bool { _, edges := nd.PresenceOnline(); return edges == 1 }, true)
+		poll.Until(t, 20*time.Second, nd.NodeID()+" holds edge a's lease only", func() bool { _, edges := nd.PresenceOnline(); return edges == 1 })
 	}
 	// (An update may come twice around a leadership change; an offline
 	// one must not come at all.)

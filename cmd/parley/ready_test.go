@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // An edge of a 3-node region whose only running core cannot elect
@@ -79,7 +80,7 @@ func TestReadyzWaitsForEveryShardLeader(t *testing.T) {
 		return resp.StatusCode
 	}
 	// The edge serves (livez) while it cannot be ready.
-	waitUntil(t, "edge livez", func() bool { return status(base+"/livez") == 200 }, true)
+	poll.Until(t, 20*time.Second, "edge livez", func() bool { return status(base+"/livez") == 200 })
 	for _, url := range []string{base + "/readyz", coreReady.URL + "/readyz"} {
 		if c := status(url); c != 503 {
 			t.Fatalf("%s with one of three cores: %d, want 503", url, c)

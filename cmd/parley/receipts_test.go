@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -98,7 +99,7 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 		}
 	}
 	for name, c := range bo {
-		waitUntil(t, name+" sees 10 unread", func() bool { return c.Unread()[g.ID] == 10 }, true)
+		poll.Until(t, 20*time.Second, name+" sees 10 unread", func() bool { return c.Unread()[g.ID] == 10 })
 	}
 	read := syncpb.ReceiptType_RECEIPT_TYPE_READ
 	if err := bo["laptop"].Receipt(ctx, g.ID, 7, read); err != nil {
@@ -106,7 +107,7 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 	}
 	for _, name := range []string{"phone", "browser"} {
 		c, log := bo[name], logs[name]
-		waitUntil(t, name+" hears of the laptop's read", func() bool { return log.has(g.ID, boS.User.ID, read, 7) }, true)
+		poll.Until(t, 20*time.Second, name+" hears of the laptop's read", func() bool { return log.has(g.ID, boS.User.ID, read, 7) })
 		if got := c.ReadSeq(g.ID); got != 7 {
 			t.Fatalf("%s read position %d, want 7", name, got)
 		}
@@ -114,11 +115,11 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 			t.Fatalf("%s unread %d, want 3", name, got)
 		}
 	}
-	waitUntil(t, "ana sees bo's read tick", func() bool { return anaLog.has(g.ID, boS.User.ID, read, 7) }, true)
+	poll.Until(t, 20*time.Second, "ana sees bo's read tick", func() bool { return anaLog.has(g.ID, boS.User.ID, read, 7) })
 	// The phone reports delivery by itself (ReportDelivered).
-	waitUntil(t, "ana sees bo's delivered tick", func() bool {
+	poll.Until(t, 20*time.Second, "ana sees bo's delivered tick", func() bool {
 		return anaLog.has(g.ID, boS.User.ID, syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED, 10)
-	}, true)
+	})
 	// A stale report from the phone changes nothing.
 	if err := bo["phone"].Receipt(ctx, g.ID, 5, read); err != nil {
 		t.Fatal(err)
@@ -130,7 +131,7 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 	// A fourth device, added later, starts from the server's state.
 	tabRC, tabS := s.login(t, "acme", "bo", "bo-tablet")
 	tab := s.receiptDevice(t, "ws", tabRC, tabS, &receiptLog{})
-	waitUntil(t, "the tablet's unread count", func() bool { return tab.Unread()[g.ID] == 3 }, true)
+	poll.Until(t, 20*time.Second, "the tablet's unread count", func() bool { return tab.Unread()[g.ID] == 3 })
 	if got := tab.ReadSeq(g.ID); got != 7 {
 		t.Fatalf("tablet read position %d, want 7", got)
 	}
@@ -202,8 +203,8 @@ func TestReceiptsLargeGroupAggregates(t *testing.T) {
 		}
 		return false
 	}
-	waitUntil(t, "ana gets the aggregate read count", func() bool { return aggregate(logs[0], 2) }, true)
-	waitUntil(t, "bo hears of its own read", func() bool { return logs[1].has(g.ID, ids[1], read, 3) }, true)
+	poll.Until(t, 20*time.Second, "ana gets the aggregate read count", func() bool { return aggregate(logs[0], 2) })
+	poll.Until(t, 20*time.Second, "bo hears of its own read", func() bool { return logs[1].has(g.ID, ids[1], read, 3) })
 	for i, l := range logs {
 		for _, other := range []int{1, 2} {
 			if other != i && l.has(g.ID, ids[other], read, 1) {
@@ -326,10 +327,10 @@ func TestReceiptsSenderPositionIsTheSameEverywhere(t *testing.T) {
 		}
 	}
 	check("after sending", 1) // ana
-	waitUntil(t, "the sending device's read position", func() bool { return ana.ReadSeq(g.ID) == last.Seq && ana.Unread()[g.ID] == 0 }, true)
+	poll.Until(t, 20*time.Second, "the sending device's read position", func() bool { return ana.ReadSeq(g.ID) == last.Seq && ana.Unread()[g.ID] == 0 })
 	phoneRC, phoneS := s.login(t, "acme", "ana", "ana-phone")
 	phone := s.receiptDevice(t, "ws", phoneRC, phoneS, &receiptLog{})
-	waitUntil(t, "a new device's sync", func() bool { return phone.ReadSeq(g.ID) == last.Seq }, true)
+	poll.Until(t, 20*time.Second, "a new device's sync", func() bool { return phone.ReadSeq(g.ID) == last.Seq })
 	if n := phone.Unread()[g.ID]; n != 0 {
 		t.Fatalf("the new device counts %d unread", n)
 	}
@@ -350,7 +351,7 @@ func TestReceiptsSenderPositionIsTheSameEverywhere(t *testing.T) {
 	if err := boRC.Receipt(ctx, g.ID, last.Seq, "read"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "bo hears of his own read", func() bool { return boLog.has(g.ID, boS.User.ID, read, last.Seq) }, true)
+	poll.Until(t, 20*time.Second, "bo hears of his own read", func() bool { return boLog.has(g.ID, boS.User.ID, read, last.Seq) })
 	boLog.mu.Lock()
 	for _, u := range boLog.ups {
 		if u.UserId == anaS.User.ID && u.Seq < last.Seq {

@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -448,7 +449,7 @@ func TestSessionTokenExpiry(t *testing.T) {
 				refreshed.Add(1)
 				return rc.RefreshAccess(ctx)
 			})
-			waitUntil(t, "three refreshes by the SDK", func() bool { return refreshed.Load() >= 3 }, true)
+			poll.Until(t, 20*time.Second, "three refreshes by the SDK", func() bool { return refreshed.Load() >= 3 })
 			if _, err := c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte("still up")}); err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -802,22 +803,10 @@ func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "the client notices the silent path", c.Connected, false)
+	poll.Until(t, 20*time.Second, "the client notices the silent path", func() bool { return !c.Connected() })
 	blackhole.Store(false) // the network comes back
-	waitUntil(t, "the client reconnects", func() bool { return c.Connections() >= 2 }, true)
+	poll.Until(t, 20*time.Second, "the client reconnects", func() bool { return c.Connections() >= 2 })
 	checkOnceInOrder(t, "idle", box.waitFor(t, g.ID, 5, "idle"))
-}
-
-// waitUntil polls cond until it returns want, failing after 20 s.
-func waitUntil(t *testing.T, what string, cond func() bool, want bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for cond() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // Over device sessions too, a client_msg_id is its sender's: bo's device

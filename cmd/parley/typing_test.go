@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -170,7 +171,7 @@ func TestSessionsTypingAcrossTransports(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pollUntil(t, "the core dropped the stranger's typing", func() bool { return s.node.TypingStats().Strangers >= 1 })
+	poll.Until(t, 30*time.Second, "the core dropped the stranger's typing", func() bool { return s.node.TypingStats().Strangers >= 1 })
 	if err := wt.c.Typing(t.Context(), g.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -201,18 +202,6 @@ func TestSessionsTypingAcrossTransports(t *testing.T) {
 // typing for CPU (that rule has its own tests in edge/session and
 // edge/internal/schedload): these tests are about where typing goes.
 func noCPUShedding(c *serveConfig) { c.TypingShedWait = -1 }
-
-// pollUntil polls cond until it holds, failing after a deadline.
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling, not waiting for an outcome
-	}
-}
 
 // A device flooding typing datagrams, malformed ones among them, is cut
 // to its rate; its session and everyone else's keep working.
@@ -268,7 +257,7 @@ func TestSessionsTypingFloodIsRateLimited(t *testing.T) {
 	// Every datagram that arrived was counted; datagrams may be lost under
 	// a flood, so wait only for the counts to settle.
 	var st, prev = s.edge.TypingStats(), s.edge.TypingStats()
-	pollUntil(t, "the flood counted", func() bool {
+	poll.Until(t, 30*time.Second, "the flood counted", func() bool {
 		prev, st = st, s.edge.TypingStats()
 		return st.Datagrams > 0 && st == prev && st.Received == st.Malformed+st.RateLimited+st.Overloaded+st.Published+st.Invalid+st.Unpublished
 	})

@@ -10,22 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/core/internal/testaddr"
+	"github.com/parley-chat/parley/internal/poll"
 )
-
-func checkFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
@@ -95,7 +81,7 @@ func TestClusterRoutesCarryRequests(t *testing.T) {
 		t.Cleanup(s.Close)
 		servers = append(servers, s)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	poll.NoError(t, 20*time.Second, "", func() error {
 		for i, s := range servers {
 			if n := s.NumRoutes(); n < 2 {
 				return fmt.Errorf("server %d has %d routes", i, n)
@@ -118,7 +104,7 @@ func TestClusterRoutesCarryRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer req.Close()
-	checkFor(t, 10*time.Second, func() error {
+	poll.NoError(t, 10*time.Second, "", func() error {
 		m, err := req.Request("echo", []byte("hi"), time.Second)
 		if err != nil {
 			return err

@@ -39,22 +39,6 @@ func testLogger(t testing.TB, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// checkFor calls f until it returns nil or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // goroutines returns the stacks of all goroutines by id.
 func goroutines() map[string]string {
 	buf := make([]byte, 1<<20)

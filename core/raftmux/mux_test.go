@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -211,7 +213,7 @@ func TestAcceptBacklog(t *testing.T) {
 	first := dialRaw(t, m.Addr())
 	_, err := first.Write(hdr)
 	must(t, err)
-	checkFor(t, 10*time.Second, func() error {
+	poll.NoError(t, 10*time.Second, "", func() error {
 		if len(l.queue) != 1 {
 			return errors.New("first connection not queued")
 		}
@@ -283,7 +285,7 @@ func TestCloseUnblocksHandshakes(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		conns = append(conns, dialRaw(t, m.Addr()))
 	}
-	checkFor(t, 10*time.Second, func() error {
+	poll.NoError(t, 10*time.Second, "", func() error {
 		if len(m.handshake) != 5 {
 			return errors.New("handshakes not started")
 		}

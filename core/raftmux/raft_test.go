@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/parley-chat/parley/core/internal/raftlog"
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // countFSM records applied commands.
@@ -104,7 +105,7 @@ func (c *muxCluster) shutdown() {
 func (c *muxCluster) leader(g string, skip ...int) int {
 	c.t.Helper()
 	idx := -1
-	checkFor(c.t, 20*time.Second, func() error {
+	poll.NoError(c.t, 20*time.Second, "", func() error {
 		idx = -1
 		for i, r := range c.rafts[g] {
 			if slices.Contains(skip, i) || r.State() != raft.Leader {
@@ -127,7 +128,7 @@ func (c *muxCluster) leader(g string, skip ...int) int {
 func (c *muxCluster) apply(g string, cmds ...string) {
 	c.t.Helper()
 	for _, cmd := range cmds {
-		checkFor(c.t, 20*time.Second, func() error {
+		poll.NoError(c.t, 20*time.Second, "", func() error {
 			return c.rafts[g][c.leader(g)].Apply([]byte(cmd), time.Second).Error()
 		})
 	}
@@ -137,7 +138,7 @@ func (c *muxCluster) apply(g string, cmds ...string) {
 // (a retried Apply may have committed twice; duplicates are ignored).
 func (c *muxCluster) has(g string, want []string, nodes ...int) {
 	c.t.Helper()
-	checkFor(c.t, 20*time.Second, func() error {
+	poll.NoError(c.t, 20*time.Second, "", func() error {
 		for _, i := range nodes {
 			got := slices.Compact(c.fsms[g][i].list())
 			if !slices.Equal(got, want) {
@@ -200,7 +201,7 @@ func TestRaftPartition(t *testing.T) {
 	c.muxes[old].Partition(others...)
 
 	// The old leader loses quorum and steps down; the others elect a leader.
-	checkFor(t, 20*time.Second, func() error {
+	poll.NoError(t, 20*time.Second, "", func() error {
 		if st := c.rafts["s0"][old].State(); st == raft.Leader {
 			return fmt.Errorf("partitioned n%d is still %v", old, st)
 		}

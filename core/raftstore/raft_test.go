@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/parley-chat/parley/core/internal/raftlog"
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // listFSM records applied commands in order.
@@ -178,7 +179,7 @@ func (c *raftCluster) stop() {
 func (c *raftCluster) leader() *raftNode {
 	c.t.Helper()
 	var leader *raftNode
-	checkFor(c.t, 20*time.Second, func() error {
+	poll.NoError(c.t, 20*time.Second, "", func() error {
 		for _, nd := range c.nodes {
 			if nd.raft.State() == raft.Leader {
 				leader = nd
@@ -195,7 +196,7 @@ func (c *raftCluster) leader() *raftNode {
 func (c *raftCluster) apply(cmds ...string) {
 	c.t.Helper()
 	for _, cmd := range cmds {
-		checkFor(c.t, 20*time.Second, func() error {
+		poll.NoError(c.t, 20*time.Second, "", func() error {
 			return c.leader().raft.Apply([]byte(cmd), 5*time.Second).Error()
 		})
 	}
@@ -205,7 +206,7 @@ func (c *raftCluster) apply(cmds ...string) {
 // duplicates from retries.
 func (c *raftCluster) converged(want []string) {
 	c.t.Helper()
-	checkFor(c.t, 20*time.Second, func() error {
+	poll.NoError(c.t, 20*time.Second, "", func() error {
 		for _, nd := range c.nodes {
 			if got := slices.Compact(nd.fsm.list()); !slices.Equal(got, want) {
 				return fmt.Errorf("%s applied %d of %d commands", nd.id, len(got), len(want))
@@ -238,7 +239,7 @@ func TestRaftCluster(t *testing.T) {
 			t.Fatalf("%s GetLog(%d): %v", ref.id, i, err)
 		}
 		for _, nd := range c.nodes {
-			checkFor(t, 10*time.Second, func() error {
+			poll.NoError(t, 10*time.Second, "", func() error {
 				var l raft.Log
 				if err := nd.store.GetLog(i, &l); err != nil {
 					return fmt.Errorf("%s GetLog(%d): %w", nd.id, i, err)

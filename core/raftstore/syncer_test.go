@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // gatedSyncer returns a Syncer whose fsyncs each block until released
@@ -31,7 +33,7 @@ func gatedSyncer(t *testing.T, fail func(n int) error) (s *Syncer, started <-cha
 // waiting returns when k Sync calls are blocked behind a running fsync.
 func waiting(t *testing.T, s *Syncer, k uint64) {
 	t.Helper()
-	checkFor(t, 5*time.Second, func() error {
+	poll.NoError(t, 5*time.Second, "", func() error {
 		if _, calls := s.stats(); calls < k {
 			return fmt.Errorf("%d of %d callers arrived", calls, k)
 		}

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // walState is everything a WAL holds, for comparing two of them.
@@ -149,7 +151,7 @@ func TestWALSegmentsCollected(t *testing.T) {
 	}
 	// 640 KB written in 64 KiB segments: without collection there would be
 	// ten or more.
-	checkFor(t, 10*time.Second, func() error {
+	poll.NoError(t, 10*time.Second, "", func() error {
 		if n := len(segFiles(t, dir)); n > 5 {
 			return fmt.Errorf("%d segments", n)
 		}

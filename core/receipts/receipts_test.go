@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/crdt"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -65,7 +66,7 @@ func runService(tb testing.TB, db *badger.DB, nc *nats.Conn, cfg Config) (s *Ser
 			stop()
 		}
 	}()
-	waitFor(tb, clusterTimeout, "receipt stream ready", func(context.Context) error {
+	poll.NoError(tb, clusterTimeout, "receipt stream ready", func() error {
 		if !s.ready.Load() {
 			return errors.New("the service has not created or found its stream")
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/core/internal/testaddr"
 	"github.com/parley-chat/parley/core/natsembed"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -31,27 +32,6 @@ import (
 // elects after 4-9 s (nats-server's election timeout), more on a loaded
 // machine.
 const clusterTimeout = 60 * time.Second
-
-// waitFor calls f until it returns nil and fails tb with f's last error
-// once timeout has passed. f gets a context that ends at the deadline.
-func waitFor(tb testing.TB, timeout time.Duration, what string, f func(ctx context.Context) error) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f(ctx)
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			tb.Fatalf("%s: not within %s: %v", what, timeout, err)
-		case <-tick.C:
-		}
-	}
-}
 
 // freeAddrs picks n loopback addresses that are free when picked. The
 // servers' cluster addresses must be known before any starts: a JetStream
@@ -96,7 +76,7 @@ func newJetStreamCluster(tb testing.TB, n int) []*nats.Conn {
 		}
 		tb.Cleanup(conns[i].Close)
 	}
-	waitFor(tb, clusterTimeout, "routes", func(context.Context) error {
+	poll.NoError(tb, clusterTimeout, "routes", func() error {
 		for i, s := range servers {
 			if got := s.NumRoutes(); got < n-1 {
 				return fmt.Errorf("server n%d has %d routes, want %d", i, got, n-1)
@@ -111,8 +91,8 @@ func newJetStreamCluster(tb testing.TB, n int) []*nats.Conn {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	waitFor(tb, clusterTimeout, "JetStream meta leader", func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
+	poll.NoError(tb, clusterTimeout, "JetStream meta leader", func() error {
+		ctx, cancel := context.WithTimeout(tb.Context(), time.Second)
 		defer cancel()
 		_, err := js.AccountInfo(ctx)
 		return err
@@ -177,8 +157,8 @@ func newTestRegion(tb testing.TB, n int, openDB func(tb testing.TB, dir string) 
 		nodes[i] = testNode{db: db, s: s}
 	}
 	s := nodes[0].s
-	waitFor(tb, clusterTimeout, "receipt stream replicas", func(ctx context.Context) error {
-		ictx, cancel := context.WithTimeout(ctx, time.Second)
+	poll.NoError(tb, clusterTimeout, "receipt stream replicas", func() error {
+		ictx, cancel := context.WithTimeout(tb.Context(), time.Second)
 		defer cancel()
 		st, err := s.js.Stream(ictx, s.stream)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -92,17 +93,6 @@ func (h *heard) count(dev string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestFollower(t *testing.T) {
 	ns := natstest.Server(t)
 	nc := natstest.Conn(t, ns, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
@@ -134,7 +124,7 @@ func TestFollower(t *testing.T) {
 	})
 
 	// While the directory cannot answer, nothing is ready.
-	waitFor(t, "a few failed catch-ups", func() bool { dir.mu.Lock(); defer dir.mu.Unlock(); return dir.calls >= 3 })
+	poll.Until(t, 10*time.Second, "a few failed catch-ups", func() bool { dir.mu.Lock(); defer dir.mu.Unlock(); return dir.calls >= 3 })
 	if set.Ready() {
 		t.Fatal("ready before any catch-up")
 	}
@@ -164,7 +154,7 @@ func TestFollower(t *testing.T) {
 	if err := pub.Publish(syncproto.RevocationSubject("local"), []byte("not a revocation")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the published revocation", func() bool { return set.Revoked("d_live", time.Now()) })
+	poll.Until(t, 10*time.Second, "the published revocation", func() bool { return set.Revoked("d_live", time.Now()) })
 	f.Apply(live) // the edge's own, heard again
 	if n := h.count("d_live"); n != 1 {
 		t.Fatalf("OnRevoke heard d_live %d times, want 1", n)
@@ -181,7 +171,7 @@ func TestFollower(t *testing.T) {
 	if err := ns.DisconnectClientByID(cid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the missed revocation", func() bool { return set.Ready() && set.Revoked("d_missed", time.Now()) })
+	poll.Until(t, 10*time.Second, "the missed revocation", func() bool { return set.Ready() && set.Revoked("d_missed", time.Now()) })
 	if n := h.count("d_missed"); n != 1 {
 		t.Fatalf("OnRevoke heard d_missed %d times, want 1", n)
 	}
@@ -194,7 +184,7 @@ func TestFollower(t *testing.T) {
 	}
 	dir.setFail(false)
 	f.Reconnected()
-	waitFor(t, "ready again", set.Ready)
+	poll.Until(t, 10*time.Second, "ready again", set.Ready)
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -567,13 +568,13 @@ func (e *env) writers() int {
 func TestIdleSessionHasNoWriter(t *testing.T) {
 	e := newEnv(t, nil)
 	p := e.connect("u_a", "d_phone", 8)
-	waitUntil(t, "the writer ends once the session is idle", func() bool { return e.writers() == 0 })
+	poll.Until(t, 20*time.Second, "the writer ends once the session is idle", func() bool { return e.writers() == 0 })
 	for seq := uint64(1); seq <= 3; seq++ {
 		e.publish("u_a", &syncpb.Message{ConvId: "c_1", Seq: seq, Body: []byte("hi")})
 		if d := p.next(t).GetDeliver(); d == nil || len(d.Messages) != 1 || d.Messages[0].Seq != seq {
 			t.Fatalf("push %d: %v", seq, d)
 		}
-		waitUntil(t, "the writer ends after the push", func() bool { return e.writers() == 0 })
+		poll.Until(t, 20*time.Second, "the writer ends after the push", func() bool { return e.writers() == 0 })
 	}
 	p.send(&syncpb.Frame{Id: 2, Body: &syncpb.Frame_Ping{Ping: &syncpb.Ping{}}})
 	if f := p.next(t); f.GetPong() == nil || f.Id != 2 {

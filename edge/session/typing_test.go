@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -37,18 +38,6 @@ func (p *publishingCore) published() []*syncpb.CoreRequest {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]*syncpb.CoreRequest(nil), p.got...)
-}
-
-// waitUntil polls cond until it holds, failing after a deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling, not waiting for an outcome
-	}
 }
 
 // waitStats waits until the server's typing counters satisfy ok (they
@@ -135,7 +124,7 @@ func TestTypingIsStampedClampedAndPublished(t *testing.T) {
 	p.send(typingFrame("c_1", false, 0))
 	p.send(typingFrame("C 1!", true, 0)) // invalid conv id: dropped
 	p.send(typingFrame("c_1", true, 2500))
-	waitUntil(t, "3 published", func() bool { return len(pc.published()) == 3 })
+	poll.Until(t, 20*time.Second, "3 published", func() bool { return len(pc.published()) == 3 })
 	want := []*syncpb.Typing{
 		{ConvId: "c_1", UserId: "u_a", Typing: true, TtlMs: 10000, DeviceId: "d_a", WorkspaceId: "w_1"},
 		{ConvId: "c_1", UserId: "u_a", Typing: false, TtlMs: 5000, DeviceId: "d_a", WorkspaceId: "w_1"},
@@ -244,7 +233,7 @@ func TestTypingPushedAsDatagramOrFrame(t *testing.T) {
 	default:
 	}
 	// Counters are bumped after the push: the frame may be read first.
-	waitUntil(t, "3 pushed, 1 as a datagram", func() bool {
+	poll.Until(t, 20*time.Second, "3 pushed, 1 as a datagram", func() bool {
 		st := e.srv.TypingStats()
 		return st.Pushed == 3 && st.SentAsDgram == 1
 	})
@@ -271,8 +260,8 @@ func TestTypingShedForAStalledDevice(t *testing.T) {
 	e, _ := newTypingEnv(t, func(c *Config) { c.SendQueue = queue })
 	p := e.connect("u_b", "d_b", 0) // unbuffered: the writer blocks until the test reads
 	var ss *session
-	waitUntil(t, "session", func() bool { ss = e.sessionOf("u_b", "d_b"); return ss != nil })
-	waitUntil(t, "catch-up done", func() bool { ss.mu.Lock(); defer ss.mu.Unlock(); return !ss.holding })
+	poll.Until(t, 20*time.Second, "session", func() bool { ss = e.sessionOf("u_b", "d_b"); return ss != nil })
+	poll.Until(t, 20*time.Second, "catch-up done", func() bool { ss.mu.Lock(); defer ss.mu.Unlock(); return !ss.holding })
 	msg := func(i int) {
 		e.publish("u_b", &syncpb.Message{ConvId: "c_1", Seq: uint64(i), MsgId: "m", Body: []byte("x")})
 	}
@@ -284,15 +273,15 @@ func TestTypingShedForAStalledDevice(t *testing.T) {
 	for i := 1; i <= 1+queue/2; i++ {
 		msg(i)
 	}
-	waitUntil(t, "queue half full", func() bool { return len(ss.out) == queue/2 })
+	poll.Until(t, 20*time.Second, "queue half full", func() bool { return len(ss.out) == queue/2 })
 	typing(true)
-	waitUntil(t, "typing shed", func() bool { return e.srv.TypingStats().ShedQueue == 1 })
+	poll.Until(t, 20*time.Second, "typing shed", func() bool { return e.srv.TypingStats().ShedQueue == 1 })
 	// 6..9 fill the queue; 10 does not fit: a Resync is owed.
 	for i := 2 + queue/2; i <= 2+queue; i++ {
 		msg(i)
 	}
 	typing(true)
-	waitUntil(t, "second typing shed", func() bool { return e.srv.TypingStats().ShedQueue == 2 })
+	poll.Until(t, 20*time.Second, "second typing shed", func() bool { return e.srv.TypingStats().ShedQueue == 2 })
 	for i := 1; i <= 1+queue; i++ {
 		f := p.next(t)
 		if ms := f.GetDeliver().GetMessages(); len(ms) != 1 || ms[0].Seq != uint64(i) {
@@ -307,7 +296,7 @@ func TestTypingShedForAStalledDevice(t *testing.T) {
 	if f := p.next(t); f.GetTyping() == nil || f.GetTyping().Typing {
 		t.Fatalf("want typing false, got %v", f)
 	}
-	waitUntil(t, "2 shed, 1 pushed", func() bool {
+	poll.Until(t, 20*time.Second, "2 shed, 1 pushed", func() bool {
 		st := e.srv.TypingStats()
 		return st.ShedQueue == 2 && st.Pushed == 1
 	})
@@ -371,9 +360,9 @@ func TestHubShedsTypingWhenBehind(t *testing.T) {
 	hub.mu.Lock()
 	sub := hub.users["u_b"].sub
 	hub.mu.Unlock()
-	waitUntil(t, "backlog", func() bool { m, _, _ := sub.Pending(); return m == n })
+	poll.Until(t, 20*time.Second, "backlog", func() bool { m, _, _ := sub.Pending(); return m == n })
 	close(sink.release)
-	waitUntil(t, "all messages", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return sink.messages == n })
+	poll.Until(t, 20*time.Second, "all messages", func() bool { sink.mu.Lock(); defer sink.mu.Unlock(); return sink.messages == n })
 	// Pending counts the delivery being handled: delivery k (from 2) sees
 	// n-k+1, and is shed while that is at least the backlog limit.
 	shed := n - typingShedBacklog
@@ -397,7 +386,7 @@ func TestTypingShedWhileOverloaded(t *testing.T) {
 	if f := p.next(t); f.GetDeliver() == nil {
 		t.Fatalf("want the message, got %v", f)
 	}
-	waitUntil(t, "typing shed both ways", func() bool {
+	poll.Until(t, 20*time.Second, "typing shed both ways", func() bool {
 		st := e.srv.TypingStats()
 		return st.Overloaded == 1 && st.ShedLoad == 1
 	})
@@ -407,8 +396,8 @@ func TestTypingShedWhileOverloaded(t *testing.T) {
 	if f := p.next(t); f.GetTyping() == nil {
 		t.Fatalf("want typing, got %v", f)
 	}
-	waitUntil(t, "published", func() bool { return len(pc.published()) == 1 })
-	waitUntil(t, "1 published, 1 pushed", func() bool {
+	poll.Until(t, 20*time.Second, "published", func() bool { return len(pc.published()) == 1 })
+	poll.Until(t, 20*time.Second, "1 published, 1 pushed", func() bool {
 		st := e.srv.TypingStats()
 		return st.Published == 1 && st.Pushed == 1
 	})
