@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/core/directory"
+	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/group"
 	"github.com/parley-chat/parley/core/internal/cmdpb"
 	"github.com/parley-chat/parley/core/internal/raftlog"
@@ -33,6 +34,7 @@ import (
 	"github.com/parley-chat/parley/core/raftstore"
 	"github.com/parley-chat/parley/core/receipts"
 	"github.com/parley-chat/parley/core/shard"
+	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -83,12 +85,10 @@ type Node struct {
 	subs []*nats.Subscription
 	sem  chan struct{}
 
-	deliver  *deliverer
+	fanout   *fanout.Fanout
 	receipts *receipts.Service // nil when JetStream is off
-	rfanout  *receiptFanout
 	rcancel  context.CancelFunc
 	lcancel  context.CancelFunc // last-seen (presence)
-	typing   *typer
 	presence *presenceService
 
 	metrics    *nodeMetrics
@@ -188,30 +188,34 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.addGroup(dirGroup, 0, dir, &member{dir: dir}); err != nil {
 		return nil, err
 	}
+	if err := n.newPresence(); err != nil {
+		return nil, err
+	}
+	fcfg := fanout.Config{
+		Region: cfg.Region, LargeGroup: fanout.LargeGroup(cfg.LargeGroup), Publish: n.nc.PublishMsg,
+		Shard: n.ledShard, Presence: n.presence, ReceiptAggregate: cfg.ReceiptAggregate, Now: cfg.Now, Logger: n.log,
+	}
 	if !cfg.NATS.NoJetStream {
-		n.rfanout = &receiptFanout{n: n, dirty: map[string]struct{}{}}
+		fcfg.Positions = func(conv string, users []string, sent map[string]crdt.Register) (map[string]crdt.Marks, error) {
+			return n.receipts.Positions(conv, users, sent)
+		}
+	}
+	if n.fanout, err = fanout.New(fcfg); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if !cfg.NATS.NoJetStream {
 		n.receipts, err = receipts.New(n.db, n.nc, receipts.Config{
 			Region: cfg.Region, NodeID: cfg.NodeID, Peers: peerIDs(n.peers),
-			Replicas: min(3, len(n.peers)), OnChange: n.rfanout.changed, Logger: n.log,
+			Replicas: min(3, len(n.peers)), OnChange: n.fanout.ReceiptsChanged, Logger: n.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("core: %w", err)
 		}
 	}
-	if err := n.newPresence(); err != nil {
-		return nil, err
-	}
-	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, deliverQueue, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.deliver.run(n.stop)
-	}()
-	n.typing = newTyper(cfg.Region, cfg.LargeGroup, n.nc.PublishMsg, cfg.Now, n.log)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.typing.run(n.stop)
+		_ = n.fanout.Run(n.stopCtx)
 	}()
 	for i := 0; i < cfg.ShardCount; i++ {
 		name := shardGroup(i)
@@ -220,7 +224,7 @@ func New(cfg Config) (_ *Node, err error) {
 		onCommit := func(cs []shard.Committed) {
 			for _, c := range cs {
 				if c.MembersChanged {
-					n.typing.forget(c.ConvID) // on every node: any may lead next
+					n.fanout.Forget(c.ConvID) // on every node: any may lead next
 				}
 			}
 			// Only the leader publishes what it proposed itself (entries of
@@ -238,8 +242,7 @@ func New(cfg Config) (_ *Node, err error) {
 				}
 			}
 			if len(own) > 0 {
-				n.deliver.enqueue(sm, own)
-				n.presence.committed(sm, own)
+				n.fanout.Committed(sm, own)
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,
@@ -264,12 +267,11 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.receipts != nil {
 		var rctx context.Context
 		rctx, n.rcancel = context.WithCancel(context.Background())
-		n.wg.Add(2)
+		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			_ = n.receipts.Run(rctx)
 		}()
-		go n.rfanout.aggregateLoop(cfg.ReceiptAggregate)
 	}
 	if cfg.BalanceInterval > 0 && len(n.peers) > 1 {
 		n.wg.Add(1)
@@ -437,6 +439,22 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
+
+// ledShard is the state machine of conv's shard when this node leads
+// it, else nil (the fanout's Config.Shard).
+func (n *Node) ledShard(conv string) fanout.ReceiptSource {
+	mem := n.groups[n.ShardGroupOf(conv)]
+	if !mem.g.IsLeader() {
+		return nil
+	}
+	return mem.shard
+}
+
+// TypingStats are a core node's typing counters.
+type TypingStats = fanout.TypingStats
+
+// TypingStats counts the typing indicators this node has handled.
+func (n *Node) TypingStats() TypingStats { return n.fanout.TypingStats() }
 
 func peerIDs(peers []Peer) []string {
 	ids := make([]string, 0, len(peers))

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -148,6 +149,19 @@ func (n *Node) onRequest(shardName string) nats.MsgHandler {
 			return n.handle(ctx, shardName, req)
 		})
 	}
+}
+
+// onTyping takes what an edge published on the subject of shard
+// shardName without a reply subject (typing) to the fanout, which checks
+// it against the shard's members while this node leads it.
+func (n *Node) onTyping(shardName string, m *nats.Msg) {
+	n.fanout.Typing(m.Data, func(conv string) fanout.Source {
+		mem := n.groups[shardName]
+		if n.ShardGroupOf(conv) != shardName || mem.shard == nil || !mem.g.IsLeader() {
+			return nil
+		}
+		return mem.shard
+	})
 }
 
 // onForward handles a request another node forwarded because this node
