@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,28 +26,21 @@ import (
 	"github.com/parley-chat/parley/core/directory"
 	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/group"
-	"github.com/parley-chat/parley/core/internal/cmdpb"
 	"github.com/parley-chat/parley/core/internal/raftlog"
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/core/raftmux"
 	"github.com/parley-chat/parley/core/raftstore"
 	"github.com/parley-chat/parley/core/receipts"
+	"github.com/parley-chat/parley/core/route"
 	"github.com/parley-chat/parley/core/shard"
 	"github.com/parley-chat/parley/crdt"
-	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// dirGroup is the name of the directory group; shard i is "s<i>".
-const dirGroup = "dir"
-
-func shardGroup(i int) string { return "s" + strconv.Itoa(i) }
-
-// stateMachine is what the node needs of a group's state machine.
+// stateMachine is what a group's state machine is to the node: Raft's
+// (group.StateMachine) and the request service's (route.StateMachine).
 type stateMachine interface {
 	group.StateMachine
-	// Prepare answers a read from local state (resp), or validates a write
-	// and returns the command to propose (cmd); err is a wire error.
-	Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Time) (cmd *cmdpb.Command, resp *syncpb.CoreResponse, err error)
+	route.StateMachine
 }
 
 var (
@@ -80,10 +72,10 @@ type Node struct {
 	groups map[string]*member
 	order  []string // dir, s0, s1, ...
 
-	nats *natsembed.Server
-	nc   *nats.Conn
-	subs []*nats.Subscription
-	sem  chan struct{}
+	nats   *natsembed.Server
+	nc     *nats.Conn
+	subs   []*nats.Subscription
+	router *route.Router
 
 	fanout   *fanout.Fanout
 	receipts *receipts.Service // nil when JetStream is off
@@ -94,13 +86,8 @@ type Node struct {
 	metrics    *nodeMetrics
 	unregister []func() // removes the node's series from Config.Metrics (Close)
 
-	shardMu   sync.Mutex
-	shardSubs map[string]*nats.Subscription // shards this node leads
-	closing   bool
-	observer  *raft.Observer
-
 	stop      chan struct{}
-	stopCtx   context.Context // canceled with stop: the parent of request contexts
+	stopCtx   context.Context // canceled with stop
 	stopAll   context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -115,7 +102,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
-		groups: map[string]*member{}, shardSubs: map[string]*nats.Subscription{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
+		groups: map[string]*member{}, stop: make(chan struct{})}
 	n.stopCtx, n.stopAll = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -181,11 +168,11 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("core: %w", err)
 	}
 
-	dir, err := directory.New(n.db, directory.Config{Group: dirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations, Logger: n.log})
+	dir, err := directory.New(n.db, directory.Config{Group: route.DirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations, Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("core: directory state: %w", err)
 	}
-	if err := n.addGroup(dirGroup, 0, dir, &member{dir: dir}); err != nil {
+	if err := n.addGroup(route.DirGroup, 0, dir, &member{dir: dir}); err != nil {
 		return nil, err
 	}
 	if err := n.newPresence(); err != nil {
@@ -218,7 +205,7 @@ func New(cfg Config) (_ *Node, err error) {
 		_ = n.fanout.Run(n.stopCtx)
 	}()
 	for i := 0; i < cfg.ShardCount; i++ {
-		name := shardGroup(i)
+		name := route.ShardGroup(i)
 		var sm *shard.FSM
 		var g atomic.Pointer[group.Group] // set once the group runs
 		onCommit := func(cs []shard.Committed) {
@@ -261,8 +248,11 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.registerMetrics(reg); err != nil {
 		return nil, err
 	}
-	if err := n.serve(); err != nil {
-		return nil, err
+	if n.router, err = n.newRouter(); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if err := n.router.Start(); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
 	}
 	if n.receipts != nil {
 		var rctx context.Context
@@ -398,7 +388,9 @@ func (n *Node) Close() error {
 			n.lcancel()
 		}
 		var errs []error
-		n.dropShardSubs()
+		if n.router != nil {
+			n.router.Close()
+		}
 		for _, s := range n.subs {
 			_ = s.Unsubscribe()
 		}

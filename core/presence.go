@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/presence"
+	"github.com/parley-chat/parley/core/route"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -187,7 +188,7 @@ func (p *presenceService) isOff(ws string) bool {
 	if p.off[ws] {
 		return true
 	}
-	m := p.n.groups[dirGroup]
+	m := p.n.groups[route.DirGroup]
 	if m == nil || m.dir == nil || ws == "" {
 		return false
 	}
@@ -267,7 +268,7 @@ func (p *presenceService) shardOf(user string) int {
 // leadsShard reports whether this node leads shard i, and whether any
 // node is known to.
 func (n *Node) leadsShard(i int) (self, known bool) {
-	g := n.groups[shardGroup(i)].g
+	g := n.groups[route.ShardGroup(i)].g
 	if g.IsLeader() {
 		return true, true
 	}
@@ -311,7 +312,7 @@ func (n *Node) getPresence(ctx context.Context, req *syncpb.CoreRequest) *syncpb
 	if resp := n.checkPresenceLookup(req); resp != nil {
 		return resp
 	}
-	resps, err := n.everyShard(ctx, req)
+	resps, err := n.router.EveryShard(ctx, req)
 	if err != nil {
 		return &syncpb.CoreResponse{Error: err}
 	}
@@ -334,13 +335,13 @@ func (n *Node) getPresence(ctx context.Context, req *syncpb.CoreRequest) *syncpb
 func (n *Node) checkPresenceLookup(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	caller := req.GetCaller()
 	if !syncproto.ValidID(caller.GetUserId()) || !syncproto.ValidID(caller.GetWorkspaceId()) {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
 	}
 	if n.presence.isOff(caller.GetWorkspaceId()) {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
 	}
 	if err := syncproto.ValidatePresenceSubscribe(&syncpb.PresenceSubscribe{UserIds: req.GetGetPresence().GetUserIds()}); err != nil {
-		return errorResponse(err)
+		return route.Error(err)
 	}
 	return nil
 }
@@ -361,7 +362,7 @@ func (n *Node) shardPresence(mem *member, req *syncpb.CoreRequest) *syncpb.CoreR
 	found := map[string]bool{}
 	if mem.shard != nil {
 		if err := mem.shard.Contacts(req.GetCaller(), only, n.presence.cfg.MaxWatch, found); err != nil {
-			return n.fail(mem.g.Name(), req, fmt.Errorf("core: presence contacts: %w", err))
+			return n.router.Fail(mem.g.Name(), req, fmt.Errorf("core: presence contacts: %w", err))
 		}
 	}
 	list := make([]*syncpb.PresenceUpdate, 0, len(found))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/receipts"
+	"github.com/parley-chat/parley/core/route"
 	"github.com/parley-chat/parley/core/shard"
 	"github.com/parley-chat/parley/crdt"
 	"github.com/parley-chat/parley/syncproto"
@@ -25,49 +26,49 @@ import (
 // receipt serves a receipt report on the shard's leader.
 func (n *Node) receipt(ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	if n.receipts == nil {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "receipts need JetStream, which is off on this node"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "receipts need JetStream, which is off on this node"))
 	}
 	fsm := mem.shard
 	if fsm == nil {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation group"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation group"))
 	}
 	caller, rr := req.Caller, req.GetReceipt()
 	_, err := fsm.CheckReceipt(caller, rr)
 	if errors.Is(err, shard.ErrBeyondLast) {
 		// A new leader may not have applied the message yet.
 		if err := mem.g.ReadBarrier(ctx); err != nil {
-			return n.fail(mem.g.Name(), req, err)
+			return n.router.Fail(mem.g.Name(), req, err)
 		}
 		_, err = fsm.CheckReceipt(caller, rr)
 	}
 	if err != nil {
-		return n.fail(mem.g.Name(), req, err)
+		return n.router.Fail(mem.g.Name(), req, err)
 	}
 	// The answer is the device's merged position once this node has merged
 	// everything stored before it (Barrier, or the delta's own sequence),
 	// so answers never go back, whichever node gave the earlier ones.
 	cur, err := n.receipts.Device(rr.ConvId, caller.UserId, caller.DeviceId)
 	if err != nil {
-		return n.fail(mem.g.Name(), req, err)
+		return n.router.Fail(mem.g.Name(), req, err)
 	}
 	if rr.Seq <= markOf(cur, rr.Type) {
 		// Stale or repeated: nothing to store.
 		if err := n.receipts.Barrier(ctx); err != nil {
-			return n.fail(mem.g.Name(), req, err)
+			return n.router.Fail(mem.g.Name(), req, err)
 		}
 	} else {
 		delta := &syncpb.ReceiptUpdate{ConvId: rr.ConvId, UserId: caller.UserId, DeviceId: caller.DeviceId,
 			Type: rr.Type, Seq: rr.Seq, AtUnixMs: n.cfg.Now().UnixMilli()}
 		seq, err := n.receipts.Publish(ctx, delta)
 		if err != nil {
-			return n.fail(mem.g.Name(), req, err)
+			return n.router.Fail(mem.g.Name(), req, err)
 		}
 		if err := n.receipts.WaitApplied(ctx, seq); err != nil {
-			return n.fail(mem.g.Name(), req, err)
+			return n.router.Fail(mem.g.Name(), req, err)
 		}
 	}
 	if cur, err = n.receipts.Device(rr.ConvId, caller.UserId, caller.DeviceId); err != nil {
-		return n.fail(mem.g.Name(), req, err)
+		return n.router.Fail(mem.g.Name(), req, err)
 	}
 	return receiptAck(rr, markOf(cur, rr.Type))
 }
@@ -98,24 +99,24 @@ func (r readPositions) Reported(conv, user string) (crdt.Marks, error) {
 // for conv: per member in groups up to LargeGroup, counts above.
 func (n *Node) getReceipts(ctx context.Context, mem *member, req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	if n.receipts == nil {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "receipts need JetStream, which is off on this node"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "receipts need JetStream, which is off on this node"))
 	}
 	fsm := mem.shard
 	if fsm == nil {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation group"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a conversation group"))
 	}
 	conv := req.GetGetReceipts().GetConvId()
 	// What users sent is read first, so no position is past the last seq
 	// of the conversation read after.
 	sent, err := fsm.Sent(conv)
 	if err != nil {
-		return n.fail(mem.g.Name(), req, err)
+		return n.router.Fail(mem.g.Name(), req, err)
 	}
 	// The conversation read checks membership and lists the members.
 	get := &syncpb.CoreRequest{Caller: req.Caller, Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}}
 	_, resp, err := fsm.Prepare(ctx, get, n.cfg.Now())
 	if err != nil {
-		return n.fail(mem.g.Name(), req, err)
+		return n.router.Fail(mem.g.Name(), req, err)
 	}
 	c := resp.GetConversation()
 	out := &syncpb.ReceiptList{ConvId: conv, LastSeq: c.GetLastSeq(), MemberCount: uint32(len(c.GetMembers()))}
@@ -126,7 +127,7 @@ func (n *Node) getReceipts(ctx context.Context, mem *member, req *syncpb.CoreReq
 	}
 	pos, err := n.receipts.Positions(conv, users, sent)
 	if err != nil {
-		return n.fail(mem.g.Name(), req, err)
+		return n.router.Fail(mem.g.Name(), req, err)
 	}
 	out.ReadCount, out.DeliveredCount = receipts.CountAt(pos, out.LastSeq)
 	if !large {
