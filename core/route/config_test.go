@@ -14,8 +14,8 @@ func TestConfigValidate(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no node id", Config{Region: "local"}, "NodeID"},
 		{"no conn", Config{Region: "local", NodeID: "n1"}, "Conn"},
+		{"no node id", Config{Region: "local", Conn: &nats.Conn{}}, "NodeID"},
 		{"no directory", Config{Region: "local", NodeID: "n1", Conn: &nats.Conn{}}, "Directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,11 +58,13 @@ type Handler func(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResp
 // A read's handler runs after the read barrier.
 type LeaderHandler func(ctx context.Context, name string, req *syncpb.CoreRequest) *syncpb.CoreResponse
 
-// Config of a Router. Zero values mean the defaults.
+// Config of a Router. Zero values mean the defaults, but for the
+// required Conn, NodeID, Region and groups.
 type Config struct {
-	Region string
+	Conn *nats.Conn
+	// NodeID names this node in replies and in its forward subject.
 	NodeID string
-	Conn   *nats.Conn
+	Region string
 	// Directory is the directory group; Shards are the shard groups, shard
 	// i at index i.
 	Directory Group
@@ -85,9 +87,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Region == "" {
-		c.Region = syncproto.DefaultRegion
-	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 4096
 	}
@@ -108,12 +107,10 @@ func (c *Config) setDefaults() {
 // Validate names the first bad field.
 func (c *Config) Validate() error {
 	switch {
-	case !syncproto.ValidID(c.Region):
-		return fmt.Errorf("route: Config.Region %q must be of [a-z0-9_-]", c.Region)
-	case !syncproto.ValidID(c.NodeID):
-		return fmt.Errorf("route: Config.NodeID %q must be of [a-z0-9_-]", c.NodeID)
 	case c.Conn == nil:
 		return errors.New("route: Config.Conn is required")
+	case !syncproto.ValidID(c.NodeID) || !syncproto.ValidID(c.Region):
+		return fmt.Errorf("route: Config.NodeID %q and Config.Region %q must be of [a-z0-9_-]", c.NodeID, c.Region)
 	case c.Directory.Raft == nil || c.Directory.SM == nil:
 		return errors.New("route: Config.Directory needs its group and state machine")
 	case len(c.Shards) == 0 || len(c.Shards) > syncproto.MaxShardCount:
