@@ -1,8 +1,11 @@
 // Package core is a regional core node: Raft groups (one directory group and
 // a fixed number of conversation shards) whose logs share one write-ahead
 // log and whose state machines share one Badger DB, served to edges as
-// NATS request/reply. Any node accepts any request and forwards it to the
-// group's leader, so callers never need to know who leads.
+// NATS request/reply by core/route (any node accepts any request and
+// forwards it to the group's leader, so callers never need to know who
+// leads), with what the shards commit told to members by core/fanout.
+// The node wires these parts and answers receipts, presence lookups and
+// region information itself.
 package core
 
 import (
@@ -95,7 +98,7 @@ type Node struct {
 }
 
 // New starts a core node: storage, Raft groups, the embedded NATS server,
-// and the request service. Close stops it.
+// the fanout and the request service. Close stops it.
 func New(cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {

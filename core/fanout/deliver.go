@@ -53,7 +53,8 @@ func (d *deliverer) init() {
 }
 
 // Committed takes the entries a shard this node leads has committed (its
-// OnCommit hook, own term only) for delivery; it never blocks.
+// OnCommit hook, own term only) for delivery, and their membership
+// changes for presence notices; it never blocks.
 func (f *Fanout) Committed(src Source, cs []shard.Committed) {
 	d := &f.deliver
 	// The slice is the FSM's; copy what the loop keeps.
