@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -51,17 +52,14 @@ func (r *testRegion) subscribeUser(user string) *inbox {
 // waitInbox waits until b holds at least n messages.
 func waitInbox(t *testing.T, name string, b *inbox, n int) []*syncpb.Message {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := b.snapshot()
-		if len(got) >= n {
-			return got
+	var got []*syncpb.Message
+	poll.NoError(t, 20*time.Second, name, func() error {
+		if got = b.snapshot(); len(got) < n {
+			return fmt.Errorf("%d deliveries, want %d", len(got), n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d deliveries, want %d", name, len(got), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 func (r *testRegion) send(c *syncpb.Caller, conv, body string) *syncpb.SendAck {

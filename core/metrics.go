@@ -61,10 +61,10 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) error {
 		}, func() float64 { users, _ := n.PresenceOnline(); return float64(users) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "parley_core_deliveries_published_total", Help: "Delivery messages this node published to edges after commits it led.",
-		}, func() float64 { return float64(n.deliver.sent.Load()) }),
+		}, func() float64 { published, _ := n.fanout.DeliveryStats(); return float64(published) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "parley_core_deliveries_dropped_total", Help: "Deliveries dropped (queue full or publish failed); devices resync.",
-		}, func() float64 { return float64(n.deliver.dropped.Load()) }),
+		}, func() float64 { _, dropped := n.fanout.DeliveryStats(); return float64(dropped) }),
 	}
 	typing := prometheus.NewDesc("parley_core_typing_total",
 		"Typing indicators this node handled, by result: received, fanned (published to members), stranger (sender not a member), dropped (malformed, wrong shard, queue full).",

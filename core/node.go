@@ -1,8 +1,11 @@
 // Package core is a regional core node: Raft groups (one directory group and
 // a fixed number of conversation shards) whose logs share one write-ahead
 // log and whose state machines share one Badger DB, served to edges as
-// NATS request/reply. Any node accepts any request and forwards it to the
-// group's leader, so callers never need to know who leads.
+// NATS request/reply by core/route (any node accepts any request and
+// forwards it to the group's leader, so callers never need to know who
+// leads), with what the shards commit told to members by core/fanout.
+// The node wires these parts and answers receipts, presence lookups and
+// region information itself.
 package core
 
 import (
@@ -14,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,28 +27,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/core/directory"
+	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/group"
-	"github.com/parley-chat/parley/core/internal/cmdpb"
 	"github.com/parley-chat/parley/core/internal/raftlog"
 	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/core/raftmux"
 	"github.com/parley-chat/parley/core/raftstore"
 	"github.com/parley-chat/parley/core/receipts"
+	"github.com/parley-chat/parley/core/route"
 	"github.com/parley-chat/parley/core/shard"
-	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/crdt"
 )
 
-// dirGroup is the name of the directory group; shard i is "s<i>".
-const dirGroup = "dir"
-
-func shardGroup(i int) string { return "s" + strconv.Itoa(i) }
-
-// stateMachine is what the node needs of a group's state machine.
+// stateMachine is what a group's state machine is to the node: Raft's
+// (group.StateMachine) and the request service's (route.StateMachine).
 type stateMachine interface {
 	group.StateMachine
-	// Prepare answers a read from local state (resp), or validates a write
-	// and returns the command to propose (cmd); err is a wire error.
-	Prepare(ctx context.Context, req *syncpb.CoreRequest, now time.Time) (cmd *cmdpb.Command, resp *syncpb.CoreResponse, err error)
+	route.StateMachine
 }
 
 var (
@@ -78,29 +75,22 @@ type Node struct {
 	groups map[string]*member
 	order  []string // dir, s0, s1, ...
 
-	nats *natsembed.Server
-	nc   *nats.Conn
-	subs []*nats.Subscription
-	sem  chan struct{}
+	nats   *natsembed.Server
+	nc     *nats.Conn
+	subs   []*nats.Subscription
+	router *route.Router
 
-	deliver  *deliverer
+	fanout   *fanout.Fanout
 	receipts *receipts.Service // nil when JetStream is off
-	rfanout  *receiptFanout
 	rcancel  context.CancelFunc
 	lcancel  context.CancelFunc // last-seen (presence)
-	typing   *typer
 	presence *presenceService
 
 	metrics    *nodeMetrics
 	unregister []func() // removes the node's series from Config.Metrics (Close)
 
-	shardMu   sync.Mutex
-	shardSubs map[string]*nats.Subscription // shards this node leads
-	closing   bool
-	observer  *raft.Observer
-
 	stop      chan struct{}
-	stopCtx   context.Context // canceled with stop: the parent of request contexts
+	stopCtx   context.Context // canceled with stop
 	stopAll   context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -108,14 +98,14 @@ type Node struct {
 }
 
 // New starts a core node: storage, Raft groups, the embedded NATS server,
-// and the request service. Close stops it.
+// the fanout and the request service. Close stops it.
 func New(cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID, "region", cfg.Region),
-		groups: map[string]*member{}, shardSubs: map[string]*nats.Subscription{}, sem: make(chan struct{}, cfg.MaxInFlight), stop: make(chan struct{})}
+		groups: map[string]*member{}, stop: make(chan struct{})}
 	n.stopCtx, n.stopAll = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -181,46 +171,50 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("core: %w", err)
 	}
 
-	dir, err := directory.New(n.db, directory.Config{Group: dirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations, Logger: n.log})
+	dir, err := directory.New(n.db, directory.Config{Group: route.DirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations, Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("core: directory state: %w", err)
 	}
-	if err := n.addGroup(dirGroup, 0, dir, &member{dir: dir}); err != nil {
+	if err := n.addGroup(route.DirGroup, 0, dir, &member{dir: dir}); err != nil {
 		return nil, err
 	}
+	if err := n.newPresence(); err != nil {
+		return nil, err
+	}
+	fcfg := fanout.Config{
+		Region: cfg.Region, LargeGroup: fanout.LargeGroup(cfg.LargeGroup), Publish: n.nc.PublishMsg,
+		Shard: n.ledShard, Presence: n.presence, ReceiptAggregate: cfg.ReceiptAggregate, Now: cfg.Now, Logger: n.log,
+	}
 	if !cfg.NATS.NoJetStream {
-		n.rfanout = &receiptFanout{n: n, dirty: map[string]struct{}{}}
+		fcfg.Positions = func(conv string, users []string, sent map[string]crdt.Register) (map[string]crdt.Marks, error) {
+			return n.receipts.Positions(conv, users, sent)
+		}
+	}
+	if n.fanout, err = fanout.New(fcfg); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if !cfg.NATS.NoJetStream {
 		n.receipts, err = receipts.New(n.db, n.nc, receipts.Config{
 			Region: cfg.Region, NodeID: cfg.NodeID, Peers: peerIDs(n.peers),
-			Replicas: min(3, len(n.peers)), OnChange: n.rfanout.changed, Logger: n.log,
+			Replicas: min(3, len(n.peers)), OnChange: n.fanout.ReceiptsChanged, Logger: n.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("core: %w", err)
 		}
 	}
-	if err := n.newPresence(); err != nil {
-		return nil, err
-	}
-	n.deliver = newDeliverer(cfg.Region, cfg.LargeGroup, deliverQueue, n.nc.PublishMsg, n.log)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.deliver.run(n.stop)
-	}()
-	n.typing = newTyper(cfg.Region, cfg.LargeGroup, n.nc.PublishMsg, cfg.Now, n.log)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.typing.run(n.stop)
+		_ = n.fanout.Run(n.stopCtx)
 	}()
 	for i := 0; i < cfg.ShardCount; i++ {
-		name := shardGroup(i)
+		name := route.ShardGroup(i)
 		var sm *shard.FSM
 		var g atomic.Pointer[group.Group] // set once the group runs
 		onCommit := func(cs []shard.Committed) {
 			for _, c := range cs {
 				if c.MembersChanged {
-					n.typing.forget(c.ConvID) // on every node: any may lead next
+					n.fanout.Forget(c.ConvID) // on every node: any may lead next
 				}
 			}
 			// Only the leader publishes what it proposed itself (entries of
@@ -238,8 +232,7 @@ func New(cfg Config) (_ *Node, err error) {
 				}
 			}
 			if len(own) > 0 {
-				n.deliver.enqueue(sm, own)
-				n.presence.committed(sm, own)
+				n.fanout.Committed(sm, own)
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,
@@ -258,18 +251,20 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.registerMetrics(reg); err != nil {
 		return nil, err
 	}
-	if err := n.serve(); err != nil {
-		return nil, err
+	if n.router, err = n.newRouter(); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if err := n.router.Start(); err != nil {
+		return nil, fmt.Errorf("core: %w", err)
 	}
 	if n.receipts != nil {
 		var rctx context.Context
 		rctx, n.rcancel = context.WithCancel(context.Background())
-		n.wg.Add(2)
+		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			_ = n.receipts.Run(rctx)
 		}()
-		go n.rfanout.aggregateLoop(cfg.ReceiptAggregate)
 	}
 	if cfg.BalanceInterval > 0 && len(n.peers) > 1 {
 		n.wg.Add(1)
@@ -396,7 +391,9 @@ func (n *Node) Close() error {
 			n.lcancel()
 		}
 		var errs []error
-		n.dropShardSubs()
+		if n.router != nil {
+			n.router.Close()
+		}
 		for _, s := range n.subs {
 			_ = s.Unsubscribe()
 		}
@@ -437,6 +434,22 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
+
+// ledShard is the state machine of conv's shard when this node leads
+// it, else nil (the fanout's Config.Shard).
+func (n *Node) ledShard(conv string) fanout.ReceiptSource {
+	mem := n.groups[n.ShardGroupOf(conv)]
+	if !mem.g.IsLeader() {
+		return nil
+	}
+	return mem.shard
+}
+
+// TypingStats are a core node's typing counters.
+type TypingStats = fanout.TypingStats
+
+// TypingStats counts the typing indicators this node has handled.
+func (n *Node) TypingStats() TypingStats { return n.fanout.TypingStats() }
 
 func peerIDs(peers []Peer) []string {
 	ids := make([]string, 0, len(peers))

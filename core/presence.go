@@ -13,8 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/presence"
-	"github.com/parley-chat/parley/core/shard"
+	"github.com/parley-chat/parley/core/route"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -74,21 +75,6 @@ func (c *PresenceConfig) Validate() error {
 	return nil
 }
 
-// memberNoticeQueue bounds the membership changes waiting to be told
-// (beyond it they are dropped: those members see each other's presence
-// from their next connect).
-const memberNoticeQueue = 1024
-
-// memberSource reads a conversation's workspace and members (*shard.FSM).
-type memberSource interface {
-	MembersOf(conv string) (workspace string, members []string, err error)
-}
-
-type memberNotice struct {
-	sm memberSource
-	c  shard.Committed
-}
-
 type presenceService struct {
 	n   *Node
 	cfg PresenceConfig
@@ -97,8 +83,7 @@ type presenceService struct {
 	mu    sync.Mutex
 	table *presence.Table
 
-	notices chan memberNotice
-	seen    *lastSeen // nil when JetStream is off
+	seen *lastSeen // nil when JetStream is off
 
 	// leads says whether this node leads shard i (self), and whether any
 	// node is known to (known); send publishes. Both are the node's
@@ -119,7 +104,7 @@ func (n *Node) newPresence() error {
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
-	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table, notices: make(chan memberNotice, memberNoticeQueue),
+	p := &presenceService{n: n, cfg: cfg, off: map[string]bool{}, table: table,
 		leads: n.leadsShard, send: n.nc.Publish, led: make([]bool, n.cfg.ShardCount)}
 	for _, ws := range cfg.Off {
 		p.off[ws] = true
@@ -129,7 +114,7 @@ func (n *Node) newPresence() error {
 }
 
 // startPresence subscribes to the edges' batches and starts the lease
-// checks and membership notices; Close stops them (n.subs, n.stop).
+// checks; Close stops them (n.subs, n.stop).
 func (n *Node) startPresence() error {
 	p := n.presence
 	s, err := n.nc.Subscribe(syncproto.PresenceSubject(n.cfg.Region), p.onBatch)
@@ -140,9 +125,8 @@ func (n *Node) startPresence() error {
 		return fmt.Errorf("core: pending limits presence: %w", err)
 	}
 	n.subs = append(n.subs, s)
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go p.expireLoop()
-	go p.noticeLoop()
 	if !n.cfg.NATS.NoJetStream {
 		js, err := jetstream.New(n.nc)
 		if err != nil {
@@ -160,69 +144,21 @@ func (n *Node) startPresence() error {
 	return nil
 }
 
-// committed is the shard leader's commit hook: membership changes are
-// queued to be told (it never blocks).
-func (p *presenceService) committed(sm memberSource, cs []shard.Committed) {
-	for _, c := range cs {
-		if !c.MembersChanged || len(c.Added) == 0 {
-			continue
-		}
-		select {
-		case p.notices <- memberNotice{sm: sm, c: c}:
-		default:
-			p.n.log.Debug("presence membership notice dropped", "conv", c.ConvID)
-		}
-	}
-}
+var _ fanout.PresenceView = (*presenceService)(nil)
 
-// noticeLoop tells the members of a conversation that gained members the
-// presence of those who are new to them: each added member gets every
-// other member's state, the others get the added members'. The notice
-// travels on the user subjects; the edge passes the states on and widens
-// the session's watched set (removed members keep watching until they
-// reconnect). Large groups are left out, as in lookups.
-func (p *presenceService) noticeLoop() {
-	defer p.n.wg.Done()
-	for {
-		var nt memberNotice
-		select {
-		case <-p.n.stop:
-			return
-		case nt = <-p.notices:
-		}
-		ws, members, err := nt.sm.MembersOf(nt.c.ConvID)
-		if err != nil || p.off[ws] || (p.n.cfg.LargeGroup > 0 && len(members) > p.n.cfg.LargeGroup) {
-			continue
-		}
-		added := map[string]bool{}
-		for _, u := range nt.c.Added {
-			added[u] = true
-		}
-		states := map[string]*syncpb.PresenceUpdate{}
-		p.mu.Lock()
-		for _, u := range members {
-			states[u] = p.table.State(u)
-		}
-		p.mu.Unlock()
-		for _, to := range members {
-			d := &syncpb.Deliver{}
-			for _, u := range members {
-				if u != to && (added[to] || added[u]) {
-					d.Presence = append(d.Presence, states[u])
-				}
-			}
-			if len(d.Presence) == 0 {
-				continue
-			}
-			b, err := proto.Marshal(d)
-			if err != nil {
-				continue
-			}
-			if err := p.n.nc.Publish(syncproto.UserSubject(p.n.cfg.Region, to), b); err != nil {
-				p.n.log.Debug("publish presence notice", "user", to, "err", err)
-			}
-		}
+// Off reports whether the operator turned presence off in workspace ws
+// (PresenceConfig.Off): the fanout's membership notices skip it.
+func (p *presenceService) Off(ws string) bool { return p.off[ws] }
+
+// States are the users' presence in this node's table.
+func (p *presenceService) States(users []string) map[string]*syncpb.PresenceUpdate {
+	states := make(map[string]*syncpb.PresenceUpdate, len(users))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range users {
+		states[u] = p.table.State(u)
 	}
+	return states
 }
 
 func (p *presenceService) onBatch(m *nats.Msg) {
@@ -252,7 +188,7 @@ func (p *presenceService) isOff(ws string) bool {
 	if p.off[ws] {
 		return true
 	}
-	m := p.n.groups[dirGroup]
+	m := p.n.groups[route.DirGroup]
 	if m == nil || m.dir == nil || ws == "" {
 		return false
 	}
@@ -332,7 +268,7 @@ func (p *presenceService) shardOf(user string) int {
 // leadsShard reports whether this node leads shard i, and whether any
 // node is known to.
 func (n *Node) leadsShard(i int) (self, known bool) {
-	g := n.groups[shardGroup(i)].g
+	g := n.groups[route.ShardGroup(i)].g
 	if g.IsLeader() {
 		return true, true
 	}
@@ -376,7 +312,7 @@ func (n *Node) getPresence(ctx context.Context, req *syncpb.CoreRequest) *syncpb
 	if resp := n.checkPresenceLookup(req); resp != nil {
 		return resp
 	}
-	resps, err := n.everyShard(ctx, req)
+	resps, err := n.router.EveryShard(ctx, req)
 	if err != nil {
 		return &syncpb.CoreResponse{Error: err}
 	}
@@ -399,13 +335,13 @@ func (n *Node) getPresence(ctx context.Context, req *syncpb.CoreRequest) *syncpb
 func (n *Node) checkPresenceLookup(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 	caller := req.GetCaller()
 	if !syncproto.ValidID(caller.GetUserId()) || !syncproto.ValidID(caller.GetWorkspaceId()) {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "presence lookup needs a caller"))
 	}
 	if n.presence.isOff(caller.GetWorkspaceId()) {
-		return errorResponse(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
+		return route.Error(syncproto.Errorf(syncpb.Code_CODE_FORBIDDEN, "presence is turned off in this workspace"))
 	}
 	if err := syncproto.ValidatePresenceSubscribe(&syncpb.PresenceSubscribe{UserIds: req.GetGetPresence().GetUserIds()}); err != nil {
-		return errorResponse(err)
+		return route.Error(err)
 	}
 	return nil
 }
@@ -426,7 +362,7 @@ func (n *Node) shardPresence(mem *member, req *syncpb.CoreRequest) *syncpb.CoreR
 	found := map[string]bool{}
 	if mem.shard != nil {
 		if err := mem.shard.Contacts(req.GetCaller(), only, n.presence.cfg.MaxWatch, found); err != nil {
-			return n.fail(mem.g.Name(), req, fmt.Errorf("core: presence contacts: %w", err))
+			return n.router.Fail(mem.g.Name(), req, fmt.Errorf("core: presence contacts: %w", err))
 		}
 	}
 	list := make([]*syncpb.PresenceUpdate, 0, len(found))
@@ -445,8 +381,6 @@ func (n *Node) PresenceOnline() (users, edges int) {
 	defer n.presence.mu.Unlock()
 	return n.presence.table.Online(), n.presence.table.Edges()
 }
-
-var _ memberSource = (*shard.FSM)(nil)
 
 // PresenceOf is this node's view of a user's presence (for tests and stats).
 func (n *Node) PresenceOf(userID string) *syncpb.PresenceUpdate {

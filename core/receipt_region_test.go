@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/crdt"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -84,13 +85,12 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	// more waits for k more acknowledged reports.
 	more := func(k int64) {
 		want := nacks.Load() + k
-		deadline := time.Now().Add(60 * time.Second)
-		for nacks.Load() < want && !t.Failed() {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d of %d receipts acknowledged", nacks.Load(), want)
+		poll.NoError(t, 60*time.Second, "receipts acknowledged", func() error {
+			if got := nacks.Load(); got < want && !t.Failed() {
+				return fmt.Errorf("only %d of %d", got, want)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	more(100)
 	victim := 1
@@ -111,15 +111,14 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	// Every node converges to the acknowledged positions: the merged
 	// state of each device is at least its highest ack, and equal across
 	// the nodes.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.NoError(t, 30*time.Second, "nodes converge", func() error {
 		var states []map[string]crdt.Devices
 		for _, tn := range r.nodes {
 			s := map[string]crdt.Devices{}
 			for _, u := range users[1:] {
 				d, err := tn.node.Receipts().Devices(conv, u.UserId)
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
 				s[u.UserId] = d
 			}
@@ -139,14 +138,11 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 				m.DeliveredUpTo().Value >= acked[key{dev.DeviceId, syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED}]
 		}
 		mu.Unlock()
-		if same && covered {
-			break
+		if !same || !covered {
+			return fmt.Errorf("same=%v covered=%v\n%v", same, covered, states)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nodes did not converge: same=%v covered=%v\n%v", same, covered, states)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	// The restarted node resumed from its stored position: it merged each
 	// later delta once and none from before.
 	rs := r.nodes[victim].node.Receipts()

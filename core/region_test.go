@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/core/group"
 	"github.com/parley-chat/parley/core/internal/testaddr"
 	"github.com/parley-chat/parley/core/natsembed"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -171,17 +172,17 @@ func (r *testRegion) waitReady() {
 // leaderOf returns the index of the node leading group name.
 func (r *testRegion) leaderOf(name string) int {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	leader := -1
+	poll.Until(r.t, 20*time.Second, "group "+name+" has a leader", func() bool {
 		for i, tn := range r.nodes {
 			if tn.node != nil && tn.node.Group(name).IsLeader() {
-				return i
+				leader = i
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.t.Fatalf("group %s: no leader", name)
-	return -1
+		return false
+	})
+	return leader
 }
 
 // call sends one request, retrying UNAVAILABLE, timeouts and missing
@@ -396,13 +397,12 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 	}
 
 	waitAcks := func(n int64) {
-		deadline := time.Now().Add(3 * time.Minute)
-		for nAcked.Load() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d acks after 3 minutes, waiting for %d", nAcked.Load(), n)
+		poll.NoError(t, 3*time.Minute, "acks", func() error {
+			if got := nAcked.Load(); got < n {
+				return fmt.Errorf("only %d, waiting for %d", got, n)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitAcks(2000)
 	victim := r.leaderOf(hotGroup)
@@ -420,12 +420,11 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 	}
 
 	// Wait until every replica holds every acked message, then compare.
-	deadline := time.Now().Add(60 * time.Second)
 	for _, conv := range convs {
 		want := acked[conv]
 		var ref []*syncpb.Message
 		for ni, n := range r.live() {
-			all := waitMessages(t, n, users[0], conv, len(want), deadline)
+			all := waitMessages(t, n, users[0], conv, len(want), 60*time.Second)
 			checkLog(t, n.NodeID(), conv, all, want)
 			msgs := userMessages(all)
 			if ni == 0 {
@@ -527,17 +526,13 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 	if err := r.start(wiped); err != nil {
 		t.Fatal(err)
 	}
-	waitMessages(t, r.nodes[wiped].node, users[0], conv, 100+missed, time.Now().Add(5*time.Minute))
+	waitMessages(t, r.nodes[wiped].node, users[0], conv, 100+missed, 5*time.Minute)
 	// The restored state is readable a moment before Raft records the
 	// snapshot it came from.
 	wr := r.nodes[wiped].node.Group(name).Raft()
-	deadline := time.Now().Add(30 * time.Second)
-	for wr.Stats()["last_snapshot_index"] == "0" {
-		if time.Now().After(deadline) {
-			t.Fatalf("wiped node caught up without installing a snapshot: %v", wr.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "the wiped node installs a snapshot", func() bool {
+		return wr.Stats()["last_snapshot_index"] != "0"
+	})
 
 	r.stop(restarted)
 	total := 100 + missed + 200
@@ -546,7 +541,7 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range r.live() {
-		checkLog(t, n.NodeID(), conv, waitMessages(t, n, users[0], conv, total, time.Now().Add(5*time.Minute)), nil)
+		checkLog(t, n.NodeID(), conv, waitMessages(t, n, users[0], conv, total, 5*time.Minute), nil)
 	}
 }
 
@@ -583,28 +578,28 @@ func (r *testRegion) sendConcurrently(conv string, users []*syncpb.Caller, from,
 
 // waitMessages polls one replica until it holds want user messages of conv
 // and returns all its messages (system ones included).
-func waitMessages(t *testing.T, n *core.Node, caller *syncpb.Caller, conv string, want int, deadline time.Time) []*syncpb.Message {
+func waitMessages(t *testing.T, n *core.Node, caller *syncpb.Caller, conv string, want int, within time.Duration) []*syncpb.Message {
 	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var all []*syncpb.Message
-		got := 0
+	var all []*syncpb.Message
+	poll.NoError(t, within, n.NodeID()+" holds the messages", func() error {
 		// A one-message page tells the replica's last seq; read everything
 		// only once it could hold want messages.
 		last, err := localLastSeq(n, caller, conv)
-		if err == nil && last >= uint64(want) {
-			all, err = localHistory(n, caller, conv)
-			got = len(userMessages(all))
-			if err == nil && got >= want {
-				return all
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d of %d messages (last error: %v)", n.NodeID(), got, want, err)
+		if last < uint64(want) {
+			return fmt.Errorf("last seq %d, want %d messages", last, want)
 		}
-		<-tick.C
-	}
+		if all, err = localHistory(n, caller, conv); err != nil {
+			return err
+		}
+		if got := len(userMessages(all)); got < want {
+			return fmt.Errorf("%d of %d messages", got, want)
+		}
+		return nil
+	})
+	return all
 }
 
 // TestRepliesNameTheAnsweringNode: a reply names the node that answered

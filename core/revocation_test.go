@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -48,19 +50,14 @@ func TestRevocationsPublishedAndListed(t *testing.T) {
 		t.Fatalf("revocations in the answers: %v, %v", revoked, changed)
 	}
 	// Each node publishes each revocation once.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.NoError(t, 20*time.Second, "revocations heard", func() error {
 		mu.Lock()
-		n := len(heard)
-		mu.Unlock()
-		if n >= 6 {
-			break
+		defer mu.Unlock()
+		if len(heard) < 6 {
+			return fmt.Errorf("heard %d, want 2 from each of 3 nodes", len(heard))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("heard %d revocations, want 2 from each of 3 nodes", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	mu.Lock()
 	for _, rv := range heard {
 		if !proto.Equal(rv, revoked) && !proto.Equal(rv, changed) {

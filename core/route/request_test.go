@@ -1,4 +1,4 @@
-package core
+package route
 
 import (
 	"bytes"
@@ -17,11 +17,11 @@ import (
 // is answered as it is, unlogged.
 func TestFailLogsNonWireErrors(t *testing.T) {
 	var buf bytes.Buffer
-	n := &Node{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	r := &Router{log: slog.New(slog.NewTextHandler(&buf, nil))}
 	caller := &syncpb.Caller{WorkspaceId: "w_1", UserId: "u_ana"}
 	req := syncproto.NewRequest(caller, &syncpb.HistoryRequest{ConvId: "c_team"})
 
-	resp := n.fail("s3", req, fmt.Errorf("store: read shard s3: %w", errors.New("disk on fire")))
+	resp := r.Fail("s3", req, fmt.Errorf("store: read shard s3: %w", errors.New("disk on fire")))
 	if c := resp.GetError().GetCode(); c != syncpb.Code_CODE_INTERNAL {
 		t.Fatalf("code %v, want INTERNAL", c)
 	}
@@ -36,7 +36,7 @@ func TestFailLogsNonWireErrors(t *testing.T) {
 	}
 
 	buf.Reset()
-	resp = n.fail("s3", req, syncproto.Errorf(syncpb.Code_CODE_NOT_MEMBER, "not a member"))
+	resp = r.Fail("s3", req, syncproto.Errorf(syncpb.Code_CODE_NOT_MEMBER, "not a member"))
 	if c := resp.GetError().GetCode(); c != syncpb.Code_CODE_NOT_MEMBER || buf.Len() != 0 {
 		t.Errorf("wire error: code %v, log %q; want NOT_MEMBER unlogged", c, buf.String())
 	}
