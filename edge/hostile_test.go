@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -228,19 +229,32 @@ func newLeakCheck(t *testing.T) *leakCheck {
 	}
 	started.Wait()
 	close(release)
-	deadline := time.Now().Add(10 * time.Second)
+	l.baseG, l.baseH = settled(edgeGoroutines, 5), heapBytes()
+	return l
+}
+
+// settled samples count every 20 ms until it returns the same number
+// samples times in a row, or 10 s pass, and returns the last sample. It
+// does not fail: a count that never settles gives the last one.
+func settled(count func() int, samples int) int {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	give := time.After(10 * time.Second)
 	last, stable := -1, 0
-	for stable < 5 && time.Now().Before(deadline) {
-		n := edgeGoroutines()
+	for stable < samples {
+		n := count()
 		if n == last {
 			stable++
 		} else {
 			last, stable = n, 0
 		}
-		time.Sleep(20 * time.Millisecond) // polling
+		select {
+		case <-tick.C:
+		case <-give:
+			return last
+		}
 	}
-	l.baseG, l.baseH = last, heapBytes()
-	return l
+	return last
 }
 
 // held records the edge's goroutines and heap while open of the
@@ -261,26 +275,33 @@ func (l *leakCheck) held(open int) {
 // baseline (while the client still holds its ends).
 func (l *leakCheck) waitGoroutines(d time.Duration) {
 	l.t.Helper()
-	deadline := time.Now().Add(d)
-	for l.endG = edgeGoroutines(); l.endG > l.baseG+goroutineSlack; l.endG = edgeGoroutines() {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("edge goroutines %d after %v, baseline %d (peak %d)\n%s", l.endG, d, l.baseG, l.peakG, edgeStacks())
-		}
-		time.Sleep(50 * time.Millisecond) // polling
+	if !backWithin(d, func() bool { l.endG = edgeGoroutines(); return l.endG <= l.baseG+goroutineSlack }) {
+		l.t.Fatalf("edge goroutines %d after %v, baseline %d (peak %d)\n%s", l.endG, d, l.baseG, l.peakG, edgeStacks())
 	}
 }
 
 // waitHeap waits until the heap is back at the baseline.
 func (l *leakCheck) waitHeap(d time.Duration) {
 	l.t.Helper()
-	deadline := time.Now().Add(d)
-	for l.endH = heapBytes(); l.endH > l.baseH+heapSlack; l.endH = heapBytes() {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("heap %d KiB after %v, baseline %d KiB (peak %d KiB)", l.endH>>10, d, l.baseH>>10, l.peakH>>10)
-		}
-		time.Sleep(50 * time.Millisecond) // polling
+	if !backWithin(d, func() bool { l.endH = heapBytes(); return l.endH <= l.baseH+heapSlack }) {
+		l.t.Fatalf("heap %d KiB after %v, baseline %d KiB (peak %d KiB)", l.endH>>10, d, l.baseH>>10, l.peakH>>10)
 	}
 }
+
+// backWithin polls back (poll.Wait) until it is true, for up to d, and
+// reports whether it was: the leak checks fail with their own message.
+func backWithin(d time.Duration, back func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return poll.Wait(ctx, func(context.Context) error {
+		if !back() {
+			return errNotBack
+		}
+		return nil
+	}) == nil
+}
+
+var errNotBack = errors.New("not back at the baseline")
 
 func (l *leakCheck) report(what string) {
 	l.t.Logf("%s (%d held at once): edge goroutines %d before, %d held, %d after; heap %.1f MiB before, %.1f MiB held, %.1f MiB after",

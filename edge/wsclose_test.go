@@ -205,7 +205,7 @@ func TestWebSocketOversizedFrameIsClosed(t *testing.T) {
 		code, err := get(t, "http://"+addr+"/healthz", "")
 		return err == nil && code == 200
 	})
-	base := settledGoroutines(t)
+	base := settled(numGoroutine, 10)
 
 	const n = 50
 	// More than the edge reads of a message before it gives up on it.
@@ -245,39 +245,17 @@ func TestWebSocketOversizedFrameIsClosed(t *testing.T) {
 	waitGoroutines(t, base, 20*time.Second)
 }
 
-// settledGoroutines waits until the number of goroutines stops changing
-// for a moment and returns it.
-func settledGoroutines(t *testing.T) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	last, stable := -1, 0
-	for stable < 10 {
-		if time.Now().After(deadline) {
-			break
-		}
-		n := numGoroutine()
-		if n == last {
-			stable++
-		} else {
-			last, stable = n, 0
-		}
-		time.Sleep(20 * time.Millisecond) // polling
-	}
-	return last
-}
-
 // waitGoroutines waits until at most base (+ a few for timers and NATS's
 // housekeeping) goroutines run.
 func waitGoroutines(t *testing.T, base int, d time.Duration) {
 	t.Helper()
 	const slack = 5
-	deadline := time.Now().Add(d)
-	for n := numGoroutine(); n > base+slack; n = numGoroutine() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after %v, baseline %d", n, d, base)
+	poll.NoError(t, d, "goroutines back at the baseline", func() error {
+		if n := numGoroutine(); n > base+slack {
+			return fmt.Errorf("%d goroutines, baseline %d", n, base)
 		}
-		time.Sleep(20 * time.Millisecond) // polling
-	}
+		return nil
+	})
 }
 
 func numGoroutine() int { return runtime.NumGoroutine() }
