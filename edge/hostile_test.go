@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"runtime/pprof"
@@ -322,6 +323,58 @@ func edgeStacks() string {
 		}
 	}
 	return out.String()
+}
+
+// openHostile opens n connections of one kind with open, at most par at
+// once and each within 10 s, from the attacker's side (hostile). It
+// passes keep every connection open returned, also one whose open failed
+// after dialing (so that the test closes it), and then fails t, naming
+// the kind, if any open failed.
+func openHostile[C comparable](t *testing.T, kind string, n, par int, open func(ctx context.Context, i int) (C, error), keep func(C)) {
+	t.Helper()
+	cs := make([]C, n)
+	var err error
+	hostile(func() {
+		err = parallel(n, par, func(i int) error {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			c, err := open(ctx, i)
+			cs[i] = c
+			return err
+		})
+	})
+	var none C
+	for _, c := range cs {
+		if c != none {
+			keep(c)
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", kind, err)
+	}
+}
+
+// count is how many of xs f is true of.
+func count[T any](xs []T, f func(T) bool) int {
+	n := 0
+	for _, x := range xs {
+		if f(x) {
+			n++
+		}
+	}
+	return n
+}
+
+// openWriting opens a stream with open and writes b on it: the first
+// byte or bytes of something, so that the edge sees the stream and waits
+// for the rest.
+func openWriting[S io.Writer](ctx context.Context, open func(context.Context) (S, error), b []byte) (S, error) {
+	s, err := open(ctx)
+	if err != nil {
+		return s, err
+	}
+	_, err = s.Write(b)
+	return s, err
 }
 
 // parallel runs f(0..n-1) on a few goroutines and returns the first error.
