@@ -58,22 +58,11 @@ func newHostileEdge(t *testing.T, mod func(*Config)) *hostileEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = e.Close()
-		if err := <-ran; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runEdge(t, e)
 	a, err := auth.New(cfg.authConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 10*time.Second, "healthz", func() bool {
-		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
-		return err == nil && code == 200
-	})
 	return &hostileEdge{Edge: e, cfg: cfg, pub: natstest.Conn(t, ns), auth: a}
 }
 
@@ -116,14 +105,7 @@ func (he *hostileEdge) deliver(t *testing.T, user string, n int) {
 // empty response.
 func answerEverything(t *testing.T, nc *nats.Conn) {
 	t.Helper()
-	sub, err := nc.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
-		req := &syncpb.CoreRequest{}
-		if err := proto.Unmarshal(m.Data, req); err != nil {
-			return
-		}
+	serveCore(t, nc, func(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 		resp := &syncpb.CoreResponse{}
 		switch req.Op.(type) {
 		case *syncpb.CoreRequest_RegionInfo:
@@ -133,16 +115,8 @@ func answerEverything(t *testing.T, nc *nats.Conn) {
 		case *syncpb.CoreRequest_History:
 			resp.Result = &syncpb.CoreResponse_History{History: &syncpb.HistoryResponse{}}
 		}
-		b, _ := proto.Marshal(resp)
-		_ = m.Respond(b)
+		return resp
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // hostile runs f with the pprof label side=hostile, which every goroutine
