@@ -12,13 +12,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
 	"github.com/parley-chat/parley/internal/poll"
-	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -28,11 +26,7 @@ var testKey = auth.Key{ID: "t", Secret: bytes.Repeat([]byte{7}, 32)}
 // (so a test can hold a request in flight).
 func coreDouble(t *testing.T, nc *nats.Conn, release <-chan struct{}, arrived chan<- struct{}) {
 	t.Helper()
-	sub, err := nc.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) {
-		req := &syncpb.CoreRequest{}
-		if err := proto.Unmarshal(m.Data, req); err != nil {
-			return
-		}
+	serveCore(t, nc, func(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 		resp := &syncpb.CoreResponse{}
 		switch req.Op.(type) {
 		case *syncpb.CoreRequest_RegionInfo:
@@ -43,16 +37,8 @@ func coreDouble(t *testing.T, nc *nats.Conn, release <-chan struct{}, arrived ch
 			<-release
 			resp.Result = &syncpb.CoreResponse_Devices{Devices: &syncpb.DeviceList{}}
 		}
-		b, _ := proto.Marshal(resp)
-		_ = m.Respond(b)
+		return resp
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func get(t *testing.T, url, token string) (int, error) {
@@ -103,14 +89,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	}
 
 	// A request in flight when shutdown starts still completes.
-	a, err := auth.New(auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, _, err := a.Issue(auth.Access, auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: "d_1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := testToken(t, "d_1")
 	inflight := make(chan int, 1)
 	go func() {
 		code, err := get(t, base+"/v1/devices", tok)

@@ -18,7 +18,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/quic-go/quic-go/http3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
@@ -46,25 +45,12 @@ var wantHeaders = map[string]string{
 // NOT_FOUND: enough for every handler to answer.
 func notFoundCore(t *testing.T, nc *nats.Conn) {
 	t.Helper()
-	sub, err := nc.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) {
-		req := &syncpb.CoreRequest{}
-		if err := proto.Unmarshal(m.Data, req); err != nil {
-			return
-		}
-		resp := &syncpb.CoreResponse{Error: &syncpb.Error{Code: syncpb.Code_CODE_NOT_FOUND, Message: "not here"}}
+	serveCore(t, nc, func(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 		if _, ok := req.Op.(*syncpb.CoreRequest_RegionInfo); ok {
-			resp = &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: 2}}}
+			return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{Region: "local", ShardCount: 2}}}
 		}
-		b, _ := proto.Marshal(resp)
-		_ = m.Respond(b)
+		return &syncpb.CoreResponse{Error: &syncpb.Error{Code: syncpb.Code_CODE_NOT_FOUND, Message: "not here"}}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // newHeadersEdge runs an Edge with a UDP port (so the certificate hashes
@@ -92,14 +78,7 @@ func newHeadersEdge(t *testing.T) (*Edge, string) {
 		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
 		return err == nil && code == 200
 	})
-	a, err := auth.New(auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, _, err := a.Issue(auth.Access, auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: "d_1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := testToken(t, "d_1")
 	return e, tok
 }
 

@@ -93,35 +93,12 @@ func TestHostileHTTP(t *testing.T) {
 	total := 0
 	opened := time.Now()
 	for _, k := range kinds {
-		cs := make([]net.Conn, k.n)
-		var err error
-		hostile(func() {
-			err = parallel(k.n, 8, func(i int) error {
-				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-				defer cancel()
-				c, err := k.open(ctx)
-				cs[i] = c
-				return err
-			})
-		})
-		for _, c := range cs {
-			if c != nil {
-				conns = append(conns, conn{k.name, c})
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", k.name, err)
-		}
+		open := func(ctx context.Context, _ int) (net.Conn, error) { return k.open(ctx) }
+		openHostile(t, k.name, k.n, 8, open, func(c net.Conn) { conns = append(conns, conn{k.name, c}) })
 		total += k.n
 	}
 	t.Logf("%d connections opened in %v", total, time.Since(opened).Round(time.Millisecond))
-	open := 0
-	for _, c := range conns {
-		if tcpOpen(c.c) {
-			open++
-		}
-	}
-	l.held(open)
+	l.held(count(conns, func(c conn) bool { return tcpOpen(c.c) }))
 
 	// Every connection is cut within its bound (2 s for the headers, 3 s
 	// for the body, for a blocked write, or idle) while the client holds

@@ -251,27 +251,9 @@ func holdQUIC(t *testing.T, he *hostileEdge, qc *quicClient, tr *trickler, l *le
 	total := 0
 	start := time.Now()
 	for _, k := range kinds {
-		cs := make([]*quic.Conn, k.n)
-		var err error
-		hostile(func() {
-			// Fewer handshakes at once than the 32 that quic-go's
-			// server queues for Accept (it refuses connections past it).
-			err = parallel(k.n, 16, func(i int) error {
-				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-				defer cancel()
-				c, err := k.open(ctx, i)
-				cs[i] = c
-				return err
-			})
-		})
-		for _, c := range cs {
-			if c != nil {
-				conns = append(conns, conn{k.name, c, k.gone})
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", k.name, err)
-		}
+		// Fewer handshakes at once than the 32 that quic-go's server
+		// queues for Accept (it refuses connections past it).
+		openHostile(t, k.name, k.n, 16, k.open, func(c *quic.Conn) { conns = append(conns, conn{k.name, c, k.gone}) })
 		total += k.n
 	}
 	qc.drop.dropping.Store(true)
@@ -396,11 +378,8 @@ func TestHostileRawQUIC(t *testing.T) {
 				return c, err
 			}
 			for range 15 {
-				s, err := c.OpenStreamSync(ctx)
-				if err != nil {
-					return c, err
-				}
-				if _, err := s.Write([]byte{0x80}); err != nil { // the first byte of a length, never finished
+				// The first byte of a length, never finished.
+				if _, err := openWriting(ctx, c.OpenStreamSync, []byte{0x80}); err != nil {
 					return c, err
 				}
 			}
@@ -427,12 +406,9 @@ func TestHostileRawQUIC(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			str, err := c.OpenStreamSync(ctx)
-			if err != nil {
-				return c, err
-			}
 			b := helloBytes(i)
-			if _, err := str.Write(b[:1]); err != nil { // the edge sees the stream
+			str, err := openWriting(ctx, c.OpenStreamSync, b[:1])
+			if err != nil {
 				return c, err
 			}
 			tr.add(str, oneByte(b[1:]))
@@ -453,14 +429,11 @@ func TestHostileRawQUIC(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			str, err := c.OpenStreamSync(ctx)
-			if err != nil {
-				return c, err
-			}
 			// The first byte of the length, so that the edge sees the
 			// stream; the rest once all are open.
 			h := bigFrameHeader()
-			if _, err := str.Write(h[:1]); err != nil {
+			str, err := openWriting(ctx, c.OpenStreamSync, h[:1])
+			if err != nil {
 				return c, err
 			}
 			later.add(func() { _, _ = str.Write(h[1:]) })

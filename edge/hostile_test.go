@@ -10,7 +10,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"runtime/pprof"
@@ -56,22 +58,11 @@ func newHostileEdge(t *testing.T, mod func(*Config)) *hostileEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = e.Close()
-		if err := <-ran; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runEdge(t, e)
 	a, err := auth.New(cfg.authConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 10*time.Second, "healthz", func() bool {
-		code, err := get(t, "http://"+e.Addr().String()+"/healthz", "")
-		return err == nil && code == 200
-	})
 	return &hostileEdge{Edge: e, cfg: cfg, pub: natstest.Conn(t, ns), auth: a}
 }
 
@@ -114,14 +105,7 @@ func (he *hostileEdge) deliver(t *testing.T, user string, n int) {
 // empty response.
 func answerEverything(t *testing.T, nc *nats.Conn) {
 	t.Helper()
-	sub, err := nc.QueueSubscribe("parley.local.>", syncproto.CoreQueue, func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
-		req := &syncpb.CoreRequest{}
-		if err := proto.Unmarshal(m.Data, req); err != nil {
-			return
-		}
+	serveCore(t, nc, func(req *syncpb.CoreRequest) *syncpb.CoreResponse {
 		resp := &syncpb.CoreResponse{}
 		switch req.Op.(type) {
 		case *syncpb.CoreRequest_RegionInfo:
@@ -131,16 +115,8 @@ func answerEverything(t *testing.T, nc *nats.Conn) {
 		case *syncpb.CoreRequest_History:
 			resp.Result = &syncpb.CoreResponse_History{History: &syncpb.HistoryResponse{}}
 		}
-		b, _ := proto.Marshal(resp)
-		_ = m.Respond(b)
+		return resp
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // hostile runs f with the pprof label side=hostile, which every goroutine
@@ -228,19 +204,32 @@ func newLeakCheck(t *testing.T) *leakCheck {
 	}
 	started.Wait()
 	close(release)
-	deadline := time.Now().Add(10 * time.Second)
+	l.baseG, l.baseH = settled(edgeGoroutines, 5), heapBytes()
+	return l
+}
+
+// settled samples count every 20 ms until it returns the same number
+// samples times in a row, or 10 s pass, and returns the last sample. It
+// does not fail: a count that never settles gives the last one.
+func settled(count func() int, samples int) int {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	give := time.After(10 * time.Second)
 	last, stable := -1, 0
-	for stable < 5 && time.Now().Before(deadline) {
-		n := edgeGoroutines()
+	for stable < samples {
+		n := count()
 		if n == last {
 			stable++
 		} else {
 			last, stable = n, 0
 		}
-		time.Sleep(20 * time.Millisecond) // polling
+		select {
+		case <-tick.C:
+		case <-give:
+			return last
+		}
 	}
-	l.baseG, l.baseH = last, heapBytes()
-	return l
+	return last
 }
 
 // held records the edge's goroutines and heap while open of the
@@ -261,26 +250,33 @@ func (l *leakCheck) held(open int) {
 // baseline (while the client still holds its ends).
 func (l *leakCheck) waitGoroutines(d time.Duration) {
 	l.t.Helper()
-	deadline := time.Now().Add(d)
-	for l.endG = edgeGoroutines(); l.endG > l.baseG+goroutineSlack; l.endG = edgeGoroutines() {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("edge goroutines %d after %v, baseline %d (peak %d)\n%s", l.endG, d, l.baseG, l.peakG, edgeStacks())
-		}
-		time.Sleep(50 * time.Millisecond) // polling
+	if !backWithin(d, func() bool { l.endG = edgeGoroutines(); return l.endG <= l.baseG+goroutineSlack }) {
+		l.t.Fatalf("edge goroutines %d after %v, baseline %d (peak %d)\n%s", l.endG, d, l.baseG, l.peakG, edgeStacks())
 	}
 }
 
 // waitHeap waits until the heap is back at the baseline.
 func (l *leakCheck) waitHeap(d time.Duration) {
 	l.t.Helper()
-	deadline := time.Now().Add(d)
-	for l.endH = heapBytes(); l.endH > l.baseH+heapSlack; l.endH = heapBytes() {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("heap %d KiB after %v, baseline %d KiB (peak %d KiB)", l.endH>>10, d, l.baseH>>10, l.peakH>>10)
-		}
-		time.Sleep(50 * time.Millisecond) // polling
+	if !backWithin(d, func() bool { l.endH = heapBytes(); return l.endH <= l.baseH+heapSlack }) {
+		l.t.Fatalf("heap %d KiB after %v, baseline %d KiB (peak %d KiB)", l.endH>>10, d, l.baseH>>10, l.peakH>>10)
 	}
 }
+
+// backWithin polls back (poll.Wait) until it is true, for up to d, and
+// reports whether it was: the leak checks fail with their own message.
+func backWithin(d time.Duration, back func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return poll.Wait(ctx, func(context.Context) error {
+		if !back() {
+			return errNotBack
+		}
+		return nil
+	}) == nil
+}
+
+var errNotBack = errors.New("not back at the baseline")
 
 func (l *leakCheck) report(what string) {
 	l.t.Logf("%s (%d held at once): edge goroutines %d before, %d held, %d after; heap %.1f MiB before, %.1f MiB held, %.1f MiB after",
@@ -301,6 +297,58 @@ func edgeStacks() string {
 		}
 	}
 	return out.String()
+}
+
+// openHostile opens n connections of one kind with open, at most par at
+// once and each within 10 s, from the attacker's side (hostile). It
+// passes keep every connection open returned, also one whose open failed
+// after dialing (so that the test closes it), and then fails t, naming
+// the kind, if any open failed.
+func openHostile[C comparable](t *testing.T, kind string, n, par int, open func(ctx context.Context, i int) (C, error), keep func(C)) {
+	t.Helper()
+	cs := make([]C, n)
+	var err error
+	hostile(func() {
+		err = parallel(n, par, func(i int) error {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			c, err := open(ctx, i)
+			cs[i] = c
+			return err
+		})
+	})
+	var none C
+	for _, c := range cs {
+		if c != none {
+			keep(c)
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", kind, err)
+	}
+}
+
+// count is how many of xs f is true of.
+func count[T any](xs []T, f func(T) bool) int {
+	n := 0
+	for _, x := range xs {
+		if f(x) {
+			n++
+		}
+	}
+	return n
+}
+
+// openWriting opens a stream with open and writes b on it: the first
+// byte or bytes of something, so that the edge sees the stream and waits
+// for the rest.
+func openWriting[S io.Writer](ctx context.Context, open func(context.Context) (S, error), b []byte) (S, error) {
+	s, err := open(ctx)
+	if err != nil {
+		return s, err
+	}
+	_, err = s.Write(b)
+	return s, err
 }
 
 // parallel runs f(0..n-1) on a few goroutines and returns the first error.

@@ -145,36 +145,12 @@ func TestHostileWebSocket(t *testing.T) {
 	total := 0
 	opened := time.Now()
 	for _, k := range kinds {
-		cs := make([]*rawWS, k.n)
-		var err error
-		hostile(func() {
-			err = parallel(k.n, 8, func(i int) error {
-				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-				defer cancel()
-				c, err := k.open(ctx, i)
-				cs[i] = c
-				return err
-			})
-		})
-		for _, c := range cs {
-			if c != nil {
-				conns = append(conns, conn{k.name, c, k.want})
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", k.name, err)
-		}
+		openHostile(t, k.name, k.n, 8, k.open, func(c *rawWS) { conns = append(conns, conn{k.name, c, k.want}) })
 		total += k.n
 	}
 	he.deliver(t, "u_flood", 5)
 	t.Logf("%d connections opened in %v; %d sessions", total, time.Since(opened).Round(time.Millisecond), he.Sessions())
-	open := 0
-	for _, c := range conns {
-		if tcpOpen(c.c.Conn) {
-			open++
-		}
-	}
-	l.held(open)
+	l.held(count(conns, func(c conn) bool { return tcpOpen(c.c.Conn) }))
 
 	// Every connection is cut within its bound (3 s of silence or of a
 	// blocked write, then 1 s to close) while the client holds its end.

@@ -125,11 +125,8 @@ func TestHostileWebTransport(t *testing.T) {
 				return conn, err
 			}
 			for range 13 {
-				s, err := sess.OpenStreamSync(ctx)
-				if err != nil {
-					return conn, err
-				}
-				if _, err := s.Write([]byte{0x80}); err != nil { // the first byte of a length, never finished
+				// The first byte of a length, never finished.
+				if _, err := openWriting(ctx, sess.OpenStreamSync, []byte{0x80}); err != nil {
 					return conn, err
 				}
 			}
@@ -186,14 +183,11 @@ func TestHostileWebTransport(t *testing.T) {
 			if err != nil {
 				return conn, err
 			}
-			str, err := sess.OpenStreamSync(ctx)
-			if err != nil {
-				return conn, err
-			}
 			// The first byte of the length, so that the edge sees the
 			// stream; the rest once all are open.
 			h := bigFrameHeader()
-			if _, err := str.Write(h[:1]); err != nil {
+			str, err := openWriting(ctx, sess.OpenStreamSync, h[:1])
+			if err != nil {
 				return conn, err
 			}
 			later.add(func() { _, _ = str.Write(h[1:]) })
@@ -204,12 +198,9 @@ func TestHostileWebTransport(t *testing.T) {
 			if err != nil {
 				return conn, err
 			}
-			str, err := sess.OpenStreamSync(ctx)
-			if err != nil {
-				return conn, err
-			}
 			b := helloBytes(i)
-			if _, err := str.Write(b[:1]); err != nil {
+			str, err := openWriting(ctx, sess.OpenStreamSync, b[:1])
+			if err != nil {
 				return conn, err
 			}
 			tr.add(str, oneByte(b[1:]))
@@ -226,11 +217,8 @@ func TestHostileWebTransport(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			str, err := conn.OpenStreamSync(ctx)
+			str, err := openWriting(ctx, conn.OpenStreamSync, []byte{0x01, 0x40, 100})
 			if err != nil {
-				return conn, err
-			}
-			if _, err := str.Write([]byte{0x01, 0x40, 100}); err != nil {
 				return conn, err
 			}
 			tr.add(str, oneByte([]byte(strings.Repeat("h", 100))))

@@ -36,6 +36,20 @@ type rawWS struct {
 const wsHandshake = "GET " + wsframe.Path + " HTTP/1.1\r\nHost: parley\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
+// dialTestWS is dialRawWS within 10 s, closed when the test ends; it
+// fails the test if the dial does.
+func dialTestWS(t *testing.T, addr string) *rawWS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := dialRawWS(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // dialRawWS connects to addr and upgrades to WebSocket.
 func dialRawWS(ctx context.Context, addr string) (*rawWS, error) {
 	var d net.Dialer
@@ -186,39 +200,17 @@ func TestWebSocketOversizedFrameIsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ran := make(chan error, 1)
-	go func() { ran <- e.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = e.Close()
-		<-ran
-	})
-	a, err := auth.New(auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, _, err := a.Issue(auth.Access, auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: "d_1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	runEdge(t, e)
+	tok := testToken(t, "d_1")
 	addr := e.Addr().String()
-	poll.Until(t, 10*time.Second, "healthz", func() bool {
-		code, err := get(t, "http://"+addr+"/healthz", "")
-		return err == nil && code == 200
-	})
-	base := settledGoroutines(t)
+	base := settled(numGoroutine, 10)
 
 	const n = 50
 	// More than the edge reads of a message before it gives up on it.
 	junk := make([]byte, syncproto.DefaultMaxFrameSize+64)
 	conns := make([]*rawWS, 0, n)
 	for i := range n {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		c, err := dialRawWS(ctx, addr)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := dialTestWS(t, addr)
 		if i%2 == 1 {
 			if err := c.hello(tok); err != nil {
 				t.Fatal(err)
@@ -245,39 +237,17 @@ func TestWebSocketOversizedFrameIsClosed(t *testing.T) {
 	waitGoroutines(t, base, 20*time.Second)
 }
 
-// settledGoroutines waits until the number of goroutines stops changing
-// for a moment and returns it.
-func settledGoroutines(t *testing.T) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	last, stable := -1, 0
-	for stable < 10 {
-		if time.Now().After(deadline) {
-			break
-		}
-		n := numGoroutine()
-		if n == last {
-			stable++
-		} else {
-			last, stable = n, 0
-		}
-		time.Sleep(20 * time.Millisecond) // polling
-	}
-	return last
-}
-
 // waitGoroutines waits until at most base (+ a few for timers and NATS's
 // housekeeping) goroutines run.
 func waitGoroutines(t *testing.T, base int, d time.Duration) {
 	t.Helper()
 	const slack = 5
-	deadline := time.Now().Add(d)
-	for n := numGoroutine(); n > base+slack; n = numGoroutine() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after %v, baseline %d", n, d, base)
+	poll.NoError(t, d, "goroutines back at the baseline", func() error {
+		if n := numGoroutine(); n > base+slack {
+			return fmt.Errorf("%d goroutines, baseline %d", n, base)
 		}
-		time.Sleep(20 * time.Millisecond) // polling
-	}
+		return nil
+	})
 }
 
 func numGoroutine() int { return runtime.NumGoroutine() }
@@ -297,10 +267,6 @@ func TestRunReturnsOnceItsWebSocketsAreClosed(t *testing.T) {
 	}
 	ran := make(chan error, 1)
 	go func() { ran <- e.Run(context.Background()) }()
-	a, err := auth.New(auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	addr := e.Addr().String()
 	poll.Until(t, 10*time.Second, "healthz", func() bool {
 		code, err := get(t, "http://"+addr+"/healthz", "")
@@ -308,17 +274,8 @@ func TestRunReturnsOnceItsWebSocketsAreClosed(t *testing.T) {
 	})
 	var conns []*rawWS
 	for i := range 3 {
-		tok, _, err := a.Issue(auth.Access, auth.Identity{WorkspaceID: "w_1", UserID: "u_1", DeviceID: fmt.Sprintf("d_%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		c, err := dialRawWS(ctx, addr)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		tok := testToken(t, fmt.Sprintf("d_%d", i))
+		c := dialTestWS(t, addr)
 		if err := c.hello(tok); err != nil {
 			t.Fatal(err)
 		}

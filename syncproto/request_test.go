@@ -71,6 +71,8 @@ func TestRequestOfAndCheck(t *testing.T) {
 		{"send, nil body", &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{}}, "", "", ErrMalformed, ErrMalformed},
 		{"directory", NewRequest(caller, &syncpb.ListDevicesRequest{}), "list_devices", "", nil, nil},
 		{"typing", NewRequest(caller, &syncpb.Typing{ConvId: "c_2"}), "typing", "c_2", nil, nil},
+		{"receipt", NewRequest(caller, &syncpb.ReceiptReport{ConvId: "c_3", Seq: 1, Type: syncpb.ReceiptType_RECEIPT_TYPE_READ}), "receipt", "c_3", nil, nil},
+		{"receipt at 0", NewRequest(caller, &syncpb.ReceiptReport{ConvId: "c_3", Type: syncpb.ReceiptType_RECEIPT_TYPE_READ}), "receipt", "c_3", nil, ErrInvalidArgument},
 	} {
 		r, body, err := RequestOf(tt.req)
 		if !errors.Is(err, tt.of) || (tt.of == nil) != (err == nil) {

@@ -88,15 +88,17 @@ func HistoryLimit(limit uint32) int {
 	return int(limit)
 }
 
-// ValidateReceipt checks a ReceiptReport: conv_id a valid id and type
-// DELIVERED or READ. Any seq is accepted (0: nothing yet); whether it
-// exists is the core's to check.
+// ValidateReceipt checks a ReceiptReport: conv_id a valid id, seq at
+// least 1 (messages start at 1; a receipt at 0 would report nothing) and
+// type DELIVERED or READ. Whether seq exists is the core's to check.
 func ValidateReceipt(r *syncpb.ReceiptReport) error {
 	switch {
 	case r == nil:
 		return Errorf(syncpb.Code_CODE_MALFORMED, "receipt is missing")
 	case !ValidID(r.ConvId):
 		return invalid("conv_id is not a valid id")
+	case r.Seq == 0:
+		return invalid("seq must be at least 1")
 	case r.Type != syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED && r.Type != syncpb.ReceiptType_RECEIPT_TYPE_READ:
 		return invalid("receipt type must be delivered or read")
 	}

@@ -102,7 +102,9 @@ func TestValidateReceipt(t *testing.T) {
 		want *Error
 	}{
 		{"read", goldenReceipt(), nil},
-		{"delivered at 0", &syncpb.ReceiptReport{ConvId: gTeam, Type: syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED}, nil},
+		{"delivered at 1", &syncpb.ReceiptReport{ConvId: gTeam, Seq: 1, Type: syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED}, nil},
+		{"delivered at 0", &syncpb.ReceiptReport{ConvId: gTeam, Type: syncpb.ReceiptType_RECEIPT_TYPE_DELIVERED}, ErrInvalidArgument},
+		{"read at 0", &syncpb.ReceiptReport{ConvId: gTeam, Type: syncpb.ReceiptType_RECEIPT_TYPE_READ}, ErrInvalidArgument},
 		{"nil", nil, ErrMalformed},
 		{"bad conv", &syncpb.ReceiptReport{ConvId: strings.Repeat("c", MaxIDLen+1), Type: syncpb.ReceiptType_RECEIPT_TYPE_READ}, ErrInvalidArgument},
 		{"unspecified type", &syncpb.ReceiptReport{ConvId: gTeam, Seq: 1}, ErrInvalidArgument},

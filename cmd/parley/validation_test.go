@@ -96,6 +96,14 @@ var invalidCases = []invalidCase{
 		http: func(string) (string, string, any) {
 			return "POST", "/v1/receipts", map[string]any{"conv_id": "C/x", "seq": 1, "type": "read"}
 		}},
+	{name: "receipt at seq 0",
+		frame: func(conv string) *syncpb.Frame {
+			return &syncpb.Frame{Body: &syncpb.Frame_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv,
+				Type: syncpb.ReceiptType_RECEIPT_TYPE_READ}}}
+		},
+		http: func(conv string) (string, string, any) {
+			return "POST", "/v1/receipts", map[string]any{"conv_id": conv, "seq": 0, "type": "read"}
+		}},
 	{name: "sync repeating a conversation", frame: func(conv string) *syncpb.Frame {
 		return &syncpb.Frame{Body: &syncpb.Frame_SyncRequest{SyncRequest: &syncpb.SyncRequest{Position: &syncpb.SyncPosition{
 			Watermarks: []*syncpb.Watermark{{ConvId: conv}, {ConvId: conv}}}}}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 )
 
@@ -134,17 +135,17 @@ func newTestCluster(t *testing.T, n int) *cluster {
 
 func (c *cluster) leader(t *testing.T) int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	leader := -1
+	poll.Until(t, 10*time.Second, "a leader", func() bool {
 		for i, g := range c.groups {
 			if g.IsLeader() {
-				return i
+				leader = i
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("no leader within 10s")
-	return -1
+		return false
+	})
+	return leader
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -205,15 +206,14 @@ func TestApplyAndReadOnLeaderOnly(t *testing.T) {
 		t.Fatalf("Apply on follower = %v, want UNAVAILABLE", err)
 	}
 	// Followers converge.
-	deadline := time.Now().Add(20 * time.Second)
-	for _, fsm := range c.fsms {
-		for fsm.value() != 55 {
-			if time.Now().After(deadline) {
-				t.Fatalf("follower sum %d, want 55", fsm.value())
+	poll.NoError(t, 20*time.Second, "followers to converge", func() error {
+		for i, fsm := range c.fsms {
+			if v := fsm.value(); v != 55 {
+				return fmt.Errorf("node %d sum %d, want 55", i, v)
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 }
 
 func TestLeadershipTransfer(t *testing.T) {

@@ -2,6 +2,7 @@ package raftmux
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/poll"
 )
 
 // testWriter sends log lines to t.Log until the test ends.
@@ -65,22 +68,18 @@ func checkGoroutines(t *testing.T) {
 	t.Helper()
 	before := goroutines()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		poll.NoError(t, 15*time.Second, "goroutines started during the test to end", func() error {
 			var leaked []string
 			for id, g := range goroutines() {
 				if _, ok := before[id]; !ok && !strings.Contains(g, "checkGoroutines") {
 					leaked = append(leaked, g)
 				}
 			}
-			if len(leaked) == 0 {
-				return
+			if len(leaked) > 0 {
+				return fmt.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 }
 

@@ -2,6 +2,8 @@ package raftstore
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-chat/parley/core/internal/coremetrics"
 )
 
 // fsyncBuckets are the fsync time buckets in seconds: 50 µs to 1 s.
@@ -14,20 +16,15 @@ var batchBuckets = prometheus.ExponentialBuckets(1, 2, 11)
 // durability waits it was started for, and the segments on disk and the
 // live bytes in them.
 type walMetrics struct {
-	fsync      prometheus.Histogram
-	batch      prometheus.Histogram
-	registered []func() // unregister each series Close
+	fsync prometheus.Histogram
+	batch prometheus.Histogram
+	// unregister removes the series from the registry (WAL.Close), so a
+	// WAL opened again may register them anew.
+	unregister func()
 }
 
-// unregister removes the series from the registry (WAL.Close), so a WAL
-// opened again may register them anew.
-func (m *walMetrics) unregister() {
-	for _, f := range m.registered {
-		f()
-	}
-	m.registered = nil
-}
-
+// newWALMetrics makes w's series and registers them on reg (nil: not
+// registered).
 func newWALMetrics(w *WAL, reg prometheus.Registerer) (*walMetrics, error) {
 	m := &walMetrics{
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -36,9 +33,6 @@ func newWALMetrics(w *WAL, reg prometheus.Registerer) (*walMetrics, error) {
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_core_wal_writes_per_fsync", Help: "Durability waits (log writes) each WAL fdatasync was started for.", Buckets: batchBuckets,
 		}),
-	}
-	if reg == nil {
-		return m, nil
 	}
 	segs := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "parley_core_wal_segments", Help: "Segment files of the Raft WAL on disk.",
@@ -54,12 +48,9 @@ func newWALMetrics(w *WAL, reg prometheus.Registerer) (*walMetrics, error) {
 		defer w.imu.RUnlock()
 		return float64(w.liveBytesLocked())
 	})
-	for _, c := range []prometheus.Collector{m.fsync, m.batch, segs, live} {
-		if err := reg.Register(c); err != nil {
-			m.unregister()
-			return nil, err
-		}
-		m.registered = append(m.registered, func() { reg.Unregister(c) })
+	var err error
+	if m.unregister, err = coremetrics.Register(reg, m.fsync, m.batch, segs, live); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

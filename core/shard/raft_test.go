@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	rgroup "github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
@@ -75,17 +76,17 @@ func newRaftCluster(t *testing.T, n int) *raftCluster {
 
 func (c *raftCluster) leader() *raftNode {
 	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var leader *raftNode
+	poll.Until(c.t, 10*time.Second, "a leader", func() bool {
 		for _, n := range c.nodes {
 			if n.g.IsLeader() {
-				return n
+				leader = n
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.t.Fatal("no leader within 10s")
-	return nil
+		return false
+	})
+	return leader
 }
 
 // do serves req as the node does: Prepare on the leader, then propose.
@@ -149,21 +150,14 @@ func TestRaftReplicasConverge(t *testing.T) {
 	send(90, 120)
 	mustOK(t, c.do(caller("ana"), sendReq("c_raft", "ana-1", "x")))
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, "replicas to converge", func() bool {
 		want := dumpGroup(t, c.leader().db, group)
 		same := true
 		for _, n := range c.nodes {
 			same = same && bytes.Equal(dumpGroup(t, n.db, group), want)
 		}
-		if same {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("replicas did not converge within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return same
+	})
 	if s := c.nodes[victim].g.Raft().Stats()["last_snapshot_index"]; s == "0" {
 		t.Fatal("the restarted follower never installed a snapshot")
 	}

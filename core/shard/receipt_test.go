@@ -37,7 +37,7 @@ func TestCheckReceipt(t *testing.T) {
 	}{
 		{name: "delivered", by: phone, seq: 3, typ: delivered},
 		{name: "read", by: phone, seq: 10, typ: read},
-		{name: "zero", by: phone, seq: 0, typ: read},
+		{name: "zero", by: phone, seq: 0, typ: read, code: syncpb.Code_CODE_INVALID_ARGUMENT}, // messages start at 1
 		{name: "beyond the last message", by: phone, seq: 11, typ: read, code: syncpb.Code_CODE_INVALID_ARGUMENT},
 		{name: "unknown type", by: phone, seq: 1, code: syncpb.Code_CODE_INVALID_ARGUMENT},
 		{name: "no device", by: withDevice("bo", ""), seq: 1, typ: read, code: syncpb.Code_CODE_INVALID_ARGUMENT},

@@ -3,6 +3,7 @@ package corerpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -590,17 +592,12 @@ func TestLeaderHints(t *testing.T) {
 // responder (subscriptions spread through a cluster asynchronously).
 func waitInterest(t *testing.T, nc *nats.Conn, subject string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := nc.Request(subject, nil, time.Second)
-		if err == nil {
-			return
+	poll.NoError(t, 10*time.Second, "a responder for "+subject, func() error {
+		if _, err := nc.Request(subject, nil, time.Second); err != nil {
+			return fmt.Errorf("through %s: %w", nc.ConnectedServerName(), err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no responder for %s through %s: %v", subject, nc.ConnectedServerName(), err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestLeaderHintDroppedOnFailure: when the hinted server has nobody to

@@ -176,10 +176,8 @@ func (a *API) receipt(c *call) error {
 	if !ok {
 		return invalid(`type must be "delivered" or "read"`)
 	}
-	if req.Seq == 0 {
-		// The /v1 schema's minimum; devices may report 0 (nothing yet).
-		return invalid("seq must be at least 1")
-	}
+	// seq (at least 1) is checked by the receipt's validator
+	// (syncproto.ValidateReceipt), as on every transport.
 	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Receipt{Receipt: &syncpb.ReceiptReport{
 		ConvId: req.ConvID, Seq: req.Seq, Type: typ,
 	}}})

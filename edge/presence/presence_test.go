@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -44,19 +45,21 @@ func (f *fakeCore) all() []*syncpb.PresenceBatch {
 // waitBatch waits for a batch after index from that matches.
 func (f *fakeCore) waitBatch(t *testing.T, from int, what string, match func(*syncpb.PresenceBatch) bool) (*syncpb.PresenceBatch, int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var (
+		got *syncpb.PresenceBatch
+		at  int
+	)
+	poll.NoError(t, 10*time.Second, what, func() error {
 		all := f.all()
 		for i := from; i < len(all); i++ {
 			if match(all[i]) {
-				return all[i], i
+				got, at = all[i], i
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no such batch within 10s (%d batches)", what, len(all))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("no such batch (%d batches)", len(all))
+	})
+	return got, at
 }
 
 func newTestService(t *testing.T, mod func(*Config)) (*Service, *fakeCore, *nats.Conn, func()) {
@@ -221,19 +224,18 @@ func TestWatchSharesSubscriptions(t *testing.T) {
 	pub("cy", false)
 	pub("zed", true) // watched by nobody
 	wait := func(r *rec, n int) []string {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		t.Helper()
+		var got []string
+		poll.NoError(t, 10*time.Second, "updates", func() error {
 			r.mu.Lock()
-			got := append([]string(nil), r.got...)
+			got = append([]string(nil), r.got...)
 			r.mu.Unlock()
-			if len(got) >= n {
-				return got
+			if len(got) < n {
+				return fmt.Errorf("%d updates, want %d", len(got), n)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d updates, want %d", len(got), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
+		return got
 	}
 	if got := wait(&ra, 2); len(got) != 2 {
 		t.Fatalf("ana got %v", got)

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/internal/natstest"
 	"github.com/parley-chat/parley/edge/session"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -319,13 +321,12 @@ func TestRawQUICDatagrams(t *testing.T) {
 		}
 	}
 	// (Datagrams may be lost; not on an idle loopback.)
-	deadline := time.Now().Add(10 * time.Second)
 	// The test core cannot publish: the valid one is counted unpublished.
-	for st := tp.srv.TypingStats(); st.Datagrams != 4 || st.Malformed != 3 || st.Unpublished != 1; st = tp.srv.TypingStats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v after 10s", st)
+	poll.NoError(t, 10*time.Second, "typing stats", func() error {
+		if st := tp.srv.TypingStats(); st.Datagrams != 4 || st.Malformed != 3 || st.Unpublished != 1 {
+			return fmt.Errorf("stats %+v", st)
 		}
-		time.Sleep(5 * time.Millisecond) // polling
-	}
+		return nil
+	})
 	sendOne(t, c)
 }

@@ -2,11 +2,13 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -48,13 +50,7 @@ func newAccessEnv(t *testing.T) (*env, *testClock, *auth.Revocations) {
 func (e *env) sweeps(n uint64) {
 	e.t.Helper()
 	want := e.srv.swept.Load() + n
-	deadline := time.Now().Add(10 * time.Second)
-	for e.srv.swept.Load() < want {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("the server did not sweep %d times within 10s", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(e.t, 10*time.Second, fmt.Sprintf("%d sweeps", n), func() bool { return e.srv.swept.Load() >= want })
 }
 
 // ping checks that the session still answers.

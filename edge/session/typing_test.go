@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,13 +45,12 @@ func (p *publishingCore) published() []*syncpb.CoreRequest {
 // are bumped just after the work they count, so they may lag a frame).
 func (e *env) waitStats(t *testing.T, ok func(TypingStats) bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for st := e.srv.TypingStats(); !ok(st); st = e.srv.TypingStats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("typing stats %+v after 20s", st)
+	poll.NoError(t, 20*time.Second, "typing stats", func() error {
+		if st := e.srv.TypingStats(); !ok(st) {
+			return fmt.Errorf("stats %+v", st)
 		}
-		time.Sleep(2 * time.Millisecond) // polling
-	}
+		return nil
+	})
 }
 
 func newTypingEnv(t *testing.T, mod func(*Config)) (*env, *publishingCore) {
