@@ -13,7 +13,7 @@ import (
 )
 
 func TestErrorCodes(t *testing.T) {
-	err := blob.E("open", "a/b", blob.CodeNotFound, fmt.Errorf("stat: gone"))
+	err := blob.NewError("open", "a/b", blob.CodeNotFound, fmt.Errorf("stat: gone"))
 	if !errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrTooLarge) {
 		t.Errorf("errors.Is on %v is wrong", err)
 	}
@@ -25,11 +25,11 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("CodeOf(%v) = %q", wrapped, blob.CodeOf(wrapped))
 	}
 	// A sentinel as the cause lends its code and leaves the message short.
-	err = blob.E("put", "k", "", blob.ErrTooLarge)
+	err = blob.NewError("put", "k", "", blob.ErrTooLarge)
 	if got, want := err.Error(), "blob: put k: too_large"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	err = blob.E("put", "k", "", fmt.Errorf("read: %w", context.Canceled))
+	err = blob.NewError("put", "k", "", fmt.Errorf("read: %w", context.Canceled))
 	if blob.CodeOf(err) != blob.CodeCanceled || !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled put: %v has code %q", err, blob.CodeOf(err))
 	}

@@ -63,10 +63,10 @@ var (
 	ErrInvalid      error = &Error{Code: CodeInvalid}      // PresignGet
 )
 
-// E builds the error a store returns for op on key: code with cause err.
+// NewError builds the error a store returns for op on key: code with cause err.
 // An empty code takes err's own: its *Error code, CodeCanceled for an ended
 // context, else CodeInternal.
-func E(op, key string, code Code, err error) error {
+func NewError(op, key string, code Code, err error) error {
 	if code == "" {
 		code = CodeOf(err)
 	}

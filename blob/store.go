@@ -44,8 +44,8 @@ type Store interface {
 // presigned GET). Callers find it by type assertion on a Store.
 type Presigner interface {
 	// PresignGet returns a URL that serves key's bytes (with HTTP Range
-	// support) to anyone holding it until expires from now, and is
-	// refused after. It does not check that key exists. ttl must be
+	// support) to anyone holding it for ttl from now, and is refused
+	// after. It does not check that key exists. ttl must be
 	// positive and at most the store's maximum (ErrInvalid otherwise).
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
 }
@@ -55,7 +55,7 @@ type Info struct {
 	Key     string
 	Size    int64
 	SHA256  [32]byte  // set by Put; zero from Stat and Open
-	ModTime time.Time // when the blob was written, as the store saw it
+	ModTime time.Time // when the blob was written, by the store's clock; from Stat and Open, and from Put where the store reports it (disk)
 }
 
 // Object is an open blob: Body holds the bytes of the range [Off, Off+Len)

@@ -197,7 +197,7 @@ func fail(op, key string, err error) error {
 			code = blob.CodeBadRange
 		}
 	}
-	return blob.E(op, key, code, err)
+	return blob.NewError(op, key, code, err)
 }
 
 // Put implements blob.Store.
@@ -207,13 +207,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (b
 	}
 	st, err := blob.NewStream(ctx, r, size, s.cfg.MaxSize)
 	if err != nil {
-		return blob.Info{}, blob.E("put", key, "", err)
+		return blob.Info{}, blob.NewError("put", key, "", err)
 	}
 	first := s.bufs.Get().(*[]byte)
 	n, last, err := fill(st, *first)
 	if err != nil {
 		s.bufs.Put(first)
-		return blob.Info{}, blob.E("put", key, "", err)
+		return blob.Info{}, blob.NewError("put", key, "", err)
 	}
 	if last {
 		err = s.putObject(ctx, key, (*first)[:n])
@@ -369,7 +369,7 @@ func (s *Store) Open(ctx context.Context, key string, rg blob.Range) (*blob.Obje
 		return nil, err
 	}
 	if rg.Off < 0 {
-		return nil, blob.E("open", key, blob.CodeBadRange, nil)
+		return nil, blob.NewError("open", key, blob.CodeBadRange, nil)
 	}
 	if rg.Len == 0 {
 		// S3 cannot name an empty range: check the key and the offset.
@@ -399,7 +399,7 @@ func (s *Store) Open(ctx context.Context, key string, rg blob.Range) (*blob.Obje
 	if out.ContentRange != nil {
 		if o.Off, o.Size, err = parseContentRange(*out.ContentRange); err != nil {
 			out.Body.Close()
-			return nil, blob.E("open", key, "", err)
+			return nil, blob.NewError("open", key, "", err)
 		}
 	}
 	return o, nil
@@ -410,11 +410,11 @@ func (s *Store) Open(ctx context.Context, key string, rg blob.Range) (*blob.Obje
 func (s *Store) empty(ctx context.Context, key string, rg blob.Range) (*blob.Object, error) {
 	info, err := s.Stat(ctx, key)
 	if err != nil {
-		return nil, blob.E("open", key, "", err)
+		return nil, blob.NewError("open", key, "", err)
 	}
 	off, n, err := blob.Range{Off: rg.Off, Len: 0}.Resolve(info.Size)
 	if err != nil {
-		return nil, blob.E("open", key, "", err)
+		return nil, blob.NewError("open", key, "", err)
 	}
 	return &blob.Object{Info: info, Off: off, Len: n, Body: io.NopCloser(strings.NewReader(""))}, nil
 }
@@ -469,7 +469,7 @@ func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 		return "", err
 	}
 	if ttl <= 0 || ttl > MaxPresign {
-		return "", blob.E("presign", key, blob.CodeInvalid, fmt.Errorf("expiry %v not in (0, %v]", ttl, MaxPresign))
+		return "", blob.NewError("presign", key, blob.CodeInvalid, fmt.Errorf("expiry %v not in (0, %v]", ttl, MaxPresign))
 	}
 	req, err := s.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: &key}, s3.WithPresignExpires(ttl))
 	if err != nil {
