@@ -29,6 +29,10 @@ func TestErrorCodes(t *testing.T) {
 	if got, want := err.Error(), "blob: put k: too_large"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
+	err = blob.NewError("put", "k", "", fmt.Errorf("part 3: %w", blob.ErrTooLarge))
+	if got, want := err.Error(), "blob: put k: too_large: part 3: blob: too_large"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
 	err = blob.NewError("put", "k", "", fmt.Errorf("read: %w", context.Canceled))
 	if blob.CodeOf(err) != blob.CodeCanceled || !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled put: %v has code %q", err, blob.CodeOf(err))

@@ -60,18 +60,17 @@ var (
 	ErrSizeMismatch error = &Error{Code: CodeSizeMismatch} // Put
 	ErrBadKey       error = &Error{Code: CodeBadKey}       // every method, and ValidKey
 	ErrBadRange     error = &Error{Code: CodeBadRange}     // Open, Range.Resolve
-	ErrInvalid      error = &Error{Code: CodeInvalid}      // PresignGet
+	ErrInvalid      error = &Error{Code: CodeInvalid}      // PresignGet, and disk's Put (a key that is also a folder)
 )
 
-// NewError builds the error a store returns for op on key: code with cause err.
-// An empty code takes err's own: its *Error code, CodeCanceled for an ended
-// context, else CodeInternal.
+// NewError builds the error a store returns for op on key: code, with
+// cause err. An empty code takes err's own: the code of the *Error it
+// wraps, CodeCanceled for an ended context, else CodeInternal.
 func NewError(op, key string, code Code, err error) error {
 	if code == "" {
 		code = CodeOf(err)
 	}
-	var be *Error
-	if errors.As(err, &be) && be.Op == "" && be.Key == "" && be.Err == nil {
+	if be, ok := err.(*Error); ok && be.Op == "" && be.Key == "" && be.Err == nil {
 		err = nil // a bare sentinel adds nothing to the message
 	}
 	return &Error{Op: op, Key: key, Code: code, Err: err}
