@@ -62,8 +62,9 @@ func encodeJPEG(t testing.TB, m image.Image) []byte {
 func encodeGIF(t testing.TB, w, h int) []byte {
 	frame := func(c color.Color) *image.Paletted {
 		p := image.NewPaletted(image.Rect(0, 0, w, h), palette.Plan9)
+		idx := uint8(p.Palette.Index(c))
 		for i := range p.Pix {
-			p.Pix[i] = uint8(p.Palette.Index(c))
+			p.Pix[i] = idx
 		}
 		return p
 	}

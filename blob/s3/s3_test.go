@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +39,26 @@ var gw struct {
 	skip     string
 	cmd      *exec.Cmd
 	dir      string
-	log      bytes.Buffer
+	log      lockedBuffer
+}
+
+// lockedBuffer is versitygw's output, written by exec's copying goroutine
+// and read by a failing test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 var buckets atomic.Int64
@@ -108,6 +128,7 @@ func startGateway() {
 	gw.cmd = exec.Command(bin, "--port", addr, "posix", gw.dir)
 	gw.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+accessKey, "ROOT_SECRET_KEY="+secretKey)
 	gw.cmd.Stdout, gw.cmd.Stderr = &gw.log, &gw.log
+	gw.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
 	if gw.err = gw.cmd.Start(); gw.err != nil {
 		gw.cmd = nil
 		return
