@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore) })
 	t.Run("ConcurrentPuts", func(t *testing.T) { testConcurrentPuts(t, newStore) })
 	t.Run("FailedPut", func(t *testing.T) { testFailedPut(t, newStore) })
+	t.Run("InvisibleUntilDone", func(t *testing.T) { testInvisibleUntilDone(t, newStore) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, newStore) })
 	t.Run("Large", func(t *testing.T) { testLarge(t, newStore) })
 	t.Run("Presign", func(t *testing.T) { testPresign(t, newStore) })
@@ -314,6 +315,60 @@ func testFailedPut(t *testing.T, newStore NewStore) {
 	_, err := s.Put(context.Background(), "f/tiny", bytes.NewReader([]byte("abc")), 2)
 	wantCode(t, "Put of 3 bytes declared as 2", err, blob.ErrSizeMismatch)
 	checkUnchanged(t, s, "f/tiny", nil)
+}
+
+// gateReader delivers FailAfter bytes of r, then tells reached and waits
+// for release before delivering the rest.
+type gateReader struct {
+	r                io.Reader
+	n                int
+	reached, release chan struct{}
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	if g.n == FailAfter {
+		close(g.reached)
+		<-g.release
+	}
+	if g.n < FailAfter && len(p) > FailAfter-g.n {
+		p = p[:FailAfter-g.n]
+	}
+	n, err := g.r.Read(p)
+	g.n += n
+	return n, err
+}
+
+// testInvisibleUntilDone checks that a Put halfway through (past the
+// first S3 parts) shows nothing of itself: a new key is missing, an old
+// blob reads as it was, until the Put returns.
+func testInvisibleUntilDone(t *testing.T, newStore NewStore) {
+	s := defaults(t, newStore)
+	old := Data(7, 1000)
+	put(t, s, "f/kept", old)
+	for _, key := range []string{"f/new", "f/kept"} {
+		g := &gateReader{r: Pattern(10, FailAfter+1000), reached: make(chan struct{}), release: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.Put(context.Background(), key, g, FailAfter+1000)
+			done <- err
+		}()
+		select {
+		case <-g.reached:
+		case err := <-done:
+			t.Fatalf("Put returned before its reader was through: %v", err)
+		case <-time.After(time.Minute):
+			t.Fatal("Put did not read its first bytes within a minute")
+		}
+		checkUnchanged(t, s, key, old)
+		close(g.release)
+		if err := <-done; err != nil {
+			t.Fatalf("Put(%s): %v", key, err)
+		}
+		info, err := s.Stat(context.Background(), key)
+		if err != nil || info.Size != FailAfter+1000 {
+			t.Fatalf("Stat after the Put: %+v, %v", info, err)
+		}
+	}
 }
 
 // checkUnchanged fails unless key holds old (nothing, if old is nil).
