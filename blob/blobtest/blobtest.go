@@ -34,9 +34,9 @@ type Options struct {
 // uploads): the suite's failed Puts rely on that check.
 type NewStore func(t *testing.T, o Options) blob.Store
 
-// FailAfter is how many bytes the suite's failing Puts deliver before they
-// fail: past two S3 parts of the minimum size, so that a multipart upload
-// is under way when they fail.
+// FailAfter is how many bytes the suite's failing and paused Puts
+// deliver before they fail or pause: past two S3 parts of the minimum
+// size, so that a multipart upload is under way by then.
 const FailAfter = 11 << 20
 
 // LargeSize is the size of the suite's streaming test.
@@ -252,32 +252,33 @@ func testConcurrentPuts(t *testing.T, newStore NewStore) {
 	}
 }
 
-// failingReader delivers FailAfter bytes, then fails with err or, when
-// cancel is set, calls it and keeps delivering.
-type failingReader struct {
+// hookReader delivers r, calling hook once FailAfter bytes have passed;
+// an error hook returns is the reader's from then on.
+type hookReader struct {
 	r      io.Reader
 	n      int
+	hook   func() error
+	hooked bool
 	err    error
-	cancel context.CancelFunc
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	if h.n >= FailAfter && !h.hooked {
+		h.hooked = true
+		h.err = h.hook()
+	}
+	if h.err != nil {
+		return 0, h.err
+	}
+	if h.n < FailAfter && len(p) > FailAfter-h.n {
+		p = p[:FailAfter-h.n]
+	}
+	n, err := h.r.Read(p)
+	h.n += n
+	return n, err
 }
 
 var errBoom = errors.New("blobtest: reader failed")
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n >= FailAfter {
-		if f.cancel != nil {
-			f.cancel()
-		} else {
-			return 0, f.err
-		}
-	}
-	if len(p) > FailAfter-f.n && f.n < FailAfter {
-		p = p[:FailAfter-f.n]
-	}
-	n, err := f.r.Read(p)
-	f.n += n
-	return n, err
-}
 
 func testFailedPut(t *testing.T, newStore NewStore) {
 	s := defaults(t, newStore)
@@ -285,7 +286,7 @@ func testFailedPut(t *testing.T, newStore NewStore) {
 	put(t, s, "f/kept", old)
 	for _, key := range []string{"f/new", "f/kept"} {
 		t.Run("ReaderError/"+key, func(t *testing.T) {
-			r := &failingReader{r: Pattern(1, 1<<30), err: errBoom}
+			r := &hookReader{r: Pattern(1, 1<<30), hook: func() error { return errBoom }}
 			_, err := s.Put(context.Background(), key, r, -1)
 			wantCode(t, "Put with a failing reader", err, errBoom)
 			checkUnchanged(t, s, key, old)
@@ -293,7 +294,7 @@ func testFailedPut(t *testing.T, newStore NewStore) {
 		t.Run("Canceled/"+key, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			r := &failingReader{r: Pattern(2, 1<<30), cancel: cancel}
+			r := &hookReader{r: Pattern(2, 1<<30), hook: func() error { cancel(); return nil }}
 			_, err := s.Put(ctx, key, r, 1<<30)
 			wantCode(t, "Put canceled mid-stream", err, context.Canceled)
 			if blob.CodeOf(err) != blob.CodeCanceled {
@@ -317,27 +318,6 @@ func testFailedPut(t *testing.T, newStore NewStore) {
 	checkUnchanged(t, s, "f/tiny", nil)
 }
 
-// gateReader delivers FailAfter bytes of r, then tells reached and waits
-// for release before delivering the rest.
-type gateReader struct {
-	r                io.Reader
-	n                int
-	reached, release chan struct{}
-}
-
-func (g *gateReader) Read(p []byte) (int, error) {
-	if g.n == FailAfter {
-		close(g.reached)
-		<-g.release
-	}
-	if g.n < FailAfter && len(p) > FailAfter-g.n {
-		p = p[:FailAfter-g.n]
-	}
-	n, err := g.r.Read(p)
-	g.n += n
-	return n, err
-}
-
 // testInvisibleUntilDone checks that a Put halfway through (past the
 // first S3 parts) shows nothing of itself: a new key is missing, an old
 // blob reads as it was, until the Put returns.
@@ -346,21 +326,26 @@ func testInvisibleUntilDone(t *testing.T, newStore NewStore) {
 	old := Data(7, 1000)
 	put(t, s, "f/kept", old)
 	for _, key := range []string{"f/new", "f/kept"} {
-		g := &gateReader{r: Pattern(10, FailAfter+1000), reached: make(chan struct{}), release: make(chan struct{})}
+		reached, release := make(chan struct{}), make(chan struct{})
+		r := &hookReader{r: Pattern(10, FailAfter+1000), hook: func() error {
+			close(reached)
+			<-release
+			return nil
+		}}
 		done := make(chan error, 1)
 		go func() {
-			_, err := s.Put(context.Background(), key, g, FailAfter+1000)
+			_, err := s.Put(context.Background(), key, r, FailAfter+1000)
 			done <- err
 		}()
 		select {
-		case <-g.reached:
+		case <-reached:
 		case err := <-done:
 			t.Fatalf("Put returned before its reader was through: %v", err)
 		case <-time.After(time.Minute):
 			t.Fatal("Put did not read its first bytes within a minute")
 		}
 		checkUnchanged(t, s, key, old)
-		close(g.release)
+		close(release)
 		if err := <-done; err != nil {
 			t.Fatalf("Put(%s): %v", key, err)
 		}
