@@ -13,14 +13,15 @@ const module = "github.com/parley-chat/parley"
 var layers = map[string][]string{
 	"crdt":      {},
 	"syncproto": {"crdt"},
-	"edge":      {"syncproto", "crdt"},
-	"core":      {"syncproto", "crdt"},
+	"edge":      {"syncproto", "crdt", "blob"},
+	"core":      {"syncproto", "crdt", "blob"},
 	"client":    {"syncproto", "crdt"},
 	"testnet":   {"syncproto", "client"},
 	"bench":     {"syncproto", "client", "crdt"},
 	"cmd":       {"*"},
 	"web":       {"syncproto", "crdt", "client"},
 	"internal":  {},
+	"blob":      {},
 }
 
 // shared are the folders every layer may import: test support that
@@ -36,6 +37,7 @@ var why = map[string]string{
 	"client":    "the SDK speaks only the wire contract",
 	"testnet":   "testnet drives built binaries through the SDK, never internals",
 	"internal":  "internal/ holds test support every layer shares; it depends on nothing else in the module",
+	"blob":      "the attachment byte store is a library both edge (uploads, downloads) and core (deleting unreferenced blobs) use: it knows nothing of theirs",
 	"bench":     "the load generator is a client: it speaks the wire contract through the SDK, and systems in its process come from its caller's hooks",
 }
 
@@ -128,6 +130,10 @@ func TestLayeringRuleCatchesViolations(t *testing.T) {
 		{"core", "internal", true},
 		{"crdt", "internal", true},
 		{"internal", "core", false},
+		{"edge", "blob", true},
+		{"core", "blob", true},
+		{"blob", "syncproto", false},
+		{"blob", "core", false},
 	} {
 		if got := allowed(tc.from, tc.to); got != tc.ok {
 			t.Errorf("allowed(%s -> %s) = %v, want %v", tc.from, tc.to, got, tc.ok)
