@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-chat/parley/core/internal/coremetrics"
 )
 
 // applyBuckets are the buckets of a Raft apply in seconds: 250 µs to ~4 s.
@@ -84,12 +86,11 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) error {
 		}, func() float64 { return float64(n.receipts.Merged()) }))
 	}
 	cs = append(cs, n.syncer.Collectors()...)
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("core: metrics: %w", err)
-		}
-		n.unregister = append(n.unregister, func() { reg.Unregister(c) })
+	unregister, err := coremetrics.Register(reg, cs...)
+	if err != nil {
+		return fmt.Errorf("core: metrics: %w", err)
 	}
+	n.unregister = append(n.unregister, unregister)
 	return nil
 }
 
