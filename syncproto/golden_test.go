@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -79,57 +80,18 @@ func (g golden) decode(b []byte) (proto.Message, error) {
 	return m, err
 }
 
-func frame(id uint64, body any) *syncpb.Frame {
+// frame wraps body in the Frame field of its type (each message type is
+// the body of one field).
+func frame(id uint64, body proto.Message) *syncpb.Frame {
 	f := &syncpb.Frame{Id: id}
-	switch b := body.(type) {
-	case *syncpb.Hello:
-		f.Body = &syncpb.Frame_Hello{Hello: b}
-	case *syncpb.Welcome:
-		f.Body = &syncpb.Frame_Welcome{Welcome: b}
-	case *syncpb.SendRequest:
-		f.Body = &syncpb.Frame_Send{Send: b}
-	case *syncpb.SendAck:
-		f.Body = &syncpb.Frame_SendAck{SendAck: b}
-	case *syncpb.Deliver:
-		f.Body = &syncpb.Frame_Deliver{Deliver: b}
-	case *syncpb.SyncRequest:
-		f.Body = &syncpb.Frame_SyncRequest{SyncRequest: b}
-	case *syncpb.SyncResponse:
-		f.Body = &syncpb.Frame_SyncResponse{SyncResponse: b}
-	case *syncpb.HistoryRequest:
-		f.Body = &syncpb.Frame_HistoryRequest{HistoryRequest: b}
-	case *syncpb.HistoryResponse:
-		f.Body = &syncpb.Frame_HistoryResponse{HistoryResponse: b}
-	case *syncpb.ReceiptReport:
-		f.Body = &syncpb.Frame_Receipt{Receipt: b}
-	case *syncpb.ReceiptUpdate:
-		f.Body = &syncpb.Frame_ReceiptUpdate{ReceiptUpdate: b}
-	case *syncpb.PresenceUpdate:
-		f.Body = &syncpb.Frame_Presence{Presence: b}
-	case *syncpb.Typing:
-		f.Body = &syncpb.Frame_Typing{Typing: b}
-	case *syncpb.Error:
-		f.Body = &syncpb.Frame_Error{Error: b}
-	case *syncpb.Ping:
-		f.Body = &syncpb.Frame_Ping{Ping: b}
-	case *syncpb.Pong:
-		f.Body = &syncpb.Frame_Pong{Pong: b}
-	case *syncpb.Resync:
-		f.Body = &syncpb.Frame_Resync{Resync: b}
-	case *syncpb.GoAway:
-		f.Body = &syncpb.Frame_GoAway{GoAway: b}
-	case *syncpb.ReceiptAck:
-		f.Body = &syncpb.Frame_ReceiptAck{ReceiptAck: b}
-	case *syncpb.PresenceSubscribe:
-		f.Body = &syncpb.Frame_PresenceSubscribe{PresenceSubscribe: b}
-	case *syncpb.Reauth:
-		f.Body = &syncpb.Frame_Reauth{Reauth: b}
-	case *syncpb.ReauthAck:
-		f.Body = &syncpb.Frame_ReauthAck{ReauthAck: b}
-	default:
-		panic(fmt.Sprintf("frame: no body for %T", body))
+	fields := f.ProtoReflect().Descriptor().Oneofs().ByName("body").Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if fd := fields.Get(i); fd.Message().FullName() == body.ProtoReflect().Descriptor().FullName() {
+			f.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(body.ProtoReflect()))
+			return f
+		}
 	}
-	return f
+	panic(fmt.Sprintf("frame: no body for %T", body))
 }
 
 func goldenHello() *syncpb.Hello {
@@ -217,6 +179,17 @@ func goldens() []golden {
 		})},
 		{name: "history_request", msg: frame(4, goldenHistory())},
 		{name: "history_response", msg: frame(4, goldenHistoryResponse())},
+		{name: "search_request", msg: frame(8, &syncpb.SearchRequest{
+			Query: `deploy "staging db" -rollback`, ConvId: gTeam, FromUserId: gAna, AfterUnixMs: 1_699_000_000_000,
+			Sort: syncpb.SearchSort_SEARCH_SORT_RELEVANCE, Limit: 20,
+		})},
+		{name: "search_response", msg: frame(8, &syncpb.SearchResponse{
+			Hits: []*syncpb.SearchHit{{
+				ConvId: gTeam, Seq: 42, MsgId: MessageID(gTeam, 42), SenderId: gAna, TsUnixMs: 1_700_000_042_000,
+				Snippet: "hello, team: the deploy is done", Marks: []*syncpb.TextRange{{Start: 17, End: 23}},
+			}},
+			Total: 1, NextCursor: "b3BhcXVlLWN1cnNvcg",
+		})},
 		{name: "receipt", msg: frame(5, goldenReceipt())},
 		{name: "receipt_ack", msg: frame(5, &syncpb.ReceiptAck{ConvId: gTeam, Type: syncpb.ReceiptType_RECEIPT_TYPE_READ, Seq: 42})},
 		{name: "receipt_update", msg: frame(0, &syncpb.ReceiptUpdate{

@@ -8,6 +8,13 @@ const (
 	MaxBodySize = 64 << 10
 	// MaxAttachments is the most attachments one message may carry.
 	MaxAttachments = 32
+	// MaxSearchQueryLen bounds SearchRequest.query, in bytes.
+	MaxSearchQueryLen = 1024
+	// MaxSearchCursorLen bounds SearchRequest.cursor, in bytes.
+	MaxSearchCursorLen = 1024
+	// DefaultSearchLimit and MaxSearchLimit bound a page of search hits.
+	DefaultSearchLimit = 20
+	MaxSearchLimit     = 100
 	// MaxHistoryLimit is the largest page of history.
 	MaxHistoryLimit = 500
 	// DefaultHistoryLimit is the page size when none is asked for.

@@ -13,6 +13,8 @@ var requestRows = []Request{
 	{Op: "sync", Route: RouteNone, Read: true, Result: "sync", validate: check(ValidateSync),
 		Frame: "sync_request", FrameReply: "sync_response"},
 	{Op: "get_presence", Route: RouteNone, Read: true, Result: "presence"},
+	{Op: "search", Route: RouteNone, Read: true, Result: "search", validate: check(ValidateSearch),
+		Frame: "search_request", FrameReply: "search_response"},
 
 	// The directory group.
 	{Op: "register_user", Route: RouteDirectory, Result: "user"},

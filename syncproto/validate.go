@@ -2,6 +2,8 @@ package syncproto
 
 import (
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -103,6 +105,46 @@ func ValidateReceipt(r *syncpb.ReceiptReport) error {
 		return invalid("receipt type must be delivered or read")
 	}
 	return nil
+}
+
+// ValidateSearch checks a SearchRequest's shape: a query of at most
+// MaxSearchQueryLen bytes of UTF-8, or at least one filter; ids valid when
+// set; time bounds not negative; a known sort; a limit of at most
+// MaxSearchLimit; a cursor of at most MaxSearchCursorLen bytes. The query's
+// syntax is the core's to check.
+func ValidateSearch(r *syncpb.SearchRequest) error {
+	switch {
+	case r == nil:
+		return Errorf(syncpb.Code_CODE_MALFORMED, "search request is missing")
+	case len(r.Query) > MaxSearchQueryLen:
+		return Errorf(syncpb.Code_CODE_TOO_LARGE, "query is longer than %d bytes", MaxSearchQueryLen)
+	case !utf8.ValidString(r.Query):
+		return invalid("query is not valid UTF-8")
+	case strings.TrimSpace(r.Query) == "" && r.ConvId == "" && r.FromUserId == "" && r.BeforeUnixMs == 0 && r.AfterUnixMs == 0 && !r.HasAttachment:
+		return invalid("a query or a filter is required")
+	case r.ConvId != "" && !ValidID(r.ConvId):
+		return invalid("conv_id is not a valid id")
+	case r.FromUserId != "" && !ValidID(r.FromUserId):
+		return invalid("from is not a valid user id")
+	case r.BeforeUnixMs < 0 || r.AfterUnixMs < 0:
+		return invalid("before and after are Unix milliseconds, not negative")
+	case r.Sort != syncpb.SearchSort_SEARCH_SORT_NEWEST && r.Sort != syncpb.SearchSort_SEARCH_SORT_RELEVANCE:
+		return invalid("sort must be newest or relevance")
+	case r.Limit > MaxSearchLimit:
+		return invalid("limit must be at most %d", MaxSearchLimit)
+	case len(r.Cursor) > MaxSearchCursorLen:
+		return invalid("cursor is not one this server issued")
+	}
+	return nil
+}
+
+// SearchLimit is the page size a search request's limit asks for:
+// DefaultSearchLimit for 0.
+func SearchLimit(limit uint32) int {
+	if limit == 0 {
+		return DefaultSearchLimit
+	}
+	return int(min(limit, MaxSearchLimit))
 }
 
 // ValidateSync checks a SyncRequest: its position (ValidatePosition).

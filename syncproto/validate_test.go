@@ -117,6 +117,38 @@ func TestValidateReceipt(t *testing.T) {
 	}
 }
 
+func TestValidateSearch(t *testing.T) {
+	q := func(query string) *syncpb.SearchRequest { return &syncpb.SearchRequest{Query: query} }
+	tests := []struct {
+		name string
+		r    *syncpb.SearchRequest
+		want *Error
+	}{
+		{"words", q("deploy done"), nil},
+		{"filter only", &syncpb.SearchRequest{FromUserId: gAna}, nil},
+		{"everything", &syncpb.SearchRequest{Query: "x", ConvId: gTeam, FromUserId: gAna, BeforeUnixMs: 2, AfterUnixMs: 1,
+			HasAttachment: true, Sort: syncpb.SearchSort_SEARCH_SORT_RELEVANCE, Limit: MaxSearchLimit, Cursor: "c"}, nil},
+		{"nil", nil, ErrMalformed},
+		{"nothing", q("   "), ErrInvalidArgument},
+		{"long query", q(strings.Repeat("a", MaxSearchQueryLen+1)), ErrTooLarge},
+		{"bad utf-8", q("caf\xe9"), ErrInvalidArgument},
+		{"bad conv", &syncpb.SearchRequest{Query: "x", ConvId: "c/1"}, ErrInvalidArgument},
+		{"bad from", &syncpb.SearchRequest{Query: "x", FromUserId: "u 1"}, ErrInvalidArgument},
+		{"negative before", &syncpb.SearchRequest{Query: "x", BeforeUnixMs: -1}, ErrInvalidArgument},
+		{"unknown sort", &syncpb.SearchRequest{Query: "x", Sort: 7}, ErrInvalidArgument},
+		{"limit", &syncpb.SearchRequest{Query: "x", Limit: MaxSearchLimit + 1}, ErrInvalidArgument},
+		{"long cursor", &syncpb.SearchRequest{Query: "x", Cursor: strings.Repeat("c", MaxSearchCursorLen+1)}, ErrInvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkValidation(t, ValidateSearch(tt.r), tt.want)
+		})
+	}
+	if SearchLimit(0) != DefaultSearchLimit || SearchLimit(7) != 7 || SearchLimit(MaxSearchLimit+5) != MaxSearchLimit {
+		t.Error("SearchLimit does not default to DefaultSearchLimit and cap at MaxSearchLimit")
+	}
+}
+
 func TestValidateSync(t *testing.T) {
 	wm := func(convs ...string) *syncpb.SyncPosition {
 		p := &syncpb.SyncPosition{}

@@ -648,6 +648,7 @@ type Workspace struct {
 	Name        string `json:"name"`
 	CreatedTS   int64  `json:"created_ts"`
 	PresenceOff bool   `json:"presence_off"`
+	SearchOff   bool   `json:"search_off"`
 }
 
 // Workspace reads the caller's workspace.
@@ -664,6 +665,17 @@ func (c *Client) Workspace(ctx context.Context) (*Workspace, error) {
 func (c *Client) SetPresenceOff(ctx context.Context, off bool) (*Workspace, error) {
 	var w Workspace
 	if err := c.do(ctx, http.MethodPatch, "/v1/workspace", map[string]any{"presence_off": off}, &w, true); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}
+
+// SetSearchOff turns search off (or back on) in the caller's workspace;
+// only its owner may. While it is off, its messages are not indexed and
+// search finds nothing in it.
+func (c *Client) SetSearchOff(ctx context.Context, off bool) (*Workspace, error) {
+	var w Workspace
+	if err := c.do(ctx, http.MethodPatch, "/v1/workspace", map[string]any{"search_off": off}, &w, true); err != nil {
 		return nil, err
 	}
 	return &w, nil

@@ -56,7 +56,10 @@ func updated(ws *syncpb.Workspace, req *syncpb.UpdateWorkspaceRequest) (next *sy
 	if req.PresenceOff != nil {
 		next.PresenceOff = req.GetPresenceOff()
 	}
-	return next, next.PresenceOff != ws.PresenceOff
+	if req.SearchOff != nil {
+		next.SearchOff = req.GetSearchOff()
+	}
+	return next, next.PresenceOff != ws.PresenceOff || next.SearchOff != ws.SearchOff
 }
 
 func (f *FSM) prepareUpdateWorkspace(caller *syncpb.Caller, req *syncpb.UpdateWorkspaceRequest, now int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {
@@ -104,12 +107,27 @@ func applyUpdateWorkspace(tx *kvfsm.Tx, cmd *cmdpb.Command, req *syncpb.UpdateWo
 // PresenceOff reports whether a workspace's owner turned presence off,
 // from this node's state (a follower's may lag by a few entries).
 func (f *FSM) PresenceOff(workspaceID string) (bool, error) {
-	var off bool
+	ws, err := f.workspace(workspaceID)
+	return ws.GetPresenceOff(), err
+}
+
+// SearchOff reports whether a workspace's owner turned search off, from
+// this node's state (a follower's may lag by a few entries).
+func (f *FSM) SearchOff(workspaceID string) (bool, error) {
+	ws, err := f.workspace(workspaceID)
+	return ws.GetSearchOff(), err
+}
+
+// workspace reads a workspace from this node's state; nil if there is none.
+func (f *FSM) workspace(id string) (*syncpb.Workspace, error) {
+	var out *syncpb.Workspace
 	err := f.view(func(v *kvfsm.View) error {
 		ws := &syncpb.Workspace{}
-		ok, err := getProto(v, workspaceKey(workspaceID), ws)
-		off = ok && ws.PresenceOff
+		ok, err := getProto(v, workspaceKey(id), ws)
+		if ok {
+			out = ws
+		}
 		return err
 	})
-	return off, err
+	return out, err
 }

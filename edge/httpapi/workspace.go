@@ -11,10 +11,12 @@ type workspaceJSON struct {
 	Name        string `json:"name"`
 	CreatedTS   int64  `json:"created_ts"`
 	PresenceOff bool   `json:"presence_off"`
+	SearchOff   bool   `json:"search_off"`
 }
 
 type updateWorkspaceRequest struct {
 	PresenceOff *bool `json:"presence_off"`
+	SearchOff   *bool `json:"search_off"`
 }
 
 func writeWorkspace(c *call, r *syncpb.CoreResponse) error {
@@ -22,7 +24,7 @@ func writeWorkspace(c *call, r *syncpb.CoreResponse) error {
 	if ws == nil {
 		return missing("workspace")
 	}
-	writeJSON(c.w, http.StatusOK, workspaceJSON{ID: ws.Id, Name: ws.Name, CreatedTS: ws.CreatedUnixMs, PresenceOff: ws.PresenceOff})
+	writeJSON(c.w, http.StatusOK, workspaceJSON{ID: ws.Id, Name: ws.Name, CreatedTS: ws.CreatedUnixMs, PresenceOff: ws.PresenceOff, SearchOff: ws.SearchOff})
 	return nil
 }
 
@@ -42,10 +44,12 @@ func (a *API) updateWorkspace(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if req.PresenceOff == nil {
-		return invalid("nothing to change: presence_off is the only setting")
+	if req.PresenceOff == nil && req.SearchOff == nil {
+		return invalid("nothing to change: the settings are presence_off and search_off")
 	}
-	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_UpdateWorkspace{UpdateWorkspace: &syncpb.UpdateWorkspaceRequest{PresenceOff: req.PresenceOff}}})
+	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_UpdateWorkspace{UpdateWorkspace: &syncpb.UpdateWorkspaceRequest{
+		PresenceOff: req.PresenceOff, SearchOff: req.SearchOff,
+	}}})
 	if err != nil {
 		return err
 	}

@@ -329,6 +329,7 @@ type CoreRequest struct {
 	//	*CoreRequest_ChangePassword
 	//	*CoreRequest_ListRevocations
 	//	*CoreRequest_RemoveUser
+	//	*CoreRequest_Search
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -619,6 +620,15 @@ func (x *CoreRequest) GetRemoveUser() *RemoveUserRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetSearch() *SearchRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_Search); ok {
+			return x.Search
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -739,6 +749,13 @@ type CoreRequest_RemoveUser struct {
 	RemoveUser *RemoveUserRequest `protobuf:"bytes,39,opt,name=remove_user,json=removeUser,proto3,oneof"`
 }
 
+type CoreRequest_Search struct {
+	// Messages of the caller's conversations matching a query (any node:
+	// it reads the caller's membership from every shard's leader and
+	// searches its own index).
+	Search *SearchRequest `protobuf:"bytes,42,opt,name=search,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -791,6 +808,8 @@ func (*CoreRequest_ListRevocations) isCoreRequest_Op() {}
 
 func (*CoreRequest_RemoveUser) isCoreRequest_Op() {}
 
+func (*CoreRequest_Search) isCoreRequest_Op() {}
+
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the request failed; no result is set then.
@@ -814,6 +833,7 @@ type CoreResponse struct {
 	//	*CoreResponse_Receipts
 	//	*CoreResponse_Presence
 	//	*CoreResponse_Revocations
+	//	*CoreResponse_Search
 	Result isCoreResponse_Result `protobuf_oneof:"result"`
 	// With sync only, for the edge (never sent to devices): the caller's
 	// large groups, whose live deliveries travel once per edge on their
@@ -1025,6 +1045,15 @@ func (x *CoreResponse) GetRevocations() *RevocationList {
 	return nil
 }
 
+func (x *CoreResponse) GetSearch() *SearchResponse {
+	if x != nil {
+		if x, ok := x.Result.(*CoreResponse_Search); ok {
+			return x.Search
+		}
+	}
+	return nil
+}
+
 func (x *CoreResponse) GetConversationSubjects() []string {
 	if x != nil {
 		return x.ConversationSubjects
@@ -1111,6 +1140,10 @@ type CoreResponse_Revocations struct {
 	Revocations *RevocationList `protobuf:"bytes,38,opt,name=revocations,proto3,oneof"`
 }
 
+type CoreResponse_Search struct {
+	Search *SearchResponse `protobuf:"bytes,42,opt,name=search,proto3,oneof"`
+}
+
 func (*CoreResponse_RegionInfo) isCoreResponse_Result() {}
 
 func (*CoreResponse_User) isCoreResponse_Result() {}
@@ -1144,6 +1177,8 @@ func (*CoreResponse_Receipts) isCoreResponse_Result() {}
 func (*CoreResponse_Presence) isCoreResponse_Result() {}
 
 func (*CoreResponse_Revocations) isCoreResponse_Result() {}
+
+func (*CoreResponse_Search) isCoreResponse_Result() {}
 
 type RegionInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1266,7 +1301,10 @@ type Workspace struct {
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,3,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	// Set by the workspace owner: members' presence is not shown.
-	PresenceOff   bool `protobuf:"varint,4,opt,name=presence_off,json=presenceOff,proto3" json:"presence_off,omitempty"`
+	PresenceOff bool `protobuf:"varint,4,opt,name=presence_off,json=presenceOff,proto3" json:"presence_off,omitempty"`
+	// Set by the workspace owner: its messages are not indexed and search
+	// finds nothing in it.
+	SearchOff     bool `protobuf:"varint,5,opt,name=search_off,json=searchOff,proto3" json:"search_off,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1329,6 +1367,13 @@ func (x *Workspace) GetPresenceOff() bool {
 	return false
 }
 
+func (x *Workspace) GetSearchOff() bool {
+	if x != nil {
+		return x.SearchOff
+	}
+	return false
+}
+
 type GetWorkspaceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1365,8 +1410,6 @@ func (*GetWorkspaceRequest) Descriptor() ([]byte, []int) {
 	return file_parley_v1_core_proto_rawDescGZIP(), []int{6}
 }
 
-// UpdateWorkspaceRequest changes the caller's workspace's settings (its
-// owner only). Unset fields are left as they are.
 // RemoveUserRequest removes a user from the caller's workspace (its owner
 // only; the owner cannot remove itself). Every device of the user is
 // revoked: the answer is the user, with the revocation when devices were.
@@ -1414,9 +1457,12 @@ func (x *RemoveUserRequest) GetUserId() string {
 	return ""
 }
 
+// UpdateWorkspaceRequest changes the caller's workspace's settings (its
+// owner only). Unset fields are left as they are.
 type UpdateWorkspaceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PresenceOff   *bool                  `protobuf:"varint,1,opt,name=presence_off,json=presenceOff,proto3,oneof" json:"presence_off,omitempty"`
+	SearchOff     *bool                  `protobuf:"varint,2,opt,name=search_off,json=searchOff,proto3,oneof" json:"search_off,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1454,6 +1500,13 @@ func (*UpdateWorkspaceRequest) Descriptor() ([]byte, []int) {
 func (x *UpdateWorkspaceRequest) GetPresenceOff() bool {
 	if x != nil && x.PresenceOff != nil {
 		return *x.PresenceOff
+	}
+	return false
+}
+
+func (x *UpdateWorkspaceRequest) GetSearchOff() bool {
+	if x != nil && x.SearchOff != nil {
+		return *x.SearchOff
 	}
 	return false
 }
@@ -3155,11 +3208,11 @@ var File_parley_v1_core_proto protoreflect.FileDescriptor
 
 const file_parley_v1_core_proto_rawDesc = "" +
 	"\n" +
-	"\x14parley/v1/core.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\x1a\x18parley/v1/presence.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x15parley/v1/error.proto\"a\n" +
+	"\x14parley/v1/core.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\x1a\x18parley/v1/presence.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x15parley/v1/error.proto\x1a\x16parley/v1/search.proto\"a\n" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xf1\x0e\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xa5\x0f\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -3192,8 +3245,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x0fchange_password\x18% \x01(\v2 .parley.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12N\n" +
 	"\x10list_revocations\x18& \x01(\v2!.parley.v1.ListRevocationsRequestH\x00R\x0flistRevocations\x12?\n" +
 	"\vremove_user\x18' \x01(\v2\x1c.parley.v1.RemoveUserRequestH\x00R\n" +
-	"removeUserB\x04\n" +
-	"\x02op\"\xd7\b\n" +
+	"removeUser\x122\n" +
+	"\x06search\x18* \x01(\v2\x18.parley.v1.SearchRequestH\x00R\x06searchB\x04\n" +
+	"\x02op\"\x8c\t\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
 	"\vregion_info\x18\n" +
@@ -3216,6 +3270,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\breceipts\x18\" \x01(\v2\x16.parley.v1.ReceiptListH\x00R\breceipts\x125\n" +
 	"\bpresence\x18$ \x01(\v2\x17.parley.v1.PresenceListH\x00R\bpresence\x12=\n" +
 	"\vrevocations\x18& \x01(\v2\x19.parley.v1.RevocationListH\x00R\vrevocations\x123\n" +
+	"\x06search\x18* \x01(\v2\x19.parley.v1.SearchResponseH\x00R\x06search\x123\n" +
 	"\x15conversation_subjects\x18( \x03(\tR\x14conversationSubjects\x125\n" +
 	"\n" +
 	"revocation\x18) \x01(\v2\x15.parley.v1.RevocationR\n" +
@@ -3229,18 +3284,23 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"shardCount\x12\x14\n" +
 	"\x05nodes\x18\x03 \x03(\tR\x05nodes\x12#\n" +
 	"\rshard_leaders\x18\x04 \x03(\tR\fshardLeaders\x12)\n" +
-	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\"z\n" +
+	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\"\x99\x01\n" +
 	"\tWorkspace\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x12!\n" +
-	"\fpresence_off\x18\x04 \x01(\bR\vpresenceOff\"\x15\n" +
+	"\fpresence_off\x18\x04 \x01(\bR\vpresenceOff\x12\x1d\n" +
+	"\n" +
+	"search_off\x18\x05 \x01(\bR\tsearchOff\"\x15\n" +
 	"\x13GetWorkspaceRequest\",\n" +
 	"\x11RemoveUserRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"Q\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x84\x01\n" +
 	"\x16UpdateWorkspaceRequest\x12&\n" +
-	"\fpresence_off\x18\x01 \x01(\bH\x00R\vpresenceOff\x88\x01\x01B\x0f\n" +
-	"\r_presence_off\"\xe1\x01\n" +
+	"\fpresence_off\x18\x01 \x01(\bH\x00R\vpresenceOff\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"search_off\x18\x02 \x01(\bH\x01R\tsearchOff\x88\x01\x01B\x0f\n" +
+	"\r_presence_offB\r\n" +
+	"\v_search_off\"\xe1\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1a\n" +
@@ -3451,13 +3511,15 @@ var file_parley_v1_core_proto_goTypes = []any{
 	(*GetReceiptsRequest)(nil),        // 45: parley.v1.GetReceiptsRequest
 	(*Typing)(nil),                    // 46: parley.v1.Typing
 	(*GetPresenceRequest)(nil),        // 47: parley.v1.GetPresenceRequest
-	(*Error)(nil),                     // 48: parley.v1.Error
-	(*SendAck)(nil),                   // 49: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 50: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 51: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 52: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 53: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 54: parley.v1.PresenceList
+	(*SearchRequest)(nil),             // 48: parley.v1.SearchRequest
+	(*Error)(nil),                     // 49: parley.v1.Error
+	(*SendAck)(nil),                   // 50: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 51: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 52: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 53: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 54: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 55: parley.v1.PresenceList
+	(*SearchResponse)(nil),            // 56: parley.v1.SearchResponse
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
 	4,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
@@ -3487,45 +3549,47 @@ var file_parley_v1_core_proto_depIdxs = []int32{
 	29, // 24: parley.v1.CoreRequest.change_password:type_name -> parley.v1.ChangePasswordRequest
 	31, // 25: parley.v1.CoreRequest.list_revocations:type_name -> parley.v1.ListRevocationsRequest
 	11, // 26: parley.v1.CoreRequest.remove_user:type_name -> parley.v1.RemoveUserRequest
-	48, // 27: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	8,  // 28: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	13, // 29: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	17, // 30: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	14, // 31: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	19, // 32: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	20, // 33: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	9,  // 34: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
-	28, // 35: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
-	34, // 36: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	35, // 37: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	49, // 38: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	50, // 39: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	51, // 40: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	52, // 41: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	53, // 42: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	54, // 43: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	32, // 44: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
-	30, // 45: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
-	13, // 46: parley.v1.UserList.users:type_name -> parley.v1.User
-	13, // 47: parley.v1.Credentials.user:type_name -> parley.v1.User
-	25, // 48: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
-	19, // 49: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	0,  // 50: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
-	19, // 51: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
-	1,  // 52: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
-	30, // 53: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
-	3,  // 54: parley.v1.Member.role:type_name -> parley.v1.Role
-	2,  // 55: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	33, // 56: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	34, // 57: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	2,  // 58: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	40, // 59: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	3,  // 60: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	48, // 27: parley.v1.CoreRequest.search:type_name -> parley.v1.SearchRequest
+	49, // 28: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	8,  // 29: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	13, // 30: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	17, // 31: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	14, // 32: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	19, // 33: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	20, // 34: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	9,  // 35: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	28, // 36: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
+	34, // 37: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	35, // 38: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	50, // 39: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	51, // 40: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	52, // 41: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	53, // 42: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	54, // 43: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	55, // 44: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	32, // 45: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
+	56, // 46: parley.v1.CoreResponse.search:type_name -> parley.v1.SearchResponse
+	30, // 47: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
+	13, // 48: parley.v1.UserList.users:type_name -> parley.v1.User
+	13, // 49: parley.v1.Credentials.user:type_name -> parley.v1.User
+	25, // 50: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
+	19, // 51: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	0,  // 52: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
+	19, // 53: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
+	1,  // 54: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
+	30, // 55: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
+	3,  // 56: parley.v1.Member.role:type_name -> parley.v1.Role
+	2,  // 57: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	33, // 58: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	34, // 59: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	2,  // 60: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	40, // 61: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	3,  // 62: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -3538,6 +3602,7 @@ func file_parley_v1_core_proto_init() {
 	file_parley_v1_sync_proto_init()
 	file_parley_v1_receipt_proto_init()
 	file_parley_v1_error_proto_init()
+	file_parley_v1_search_proto_init()
 	file_parley_v1_core_proto_msgTypes[1].OneofWrappers = []any{
 		(*CoreRequest_RegionInfo)(nil),
 		(*CoreRequest_RegisterUser)(nil),
@@ -3565,6 +3630,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_ChangePassword)(nil),
 		(*CoreRequest_ListRevocations)(nil),
 		(*CoreRequest_RemoveUser)(nil),
+		(*CoreRequest_Search)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),
@@ -3584,6 +3650,7 @@ func file_parley_v1_core_proto_init() {
 		(*CoreResponse_Receipts)(nil),
 		(*CoreResponse_Presence)(nil),
 		(*CoreResponse_Revocations)(nil),
+		(*CoreResponse_Search)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}

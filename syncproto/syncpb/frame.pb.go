@@ -55,6 +55,8 @@ type Frame struct {
 	//	*Frame_PresenceSubscribe
 	//	*Frame_Reauth
 	//	*Frame_ReauthAck
+	//	*Frame_SearchRequest
+	//	*Frame_SearchResponse
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -302,6 +304,24 @@ func (x *Frame) GetReauthAck() *ReauthAck {
 	return nil
 }
 
+func (x *Frame) GetSearchRequest() *SearchRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_SearchRequest); ok {
+			return x.SearchRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetSearchResponse() *SearchResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_SearchResponse); ok {
+			return x.SearchResponse
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -394,6 +414,14 @@ type Frame_ReauthAck struct {
 	ReauthAck *ReauthAck `protobuf:"bytes,31,opt,name=reauth_ack,json=reauthAck,proto3,oneof"`
 }
 
+type Frame_SearchRequest struct {
+	SearchRequest *SearchRequest `protobuf:"bytes,32,opt,name=search_request,json=searchRequest,proto3,oneof"`
+}
+
+type Frame_SearchResponse struct {
+	SearchResponse *SearchResponse `protobuf:"bytes,33,opt,name=search_response,json=searchResponse,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Welcome) isFrame_Body() {}
@@ -437,6 +465,10 @@ func (*Frame_PresenceSubscribe) isFrame_Body() {}
 func (*Frame_Reauth) isFrame_Body() {}
 
 func (*Frame_ReauthAck) isFrame_Body() {}
+
+func (*Frame_SearchRequest) isFrame_Body() {}
+
+func (*Frame_SearchResponse) isFrame_Body() {}
 
 // Ping asks the peer for a Pong carrying the same nonce.
 type Ping struct {
@@ -631,7 +663,8 @@ var File_parley_v1_frame_proto protoreflect.FileDescriptor
 
 const file_parley_v1_frame_proto_rawDesc = "" +
 	"\n" +
-	"\x15parley/v1/frame.proto\x12\tparley.v1\x1a\x15parley/v1/hello.proto\x1a\x17parley/v1/message.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x18parley/v1/presence.proto\x1a\x15parley/v1/error.proto\"\xb3\t\n" +
+	"\x15parley/v1/frame.proto\x12\tparley.v1\x1a\x15parley/v1/hello.proto\x1a\x17parley/v1/message.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x18parley/v1/presence.proto\x1a\x15parley/v1/error.proto\x1a\x16parley/v1/search.proto\"\xbc\n" +
+	"\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x05hello\x18\n" +
@@ -658,7 +691,9 @@ const file_parley_v1_frame_proto_rawDesc = "" +
 	"\x12presence_subscribe\x18\x1d \x01(\v2\x1c.parley.v1.PresenceSubscribeH\x00R\x11presenceSubscribe\x12+\n" +
 	"\x06reauth\x18\x1e \x01(\v2\x11.parley.v1.ReauthH\x00R\x06reauth\x125\n" +
 	"\n" +
-	"reauth_ack\x18\x1f \x01(\v2\x14.parley.v1.ReauthAckH\x00R\treauthAckB\x06\n" +
+	"reauth_ack\x18\x1f \x01(\v2\x14.parley.v1.ReauthAckH\x00R\treauthAck\x12A\n" +
+	"\x0esearch_request\x18  \x01(\v2\x18.parley.v1.SearchRequestH\x00R\rsearchRequest\x12D\n" +
+	"\x0fsearch_response\x18! \x01(\v2\x19.parley.v1.SearchResponseH\x00R\x0esearchResponseB\x06\n" +
 	"\x04body\"\x1c\n" +
 	"\x04Ping\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\x04R\x05nonce\"\x1c\n" +
@@ -707,6 +742,8 @@ var file_parley_v1_frame_proto_goTypes = []any{
 	(*PresenceSubscribe)(nil), // 20: parley.v1.PresenceSubscribe
 	(*Reauth)(nil),            // 21: parley.v1.Reauth
 	(*ReauthAck)(nil),         // 22: parley.v1.ReauthAck
+	(*SearchRequest)(nil),     // 23: parley.v1.SearchRequest
+	(*SearchResponse)(nil),    // 24: parley.v1.SearchResponse
 }
 var file_parley_v1_frame_proto_depIdxs = []int32{
 	5,  // 0: parley.v1.Frame.hello:type_name -> parley.v1.Hello
@@ -731,11 +768,13 @@ var file_parley_v1_frame_proto_depIdxs = []int32{
 	20, // 19: parley.v1.Frame.presence_subscribe:type_name -> parley.v1.PresenceSubscribe
 	21, // 20: parley.v1.Frame.reauth:type_name -> parley.v1.Reauth
 	22, // 21: parley.v1.Frame.reauth_ack:type_name -> parley.v1.ReauthAck
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	23, // 22: parley.v1.Frame.search_request:type_name -> parley.v1.SearchRequest
+	24, // 23: parley.v1.Frame.search_response:type_name -> parley.v1.SearchResponse
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_frame_proto_init() }
@@ -749,6 +788,7 @@ func file_parley_v1_frame_proto_init() {
 	file_parley_v1_receipt_proto_init()
 	file_parley_v1_presence_proto_init()
 	file_parley_v1_error_proto_init()
+	file_parley_v1_search_proto_init()
 	file_parley_v1_frame_proto_msgTypes[0].OneofWrappers = []any{
 		(*Frame_Hello)(nil),
 		(*Frame_Welcome)(nil),
@@ -772,6 +812,8 @@ func file_parley_v1_frame_proto_init() {
 		(*Frame_PresenceSubscribe)(nil),
 		(*Frame_Reauth)(nil),
 		(*Frame_ReauthAck)(nil),
+		(*Frame_SearchRequest)(nil),
+		(*Frame_SearchResponse)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
