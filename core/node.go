@@ -176,7 +176,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
-	n.nc, err = n.nats.Connect("core-"+cfg.NodeID, nats.ReconnectWait(100*time.Millisecond))
+	n.nc, err = n.nats.Connect("core-"+cfg.NodeID, nats.ReconnectWait(cfg.Timeouts.NATSReconnectWait))
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
@@ -208,6 +208,7 @@ func New(cfg Config) (_ *Node, err error) {
 		n.deliver.run(n.stop)
 	}()
 	n.typing = newTyper(cfg.Region, cfg.LargeGroup, n.nc.PublishMsg, cfg.Now, n.log)
+	n.typing.cacheTTL = cfg.Timeouts.TypingMembers
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -301,7 +302,7 @@ func (n *Node) addGroup(name string, index int, sm stateMachine, mem *member) er
 	// follower gets heartbeats but no more entries, and the leader's
 	// Shutdown hangs (seen here with 32 shards; grafana/pyroscope#5518).
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hl,
+		Stream: layer, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: n.cfg.Timeouts.RaftRPC, Logger: hl,
 	})
 	var peers []group.Peer
 	for _, p := range n.peers {
@@ -373,7 +374,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("core: group %s has no leader: %w", name, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(n.cfg.Timeouts.ReadyPoll):
 			}
 		}
 	}

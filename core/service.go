@@ -19,9 +19,6 @@ import (
 // headerGroup names the target group of a request forwarded between nodes.
 const headerGroup = "Parley-Group"
 
-// defaultRequestTimeout bounds a request whose caller set no deadline.
-const defaultRequestTimeout = 10 * time.Second
-
 func (n *Node) nodeSubject(id string) string {
 	return "parley." + n.cfg.Region + ".node." + id
 }
@@ -71,10 +68,11 @@ func (n *Node) serve() error {
 }
 
 // shardSubLoop keeps the shard subscriptions in step with leadership: on
-// every leader change, and every 250 ms in case an observation was dropped.
+// every leader change, and every Timeouts.ShardSubCheck in case an
+// observation was dropped.
 func (n *Node) shardSubLoop(obs <-chan raft.Observation) {
 	defer n.wg.Done()
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(n.cfg.Timeouts.ShardSubCheck)
 	defer t.Stop()
 	for {
 		select {
@@ -169,7 +167,7 @@ func (n *Node) dispatch(m *nats.Msg, h func(context.Context, *syncpb.CoreRequest
 	select {
 	case n.sem <- struct{}{}:
 	default:
-		n.reply(m, errorResponse(&syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "core overloaded, retry", RetryAfter: 50 * time.Millisecond}))
+		n.reply(m, errorResponse(&syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "core overloaded, retry", RetryAfter: n.cfg.Timeouts.OverloadRetryAfter}))
 		return
 	}
 	n.wg.Add(1)
@@ -181,12 +179,10 @@ func (n *Node) dispatch(m *nats.Msg, h func(context.Context, *syncpb.CoreRequest
 			n.reply(m, errorResponse(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "malformed core request")))
 			return
 		}
-		timeout := defaultRequestTimeout
+		limit := n.cfg.Timeouts.Request
+		timeout := limit
 		if req.DeadlineUnixMs > 0 {
-			timeout = time.Until(time.UnixMilli(req.DeadlineUnixMs))
-			if timeout > defaultRequestTimeout {
-				timeout = defaultRequestTimeout
-			}
+			timeout = min(time.Until(time.UnixMilli(req.DeadlineUnixMs)), limit)
 		}
 		ctx, cancel := context.WithTimeout(n.stopCtx, timeout)
 		defer cancel()
@@ -295,7 +291,7 @@ func (n *Node) execute(ctx context.Context, name string, req *syncpb.CoreRequest
 	if !ok {
 		return n.fail(name, req, fmt.Errorf("core: no group %s", name))
 	}
-	backoff := 5 * time.Millisecond
+	backoff := n.cfg.Timeouts.RetryMin
 	for {
 		var resp *syncpb.CoreResponse
 		leader, _ := mem.g.Leader()
@@ -317,7 +313,7 @@ func (n *Node) execute(ctx context.Context, name string, req *syncpb.CoreRequest
 			return resp
 		case <-time.After(backoff):
 		}
-		if backoff < 200*time.Millisecond {
+		if backoff < n.cfg.Timeouts.RetryMax {
 			backoff *= 2
 		}
 	}
@@ -333,7 +329,7 @@ func (n *Node) forward(ctx context.Context, leader, name string, req *syncpb.Cor
 	m.Header.Set(headerGroup, name)
 	m.Data = b
 	// Bound one attempt so a dead leader costs a retry, not the deadline.
-	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	actx, cancel := context.WithTimeout(ctx, n.cfg.Timeouts.Forward)
 	defer cancel()
 	r, err := n.nc.RequestMsgWithContext(actx, m)
 	if err != nil {
@@ -489,12 +485,12 @@ func (n *Node) balanceLoop() {
 			if want.ID == n.cfg.NodeID || !mem.g.IsLeader() || time.Now().Before(retryAt[name]) {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.LeaderTransfer)
 			err := mem.g.TransferLeadership(ctx, want.ID, want.RaftAddr)
 			cancel()
 			if err != nil {
 				// The preferred node is down or behind: try again later.
-				retryAt[name] = time.Now().Add(30 * time.Second)
+				retryAt[name] = time.Now().Add(n.cfg.Timeouts.LeaderTransferRetry)
 				n.log.Debug("leadership transfer failed", "group", name, "to", want.ID, "err", err)
 				continue
 			}

@@ -30,7 +30,8 @@ const (
 	// typingCacheSize bounds the conversations whose members are cached.
 	typingCacheSize = 16384
 	// typingCacheTTL re-reads a cached member list this old, in case an
-	// invalidation was missed (a snapshot restore).
+	// invalidation was missed (a snapshot restore); Timeouts.TypingMembers
+	// defaults to it.
 	typingCacheTTL = 30 * time.Second
 )
 
@@ -60,6 +61,8 @@ type typer struct {
 	now     func() time.Time
 	log     *slog.Logger
 	q       chan typingJob
+	// cacheTTL: see typingCacheTTL, its default.
+	cacheTTL time.Duration
 
 	mu      sync.Mutex
 	gen     uint64 // bumped by forget: a list read before it is not cached
@@ -69,7 +72,7 @@ type typer struct {
 }
 
 func newTyper(region string, large int, publish func(*nats.Msg) error, now func() time.Time, log *slog.Logger) *typer {
-	return &typer{region: region, large: large, publish: publish, now: now, log: log,
+	return &typer{region: region, large: large, publish: publish, now: now, log: log, cacheTTL: typingCacheTTL,
 		q: make(chan typingJob, typingQueue), members: map[string]membersEntry{}}
 }
 
@@ -109,7 +112,7 @@ func (ty *typer) membersOf(sm memberLister, conv string) ([]string, error) {
 	e, ok := ty.members[conv]
 	gen := ty.gen
 	ty.mu.Unlock()
-	if ok && now.Sub(e.at) < typingCacheTTL {
+	if ok && now.Sub(e.at) < ty.cacheTTL {
 		return e.users, nil
 	}
 	users, err := sm.Members(conv)
