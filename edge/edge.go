@@ -104,6 +104,9 @@ type Config struct {
 	// Overloaded, Metrics, Shared, Logger and Now. A session that reads no
 	// whole frame for 3 KeepAlives ends.
 	Session session.Config
+	// Hub: live delivery's subscriptions (FlushTimeout). New sets Conn,
+	// Region and Logger.
+	Hub session.HubConfig
 	// Presence times the presence batches to the cores (Interval, Lease,
 	// Linger). New sets Conn, Core, Region, Logger and Now.
 	Presence presence.Config
@@ -309,7 +312,11 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
-	e.hub = session.NewHub(e.nc, e.rpc.Region(), e.log.With("part", "hub"))
+	ucfg := cfg.Hub
+	ucfg.Conn, ucfg.Region, ucfg.Logger = e.nc, e.rpc.Region(), e.log.With("part", "hub")
+	if e.hub, err = session.NewHub(ucfg); err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
 	pcfg := cfg.Presence
 	pcfg.Conn, pcfg.Core, pcfg.Region, pcfg.Logger, pcfg.Now = e.nc, e.rpc, e.rpc.Region(), e.log.With("part", "presence"), cfg.Now
 	if e.pres, err = presence.New(pcfg); err != nil {
