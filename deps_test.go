@@ -18,6 +18,7 @@ var layers = map[string][]string{
 	"client":    {"syncproto", "crdt"},
 	"testnet":   {"syncproto", "client"},
 	"bench":     {"syncproto", "client", "crdt"},
+	"system":    {"edge", "core", "syncproto", "crdt", "client", "blob"},
 	"cmd":       {"*"},
 	"web":       {"syncproto", "crdt", "client"},
 	"internal":  {},
@@ -38,6 +39,7 @@ var why = map[string]string{
 	"testnet":   "testnet drives built binaries through the SDK, never internals",
 	"internal":  "internal/ holds test support every layer shares; it depends on nothing else in the module",
 	"blob":      "the attachment byte store is a library both edge (uploads, downloads) and core (deleting unreferenced blobs) use: it knows nothing of theirs",
+	"system":    "system is the whole system in one process for tests and `parley serve`: edge and core wired over in-process NATS, never cmd/ or testnet/",
 	"bench":     "the load generator is a client: it speaks the wire contract through the SDK, and systems in its process come from its caller's hooks",
 }
 
@@ -125,6 +127,11 @@ func TestLayeringRuleCatchesViolations(t *testing.T) {
 		{"bench", "client", true},
 		{"bench", "edge", false},
 		{"bench", "core", false},
+		{"system", "edge", true},
+		{"system", "core", true},
+		{"system", "testnet", false},
+		{"system", "bench", false},
+		{"edge", "system", false},
 		{"cmd", "core", true},
 		{"cmd", "testnet", false},
 		{"core", "internal", true},

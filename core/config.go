@@ -9,7 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/core/fanout"
 	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/core/route"
 	"github.com/parley-chat/parley/syncproto"
 )
 
@@ -30,6 +32,90 @@ type NATSConfig struct {
 	Routes      []string
 	// NoJetStream turns JetStream off (it is on by default).
 	NoJetStream bool
+}
+
+// Timeouts are a node's request, retry and maintenance timings. Zero
+// values mean the defaults.
+type Timeouts struct {
+	// Request bounds a request whose caller set no deadline, and caps
+	// the deadline of one that did (default 10 s).
+	Request time.Duration
+	// Forward bounds one forward of a request to its group's leader, so a
+	// dead leader costs a retry rather than the whole deadline (default
+	// 2 s).
+	Forward time.Duration
+	// RetryMin is the first wait between a request's attempts while its
+	// group has no reachable leader (default 5 ms); the wait doubles after
+	// each attempt while it is below RetryMax (default 200 ms).
+	RetryMin, RetryMax time.Duration
+	// OverloadRetryAfter is the retry hint of a request refused because
+	// MaxInFlight are being served (default 50 ms).
+	OverloadRetryAfter time.Duration
+	// ShardSubCheck is how often the shard subscriptions are checked
+	// against leadership, in case a leader change went unobserved
+	// (default 250 ms).
+	ShardSubCheck time.Duration
+	// LeaderTransfer bounds one hand-over of a group to its preferred
+	// leader; after a failed one the balancer leaves the group for
+	// LeaderTransferRetry (defaults 5 s, 30 s).
+	LeaderTransfer, LeaderTransferRetry time.Duration
+	// RaftRPC bounds one Raft RPC to another node (default 10 s).
+	RaftRPC time.Duration
+	// NATSReconnectWait is the wait between the node's reconnects to its
+	// embedded NATS server (default 100 ms).
+	NATSReconnectWait time.Duration
+	// ReadyPoll is how often WaitReady looks for the groups' leaders
+	// (default 20 ms).
+	ReadyPoll time.Duration
+	// MemberCache is how long the fanout keeps a conversation's member
+	// list, in case an invalidation was missed (default 30 s).
+	MemberCache time.Duration
+	// StoreOpen bounds one attempt to open the last-seen bucket, retried
+	// after StoreRetryMin, doubling up to StoreRetryMax (defaults 10 s,
+	// 50 ms, 2 s); StorePut bounds storing one last-seen time (default
+	// 5 s); StoreWatchRetry is the wait before watching the bucket again
+	// after an error (default 1 s).
+	StoreOpen, StoreRetryMin, StoreRetryMax, StorePut, StoreWatchRetry time.Duration
+}
+
+// timeoutField is one field of Timeouts, by name, with its default.
+type timeoutField struct {
+	name string
+	p    *time.Duration
+	def  time.Duration
+}
+
+func (t *Timeouts) fields() []timeoutField {
+	return []timeoutField{
+		{"Request", &t.Request, route.DefaultTimeouts.Request}, {"Forward", &t.Forward, route.DefaultTimeouts.Forward},
+		{"RetryMin", &t.RetryMin, route.DefaultTimeouts.RetryMin}, {"RetryMax", &t.RetryMax, route.DefaultTimeouts.RetryMax},
+		{"OverloadRetryAfter", &t.OverloadRetryAfter, route.DefaultTimeouts.OverloadRetryAfter},
+		{"ShardSubCheck", &t.ShardSubCheck, route.DefaultTimeouts.ShardSubCheck},
+		{"LeaderTransfer", &t.LeaderTransfer, 5 * time.Second}, {"LeaderTransferRetry", &t.LeaderTransferRetry, 30 * time.Second},
+		{"RaftRPC", &t.RaftRPC, 10 * time.Second}, {"NATSReconnectWait", &t.NATSReconnectWait, 100 * time.Millisecond},
+		{"ReadyPoll", &t.ReadyPoll, 20 * time.Millisecond}, {"MemberCache", &t.MemberCache, fanout.DefaultMemberTTL},
+		{"StoreOpen", &t.StoreOpen, 10 * time.Second}, {"StoreRetryMin", &t.StoreRetryMin, 50 * time.Millisecond},
+		{"StoreRetryMax", &t.StoreRetryMax, 2 * time.Second}, {"StorePut", &t.StorePut, 5 * time.Second},
+		{"StoreWatchRetry", &t.StoreWatchRetry, time.Second},
+	}
+}
+
+func (t *Timeouts) setDefaults() {
+	for _, f := range t.fields() {
+		if *f.p == 0 {
+			*f.p = f.def
+		}
+	}
+}
+
+// Validate names the first bad field.
+func (t *Timeouts) Validate() error {
+	for _, f := range t.fields() {
+		if *f.p < 0 {
+			return fmt.Errorf("core: Config.Timeouts.%s %v is negative", f.name, *f.p)
+		}
+	}
+	return nil
 }
 
 // Config of a core node. Zero values mean the defaults.
@@ -54,6 +140,8 @@ type Config struct {
 	ShardCount int
 	NATS       NATSConfig
 	Timing     group.Timing
+	// Timeouts are the node's request, retry and maintenance timings.
+	Timeouts Timeouts
 	// LargeGroup is the member count above which a group's live deliveries
 	// are published once on its conversation subject rather than once per
 	// member (default 100; negative: never).
@@ -112,6 +200,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Timeouts.setDefaults()
 }
 
 // Validate reports the first bad field.
@@ -132,6 +221,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("core: Config.RaftAddr: %w", err)
 	}
 	if err := c.Presence.Validate(); err != nil {
+		return err
+	}
+	if err := c.Timeouts.Validate(); err != nil {
 		return err
 	}
 	if len(c.Peers) > 0 {

@@ -36,10 +36,15 @@ var leaderRequests = map[protoreflect.Name]func(n *Node, ctx context.Context, me
 
 // newRouter builds the node's request service over its groups.
 func (n *Node) newRouter() (*route.Router, error) {
+	tm := n.cfg.Timeouts
 	cfg := route.Config{
 		Region: n.cfg.Region, NodeID: n.cfg.NodeID, Conn: n.nc,
 		Node: map[protoreflect.Name]route.Handler{}, Leader: map[protoreflect.Name]route.LeaderHandler{},
 		NoReply: n.onTyping, MaxInFlight: n.cfg.MaxInFlight, OnApply: n.metrics.observeApply,
+		Timeouts: route.Timeouts{
+			Request: tm.Request, Forward: tm.Forward, RetryMin: tm.RetryMin, RetryMax: tm.RetryMax,
+			OverloadRetryAfter: tm.OverloadRetryAfter, ShardSubCheck: tm.ShardSubCheck,
+		},
 		Now: n.cfg.Now, Logger: n.log,
 	}
 	for _, name := range n.order {

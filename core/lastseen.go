@@ -49,9 +49,10 @@ func (l *lastSeen) put(user string, at time.Time) {
 // run opens the bucket (retrying until it can), then stores queued times
 // and feeds the table with every time in the bucket until ctx ends.
 func (l *lastSeen) run(ctx context.Context, js jetstream.JetStream) {
-	backoff := 50 * time.Millisecond
+	tm := l.n.cfg.Timeouts
+	backoff := tm.StoreRetryMin
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, tm.StoreOpen)
 		kv, err := js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 			Bucket: l.bucket, Description: "parley last-seen times (unix ms)", History: 1,
 			Storage: jetstream.FileStorage, Replicas: min(3, len(l.n.peers)),
@@ -67,7 +68,7 @@ func (l *lastSeen) run(ctx context.Context, js jetstream.JetStream) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		backoff = min(2*backoff, tm.StoreRetryMax)
 	}
 	close(l.ready)
 	l.n.wg.Add(1)
@@ -80,7 +81,7 @@ func (l *lastSeen) run(ctx context.Context, js jetstream.JetStream) {
 		case <-ctx.Done():
 			return
 		case w := <-l.q:
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, tm.StorePut)
 			if _, err := l.kv.Put(pctx, w.user, binary.BigEndian.AppendUint64(nil, uint64(w.at.UnixMilli()))); err != nil {
 				l.n.log.Debug("last-seen put", "user", w.user, "err", err)
 			}
@@ -98,7 +99,7 @@ func (l *lastSeen) watch(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(time.Second):
+			case <-time.After(l.n.cfg.Timeouts.StoreWatchRetry):
 			}
 			continue
 		}

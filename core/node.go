@@ -166,7 +166,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
-	n.nc, err = n.nats.Connect("core-"+cfg.NodeID, nats.ReconnectWait(100*time.Millisecond))
+	n.nc, err = n.nats.Connect("core-"+cfg.NodeID, nats.ReconnectWait(cfg.Timeouts.NATSReconnectWait))
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
@@ -183,7 +183,8 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	fcfg := fanout.Config{
 		Region: cfg.Region, LargeGroup: fanout.LargeGroup(cfg.LargeGroup), Publish: n.nc.PublishMsg,
-		Shard: n.ledShard, Presence: n.presence, ReceiptAggregate: cfg.ReceiptAggregate, Now: cfg.Now, Logger: n.log,
+		Shard: n.ledShard, Presence: n.presence, ReceiptAggregate: cfg.ReceiptAggregate, MemberTTL: cfg.Timeouts.MemberCache,
+		Now: cfg.Now, Logger: n.log,
 	}
 	if !cfg.NATS.NoJetStream {
 		fcfg.Positions = func(conv string, users []string, sent map[string]crdt.Register) (map[string]crdt.Marks, error) {
@@ -296,7 +297,7 @@ func (n *Node) addGroup(name string, index int, sm stateMachine, mem *member) er
 	// follower gets heartbeats but no more entries, and the leader's
 	// Shutdown hangs (seen here with 32 shards; grafana/pyroscope#5518).
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hl,
+		Stream: layer, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: n.cfg.Timeouts.RaftRPC, Logger: hl,
 	})
 	var peers []group.Peer
 	for _, p := range n.peers {
@@ -368,7 +369,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("core: group %s has no leader: %w", name, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(n.cfg.Timeouts.ReadyPoll):
 			}
 		}
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/corerpc"
@@ -41,13 +40,33 @@ const (
 	DefaultHTTPReadHeaderTimeout = 10 * time.Second
 	DefaultHTTPReadTimeout       = 30 * time.Second
 	DefaultHTTPIdleTimeout       = 2 * time.Minute
+	// DefaultHTTPWriteSlack is added to RequestTimeout for the default
+	// HTTPWriteTimeout.
+	DefaultHTTPWriteSlack = 10 * time.Second
+	// DefaultRevocationWait caps Run's wait for the first revocation
+	// catch-up (the default is the smaller of this and RequestTimeout).
+	DefaultRevocationWait = 5 * time.Second
+	// DefaultNATSPingInterval, DefaultNATSMaxPingsOut and
+	// DefaultNATSReconnectWait are for the connections the Edge opens: a
+	// path that silently drops (a partition) is noticed within seconds
+	// and the edge moves to another core's server, instead of queueing on
+	// a dead TCP connection until the kernel gives up (nats.go pings every
+	// 2 minutes by default).
+	DefaultNATSPingInterval  = time.Second
+	DefaultNATSMaxPingsOut   = 3
+	DefaultNATSReconnectWait = 250 * time.Millisecond
 )
 
 // ErrClosed is returned by Run after Close, and by a second Run.
 var ErrClosed = errors.New("edge: closed or already running")
 
-// Config configures an Edge. Zero values mean the defaults; TokenKeys and
+// Config configures an Edge. Zero values mean the defaults; Auth.Keys and
 // one of NATS or NATSURL are required.
+//
+// The parts' own configurations are nested whole, with their defaults
+// and Validate: New fills in the fields that wire a part to the others
+// (connections, clients, handlers, clocks, loggers, metrics), whatever
+// they hold, and each part's New validates the rest.
 type Config struct {
 	// HTTPAddr is where the HTTP API listens (default 127.0.0.1:8080;
 	// port 0 picks a free port, see Edge.Addr).
@@ -60,81 +79,71 @@ type Config struct {
 	// go straight to the server of a shard's leader (see corerpc).
 	NATS    *nats.Conn
 	NATSURL string
+	// NATSPingInterval, NATSMaxPingsOut and NATSReconnectWait configure
+	// the connections the Edge opens to NATSURL (defaults 1 s, 3, 250 ms).
+	NATSPingInterval  time.Duration
+	NATSMaxPingsOut   int
+	NATSReconnectWait time.Duration
 	// Region names the NATS subjects (default syncproto.DefaultRegion).
 	Region string
-	// TokenKeys sign (the first) and verify (all) tokens; see auth.Key.
-	TokenKeys []auth.Key
-	// AccessTTL and RefreshTTL are token lifetimes (defaults 15 min, 30
-	// days). AccessTTL is at most syncproto.RevocationRetention, the time
-	// the directory keeps revocations for edges that missed them.
-	AccessTTL, RefreshTTL time.Duration
-	// RefreshGrace is how long a replaced refresh token still gets the same
-	// new one (default 30 s; negative: none); see auth.Config.
-	RefreshGrace time.Duration
-	// MaxRevocations bounds the revoked devices the edge remembers (see
-	// auth.RevocationsConfig; default auth.DefaultMaxRevocations).
-	MaxRevocations int
-	// Argon2 are the password hashing costs (default OWASP's).
-	Argon2 auth.Argon2Params
-	// MaxBodyBytes bounds request bodies (default 256 KiB).
-	MaxBodyBytes int64
-	// UserRate/UserBurst limit each user's calls; IPRate/IPBurst limit
-	// unauthenticated calls per IP (see httpapi.Config for defaults).
-	UserRate  rate.Limit
-	UserBurst int
-	IPRate    rate.Limit
-	IPBurst   int
-	// LoginThrottle delays log-ins to an account after failed ones, from
-	// any IP (see auth.Throttle for the defaults).
-	LoginThrottle auth.ThrottleConfig
-	// CORS lets pages of other origins call /v1 (default: none; see
-	// httpapi.CORSConfig).
-	CORS httpapi.CORSConfig
-	// RequestTimeout bounds each request, core calls included (default 10 s).
+	// Auth: the token keys (Keys: the first signs, all verify), token
+	// lifetimes, the refresh grace and password hashing costs. New sets
+	// Revocations and Now. AccessTTL is at most
+	// syncproto.RevocationRetention, the time the directory keeps
+	// revocations for edges that missed them.
+	Auth auth.Config
+	// Revocations bounds the revoked devices the edge remembers
+	// (MaxEntries). New sets TTL (the access token lifetime), Logger and Now.
+	Revocations auth.RevocationsConfig
+	// HTTP: the /v1 API's body limit, rate limits, CORS, log-in throttle
+	// and readiness checks. New sets Core, Auth, Revoked, RequestTimeout,
+	// Metrics, Logger and Now.
+	HTTP httpapi.Config
+	// Session: device sessions' queues, keepalive, timeouts and frame and
+	// typing limits. New sets Core, Auth, Hub, Presence, RequestTimeout,
+	// Overloaded, Metrics, Shared, Logger and Now. A session that reads no
+	// whole frame for 3 KeepAlives ends.
+	Session session.Config
+	// Hub: live delivery's subscriptions (FlushTimeout). New sets Conn,
+	// Region and Logger.
+	Hub session.HubConfig
+	// Presence times the presence batches to the cores (Interval, Lease,
+	// Linger). New sets Conn, Core, Region, Logger and Now.
+	Presence presence.Config
+	// CoreRPC: the retries of calls to the core (AttemptTimeout,
+	// MinBackoff, MaxBackoff). New sets Conn, Direct, Region, Timeout
+	// (RequestTimeout), Metrics, Logger and Now.
+	CoreRPC corerpc.Config
+	// QUIC, when QUIC.Addr is set, serves raw QUIC and HTTP/3 +
+	// WebTransport on that UDP address (port 0 picks one, see
+	// Edge.UDPAddr), with its IdleTimeout and StreamTimeout. New sets
+	// PacketConn (nil), TLS, Sessions, HTTP, the HTTP/3 timeouts (the
+	// edge's HTTP timeouts below) and Logger.
+	QUIC quicport.Config
+	// Cert is the UDP port's certificate: CertFile/KeyFile (PEM, reloaded
+	// when they change) or else a self-signed dev certificate kept in Dir
+	// (see edge/devcert), whose hashes the HTTP port publishes for
+	// browsers. New sets Logger and Now. Unused without QUIC.Addr.
+	Cert devcert.Config
+	// WebSocket bounds closing a WebSocket connection, whatever the peer
+	// does (CloseTimeout). New sets Sessions and Logger.
+	WebSocket wsconn.Config
+	// RequestTimeout bounds each request, core calls included (default
+	// 10 s): the HTTP API's, the device sessions' and the core client's.
 	RequestTimeout time.Duration
+	// RevocationWait bounds Run's wait for the first revocation catch-up
+	// before it serves (default: the smaller of RequestTimeout and 5 s);
+	// tokens are refused until it is done.
+	RevocationWait time.Duration
 	// ShutdownTimeout bounds the graceful shutdown when Run's ctx ends
 	// (default 10 s); requests still running then are cut off, and
-	// WebSockets still open are closed within CloseTimeout.
+	// WebSockets still open are closed within WebSocket.CloseTimeout.
 	ShutdownTimeout time.Duration
-	// SendQueue bounds the frames waiting for one device; KeepAlive is the
-	// ping interval announced to devices (see session.Config for defaults).
-	SendQueue int
-	KeepAlive time.Duration
-	// FrameRate and FrameBurst limit the frames one device session sends
-	// (see session.Config for defaults: 100/s, burst 200).
-	FrameRate  rate.Limit
-	FrameBurst int
-	// TypingRate and TypingBurst limit one device session's typing
-	// indicators (see session.Config for defaults: 2/s, burst 4).
-	TypingRate  rate.Limit
-	TypingBurst int
 	// TypingShedWait is the goroutine scheduling wait at which the edge
 	// counts itself short of CPU and sheds typing, when at least 10% of
 	// wake-ups in 100 ms wait this long (default 5 ms; negative: never
 	// shed for CPU, only for backlogs and full device queues).
 	TypingShedWait time.Duration
-	// UDPAddr, when set, serves raw QUIC and HTTP/3 + WebTransport on this
-	// UDP address (port 0 picks one, see Edge.UDPAddr). Its certificate
-	// is CertFile/KeyFile (PEM, reloaded when they change) or else a
-	// self-signed dev certificate kept in DevCertDir (see edge/devcert),
-	// whose hashes the HTTP port publishes for browsers.
-	UDPAddr           string
-	CertFile, KeyFile string
-	DevCertDir        string
-	// IdleTimeout closes a QUIC connection silent this long (default 60 s).
-	IdleTimeout time.Duration
-	// StreamTimeout bounds the wait for a QUIC or WebTransport session's
-	// control stream and for the request on each of its request streams,
-	// and the grace a closing one gives its last frame (default 10 s).
-	StreamTimeout time.Duration
-	// HelloTimeout bounds a device session's wait for its whole Hello, and
-	// WriteTimeout the writing of one frame to a device (see
-	// session.Config for defaults: 10 s, 30 s). A session that reads no
-	// whole frame for 3 KeepAlives ends.
-	HelloTimeout, WriteTimeout time.Duration
-	// CloseTimeout bounds closing a WebSocket connection, whatever the
-	// peer does (default 2 s; see wsconn.Config).
-	CloseTimeout time.Duration
 	// The HTTP timeouts, over TCP and HTTP/3 alike: HTTPReadHeaderTimeout
 	// bounds reading a request's headers and HTTPReadTimeout the whole
 	// request with its body (defaults 10 s, 30 s); HTTPWriteTimeout
@@ -143,9 +152,6 @@ type Config struct {
 	// (default 2 min). (Over HTTP/3 the read and write bounds start when
 	// the headers are complete, and a trickled header counts as idle.)
 	HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
-	// PresenceInterval and PresenceLease time the presence batches to the
-	// cores (see edge/presence for defaults: 500 ms, 1.5 s).
-	PresenceInterval, PresenceLease time.Duration
 	// Metrics receives the edge's Prometheus series (sessions, sends,
 	// deliveries, core calls, rate limits, typing; see docs/metrics.md);
 	// nil: a private registry that nothing reads. Register one Edge per
@@ -157,7 +163,9 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Validate names the first bad field.
+// Validate names the first bad field of the edge's own and of the parts'
+// configurations that need no wiring (Auth, HTTP's CORS and log-in
+// throttle, Cert); the other parts' New check theirs.
 func (c Config) Validate() error {
 	switch {
 	case c.NATS == nil && c.NATSURL == "":
@@ -170,31 +178,38 @@ func (c Config) Validate() error {
 		return fmt.Errorf("edge: ShutdownTimeout %v is negative", c.ShutdownTimeout)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("edge: RequestTimeout %v is negative", c.RequestTimeout)
-	case c.AccessTTL > syncproto.RevocationRetention:
-		return fmt.Errorf("edge: AccessTTL %v is longer than the %v revocations are kept", c.AccessTTL, syncproto.RevocationRetention)
-	case c.MaxRevocations < 0:
-		return fmt.Errorf("edge: MaxRevocations %d is negative", c.MaxRevocations)
-	case c.CloseTimeout < 0 || c.StreamTimeout < 0 || c.HelloTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
-		return errors.New("edge: CloseTimeout, StreamTimeout, HelloTimeout, WriteTimeout and IdleTimeout must not be negative")
+	case c.RevocationWait < 0:
+		return fmt.Errorf("edge: RevocationWait %v is negative", c.RevocationWait)
+	case c.NATSPingInterval < 0 || c.NATSMaxPingsOut < 0 || c.NATSReconnectWait < 0:
+		return errors.New("edge: NATSPingInterval, NATSMaxPingsOut and NATSReconnectWait must not be negative")
+	case c.Auth.AccessTTL > syncproto.RevocationRetention:
+		return fmt.Errorf("edge: Auth.AccessTTL %v is longer than the %v revocations are kept", c.Auth.AccessTTL, syncproto.RevocationRetention)
+	case c.Revocations.MaxEntries < 0:
+		return fmt.Errorf("edge: Revocations.MaxEntries %d is negative", c.Revocations.MaxEntries)
+	case c.WebSocket.CloseTimeout < 0 || c.QUIC.StreamTimeout < 0 || c.Session.RequestStreamTimeout < 0 ||
+		c.Session.HelloTimeout < 0 || c.Session.WriteTimeout < 0 || c.QUIC.IdleTimeout < 0:
+		return errors.New("edge: WebSocket.CloseTimeout, QUIC.StreamTimeout, QUIC.IdleTimeout, " +
+			"Session.RequestStreamTimeout, Session.HelloTimeout and Session.WriteTimeout must not be negative")
 	case c.HTTPReadHeaderTimeout < 0 || c.HTTPReadTimeout < 0 || c.HTTPWriteTimeout < 0 || c.HTTPIdleTimeout < 0:
 		return errors.New("edge: the HTTP timeouts must not be negative")
 	case c.HTTPReadHeaderTimeout > 0 && c.HTTPReadTimeout > 0 && c.HTTPReadHeaderTimeout > c.HTTPReadTimeout:
 		return fmt.Errorf("edge: HTTPReadHeaderTimeout %v exceeds HTTPReadTimeout %v", c.HTTPReadHeaderTimeout, c.HTTPReadTimeout)
 	}
-	if err := c.authConfig().Validate(); err != nil {
+	if err := c.Auth.Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
-	if err := c.LoginThrottle.Validate(); err != nil {
-		return fmt.Errorf("edge: LoginThrottle: %w", err)
+	if err := c.HTTP.LoginThrottle.Validate(); err != nil {
+		return fmt.Errorf("edge: HTTP.LoginThrottle: %w", err)
 	}
-	if err := c.CORS.Validate(); err != nil {
+	if err := c.HTTP.CORS.Validate(); err != nil {
 		return fmt.Errorf("edge: %w", err)
+	}
+	if c.QUIC.Addr != "" {
+		if err := c.Cert.Validate(); err != nil {
+			return fmt.Errorf("edge: %w", err)
+		}
 	}
 	return nil
-}
-
-func (c Config) authConfig() auth.Config {
-	return auth.Config{Keys: c.TokenKeys, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, RefreshGrace: c.RefreshGrace, Argon2: c.Argon2, Now: c.Now}
 }
 
 // Edge is one edge relay. New listens; Run serves; Close releases.
@@ -243,41 +258,26 @@ func New(cfg Config) (*Edge, error) {
 	if timeout == 0 {
 		timeout = httpapi.DefaultRequestTimeout
 	}
-	revs, err := auth.NewRevocations(auth.RevocationsConfig{TTL: cfg.AccessTTL, MaxEntries: cfg.MaxRevocations,
-		Logger: e.log.With("part", "revoke"), Now: cfg.Now})
+	rcfg := cfg.Revocations
+	rcfg.TTL, rcfg.Logger, rcfg.Now = cfg.Auth.AccessTTL, e.log.With("part", "revoke"), cfg.Now
+	revs, err := auth.NewRevocations(rcfg)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	acfg := cfg.authConfig()
-	acfg.Revocations = revs
+	acfg := cfg.Auth
+	acfg.Revocations, acfg.Now = revs, cfg.Now
 	au, err := auth.New(acfg)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	e.readyBy = min(timeout, 5*time.Second)
+	e.readyBy = cfg.RevocationWait
+	if e.readyBy == 0 {
+		e.readyBy = min(timeout, DefaultRevocationWait)
+	}
 	e.nc = cfg.NATS
 	if e.nc == nil {
-		// Pings every second, 3 unanswered: a path that silently drops
-		// (a partition) is noticed within seconds and the edge moves to
-		// another core's server, instead of queueing on a dead TCP
-		// connection until the kernel gives up (nats.go's default ping
-		// is every 2 minutes).
-		opts := []nats.Option{nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-			nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3), nats.ReconnectWait(250 * time.Millisecond)}
-		e.nc, err = nats.Connect(cfg.NATSURL, append(opts, nats.Name("parley-edge"))...)
-		if err != nil {
-			return nil, fmt.Errorf("edge: connect to NATS %s: %w", cfg.NATSURL, err)
-		}
-		e.ownNC = true
-		if urls := strings.Split(cfg.NATSURL, ","); len(urls) > 1 {
-			for _, u := range urls {
-				d, err := nats.Connect(strings.TrimSpace(u), append(opts, nats.Name("parley-edge-direct"), nats.IgnoreDiscoveredServers())...)
-				if err != nil {
-					e.closeNATS()
-					return nil, fmt.Errorf("edge: connect to NATS %s: %w", u, err)
-				}
-				e.direct = append(e.direct, d)
-			}
+		if err := e.connectNATS(cfg); err != nil {
+			return nil, err
 		}
 	}
 	fail := func(err error) (*Edge, error) {
@@ -292,9 +292,10 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: metrics: %w", err))
 	}
-	e.rpc, err = corerpc.New(corerpc.Config{Conn: e.nc, Direct: e.direct, Region: cfg.Region, Timeout: timeout, Metrics: reg,
-		Logger: e.log.With("part", "corerpc"), Now: cfg.Now})
-	if err != nil {
+	ccfg := cfg.CoreRPC
+	ccfg.Conn, ccfg.Direct, ccfg.Region, ccfg.Timeout = e.nc, e.direct, cfg.Region, timeout
+	ccfg.Metrics, ccfg.Logger, ccfg.Now = reg, e.log.With("part", "corerpc"), cfg.Now
+	if e.rpc, err = corerpc.New(ccfg); err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	e.revoked, err = revoke.New(revoke.Config{Conn: e.nc, Core: e.rpc, Region: e.rpc.Region(), Set: revs, TTL: au.AccessTTL(),
@@ -304,19 +305,21 @@ func New(cfg Config) (*Edge, error) {
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
-	api, err := httpapi.New(httpapi.Config{
-		Core: e.rpc, Auth: au, Revoked: e.revoked.Apply, MaxBodyBytes: cfg.MaxBodyBytes, RequestTimeout: timeout,
-		UserRate: cfg.UserRate, UserBurst: cfg.UserBurst, IPRate: cfg.IPRate, IPBurst: cfg.IPBurst,
-		LoginThrottle: cfg.LoginThrottle, CORS: cfg.CORS, Metrics: shared,
-		Logger: e.log.With("part", "httpapi"), Now: cfg.Now,
-	})
+	hcfg := cfg.HTTP
+	hcfg.Core, hcfg.Auth, hcfg.Revoked, hcfg.RequestTimeout = e.rpc, au, e.revoked.Apply, timeout
+	hcfg.Metrics, hcfg.Logger, hcfg.Now = shared, e.log.With("part", "httpapi"), cfg.Now
+	api, err := httpapi.New(hcfg)
 	if err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
-	e.hub = session.NewHub(e.nc, e.rpc.Region(), e.log.With("part", "hub"))
-	e.pres, err = presence.New(presence.Config{Conn: e.nc, Core: e.rpc, Region: e.rpc.Region(),
-		Interval: cfg.PresenceInterval, Lease: cfg.PresenceLease, Logger: e.log.With("part", "presence"), Now: cfg.Now})
-	if err != nil {
+	ucfg := cfg.Hub
+	ucfg.Conn, ucfg.Region, ucfg.Logger = e.nc, e.rpc.Region(), e.log.With("part", "hub")
+	if e.hub, err = session.NewHub(ucfg); err != nil {
+		return fail(fmt.Errorf("edge: %w", err))
+	}
+	pcfg := cfg.Presence
+	pcfg.Conn, pcfg.Core, pcfg.Region, pcfg.Logger, pcfg.Now = e.nc, e.rpc, e.rpc.Region(), e.log.With("part", "presence"), cfg.Now
+	if e.pres, err = presence.New(pcfg); err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	if e.ownNC {
@@ -333,41 +336,38 @@ func New(cfg Config) (*Edge, error) {
 		// wait for the catch-up after it comes back.
 		e.nc.SetDisconnectErrHandler(func(*nats.Conn, error) { e.revoked.Disconnected() })
 	}
-	e.sessions, err = session.New(session.Config{
-		Core: e.rpc, Auth: au, Hub: e.hub, Presence: presenceAdapter{e.pres}, RequestTimeout: timeout,
-		SendQueue: cfg.SendQueue, KeepAlive: cfg.KeepAlive, FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst,
-		HelloTimeout: cfg.HelloTimeout, WriteTimeout: cfg.WriteTimeout, RequestStreamTimeout: cfg.StreamTimeout,
-		TypingRate: cfg.TypingRate, TypingBurst: cfg.TypingBurst,
-		Overloaded: overloaded(cfg.TypingShedWait), Metrics: reg, Shared: shared,
-		Logger: e.log.With("part", "session"), Now: cfg.Now,
-	})
-	if err != nil {
+	scfg := cfg.Session
+	scfg.Core, scfg.Auth, scfg.Hub, scfg.Presence, scfg.RequestTimeout = e.rpc, au, e.hub, presenceAdapter{e.pres}, timeout
+	scfg.Overloaded, scfg.Metrics, scfg.Shared = overloaded(cfg.TypingShedWait), reg, shared
+	scfg.Logger, scfg.Now = e.log.With("part", "session"), cfg.Now
+	if e.sessions, err = session.New(scfg); err != nil {
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	ht := httpTimeouts{header: cfg.HTTPReadHeaderTimeout, read: cfg.HTTPReadTimeout, write: cfg.HTTPWriteTimeout, idle: cfg.HTTPIdleTimeout}
 	ht = ht.withDefaults(timeout)
 	e.base, e.baseCancel = context.WithCancel(context.Background())
-	e.ws, err = wsconn.New(e.base, wsconn.Config{Sessions: e.sessions, CloseTimeout: cfg.CloseTimeout, Logger: e.log.With("part", "ws")})
-	if err != nil {
+	wcfg := cfg.WebSocket
+	wcfg.Sessions, wcfg.Logger = e.sessions, e.log.With("part", "ws")
+	if e.ws, err = wsconn.New(e.base, wcfg); err != nil {
 		e.baseCancel()
 		return fail(fmt.Errorf("edge: %w", err))
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+wsconn.Path, e.ws)
 	mux.Handle("/", api)
-	if cfg.UDPAddr != "" {
-		e.certs, err = devcert.New(devcert.Config{Dir: cfg.DevCertDir, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile,
-			Logger: e.log.With("part", "cert"), Now: cfg.Now})
-		if err != nil {
+	if cfg.QUIC.Addr != "" {
+		dcfg := cfg.Cert
+		dcfg.Logger, dcfg.Now = e.log.With("part", "cert"), cfg.Now
+		if e.certs, err = devcert.New(dcfg); err != nil {
 			e.baseCancel()
 			return fail(fmt.Errorf("edge: %w", err))
 		}
 		mux.Handle(syncproto.CertHashPath, e.certs.HashHandler())
-		e.udp, err = quicport.New(quicport.Config{Addr: cfg.UDPAddr, TLS: e.certs.TLSConfig(), Sessions: e.sessions,
-			HTTP: withSecurityHeaders(api), IdleTimeout: cfg.IdleTimeout, StreamTimeout: cfg.StreamTimeout,
-			HTTPIdleTimeout: ht.idle, HTTPReadTimeout: ht.read, HTTPWriteTimeout: ht.write,
-			Logger: e.log.With("part", "quic")})
-		if err != nil {
+		qcfg := cfg.QUIC
+		qcfg.PacketConn, qcfg.TLS, qcfg.Sessions, qcfg.HTTP = nil, e.certs.TLSConfig(), e.sessions, withSecurityHeaders(api)
+		qcfg.HTTPIdleTimeout, qcfg.HTTPReadTimeout, qcfg.HTTPWriteTimeout = ht.idle, ht.read, ht.write
+		qcfg.Logger = e.log.With("part", "quic")
+		if e.udp, err = quicport.New(qcfg); err != nil {
 			_ = e.certs.Close()
 			e.baseCancel()
 			return fail(fmt.Errorf("edge: %w", err))
@@ -393,6 +393,40 @@ func New(cfg Config) (*Edge, error) {
 		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 	}
 	return e, nil
+}
+
+// connectNATS opens the Edge's connections to cfg.NATSURL: one that
+// follows the cluster, and with several URLs one pinned to each server.
+func (e *Edge) connectNATS(cfg Config) error {
+	ping, pings, wait := cfg.NATSPingInterval, cfg.NATSMaxPingsOut, cfg.NATSReconnectWait
+	if ping == 0 {
+		ping = DefaultNATSPingInterval
+	}
+	if pings == 0 {
+		pings = DefaultNATSMaxPingsOut
+	}
+	if wait == 0 {
+		wait = DefaultNATSReconnectWait
+	}
+	opts := []nats.Option{nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.PingInterval(ping), nats.MaxPingsOutstanding(pings), nats.ReconnectWait(wait)}
+	var err error
+	e.nc, err = nats.Connect(cfg.NATSURL, append(opts, nats.Name("parley-edge"))...)
+	if err != nil {
+		return fmt.Errorf("edge: connect to NATS %s: %w", cfg.NATSURL, err)
+	}
+	e.ownNC = true
+	if urls := strings.Split(cfg.NATSURL, ","); len(urls) > 1 {
+		for _, u := range urls {
+			d, err := nats.Connect(strings.TrimSpace(u), append(opts, nats.Name("parley-edge-direct"), nats.IgnoreDiscoveredServers())...)
+			if err != nil {
+				e.closeNATS()
+				return fmt.Errorf("edge: connect to NATS %s: %w", u, err)
+			}
+			e.direct = append(e.direct, d)
+		}
+	}
+	return nil
 }
 
 // Addr is the address the HTTP API listens on.
@@ -426,9 +460,9 @@ func (e *Edge) closeUDP() {
 
 // Run serves until ctx ends or Close is called, then shuts down
 // gracefully: it stops accepting, lets running requests finish within
-// ShutdownTimeout, closes the WebSockets left (within CloseTimeout), and
-// returns nil. It returns an error if serving fails,
-// and ErrClosed if the Edge was closed or is already running.
+// ShutdownTimeout, closes the WebSockets left (within
+// WebSocket.CloseTimeout), and returns nil. It returns an error if serving
+// fails, and ErrClosed if the Edge was closed or is already running.
 func (e *Edge) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.started {
@@ -508,7 +542,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		_ = e.srv.Close()
 	}
 	// The WebSockets, which the HTTP server no longer tracks, close
-	// within CloseTimeout of their sessions' end.
+	// within WebSocket.CloseTimeout of their sessions' end.
 	e.ws.Close()
 	if err == nil {
 		err = <-served
@@ -534,7 +568,7 @@ func (t httpTimeouts) withDefaults(requestTimeout time.Duration) httpTimeouts {
 		t.header = min(DefaultHTTPReadHeaderTimeout, t.read)
 	}
 	if t.write == 0 {
-		t.write = requestTimeout + 10*time.Second
+		t.write = requestTimeout + DefaultHTTPWriteSlack
 	}
 	if t.idle == 0 {
 		t.idle = DefaultHTTPIdleTimeout

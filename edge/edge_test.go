@@ -16,6 +16,9 @@ import (
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/edge/quicport"
+	"github.com/parley-chat/parley/edge/session"
+	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -68,8 +71,8 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(releaseOnce) // runs first: never leave the responder blocked
 
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey},
-		Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+		Auth: auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +135,8 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 func TestCloseWithoutRunReleasesPortAndKeepsCallersConn(t *testing.T) {
 	ns := natstest.Server(t)
 	nc := natstest.Conn(t, ns)
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATS: nc,
+		Auth: auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +162,8 @@ func TestCloseWithoutRunReleasesPortAndKeepsCallersConn(t *testing.T) {
 
 func TestCloseStopsRun(t *testing.T) {
 	ns := natstest.Server(t)
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+		Auth: auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +195,9 @@ func TestNATSDownAtStart(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: "nats://" + dead, TokenKeys: []auth.Key{testKey},
-		Argon2: auth.Argon2Params{Memory: 64, Time: 1}, RequestTimeout: 300 * time.Millisecond})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: "nats://" + dead,
+		Auth:           auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}},
+		RequestTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,24 +221,30 @@ func TestConfigValidate(t *testing.T) {
 		cfg  Config
 		ok   bool
 	}{
-		{"ok with url", Config{NATSURL: "nats://127.0.0.1:4222", TokenKeys: keys}, true},
-		{"ok with conn", Config{NATS: nc, TokenKeys: keys}, true},
-		{"no nats", Config{TokenKeys: keys}, false},
-		{"both nats", Config{NATS: nc, NATSURL: "nats://x", TokenKeys: keys}, false},
+		{"ok with url", Config{NATSURL: "nats://127.0.0.1:4222", Auth: auth.Config{Keys: keys}}, true},
+		{"ok with conn", Config{NATS: nc, Auth: auth.Config{Keys: keys}}, true},
+		{"no nats", Config{Auth: auth.Config{Keys: keys}}, false},
+		{"both nats", Config{NATS: nc, NATSURL: "nats://x", Auth: auth.Config{Keys: keys}}, false},
 		{"no keys", Config{NATS: nc}, false},
-		{"short key", Config{NATS: nc, TokenKeys: []auth.Key{{ID: "k", Secret: []byte("short")}}}, false},
-		{"bad region", Config{NATS: nc, TokenKeys: keys, Region: "EU West"}, false},
-		{"negative shutdown", Config{NATS: nc, TokenKeys: keys, ShutdownTimeout: -1}, false},
-		{"negative close timeout", Config{NATS: nc, TokenKeys: keys, CloseTimeout: -1}, false},
-		{"negative hello timeout", Config{NATS: nc, TokenKeys: keys, HelloTimeout: -1}, false},
-		{"negative HTTP idle timeout", Config{NATS: nc, TokenKeys: keys, HTTPIdleTimeout: -1}, false},
-		{"headers longer than the request", Config{NATS: nc, TokenKeys: keys, HTTPReadHeaderTimeout: 2 * time.Second, HTTPReadTimeout: time.Second}, false},
-		{"short connection timeouts", Config{NATS: nc, TokenKeys: keys, HTTPReadHeaderTimeout: time.Second, HTTPReadTimeout: time.Second,
-			HelloTimeout: time.Second, WriteTimeout: time.Second, StreamTimeout: time.Second, CloseTimeout: time.Second}, true},
-		{"bad argon2", Config{NATS: nc, TokenKeys: keys, Argon2: auth.Argon2Params{SaltLen: 1}}, false},
-		{"bad login throttle", Config{NATS: nc, TokenKeys: keys, LoginThrottle: auth.ThrottleConfig{BaseDelay: time.Hour}}, false},
-		{"bad CORS origin", Config{NATS: nc, TokenKeys: keys, CORS: httpapi.CORSConfig{AllowedOrigins: []string{"https://app.example.com/"}}}, false},
-		{"CORS origins", Config{NATS: nc, TokenKeys: keys, CORS: httpapi.CORSConfig{AllowedOrigins: []string{"https://app.example.com"}}}, true},
+		{"short key", Config{NATS: nc, Auth: auth.Config{Keys: []auth.Key{{ID: "k", Secret: []byte("short")}}}}, false},
+		{"bad region", Config{NATS: nc, Auth: auth.Config{Keys: keys}, Region: "EU West"}, false},
+		{"negative shutdown", Config{NATS: nc, Auth: auth.Config{Keys: keys}, ShutdownTimeout: -1}, false},
+		{"negative close timeout", Config{NATS: nc, Auth: auth.Config{Keys: keys}, WebSocket: wsconn.Config{CloseTimeout: -1}}, false},
+		{"negative hello timeout", Config{NATS: nc, Auth: auth.Config{Keys: keys}, Session: session.Config{HelloTimeout: -1}}, false},
+		{"negative HTTP idle timeout", Config{NATS: nc, Auth: auth.Config{Keys: keys}, HTTPIdleTimeout: -1}, false},
+		{"headers longer than the request", Config{NATS: nc, Auth: auth.Config{Keys: keys},
+			HTTPReadHeaderTimeout: 2 * time.Second, HTTPReadTimeout: time.Second}, false},
+		{"short connection timeouts", Config{NATS: nc, Auth: auth.Config{Keys: keys}, HTTPReadHeaderTimeout: time.Second,
+			HTTPReadTimeout: time.Second,
+			Session:         session.Config{HelloTimeout: time.Second, WriteTimeout: time.Second, RequestStreamTimeout: time.Second},
+			QUIC:            quicport.Config{StreamTimeout: time.Second}, WebSocket: wsconn.Config{CloseTimeout: time.Second}}, true},
+		{"bad argon2", Config{NATS: nc, Auth: auth.Config{Keys: keys, Argon2: auth.Argon2Params{SaltLen: 1}}}, false},
+		{"bad login throttle", Config{NATS: nc, Auth: auth.Config{Keys: keys},
+			HTTP: httpapi.Config{LoginThrottle: auth.ThrottleConfig{BaseDelay: time.Hour}}}, false},
+		{"bad CORS origin", Config{NATS: nc, Auth: auth.Config{Keys: keys},
+			HTTP: httpapi.Config{CORS: httpapi.CORSConfig{AllowedOrigins: []string{"https://app.example.com/"}}}}, false},
+		{"CORS origins", Config{NATS: nc, Auth: auth.Config{Keys: keys},
+			HTTP: httpapi.Config{CORS: httpapi.CORSConfig{AllowedOrigins: []string{"https://app.example.com"}}}}, true},
 	} {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)

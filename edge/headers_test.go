@@ -20,8 +20,10 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/devcert"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
@@ -59,8 +61,9 @@ func newHeadersEdge(t *testing.T) (*Edge, string) {
 	t.Helper()
 	ns := natstest.Server(t)
 	notFoundCore(t, natstest.Conn(t, ns))
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", DevCertDir: t.TempDir(),
-		NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"},
+		Cert: devcert.Config{Dir: t.TempDir()}, NATSURL: ns.ClientURL(),
+		Auth: auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

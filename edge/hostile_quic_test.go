@@ -29,11 +29,12 @@ import (
 // the race detector on 2 cores): the kinds are opened longest-lived
 // first.
 func quicTimeouts(c *Config) {
-	c.IdleTimeout = 4 * time.Second
-	c.StreamTimeout = 5 * time.Second
-	c.HelloTimeout = 6 * time.Second
-	c.KeepAlive = 3 * time.Second
-	c.WriteTimeout = 6 * time.Second
+	c.QUIC.IdleTimeout = 4 * time.Second
+	c.QUIC.StreamTimeout = 5 * time.Second
+	c.Session.RequestStreamTimeout = 5 * time.Second
+	c.Session.HelloTimeout = 6 * time.Second
+	c.Session.KeepAlive = 3 * time.Second
+	c.Session.WriteTimeout = 6 * time.Second
 	c.HTTPIdleTimeout = 5 * time.Second
 	c.HTTPReadTimeout = 8 * time.Second
 	c.HTTPWriteTimeout = 8 * time.Second

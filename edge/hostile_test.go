@@ -28,7 +28,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -48,9 +50,9 @@ func newHostileEdge(t *testing.T, mod func(*Config)) *hostileEdge {
 	ns := natstest.Server(t)
 	nc := natstest.Conn(t, ns)
 	answerEverything(t, nc)
-	cfg := Config{HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: []auth.Key{testKey},
-		Argon2: auth.Argon2Params{Memory: 64, Time: 1}, UserRate: rate.Inf, RequestTimeout: 2 * time.Second,
-		ShutdownTimeout: time.Second}
+	cfg := Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"}, NATS: nc,
+		Auth: auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}},
+		HTTP: httpapi.Config{UserRate: rate.Inf}, RequestTimeout: 2 * time.Second, ShutdownTimeout: time.Second}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -59,7 +61,7 @@ func newHostileEdge(t *testing.T, mod func(*Config)) *hostileEdge {
 		t.Fatal(err)
 	}
 	runEdge(t, e)
-	a, err := auth.New(cfg.authConfig())
+	a, err := auth.New(cfg.Auth)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,10 @@ import (
 // the edge's goroutines and heap return to their baseline.
 func TestHostileWebSocket(t *testing.T) {
 	he := newHostileEdge(t, func(c *Config) {
-		c.HelloTimeout = 3 * time.Second
-		c.KeepAlive = time.Second // no whole frame for 3 s: cut
-		c.WriteTimeout = 3 * time.Second
-		c.CloseTimeout = time.Second
+		c.Session.HelloTimeout = 3 * time.Second
+		c.Session.KeepAlive = time.Second // no whole frame for 3 s: cut
+		c.Session.WriteTimeout = 3 * time.Second
+		c.WebSocket.CloseTimeout = time.Second
 		c.HTTPReadHeaderTimeout = 2 * time.Second
 		c.HTTPReadTimeout = 3 * time.Second
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/internal/natstest"
+	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -195,8 +196,8 @@ func (c *rawWS) waitClosed(deadline time.Time) (code int, err error) {
 func TestWebSocketOversizedFrameIsClosed(t *testing.T) {
 	ns := natstest.Server(t)
 	coreDouble(t, natstest.Conn(t, ns), nil, nil)
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey},
-		Argon2: auth.Argon2Params{Memory: 64, Time: 1}})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+		Auth: auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +261,9 @@ func TestRunReturnsOnceItsWebSocketsAreClosed(t *testing.T) {
 	coreDouble(t, natstest.Conn(t, ns), nil, nil)
 	// A close handshake that waits longer than the drain, so that a Run
 	// that did not wait for it would return first.
-	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(), TokenKeys: []auth.Key{testKey},
-		Argon2: auth.Argon2Params{Memory: 64, Time: 1}, ShutdownTimeout: 100 * time.Millisecond, CloseTimeout: 3 * time.Second})
+	e, err := New(Config{HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+		Auth:            auth.Config{Keys: []auth.Key{testKey}, Argon2: auth.Argon2Params{Memory: 64, Time: 1}},
+		ShutdownTimeout: 100 * time.Millisecond, WebSocket: wsconn.Config{CloseTimeout: 3 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/internal/poll"
+	"github.com/parley-chat/parley/system"
 )
 
 // TestServeLoginThrottleCORSAndHeaders: the per-account log-in throttle,
@@ -18,9 +20,9 @@ import (
 // against the real core.
 func TestServeLoginThrottleCORSAndHeaders(t *testing.T) {
 	const app = "https://app.example.com"
-	s := startTestSystem(t, "", func(c *serveConfig) {
-		c.LoginThrottle = auth.ThrottleConfig{FreeFailures: 1, BaseDelay: time.Second, MaxDelay: 2 * time.Second}
-		c.CORS = httpapi.CORSConfig{AllowedOrigins: []string{app}}
+	s := startTestSystem(t, "", func(c *system.Config) {
+		c.Edge.HTTP.LoginThrottle = auth.ThrottleConfig{FreeFailures: 1, BaseDelay: time.Second, MaxDelay: 2 * time.Second}
+		c.Edge.HTTP.CORS = httpapi.CORSConfig{AllowedOrigins: []string{app}}
 	})
 	s.user(t, "acme", "ana")
 	login := func(password string) raw {
@@ -69,21 +71,21 @@ func TestServeLoginThrottleCORSAndHeaders(t *testing.T) {
 func TestAccessFlags(t *testing.T) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var login auth.ThrottleConfig
-	var cors httpapi.CORSConfig
-	accessFlags(fs, &login, &cors)
+	var c edge.Config
+	edgeFlags(fs, &c, "")
 	err := fs.Parse([]string{"-cors-origins", "https://a.example, http://localhost:5173", "-login-free-failures", "5",
 		"-login-delay", "2s", "-login-delay-max", "30s"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	login, cors := c.HTTP.LoginThrottle, c.HTTP.CORS
 	if !slices.Equal(cors.AllowedOrigins, []string{"https://a.example", "http://localhost:5173"}) ||
 		login.FreeFailures != 5 || login.BaseDelay != 2*time.Second || login.MaxDelay != 30*time.Second {
 		t.Fatalf("parsed %+v %+v", cors, login)
 	}
 	fs = flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	accessFlags(fs, &login, &cors)
+	edgeFlags(fs, &c, "")
 	if err := fs.Parse([]string{"-cors-origins", "https://a.example/"}); err == nil {
 		t.Fatal("an origin with a path was accepted")
 	}

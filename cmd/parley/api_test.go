@@ -19,8 +19,13 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/client/rest"
+	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 const testPassword = "correct horse battery"
@@ -31,43 +36,39 @@ var testFamily = auth.Family{ID: "0123456789abcdef", Generation: 1}
 
 // testSystem is a running serve system and its base URL.
 type testSystem struct {
-	*system
+	*system.System
+	node *core.Node
+	edge *edge.Edge
 	base string
 	dir  string
 	// stop shuts the system down and returns Run's error; only once.
 	stop func() error
 }
 
-func startTestSystem(t testing.TB, dir string, mod func(*serveConfig)) *testSystem {
+func startTestSystem(t testing.TB, dir string, mod func(*system.Config)) *testSystem {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	cfg := serveConfig{
-		DataDir:   dir,
-		HTTPAddr:  "127.0.0.1:0",
-		UDPAddr:   "127.0.0.1:0",
-		NATSAddr:  "-",
-		RaftAddr:  "127.0.0.1:0",
-		Shards:    4,
-		UserRate:  10_000,
-		UserBurst: 10_000,
-		IPRate:    10_000,
-		IPBurst:   10_000,
+	cfg := system.Config{
+		DataDir: dir,
+		Core:    core.Config{NATS: core.NATSConfig{ClientAddr: "-"}, RaftAddr: "127.0.0.1:0", ShardCount: 4},
+		Edge: edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"},
+			HTTP: httpapi.Config{UserRate: 10_000, UserBurst: 10_000, IPRate: 10_000, IPBurst: 10_000}},
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s, err := startSystem(ctx, cfg)
+	s, err := system.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(rctx) }()
-	ts := &testSystem{system: s, base: "http://" + s.HTTPAddr(), dir: dir}
+	ts := &testSystem{System: s, node: s.Node(), edge: s.Edge(), base: "http://" + s.HTTPAddr(), dir: dir}
 	ts.stop = func() error {
 		stop()
 		return <-done
@@ -410,7 +411,7 @@ func TestAPIErrors(t *testing.T) {
 
 	// Tokens that expired: signed with the system's own key 31 days ago
 	// (refresh tokens live 30 days).
-	keys, err := readKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
+	keys, err := auth.ReadKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +496,7 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func TestAPIRateLimit(t *testing.T) {
-	s := startTestSystem(t, "", func(c *serveConfig) { c.UserRate, c.UserBurst = 0.5, 3 })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Edge.HTTP.UserRate, c.Edge.HTTP.UserBurst = 0.5, 3 })
 	_, anaS := s.user(t, "acme", "ana")
 	var limited raw
 	for i := range 10 {

@@ -91,13 +91,14 @@ func (f *authzFixture) fresh(t *testing.T) authzUser {
 // holds.
 func (f *authzFixture) badTokens(t *testing.T) []struct{ name, token, code string } {
 	t.Helper()
-	keys, err := readKeyFile(filepath.Join(f.s.dir, "edge", "token.keys"))
+	keys, err := auth.ReadKeyFile(filepath.Join(f.s.dir, "edge", "token.keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := auth.Identity{WorkspaceID: f.member.sess.User.WorkspaceID, UserID: f.member.id(), DeviceID: f.member.sess.Device.ID}
 	issue := func(keys []auth.Key, now time.Time) string {
-		a, err := auth.New(auth.Config{Keys: keys, Argon2: auth.Argon2Params{Memory: 64, Time: 1}, Now: func() time.Time { return now }})
+		a, err := auth.New(auth.Config{Keys: keys, Argon2: auth.Argon2Params{Memory: 64, Time: 1},
+			Now: func() time.Time { return now }})
 		if err != nil {
 			t.Fatal(err)
 		}

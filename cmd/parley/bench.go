@@ -7,8 +7,17 @@ import (
 	"io"
 	"log/slog"
 
+	"golang.org/x/time/rate"
+
 	"github.com/parley-chat/parley/bench"
 	"github.com/parley-chat/parley/cmd/internal/observe"
+	"github.com/parley-chat/parley/cmd/internal/settings"
+	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/quicport"
+	"github.com/parley-chat/parley/edge/session"
+	"github.com/parley-chat/parley/system"
 )
 
 // runBench is `parley bench`: its flags into a bench config, with this
@@ -26,7 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else {
 		httpCfg.AddFlags(fs)
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := settings.Parse(fs, args); err != nil {
 		return err
 	}
 	return run()
@@ -34,14 +43,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // benchSystem is a serve system run for the bench (-spawn serve, -self).
 type benchSystem struct {
-	s       *system
+	s       *system.System
 	stop    func()
 	metrics string
 }
 
 var _ bench.System = (*benchSystem)(nil)
 
-// startBenchSystem is the bench's StartFunc: startSystem on loopback with
+// startBenchSystem is the bench's StartFunc: system.Start on loopback with
 // the limits lifted.
 func startBenchSystem(ctx context.Context, c bench.SystemConfig) (bench.System, error) {
 	udp := ""
@@ -52,9 +61,11 @@ func startBenchSystem(ctx context.Context, c bench.SystemConfig) (bench.System, 
 	if err != nil {
 		return nil, err
 	}
-	s, err := startSystem(ctx, serveConfig{DataDir: c.DataDir, HTTPAddr: "127.0.0.1:0", UDPAddr: udp, NATSAddr: "-", RaftAddr: "127.0.0.1:0",
-		Shards: c.Shards, FrameRate: 1e6, UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6,
-		TypingRate: c.TypingRate, TypingBurst: c.TypingBurst, Metrics: reg})
+	s, err := system.Start(ctx, system.Config{DataDir: c.DataDir, Metrics: reg,
+		Core: core.Config{NATS: core.NATSConfig{ClientAddr: "-"}, RaftAddr: "127.0.0.1:0", ShardCount: c.Shards},
+		Edge: edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: udp},
+			Session: session.Config{FrameRate: 1e6, FrameBurst: 2e6, TypingRate: rate.Limit(c.TypingRate), TypingBurst: c.TypingBurst},
+			HTTP:    httpapi.Config{UserRate: 1e6, UserBurst: 1e6, IPRate: 1e6, IPBurst: 1e6}}})
 	if err != nil {
 		return nil, err
 	}
@@ -72,19 +83,19 @@ func startBenchSystem(ctx context.Context, c bench.SystemConfig) (bench.System, 
 }
 
 func (b *benchSystem) URL() string        { return "http://" + b.s.HTTPAddr() }
-func (b *benchSystem) Sessions() int      { return b.s.edge.Sessions() }
+func (b *benchSystem) Sessions() int      { return b.s.Edge().Sessions() }
 func (b *benchSystem) Close()             { b.stop() }
 func (b *benchSystem) MetricsURL() string { return b.metrics }
 
 func (b *benchSystem) UDPAddr() string {
-	if a := b.s.edge.UDPAddr(); a != nil {
+	if a := b.s.UDPAddr(); a != nil {
 		return a.String()
 	}
 	return ""
 }
 
 func (b *benchSystem) TypingStats() (bench.EdgeTypingStats, bench.CoreTypingStats) {
-	return bench.EdgeTypingStats(b.s.edge.TypingStats()), bench.CoreTypingStats(b.s.node.TypingStats())
+	return bench.EdgeTypingStats(b.s.Edge().TypingStats()), bench.CoreTypingStats(b.s.Node().TypingStats())
 }
 
 // launchBench is the bench's LaunchFunc (-spawn region3): a subcommand

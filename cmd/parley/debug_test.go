@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 // TestPrintRaftStats: histograms and summaries print their count and
@@ -123,7 +124,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startTestSystem(t, "", func(c *serveConfig) { c.Metrics = reg })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Metrics = reg })
 	srv := httptest.NewServer(observe.Mux(reg, s.node.Ready))
 	t.Cleanup(srv.Close)
 	ctx := t.Context()

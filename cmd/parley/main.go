@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/parley-chat/parley/cmd/internal/settings"
 	"github.com/parley-chat/parley/syncproto"
 )
 
@@ -59,8 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "keygen":
 		err = runKeygen(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintf(stdout, "parley %s (protocol %d)\n", version(), syncproto.ProtocolVersion)
-		return 0
+		err = runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -70,15 +70,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		switch {
-		case errors.Is(err, errHelp):
+		case errors.Is(err, settings.ErrHelp):
 			return 0
-		case errors.Is(err, errUsage):
+		case errors.Is(err, settings.ErrUsage):
 			return 2
 		}
 		fmt.Fprintf(stderr, "parley %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	if err := settings.Parse(settings.NewFlagSet("parley version", "", stderr, false), args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "parley %s (protocol %d)\n", version(), syncproto.ProtocolVersion)
+	return nil
 }
 
 func version() string {

@@ -20,9 +20,11 @@ import (
 	"github.com/parley-chat/parley/core/group"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 // presenceRegion is three core nodes and the NATS URLs edges may use.
@@ -90,8 +92,8 @@ func (r *presenceRegion) startEdge(t *testing.T, natsURL string) *testEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: r.keys, ShutdownTimeout: time.Nanosecond,
-		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6})
+	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATS: nc, Auth: auth.Config{Keys: r.keys},
+		ShutdownTimeout: time.Nanosecond, HTTP: httpapi.Config{UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +347,7 @@ func TestPresenceOffForWorkspace(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	s = startTestSystem(t, s.dir, func(c *serveConfig) { c.PresenceOff = []string{ana.User.WorkspaceID} })
+	s = startTestSystem(t, s.dir, func(c *system.Config) { c.Core.Presence.Off = []string{ana.User.WorkspaceID} })
 	rc := rest.New(s.base)
 	sess, err := rc.Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: "ana", Password: testPassword, DeviceName: "x"})
 	if err != nil {

@@ -62,7 +62,8 @@ func TestReadyzWaitsForEveryShardLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATSURL: "nats://" + clients[0], TokenKeys: []auth.Key{key}})
+	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATSURL: "nats://" + clients[0],
+		Auth: auth.Config{Keys: []auth.Key{key}}})
 	if err != nil {
 		t.Fatal(err)
 	}

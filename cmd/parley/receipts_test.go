@@ -12,6 +12,7 @@ import (
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 // receiptLog collects a device's receipt updates.
@@ -164,7 +165,7 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 // Above the large-group size, a read reaches the reader's own devices as
 // a position and the other members only as aggregate counts.
 func TestReceiptsLargeGroupAggregates(t *testing.T) {
-	s := startTestSystem(t, "", func(c *serveConfig) { c.Large = 2 })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Core.LargeGroup = 2 })
 	ctx := t.Context()
 	names := []string{"ana", "bo", "cy", "dee"}
 	var ids []string
@@ -226,7 +227,7 @@ func TestReceiptsLargeGroupAggregates(t *testing.T) {
 // device waits for each update (over WebSocket, on parley serve): the time
 // from the report to the other member seeing it, p50/p99.
 func BenchmarkReceiptFanout(b *testing.B) {
-	s := startTestSystem(b, "", func(c *serveConfig) { c.FrameRate = 100_000 })
+	s := startTestSystem(b, "", func(c *system.Config) { c.Edge.Session.FrameRate, c.Edge.Session.FrameBurst = 100_000, 200_000 })
 	ctx := b.Context()
 	anaRC, anaS := s.user(b, "acme", "ana")
 	boRC, boS := s.user(b, "acme", "bo")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 type refreshed struct {
@@ -133,7 +134,7 @@ func TestAPIConcurrentRefreshesRotateOnce(t *testing.T) {
 		return ok, codes
 	}
 	t.Run("no grace", func(t *testing.T) {
-		s := startTestSystem(t, "", func(c *serveConfig) { c.RefreshGrace = -1 })
+		s := startTestSystem(t, "", func(c *system.Config) { c.Edge.Auth.RefreshGrace = -1 })
 		_, ana := s.user(t, "acme", "ana")
 		ok, codes := race(t, s, ana.RefreshToken)
 		if len(ok) != 1 {

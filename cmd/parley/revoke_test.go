@@ -22,9 +22,12 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 // rawDevice is a device session driven frame by frame over a transport.
@@ -403,7 +406,7 @@ func accessUser(t *testing.T, rc *rest.Client) string {
 // cut.
 func TestSessionTokenExpiry(t *testing.T) {
 	const ttl = 4 * time.Second
-	s := startTestSystem(t, "", func(c *serveConfig) { c.AccessTTL = ttl })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Edge.Auth.AccessTTL = ttl })
 	for _, transport := range []string{"ws", "quic", "wt"} {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
@@ -548,7 +551,7 @@ func (p *tcpProxy) setCut(cut bool) {
 // refuses the device's token once it is back, and ends the device's
 // session that stayed open on it meanwhile.
 func TestEdgeCatchesUpOnMissedRevocations(t *testing.T) {
-	s := startTestSystem(t, "", func(c *serveConfig) { c.NATSAddr = "127.0.0.1:0" })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Core.NATS.ClientAddr = "127.0.0.1:0" })
 	u := s.node.NATSURL()
 	proxy := newTCPProxy(t, u[len("nats://"):])
 	b := s.startEdgeVia(t, "nats://"+proxy.ln.Addr().String())
@@ -579,12 +582,13 @@ func TestEdgeCatchesUpOnMissedRevocations(t *testing.T) {
 // at url (through a proxy, say), sharing the system's token keys.
 func (s *testSystem) startEdgeVia(t *testing.T, url string) *edge.Edge {
 	t.Helper()
-	keys, err := loadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
+	keys, err := auth.LoadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATSURL: url, TokenKeys: keys, RequestTimeout: 2 * time.Second,
-		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6, ShutdownTimeout: time.Second})
+	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATSURL: url, Auth: auth.Config{Keys: keys},
+		RequestTimeout: 2 * time.Second, HTTP: httpapi.Config{UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6},
+		ShutdownTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,13 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 // inbox records what OnMessage handed the app.
@@ -458,7 +462,7 @@ func TestSessionsQUICThroughLossAndDelay(t *testing.T) {
 // edge` would), sharing its token keys.
 func (s *testSystem) startExtraEdge(t *testing.T, shutdown time.Duration) (*edge.Edge, func()) {
 	t.Helper()
-	keys, err := loadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
+	keys, err := auth.LoadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,8 +470,9 @@ func (s *testSystem) startExtraEdge(t *testing.T, shutdown time.Duration) (*edge
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", UDPAddr: "127.0.0.1:0", NATS: nc, TokenKeys: keys,
-		UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6, ShutdownTimeout: shutdown})
+	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"}, NATS: nc,
+		Auth: auth.Config{Keys: keys}, HTTP: httpapi.Config{UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6},
+		ShutdownTimeout: shutdown})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +567,7 @@ func TestSessionsSurviveEdgeLoss(t *testing.T) {
 // there and fans out locally. Members added while connected start getting
 // it live; removed members stop.
 func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
-	s := startTestSystem(t, "", func(c *serveConfig) { c.Large = 3 })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Core.LargeGroup = 3 })
 	b, _ := s.startExtraEdge(t, 10*time.Second)
 	nc, err := s.node.ConnectNATS("watch")
 	if err != nil {
@@ -763,7 +768,7 @@ func TestSessionsOutboxSurvivesRestart(t *testing.T) {
 // Idle sessions stay up on keepalives; a path that goes silent is noticed
 // by the unanswered ping, and the device reconnects and resumes.
 func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
-	s := startTestSystem(t, "", func(c *serveConfig) { c.KeepAlive = 150 * time.Millisecond })
+	s := startTestSystem(t, "", func(c *system.Config) { c.Edge.Session.KeepAlive = 150 * time.Millisecond })
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/streamframe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
+	"github.com/parley-chat/parley/system"
 )
 
 // typingLog records what OnTyping handed the app.
@@ -201,7 +202,7 @@ func TestSessionsTypingAcrossTransports(t *testing.T) {
 // noCPUShedding keeps a busy test machine from making the edge shed
 // typing for CPU (that rule has its own tests in edge/session and
 // edge/internal/schedload): these tests are about where typing goes.
-func noCPUShedding(c *serveConfig) { c.TypingShedWait = -1 }
+func noCPUShedding(c *system.Config) { c.Edge.TypingShedWait = -1 }
 
 // A device flooding typing datagrams, malformed ones among them, is cut
 // to its rate; its session and everyone else's keep working.

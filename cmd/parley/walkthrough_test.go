@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/parley-chat/parley/system"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,9 +58,9 @@ func TestREADMEWalkthroughRuns(t *testing.T) {
 			t.Skipf("the walkthrough needs %s (.ci/run installs it): %v", tool, err)
 		}
 	}
-	s := startTestSystem(t, "", func(c *serveConfig) {
+	s := startTestSystem(t, "", func(c *system.Config) {
 		// The defaults a user's `make run` has.
-		c.UserRate, c.UserBurst, c.IPRate, c.IPBurst = 0, 0, 0, 0
+		c.Edge.HTTP.UserRate, c.Edge.HTTP.UserBurst, c.Edge.HTTP.IPRate, c.Edge.HTTP.IPBurst = 0, 0, 0, 0
 	})
 	run := func(signup string) {
 		t.Helper()

@@ -52,6 +52,10 @@ type Config struct {
 	// Presence gives the states that membership notices carry; nil: no
 	// notices.
 	Presence PresenceView
+	// MemberTTL is how long a conversation's member list is kept, in case
+	// a Forget was missed (a snapshot restore changes membership without
+	// one); default DefaultMemberTTL.
+	MemberTTL time.Duration
 	// ReceiptAggregate is how often large groups' aggregate receipt
 	// counts are published (default 1 s).
 	ReceiptAggregate time.Duration
@@ -62,6 +66,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Region == "" {
 		c.Region = syncproto.DefaultRegion
+	}
+	if c.MemberTTL <= 0 {
+		c.MemberTTL = DefaultMemberTTL
 	}
 	if c.ReceiptAggregate <= 0 {
 		c.ReceiptAggregate = time.Second
@@ -109,7 +116,7 @@ func New(cfg Config) (*Fanout, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	f := &Fanout{cfg: cfg, log: cfg.Logger, members: newMemberCache(cfg.Now),
+	f := &Fanout{cfg: cfg, log: cfg.Logger, members: newMemberCache(cfg.Now, cfg.MemberTTL),
 		notices: make(chan memberNotice, memberNoticeQueue)}
 	f.deliver.init()
 	f.typing.init()

@@ -25,17 +25,17 @@ type Members struct {
 const (
 	// memberCacheSize bounds the conversations whose members are kept.
 	memberCacheSize = 16384
-	// memberCacheTTL re-reads a cached list this old, in case a Forget was
-	// missed (a snapshot restore changes membership without one).
-	memberCacheTTL = 30 * time.Second
+	// DefaultMemberTTL is Config.MemberTTL's default.
+	DefaultMemberTTL = 30 * time.Second
 )
 
 // memberCache is the one member cache of every notice kind. A list is
 // kept until its conversation is forgotten (a membership change) or
-// memberCacheTTL passes; a list read while a forget happened is not kept,
+// its TTL passes; a list read while a forget happened is not kept,
 // since it may predate the change.
 type memberCache struct {
 	now func() time.Time
+	ttl time.Duration
 
 	mu      sync.Mutex
 	gen     uint64 // bumped by forget
@@ -47,8 +47,8 @@ type cachedMembers struct {
 	at time.Time
 }
 
-func newMemberCache(now func() time.Time) *memberCache {
-	return &memberCache{now: now, entries: map[string]cachedMembers{}}
+func newMemberCache(now func() time.Time, ttl time.Duration) *memberCache {
+	return &memberCache{now: now, ttl: ttl, entries: map[string]cachedMembers{}}
 }
 
 func (c *memberCache) forget(conv string) {
@@ -65,7 +65,7 @@ func (c *memberCache) get(src Source, conv string) (Members, error) {
 	e, ok := c.entries[conv]
 	gen := c.gen
 	c.mu.Unlock()
-	if ok && now.Sub(e.at) < memberCacheTTL {
+	if ok && now.Sub(e.at) < c.ttl {
 		return e.m, nil
 	}
 	ws, users, err := src.MembersOf(conv)

@@ -8,7 +8,7 @@ import (
 // A member list read while its conversation was forgotten (a membership
 // change applied meanwhile) is not cached; a clean read is.
 func TestMemberCacheDoesNotKeepAListReadAcrossAForget(t *testing.T) {
-	c := newMemberCache(time.Now)
+	c := newMemberCache(time.Now, DefaultMemberTTL)
 	src := &racingMembers{c: c, users: []string{"u_a"}}
 	if _, err := c.get(src, "c_1"); err != nil {
 		t.Fatal(err)

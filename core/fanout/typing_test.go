@@ -65,7 +65,7 @@ func TestTypingFansOutToMembersOnly(t *testing.T) {
 	}
 	// Without a forget the cache still expires.
 	src.set("u_a", "u_c", "u_d")
-	*now = now.Add(memberCacheTTL)
+	*now = now.Add(DefaultMemberTTL)
 	if got := typingSubjects(t, f, pub, src, typing("u_d")); len(got) != 3 {
 		t.Fatalf("after the cache TTL: subjects %v", got)
 	}

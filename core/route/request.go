@@ -17,8 +17,6 @@ const (
 	// headerGroup names the target group of a request forwarded between
 	// nodes.
 	headerGroup = "Parley-Group"
-	// defaultRequestTimeout bounds a request whose caller set no deadline.
-	defaultRequestTimeout = 10 * time.Second
 )
 
 // Error is the response that carries err: its wire code, or INTERNAL.
@@ -59,7 +57,7 @@ func (r *Router) dispatch(m *nats.Msg, h func(context.Context, *syncpb.CoreReque
 	select {
 	case r.sem <- struct{}{}:
 	default:
-		r.reply(m, Error(&syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "core overloaded, retry", RetryAfter: 50 * time.Millisecond}))
+		r.reply(m, Error(&syncproto.Error{Code: syncpb.Code_CODE_UNAVAILABLE, Message: "core overloaded, retry", RetryAfter: r.cfg.Timeouts.OverloadRetryAfter}))
 		return
 	}
 	r.mu.Lock()
@@ -78,9 +76,9 @@ func (r *Router) dispatch(m *nats.Msg, h func(context.Context, *syncpb.CoreReque
 			r.reply(m, Error(syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "malformed core request")))
 			return
 		}
-		timeout := defaultRequestTimeout
+		timeout := r.cfg.Timeouts.Request
 		if req.DeadlineUnixMs > 0 {
-			timeout = min(time.Until(time.UnixMilli(req.DeadlineUnixMs)), defaultRequestTimeout)
+			timeout = min(time.Until(time.UnixMilli(req.DeadlineUnixMs)), r.cfg.Timeouts.Request)
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, timeout)
 		defer cancel()
@@ -170,7 +168,7 @@ func (r *Router) Execute(ctx context.Context, name string, req *syncpb.CoreReque
 	if !ok {
 		return r.Fail(name, req, fmt.Errorf("route: no group %s", name))
 	}
-	backoff := 5 * time.Millisecond
+	backoff := r.cfg.Timeouts.RetryMin
 	for {
 		var resp *syncpb.CoreResponse
 		leader, _ := g.Raft.Leader()
@@ -192,7 +190,7 @@ func (r *Router) Execute(ctx context.Context, name string, req *syncpb.CoreReque
 			return resp
 		case <-time.After(backoff):
 		}
-		if backoff < 200*time.Millisecond {
+		if backoff < r.cfg.Timeouts.RetryMax {
 			backoff *= 2
 		}
 	}
@@ -208,7 +206,7 @@ func (r *Router) forward(ctx context.Context, leader, name string, req *syncpb.C
 	m.Header.Set(headerGroup, name)
 	m.Data = b
 	// Bound one attempt so a dead leader costs a retry, not the deadline.
-	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	actx, cancel := context.WithTimeout(ctx, r.cfg.Timeouts.Forward)
 	defer cancel()
 	out, err := r.nc.RequestMsgWithContext(actx, m)
 	if err != nil {

@@ -82,11 +82,55 @@ type Config struct {
 	MaxInFlight int
 	// OnApply observes each proposal's time to its applied result.
 	OnApply func(group string, start time.Time)
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Timeouts of requests; zero fields take DefaultTimeouts' values.
+	Timeouts Timeouts
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Timeouts are the router's timings.
+type Timeouts struct {
+	// Request bounds a request whose caller set no deadline, and caps the
+	// deadline of one that did.
+	Request time.Duration
+	// Forward bounds one forward of a request to its group's leader, so a
+	// dead leader costs a retry rather than the whole deadline.
+	Forward time.Duration
+	// RetryMin is the first wait between a request's attempts while its
+	// group has no reachable leader; the wait doubles while below RetryMax.
+	RetryMin, RetryMax time.Duration
+	// OverloadRetryAfter is the retry hint of a request refused because
+	// MaxInFlight are being served.
+	OverloadRetryAfter time.Duration
+	// ShardSubCheck is how often the shard subscriptions are checked
+	// against leadership, in case a leader change went unobserved.
+	ShardSubCheck time.Duration
+}
+
+// DefaultTimeouts are the timings a zero Timeouts field takes.
+var DefaultTimeouts = Timeouts{
+	Request: 10 * time.Second, Forward: 2 * time.Second,
+	RetryMin: 5 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+	OverloadRetryAfter: 50 * time.Millisecond, ShardSubCheck: 250 * time.Millisecond,
+}
+
+func (t *Timeouts) setDefaults() {
+	d := DefaultTimeouts
+	for _, f := range []struct {
+		p   *time.Duration
+		def time.Duration
+	}{
+		{&t.Request, d.Request}, {&t.Forward, d.Forward}, {&t.RetryMin, d.RetryMin}, {&t.RetryMax, d.RetryMax},
+		{&t.OverloadRetryAfter, d.OverloadRetryAfter}, {&t.ShardSubCheck, d.ShardSubCheck},
+	} {
+		if *f.p <= 0 {
+			*f.p = f.def
+		}
+	}
 }
 
 func (c *Config) setDefaults() {
+	c.Timeouts.setDefaults()
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 4096
 	}
@@ -227,7 +271,7 @@ func (r *Router) subscribe(subject, queue string, h nats.MsgHandler) error {
 // every leader change, and every 250 ms in case an observation was dropped.
 func (r *Router) shardSubLoop(obs <-chan raft.Observation) {
 	defer r.wg.Done()
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(r.cfg.Timeouts.ShardSubCheck)
 	defer t.Stop()
 	for {
 		select {

@@ -54,7 +54,10 @@ func newTestPort(t *testing.T) *testPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := session.NewHub(nc, "local", nil)
+	hub, err := session.NewHub(session.HubConfig{Conn: nc, Region: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(hub.Close)
 	core := coreFunc(func(_ context.Context, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
 		switch op := req.Op.(type) {

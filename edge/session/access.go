@@ -13,10 +13,6 @@ import (
 // device's tokens are revoked. Server.sweep ends sessions whose token
 // expired; Server.Revoke ends those a revocation names.
 
-// endGrace is how long a session told to end may take to write its last
-// frame before it is closed anyway.
-const endGrace = 2 * time.Second
-
 var errTokenExpired = syncproto.Errorf(syncpb.Code_CODE_TOKEN_EXPIRED,
 	"the session's access token expired; send Reauth with a fresh token before it does, or reconnect")
 
@@ -50,7 +46,7 @@ func (s *session) revokedBy(devices map[string]bool, notBefore int64) bool {
 
 // end ends the session with err: a last Error frame (id 0), then the
 // transport closes with err's code. It never blocks; Server.sweep closes
-// a session that has not ended endGrace later.
+// a session that has not ended Config.EndGrace later.
 func (s *session) end(err error) {
 	if !s.ending.CompareAndSwap(0, time.Now().UnixNano()) {
 		return
@@ -122,10 +118,11 @@ func (s *Server) Revoke(rv *syncpb.Revocation) int {
 }
 
 // expired reports whether a session must end at nowMs (its token
-// expired), or be closed (it was told to end more than endGrace ago).
+// expired), or be closed (it was told to end more than Config.EndGrace
+// ago).
 func (s *session) expired(nowMs, nowNs int64) (end, kill bool) {
 	if e := s.ending.Load(); e != 0 {
-		return false, time.Duration(nowNs-e) > endGrace
+		return false, time.Duration(nowNs-e) > s.cfg.EndGrace
 	}
 	exp := s.expires.Load()
 	return exp != 0 && nowMs >= exp, false

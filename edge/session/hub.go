@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -32,6 +34,7 @@ type Sink interface {
 type Hub struct {
 	nc     *nats.Conn
 	region string
+	flush  time.Duration
 	log    *slog.Logger
 
 	mu     sync.Mutex
@@ -82,15 +85,51 @@ func errNoLive() error {
 	return syncproto.Errorf(syncpb.Code_CODE_UNAVAILABLE, "live delivery is unavailable, retry")
 }
 
-// flushTimeout bounds the round trip that confirms a new subscription.
-const flushTimeout = 5 * time.Second
+// DefaultFlushTimeout is HubConfig.FlushTimeout's default.
+const DefaultFlushTimeout = 5 * time.Second
 
-// NewHub returns a Hub on nc for region's subjects.
-func NewHub(nc *nats.Conn, region string, log *slog.Logger) *Hub {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// HubConfig configures a Hub. Conn is required; zero values mean the
+// defaults.
+type HubConfig struct {
+	Conn *nats.Conn
+	// Region names the subjects (default syncproto.DefaultRegion).
+	Region string
+	// FlushTimeout bounds the round trip that confirms a new subscription
+	// (default DefaultFlushTimeout).
+	FlushTimeout time.Duration
+	// Logger (default: discard).
+	Logger *slog.Logger
+}
+
+// Validate names the first bad field.
+func (c HubConfig) Validate() error {
+	switch {
+	case c.Conn == nil:
+		return errors.New("session: HubConfig.Conn is required")
+	case c.Region != "" && !syncproto.ValidID(c.Region):
+		return fmt.Errorf("session: HubConfig.Region %q: want 1..%d characters of [a-z0-9_-]", c.Region, syncproto.MaxIDLen)
+	case c.FlushTimeout < 0:
+		return fmt.Errorf("session: HubConfig.FlushTimeout %v is negative", c.FlushTimeout)
 	}
-	return &Hub{nc: nc, region: region, log: log, users: map[string]*userSub{}, convs: map[string]*convSub{}}
+	return nil
+}
+
+// NewHub returns a Hub on cfg.Conn for cfg.Region's subjects.
+func NewHub(cfg HubConfig) (*Hub, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Region == "" {
+		cfg.Region = syncproto.DefaultRegion
+	}
+	if cfg.FlushTimeout == 0 {
+		cfg.FlushTimeout = DefaultFlushTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{nc: cfg.Conn, region: cfg.Region, flush: cfg.FlushTimeout, log: cfg.Logger,
+		users: map[string]*userSub{}, convs: map[string]*convSub{}}, nil
 }
 
 // Subscribe adds s to userID's sinks and returns once the NATS server has
@@ -136,7 +175,7 @@ func (h *Hub) start(ctx context.Context, userID string, u *userSub) {
 		_ = sub.SetPendingLimits(hubPendingMsgs, hubPendingBytes)
 		// A flush round trip: the server has the interest once it answers.
 		// (FlushWithContext needs a deadline.)
-		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		fctx, cancel := context.WithTimeout(ctx, h.flush)
 		err = h.nc.FlushWithContext(fctx)
 		cancel()
 		if err != nil {
@@ -216,7 +255,7 @@ func (h *Hub) deliver(u *userSub, m *nats.Msg) {
 			// Confirming the subscription waits for the server: not on
 			// NATS's goroutine.
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+				ctx, cancel := context.WithTimeout(context.Background(), h.flush)
 				defer cancel()
 				if err := h.nc.FlushWithContext(ctx); err != nil {
 					h.log.Warn("join conversation subject", "conv", conv, "err", err)
@@ -346,7 +385,7 @@ func (h *Hub) SetConvs(ctx context.Context, userID string, convs []string, since
 		return fresh, errNoLive()
 	}
 	if fresh {
-		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		fctx, cancel := context.WithTimeout(ctx, h.flush)
 		defer cancel()
 		if err := h.nc.FlushWithContext(fctx); err != nil {
 			return true, errNoLive()

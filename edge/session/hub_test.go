@@ -35,7 +35,11 @@ type hubEnv struct {
 func newHubEnv(t *testing.T) *hubEnv {
 	ns := natstest.Server(t)
 	e := &hubEnv{t: t, nc: natstest.Conn(t, ns), sink: chanSink{msgs: make(chan *syncpb.Message, 64)}}
-	e.hub = NewHub(natstest.Conn(t, ns), "local", nil)
+	hub, err := NewHub(HubConfig{Conn: natstest.Conn(t, ns), Region: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hub = hub
 	t.Cleanup(e.hub.Close)
 	cancel, err := e.hub.Subscribe(t.Context(), "u_a", e.sink)
 	if err != nil {
@@ -185,7 +189,10 @@ func (s lostSink) Lost()                   { s.lost <- struct{}{} }
 // that deliveries may have been lost.
 func TestHubReconnectedTellsEverySinkToSync(t *testing.T) {
 	ns := natstest.Server(t)
-	hub := NewHub(natstest.Conn(t, ns), "local", nil)
+	hub, err := NewHub(HubConfig{Conn: natstest.Conn(t, ns), Region: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(hub.Close)
 	sinks := []lostSink{{make(chan struct{}, 1)}, {make(chan struct{}, 1)}, {make(chan struct{}, 1)}}
 	for i, user := range []string{"u_a", "u_a", "u_b"} {
@@ -201,6 +208,24 @@ func TestHubReconnectedTellsEverySinkToSync(t *testing.T) {
 		case <-s.lost:
 		default:
 			t.Fatalf("sink %d was not told to sync", i)
+		}
+	}
+}
+
+func TestHubConfigValidate(t *testing.T) {
+	nc := natstest.Conn(t, natstest.Server(t))
+	for _, tc := range []struct {
+		name string
+		cfg  HubConfig
+		ok   bool
+	}{
+		{"defaults", HubConfig{Conn: nc}, true},
+		{"no conn", HubConfig{}, false},
+		{"bad region", HubConfig{Conn: nc, Region: "EU West"}, false},
+		{"negative flush timeout", HubConfig{Conn: nc, FlushTimeout: -1}, false},
+	} {
+		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
 }

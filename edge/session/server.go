@@ -61,6 +61,10 @@ const (
 	DefaultFrameRate            = rate.Limit(100)
 	DefaultFrameBurst           = 200
 	DefaultSyncLimit            = 100
+	DefaultEndGrace             = 2 * time.Second
+	DefaultLastFrameTimeout     = time.Second
+	DefaultPublishTimeout       = time.Second
+	DefaultRateLimitRetryAfter  = time.Second
 )
 
 // Config configures a Server. Core, Auth and Hub are required.
@@ -109,6 +113,21 @@ type Config struct {
 	// (default 2/s, burst 4); more are dropped silently (counted).
 	TypingRate  rate.Limit
 	TypingBurst int
+	// EndGrace is how long a session told to end (its token expired or
+	// was revoked) may take to write its last frame before it is closed
+	// anyway (default 2 s).
+	EndGrace time.Duration
+	// LastFrameTimeout bounds writing the Error frame that ends a session
+	// or a request stream; the connection is closed after it whether or
+	// not it was written (default 1 s).
+	LastFrameTimeout time.Duration
+	// PublishTimeout bounds publishing one typing indicator (it only waits
+	// when the edge has yet to learn the region's shard count; default
+	// 1 s).
+	PublishTimeout time.Duration
+	// RateLimitRetryAfter is the retry hint of a request refused for
+	// FrameRate (default 1 s).
+	RateLimitRetryAfter time.Duration
 	// Overloaded, when set, reports whether the edge is overloaded (short
 	// of CPU, say); typing is then dropped, from devices and to them. It
 	// is called for every indicator, so it must be cheap.
@@ -129,7 +148,8 @@ func (c Config) Validate() error {
 		return errors.New("session: Core, Auth and Hub are required")
 	case c.MaxFrameSize < 0 || c.MaxFrameSize > syncproto.MaxFrameSize:
 		return fmt.Errorf("session: MaxFrameSize %d: want 0..%d", c.MaxFrameSize, syncproto.MaxFrameSize)
-	case c.HelloTimeout < 0 || c.KeepAlive < 0 || c.RequestTimeout < 0 || c.WriteTimeout < 0 || c.RequestStreamTimeout < 0:
+	case c.HelloTimeout < 0 || c.KeepAlive < 0 || c.RequestTimeout < 0 || c.WriteTimeout < 0 || c.RequestStreamTimeout < 0 ||
+		c.EndGrace < 0 || c.LastFrameTimeout < 0 || c.PublishTimeout < 0 || c.RateLimitRetryAfter < 0:
 		return errors.New("session: timeouts must not be negative")
 	case c.SendQueue < 0 || c.MaxInFlight < 0 || c.FrameBurst < 0 || c.FrameRate < 0:
 		return errors.New("session: SendQueue, MaxInFlight, FrameRate and FrameBurst must not be negative")
@@ -178,6 +198,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SyncLimit == 0 {
 		c.SyncLimit = DefaultSyncLimit
+	}
+	if c.EndGrace == 0 {
+		c.EndGrace = DefaultEndGrace
+	}
+	if c.LastFrameTimeout == 0 {
+		c.LastFrameTimeout = DefaultLastFrameTimeout
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.RateLimitRetryAfter == 0 {
+		c.RateLimitRetryAfter = DefaultRateLimitRetryAfter
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -232,7 +264,7 @@ func (s *Server) Serve(ctx context.Context, conn Conn) error {
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
-		wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.LastFrameTimeout)
 		_ = conn.WriteFrame(wctx, errorFrame(0, ErrDraining))
 		cancel()
 		_ = conn.Close(ErrDraining)

@@ -18,10 +18,6 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// lastFrameTimeout bounds writing the Error frame that ends a session; the
-// connection is closed after it whether or not it was written.
-const lastFrameTimeout = time.Second
-
 // session is one device's connection.
 type session struct {
 	srv  *Server
@@ -205,7 +201,7 @@ func (s *session) hello(ctx context.Context) (helloInfo, uint64, error) {
 // fail answers a failed hello with an Error frame and ends the session.
 func (s *session) fail(ctx context.Context, id uint64, err error) {
 	if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
-		wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.LastFrameTimeout)
 		_ = s.conn.WriteFrame(wctx, errorFrame(id, err))
 		cancel()
 	}
@@ -224,7 +220,7 @@ func (s *session) abort(id uint64, err error) {
 	select {
 	case s.final <- finalFrame{errorFrame(id, err), err}:
 		s.kickWriter()
-		t := time.NewTimer(2 * lastFrameTimeout)
+		t := time.NewTimer(2 * s.cfg.LastFrameTimeout)
 		defer t.Stop()
 		select {
 		case <-s.done:
@@ -400,7 +396,7 @@ func (s *session) writer(ctx context.Context) {
 		case <-s.done:
 			return
 		case ff := <-s.final:
-			wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
+			wctx, cancel := context.WithTimeout(ctx, s.cfg.LastFrameTimeout)
 			_ = s.conn.WriteFrame(wctx, ff.f)
 			cancel()
 			s.stop(ff.err)
@@ -486,7 +482,7 @@ func (s *session) reader(ctx context.Context) error {
 			}
 			if f.Id != 0 {
 				e := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many requests")
-				e.RetryAfter = time.Second
+				e.RetryAfter = s.cfg.RateLimitRetryAfter
 				s.reply(errorFrame(f.Id, e))
 			}
 			continue

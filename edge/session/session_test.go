@@ -151,7 +151,10 @@ func newEnvAuth(t *testing.T, authMod func(*auth.Config), mod func(*Config)) *en
 		}
 		return nil, syncproto.Errorf(syncpb.Code_CODE_NOT_FOUND, "no")
 	}
-	hub := NewHub(e.nc, "local", nil)
+	hub, err := NewHub(HubConfig{Conn: e.nc, Region: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(hub.Close)
 	cfg := Config{Core: coreFunc(func(ctx context.Context, r *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
 		return e.core(ctx, r)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"time"
 
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -54,7 +53,7 @@ func (s *session) serveRequestStream(ctx context.Context, c Conn) {
 			err = syncproto.Errorf(syncpb.Code_CODE_TIMEOUT, "no request within %v", s.cfg.RequestStreamTimeout)
 		}
 		if !errors.Is(err, io.EOF) {
-			wctx, cancel := context.WithTimeout(ctx, lastFrameTimeout)
+			wctx, cancel := context.WithTimeout(ctx, s.cfg.LastFrameTimeout)
 			_ = c.WriteFrame(wctx, errorFrame(0, err))
 			cancel()
 		}
@@ -66,7 +65,7 @@ func (s *session) serveRequestStream(ctx context.Context, c Conn) {
 	switch {
 	case !s.limiter.Allow():
 		e := syncproto.Errorf(syncpb.Code_CODE_RATE_LIMITED, "too many requests")
-		e.RetryAfter = time.Second
+		e.RetryAfter = s.cfg.RateLimitRetryAfter
 		resp = errorFrame(f.Id, e)
 	case r == nil || r.NoReply:
 		resp = errorFrame(f.Id, syncproto.Errorf(syncpb.Code_CODE_MALFORMED, "a request stream carries one request"))

@@ -45,10 +45,6 @@ const (
 	DefaultTypingBurst = 4
 )
 
-// publishTimeout bounds publishing one indicator (it only waits when the
-// edge has yet to learn the region's shard count).
-const publishTimeout = time.Second
-
 // TypingStats counts typing indicators at an edge since it started. The
 // Shed* counters are the load shedding: typing is dropped first, so that
 // messages are not.
@@ -146,7 +142,7 @@ func (s *session) typingIn(ctx context.Context, t *syncpb.Typing) {
 		TtlMs:    uint32(syncproto.TypingTTL(t.TtlMs) / time.Millisecond),
 		DeviceId: s.caller.DeviceId, WorkspaceId: s.caller.WorkspaceId,
 	})
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	err := pub.Publish(pctx, req)
 	cancel()
 	if err != nil {
