@@ -475,6 +475,9 @@ var sessionRows = map[protoreflect.Name]sessionRow{
 	"history_response": serverFrame(func() *syncpb.Frame {
 		return &syncpb.Frame{Body: &syncpb.Frame_HistoryResponse{HistoryResponse: &syncpb.HistoryResponse{}}}
 	}),
+	"search_response": serverFrame(func() *syncpb.Frame {
+		return &syncpb.Frame{Body: &syncpb.Frame_SearchResponse{SearchResponse: &syncpb.SearchResponse{}}}
+	}),
 	"receipt_update": serverFrame(func() *syncpb.Frame {
 		return &syncpb.Frame{Body: &syncpb.Frame_ReceiptUpdate{ReceiptUpdate: &syncpb.ReceiptUpdate{}}}
 	}),
@@ -533,6 +536,26 @@ var sessionRows = map[protoreflect.Name]sessionRow{
 		},
 		check: func(t *testing.T, _ *authzFixture, rel string, a *syncpb.Frame) {
 			wantCode(t, a, relationCode[rel], func(a *syncpb.Frame) bool { return len(a.GetHistoryResponse().GetMessages()) > 0 })
+		},
+	},
+	// A search names the conversation: whatever the answer, it never holds
+	// a message of a conversation the caller is not a member of.
+	"search_request": {
+		build: func(f *authzFixture, _ authzUser) *syncpb.Frame {
+			return &syncpb.Frame{Body: &syncpb.Frame_SearchRequest{SearchRequest: &syncpb.SearchRequest{ConvId: f.conv}}}
+		},
+		check: func(t *testing.T, f *authzFixture, rel string, a *syncpb.Frame) {
+			if a.GetError() != nil {
+				return
+			}
+			if a.GetSearchResponse() == nil {
+				t.Fatalf("search answered %v", a)
+			}
+			for _, h := range a.GetSearchResponse().GetHits() {
+				if relationCode[rel] != 0 && h.ConvId == f.conv {
+					t.Errorf("search: a %s found %s/%d", rel, h.ConvId, h.Seq)
+				}
+			}
 		},
 	},
 	"receipt": {

@@ -569,6 +569,11 @@ func (s *session) serve(ctx context.Context, id uint64, r *syncproto.Request, bo
 // call checks one request with its validator and serves it: with its
 // edge handler when it has no op, else through the core.
 func (s *session) call(ctx context.Context, id uint64, r *syncproto.Request, body proto.Message) (*syncpb.Frame, error) {
+	if s.ending.Load() != 0 {
+		// Told to end (revoked, expired): its last frame may still be on
+		// its way, but nothing it asks for now is served.
+		return nil, s.endErrOr(syncproto.ErrUnauthenticated)
+	}
 	if err := r.Validate(body); err != nil {
 		return nil, err
 	}
