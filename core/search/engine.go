@@ -53,6 +53,8 @@ func (d *Doc) Validate() error {
 		return fmt.Errorf("search: doc: bad conv id %q", d.ConvID)
 	case d.Seq == 0:
 		return fmt.Errorf("search: doc %s: seq 0", d.ConvID)
+	case d.TS < 0:
+		return fmt.Errorf("search: doc %s/%d: negative ts", d.ConvID, d.Seq)
 	}
 	return nil
 }
@@ -172,3 +174,11 @@ type Hit struct {
 
 // Clock is what engines read the time from (time.Now by default).
 type Clock func() time.Time
+
+// TrimText cuts text to MaxTextLen bytes at a character boundary.
+func TrimText(text string) string {
+	if len(text) <= MaxTextLen {
+		return text
+	}
+	return text[:runeStart(text, MaxTextLen)]
+}

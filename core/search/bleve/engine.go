@@ -1,0 +1,292 @@
+// Package bleve is the embedded search engine: a Bleve (scorch) index in
+// a directory, implementing search.Engine.
+//
+// Membership at scale: the allowed conversations become one filter
+// clause, scored with Score "none", so scorch's "unadorned disjunction"
+// optimization unions their posting lists into one bitmap instead of
+// running a heap over thousands of term iterators; that clause takes part
+// in the query's conjunction (it can drive the iteration when it is the
+// rarest part), never a filter over a finished page. A user in 10,000
+// conversations costs one bitmap union of 10,000 small posting lists.
+// Every filter (workspace, sender, time, attachment, horizon) is scored
+// the same way, so only the text terms decide relevance.
+//
+// Every text query names its analyzer (bleve#1475: a query on a path
+// that several field mappings share falls back to the standard
+// analyzer), and the index maps one document type only.
+package bleve
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bv "github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/mapping"
+
+	"github.com/parley-chat/parley/core/search"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Dir holds the index; it is created when missing.
+	Dir string
+	// Clock gives the time horizons are taken from; nil means time.Now.
+	Clock search.Clock
+}
+
+// Validate reports a bad Config.
+func (c *Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("search/bleve: Config.Dir is empty")
+	}
+	return nil
+}
+
+// Engine is a Bleve index of messages.
+type Engine struct {
+	idx   bv.Index
+	clock search.Clock
+
+	// wmu serializes writes, so index positions (ix) become visible in
+	// order and a horizon never hides a write that commits later.
+	wmu       sync.Mutex
+	lastIx    int64        // guarded by wmu
+	committed atomic.Int64 // the highest ix visible to Search
+
+	mu     sync.RWMutex // Close takes it to wait for calls in flight
+	closed bool
+}
+
+var _ search.Engine = (*Engine)(nil)
+
+// Field names of an indexed message.
+const (
+	fWorkspace = "ws"
+	fConv      = "conv"
+	fSender    = "sender"
+	fTS        = "ts"
+	fAttach    = "att"
+	fSortKey   = "sk" // ts, conv, seq: the newest-first order and its keyset
+	fIx        = "ix" // index position, for relevance horizons
+	fText      = "text"
+	fMsg       = "msg"
+)
+
+var ixKey = []byte("parley.ix")
+
+// Open opens the index in cfg.Dir, creating it when missing.
+func Open(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{clock: cfg.Clock}
+	if e.clock == nil {
+		e.clock = time.Now
+	}
+	var err error
+	if _, serr := os.Stat(filepath.Join(cfg.Dir, "index_meta.json")); serr == nil {
+		e.idx, err = bv.Open(cfg.Dir)
+	} else {
+		if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o755); err != nil {
+			return nil, fmt.Errorf("search/bleve: %w", err)
+		}
+		e.idx, err = bv.New(cfg.Dir, newMapping())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("search/bleve: open %s: %w", cfg.Dir, err)
+	}
+	v, err := e.idx.GetInternal(ixKey)
+	if err != nil {
+		_ = e.idx.Close()
+		return nil, fmt.Errorf("search/bleve: read index position: %w", err)
+	}
+	if len(v) == 8 {
+		e.lastIx = int64(binary.BigEndian.Uint64(v))
+	}
+	e.committed.Store(e.lastIx)
+	return e, nil
+}
+
+func newMapping() *mapping.IndexMappingImpl {
+	keywordField := func(store bool) *mapping.FieldMapping {
+		f := mapping.NewKeywordFieldMapping()
+		f.Store, f.IncludeInAll, f.IncludeTermVectors, f.DocValues = store, false, false, false
+		return f
+	}
+	numberField := func(store bool) *mapping.FieldMapping {
+		f := mapping.NewNumericFieldMapping()
+		f.Store, f.IncludeInAll, f.DocValues = store, false, false
+		return f
+	}
+	doc := mapping.NewDocumentStaticMapping()
+	doc.AddFieldMappingsAt(fWorkspace, keywordField(false))
+	doc.AddFieldMappingsAt(fConv, keywordField(false))
+	doc.AddFieldMappingsAt(fSender, keywordField(true))
+	doc.AddFieldMappingsAt(fTS, numberField(true))
+	doc.AddFieldMappingsAt(fIx, numberField(false))
+	sk := keywordField(false)
+	sk.DocValues = true
+	doc.AddFieldMappingsAt(fSortKey, sk)
+	att := mapping.NewBooleanFieldMapping()
+	att.Store, att.IncludeInAll, att.DocValues = false, false, false
+	doc.AddFieldMappingsAt(fAttach, att)
+	msg := keywordField(true)
+	msg.Index = false
+	doc.AddFieldMappingsAt(fMsg, msg)
+	text := mapping.NewTextFieldMapping()
+	text.Analyzer = indexAnalyzer
+	text.Store, text.IncludeTermVectors, text.IncludeInAll, text.DocValues = true, true, false, false
+	doc.AddFieldMappingsAt(fText, text)
+
+	m := mapping.NewIndexMapping()
+	m.DefaultMapping = doc
+	m.DefaultAnalyzer = indexAnalyzer
+	m.IndexDynamic, m.StoreDynamic, m.DocValuesDynamic = false, false, false
+	return m
+}
+
+func docID(conv string, seq uint64) string { return conv + "/" + strconv.FormatUint(seq, 10) }
+
+func parseDocID(id string) (string, uint64, bool) {
+	conv, s, ok := strings.Cut(id, "/")
+	seq, err := strconv.ParseUint(s, 10, 64)
+	return conv, seq, ok && err == nil
+}
+
+// sortKey orders (ts, conv, seq) as strings: '/' sorts below every id
+// character, so a conversation id that is a prefix of another sorts first.
+func sortKey(ts int64, conv string, seq uint64) string {
+	return fmt.Sprintf("%016x%s/%016x", uint64(ts), conv, seq)
+}
+
+func (e *Engine) begin() error {
+	e.mu.RLock()
+	if e.closed {
+		e.mu.RUnlock()
+		return search.ErrClosed
+	}
+	return nil
+}
+
+func (e *Engine) end() { e.mu.RUnlock() }
+
+// Index implements search.Engine.
+func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
+	for i := range docs {
+		if err := docs[i].Validate(); err != nil {
+			return err
+		}
+	}
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.end()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	b := e.idx.NewBatch()
+	ix := max(e.lastIx+1, e.clock().UnixMicro())
+	for i := range docs {
+		d := &docs[i]
+		err := b.Index(docID(d.ConvID, d.Seq), map[string]any{
+			fWorkspace: d.Workspace,
+			fConv:      d.ConvID,
+			fSender:    d.Sender,
+			fTS:        float64(d.TS),
+			fIx:        float64(ix),
+			fSortKey:   sortKey(d.TS, d.ConvID, d.Seq),
+			fAttach:    d.HasAttachment,
+			fMsg:       d.MsgID,
+			fText:      search.TrimText(d.Text),
+		})
+		if err != nil {
+			return fmt.Errorf("search/bleve: index %s/%d: %w", d.ConvID, d.Seq, err)
+		}
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(ix))
+	b.SetInternal(ixKey, v[:])
+	if err := e.idx.Batch(b); err != nil {
+		return fmt.Errorf("search/bleve: index batch: %w", err)
+	}
+	e.lastIx = ix
+	e.committed.Store(ix)
+	return nil
+}
+
+// Delete implements search.Engine.
+func (e *Engine) Delete(ctx context.Context, conv string, seqs ...uint64) error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.end()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	b := e.idx.NewBatch()
+	for _, s := range seqs {
+		b.Delete(docID(conv, s))
+	}
+	if err := e.idx.Batch(b); err != nil {
+		return fmt.Errorf("search/bleve: delete from %s: %w", conv, err)
+	}
+	return nil
+}
+
+// DeleteConversation implements search.Engine.
+func (e *Engine) DeleteConversation(ctx context.Context, conv string) error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.end()
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		req := bv.NewSearchRequestOptions(termQuery(fConv, conv), 10000, 0, false)
+		req.Score = "none"
+		res, err := e.idx.SearchInContext(ctx, req)
+		if err != nil {
+			return fmt.Errorf("search/bleve: delete conversation %s: %w", conv, err)
+		}
+		if len(res.Hits) == 0 {
+			return nil
+		}
+		b := e.idx.NewBatch()
+		for _, h := range res.Hits {
+			b.Delete(h.ID)
+		}
+		if err := e.idx.Batch(b); err != nil {
+			return fmt.Errorf("search/bleve: delete conversation %s: %w", conv, err)
+		}
+	}
+}
+
+// Close implements search.Engine.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	if err := e.idx.Close(); err != nil {
+		return fmt.Errorf("search/bleve: close: %w", err)
+	}
+	return nil
+}

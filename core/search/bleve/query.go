@@ -1,0 +1,125 @@
+package bleve
+
+import (
+	"context"
+	"strings"
+
+	"github.com/blevesearch/bleve/v2/mapping"
+	"github.com/blevesearch/bleve/v2/search"
+	"github.com/blevesearch/bleve/v2/search/query"
+	"github.com/blevesearch/bleve/v2/search/searcher"
+	index "github.com/blevesearch/bleve_index_api"
+
+	psearch "github.com/parley-chat/parley/core/search"
+)
+
+// buildQuery is req as a Bleve query: the filters (one unscored clause)
+// and each term must match, no exclusion may. horizon > 0 keeps only
+// what was indexed by then.
+func buildQuery(req *psearch.Request, horizon int64) query.Query {
+	filters := []query.Query{
+		termQuery(fWorkspace, req.Workspace),
+		&termsQuery{field: fConv, terms: req.Convs},
+	}
+	q := &req.Query
+	if len(q.From) > 0 {
+		filters = append(filters, &termsQuery{field: fSender, terms: q.From})
+	}
+	if !q.After.IsZero() || !q.Before.IsZero() {
+		var lo, hi *float64
+		if !q.After.IsZero() {
+			v := float64(q.After.UnixMilli())
+			lo = &v
+		}
+		if !q.Before.IsZero() {
+			v := float64(q.Before.UnixMilli())
+			hi = &v
+		}
+		yes, no := true, false
+		r := query.NewNumericRangeInclusiveQuery(lo, hi, &yes, &no)
+		r.SetField(fTS)
+		filters = append(filters, r)
+	}
+	if q.HasAttachment {
+		b := query.NewBoolFieldQuery(true)
+		b.SetField(fAttach)
+		filters = append(filters, b)
+	}
+	if horizon > 0 {
+		hi, yes := float64(horizon), true
+		r := query.NewNumericRangeInclusiveQuery(nil, &hi, nil, &yes)
+		r.SetField(fIx)
+		filters = append(filters, r)
+	}
+	must := []query.Query{&unscored{query.NewConjunctionQuery(filters)}}
+	for _, t := range q.Terms {
+		must = append(must, textQuery(t, t.Fuzzy))
+	}
+	var mustNot []query.Query
+	for _, t := range q.Exclude {
+		mustNot = append(mustNot, textQuery(t, false))
+	}
+	return query.NewBooleanQuery(must, nil, mustNot)
+}
+
+func termQuery(field, term string) query.Query {
+	t := query.NewTermQuery(term)
+	t.SetField(field)
+	return t
+}
+
+// textQuery matches one term on the text field with the query analyzer,
+// named on the query itself (bleve#1475). A word that analyzes to several
+// tokens (CJK grams, "e-mail") is a phrase of them.
+func textQuery(t psearch.Term, fuzzy bool) query.Query {
+	switch t.Kind {
+	case psearch.Prefix:
+		p := strings.ToLower(t.Text)
+		qs := []query.Query{prefixQuery(p)}
+		// The index holds stems: "messages*" must find "messag".
+		if toks := queryText.Analyze([]byte(p)); len(toks) == 1 && string(toks[0].Term) != p {
+			qs = append(qs, prefixQuery(string(toks[0].Term)))
+		}
+		if len(qs) == 1 {
+			return qs[0]
+		}
+		return query.NewDisjunctionQuery(qs)
+	default:
+		m := query.NewMatchPhraseQuery(t.Text)
+		m.SetField(fText)
+		m.Analyzer = queryAnalyzer
+		if fuzzy {
+			m.SetFuzziness(1)
+		}
+		return m
+	}
+}
+
+func prefixQuery(p string) query.Query {
+	q := query.NewPrefixQuery(p)
+	q.SetField(fText)
+	return q
+}
+
+// unscored runs q without scores or term vectors: filters must not move
+// relevance, and a disjunction of term clauses run this way is merged by
+// scorch into one posting-list bitmap.
+type unscored struct{ q query.Query }
+
+func (u *unscored) Searcher(ctx context.Context, i index.IndexReader, m mapping.IndexMapping, _ search.SearcherOptions) (search.Searcher, error) {
+	return u.q.Searcher(ctx, i, m, search.SearcherOptions{Score: "none"})
+}
+
+// termsQuery matches documents whose field holds any of terms: one
+// multi-term searcher, not a query object per term.
+type termsQuery struct {
+	field string
+	terms []string
+}
+
+func (t *termsQuery) Searcher(ctx context.Context, i index.IndexReader, _ mapping.IndexMapping, opts search.SearcherOptions) (search.Searcher, error) {
+	if len(t.terms) == 1 {
+		return searcher.NewTermSearcher(ctx, i, t.terms[0], t.field, 1, opts)
+	}
+	return searcher.NewMultiTermSearcher(ctx, i, t.terms, t.field, 1, opts, false)
+}
