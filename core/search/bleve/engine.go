@@ -129,7 +129,9 @@ func newMapping() *mapping.IndexMappingImpl {
 	}
 	doc := mapping.NewDocumentStaticMapping()
 	doc.AddFieldMappingsAt(fWorkspace, keywordField(false))
-	doc.AddFieldMappingsAt(fConv, keywordField(false))
+	conv := keywordField(false)
+	conv.DocValues = true // memberQuery reads it
+	doc.AddFieldMappingsAt(fConv, conv)
 	doc.AddFieldMappingsAt(fSender, keywordField(true))
 	doc.AddFieldMappingsAt(fTS, numberField(true))
 	doc.AddFieldMappingsAt(fIx, numberField(false))

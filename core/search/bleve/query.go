@@ -17,9 +17,15 @@ import (
 // and each term must match, no exclusion may. horizon > 0 keeps only
 // what was indexed by then.
 func buildQuery(req *psearch.Request, horizon int64) query.Query {
-	filters := []query.Query{
-		termQuery(fWorkspace, req.Workspace),
-		&termsQuery{field: fConv, terms: req.Convs},
+	filters := []query.Query{termQuery(fWorkspace, req.Workspace)}
+	var members map[string]struct{}
+	if len(req.Convs) <= maxConvTerms {
+		filters = append(filters, &termsQuery{field: fConv, terms: req.Convs})
+	} else {
+		members = make(map[string]struct{}, len(req.Convs))
+		for _, c := range req.Convs {
+			members[c] = struct{}{}
+		}
 	}
 	q := &req.Query
 	if len(q.From) > 0 {
@@ -59,8 +65,20 @@ func buildQuery(req *psearch.Request, horizon int64) query.Query {
 	for _, t := range q.Exclude {
 		mustNot = append(mustNot, textQuery(t, false))
 	}
-	return query.NewBooleanQuery(must, nil, mustNot)
+	bq := query.NewBooleanQuery(must, nil, mustNot)
+	if members != nil {
+		return &memberQuery{q: bq, convs: members}
+	}
+	return bq
 }
+
+// maxConvTerms is the most allowed conversations that become a union of
+// their posting lists. Each costs a dictionary lookup per index segment
+// (about 12µs on the benchmark machine), so a larger set is checked per
+// candidate instead, against the candidate's conversation doc value:
+// then the cost follows what the rest of the query matches, which the
+// query pays for anyway, and not the size of the set.
+const maxConvTerms = 256
 
 func termQuery(field, term string) query.Query {
 	t := query.NewTermQuery(term)
@@ -122,4 +140,31 @@ func (t *termsQuery) Searcher(ctx context.Context, i index.IndexReader, _ mappin
 		return searcher.NewTermSearcher(ctx, i, t.terms[0], t.field, 1, opts)
 	}
 	return searcher.NewMultiTermSearcher(ctx, i, t.terms, t.field, 1, opts, false)
+}
+
+// memberQuery keeps the hits of q whose conversation is in convs. The
+// check runs inside the searcher, before hits are counted, sorted or
+// paged.
+type memberQuery struct {
+	q     query.Query
+	convs map[string]struct{}
+}
+
+func (mq *memberQuery) Searcher(ctx context.Context, i index.IndexReader, m mapping.IndexMapping, opts search.SearcherOptions) (search.Searcher, error) {
+	s, err := mq.q.Searcher(ctx, i, m, opts)
+	if err != nil {
+		return nil, err
+	}
+	dvr, err := i.DocValueReader([]string{fConv})
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return searcher.NewFilteringSearcher(ctx, s, func(_ *search.SearchContext, d *search.DocumentMatch) bool {
+		in := false
+		err := dvr.VisitDocValues(d.IndexInternalID, func(_ string, term []byte) {
+			_, in = mq.convs[string(term)]
+		})
+		return err == nil && in
+	}), nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	bv "github.com/blevesearch/bleve/v2"
+	bsearch "github.com/blevesearch/bleve/v2/search"
+	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/parley-chat/parley/core/search"
 )
@@ -44,7 +46,6 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 	}
 	sr := bv.NewSearchRequestOptions(buildQuery(&req, horizon), limit+1, from, false)
 	sr.Fields = []string{fText, fSender, fTS, fMsg}
-	sr.IncludeLocations = true
 	if req.Sort == search.Relevance {
 		sr.SortBy([]string{"-_score", "-" + fSortKey})
 	} else {
@@ -56,6 +57,10 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 	res, err := e.idx.SearchInContext(ctx, sr)
 	if err != nil {
 		return search.Result{}, fmt.Errorf("search/bleve: search: %w", err)
+	}
+	marks, err := e.marks(ctx, &req.Query, res.Hits[:min(len(res.Hits), limit)])
+	if err != nil {
+		return search.Result{}, err
 	}
 	out := search.Result{Hits: make([]search.Hit, 0, min(len(res.Hits), limit))}
 	if req.Cursor == "" {
@@ -73,15 +78,9 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		ts, _ := h.Fields[fTS].(float64)
 		sender, _ := h.Fields[fSender].(string)
 		msg, _ := h.Fields[fMsg].(string)
-		var marks []search.Span
-		for _, locs := range h.Locations[fText] {
-			for _, l := range locs {
-				marks = append(marks, search.Span{Start: int(l.Start), End: int(l.End)})
-			}
-		}
 		out.Hits = append(out.Hits, search.Hit{
 			ConvID: conv, Seq: seq, MsgID: msg, Sender: sender, TS: int64(ts),
-			Score: h.Score, Snippet: search.MakeSnippet(text, marks),
+			Score: h.Score, Snippet: search.MakeSnippet(text, marks[h.ID]),
 		})
 	}
 	if len(res.Hits) > limit {
@@ -93,6 +92,41 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 			}
 		} else {
 			out.Next = search.Cursor{Sort: search.Newest, TS: last.TS, Conv: last.ConvID, Seq: last.Seq}.Encode()
+		}
+	}
+	return out, nil
+}
+
+// marks finds where q's terms matched in hits. It is a second search,
+// over those hits alone: asking the main search for term locations would
+// decode them for every candidate, not only the page.
+func (e *Engine) marks(ctx context.Context, q *search.Query, hits []*bsearch.DocumentMatch) (map[string][]search.Span, error) {
+	if len(q.Terms) == 0 || len(hits) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.ID
+	}
+	terms := make([]query.Query, len(q.Terms))
+	for i, t := range q.Terms {
+		terms[i] = textQuery(t, t.Fuzzy)
+	}
+	sr := bv.NewSearchRequestOptions(query.NewConjunctionQuery([]query.Query{
+		query.NewDocIDQuery(ids), query.NewDisjunctionQuery(terms),
+	}), len(ids), 0, false)
+	sr.IncludeLocations = true
+	sr.Score = "none"
+	res, err := e.idx.SearchInContext(ctx, sr)
+	if err != nil {
+		return nil, fmt.Errorf("search/bleve: highlight: %w", err)
+	}
+	out := make(map[string][]search.Span, len(res.Hits))
+	for _, h := range res.Hits {
+		for _, locs := range h.Locations[fText] {
+			for _, l := range locs {
+				out[h.ID] = append(out[h.ID], search.Span{Start: int(l.Start), End: int(l.End)})
+			}
 		}
 	}
 	return out, nil
