@@ -24,3 +24,27 @@ func newStore(t *testing.T) searchtest.Open {
 func TestConformance(t *testing.T) {
 	searchtest.Run(t, newStore)
 }
+
+// TestExcludedPrefix: Bleve can exclude a prefix (Typesense cannot, so
+// it is not in the conformance suite).
+func TestExcludedPrefix(t *testing.T) {
+	e := newStore(t)(t)
+	defer e.Close()
+	ctx := t.Context()
+	docs := []search.Doc{
+		searchtest.Msg("c_a", 1, 1, "u_1", "lunch today?"),
+		searchtest.Msg("c_a", 2, 2, "u_1", "lunch offer"),
+		searchtest.Msg("c_a", 3, 3, "u_1", "lunch, officially"),
+	}
+	if err := e.Index(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	q, err := search.Parse("lunch -off*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Search(ctx, search.Request{Workspace: searchtest.Workspace, Convs: []string{"c_a"}, Query: q})
+	if err != nil || len(res.Hits) != 1 || res.Hits[0].Seq != 1 {
+		t.Fatalf("lunch -off*: %+v, %v; want c_a/1 alone", res.Hits, err)
+	}
+}
