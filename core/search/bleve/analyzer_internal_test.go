@@ -42,11 +42,18 @@ func TestAnalyzer(t *testing.T) {
 // leaves its analyzer to the mapping may get "standard", which neither
 // stems nor cuts CJK text into grams.
 func TestQueriesNameTheirAnalyzer(t *testing.T) {
-	for _, term := range []search.Term{{Kind: search.Word, Text: "runs"}, {Kind: search.Phrase, Text: "a b"}, {Kind: search.Word, Text: "message", Fuzzy: true}} {
+	for _, term := range []search.Term{{Kind: search.Word, Text: "上海"}, {Kind: search.Phrase, Text: "a b"}, {Kind: search.Word, Text: "e-mails", Fuzzy: true}} {
 		m, ok := textQuery(term, term.Fuzzy).(*query.MatchPhraseQuery)
 		if !ok || m.Analyzer != queryAnalyzer || m.FieldVal != fText {
 			t.Errorf("%+v: %#v, want a match-phrase query on %q with analyzer %q", term, m, fText, queryAnalyzer)
 		}
+	}
+	// A one-token word is analyzed here, with the query analyzer.
+	if tq, ok := textQuery(search.Term{Text: "Runs"}, false).(*query.TermQuery); !ok || tq.Term != "run" || tq.FieldVal != fText {
+		t.Errorf("runs: %#v, want a term query for run", tq)
+	}
+	if fq, ok := textQuery(search.Term{Text: "Messages", Fuzzy: true}, true).(*query.FuzzyQuery); !ok || fq.Term != "messag" || fq.Fuzziness != 1 {
+		t.Errorf("messages: %#v, want a fuzzy query for messag", fq)
 	}
 	m := newMapping()
 	if got := m.AnalyzerNameForPath(fText); got != indexAnalyzer {

@@ -86,9 +86,9 @@ func termQuery(field, term string) query.Query {
 	return t
 }
 
-// textQuery matches one term on the text field with the query analyzer,
-// named on the query itself (bleve#1475). A word that analyzes to several
-// tokens (CJK grams, "e-mail") is a phrase of them.
+// textQuery matches one term on the text field with the query analyzer:
+// named on the query itself (bleve#1475), or applied here. A word that
+// analyzes to several tokens (CJK grams, "e-mail") is a phrase of them.
 func textQuery(t psearch.Term, fuzzy bool) query.Query {
 	switch t.Kind {
 	case psearch.Prefix:
@@ -103,6 +103,18 @@ func textQuery(t psearch.Term, fuzzy bool) query.Query {
 		}
 		return query.NewDisjunctionQuery(qs)
 	default:
+		// One token is a term (or fuzzy) query: a phrase searcher would
+		// read term positions for every candidate.
+		if toks := queryText.Analyze([]byte(t.Text)); len(toks) == 1 {
+			term := string(toks[0].Term)
+			if fuzzy {
+				f := query.NewFuzzyQuery(term)
+				f.SetField(fText)
+				f.SetFuzziness(1)
+				return f
+			}
+			return termQuery(fText, term)
+		}
 		m := query.NewMatchPhraseQuery(t.Text)
 		m.SetField(fText)
 		m.Analyzer = queryAnalyzer
