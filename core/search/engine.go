@@ -47,10 +47,12 @@ const MaxTextLen = 64 << 10
 // Validate reports a doc an engine cannot index.
 func (d *Doc) Validate() error {
 	switch {
-	case d.Workspace == "":
-		return fmt.Errorf("search: doc %s/%d: no workspace", d.ConvID, d.Seq)
-	case d.ConvID == "" || !validID(d.ConvID):
+	case !ValidID(d.ConvID):
 		return fmt.Errorf("search: doc: bad conv id %q", d.ConvID)
+	case !ValidID(d.Workspace):
+		return fmt.Errorf("search: doc %s/%d: bad workspace %q", d.ConvID, d.Seq, d.Workspace)
+	case d.Sender != "" && !ValidID(d.Sender):
+		return fmt.Errorf("search: doc %s/%d: bad sender %q", d.ConvID, d.Seq, d.Sender)
 	case d.Seq == 0:
 		return fmt.Errorf("search: doc %s: seq 0", d.ConvID)
 	case d.TS < 0:

@@ -99,6 +99,7 @@ func Open(cfg Config) (*Engine, error) {
 		if err := os.MkdirAll(filepath.Dir(cfg.Dir), 0o755); err != nil {
 			return nil, fmt.Errorf("search/bleve: %w", err)
 		}
+		_ = os.Remove(cfg.Dir) // an empty directory (bleve.New wants none); never a full one
 		e.idx, err = bv.New(cfg.Dir, newMapping())
 	}
 	if err != nil {

@@ -48,3 +48,17 @@ func TestExcludedPrefix(t *testing.T) {
 		t.Fatalf("lunch -off*: %+v, %v; want c_a/1 alone", res.Hits, err)
 	}
 }
+
+func TestOpenEmptyDir(t *testing.T) {
+	dir := t.TempDir() // exists, empty
+	e, err := bleve.Open(bleve.Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open of an empty directory: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bleve.Open(bleve.Config{}); err == nil {
+		t.Fatal("Open without a Dir succeeded")
+	}
+}

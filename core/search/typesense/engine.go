@@ -159,7 +159,8 @@ func schema(name string) *api.CollectionSchema {
 			body, text, msg,
 		},
 		DefaultSortingField: pointer.String(fTS),
-		// Keep the characters ids and words use together; the rest split.
+		// Words split at these too, as Bleve's Unicode word boundaries
+		// split "e-mail" and "a/b".
 		TokenSeparators: &[]string{"-", "/", "."},
 	}
 }
