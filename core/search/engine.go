@@ -61,6 +61,16 @@ func (d *Doc) Validate() error {
 	return nil
 }
 
+// ValidateDocs is Validate for each of docs.
+func ValidateDocs(docs []Doc) error {
+	for i := range docs {
+		if err := docs[i].Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // validID says whether id is made of the characters parley ids use
 // (syncproto.NewID) and a few more; engines rely on it for keys and
 // filters ('/' and quotes never occur).

@@ -33,6 +33,7 @@ import (
 	"github.com/blevesearch/bleve/v2/mapping"
 
 	"github.com/parley-chat/parley/core/search"
+	"github.com/parley-chat/parley/core/search/internal/gate"
 )
 
 // Config configures an Engine.
@@ -62,8 +63,7 @@ type Engine struct {
 	lastIx    int64        // guarded by wmu
 	committed atomic.Int64 // the highest ix visible to Search
 
-	mu     sync.RWMutex // Close takes it to wait for calls in flight
-	closed bool
+	gate gate.Gate
 }
 
 var _ search.Engine = (*Engine)(nil)
@@ -171,123 +171,103 @@ func sortKey(ts int64, conv string, seq uint64) string {
 	return fmt.Sprintf("%016x%s/%016x", uint64(ts), conv, seq)
 }
 
-func (e *Engine) begin() error {
-	e.mu.RLock()
-	if e.closed {
-		e.mu.RUnlock()
-		return search.ErrClosed
-	}
-	return nil
-}
-
-func (e *Engine) end() { e.mu.RUnlock() }
-
-// Index implements search.Engine.
-func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
-	for i := range docs {
-		if err := docs[i].Validate(); err != nil {
-			return err
-		}
-	}
-	if err := e.begin(); err != nil {
+// write runs f as the only writer, while the engine is open.
+func (e *Engine) write(ctx context.Context, f func() error) error {
+	if err := e.gate.Enter(); err != nil {
 		return err
 	}
-	defer e.end()
+	defer e.gate.Leave()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
-	b := e.idx.NewBatch()
-	ix := max(e.lastIx+1, e.clock().UnixMicro())
-	for i := range docs {
-		d := &docs[i]
-		err := b.Index(docID(d.ConvID, d.Seq), map[string]any{
-			fWorkspace: d.Workspace,
-			fConv:      d.ConvID,
-			fSender:    d.Sender,
-			fTS:        float64(d.TS),
-			fIx:        float64(ix),
-			fSortKey:   sortKey(d.TS, d.ConvID, d.Seq),
-			fAttach:    d.HasAttachment,
-			fMsg:       d.MsgID,
-			fText:      search.TrimText(d.Text),
-		})
-		if err != nil {
-			return fmt.Errorf("search/bleve: index %s/%d: %w", d.ConvID, d.Seq, err)
+	return f()
+}
+
+// Index implements search.Engine.
+func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
+	if err := search.ValidateDocs(docs); err != nil {
+		return err
+	}
+	return e.write(ctx, func() error {
+		b := e.idx.NewBatch()
+		ix := max(e.lastIx+1, e.clock().UnixMicro())
+		for i := range docs {
+			d := &docs[i]
+			err := b.Index(docID(d.ConvID, d.Seq), map[string]any{
+				fWorkspace: d.Workspace,
+				fConv:      d.ConvID,
+				fSender:    d.Sender,
+				fTS:        float64(d.TS),
+				fIx:        float64(ix),
+				fSortKey:   sortKey(d.TS, d.ConvID, d.Seq),
+				fAttach:    d.HasAttachment,
+				fMsg:       d.MsgID,
+				fText:      search.TrimText(d.Text),
+			})
+			if err != nil {
+				return fmt.Errorf("search/bleve: index %s/%d: %w", d.ConvID, d.Seq, err)
+			}
 		}
-	}
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], uint64(ix))
-	b.SetInternal(ixKey, v[:])
-	if err := e.idx.Batch(b); err != nil {
-		return fmt.Errorf("search/bleve: index batch: %w", err)
-	}
-	e.lastIx = ix
-	e.committed.Store(ix)
-	return nil
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(ix))
+		b.SetInternal(ixKey, v[:])
+		if err := e.idx.Batch(b); err != nil {
+			return fmt.Errorf("search/bleve: index batch: %w", err)
+		}
+		e.lastIx = ix
+		e.committed.Store(ix)
+		return nil
+	})
 }
 
 // Delete implements search.Engine.
 func (e *Engine) Delete(ctx context.Context, conv string, seqs ...uint64) error {
-	if err := e.begin(); err != nil {
-		return err
-	}
-	defer e.end()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	b := e.idx.NewBatch()
-	for _, s := range seqs {
-		b.Delete(docID(conv, s))
-	}
-	if err := e.idx.Batch(b); err != nil {
-		return fmt.Errorf("search/bleve: delete from %s: %w", conv, err)
-	}
-	return nil
+	return e.write(ctx, func() error {
+		b := e.idx.NewBatch()
+		for _, s := range seqs {
+			b.Delete(docID(conv, s))
+		}
+		if err := e.idx.Batch(b); err != nil {
+			return fmt.Errorf("search/bleve: delete from %s: %w", conv, err)
+		}
+		return nil
+	})
 }
 
 // DeleteConversation implements search.Engine.
 func (e *Engine) DeleteConversation(ctx context.Context, conv string) error {
-	if err := e.begin(); err != nil {
-		return err
-	}
-	defer e.end()
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	return e.write(ctx, func() error {
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			req := bv.NewSearchRequestOptions(termQuery(fConv, conv), 10000, 0, false)
+			req.Score = "none"
+			res, err := e.idx.SearchInContext(ctx, req)
+			if err != nil {
+				return fmt.Errorf("search/bleve: delete conversation %s: %w", conv, err)
+			}
+			if len(res.Hits) == 0 {
+				return nil
+			}
+			b := e.idx.NewBatch()
+			for _, h := range res.Hits {
+				b.Delete(h.ID)
+			}
+			if err := e.idx.Batch(b); err != nil {
+				return fmt.Errorf("search/bleve: delete conversation %s: %w", conv, err)
+			}
 		}
-		req := bv.NewSearchRequestOptions(termQuery(fConv, conv), 10000, 0, false)
-		req.Score = "none"
-		res, err := e.idx.SearchInContext(ctx, req)
-		if err != nil {
-			return fmt.Errorf("search/bleve: delete conversation %s: %w", conv, err)
-		}
-		if len(res.Hits) == 0 {
-			return nil
-		}
-		b := e.idx.NewBatch()
-		for _, h := range res.Hits {
-			b.Delete(h.ID)
-		}
-		if err := e.idx.Batch(b); err != nil {
-			return fmt.Errorf("search/bleve: delete conversation %s: %w", conv, err)
-		}
-	}
+	})
 }
 
 // Close implements search.Engine.
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	if !e.gate.Close() {
 		return nil
 	}
-	e.closed = true
 	if err := e.idx.Close(); err != nil {
 		return fmt.Errorf("search/bleve: close: %w", err)
 	}

@@ -13,34 +13,17 @@ import (
 
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result, error) {
-	if err := req.Check(); err != nil {
+	p, done, err := req.Plan()
+	if err != nil || done {
 		return search.Result{}, err
 	}
-	var cur search.Cursor
-	if req.Cursor != "" {
-		var err error
-		if cur, err = search.DecodeCursor(req.Cursor, req.Sort); err != nil {
-			return search.Result{}, err
-		}
-	}
-	if err := e.begin(); err != nil {
+	if err := e.gate.Enter(); err != nil {
 		return search.Result{}, err
 	}
-	defer e.end()
-	if len(req.Convs) == 0 {
-		return search.Result{}, nil
-	}
-	var horizon int64
-	limit, from := req.Limit, 0
+	defer e.gate.Leave()
+	limit, from, horizon := p.Limit, p.From, int64(0)
 	if req.Sort == search.Relevance {
-		horizon, from = cur.Horizon, cur.Offset
-		if req.Cursor == "" {
-			horizon = e.committed.Load()
-		}
-		if horizon == 0 { // nothing was ever indexed
-			return search.Result{}, nil
-		}
-		if limit = min(limit, search.MaxRelevanceDepth-from); limit <= 0 {
+		if horizon = p.Horizon(e.committed.Load); horizon == 0 { // nothing was ever indexed
 			return search.Result{}, nil
 		}
 	}
@@ -50,8 +33,8 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		sr.SortBy([]string{"-_score", "-" + fSortKey})
 	} else {
 		sr.SortBy([]string{"-" + fSortKey})
-		if req.Cursor != "" {
-			sr.SearchAfter = []string{sortKey(cur.TS, cur.Conv, cur.Seq)}
+		if !p.First {
+			sr.SearchAfter = []string{sortKey(p.Cursor.TS, p.Cursor.Conv, p.Cursor.Seq)}
 		}
 	}
 	res, err := e.idx.SearchInContext(ctx, sr)
@@ -63,7 +46,7 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		return search.Result{}, err
 	}
 	out := search.Result{Hits: make([]search.Hit, 0, min(len(res.Hits), limit))}
-	if req.Cursor == "" {
+	if p.First {
 		out.Total = int(res.Total)
 	}
 	for _, h := range res.Hits {
@@ -84,15 +67,7 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		})
 	}
 	if len(res.Hits) > limit {
-		last := out.Hits[len(out.Hits)-1]
-		if req.Sort == search.Relevance {
-			next := from + len(out.Hits)
-			if next < search.MaxRelevanceDepth {
-				out.Next = search.Cursor{Sort: search.Relevance, Horizon: horizon, Offset: next}.Encode()
-			}
-		} else {
-			out.Next = search.Cursor{Sort: search.Newest, TS: last.TS, Conv: last.ConvID, Seq: last.Seq}.Encode()
-		}
+		out.Next = p.Next(req.Sort, out.Hits[len(out.Hits)-1], horizon)
 	}
 	return out, nil
 }

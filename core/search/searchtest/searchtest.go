@@ -387,23 +387,32 @@ func inserter(t *testing.T, e search.Engine) (during func(int), wait func()) {
 	}
 }
 
-func testNewestPages(t *testing.T, open Open) {
+// pageUnderInserts reads every page of "status" in sort, 7 hits a page,
+// while newer matching messages are indexed, and checks that the pages
+// hold each message indexed before the first page exactly once.
+func pageUnderInserts(t *testing.T, open Open, sort search.Sort) (docs []search.Doc, got []string) {
 	docs, all := pagingDocs()
 	e := opened(t, open, docs...)
-	r := req(t, "status", search.Newest)
+	r := req(t, "status", sort)
 	r.Limit = 7
+	if first := run(t, e, r); first.Total != len(all) {
+		t.Errorf("total %d, want %d", first.Total, len(all))
+	}
 	during, wait := inserter(t, e)
-	got := pages(t, e, r, during)
+	got = pages(t, e, r, during)
 	wait()
 	if dups := duplicates(got); len(dups) > 0 {
 		t.Fatalf("pages repeat %v", dups)
 	}
 	slices.Sort(all)
-	sorted := slices.Sorted(slices.Values(got))
-	if !slices.Equal(sorted, all) {
+	if sorted := slices.Sorted(slices.Values(got)); !slices.Equal(sorted, all) {
 		t.Fatalf("pages hold %v, want exactly the first %d messages %v", got, len(all), all)
 	}
-	// The order: ts descending.
+	return docs, got
+}
+
+func testNewestPages(t *testing.T, open Open) {
+	docs, got := pageUnderInserts(t, open, search.Newest)
 	ts := map[string]int64{}
 	for _, d := range docs {
 		ts[fmt.Sprintf("%s/%d", d.ConvID, d.Seq)] = d.TS
@@ -416,24 +425,7 @@ func testNewestPages(t *testing.T, open Open) {
 }
 
 func testRelevancePages(t *testing.T, open Open) {
-	docs, all := pagingDocs()
-	e := opened(t, open, docs...)
-	r := req(t, "status", search.Relevance)
-	r.Limit = 7
-	first := run(t, e, r)
-	if first.Total != len(all) {
-		t.Errorf("total %d, want %d", first.Total, len(all))
-	}
-	during, wait := inserter(t, e)
-	got := pages(t, e, r, during)
-	wait()
-	if dups := duplicates(got); len(dups) > 0 {
-		t.Fatalf("pages repeat %v", dups)
-	}
-	slices.Sort(all)
-	if sorted := slices.Sorted(slices.Values(got)); !slices.Equal(sorted, all) {
-		t.Fatalf("pages hold %v, want exactly the first %d messages", got, len(all))
-	}
+	pageUnderInserts(t, open, search.Relevance)
 }
 
 func duplicates(ks []string) []string {

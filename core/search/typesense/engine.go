@@ -41,6 +41,7 @@ import (
 
 	"github.com/parley-chat/parley/core/search"
 	"github.com/parley-chat/parley/core/search/internal/cjk"
+	"github.com/parley-chat/parley/core/search/internal/gate"
 )
 
 // Config configures an Engine.
@@ -91,8 +92,7 @@ type Engine struct {
 	wmu    sync.Mutex // orders index positions
 	lastIx int64
 
-	mu     sync.RWMutex
-	closed bool
+	gate gate.Gate
 }
 
 var _ search.Engine = (*Engine)(nil)
@@ -195,31 +195,18 @@ func body(text string) string {
 	return out.String()
 }
 
-func (e *Engine) begin() error {
-	e.mu.RLock()
-	if e.closed {
-		e.mu.RUnlock()
-		return search.ErrClosed
-	}
-	return nil
-}
-
-func (e *Engine) end() { e.mu.RUnlock() }
-
 // Index implements search.Engine.
 func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
-	for i := range docs {
-		if err := docs[i].Validate(); err != nil {
-			return err
-		}
+	if err := search.ValidateDocs(docs); err != nil {
+		return err
 	}
 	if len(docs) == 0 {
 		return nil
 	}
-	if err := e.begin(); err != nil {
+	if err := e.gate.Enter(); err != nil {
 		return err
 	}
-	defer e.end()
+	defer e.gate.Leave()
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	ix := max(e.lastIx+1, e.clock().UnixMicro())
@@ -251,10 +238,10 @@ func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
 
 // Delete implements search.Engine.
 func (e *Engine) Delete(ctx context.Context, conv string, seqs ...uint64) error {
-	if err := e.begin(); err != nil {
+	if err := e.gate.Enter(); err != nil {
 		return err
 	}
-	defer e.end()
+	defer e.gate.Leave()
 	for len(seqs) > 0 {
 		n := min(len(seqs), 1000)
 		vals := make([]string, n)
@@ -271,10 +258,10 @@ func (e *Engine) Delete(ctx context.Context, conv string, seqs ...uint64) error 
 
 // DeleteConversation implements search.Engine.
 func (e *Engine) DeleteConversation(ctx context.Context, conv string) error {
-	if err := e.begin(); err != nil {
+	if err := e.gate.Enter(); err != nil {
 		return err
 	}
-	defer e.end()
+	defer e.gate.Leave()
 	if err := e.deleteWhere(ctx, fConv+":="+quote(conv)); err != nil {
 		return fmt.Errorf("search/typesense: delete conversation %s: %w", conv, err)
 	}
@@ -288,9 +275,7 @@ func (e *Engine) deleteWhere(ctx context.Context, filter string) error {
 
 // Close implements search.Engine. The server keeps the collection.
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.closed = true
+	e.gate.Close()
 	return nil
 }
 

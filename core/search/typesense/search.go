@@ -27,43 +27,28 @@ type hit struct {
 
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result, error) {
-	if err := req.Check(); err != nil {
-		return search.Result{}, err
-	}
-	var cur search.Cursor
-	if req.Cursor != "" {
-		var err error
-		if cur, err = search.DecodeCursor(req.Cursor, req.Sort); err != nil {
-			return search.Result{}, err
-		}
-	}
-	q, prefix, err := queryText(&req.Query)
+	p, done, err := req.Plan()
 	if err != nil {
 		return search.Result{}, err
 	}
-	if err := e.begin(); err != nil {
+	q, prefix, err := queryText(&req.Query)
+	if err != nil || done {
 		return search.Result{}, err
 	}
-	defer e.end()
-	if len(req.Convs) == 0 {
-		return search.Result{}, nil
+	if err := e.gate.Enter(); err != nil {
+		return search.Result{}, err
 	}
-
-	limit, from := req.Limit, 0
-	var horizon int64
+	defer e.gate.Leave()
+	limit, from, horizon := p.Limit, p.From, int64(0)
 	if req.Sort == search.Relevance {
-		horizon, from = cur.Horizon, cur.Offset
-		if req.Cursor == "" {
+		horizon = p.Horizon(func() int64 {
 			e.wmu.Lock() // an import in flight here lands before the horizon
-			horizon = max(e.lastIx, e.clock().UnixMicro())
-			e.wmu.Unlock()
-		}
-		if limit = min(limit, search.MaxRelevanceDepth-from); limit <= 0 {
-			return search.Result{}, nil
-		}
+			defer e.wmu.Unlock()
+			return max(e.lastIx, e.clock().UnixMicro())
+		})
 	}
 	base := filterText(&req, horizon)
-	if req.Sort == search.Newest && req.Cursor != "" {
+	if cur := p.Cursor; req.Sort == search.Newest && !p.First {
 		h := convHash(cur.Conv)
 		base += fmt.Sprintf(" && (%[1]s:<%[2]d || (%[1]s:=%[2]d && %[3]s:<%[4]d) || (%[1]s:=%[2]d && %[3]s:=%[4]d && %[5]s:<%[6]d))",
 			fTS, cur.TS, fConvHash, h, fSeq, cur.Seq)
@@ -135,7 +120,7 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		hits = hits[min(from, len(hits)):]
 	}
 	out := search.Result{}
-	if req.Cursor == "" {
+	if p.First {
 		out.Total = total
 	}
 	for _, h := range hits[:min(limit, len(hits))] {
@@ -143,14 +128,7 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		out.Hits = append(out.Hits, h.Hit)
 	}
 	if len(hits) > limit {
-		last := out.Hits[len(out.Hits)-1]
-		if req.Sort == search.Relevance {
-			if next := from + limit; next < search.MaxRelevanceDepth {
-				out.Next = search.Cursor{Sort: search.Relevance, Horizon: horizon, Offset: next}.Encode()
-			}
-		} else {
-			out.Next = search.Cursor{Sort: search.Newest, TS: last.TS, Conv: last.ConvID, Seq: last.Seq}.Encode()
-		}
+		out.Next = p.Next(req.Sort, out.Hits[len(out.Hits)-1], horizon)
 	}
 	return out, nil
 }
