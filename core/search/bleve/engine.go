@@ -187,7 +187,7 @@ func (e *Engine) write(ctx context.Context, f func() error) error {
 
 // Index implements search.Engine.
 func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
-	if err := search.ValidateDocs(docs); err != nil {
+	if err := search.ValidateDocs(docs); err != nil || len(docs) == 0 {
 		return err
 	}
 	return e.write(ctx, func() error {
