@@ -166,8 +166,8 @@ func (r *Request) Check() error {
 // Result is one page of hits.
 type Result struct {
 	Hits []Hit
-	// Total is how many messages match in the allowed conversations (for
-	// relevance, those indexed by the cursor's horizon).
+	// Total is how many messages match in the allowed conversations, on
+	// the first page (no cursor); later pages leave it 0.
 	Total int
 	// Next is the cursor of the next page; "" when this is the last.
 	Next string
