@@ -139,6 +139,9 @@ type Request struct {
 	Sort   Sort
 	Limit  int    // 0: DefaultLimit; at most MaxLimit
 	Cursor string // from a previous Result.Next; "" for the first page
+	// Count asks for Result.Total on the first page. It can cost a pass
+	// over every match, which a newest-first page alone does not.
+	Count bool
 }
 
 // Check validates r and fills in defaults. Engines call it first.
@@ -167,7 +170,7 @@ func (r *Request) Check() error {
 type Result struct {
 	Hits []Hit
 	// Total is how many messages match in the allowed conversations, on
-	// the first page (no cursor); later pages leave it 0.
+	// the first page (no cursor) of a Request with Count; otherwise 0.
 	Total int
 	// Next is the cursor of the next page; "" when this is the last.
 	Next string

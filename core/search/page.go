@@ -2,7 +2,8 @@ package search
 
 // Page is what an engine fetches for a Request, from Request.Plan.
 type Page struct {
-	First  bool   // no cursor: the first page, the one that reports Total
+	First  bool   // no cursor: the first page
+	Count  bool   // the first page of a Request with Count: report Total
 	Cursor Cursor // decoded from Request.Cursor
 	// Limit is how many hits to return; an engine fetches one more to know
 	// whether a next page follows.
@@ -19,6 +20,7 @@ func (r *Request) Plan() (p Page, done bool, err error) {
 		return p, false, err
 	}
 	p.First, p.Limit = r.Cursor == "", r.Limit
+	p.Count = p.First && r.Count
 	if !p.First {
 		if p.Cursor, err = DecodeCursor(r.Cursor, r.Sort); err != nil {
 			return p, false, err

@@ -42,6 +42,10 @@ type Config struct {
 	Dir string
 	// Clock gives the time horizons are taken from; nil means time.Now.
 	Clock search.Clock
+	// WindowDocs is about how many messages the first ts window of a
+	// newest-first search spans (see Engine.Search); 0 means 20,000,
+	// negative means no windows.
+	WindowDocs int
 }
 
 // Validate reports a bad Config.
@@ -54,14 +58,18 @@ func (c *Config) Validate() error {
 
 // Engine is a Bleve index of messages.
 type Engine struct {
-	idx   bv.Index
-	clock search.Clock
+	idx        bv.Index
+	clock      search.Clock
+	windowDocs int64
 
 	// wmu serializes writes, so index positions (ix) become visible in
 	// order and a horizon never hides a write that commits later.
 	wmu       sync.Mutex
 	lastIx    int64        // guarded by wmu
 	committed atomic.Int64 // the highest ix visible to Search
+	// tsMin and tsMax bound the ts of what was ever indexed (-1: nothing),
+	// for the windows newest-first searches start with.
+	tsMin, tsMax atomic.Int64
 
 	gate gate.Gate
 }
@@ -81,16 +89,23 @@ const (
 	fMsg       = "msg"
 )
 
-var ixKey = []byte("parley.ix")
+// Internal keys, written with each batch.
+var (
+	ixKey = []byte("parley.ix")
+	tsKey = []byte("parley.ts") // tsMin, tsMax
+)
 
 // Open opens the index in cfg.Dir, creating it when missing.
 func Open(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{clock: cfg.Clock}
+	e := &Engine{clock: cfg.Clock, windowDocs: int64(cfg.WindowDocs)}
 	if e.clock == nil {
 		e.clock = time.Now
+	}
+	if e.windowDocs == 0 {
+		e.windowDocs = defaultWindowDocs
 	}
 	var err error
 	if _, serr := os.Stat(filepath.Join(cfg.Dir, "index_meta.json")); serr == nil {
@@ -114,6 +129,12 @@ func Open(cfg Config) (*Engine, error) {
 		e.lastIx = int64(binary.BigEndian.Uint64(v))
 	}
 	e.committed.Store(e.lastIx)
+	e.tsMin.Store(-1)
+	e.tsMax.Store(-1)
+	if v, err = e.idx.GetInternal(tsKey); err == nil && len(v) == 16 {
+		e.tsMin.Store(int64(binary.BigEndian.Uint64(v)))
+		e.tsMax.Store(int64(binary.BigEndian.Uint64(v[8:])))
+	}
 	return e, nil
 }
 
@@ -193,8 +214,13 @@ func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
 	return e.write(ctx, func() error {
 		b := e.idx.NewBatch()
 		ix := max(e.lastIx+1, e.clock().UnixMicro())
+		tsMin, tsMax := e.tsMin.Load(), e.tsMax.Load()
 		for i := range docs {
 			d := &docs[i]
+			if tsMin < 0 || d.TS < tsMin {
+				tsMin = d.TS
+			}
+			tsMax = max(tsMax, d.TS)
 			err := b.Index(docID(d.ConvID, d.Seq), map[string]any{
 				fWorkspace: d.Workspace,
 				fConv:      d.ConvID,
@@ -210,14 +236,15 @@ func (e *Engine) Index(ctx context.Context, docs []search.Doc) error {
 				return fmt.Errorf("search/bleve: index %s/%d: %w", d.ConvID, d.Seq, err)
 			}
 		}
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(ix))
-		b.SetInternal(ixKey, v[:])
+		b.SetInternal(ixKey, binary.BigEndian.AppendUint64(nil, uint64(ix)))
+		b.SetInternal(tsKey, binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(tsMin)), uint64(tsMax)))
 		if err := e.idx.Batch(b); err != nil {
 			return fmt.Errorf("search/bleve: index batch: %w", err)
 		}
 		e.lastIx = ix
 		e.committed.Store(ix)
+		e.tsMin.Store(tsMin)
+		e.tsMax.Store(tsMax)
 		return nil
 	})
 }

@@ -9,20 +9,31 @@ import (
 	"github.com/parley-chat/parley/core/search/searchtest"
 )
 
-func newStore(t *testing.T) searchtest.Open {
-	dir := filepath.Join(t.TempDir(), "index")
-	return func(t *testing.T) search.Engine {
-		t.Helper()
-		e, err := bleve.Open(bleve.Config{Dir: dir})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
+func newStore(t *testing.T) searchtest.Open { return newStoreWith(bleve.Config{})(t) }
+
+func newStoreWith(cfg bleve.Config) searchtest.NewStore {
+	return func(t *testing.T) searchtest.Open {
+		cfg.Dir = filepath.Join(t.TempDir(), "index")
+		return func(t *testing.T) search.Engine {
+			t.Helper()
+			e, err := bleve.Open(cfg)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			return e
 		}
-		return e
 	}
 }
 
 func TestConformance(t *testing.T) {
 	searchtest.Run(t, newStore)
+}
+
+// TestConformanceWindows runs the suite with newest-first windows of two
+// messages, so that its small indexes take the windowed path, widening
+// and all.
+func TestConformanceWindows(t *testing.T) {
+	searchtest.Run(t, newStoreWith(bleve.Config{WindowDocs: 2}))
 }
 
 // TestExcludedPrefix: Bleve can exclude a prefix (Typesense cannot, so

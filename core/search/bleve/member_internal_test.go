@@ -37,7 +37,7 @@ func TestMembershipPaths(t *testing.T) {
 	var got [2][]string
 	var total [2]int
 	for i, set := range [][]string{convs, append(slices.Clone(convs), "c_none")} {
-		for r := (search.Request{Workspace: searchtest.Workspace, Convs: set, Query: q, Limit: 50}); ; {
+		for r := (search.Request{Workspace: searchtest.Workspace, Convs: set, Query: q, Limit: 50, Count: true}); ; {
 			res, err := e.Search(t.Context(), r)
 			if err != nil {
 				t.Fatal(err)

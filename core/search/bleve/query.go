@@ -13,11 +13,11 @@ import (
 	psearch "github.com/parley-chat/parley/core/search"
 )
 
-// buildQuery is req as a Bleve query: the filters (one unscored clause)
-// and each term must match, no exclusion may. horizon > 0 keeps only
-// what was indexed by then.
-func buildQuery(req *psearch.Request, horizon int64) query.Query {
-	filters := []query.Query{termQuery(fWorkspace, req.Workspace)}
+// buildQuery is req as a Bleve query: the filters (one unscored clause,
+// with extra ones) and each term must match, no exclusion may. horizon > 0
+// keeps only what was indexed by then.
+func buildQuery(req *psearch.Request, horizon int64, extra ...query.Query) query.Query {
+	filters := append([]query.Query{termQuery(fWorkspace, req.Workspace)}, extra...)
 	var members map[string]struct{}
 	if len(req.Convs) <= maxConvTerms {
 		filters = append(filters, &termsQuery{field: fConv, terms: req.Convs})
@@ -32,19 +32,14 @@ func buildQuery(req *psearch.Request, horizon int64) query.Query {
 		filters = append(filters, &termsQuery{field: fSender, terms: q.From})
 	}
 	if !q.After.IsZero() || !q.Before.IsZero() {
-		var lo, hi *float64
+		lo, hi := int64(-1), int64(-1)
 		if !q.After.IsZero() {
-			v := float64(q.After.UnixMilli())
-			lo = &v
+			lo = q.After.UnixMilli()
 		}
 		if !q.Before.IsZero() {
-			v := float64(q.Before.UnixMilli())
-			hi = &v
+			hi = q.Before.UnixMilli() - 1
 		}
-		yes, no := true, false
-		r := query.NewNumericRangeInclusiveQuery(lo, hi, &yes, &no)
-		r.SetField(fTS)
-		filters = append(filters, r)
+		filters = append(filters, tsRange(lo, hi))
 	}
 	if q.HasAttachment {
 		b := query.NewBoolFieldQuery(true)
@@ -79,6 +74,23 @@ func buildQuery(req *psearch.Request, horizon int64) query.Query {
 // then the cost follows what the rest of the query matches, which the
 // query pays for anyway, and not the size of the set.
 const maxConvTerms = 256
+
+// tsRange matches lo <= ts <= hi; -1 leaves a side open.
+func tsRange(lo, hi int64) query.Query {
+	var min, max *float64
+	if lo >= 0 {
+		v := float64(lo)
+		min = &v
+	}
+	if hi >= 0 {
+		v := float64(hi)
+		max = &v
+	}
+	yes := true
+	r := query.NewNumericRangeInclusiveQuery(min, max, &yes, &yes)
+	r.SetField(fTS)
+	return r
+}
 
 func termQuery(field, term string) query.Query {
 	t := query.NewTermQuery(term)

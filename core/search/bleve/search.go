@@ -13,9 +13,9 @@ import (
 
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result, error) {
-	p, done, err := req.Plan()
-	if err != nil || done {
-		return search.Result{}, err
+	p, done, perr := req.Plan()
+	if perr != nil || done {
+		return search.Result{}, perr
 	}
 	if err := e.gate.Enter(); err != nil {
 		return search.Result{}, err
@@ -27,27 +27,31 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 			return search.Result{}, nil
 		}
 	}
-	sr := bv.NewSearchRequestOptions(buildQuery(&req, horizon), limit+1, from, false)
-	sr.Fields = []string{fText, fSender, fTS, fMsg}
+	var res *bv.SearchResult
+	var err error
+	counted := req.Sort == search.Relevance // res.Total counts every match
 	if req.Sort == search.Relevance {
+		sr := bv.NewSearchRequestOptions(buildQuery(&req, horizon), limit+1, from, false)
+		sr.Fields = hitFields
 		sr.SortBy([]string{"-_score", "-" + fSortKey})
-	} else {
-		sr.SortBy([]string{"-" + fSortKey})
-		if !p.First {
-			sr.SearchAfter = []string{sortKey(p.Cursor.TS, p.Cursor.Conv, p.Cursor.Seq)}
+		if res, err = e.idx.SearchInContext(ctx, sr); err != nil {
+			return search.Result{}, fmt.Errorf("search/bleve: search: %w", err)
 		}
-	}
-	res, err := e.idx.SearchInContext(ctx, sr)
-	if err != nil {
-		return search.Result{}, fmt.Errorf("search/bleve: search: %w", err)
+	} else if res, counted, err = e.newest(ctx, &req, p); err != nil {
+		return search.Result{}, err
 	}
 	marks, err := e.marks(ctx, &req.Query, res.Hits[:min(len(res.Hits), limit)])
 	if err != nil {
 		return search.Result{}, err
 	}
 	out := search.Result{Hits: make([]search.Hit, 0, min(len(res.Hits), limit))}
-	if p.First {
+	if p.Count {
 		out.Total = int(res.Total)
+		if !counted {
+			if out.Total, err = e.count(ctx, &req); err != nil {
+				return search.Result{}, err
+			}
+		}
 	}
 	for _, h := range res.Hits {
 		if len(out.Hits) == limit {
@@ -70,6 +74,72 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		out.Next = p.Next(req.Sort, out.Hits[len(out.Hits)-1], horizon)
 	}
 	return out, nil
+}
+
+var hitFields = []string{fText, fSender, fTS, fMsg}
+
+const defaultWindowDocs = 20_000
+
+// newest finds the page of a newest-first search. The newest limit+1
+// matches are all the page needs, so it searches a recent window of ts
+// first, sized from the index's density to hold about Config.WindowDocs
+// messages (of all conversations), and widens it eightfold until the page is full or the window
+// covers everything: a common word is then sorted over the few matches of
+// a window, not over all of them. whole says the search covered every
+// match (on the first page: its Total is the count).
+func (e *Engine) newest(ctx context.Context, req *search.Request, p search.Page) (res *bv.SearchResult, whole bool, err error) {
+	lo0, hi := e.tsMin.Load(), e.tsMax.Load()
+	if !p.First {
+		hi = min(hi, p.Cursor.TS)
+	}
+	var w int64
+	if n, err := e.idx.DocCount(); err == nil && e.windowDocs > 0 && int64(n) > 4*e.windowDocs && hi > lo0 {
+		w = max(1, (e.tsMax.Load()-lo0+1)*e.windowDocs/int64(n))
+	}
+	for {
+		lo := int64(-1)
+		if w > 0 && hi-w > lo0 {
+			lo = hi - w
+		}
+		var extra []query.Query
+		if lo >= 0 || !p.First {
+			extra = append(extra, tsRange(lo, cond(p.First, -1, hi)))
+		}
+		sr := bv.NewSearchRequestOptions(buildQuery(req, 0, extra...), p.Limit+1, 0, false)
+		sr.Fields = hitFields
+		sr.SortBy([]string{"-" + fSortKey})
+		if !p.First {
+			sr.SearchAfter = []string{sortKey(p.Cursor.TS, p.Cursor.Conv, p.Cursor.Seq)}
+		}
+		if res, err = e.idx.SearchInContext(ctx, sr); err != nil {
+			return nil, false, fmt.Errorf("search/bleve: search: %w", err)
+		}
+		if lo < 0 {
+			return res, p.First, nil
+		}
+		if len(res.Hits) > p.Limit {
+			return res, false, nil
+		}
+		w *= 8
+	}
+}
+
+// count is how many messages match req, counted without scores or sorting.
+func (e *Engine) count(ctx context.Context, req *search.Request) (int, error) {
+	sr := bv.NewSearchRequestOptions(buildQuery(req, 0), 0, 0, false)
+	sr.Score = "none"
+	res, err := e.idx.SearchInContext(ctx, sr)
+	if err != nil {
+		return 0, fmt.Errorf("search/bleve: count: %w", err)
+	}
+	return int(res.Total), nil
+}
+
+func cond[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
 }
 
 // marks finds where q's terms matched in hits. It is a second search,

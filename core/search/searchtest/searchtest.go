@@ -101,7 +101,7 @@ func req(t *testing.T, q string, sort search.Sort, convs ...string) search.Reque
 	if len(convs) == 0 {
 		convs = []string{"c_a", "c_b", "c_c"}
 	}
-	return search.Request{Workspace: Workspace, Convs: convs, Query: pq, Sort: sort, Limit: search.MaxLimit}
+	return search.Request{Workspace: Workspace, Convs: convs, Query: pq, Sort: sort, Limit: search.MaxLimit, Count: true}
 }
 
 func run(t *testing.T, e search.Engine, r search.Request) search.Result {
@@ -276,7 +276,11 @@ func testMembership(t *testing.T, open Open) {
 	}
 	r.Convs = []string{"c_a", "c_secret"}
 	if res := run(t, e, r); len(res.Hits) != 2 || res.Total != 2 {
-		t.Errorf("member of both: %v, want both", keys(res.Hits))
+		t.Errorf("member of both: %v total %d, want both", keys(res.Hits), res.Total)
+	}
+	r.Count = false
+	if res := run(t, e, r); len(res.Hits) != 2 || res.Total != 0 {
+		t.Errorf("without Count: %v total %d, want both and total 0", keys(res.Hits), res.Total)
 	}
 }
 

@@ -120,7 +120,7 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 		hits = hits[min(from, len(hits)):]
 	}
 	out := search.Result{}
-	if p.First {
+	if p.Count {
 		out.Total = total
 	}
 	for _, h := range hits[:min(limit, len(hits))] {
