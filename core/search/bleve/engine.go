@@ -1,17 +1,31 @@
 // Package bleve is the embedded search engine: a Bleve (scorch) index in
 // a directory, implementing search.Engine.
 //
-// Membership at scale: the allowed conversations become one filter
-// clause, scored with Score "none", so scorch's "unadorned disjunction"
-// optimization unions their posting lists into one bitmap instead of
-// running a heap over thousands of term iterators; that clause takes part
-// in the query's conjunction (it can drive the iteration when it is the
-// rarest part), never a filter over a finished page. A user in 10,000
-// conversations costs one bitmap union of 10,000 small posting lists.
-// Every filter (workspace, sender, time, attachment, horizon) is scored
-// the same way, so only the text terms decide relevance.
+// Membership at scale. The allowed conversations are a clause of the
+// query, never a filter over a finished page. Up to 256 of them become
+// one union of their posting lists: the clause runs with Score "none", so
+// scorch's "unadorned disjunction" optimization ORs the posting bitmaps
+// instead of running a heap over the term iterators, and the clause takes
+// part in the conjunction (it can drive the iteration when it is the
+// rarest part). Each conversation costs a dictionary lookup per segment,
+// so a larger set (a user in 10,000 conversations) is checked per
+// candidate instead, against the candidate's conversation doc value, in
+// a filtering searcher below the collector: the cost follows what the
+// rest of the query matches, not the size of the set. Both paths count
+// and page only allowed hits. Every filter (workspace, sender, time,
+// attachment, horizon) is unscored, so only the text terms decide
+// relevance.
 //
-// Every text query names its analyzer (bleve#1475: a query on a path
+// Newest first. A page needs only the newest limit+1 matches, so the
+// search looks at a recent window of ts first and widens it eightfold
+// until the page is full (Config.WindowDocs): a common word is sorted
+// over one window's matches, not over all of them. The cursor is a keyset
+// on (ts, conversation, seq) through Bleve's search_after.
+//
+// Analysis. One analyzer indexes the text (custom CJK grams, Unicode
+// words, lower case, English possessives, Porter stems beside the words
+// as written, for typos); queries use its query twin. Every text query
+// names its analyzer or is analyzed here (bleve#1475: a query on a path
 // that several field mappings share falls back to the standard
 // analyzer), and the index maps one document type only.
 package bleve
