@@ -13,33 +13,30 @@ import (
 
 // Search implements search.Engine.
 func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result, error) {
-	p, done, perr := req.Plan()
-	if perr != nil || done {
-		return search.Result{}, perr
+	p, done, err := req.Plan()
+	if err != nil || done {
+		return search.Result{}, err
 	}
 	if err := e.gate.Enter(); err != nil {
 		return search.Result{}, err
 	}
 	defer e.gate.Leave()
-	limit, from, horizon := p.Limit, p.From, int64(0)
+	var res *bv.SearchResult
+	var counted bool // res.Total counts every match
+	var horizon int64
 	if req.Sort == search.Relevance {
 		if horizon = p.Horizon(e.committed.Load); horizon == 0 { // nothing was ever indexed
 			return search.Result{}, nil
 		}
+		res, err = e.relevance(ctx, &req, p, horizon)
+		counted = true
+	} else {
+		res, counted, err = e.newest(ctx, &req, p)
 	}
-	var res *bv.SearchResult
-	var err error
-	counted := req.Sort == search.Relevance // res.Total counts every match
-	if req.Sort == search.Relevance {
-		sr := bv.NewSearchRequestOptions(buildQuery(&req, horizon), limit+1, from, false)
-		sr.Fields = hitFields
-		sr.SortBy([]string{"-_score", "-" + fSortKey})
-		if res, err = e.idx.SearchInContext(ctx, sr); err != nil {
-			return search.Result{}, fmt.Errorf("search/bleve: search: %w", err)
-		}
-	} else if res, counted, err = e.newest(ctx, &req, p); err != nil {
+	if err != nil {
 		return search.Result{}, err
 	}
+	limit := p.Limit
 	marks, err := e.marks(ctx, &req.Query, res.Hits[:min(len(res.Hits), limit)])
 	if err != nil {
 		return search.Result{}, err
@@ -77,6 +74,19 @@ func (e *Engine) Search(ctx context.Context, req search.Request) (search.Result,
 }
 
 var hitFields = []string{fText, fSender, fTS, fMsg}
+
+// relevance finds the page of a by-relevance search: the best from
+// p.From, of what was indexed by horizon.
+func (e *Engine) relevance(ctx context.Context, req *search.Request, p search.Page, horizon int64) (*bv.SearchResult, error) {
+	sr := bv.NewSearchRequestOptions(buildQuery(req, horizon), p.Limit+1, p.From, false)
+	sr.Fields = hitFields
+	sr.SortBy([]string{"-_score", "-" + fSortKey})
+	res, err := e.idx.SearchInContext(ctx, sr)
+	if err != nil {
+		return nil, fmt.Errorf("search/bleve: search: %w", err)
+	}
+	return res, nil
+}
 
 const defaultWindowDocs = 20_000
 
