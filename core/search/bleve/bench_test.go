@@ -91,6 +91,10 @@ func benchIndex(b *testing.B) string {
 				batch = batch[:0]
 			}
 		}
+		if err := bleve.Settle(context.Background(), e); err != nil {
+			benchErr = err
+			return
+		}
 		if err := e.Close(); err != nil {
 			benchErr = err
 			return
@@ -114,6 +118,10 @@ func BenchmarkSearch(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
+	if err := bleve.Settle(b.Context(), e); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
 	queries := []string{
 		vocab[10],                               // common
 		vocab[500],                              // middling

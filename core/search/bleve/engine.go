@@ -17,8 +17,8 @@
 // relevance.
 //
 // Newest first. A page needs only the newest limit+1 matches, so the
-// search looks at a recent window of ts first and widens it eightfold
-// until the page is full (Config.WindowDocs): a common word is sorted
+// search looks at a recent window of ts first (Config.WindowDocs) and
+// widens it 4 to 64 times until the page is full: a common word is sorted
 // over one window's matches, not over all of them. The cursor is a keyset
 // on (ts, conversation, seq) through Bleve's search_after.
 //

@@ -93,10 +93,11 @@ const defaultWindowDocs = 20_000
 // newest finds the page of a newest-first search. The newest limit+1
 // matches are all the page needs, so it searches a recent window of ts
 // first, sized from the index's density to hold about Config.WindowDocs
-// messages (of all conversations), and widens it eightfold until the page is full or the window
-// covers everything: a common word is then sorted over the few matches of
-// a window, not over all of them. whole says the search covered every
-// match (on the first page: its Total is the count).
+// messages (of all conversations), and widens it, by how far this window
+// fell short, until the page is full or the window covers everything: a
+// common word is then sorted over the few matches of a window, not over
+// all of them. whole says the search covered every match (on the first
+// page: its Total is the count).
 func (e *Engine) newest(ctx context.Context, req *search.Request, p search.Page) (res *bv.SearchResult, whole bool, err error) {
 	lo0, hi := e.tsMin.Load(), e.tsMax.Load()
 	if !p.First {
@@ -130,7 +131,9 @@ func (e *Engine) newest(ctx context.Context, req *search.Request, p search.Page)
 		if len(res.Hits) > p.Limit {
 			return res, false, nil
 		}
-		w *= 8
+		// Widen to where, at this window's rate, the page would fill
+		// twice over: 4 to 64 times as wide.
+		w *= min(64, max(4, 2*int64(p.Limit+1)/max(1, int64(len(res.Hits)))))
 	}
 }
 
