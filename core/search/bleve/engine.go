@@ -19,7 +19,9 @@
 // Newest first. A page needs only the newest limit+1 matches, so the
 // search looks at a recent window of ts first (Config.WindowDocs) and
 // widens it 4 to 64 times until the page is full: a common word is sorted
-// over one window's matches, not over all of them. The cursor is a keyset
+// over one window's matches, not over all of them. In a window,
+// membership is always checked per candidate: the window's few matches
+// cost less to check than a union of the set's posting lists. The cursor is a keyset
 // on (ts, conversation, seq) through Bleve's search_after.
 //
 // Analysis. One analyzer indexes the text (custom CJK grams, Unicode

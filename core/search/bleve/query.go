@@ -13,13 +13,23 @@ import (
 	psearch "github.com/parley-chat/parley/core/search"
 )
 
-// buildQuery is req as a Bleve query: the filters (one unscored clause,
-// with extra ones) and each term must match, no exclusion may. horizon > 0
-// keeps only what was indexed by then.
-func buildQuery(req *psearch.Request, horizon int64, extra ...query.Query) query.Query {
-	filters := append([]query.Query{termQuery(fWorkspace, req.Workspace)}, extra...)
+// shape says how to build a request's query.
+type shape struct {
+	horizon int64 // > 0: only what was indexed by then
+	// perCandidate checks membership per candidate whatever the set's
+	// size: right when the other clauses match few documents (a ts
+	// window), where a union of the set's posting lists would cost more
+	// than the whole rest of the search.
+	perCandidate bool
+	extra        []query.Query // more filters
+}
+
+// buildQuery is req as a Bleve query: the filters (one unscored clause)
+// and each term must match, no exclusion may.
+func buildQuery(req *psearch.Request, sh shape) query.Query {
+	filters := append([]query.Query{termQuery(fWorkspace, req.Workspace)}, sh.extra...)
 	var members map[string]struct{}
-	if len(req.Convs) <= maxConvTerms {
+	if len(req.Convs) <= maxConvTerms && !sh.perCandidate {
 		filters = append(filters, &termsQuery{field: fConv, terms: req.Convs})
 	} else {
 		members = make(map[string]struct{}, len(req.Convs))
@@ -46,8 +56,8 @@ func buildQuery(req *psearch.Request, horizon int64, extra ...query.Query) query
 		b.SetField(fAttach)
 		filters = append(filters, b)
 	}
-	if horizon > 0 {
-		hi, yes := float64(horizon), true
+	if sh.horizon > 0 {
+		hi, yes := float64(sh.horizon), true
 		r := query.NewNumericRangeInclusiveQuery(nil, &hi, nil, &yes)
 		r.SetField(fIx)
 		filters = append(filters, r)

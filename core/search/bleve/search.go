@@ -78,7 +78,7 @@ var hitFields = []string{fText, fSender, fTS, fMsg}
 // relevance finds the page of a by-relevance search: the best from
 // p.From, of what was indexed by horizon.
 func (e *Engine) relevance(ctx context.Context, req *search.Request, p search.Page, horizon int64) (*bv.SearchResult, error) {
-	sr := bv.NewSearchRequestOptions(buildQuery(req, horizon), p.Limit+1, p.From, false)
+	sr := bv.NewSearchRequestOptions(buildQuery(req, shape{horizon: horizon}), p.Limit+1, p.From, false)
 	sr.Fields = hitFields
 	sr.SortBy([]string{"-_score", "-" + fSortKey})
 	res, err := e.idx.SearchInContext(ctx, sr)
@@ -116,7 +116,7 @@ func (e *Engine) newest(ctx context.Context, req *search.Request, p search.Page)
 		if lo >= 0 || !p.First {
 			extra = append(extra, tsRange(lo, cond(p.First, -1, hi)))
 		}
-		sr := bv.NewSearchRequestOptions(buildQuery(req, 0, extra...), p.Limit+1, 0, false)
+		sr := bv.NewSearchRequestOptions(buildQuery(req, shape{perCandidate: lo >= 0, extra: extra}), p.Limit+1, 0, false)
 		sr.Fields = hitFields
 		sr.SortBy([]string{"-" + fSortKey})
 		if !p.First {
@@ -139,7 +139,7 @@ func (e *Engine) newest(ctx context.Context, req *search.Request, p search.Page)
 
 // count is how many messages match req, counted without scores or sorting.
 func (e *Engine) count(ctx context.Context, req *search.Request) (int, error) {
-	sr := bv.NewSearchRequestOptions(buildQuery(req, 0), 0, 0, false)
+	sr := bv.NewSearchRequestOptions(buildQuery(req, shape{}), 0, 0, false)
 	sr.Score = "none"
 	res, err := e.idx.SearchInContext(ctx, sr)
 	if err != nil {
