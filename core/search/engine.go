@@ -55,8 +55,8 @@ func (d *Doc) Validate() error {
 		return fmt.Errorf("search: doc %s/%d: bad sender %q", d.ConvID, d.Seq, d.Sender)
 	case d.Seq == 0:
 		return fmt.Errorf("search: doc %s: seq 0", d.ConvID)
-	case d.TS < 0:
-		return fmt.Errorf("search: doc %s/%d: negative ts", d.ConvID, d.Seq)
+	case d.TS < 0 || d.TS > maxTime.UnixMilli():
+		return fmt.Errorf("search: doc %s/%d: ts %d out of range", d.ConvID, d.Seq, d.TS)
 	}
 	return nil
 }
@@ -95,8 +95,8 @@ func ValidID(id string) bool { return id != "" && validID(id) }
 type Sort uint8
 
 const (
-	// Newest orders by ts, newest first (ties by conversation, then seq,
-	// both descending).
+	// Newest orders by ts, newest first; messages of one ts in an order
+	// each engine fixes (by conversation and seq).
 	Newest Sort = iota
 	// Relevance orders by the engine's score, best first (ties as Newest).
 	Relevance

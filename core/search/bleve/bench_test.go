@@ -55,7 +55,7 @@ func benchConv(i int) string { return fmt.Sprintf("c_%06d", i) }
 
 func benchIndex(b *testing.B) string {
 	benchOnce.Do(func() {
-		benchDir = filepath.Join(os.TempDir(), fmt.Sprintf("parley-search-bench-v2-%d-%d", *benchDocs, *benchConvs))
+		benchDir = filepath.Join(os.TempDir(), fmt.Sprintf("parley-search-bench-v3-%d-%d", *benchDocs, *benchConvs))
 		done := filepath.Join(benchDir, "complete")
 		if _, err := os.Stat(done); err == nil {
 			return

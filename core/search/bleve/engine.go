@@ -34,9 +34,11 @@ package bleve
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -202,11 +204,25 @@ func parseDocID(id string) (string, uint64, bool) {
 	return conv, seq, ok && err == nil
 }
 
-// sortKey orders (ts, conv, seq) as strings: '/' sorts below every id
-// character, so a conversation id that is a prefix of another sorts first.
+// sortKey orders messages for both sorts: 6 bytes of ts, big-endian,
+// then 6 bytes of a hash of (conv, seq), which orders messages of one
+// millisecond (two of them tie only if 48 bits of their hashes do), in
+// 16 characters of an order-keeping base64 (zap's doc values split terms
+// at 0xff, so no raw bytes). It is short because sorting reads it as a
+// doc value for every match.
 func sortKey(ts int64, conv string, seq uint64) string {
-	return fmt.Sprintf("%016x%s/%016x", uint64(ts), conv, seq)
+	h := fnv.New64a()
+	h.Write([]byte(conv))
+	h.Write(binary.BigEndian.AppendUint64(nil, seq))
+	var k [14]byte
+	binary.BigEndian.PutUint64(k[:8], uint64(ts)<<16) // ts < 2^48 (Doc.Validate): its 6 bytes
+	binary.BigEndian.PutUint64(k[6:], h.Sum64())      // then the hash's first 6
+	return sortEncoding.EncodeToString(k[:12])
 }
+
+// sortEncoding is base64 with its alphabet in byte order, so encoded
+// strings sort as the bytes do.
+var sortEncoding = base64.NewEncoding("-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz").WithPadding(base64.NoPadding)
 
 // write runs f as the only writer, while the engine is open.
 func (e *Engine) write(ctx context.Context, f func() error) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/parley-chat/parley/core/search"
@@ -56,5 +57,18 @@ func TestMembershipPaths(t *testing.T) {
 	if len(got[0]) != maxConvTerms || !slices.Equal(got[0], got[1]) || total[0] != maxConvTerms || total[1] != maxConvTerms {
 		t.Fatalf("union: %d hits (total %d); per candidate: %d hits (total %d); want %d, alike",
 			len(got[0]), total[0], len(got[1]), total[1], maxConvTerms)
+	}
+}
+
+func TestSortKey(t *testing.T) {
+	tss := []int64{0, 1, 255, 256, 1 << 40, 1_772_000_000_000, 1_772_000_000_001, 253_402_214_400_000}
+	for i := 1; i < len(tss); i++ {
+		a, b := sortKey(tss[i-1], "c_zz", 99), sortKey(tss[i], "c_a", 1)
+		if !(a < b) || len(a) != 16 || strings.ContainsRune(a, 0xff) {
+			t.Errorf("sortKey(%d) = %q, not below sortKey(%d) = %q", tss[i-1], a, tss[i], b)
+		}
+	}
+	if sortKey(5, "c_a", 1) == sortKey(5, "c_a", 2) || sortKey(5, "c_a", 1) == sortKey(5, "c_b", 1) {
+		t.Error("messages of one ms share a sort key")
 	}
 }
