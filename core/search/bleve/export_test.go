@@ -27,8 +27,10 @@ func Settle(ctx context.Context, e *Engine) error {
 		}
 		m := s.StatsMap()
 		now := [3]any{m["TotFileMergeSegments"], m["TotFileMergeLoopBeg"], m["CurOnDiskFiles"]}
-		if now == last { // no merge loop began for a second
-
+		// No merge began, none is running (a big one takes many seconds)
+		// and none is waiting to be introduced.
+		if now == last && m["TotFileMergeZapBeg"] == m["TotFileMergeZapEnd"] &&
+			m["TotFileMergeIntroductions"] == m["TotFileMergeIntroductionsDone"] {
 			stable++
 		} else {
 			stable = 0
