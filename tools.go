@@ -1,8 +1,7 @@
 //go:build tools
 
-// Package parley pins the versions known to build together here, including
-// those of parts no package imports yet (Bleve and Typesense's client, for
-// search; see docs/architecture.md), so `go mod tidy` keeps them.
+// Package parley pins the versions known to build together here, so `go mod
+// tidy` keeps them.
 package parley
 
 import (
