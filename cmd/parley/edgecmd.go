@@ -15,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/web"
 )
 
 func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,6 +75,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	e, err := edge.New(edge.Config{
+		WebApp:   web.App(),
 		HTTPAddr: *httpAddr, NATSURL: *natsURL, Region: *region, TokenKeys: keys, RefreshGrace: *refreshGrace,
 		UserRate: rate.Limit(*userRate), UserBurst: *userBurst, Logger: log,
 		IPRate: rate.Limit(*ipRate), IPBurst: *ipBurst, FrameRate: rate.Limit(*deviceRate), FrameBurst: int(2 * *deviceRate),

@@ -19,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/web"
 )
 
 // serveConfig is one process running a single-node core and an edge.
@@ -130,6 +131,7 @@ func startSystem(ctx context.Context, cfg serveConfig) (s *system, err error) {
 		CertFile:       cfg.CertFile,
 		KeyFile:        cfg.KeyFile,
 		Metrics:        cfg.Metrics,
+		WebApp:         web.App(),
 		Logger:         cfg.Logger.With("part", "edge"),
 
 		PresenceInterval: cfg.PresenceInterval,
