@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -451,11 +452,31 @@ func TestWebAppChat(t *testing.T) {
 	ana.waitFor("bo's last seen", `() => /last seen/.test(document.querySelector('.main .head .sub')?.textContent ?? '')`, nil)
 }
 
-// The same chat with browsers that have no WebTransport: the app falls
-// back to WebSocket by itself.
+// The same chat where WebTransport is unavailable (a browser without it)
+// or blocked (its UDP packets dropped): the app falls back to WebSocket by
+// itself.
 func TestWebAppWebSocketFallback(t *testing.T) {
-	w := newWebTest(t)
-	w.chat(t, "websocket", map[string]any{"noWebTransport": true})
+	t.Run("unavailable", func(t *testing.T) {
+		w := newWebTest(t)
+		w.chat(t, "websocket", map[string]any{"noWebTransport": true})
+	})
+	t.Run("blocked", func(t *testing.T) {
+		hole, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hole.Close() })
+		go func() { // read and drop
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := hole.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+		w := newWebTest(t)
+		w.chat(t, "websocket", map[string]any{"blackholeUDP": hole.LocalAddr().(*net.UDPAddr).Port})
+	})
 }
 
 // A browser whose network goes away while others send shows everything

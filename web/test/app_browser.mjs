@@ -6,9 +6,10 @@
 // Commands ({"id": n, "cmd": ..., ...}):
 //
 //	launch     {name, args}                     a browser (PARLEY_CHROMIUM, default /usr/bin/chromium)
-//	page       {name, browser, width, height, colorScheme, noWebTransport}
+//	page       {name, browser, width, height, colorScheme, noWebTransport, blackholeUDP}
 //	           a page in a fresh context (noWebTransport: the page has no WebTransport,
-//	           as in a browser without it)
+//	           as in a browser without it; blackholeUDP: its WebTransport sessions go to
+//	           this UDP port instead, which drops everything, as where UDP is blocked)
 //	goto       {page, url}
 //	fill       {page, selector, value}
 //	click      {page, selector}
@@ -46,11 +47,25 @@ const commands = {
   async launch({ name, args = [] }) {
     browsers.set(name, await chromium.launch({ executablePath, args: args ?? [] }));
   },
-  async page({ name, browser, width = 1280, height = 800, colorScheme = 'light', noWebTransport = false }) {
+  async page({ name, browser, width, height, colorScheme, noWebTransport = false, blackholeUDP = 0 }) {
     const context = await browsers.get(browser).newContext({
       viewport: { width: width ?? 1280, height: height ?? 800 }, colorScheme: colorScheme ?? 'light', deviceScaleFactor: 1,
     });
     if (noWebTransport) await context.addInitScript(() => { delete window.WebTransport; });
+    if (blackholeUDP) {
+      // WebTransport sessions go to a UDP port that drops every packet, as
+      // a network that blocks UDP does.
+      await context.addInitScript((port) => {
+        const WT = window.WebTransport;
+        window.WebTransport = class extends WT {
+          constructor(url, options) {
+            const u = new URL(url);
+            u.port = String(port);
+            super(u.href, options);
+          }
+        };
+      }, blackholeUDP);
+    }
     const p = await context.newPage();
     const logs = [];
     p.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') logs.push(`${m.type()}: ${m.text()}`); });
