@@ -289,13 +289,13 @@ func newWebTest(t *testing.T, browserArgs ...string) *webTest {
 // WebSocket, in a 1:1 (ana, bo) and a group (all three), both ways; each
 // sees every message once and in order, ticks turn read, typing and
 // presence show and clear. transport is what the browsers must use.
-func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) (ana, bo *appPage) {
+func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) (ana, bo *appPage, cy *wsDevice) {
 	s, d := w.s, w.d
 	ctx := t.Context()
 	ana = d.page("ana", "chromium", pageOpts)
 	ana.signUp(s.base, "acme", "ana") // creates acme
 	cyRC, cyS := s.user(t, "acme", "cy")
-	cy := s.deviceOver(t, "ws", cyRC, cyS, nil)
+	cy = s.deviceOver(t, "ws", cyRC, cyS, nil)
 	bo = d.page("bo", "chromium", pageOpts)
 	bo.signUp(s.base, "acme", "bo") // joins it
 	for _, p := range []*appPage{ana, bo} {
@@ -387,7 +387,7 @@ func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) 
 			t.Errorf("%s shows %q, want %q", p.name, got, want)
 		}
 	}
-	return ana, bo
+	return ana, bo, cy
 }
 
 // groupID is the id of the conversation open in p.
@@ -404,18 +404,34 @@ func groupID(t *testing.T, p *appPage) string {
 // presence clearing when a browser goes, and screenshots of the main views.
 func TestWebAppChat(t *testing.T) {
 	w := newWebTest(t)
-	ana, bo := w.chat(t, "webtransport", nil)
+	ana, bo, cy := w.chat(t, "webtransport", nil)
 
 	// Screenshots: the group on a desktop and a phone, light and dark; the
-	// list on a phone; the sign-in page.
+	// list on a phone; the sign-in page. cy writes to ana in a 1:1 first
+	// (an unread count in the list), and bo is typing.
+	ctx := t.Context()
+	dm, err := cy.rest.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"lunch at 12?", "the usual place 🍜"} {
+		if _, err := cy.c.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte(text)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ana.openConv("team")
+	ana.say("the deploy is done.\nrelease notes are in the usual place")
+	bo.threadIs([]string{"g1 from ana", "g2 from bo", "g3 from cy", "the deploy is done.\nrelease notes are in the usual place"})
+	ana.waitFor("cy's unread", "(t) => ("+jsUnread+")(t) === 2", "cy")
 	var shots []string
 	snap := func(p *appPage, name string) {
 		path := filepath.Join(w.shot, name+".png")
 		p.shot(path)
 		shots = append(shots, path)
 	}
-	for _, scheme := range []string{"light", "dark"} {
+	for i, scheme := range []string{"light", "dark"} {
+		bo.fill("textarea[aria-label=Message]", strings.Repeat("nice", i+1))
+		ana.waitFor("bo typing", jsTyping, "bo is typing")
 		ana.scheme(scheme)
 		ana.viewport(1280, 800)
 		snap(ana, "desktop-"+scheme)

@@ -101,6 +101,16 @@ export function createStore(api) {
       readSeq: Math.max(old?.readSeq ?? 0, c.read_seq ?? 0),
       lastTs: old?.lastTs ?? c.created_ts ?? 0, preview: old?.preview ?? '',
     });
+    // Messages that came before the conversation was known (a push for
+    // one someone just added this user to) set its activity and preview.
+    const box = s.msgs.get(c.id);
+    if (!old && box?.size) {
+      const last = box.get(Math.max(...box.keys()));
+      const cv = conv(c.id);
+      cv.lastTs = Math.max(cv.lastTs, last.tsUnixMs);
+      cv.preview = last.kind === 1 ? systemText(last) : last.text;
+      for (const m of box.values()) if (m.senderUserId === s.me?.id) cv.readSeq = Math.max(cv.readSeq, m.seq);
+    }
   }
 
   async function learnUsers(ids) {
