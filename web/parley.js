@@ -536,6 +536,19 @@ async function openWebTransport(url, certHashes, timeoutMs) {
   }
 }
 
+// decodeOne decodes b, a datagram or WebSocket message: exactly one
+// length-prefixed frame (syncproto.DecodeFrame).
+export function decodeOne(b) {
+  let n = 0;
+  let i = 0;
+  for (; i < b.length && b[i] & 0x80 && i < 9; i++) n += (b[i] & 0x7f) * 2 ** (7 * i);
+  if (i >= b.length || b[i] & 0x80) throw malformed('a frame length is cut short or too long');
+  n += b[i] * 2 ** (7 * i);
+  if (n === 0) throw malformed('empty frame');
+  if (n !== b.length - i - 1) throw malformed('not exactly one frame');
+  return decodeFrame(b.subarray(i + 1));
+}
+
 // readDatagrams passes each datagram's one frame to cb until the session
 // ends; a datagram that is not exactly one frame is dropped.
 async function readDatagrams(wt, cb) {
@@ -547,14 +560,9 @@ async function readDatagrams(wt, cb) {
       const { value, done } = await reader.read();
       if (done) return;
       try {
-        let n = 0;
-        let i = 0;
-        for (; value[i] & 0x80; i++) n += (value[i] & 0x7f) * 2 ** (7 * i);
-        n += value[i] * 2 ** (7 * i);
-        if (n !== value.length - i - 1) continue; // not exactly one frame
-        cb(decodeFrame(value.subarray(i + 1)));
+        cb(decodeOne(value));
       } catch {
-        // a bad datagram: dropped
+        // a bad datagram (or not exactly one frame): dropped
       }
     }
   } catch {
@@ -613,13 +621,7 @@ function openWebSocket(url, timeoutMs) {
         return;
       }
       try {
-        const b = new Uint8Array(ev.data);
-        let n = 0;
-        let i = 0;
-        for (; b[i] & 0x80 && i < 10; i++) n += (b[i] & 0x7f) * 2 ** (7 * i);
-        n += b[i] * 2 ** (7 * i);
-        if (!n || n !== b.length - i - 1) throw malformed('a WebSocket message is not exactly one frame');
-        push({ frame: decodeFrame(b.subarray(i + 1)) });
+        push({ frame: decodeOne(new Uint8Array(ev.data)) });
       } catch (e) {
         push({ error: e });
       }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
   decodeFrame, encodeFrame, encodeHello, encodeSend, encodeTyping, encodeHistory, encodeReceipt, encodeSyncRequest,
-  encodePresenceSubscribe, encodeReauth, encodePing, readFrames, ParleyError, F, READ, BACKWARD,
+  encodePresenceSubscribe, encodeReauth, encodePing, readFrames, decodeOne, ParleyError, F, READ, BACKWARD,
 } from '../parley.js';
 
 const golden = (name) => new Uint8Array(readFileSync(new URL(`../../syncproto/testdata/golden/${name}.bin`, import.meta.url)));
@@ -250,4 +250,10 @@ test('typing decodes, and encodes as protobuf does (without the user, which the 
   const b = encodeFrame(0, 22, encodeTyping({ convId: 'c_1', typing: true, ttlMs: 3000 }));
   // The bytes syncproto.AppendDatagram gives for the same indicator.
   assert.deepEqual([...b], [0x0d, 0xb2, 0x01, 0x0a, 0x0a, 0x03, 0x63, 0x5f, 0x31, 0x18, 0x01, 0x20, 0xb8, 0x17]);
+});
+
+test('a datagram or WebSocket message is exactly one frame', () => {
+  assert.equal(decodeOne(golden('typing')).type, 'typing');
+  const bad = [[], [0x00], [0x05, 0x08], [0x80], [0x01, 0x08, 0x01], [...golden('ping'), 0x00]];
+  for (const b of bad) assert.throws(() => decodeOne(Uint8Array.from(b)), (e) => e instanceof ParleyError && e.code === 1, JSON.stringify(b));
 });
