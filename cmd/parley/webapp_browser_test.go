@@ -459,8 +459,28 @@ func TestWebAppChat(t *testing.T) {
 		}
 	}
 
-	// bo's browser goes away: ana sees him offline, with a last-seen time.
+	// Shift+Enter is a new line, not a send.
 	ana.viewport(1280, 800)
+	ana.openConv("team")
+	ana.fill("textarea[aria-label=Message]", "two")
+	ana.press("textarea[aria-label=Message]", "Shift+Enter")
+	ana.waitFor("a new line", `() => document.querySelector('textarea[aria-label=Message]').value === 'two\n'`, nil)
+	ana.fill("textarea[aria-label=Message]", "")
+
+	// Members: ana removes cy and adds him back; bo leaves.
+	ana.click("button[aria-label=Members]")
+	ana.click("button[aria-label='Remove cy']")
+	ana.waitFor("cy removed", `() => document.querySelector('.main .head .sub')?.textContent === '2 members' && [...document.querySelectorAll('.thread .system')].some((li) => li.textContent === 'ana removed cy')`, nil)
+	ana.fill("input[aria-label='Add members by username']", "cy")
+	ana.click(".panel button.primary")
+	ana.waitFor("cy added", `() => document.querySelector('.main .head .sub')?.textContent === '3 members' && [...document.querySelectorAll('.thread .system')].some((li) => li.textContent === 'ana added cy')`, nil)
+	bo.openConv("team")
+	bo.click("button[aria-label=Members]")
+	bo.click("text=Leave group")
+	bo.waitFor("team gone from bo's list", "(title) => !("+jsConvLink+")(title)", "team")
+	ana.waitFor("bo left", `() => document.querySelector('.main .head .sub')?.textContent === '2 members' && [...document.querySelectorAll('.thread .system')].some((li) => li.textContent === 'bo left')`, nil)
+
+	// bo's browser goes away: ana sees him offline, with a last-seen time.
 	ana.openConv("bo")
 	ana.waitFor("bo online", jsPresence, "true")
 	bo.do("close", nil)

@@ -426,6 +426,12 @@ async function startApp() {
   store.open(route());
 }
 
+// Leaving the page ends the session at once, so others see this device go
+// offline now rather than when its connection times out; a page restored
+// from the back-forward cache starts again.
+window.addEventListener('pagehide', () => store?.stop());
+window.addEventListener('pageshow', (e) => e.persisted && location.reload());
+
 if (api.signedIn) {
   startApp().catch((e) => {
     console.error(e);

@@ -144,6 +144,9 @@ export function createStore(api) {
     const out = s.outbox.get(m.convId);
     if (m.senderUserId === s.me.id && out?.has(m.clientMsgId)) out.delete(m.clientMsgId);
     box.set(m.seq, { ...m, text: text.decode(m.body) });
+    // A message ends its sender's typing there (the "stopped" datagram may
+    // come later, or not at all).
+    if (s.typing.get(m.convId)?.delete(m.senderUserId)) changed();
     // A sender has received and read what it sent.
     mark(m.convId, m.senderUserId, READ, m.seq);
     const c = conv(m.convId);
