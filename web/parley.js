@@ -957,6 +957,7 @@ export class Client {
   #wtFailedAt = -Infinity;
   #typers = new Map(); // `${conv} ${user}` -> timer
   #watched = null; // user ids for PresenceSubscribe, or null
+  #reauthTimer = null;
 
   constructor(cfg) {
     this.#cfg = { minBackoffMs: 250, maxBackoffMs: 15_000, connectTimeoutMs: 5_000, clientName: 'parley-web', ...cfg };
@@ -994,6 +995,7 @@ export class Client {
       document.removeEventListener('visibilitychange', this.#onVisible);
     }
     for (const t of this.#typers.values()) clearTimeout(t);
+    clearTimeout(this.#reauthTimer);
   }
 
   // watermarks is {convId: seq}: what the app holds with nothing missing.
@@ -1055,10 +1057,10 @@ export class Client {
       this.connections++;
       this.#setState('online');
       this.#up.resolve(s);
-      const reauth = this.#scheduleReauth(s);
+      this.#scheduleReauth(s);
       if (this.#watched) this.subscribePresence(this.#watched).catch(() => {});
       const err = await s.closed;
-      clearTimeout(reauth);
+      clearTimeout(this.#reauthTimer);
       this.#session = null;
       this.#newUp();
       if (signal.aborted) break;
@@ -1112,16 +1114,18 @@ export class Client {
     return s;
   }
 
-  #scheduleReauth(s) {
-    const exp = s.welcome.tokenExpiresUnixMs;
-    if (!exp || !this.#cfg.refresh) return null;
-    const skew = Date.now() - s.welcome.serverTimeUnixMs;
-    const inMs = Math.max(1_000, exp + skew - Date.now() - 60_000);
-    return setTimeout(async () => {
+  // scheduleReauth hands the session a fresh token (Reauth) before the one
+  // it has expires: a third of its life before, at most a minute.
+  #scheduleReauth(s, exp = s.welcome.tokenExpiresUnixMs, serverNow = s.welcome.serverTimeUnixMs) {
+    if (!exp || !this.#cfg.refresh) return;
+    const left = exp - serverNow;
+    const inMs = Math.max(1_000, left - Math.min(60_000, left / 3));
+    clearTimeout(this.#reauthTimer);
+    this.#reauthTimer = setTimeout(async () => {
       try {
         const token = await this.#cfg.refresh();
-        await s.request(F.REAUTH, encodeReauth({ token }));
-        this.#scheduleReauth(s);
+        const r = await s.request(F.REAUTH, encodeReauth({ token }));
+        if (!s.ended) this.#scheduleReauth(s, r.body.tokenExpiresUnixMs, r.body.serverTimeUnixMs);
       } catch {
         // the session ends at expiry; the next one refreshes first
       }

@@ -31,6 +31,7 @@ export class ApiError extends Error {
 export class Api {
   #access = '';
   #accessExp = 0;
+  #lead = 30_000; // refresh this long before the access token expires
   #refreshing = null;
 
   constructor({ base = '', storage = globalThis.localStorage, onSignedOut = () => {} } = {}) {
@@ -93,6 +94,7 @@ export class Api {
   #took(s, workspace) {
     this.#access = s.access_token;
     this.#accessExp = Date.now() + s.expires_in * 1000;
+    this.#lead = Math.min(30_000, (s.expires_in * 1000) / 3);
     this.#save({
       workspace: workspace ?? this.saved?.workspace, refreshToken: s.refresh_token,
       user: s.user ?? this.saved?.user, deviceId: s.device?.id ?? this.saved?.deviceId,
@@ -116,7 +118,7 @@ export class Api {
 
   // token is a live access token, refreshed when it is near its end.
   async token() {
-    if (this.#access && Date.now() < this.#accessExp - 30_000) return this.#access;
+    if (this.#access && Date.now() < this.#accessExp - this.#lead) return this.#access;
     return this.refresh();
   }
 

@@ -269,11 +269,16 @@ type webTest struct {
 	shot string
 }
 
-func newWebTest(t *testing.T, browserArgs ...string) *webTest {
+func newWebTest(t *testing.T, mods ...func(*serveConfig)) *webTest {
 	t.Helper()
 	d := startAppDriver(t)
-	s := startTestSystem(t, "", noCPUShedding)
-	d.do("launch", map[string]any{"name": "chromium", "args": browserArgs})
+	s := startTestSystem(t, "", func(c *serveConfig) {
+		noCPUShedding(c)
+		for _, m := range mods {
+			m(c)
+		}
+	})
+	d.do("launch", map[string]any{"name": "chromium"})
 	dir := os.Getenv("PARLEY_ARTIFACTS")
 	if dir == "" {
 		dir = os.TempDir()
@@ -632,4 +637,36 @@ func TestWebVendor(t *testing.T) {
 		t.Fatalf("node test/vendor.mjs: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// Access tokens that last 6 s: the page's session hands the edge fresh
+// ones (Reauth) and its /v1 calls refresh theirs, so it stays up on its
+// first connection, and a reload after the access token expired still
+// finds the session.
+func TestWebAppTokenRefresh(t *testing.T) {
+	w := newWebTest(t, func(c *serveConfig) { c.AccessTTL = 6 * time.Second })
+	s, ctx := w.s, t.Context()
+	ana := w.d.page("ana", "chromium", nil)
+	ana.signUp(s.base, "acme", "ana")
+	boRC, boS := s.user(t, "acme", "bo")
+	bo := s.deviceOver(t, "ws", boRC, boS, nil)
+	time.Sleep(15 * time.Second) // two and a half access token lifetimes
+	dm, err := boRC.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte("still there?")}); err != nil {
+		t.Fatal(err)
+	}
+	ana.openConv("bo")
+	ana.threadIs([]string{"still there?"})
+	ana.say("yes")
+	ana.threadIs([]string{"still there?", "yes"})
+	var conns int
+	if err := json.Unmarshal(ana.eval(`() => window.parleyStore.client.connections`, nil), &conns); err != nil || conns != 1 {
+		t.Errorf("the page connected %d times, want once (its session kept up by Reauth)", conns)
+	}
+	ana.do("reload", nil)
+	ana.waitFor("online after the reload", jsOnline, nil)
+	ana.threadIs([]string{"still there?", "yes"})
 }
