@@ -670,18 +670,3 @@ func TestWebAppTokenRefresh(t *testing.T) {
 	ana.waitFor("online after the reload", jsOnline, nil)
 	ana.threadIs([]string{"still there?", "yes"})
 }
-
-// parley.js's Client against a scripted edge behind a fake WebSocket (node's
-// test runner, web/test/client.test.mjs; no browser needed): the catch-up
-// with a gap filled from history, a push past a gap, Resync, and a dropped
-// connection resumed from its watermarks, each message handed over once.
-func TestWebClientResume(t *testing.T) {
-	node, web := needWeb(t, false)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	out, err := startNode(ctx, node, web, nil, "--test", "--test-reporter=spec", "test/client.test.mjs").CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test web/test/client.test.mjs: %v\n%s", err, out)
-	}
-	t.Logf("%s", out)
-}

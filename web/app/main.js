@@ -426,6 +426,13 @@ async function startApp() {
   store.open(route());
 }
 
+// Coming back to the page re-renders it, so what is on screen now counts
+// as seen; "last seen … ago" is redrawn now and then.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && store) store.version.value++;
+});
+setInterval(() => store && store.version.value++, 30_000);
+
 // Leaving the page ends the session at once, so others see this device go
 // offline now rather than when its connection times out; a page restored
 // from the back-forward cache starts again.
