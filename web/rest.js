@@ -65,7 +65,12 @@ export class Api {
     if (auth) headers.Authorization = `Bearer ${await this.token()}`;
     const r = await fetch(this.base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
     const text = await r.text();
-    const json = text ? JSON.parse(text) : {};
+    let json = {};
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      // not the edge's JSON (a proxy's error page): the status says it
+    }
     if (!r.ok) {
       const e = new ApiError(r.status, json.error);
       if (auth && (e.codeName === 'revoked' || e.codeName === 'refresh_token_reused')) this.#signedOut();
