@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/edge/revoke"
 	"github.com/parley-chat/parley/edge/session"
+	"github.com/parley-chat/parley/edge/webapp"
 	"github.com/parley-chat/parley/edge/wsconn"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -157,6 +159,9 @@ type Config struct {
 	// nil: a private registry that nothing reads. Register one Edge per
 	// registry.
 	Metrics prometheus.Registerer
+	// WebApp, when set, is a browser app's static files (index.html and
+	// its assets), served at / in front of the API (see edge/webapp).
+	WebApp fs.FS
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for tokens and limits (default time.Now).
@@ -354,7 +359,9 @@ func New(cfg Config) (*Edge, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+wsconn.Path, e.ws)
-	mux.Handle("/", api)
+	if cfg.WebApp == nil {
+		mux.Handle("/", api)
+	}
 	if cfg.QUIC.Addr != "" {
 		dcfg := cfg.Cert
 		dcfg.Logger, dcfg.Now = e.log.With("part", "cert"), cfg.Now
@@ -372,6 +379,15 @@ func New(cfg Config) (*Edge, error) {
 			e.baseCancel()
 			return fail(fmt.Errorf("edge: %w", err))
 		}
+	}
+	if cfg.WebApp != nil {
+		app, err := webapp.New(webapp.Config{Files: cfg.WebApp, Next: api, UDPPort: e.udpPort})
+		if err != nil {
+			e.closeUDP()
+			e.baseCancel()
+			return fail(fmt.Errorf("edge: %w", err))
+		}
+		mux.Handle("/", app)
 	}
 	addr := cfg.HTTPAddr
 	if addr == "" {
@@ -438,6 +454,14 @@ func (e *Edge) UDPAddr() net.Addr {
 		return nil
 	}
 	return e.udp.Addr()
+}
+
+// udpPort is the UDP port's number, 0 without one.
+func (e *Edge) udpPort() int {
+	if a, ok := e.UDPAddr().(*net.UDPAddr); ok {
+		return a.Port
+	}
+	return 0
 }
 
 // CertHashes are the SHA-256 hashes of the certificates the UDP port

@@ -26,6 +26,7 @@ import (
 	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/web"
 )
 
 const testPassword = "correct horse battery"
@@ -53,7 +54,7 @@ func startTestSystem(t testing.TB, dir string, mod func(*system.Config)) *testSy
 	cfg := system.Config{
 		DataDir: dir,
 		Core:    core.Config{NATS: core.NATSConfig{ClientAddr: "-"}, RaftAddr: "127.0.0.1:0", ShardCount: 4},
-		Edge: edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"},
+		Edge: edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"}, WebApp: web.App(),
 			HTTP: httpapi.Config{UserRate: 10_000, UserBurst: 10_000, IPRate: 10_000, IPBurst: 10_000}},
 	}
 	if mod != nil {

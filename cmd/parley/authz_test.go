@@ -191,6 +191,10 @@ var httpRows = map[string]httpRow{
 		return map[string]string{"refresh_token": "x"}
 	})},
 	"GET /v1/me": {call: get("/v1/me")},
+	// The workspace's users; none of another workspace's (TestLookupUsers in edge/httpapi).
+	"GET /v1/users": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "GET", "/v1/users?ids="+u.id(), token, nil)
+	}},
 	"POST /v1/me/password": {call: post("/v1/me/password", func(*authzFixture) any {
 		return map[string]string{"current_password": "not the password", "new_password": "a new password"}
 	})},

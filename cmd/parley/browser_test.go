@@ -81,13 +81,14 @@ func startNode(ctx context.Context, node, web string, env []string, args ...stri
 	return cmd
 }
 
-// The codec of parley.js against the Go side's golden frames (node's test
-// runner, web/test/codec.test.mjs; no browser needed).
+// The codec of parley.js against the Go side's golden frames, and its
+// Client against a scripted edge (node's test runner, web/test/codec.test.mjs
+// and client.test.mjs; no browser needed).
 func TestWebClientCodec(t *testing.T) {
 	node, web := needWeb(t, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	out, err := startNode(ctx, node, web, nil, "--test", "--test-reporter=spec", "test/codec.test.mjs").CombinedOutput()
+	out, err := startNode(ctx, node, web, nil, "--test", "--test-reporter=spec", "test/codec.test.mjs", "test/client.test.mjs").CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test web/test/: %v\n%s", err, out)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/parley-chat/parley/cmd/internal/settings"
 	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/web"
 )
 
 // edgeSettings are `parley edge`'s settings: the edge and its key file.
@@ -62,7 +63,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if _, err := observe.ServeMetrics(ctx, proc.metrics, reg, nil, log); err != nil {
 		return err
 	}
-	s.Logger, s.Metrics = log, reg
+	s.Logger, s.Metrics, s.WebApp = log, reg, web.App()
 	e, err := edge.New(s.Config)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/web"
 )
 
 // loadServe reads serve's settings from args, the environment and the
@@ -39,6 +40,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	s.Metrics = reg
+	s.Edge.WebApp = web.App()
 	sys, err := system.Start(ctx, *s)
 	if err != nil {
 		return err

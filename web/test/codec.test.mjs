@@ -5,7 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { decodeFrame, encodeFrame, encodeHello, encodeSend, encodeTyping, readFrames, ParleyError } from '../parley.js';
+import {
+  decodeFrame, encodeFrame, encodeHello, encodeSend, encodeTyping, encodeHistory, encodeReceipt, encodeSyncRequest,
+  encodePresenceSubscribe, encodeReauth, encodePing, readFrames, decodeOne, ParleyError, F, READ, BACKWARD,
+} from '../parley.js';
 
 const golden = (name) => new Uint8Array(readFileSync(new URL(`../../syncproto/testdata/golden/${name}.bin`, import.meta.url)));
 
@@ -14,6 +17,7 @@ const team = 'c_q7nmx2brk4dv6tzjwhc3pya5es';
 const direct = 'dm_t2sm67k2ayrqhsxbov244zfvaq';
 const phone = 'd_p3jx6wqcm2zt7vhkan5rbedy4s';
 const ana = 'u_m2hq7tvxa4cz6nwpkr3bjdyse5';
+const bo = 'u_t6bw2nzaxq5kcv7jpmrhd3yef4';
 
 // One golden file is one length-prefixed frame: strip the prefix.
 function payload(b) {
@@ -89,6 +93,7 @@ test('welcome decodes', () => {
   assert.deepEqual(f.body, {
     version: 1, sessionId: 's_h4kx7qm2vzcb6tnwjrp3dya5e7', userId: ana, deviceId: phone,
     workspaceId: f.body.workspaceId, serverTimeUnixMs: 1_700_000_000_000, maxFrameSize: 1 << 20, keepaliveMs: 30_000,
+    tokenExpiresUnixMs: 1_700_000_900_000,
   });
   assert.match(f.body.workspaceId, /^w_/);
 });
@@ -157,14 +162,55 @@ function varint(v) {
   return out;
 }
 
-test('bodies this client does not read, and unknown ones, are skipped', () => {
-  for (const name of ['compat_unknown_body', 'presence', 'receipt_update', 'resync', 'history_response']) {
-    const f = decodeFrame(payload(golden(name)));
-    assert.equal(f.type, null, name);
-  }
-  const f = decodeFrame(payload(golden('go_away')));
-  assert.equal(f.type, 'goAway');
-  assert.equal(f.body.reason, 'edge draining');
+test('unknown bodies are skipped', () => {
+  const f = decodeFrame(payload(golden('compat_unknown_body')));
+  assert.equal(f.type, null);
+  const g = decodeFrame(payload(golden('go_away')));
+  assert.equal(g.type, 'goAway');
+  assert.equal(g.body.reason, 'edge draining');
+  assert.deepEqual(g.body.alternatives, ['edge-2.example.net:443', 'edge-3.example.net:443']);
+});
+
+test('the server frames a Client reads decode', () => {
+  const p = decodeFrame(payload(golden('presence')));
+  assert.equal(p.type, 'presence');
+  assert.deepEqual({ online: p.body.online, lastSeen: p.body.lastSeenUnixMs }, { online: true, lastSeen: 1_700_000_001_000 });
+  const r = decodeFrame(payload(golden('receipt_update')));
+  assert.equal(r.type, 'receiptUpdate');
+  assert.deepEqual([r.body.convId, r.body.type, r.body.seq, r.body.count, r.body.deviceId],
+    [team, 1, 42, 3, 'd_x2kq7bwn5vzcm4jtrh6pdya3e5']);
+  assert.equal(decodeFrame(payload(golden('resync'))).body.reason, 'delivery queue overflowed');
+  const h = decodeFrame(payload(golden('history_response')));
+  assert.equal(h.type, 'historyResponse');
+  assert.deepEqual(h.body.messages.map((m) => [m.seq, new TextDecoder().decode(m.body)]), [[38, 'first'], [39, 'second']]);
+  assert.deepEqual([h.body.nextCursor, h.body.lastSeq, h.body.convId], [38, 42, team]);
+  const a = decodeFrame(payload(golden('receipt_ack')));
+  assert.deepEqual([a.type, a.id, a.body.convId, a.body.type, a.body.seq], ['receiptAck', 5, team, READ, 42]);
+  const ra = decodeFrame(payload(golden('reauth_ack')));
+  assert.deepEqual([ra.type, ra.body.tokenExpiresUnixMs, ra.body.serverTimeUnixMs], ['reauthAck', 1_700_001_700_000, 1_700_000_800_000]);
+  const s = decodeFrame(payload(golden('sync_response')));
+  assert.deepEqual(s.body.changed.map((d) => [d.readSeq, d.unread]), [[41, 2], [7, 893]]);
+  assert.equal(new TextDecoder().decode(s.body.token), 'opaque-sync-token-v1');
+});
+
+test('attachments decode as metadata', () => {
+  // A Message with one Attachment{id a_1, name x.png, size 5}, in a Deliver.
+  const att = [0x0a, 0x03, 0x61, 0x5f, 0x31, 0x12, 0x05, 0x78, 0x2e, 0x70, 0x6e, 0x67, 0x20, 0x05];
+  const m = [0x10, 0x01, 0x52, att.length, ...att];
+  const f = decodeFrame(payload(encodeFrame(0, 14, Uint8Array.from([0x0a, m.length, ...m]))));
+  assert.deepEqual(f.body.messages[0].attachments.map((x) => [x.id, x.name, x.size]), [['a_1', 'x.png', 5]]);
+});
+
+test('the requests a Client sends encode byte for byte as Go does', () => {
+  const cases = [
+    ['history_request', 4, F.HISTORY_REQUEST, encodeHistory({ convId: team, cursor: 40, limit: 2, direction: BACKWARD })],
+    ['receipt', 5, F.RECEIPT, encodeReceipt({ convId: team, seq: 42, type: READ })],
+    ['sync_request', 3, F.SYNC_REQUEST, encodeSyncRequest({ watermarks: new Map([[team, 41]]), perConversationLimit: 100 })],
+    ['presence_subscribe', 6, F.PRESENCE_SUBSCRIBE, encodePresenceSubscribe({ userIds: [bo, ana] })],
+    ['reauth', 9, F.REAUTH, encodeReauth({ token: 'AQFrMQAAAYvB_9wAAAGLwg3sAA.c2lnbmF0dXJlMg' })],
+    ['ping', 7, F.PING, encodePing({ nonce: 0x1122334455667788n })],
+  ];
+  for (const [name, id, field, body] of cases) assert.deepEqual(encodeFrame(id, field, body), golden(name), name);
 });
 
 test('frames are read across any chunking; a clean end is null', async () => {
@@ -204,4 +250,10 @@ test('typing decodes, and encodes as protobuf does (without the user, which the 
   const b = encodeFrame(0, 22, encodeTyping({ convId: 'c_1', typing: true, ttlMs: 3000 }));
   // The bytes syncproto.AppendDatagram gives for the same indicator.
   assert.deepEqual([...b], [0x0d, 0xb2, 0x01, 0x0a, 0x0a, 0x03, 0x63, 0x5f, 0x31, 0x18, 0x01, 0x20, 0xb8, 0x17]);
+});
+
+test('a datagram or WebSocket message is exactly one frame', () => {
+  assert.equal(decodeOne(golden('typing')).type, 'typing');
+  const bad = [[], [0x00], [0x05, 0x08], [0x80], [0x01, 0x08, 0x01], [...golden('ping'), 0x00]];
+  for (const b of bad) assert.throws(() => decodeOne(Uint8Array.from(b)), (e) => e instanceof ParleyError && e.code === 1, JSON.stringify(b));
 });
