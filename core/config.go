@@ -37,24 +37,9 @@ type NATSConfig struct {
 // Timeouts are a node's request, retry and maintenance timings. Zero
 // values mean the defaults.
 type Timeouts struct {
-	// Request bounds a request whose caller set no deadline, and caps
-	// the deadline of one that did (default 10 s).
-	Request time.Duration
-	// Forward bounds one forward of a request to its group's leader, so a
-	// dead leader costs a retry rather than the whole deadline (default
-	// 2 s).
-	Forward time.Duration
-	// RetryMin is the first wait between a request's attempts while its
-	// group has no reachable leader (default 5 ms); the wait doubles after
-	// each attempt while it is below RetryMax (default 200 ms).
-	RetryMin, RetryMax time.Duration
-	// OverloadRetryAfter is the retry hint of a request refused because
-	// MaxInFlight are being served (default 50 ms).
-	OverloadRetryAfter time.Duration
-	// ShardSubCheck is how often the shard subscriptions are checked
-	// against leadership, in case a leader change went unobserved
-	// (default 250 ms).
-	ShardSubCheck time.Duration
+	// The router's: Request, Forward, RetryMin, RetryMax,
+	// OverloadRetryAfter and ShardSubCheck (defaults route.DefaultTimeouts).
+	route.Timeouts
 	// LeaderTransfer bounds one hand-over of a group to its preferred
 	// leader; after a failed one the balancer leaves the group for
 	// LeaderTransferRetry (defaults 5 s, 30 s).

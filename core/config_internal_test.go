@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/core/fanout"
+	"github.com/parley-chat/parley/core/route"
 )
 
 // Every timeout has a positive default, and a negative one is refused by
@@ -25,7 +26,7 @@ func TestTimeoutsDefaultsAndValidate(t *testing.T) {
 	if err := tm.Validate(); err == nil || !strings.Contains(err.Error(), "StorePut") {
 		t.Errorf("Validate with a negative StorePut: %v", err)
 	}
-	c := Config{NodeID: "n1", DataDir: "d", Timeouts: Timeouts{Forward: -time.Second}}
+	c := Config{NodeID: "n1", DataDir: "d", Timeouts: Timeouts{Timeouts: route.Timeouts{Forward: -time.Second}}}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "Forward") {
 		t.Errorf("Config.Validate with a negative Timeouts.Forward: %v", err)
 	}

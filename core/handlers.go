@@ -41,11 +41,8 @@ func (n *Node) newRouter() (*route.Router, error) {
 		Region: n.cfg.Region, NodeID: n.cfg.NodeID, Conn: n.nc,
 		Node: map[protoreflect.Name]route.Handler{}, Leader: map[protoreflect.Name]route.LeaderHandler{},
 		NoReply: n.onTyping, MaxInFlight: n.cfg.MaxInFlight, OnApply: n.metrics.observeApply,
-		Timeouts: route.Timeouts{
-			Request: tm.Request, Forward: tm.Forward, RetryMin: tm.RetryMin, RetryMax: tm.RetryMax,
-			OverloadRetryAfter: tm.OverloadRetryAfter, ShardSubCheck: tm.ShardSubCheck,
-		},
-		Now: n.cfg.Now, Logger: n.log,
+		Timeouts: tm.Timeouts,
+		Now:      n.cfg.Now, Logger: n.log,
 	}
 	for _, name := range n.order {
 		mem := n.groups[name]
