@@ -388,8 +388,10 @@ func (r *Region) applyPartitions() {
 	}
 }
 
-// WaitReady waits until every group of every running node knows a leader
-// and the region answers region_info (which proves the NATS path).
+// WaitReady waits until every group of every running node knows a
+// leader, every running node hears what every other one it is not cut
+// from publishes (the NATS routes are up), and the region answers
+// region_info.
 func (r *Region) WaitReady() {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
@@ -399,6 +401,7 @@ func (r *Region) WaitReady() {
 			r.t.Fatalf("coretest: %s: %v", n.NodeID(), err)
 		}
 	}
+	r.waitRoutes()
 	if _, err := r.Call(ctx, syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
 		Op: &syncpb.CoreRequest_RegionInfo{RegionInfo: &syncpb.RegionInfoRequest{}}}); err != nil {
 		r.t.Fatalf("coretest: region_info: %v", err)
@@ -506,4 +509,61 @@ func (r *Region) CreateGroup(owner *syncpb.Caller, members []*syncpb.Caller) str
 		Op: &syncpb.CoreRequest_CreateConversation{CreateConversation: &syncpb.CreateConversationRequest{
 			ConvId: conv, Type: syncpb.ConversationType_CONVERSATION_TYPE_GROUP, Title: "t", MemberUserIds: ids}}})
 	return conv
+}
+
+// waitRoutes waits until a message published on each running node
+// reaches a subscriber on each other running node it is not cut from.
+func (r *Region) waitRoutes() {
+	r.t.Helper()
+	type end struct {
+		i  int
+		nc *nats.Conn
+	}
+	var ends []end
+	defer func() {
+		for _, e := range ends {
+			e.nc.Close()
+		}
+	}()
+	for i := range r.cfgs {
+		if n := r.Node(i); n != nil {
+			nc, err := n.ConnectNATS("coretest-routes")
+			if err != nil {
+				r.t.Fatalf("coretest: %s: %v", n.NodeID(), err)
+			}
+			ends = append(ends, end{i, nc})
+		}
+	}
+	for _, to := range ends {
+		subject := fmt.Sprintf("_coretest.routes.%d", to.i)
+		heard := make(chan string, 64)
+		sub, err := to.nc.Subscribe(subject, func(m *nats.Msg) {
+			select {
+			case heard <- string(m.Data):
+			default:
+			}
+		})
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		for _, from := range ends {
+			if from.i == to.i || r.cut(from.i, to.i) {
+				continue
+			}
+			got := map[string]bool{}
+			poll.Until(r.t, ReadyTimeout, fmt.Sprintf("%s hears %s over NATS", r.cfgs[to.i].NodeID, r.cfgs[from.i].NodeID), func() bool {
+				_ = from.nc.Publish(subject, []byte(r.cfgs[from.i].NodeID))
+				_ = from.nc.Flush()
+				for {
+					select {
+					case id := <-heard:
+						got[id] = true
+					default:
+						return got[r.cfgs[from.i].NodeID]
+					}
+				}
+			})
+		}
+		_ = sub.Unsubscribe()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/core/coretest"
 	"github.com/parley-chat/parley/core/route"
@@ -79,9 +80,27 @@ func TestRegionFaults(t *testing.T) {
 		}
 		return quiet >= 20
 	})
-	// The majority still serves.
-	r.MustCall(r.ShardSubject(conv), syncproto.NewRequest(users[0], &syncpb.SendRequest{
+	// The majority still serves (to a client on its side: r.Conn may be
+	// on the victim's server, which is cut off with it).
+	req, err := proto.Marshal(syncproto.NewRequest(users[0], &syncpb.SendRequest{
 		ConvId: conv, ClientMsgId: syncproto.NewClientMsgID(), Body: []byte("during")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.NoError(t, 30*time.Second, "the majority serves a send", func() error {
+		m, err := sub.Request(r.ShardSubject(conv), req, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		resp := &syncpb.CoreResponse{}
+		if err := proto.Unmarshal(m.Data, resp); err != nil {
+			return err
+		}
+		if e := syncproto.FromProto(resp.Error); e != nil {
+			return e
+		}
+		return nil
+	})
 
 	r.Heal(victim)
 	poll.Until(t, 30*time.Second, "the healed victim's publishes arrive again", func() bool {
