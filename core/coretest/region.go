@@ -46,6 +46,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,6 +93,12 @@ type Options struct {
 	// Logger (default: discard; with PARLEY_TEST_LOG set, debug to stderr).
 	// Each node logs with node=<id>.
 	Logger *slog.Logger
+	// Node, when set, changes node i's configuration last (its own
+	// Metrics registry, say).
+	Node func(i int, cfg *core.Config)
+	// Down are the nodes New leaves stopped, for Restart to start. With
+	// any, New waits for no leaders (a minority may have none).
+	Down []int
 }
 
 // Logger is Options.Logger's default: discard, or debug to stderr when
@@ -118,8 +125,8 @@ type Region struct {
 	partitioned map[int]bool
 }
 
-// New starts n nodes, waits until every group has a leader and the region
-// answers region_info, and registers their cleanup. It fails the test on
+// New starts n nodes (but Options.Down), waits as WaitReady does (unless
+// some are down), and registers their cleanup. It fails the test on
 // an error.
 func New(t testing.TB, n int, opts Options) *Region {
 	t.Helper()
@@ -170,6 +177,9 @@ func New(t testing.TB, n int, opts Options) *Region {
 			r.sinks = append(r.sinks, sink)
 			cfg.NATS.ClusterAddr, cfg.NATS.Routes, cfg.NATS.ClusterAdvertise = clusters[i], routes, sink.Addr()
 		}
+		if opts.Node != nil {
+			opts.Node(i, &cfg)
+		}
 		r.cfgs = append(r.cfgs, cfg)
 	}
 	t.Cleanup(r.close)
@@ -177,7 +187,9 @@ func New(t testing.TB, n int, opts Options) *Region {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { errs[i] = r.start(i) })
+		if !slices.Contains(opts.Down, i) {
+			wg.Go(func() { errs[i] = r.start(i) })
+		}
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -188,7 +200,9 @@ func New(t testing.TB, n int, opts Options) *Region {
 		t.Fatal(err)
 	}
 	r.nc = nc
-	r.WaitReady()
+	if len(opts.Down) == 0 {
+		r.WaitReady()
+	}
 	return r
 }
 
