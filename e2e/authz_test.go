@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // The authorization matrix: every endpoint of the OpenAPI document and
 // every frame type of the protocol schema, against every kind of bad token
@@ -76,7 +76,7 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 func (f *authzFixture) newUser(t *testing.T, workspace, name string) authzUser {
 	t.Helper()
 	f.n++
-	rc, sess := f.s.user(t, workspace, name)
+	rc, sess := f.s.User(t, workspace, name)
 	return authzUser{name: name, rc: rc, sess: sess}
 }
 
@@ -113,7 +113,7 @@ func (f *authzFixture) badTokens(t *testing.T) []struct{ name, token, code strin
 		t.Fatal(err)
 	}
 	if f.revoked == "" {
-		_, doomed := f.s.login(t, "acme", "member", "doomed")
+		_, doomed := f.s.Login(t, "acme", "member", "doomed")
 		if err := f.member.rc.RevokeDevice(t.Context(), doomed.Device.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func post(path string, body func(*authzFixture) any) func(*testing.T, *authzFixt
 // served OpenAPI document, with whether it names a bearer security.
 func openAPIOperations(t *testing.T) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "edge", "httpapi", "openapi.json"))
+	b, err := os.ReadFile(filepath.Join("..", "edge", "httpapi", "openapi.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func dialRaw(t *testing.T, f *authzFixture, transport, token string) (*rawSessio
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	tr, err := f.s.dialer(transport)(ctx)
+	tr, err := f.s.Dialer(transport)(ctx)
 	if err != nil {
 		t.Fatalf("dial %s: %v", transport, err)
 	}
