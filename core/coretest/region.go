@@ -31,8 +31,10 @@
 //     Restart until Heal(i).
 //
 // Routes: node i dials node j's route port through a Proxy of its own for
-// the pair (i, j), and every node advertises a closed port for gossip
-// (core.NATSConfig.ClusterAdvertise), so no route bypasses the proxies.
+// the pair (i, j), and every node advertises, for gossip, a port that
+// closes every connection (a cut Proxy; core.NATSConfig.ClusterAdvertise):
+// a server that learns of another by gossip rather than from its Routes
+// fails to reach it there, once, so every route is a proxied one.
 //
 // Every method must be called from the test's goroutine (they may call
 // t.Fatal), except Node, Live, Conn, Config and Call. Everything is closed
