@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -656,13 +657,12 @@ func TestAuthorizationMatrixSessions(t *testing.T) {
 			// The four relations outside the conversation typed in it: the
 			// core dropped each as a stranger's.
 			want := strangers + 4
-			deadline := time.Now().Add(20 * time.Second)
-			for f.s.node.TypingStats().Strangers < want {
-				if time.Now().After(deadline) {
-					t.Fatalf("typing of non-members: %d dropped as strangers', want %d", f.s.node.TypingStats().Strangers-strangers, 4)
+			poll.NoError(t, 20*time.Second, "typing of non-members", func() error {
+				if got := f.s.node.TypingStats().Strangers; got < want {
+					return fmt.Errorf("%d dropped as strangers', want %d", got-strangers, 4)
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return nil
+			})
 		})
 	}
 }

@@ -6,6 +6,7 @@ package e2e_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -40,18 +41,14 @@ func (r *presenceRegion) waitReplicated(t *testing.T, u *presenceUser, conv stri
 	t.Helper()
 	caller := &syncpb.Caller{WorkspaceId: u.sess.User.WorkspaceID, UserId: u.id}
 	for _, n := range r.Live() {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		poll.NoError(t, 30*time.Second, n.NodeID()+": conversation replicated", func() error {
 			resp := n.ReadLocal(t.Context(), n.ShardGroupOf(conv), &syncpb.CoreRequest{Caller: caller,
 				Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}})
-			if resp.GetError() == nil {
-				break
+			if e := resp.GetError(); e != nil {
+				return fmt.Errorf("%v", e)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: conversation not replicated: %v", n.NodeID(), resp.GetError())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ package e2e_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -240,8 +241,7 @@ func accessOf(rc *rest.Client) string {
 func waitHTTP(t *testing.T, base, token string, status int, code string) {
 	t.Helper()
 	rc := rest.New(base, rest.WithTokens(token, ""))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.NoError(t, 20*time.Second, base+"/v1/me", func() error {
 		_, _, err := rc.Me(t.Context())
 		got, gotStatus := "", 200
 		var e *rest.Error
@@ -250,14 +250,11 @@ func waitHTTP(t *testing.T, base, token string, status int, code string) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		if gotStatus == status && got == code {
-			return
+		if gotStatus != status || got != code {
+			return fmt.Errorf("%d %s, want %d %s", gotStatus, got, status, code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/v1/me: %d %s after 20s, want %d %s", base, gotStatus, got, status, code)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // A password change ends the sessions of the user's other devices and

@@ -517,13 +517,12 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 // waitConvs waits until an edge's hub listens on n conversation subjects.
 func waitConvs(t *testing.T, what string, convs func() int, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for convs() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s listens on %d conversation subjects, want %d", what, convs(), n)
+	poll.NoError(t, 10*time.Second, what, func() error {
+		if got := convs(); got != n {
+			return fmt.Errorf("listens on %d conversation subjects, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // switchable dials through inner while on, and fails while off (the
