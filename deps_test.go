@@ -9,7 +9,8 @@ import (
 const module = "github.com/parley-chat/parley"
 
 // layers says which of the repo's top-level folders each folder may import
-// (besides itself), as in STYLE.md. Nothing may import cmd/ or testnet/.
+// (besides itself), as in STYLE.md. Nothing may import cmd/, testnet/ or
+// e2e/.
 var layers = map[string][]string{
 	"crdt":      {},
 	"syncproto": {"crdt"},
@@ -19,6 +20,8 @@ var layers = map[string][]string{
 	"testnet":   {"syncproto", "client"},
 	"bench":     {"syncproto", "client", "crdt"},
 	"system":    {"edge", "core", "syncproto", "crdt", "client", "blob"},
+	"systest":   {"system", "edge", "core", "client", "syncproto", "crdt", "blob", "web"},
+	"e2e":       {"systest", "system", "edge", "core", "client", "syncproto", "crdt", "blob", "bench", "web"},
 	"cmd":       {"*"},
 	"web":       {"syncproto", "crdt", "client"},
 	"internal":  {},
@@ -28,6 +31,13 @@ var layers = map[string][]string{
 // shared are the folders every layer may import: test support that
 // depends on nothing else in the module. Only tests may import them.
 var shared = map[string]bool{"internal": true}
+
+// testOnly are the test harnesses: only tests, and other harnesses, may
+// import them.
+var testOnly = map[string]bool{module + "/systest": true, module + "/core/coretest": true}
+
+// noImport are the folders nothing outside them imports.
+var noImport = map[string]bool{"cmd": true, "testnet": true, "e2e": true}
 
 // why explains each rule when it breaks.
 var why = map[string]string{
@@ -41,6 +51,8 @@ var why = map[string]string{
 	"blob":      "the attachment byte store is a library both edge (uploads, downloads) and core (deleting unreferenced blobs) use: it knows nothing of theirs",
 	"system":    "system is the whole system in one process for tests and `parley serve`: edge and core wired over in-process NATS, never cmd/ or testnet/",
 	"bench":     "the load generator is a client: it speaks the wire contract through the SDK, and systems in its process come from its caller's hooks",
+	"systest":   "systest is the test harness of the whole system in one process (system/, core/coretest, edges, the web app, SDK clients): it builds on the parts, never on cmd/, testnet/, bench/ or e2e/",
+	"e2e":       "the end-to-end tests drive the system through systest and the SDK (and bench/'s load), never cmd/ or testnet/",
 }
 
 func top(pkg string) string {
@@ -57,7 +69,7 @@ func allowed(from, to string) bool {
 	}
 	for _, a := range layers[from] {
 		if a == "*" || a == to {
-			return to != "testnet" || from == "testnet"
+			return !noImport[to] || from == to
 		}
 	}
 	return false
@@ -89,8 +101,12 @@ func TestImportLayering(t *testing.T) {
 		}
 		checked++
 		for _, dep := range strings.Fields(parts[1]) {
-			if to := top(dep); strings.HasPrefix(dep, module+"/") && shared[to] && from != to {
+			// A harness is test support too: it may use internal/.
+			if to := top(dep); strings.HasPrefix(dep, module+"/") && shared[to] && from != to && !testOnly[pkg] {
 				t.Errorf("%s imports %s outside its tests: %s/ is test support", pkg, dep, to)
+			}
+			if testOnly[dep] && !testOnly[pkg] && !strings.HasPrefix(pkg, dep+"/") {
+				t.Errorf("%s imports %s outside its tests: %s is a test harness", pkg, dep, dep)
 			}
 		}
 		for _, dep := range strings.Fields(parts[1] + " " + parts[2]) {
@@ -98,8 +114,8 @@ func TestImportLayering(t *testing.T) {
 				continue
 			}
 			to := top(dep)
-			if (to == "cmd" && from != "cmd") || (to == "testnet" && from != "testnet") {
-				t.Errorf("%s imports %s: nothing imports cmd/ or testnet/", pkg, dep)
+			if noImport[to] && from != to {
+				t.Errorf("%s imports %s: nothing imports cmd/, testnet/ or e2e/", pkg, dep)
 				continue
 			}
 			if !allowed(from, to) {
@@ -141,6 +157,19 @@ func TestLayeringRuleCatchesViolations(t *testing.T) {
 		{"core", "blob", true},
 		{"blob", "syncproto", false},
 		{"blob", "core", false},
+		{"systest", "system", true},
+		{"systest", "core", true},
+		{"systest", "bench", false},
+		{"systest", "cmd", false},
+		{"e2e", "systest", true},
+		{"e2e", "bench", true},
+		{"e2e", "testnet", false},
+		{"e2e", "cmd", false},
+		{"cmd", "systest", true},
+		{"cmd", "e2e", false},
+		{"bench", "systest", false},
+		{"system", "systest", false},
+		{"core", "systest", false},
 	} {
 		if got := allowed(tc.from, tc.to); got != tc.ok {
 			t.Errorf("allowed(%s -> %s) = %v, want %v", tc.from, tc.to, got, tc.ok)

@@ -30,6 +30,9 @@ type NATSConfig struct {
 	// ClusterAddr and Routes join the embedded servers of a region.
 	ClusterAddr string
 	Routes      []string
+	// ClusterAdvertise is the route address the others learn of by
+	// gossip (default: ClusterAddr's listener); see natsembed.Config.
+	ClusterAdvertise string
 	// NoJetStream turns JetStream off (it is on by default).
 	NoJetStream bool
 }

@@ -29,7 +29,7 @@ func (b *inbox) snapshot() []*syncpb.Message {
 func (r *testRegion) subscribeUser(user string) *inbox {
 	r.t.Helper()
 	b := &inbox{}
-	sub, err := r.nc.Subscribe(syncproto.UserSubject(syncproto.DefaultRegion, user), func(m *nats.Msg) {
+	sub, err := r.Conn().Subscribe(syncproto.UserSubject(syncproto.DefaultRegion, user), func(m *nats.Msg) {
 		d := &syncpb.Deliver{}
 		if err := proto.Unmarshal(m.Data, d); err != nil {
 			r.t.Errorf("undecodable deliver: %v", err)
@@ -43,7 +43,7 @@ func (r *testRegion) subscribeUser(user string) *inbox {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := r.nc.Flush(); err != nil {
+	if err := r.Conn().Flush(); err != nil {
 		r.t.Fatal(err)
 	}
 	return b
@@ -64,7 +64,7 @@ func waitInbox(t *testing.T, name string, b *inbox, n int) []*syncpb.Message {
 
 func (r *testRegion) send(c *syncpb.Caller, conv, body string) *syncpb.SendAck {
 	r.t.Helper()
-	return r.mustCall(shardSubject(conv), &syncpb.CoreRequest{Caller: c, Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+	return r.MustCall(r.ShardSubject(conv), &syncpb.CoreRequest{Caller: c, Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
 		ConvId: conv, ClientMsgId: syncproto.NewClientMsgID(), Body: []byte(body)}}}).GetSendAck()
 }
 
@@ -74,7 +74,7 @@ func (r *testRegion) sync(c *syncpb.Caller, limit uint32, marks map[string]uint6
 	for conv, seq := range marks {
 		pos.Watermarks = append(pos.Watermarks, &syncpb.Watermark{ConvId: conv, Seq: seq})
 	}
-	return r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
+	return r.MustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
 		Op: &syncpb.CoreRequest_Sync{Sync: &syncpb.SyncRequest{Position: pos, PerConversationLimit: limit}}}).GetSync()
 }
 
@@ -84,9 +84,9 @@ func (r *testRegion) sync(c *syncpb.Caller, limit uint32, marks map[string]uint6
 // exactly the conversations beyond the device's watermarks.
 func TestLiveDeliveryAndSync(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
-	us := r.setupUsers("ann", "bob", "cat", "dan")
+	us := r.Users("ann", "bob", "cat", "dan")
 	ann, bob, cat, dan := us[0], us[1], us[2], us[3]
-	conv := r.createGroup(ann, []*syncpb.Caller{ann, bob, cat})
+	conv := r.CreateGroup(ann, []*syncpb.Caller{ann, bob, cat})
 	boxes := map[string]*inbox{}
 	for _, u := range us {
 		boxes[u.UserId] = r.subscribeUser(u.UserId)
@@ -109,7 +109,7 @@ func TestLiveDeliveryAndSync(t *testing.T) {
 	}
 
 	// Remove cat: cat hears of the removal, and nothing after it.
-	r.mustCall(shardSubject(conv), &syncpb.CoreRequest{Caller: ann, Op: &syncpb.CoreRequest_ChangeMembers{
+	r.MustCall(r.ShardSubject(conv), &syncpb.CoreRequest{Caller: ann, Op: &syncpb.CoreRequest_ChangeMembers{
 		ChangeMembers: &syncpb.ChangeMembersRequest{ConvId: conv, RemoveUserIds: []string{cat.UserId}}}})
 	after := r.send(bob, conv, "after")
 	got := waitInbox(t, "bob", boxes[bob.UserId], n+2)
@@ -122,7 +122,7 @@ func TestLiveDeliveryAndSync(t *testing.T) {
 	}
 
 	// Sync: bob at seq 5 with limit 3 gets 6..8, truncated.
-	other := r.createGroup(dan, []*syncpb.Caller{dan, bob})
+	other := r.CreateGroup(dan, []*syncpb.Caller{dan, bob})
 	r.send(dan, other, "hello bob")
 	s := r.sync(bob, 3, map[string]uint64{conv: 5})
 	if len(s.Changed) != 2 {

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/core/coretest"
 )
 
 // A node refuses to start on data written with another shard count, and
 // says both numbers; with the count it was written with it starts.
 func TestNodeRefusesAnotherShardCount(t *testing.T) {
 	cfg := core.Config{NodeID: "n1", DataDir: filepath.Join(t.TempDir(), "n1"), RaftAddr: "127.0.0.1:0",
-		ShardCount: 4, NATS: core.NATSConfig{ClientAddr: "127.0.0.1:0"}, Timing: testTiming, Logger: testLogger(t)}
+		ShardCount: 4, NATS: core.NATSConfig{ClientAddr: "127.0.0.1:0"}, Timing: testTiming, Logger: coretest.Logger()}
 	start := func(shards int) (*core.Node, error) {
 		c := cfg
 		c.ShardCount = shards

@@ -154,14 +154,15 @@ func New(cfg Config) (_ *Node, err error) {
 	// The NATS server starts first so that shard state machines can reach
 	// the directory group through the node's own request path.
 	n.nats, err = natsembed.Start(natsembed.Config{
-		Name:        cfg.NodeID,
-		ClientAddr:  cfg.NATS.ClientAddr,
-		ClusterName: "parley-" + cfg.Region,
-		ClusterAddr: cfg.NATS.ClusterAddr,
-		Routes:      cfg.NATS.Routes,
-		JetStream:   !cfg.NATS.NoJetStream,
-		StoreDir:    filepath.Join(cfg.DataDir, "nats"),
-		Logger:      n.log,
+		Name:             cfg.NodeID,
+		ClientAddr:       cfg.NATS.ClientAddr,
+		ClusterName:      "parley-" + cfg.Region,
+		ClusterAddr:      cfg.NATS.ClusterAddr,
+		Routes:           cfg.NATS.Routes,
+		ClusterAdvertise: cfg.NATS.ClusterAdvertise,
+		JetStream:        !cfg.NATS.NoJetStream,
+		StoreDir:         filepath.Join(cfg.DataDir, "nats"),
+		Logger:           n.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)

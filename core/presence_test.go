@@ -43,7 +43,7 @@ func (w *presenceWatch) snapshotAsks() int {
 func (r *testRegion) watchPresence(edgeID string) *presenceWatch {
 	r.t.Helper()
 	w := &presenceWatch{}
-	sub, err := r.nc.Subscribe(syncproto.PresenceUserSubject(syncproto.DefaultRegion, "*"), func(m *nats.Msg) {
+	sub, err := r.Conn().Subscribe(syncproto.PresenceUserSubject(syncproto.DefaultRegion, "*"), func(m *nats.Msg) {
 		d := &syncpb.Deliver{}
 		if err := proto.Unmarshal(m.Data, d); err != nil {
 			r.t.Errorf("undecodable presence: %v", err)
@@ -56,7 +56,7 @@ func (r *testRegion) watchPresence(edgeID string) *presenceWatch {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	asks, err := r.nc.Subscribe(syncproto.PresenceSnapshotSubject(syncproto.DefaultRegion, edgeID), func(*nats.Msg) {
+	asks, err := r.Conn().Subscribe(syncproto.PresenceSnapshotSubject(syncproto.DefaultRegion, edgeID), func(*nats.Msg) {
 		w.mu.Lock()
 		w.asks++
 		w.mu.Unlock()
@@ -65,7 +65,7 @@ func (r *testRegion) watchPresence(edgeID string) *presenceWatch {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { _ = sub.Unsubscribe(); _ = asks.Unsubscribe() })
-	if err := r.nc.Flush(); err != nil {
+	if err := r.Conn().Flush(); err != nil {
 		r.t.Fatal(err)
 	}
 	return w
@@ -77,7 +77,7 @@ func (r *testRegion) publishBatch(b *syncpb.PresenceBatch) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if err := r.nc.Publish(syncproto.PresenceSubject(syncproto.DefaultRegion), data); err != nil {
+	if err := r.Conn().Publish(syncproto.PresenceSubject(syncproto.DefaultRegion), data); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -87,11 +87,11 @@ func (r *testRegion) publishBatch(b *syncpb.PresenceBatch) {
 // conversation; a silent edge's users go offline when its lease ends.
 func TestRegionPresence(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
-	us := r.setupUsers("ana", "bo", "cy", "dee")
+	us := r.Users("ana", "bo", "cy", "dee")
 	ana, bo, cy, dee := us[0], us[1], us[2], us[3]
-	conv := r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
+	conv := r.CreateGroup(ana, []*syncpb.Caller{ana, bo, cy})
 	// Every replica holds the group before the edge reports anyone.
-	for _, n := range r.live() {
+	for _, n := range r.Live() {
 		poll.Until(t, 20*time.Second, "group on every replica", func() bool { _, err := localLastSeq(n, ana, conv); return err == nil })
 	}
 	w := r.watchPresence("e1")
@@ -109,7 +109,7 @@ func TestRegionPresence(t *testing.T) {
 			LeaseMs: 60_000, Connected: []*syncpb.PresenceDevice{pd(bo), pd(dee)}})
 	}
 	snapshot()
-	for _, n := range r.live() {
+	for _, n := range r.Live() {
 		poll.Until(t, 20*time.Second, "every node holds the table", func() bool {
 			if u, e := n.PresenceOnline(); u == 2 && e == 1 {
 				return true
@@ -121,7 +121,7 @@ func TestRegionPresence(t *testing.T) {
 	poll.Until(t, 20*time.Second, "bo online", func() bool { return w.count(bo.UserId, true) >= 1 })
 
 	lookup := func(c *syncpb.Caller, ids ...string) map[string]*syncpb.PresenceUpdate {
-		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
+		resp := r.MustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: c,
 			Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{UserIds: ids}}})
 		out := map[string]*syncpb.PresenceUpdate{}
 		for _, u := range resp.GetPresence().GetUsers() {
@@ -159,7 +159,7 @@ func TestRegionPresence(t *testing.T) {
 	// Once, by the leader of bo's shard; more often if the shard was
 	// between leaders at that moment (every node that sees none
 	// publishes, and a new leader repeats recent changes).
-	if n := w.count(bo.UserId, true); n < 1 || n > len(r.live()) {
+	if n := w.count(bo.UserId, true); n < 1 || n > len(r.Live()) {
 		t.Fatalf("bo's online change was published %d times", n)
 	} else if n > 1 {
 		t.Logf("bo's online change was published %d times (a leadership change)", n)
@@ -167,7 +167,7 @@ func TestRegionPresence(t *testing.T) {
 	// Each node expires the lease on its own clock (checked every 100 ms),
 	// so the node answering a lookup may lag the publisher by that much.
 	poll.Until(t, 20*time.Second, "every node has bo offline with a last-seen time", func() bool {
-		for range r.live() {
+		for range r.Live() {
 			if b := lookup(ana, bo.UserId)[bo.UserId]; b.GetOnline() || b.GetLastSeenUnixMs() == 0 {
 				return false
 			}
@@ -178,7 +178,7 @@ func TestRegionPresence(t *testing.T) {
 	// A lookup without a caller is refused.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.call(ctx, syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
+	if _, err := r.Call(ctx, syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
 		Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{}}}); syncproto.AsError(err).Code != syncpb.Code_CODE_INVALID_ARGUMENT {
 		t.Fatalf("lookup without caller: %v", err)
 	}
@@ -189,7 +189,7 @@ func TestRegionPresence(t *testing.T) {
 // replicated last-seen bucket.
 func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
-	us := r.setupUsers("ana", "bo")
+	us := r.Users("ana", "bo")
 	bo := us[1]
 	pd := &syncpb.PresenceDevice{WorkspaceId: bo.WorkspaceId, UserId: bo.UserId, DeviceId: bo.DeviceId}
 	seq := uint64(0)
@@ -199,7 +199,7 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 		r.publishBatch(b)
 	}
 	// Online on every node (repeating the snapshot until each has it).
-	for _, n := range r.live() {
+	for _, n := range r.Live() {
 		poll.Until(t, 20*time.Second, "bo online everywhere", func() bool {
 			if n.PresenceOf(bo.UserId).GetOnline() {
 				return true
@@ -211,13 +211,13 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 	batch(&syncpb.PresenceBatch{Disconnected: []*syncpb.PresenceDevice{pd}})
 	var seen int64
 	poll.Until(t, 20*time.Second, "bo offline with a last-seen time", func() bool {
-		p := r.nodes[0].node.PresenceOf(bo.UserId)
+		p := r.Node(0).PresenceOf(bo.UserId)
 		seen = p.GetLastSeenUnixMs()
 		return !p.GetOnline() && seen != 0
 	})
 	// The time is stored asynchronously by the publishing node: wait until
 	// the bucket has it (a node that dies before writing loses that one).
-	js, err := jetstream.New(r.nc)
+	js, err := jetstream.New(r.Conn())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,15 +231,13 @@ func TestRegionLastSeenSurvivesRestart(t *testing.T) {
 		_, err = kv.Get(ctx, bo.UserId)
 		return err == nil
 	})
-	victim := r.leaderOf("s0") // any node will do; a leader makes it harder
-	r.stop(victim)
-	if err := r.start(victim); err != nil {
-		t.Fatal(err)
-	}
+	victim := r.LeaderOf("s0") // any node will do; a leader makes it harder
+	r.Stop(victim)
+	r.Restart(victim)
 	// Each node stamps the time it saw bo go; the stored one is the
 	// publishing node's, within moments of node 0's.
 	poll.Until(t, 20*time.Second, "the restarted node knows bo's last-seen time", func() bool {
-		p := r.nodes[victim].node.PresenceOf(bo.UserId)
+		p := r.Node(victim).PresenceOf(bo.UserId)
 		d := p.GetLastSeenUnixMs() - seen
 		return !p.GetOnline() && p.GetLastSeenUnixMs() != 0 && d > -5000 && d < 5000
 	})
@@ -253,12 +251,12 @@ func TestRegionPresenceLookupSeesNewConversation(t *testing.T) {
 	timing := testTiming
 	timing.CommitTimeout = 5 * time.Second
 	r := newTestRegion(t, 3, timing)
-	us := r.setupUsers("ana", "bo", "cy")
+	us := r.Users("ana", "bo", "cy")
 	ana, bo, cy := us[0], us[1], us[2]
-	r.createGroup(ana, []*syncpb.Caller{ana, bo, cy})
+	r.CreateGroup(ana, []*syncpb.Caller{ana, bo, cy})
 	// The API subject's queue group spreads the lookups over the nodes.
 	for i := range 12 {
-		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: ana,
+		resp := r.MustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{Caller: ana,
 			Op: &syncpb.CoreRequest_GetPresence{GetPresence: &syncpb.GetPresenceRequest{}}})
 		got := map[string]bool{}
 		for _, u := range resp.GetPresence().GetUsers() {

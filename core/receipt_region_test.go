@@ -20,11 +20,11 @@ import (
 // position ever goes back.
 func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
-	users := r.setupUsers("ana", "bo", "cy")
-	conv := r.createGroup(users[0], users)
+	users := r.Users("ana", "bo", "cy")
+	conv := r.CreateGroup(users[0], users)
 	const msgs = 40
 	for i := 0; i < msgs; i++ {
-		r.mustCall(shardSubject(conv), &syncpb.CoreRequest{Caller: users[0], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+		r.MustCall(r.ShardSubject(conv), &syncpb.CoreRequest{Caller: users[0], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
 			ConvId: conv, ClientMsgId: fmt.Sprint("m", i), Body: []byte("x")}}})
 	}
 	var devices []*syncpb.Caller
@@ -60,7 +60,7 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 				}
 				seq := uint64(1 + rng.IntN(msgs))                                        // stale reports too
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a restart under load can stall a call for a while
-				resp, err := r.call(ctx, shardSubject(conv), &syncpb.CoreRequest{Caller: dev,
+				resp, err := r.Call(ctx, r.ShardSubject(conv), &syncpb.CoreRequest{Caller: dev,
 					Op: &syncpb.CoreRequest_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})
 				cancel()
 				if err != nil {
@@ -94,13 +94,11 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	}
 	more(100)
 	victim := 1
-	stopped := r.nodes[victim].node.Receipts()
-	r.stop(victim)
+	stopped := r.Node(victim).Receipts()
+	r.Stop(victim)
 	before := stopped.Applied() // what it had stored when it stopped
 	more(200)                   // receipts keep flowing on two nodes
-	if err := r.start(victim); err != nil {
-		t.Fatal(err)
-	}
+	r.Restart(victim)
 	more(200)
 	close(stop)
 	wg.Wait()
@@ -113,10 +111,10 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	// the nodes.
 	poll.NoError(t, 30*time.Second, "nodes converge", func() error {
 		var states []map[string]crdt.Devices
-		for _, tn := range r.nodes {
+		for _, n := range r.Live() {
 			s := map[string]crdt.Devices{}
 			for _, u := range users[1:] {
-				d, err := tn.node.Receipts().Devices(conv, u.UserId)
+				d, err := n.Receipts().Devices(conv, u.UserId)
 				if err != nil {
 					return err
 				}
@@ -145,11 +143,11 @@ func TestRegionReceiptsConvergeThroughNodeRestart(t *testing.T) {
 	})
 	// The restarted node resumed from its stored position: it merged each
 	// later delta once and none from before.
-	rs := r.nodes[victim].node.Receipts()
+	rs := r.Node(victim).Receipts()
 	if got, want := rs.Merged(), rs.Applied()-before; got != want {
 		t.Errorf("restarted node merged %d deltas, want %d (stream %d..%d)", got, want, before+1, rs.Applied())
 	}
-	for i, tn := range r.nodes {
-		t.Logf("node %d merged %d deltas, applied up to stream seq %d", i, tn.node.Receipts().Merged(), tn.node.Receipts().Applied())
+	for i, n := range r.Live() {
+		t.Logf("node %d merged %d deltas, applied up to stream seq %d", i, n.Receipts().Merged(), n.Receipts().Applied())
 	}
 }

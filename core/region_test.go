@@ -2,235 +2,40 @@ package core_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/core"
+	"github.com/parley-chat/parley/core/coretest"
 	"github.com/parley-chat/parley/core/group"
-	"github.com/parley-chat/parley/core/internal/testaddr"
-	"github.com/parley-chat/parley/core/natsembed"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
-// testTiming keeps elections quick but tolerant of a loaded 2-core machine
-// running -race.
-var testTiming = group.Timing{
-	HeartbeatTimeout:   500 * time.Millisecond,
-	ElectionTimeout:    500 * time.Millisecond,
-	LeaderLeaseTimeout: 250 * time.Millisecond,
-}
+// testTiming is the harness's: quick elections that tolerate a loaded
+// 2-core machine running -race.
+var testTiming = coretest.Timing
 
-const testShards = 4
-
-type testNode struct {
-	cfg  core.Config
-	node *core.Node
-}
-
-// testRegion is an in-process region: real Raft groups over TCP, real
-// Badger files, real NATS servers clustered by routes on loopback.
+// testRegion is a region of in-process nodes (core/coretest) and the test
+// it belongs to, which the helpers below report to.
 type testRegion struct {
-	t     *testing.T
-	nodes []*testNode
-	nc    *nats.Conn
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("PARLEY_TEST_LOG") == "" {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	*coretest.Region
+	t *testing.T
 }
 
 func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 	t.Helper()
-	r := &testRegion{t: t}
-	var peers []core.Peer
-	var clusterAddrs []string
-	for i := 0; i < n; i++ {
-		peers = append(peers, core.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: testaddr.Free(t)})
-		clusterAddrs = append(clusterAddrs, testaddr.Free(t))
-	}
-	var urls []string
-	for i := 0; i < n; i++ {
-		var routes []string
-		for j, a := range clusterAddrs {
-			if j != i {
-				routes = append(routes, a)
-			}
-		}
-		cfg := core.Config{
-			NodeID: peers[i].ID, DataDir: filepath.Join(t.TempDir(), peers[i].ID),
-			RaftAddr: peers[i].RaftAddr, Peers: peers, ShardCount: testShards,
-			NATS:   core.NATSConfig{ClientAddr: testaddr.Free(t), ClusterAddr: clusterAddrs[i], Routes: routes},
-			Timing: timing, BalanceInterval: 500 * time.Millisecond, Logger: testLogger(t).With("node", peers[i].ID),
-		}
-		tn := &testNode{cfg: cfg}
-		r.nodes = append(r.nodes, tn)
-		urls = append(urls, "nats://"+cfg.NATS.ClientAddr)
-	}
-	// Start all nodes concurrently: each waits for the others' routes.
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range r.nodes {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			errs[i] = r.start(i)
-		}(i)
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		if r.nc != nil {
-			r.nc.Close()
-		}
-		for _, tn := range r.nodes {
-			if tn.node != nil {
-				tn.node.Close()
-			}
-		}
-	})
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.nc = nc
-	r.waitReady()
-	return r
-}
-
-func (r *testRegion) start(i int) error {
-	node, err := core.New(r.nodes[i].cfg)
-	// A restarted node binds the addresses it had; a socket closing in
-	// another test process may hold one for a moment.
-	for try := 0; err != nil && (errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, natsembed.ErrListen)) && try < 50; try++ {
-		time.Sleep(100 * time.Millisecond)
-		node, err = core.New(r.nodes[i].cfg)
-	}
-	if err != nil {
-		return fmt.Errorf("start %s: %w", r.nodes[i].cfg.NodeID, err)
-	}
-	r.nodes[i].node = node
-	return nil
-}
-
-func (r *testRegion) stop(i int) {
-	r.t.Helper()
-	if err := r.nodes[i].node.Close(); err != nil {
-		r.t.Logf("close %s: %v", r.nodes[i].cfg.NodeID, err)
-	}
-	r.nodes[i].node = nil
-}
-
-func (r *testRegion) live() []*core.Node {
-	var out []*core.Node
-	for _, tn := range r.nodes {
-		if tn.node != nil {
-			out = append(out, tn.node)
-		}
-	}
-	return out
-}
-
-func (r *testRegion) waitReady() {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, n := range r.live() {
-		if err := n.WaitReady(ctx); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	// Answering region_info proves the NATS path works end to end.
-	if _, err := r.call(ctx, syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
-		Op: &syncpb.CoreRequest_RegionInfo{RegionInfo: &syncpb.RegionInfoRequest{}}}); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// leaderOf returns the index of the node leading group name.
-func (r *testRegion) leaderOf(name string) int {
-	r.t.Helper()
-	leader := -1
-	poll.Until(r.t, 20*time.Second, "group "+name+" has a leader", func() bool {
-		for i, tn := range r.nodes {
-			if tn.node != nil && tn.node.Group(name).IsLeader() {
-				leader = i
-				return true
-			}
-		}
-		return false
-	})
-	return leader
-}
-
-// call sends one request, retrying UNAVAILABLE, timeouts and missing
-// responders until ctx ends: what an edge does.
-func (r *testRegion) call(ctx context.Context, subject string, req *syncpb.CoreRequest) (*syncpb.CoreResponse, error) {
-	b, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	backoff := 10 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		m, err := r.nc.RequestWithContext(actx, subject, b)
-		cancel()
-		if err == nil {
-			resp := &syncpb.CoreResponse{}
-			if err := proto.Unmarshal(m.Data, resp); err != nil {
-				return nil, err
-			}
-			e := syncproto.FromProto(resp.Error)
-			if e == nil {
-				return resp, nil
-			}
-			if !e.Retryable() {
-				return resp, e
-			}
-			err = e
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		if backoff < 200*time.Millisecond {
-			backoff *= 2
-		}
-	}
-}
-
-func (r *testRegion) mustCall(subject string, req *syncpb.CoreRequest) *syncpb.CoreResponse {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := r.call(ctx, subject, req)
-	if err != nil {
-		r.t.Fatalf("%T: %v", req.Op, err)
-	}
-	return resp
+	return &testRegion{Region: coretest.New(t, n, coretest.Options{Base: core.Config{Timing: timing}}), t: t}
 }
 
 // newRegionWithGroup starts a 3-node region (skipped with -short) with
@@ -241,44 +46,8 @@ func newRegionWithGroup(t *testing.T) (*testRegion, []*syncpb.Caller, string) {
 		t.Skip("starts a 3-node region; skipped with -short")
 	}
 	r := newTestRegion(t, 3, testTiming)
-	users := r.setupUsers("ana", "bo")
-	return r, users, r.createGroup(users[0], users)
-}
-
-func shardSubject(conv string) string {
-	return syncproto.ShardSubject(syncproto.DefaultRegion, syncproto.ShardOf(conv, testShards))
-}
-
-// setupUsers registers users in one workspace and returns their callers.
-func (r *testRegion) setupUsers(names ...string) []*syncpb.Caller {
-	r.t.Helper()
-	var out []*syncpb.Caller
-	for _, name := range names {
-		resp := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
-			Op: &syncpb.CoreRequest_RegisterUser{RegisterUser: &syncpb.RegisterUserRequest{
-				WorkspaceName: "acme", Username: name, DisplayName: name, PasswordHash: "$argon2id$test"}}})
-		u := resp.GetUser()
-		dev := r.mustCall(syncproto.APISubject(syncproto.DefaultRegion), &syncpb.CoreRequest{
-			Caller: &syncpb.Caller{WorkspaceId: u.WorkspaceId, UserId: u.Id},
-			Op:     &syncpb.CoreRequest_RegisterDevice{RegisterDevice: &syncpb.RegisterDeviceRequest{Name: "phone"}}})
-		out = append(out, &syncpb.Caller{WorkspaceId: u.WorkspaceId, UserId: u.Id, DeviceId: dev.GetDevice().GetId()})
-	}
-	return out
-}
-
-func (r *testRegion) createGroup(owner *syncpb.Caller, members []*syncpb.Caller) string {
-	r.t.Helper()
-	conv := syncproto.NewConversationID()
-	var ids []string
-	for _, m := range members {
-		if m.UserId != owner.UserId {
-			ids = append(ids, m.UserId)
-		}
-	}
-	r.mustCall(shardSubject(conv), &syncpb.CoreRequest{Caller: owner,
-		Op: &syncpb.CoreRequest_CreateConversation{CreateConversation: &syncpb.CreateConversationRequest{
-			ConvId: conv, Type: syncpb.ConversationType_CONVERSATION_TYPE_GROUP, Title: "t", MemberUserIds: ids}}})
-	return conv
+	users := r.Users("ana", "bo")
+	return r, users, r.CreateGroup(users[0], users)
 }
 
 // localHistory reads every message of conv from one node's own replica;
@@ -328,13 +97,13 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 		t.Skip("starts a 3-node region; skipped with -short")
 	}
 	r := newTestRegion(t, 3, testTiming)
-	users := r.setupUsers("ana", "bo", "cy", "di")
+	users := r.Users("ana", "bo", "cy", "di")
 	var convs []string
 	for i := 0; i < 6; i++ {
-		convs = append(convs, r.createGroup(users[i%len(users)], users))
+		convs = append(convs, r.CreateGroup(users[i%len(users)], users))
 	}
 	hot := convs[0]
-	hotGroup := r.nodes[0].node.ShardGroupOf(hot)
+	hotGroup := r.Node(0).ShardGroupOf(hot)
 
 	const total = 10000
 	const senders = 32
@@ -373,7 +142,7 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 				var err error
 				for attempt := 0; attempt < 5; attempt++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-					resp, err = r.call(ctx, shardSubject(conv), req)
+					resp, err = r.Call(ctx, r.ShardSubject(conv), req)
 					cancel()
 					if err == nil {
 						break
@@ -405,14 +174,12 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 		})
 	}
 	waitAcks(2000)
-	victim := r.leaderOf(hotGroup)
-	t.Logf("killing %s, leader of %s, at %d acks", r.nodes[victim].cfg.NodeID, hotGroup, nAcked.Load())
-	r.stop(victim)
+	victim := r.LeaderOf(hotGroup)
+	t.Logf("killing %s, leader of %s, at %d acks", r.Config(victim).NodeID, hotGroup, nAcked.Load())
+	r.Kill(victim)
 	waitAcks(5000)
-	t.Logf("restarting %s at %d acks", r.nodes[victim].cfg.NodeID, nAcked.Load())
-	if err := r.start(victim); err != nil {
-		t.Fatal(err)
-	}
+	t.Logf("restarting %s at %d acks", r.Config(victim).NodeID, nAcked.Load())
+	r.Restart(victim)
 	wg.Wait()
 	t.Logf("acked %d, gave up %d, retries %d", nAcked.Load(), gaveUp.Load(), retries.Load())
 	if nAcked.Load()+gaveUp.Load() != total {
@@ -423,7 +190,7 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 	for _, conv := range convs {
 		want := acked[conv]
 		var ref []*syncpb.Message
-		for ni, n := range r.live() {
+		for ni, n := range r.Live() {
 			all := waitMessages(t, n, users[0], conv, len(want), 60*time.Second)
 			checkLog(t, n.NodeID(), conv, all, want)
 			msgs := userMessages(all)
@@ -432,7 +199,7 @@ func TestRegionKeepsAckedMessagesThroughLeaderLoss(t *testing.T) {
 				continue
 			}
 			if len(msgs) != len(ref) {
-				t.Fatalf("%s: %s has %d messages, %s has %d", conv, n.NodeID(), len(msgs), r.live()[0].NodeID(), len(ref))
+				t.Fatalf("%s: %s has %d messages, %s has %d", conv, n.NodeID(), len(msgs), r.Live()[0].NodeID(), len(ref))
 			}
 			for k := range msgs {
 				if !proto.Equal(msgs[k], ref[k]) {
@@ -508,39 +275,35 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 		timing.SnapshotInterval = time.Second
 	}
 	r := newTestRegion(t, 3, timing)
-	users := r.setupUsers("ana", "bo")
-	conv := r.createGroup(users[0], users)
-	name := r.nodes[0].node.ShardGroupOf(conv)
+	users := r.Users("ana", "bo")
+	conv := r.CreateGroup(users[0], users)
+	name := r.Node(0).ShardGroupOf(conv)
 
 	send := func(from, to int) { r.sendConcurrently(conv, users, from, to) }
 	send(0, 100)
 	// Stop a follower and wipe it; stop another... only one may be down.
-	leader := r.leaderOf(name)
+	leader := r.LeaderOf(name)
 	wiped := (leader + 1) % 3
 	restarted := (leader + 2) % 3
-	r.stop(wiped)
-	if err := os.RemoveAll(r.nodes[wiped].cfg.DataDir); err != nil {
+	r.Stop(wiped)
+	if err := os.RemoveAll(r.Config(wiped).DataDir); err != nil {
 		t.Fatal(err)
 	}
 	send(100, 100+missed)
-	if err := r.start(wiped); err != nil {
-		t.Fatal(err)
-	}
-	waitMessages(t, r.nodes[wiped].node, users[0], conv, 100+missed, 5*time.Minute)
+	r.Restart(wiped)
+	waitMessages(t, r.Node(wiped), users[0], conv, 100+missed, 5*time.Minute)
 	// The restored state is readable a moment before Raft records the
 	// snapshot it came from.
-	wr := r.nodes[wiped].node.Group(name).Raft()
+	wr := r.Node(wiped).Group(name).Raft()
 	poll.Until(t, 30*time.Second, "the wiped node installs a snapshot", func() bool {
 		return wr.Stats()["last_snapshot_index"] != "0"
 	})
 
-	r.stop(restarted)
+	r.Stop(restarted)
 	total := 100 + missed + 200
 	send(100+missed, total)
-	if err := r.start(restarted); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range r.live() {
+	r.Restart(restarted)
+	for _, n := range r.Live() {
 		checkLog(t, n.NodeID(), conv, waitMessages(t, n, users[0], conv, total, 5*time.Minute), nil)
 	}
 }
@@ -557,7 +320,7 @@ func (r *testRegion) sendConcurrently(conv string, users []*syncpb.Caller, from,
 		wg.Go(func() {
 			for i := range next {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				_, err := r.call(ctx, shardSubject(conv), &syncpb.CoreRequest{Caller: users[i%2], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+				_, err := r.Call(ctx, r.ShardSubject(conv), &syncpb.CoreRequest{Caller: users[i%2], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
 					ConvId: conv, ClientMsgId: fmt.Sprintf("m%d", i), Body: []byte("hello")}}})
 				cancel()
 				if err != nil {
@@ -607,23 +370,23 @@ func waitMessages(t *testing.T, n *core.Node, caller *syncpb.Caller, conv string
 // send a shard's next request to its leader's NATS server.
 func TestRepliesNameTheAnsweringNode(t *testing.T) {
 	r, users, conv := newRegionWithGroup(t)
-	leader := r.nodes[r.leaderOf(r.nodes[0].node.ShardGroupOf(conv))].node.NodeID()
+	leader := r.Node(r.LeaderOf(r.Node(0).ShardGroupOf(conv))).NodeID()
 	req := &syncpb.CoreRequest{Caller: users[0], Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
 		ConvId: conv, ClientMsgId: syncproto.NewClientMsgID(), Body: []byte("hi")}}}
 	b, err := proto.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, subject := range []string{shardSubject(conv), syncproto.APISubject(syncproto.DefaultRegion)} {
-		m, err := r.nc.Request(subject, b, 10*time.Second)
+	for _, subject := range []string{r.ShardSubject(conv), syncproto.APISubject(syncproto.DefaultRegion)} {
+		m, err := r.Conn().Request(subject, b, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := m.Header.Get(syncproto.HeaderNode)
 		switch {
-		case subject == shardSubject(conv) && got != leader:
+		case subject == r.ShardSubject(conv) && got != leader:
 			t.Errorf("%s: reply names %q, want the leader %q", subject, got, leader)
-		case got == "" || !slices.ContainsFunc(r.nodes, func(tn *testNode) bool { return tn.node.NodeID() == got }):
+		case got == "" || !slices.ContainsFunc(r.Live(), func(n *core.Node) bool { return n.NodeID() == got }):
 			t.Errorf("%s: reply names %q, not a node", subject, got)
 		}
 	}

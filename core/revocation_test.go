@@ -20,7 +20,7 @@ func TestRevocationsPublishedAndListed(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
 	var mu sync.Mutex
 	var heard []*syncpb.Revocation
-	sub, err := r.nc.Subscribe(syncproto.RevocationSubject(syncproto.DefaultRegion), func(m *nats.Msg) {
+	sub, err := r.Conn().Subscribe(syncproto.RevocationSubject(syncproto.DefaultRegion), func(m *nats.Msg) {
 		rv, err := syncproto.DecodeRevocation(m.Data)
 		if err != nil {
 			t.Errorf("undecodable revocation: %v", err)
@@ -34,17 +34,17 @@ func TestRevocationsPublishedAndListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	if err := r.nc.Flush(); err != nil {
+	if err := r.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	api := syncproto.APISubject(syncproto.DefaultRegion)
 	start := time.Now()
-	ana := r.setupUsers("ana")[0]
-	tablet := r.mustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_RegisterDevice{RegisterDevice: &syncpb.RegisterDeviceRequest{Name: "tablet"}}}).GetDevice()
-	laptop := r.mustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_RegisterDevice{RegisterDevice: &syncpb.RegisterDeviceRequest{Name: "laptop"}}}).GetDevice()
-	revoked := r.mustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{DeviceId: laptop.Id}}}).GetRevocation()
-	creds := r.mustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_GetCredentials{GetCredentials: &syncpb.GetCredentialsRequest{UserId: ana.UserId}}}).GetCredentials()
-	changed := r.mustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_ChangePassword{ChangePassword: &syncpb.ChangePasswordRequest{
+	ana := r.Users("ana")[0]
+	tablet := r.MustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_RegisterDevice{RegisterDevice: &syncpb.RegisterDeviceRequest{Name: "tablet"}}}).GetDevice()
+	laptop := r.MustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_RegisterDevice{RegisterDevice: &syncpb.RegisterDeviceRequest{Name: "laptop"}}}).GetDevice()
+	revoked := r.MustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_RevokeDevice{RevokeDevice: &syncpb.RevokeDeviceRequest{DeviceId: laptop.Id}}}).GetRevocation()
+	creds := r.MustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_GetCredentials{GetCredentials: &syncpb.GetCredentialsRequest{UserId: ana.UserId}}}).GetCredentials()
+	changed := r.MustCall(api, &syncpb.CoreRequest{Caller: ana, Op: &syncpb.CoreRequest_ChangePassword{ChangePassword: &syncpb.ChangePasswordRequest{
 		PasswordHash: "$argon2id$new", PreviousHash: creds.GetPasswordHash()}}}).GetRevocation()
 	if revoked == nil || changed == nil || len(changed.DeviceIds) != 1 || changed.DeviceIds[0] != tablet.Id {
 		t.Fatalf("revocations in the answers: %v, %v", revoked, changed)
@@ -65,7 +65,7 @@ func TestRevocationsPublishedAndListed(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	list := r.mustCall(api, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_ListRevocations{ListRevocations: &syncpb.ListRevocationsRequest{
+	list := r.MustCall(api, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_ListRevocations{ListRevocations: &syncpb.ListRevocationsRequest{
 		SinceUnixMs: start.Add(-time.Second).UnixMilli()}}}).GetRevocations()
 	if len(list.Revocations) != 2 || !proto.Equal(list.Revocations[0], revoked) || !proto.Equal(list.Revocations[1], changed) || list.Next != "" {
 		t.Fatalf("listed %v", list)

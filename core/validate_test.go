@@ -15,8 +15,8 @@ import (
 // same validators (syncproto.Requests).
 func TestCoreRunsTheValidator(t *testing.T) {
 	r := newTestRegion(t, 3, testTiming)
-	users := r.setupUsers("ana")
-	conv := r.createGroup(users[0], users)
+	users := r.Users("ana")
+	conv := r.CreateGroup(users[0], users)
 	att := func(name string) []*syncpb.Attachment {
 		return []*syncpb.Attachment{{Id: syncproto.NewID("f_"), Name: name, ContentType: "image/png"}}
 	}
@@ -34,7 +34,7 @@ func TestCoreRunsTheValidator(t *testing.T) {
 		{"empty", &syncpb.SendRequest{ConvId: conv, ClientMsgId: "m3"}, syncproto.ErrInvalidArgument},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		_, err := r.call(ctx, shardSubject(conv), syncproto.NewRequest(users[0], tt.send))
+		_, err := r.Call(ctx, r.ShardSubject(conv), syncproto.NewRequest(users[0], tt.send))
 		cancel()
 		if !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)

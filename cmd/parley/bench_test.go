@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/parley-chat/parley/bench"
+	"github.com/parley-chat/parley/systest"
 )
 
 // runSDKBench runs `parley bench` with args and decodes its -json output.
@@ -108,9 +109,9 @@ func checkSamples(t *testing.T, path string, r *bench.SDKResult, windowMS float6
 // Against a running system by URL, at a set rate, with idle sessions
 // measured through /proc (the system runs in this process).
 func TestBenchSDKByURL(t *testing.T) {
-	s := startTestSystem(t, "", nil)
+	s := systest.Start(t, systest.Options{})
 	samples := filepath.Join(t.TempDir(), "samples.txt")
-	r := runSDKBench(t, "-url", s.base, "-clients", "4", "-group-size", "3", "-convs", "3", "-rate", "200",
+	r := runSDKBench(t, "-url", s.URL(), "-clients", "4", "-group-size", "3", "-convs", "3", "-rate", "200",
 		"-warmup", "200ms", "-duration", "1500ms", "-straggle", "20s", "-samples", samples,
 		"-idle", "6", "-idle-users", "2", "-idle-devices", "3", "-edge-pid", strconv.Itoa(os.Getpid()))
 	checkSDKResult(t, r, 4, 3)
@@ -173,10 +174,10 @@ func TestBenchSDKRegion(t *testing.T) {
 // Raw QUIC and WebTransport sessions, by URL (the certificate is pinned
 // by the hashes the edge publishes).
 func TestBenchSDKOverQUICAndWebTransport(t *testing.T) {
-	s := startTestSystem(t, "", nil)
+	s := systest.Start(t, systest.Options{})
 	for _, tr := range []string{"quic", "wt"} {
 		t.Run(tr, func(t *testing.T) {
-			r := runSDKBench(t, "-transport", tr, "-url", s.base, "-udp", s.edge.UDPAddr().String(),
+			r := runSDKBench(t, "-transport", tr, "-url", s.URL(), "-udp", s.UDPAddr().String(),
 				"-clients", "4", "-group-size", "2", "-warmup", "0s", "-duration", "1s", "-straggle", "20s")
 			checkSDKResult(t, r, 4, 2)
 			if r.Transport != tr {

@@ -25,6 +25,7 @@ import (
 	"github.com/parley-chat/parley/cmd/internal/observe"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/systest"
 )
 
 // TestPrintRaftStats: histograms and summaries print their count and
@@ -124,16 +125,16 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startTestSystem(t, "", func(c *system.Config) { c.Metrics = reg })
-	srv := httptest.NewServer(observe.Mux(reg, s.node.Ready))
+	s := systest.Start(t, systest.Options{Config: func(c *system.Config) { c.Metrics = reg }})
+	srv := httptest.NewServer(observe.Mux(reg, s.Node().Ready))
 	t.Cleanup(srv.Close)
 	ctx := t.Context()
 
-	anaRC, _ := s.user(t, "acme", "ana")
-	boRC, boSess := s.user(t, "acme", "bo")
-	cyRC, cySess := s.user(t, "acme", "cy")
-	bo := s.deviceOver(t, "ws", boRC, boSess, nil)
-	cy := s.deviceOver(t, "quic", cyRC, cySess, nil)
+	anaRC, _ := s.User(t, "acme", "ana")
+	boRC, boSess := s.User(t, "acme", "bo")
+	cyRC, cySess := s.User(t, "acme", "cy")
+	bo := s.Device(t, "ws", boRC, boSess, nil)
+	cy := s.Device(t, "quic", cyRC, cySess, nil)
 	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "metrics", MemberIDs: []string{boSess.User.ID, cySess.User.ID}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,15 +143,15 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		if _, err := anaRC.Send(ctx, rest.SendRequest{ConvID: g.ID, Body: fmt.Sprintf("http %d", i)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "ws %d", i)}); err != nil {
+		if _, err := bo.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "ws %d", i)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := cy.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "quic %d", i)}); err != nil {
+		if _, err := cy.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "quic %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bo.box.waitFor(t, g.ID, 9, "bo")
-	cy.box.waitFor(t, g.ID, 9, "cy")
+	bo.Box.WaitFor(t, g.ID, 9, "bo")
+	cy.Box.WaitFor(t, g.ID, 9, "cy")
 
 	type want struct {
 		name   string

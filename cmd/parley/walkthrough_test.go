@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
-	"github.com/parley-chat/parley/system"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/systest"
 )
 
 // walkthroughMarker is the line in README.md right before each fenced block
@@ -58,16 +60,16 @@ func TestREADMEWalkthroughRuns(t *testing.T) {
 			t.Skipf("the walkthrough needs %s (.ci/run installs it): %v", tool, err)
 		}
 	}
-	s := startTestSystem(t, "", func(c *system.Config) {
+	s := systest.Start(t, systest.Options{Config: func(c *system.Config) {
 		// The defaults a user's `make run` has.
 		c.Edge.HTTP.UserRate, c.Edge.HTTP.UserBurst, c.Edge.HTTP.IPRate, c.Edge.HTTP.IPBurst = 0, 0, 0, 0
-	})
+	}})
 	run := func(signup string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
-		cmd.Env = append(os.Environ(), "B="+s.base)
+		cmd.Env = append(os.Environ(), "B="+s.URL())
 		cmd.WaitDelay = 5 * time.Second
 		out, err := cmd.CombinedOutput()
 		if err != nil {

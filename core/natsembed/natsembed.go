@@ -30,6 +30,12 @@ type Config struct {
 	ClusterName string
 	ClusterAddr string
 	Routes      []string
+	// ClusterAdvertise is the route address this server tells the others
+	// of, which they dial when they learn of it through gossip rather than
+	// from their own Routes; empty means the cluster listener's. A test
+	// harness that routes every pair through its own proxies points it at
+	// a closed port, so that no route bypasses them.
+	ClusterAdvertise string
 	// JetStream enables JetStream with its files under StoreDir.
 	JetStream bool
 	StoreDir  string
@@ -56,6 +62,14 @@ func (c *Config) Validate() error {
 	}
 	if c.JetStream && c.ClusterAddr != "" && len(c.Routes) == 0 {
 		return errors.New("natsembed: clustered JetStream needs Config.Routes")
+	}
+	if c.ClusterAdvertise != "" {
+		if c.ClusterAddr == "" {
+			return errors.New("natsembed: Config.ClusterAdvertise needs Config.ClusterAddr")
+		}
+		if _, _, err := net.SplitHostPort(c.ClusterAdvertise); err != nil {
+			return fmt.Errorf("natsembed: Config.ClusterAdvertise: %q: %w", c.ClusterAdvertise, err)
+		}
 	}
 	for _, r := range c.Routes {
 		if _, _, err := net.SplitHostPort(r); err != nil {
@@ -124,7 +138,7 @@ func Start(cfg Config) (*Server, error) {
 		if name == "" {
 			name = "parley"
 		}
-		opts.Cluster = server.ClusterOpts{Name: name, Host: host, Port: port}
+		opts.Cluster = server.ClusterOpts{Name: name, Host: host, Port: port, Advertise: cfg.ClusterAdvertise}
 		for _, r := range cfg.Routes {
 			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
 		}

@@ -27,6 +27,9 @@ func TestValidate(t *testing.T) {
 		{"cluster without client listener", Config{Name: "a", ClientAddr: "-", ClusterAddr: "127.0.0.1:0", Routes: []string{"127.0.0.1:1"}}, false},
 		{"clustered js without routes", Config{Name: "a", ClusterAddr: "127.0.0.1:0", JetStream: true, StoreDir: "d"}, false},
 		{"clustered js", Config{Name: "a", ClusterAddr: "127.0.0.1:0", Routes: []string{"127.0.0.1:1"}, JetStream: true, StoreDir: "d"}, true},
+		{"advertise without cluster", Config{Name: "a", ClusterAdvertise: "127.0.0.1:1"}, false},
+		{"bad advertise", Config{Name: "a", ClusterAddr: "127.0.0.1:0", ClusterAdvertise: "nope"}, false},
+		{"advertise", Config{Name: "a", ClusterAddr: "127.0.0.1:0", ClusterAdvertise: "127.0.0.1:1"}, true},
 		{"in-process only", Config{Name: "a", ClientAddr: "-", JetStream: true, StoreDir: "d"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

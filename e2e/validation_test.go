@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // The same bad request gets the same error code over HTTP /v1, WebSocket,
 // raw QUIC and WebTransport: every transport checks it with its one
@@ -122,7 +122,7 @@ var invalidCases = []invalidCase{
 
 func TestInvalidRequestsEveryTransport(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	rc, sess := s.user(t, "acme", "ana")
+	rc, sess := s.User(t, "acme", "ana")
 	c, err := rc.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "checks"})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestInvalidRequestsEveryTransport(t *testing.T) {
 	}
 	for _, transport := range []string{"ws", "quic", "wt"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		tr, err := s.dialer(transport)(ctx)
+		tr, err := s.Dialer(transport)(ctx)
 		if err != nil {
 			cancel()
 			t.Fatalf("dial %s: %v", transport, err)

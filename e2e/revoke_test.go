@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // End-to-end tests of access that ends: sessions and HTTP calls of a
 // revoked device, of a user whose password changed, and of a token that
@@ -7,27 +7,22 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
-	"path/filepath"
+	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
-	"github.com/parley-chat/parley/edge"
-	"github.com/parley-chat/parley/edge/auth"
-	"github.com/parley-chat/parley/edge/httpapi"
+	"github.com/parley-chat/parley/core/coretest"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/systest"
 )
 
 // rawDevice is a device session driven frame by frame over a transport.
@@ -131,7 +126,7 @@ func notStored(t *testing.T, rc *rest.Client, conv, id string) {
 }
 
 // sdkDevice dials a Go SDK client over dial for the device of sess.
-func sdkDevice(t *testing.T, dial client.Dialer, rc *rest.Client, sess *rest.Session, box *inbox, refresh func(context.Context) (string, error)) *client.Client {
+func sdkDevice(t *testing.T, dial client.Dialer, rc *rest.Client, sess *rest.Session, box *systest.Inbox, refresh func(context.Context) (string, error)) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -140,7 +135,7 @@ func sdkDevice(t *testing.T, dial client.Dialer, rc *rest.Client, sess *rest.Ses
 		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 		Refresh:    refresh,
 		DeviceID:   sess.Device.ID,
-		OnMessage:  box.add,
+		OnMessage:  box.Add,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
 	if err != nil {
@@ -174,23 +169,23 @@ func TestRevokedDeviceSessionsEnd(t *testing.T) {
 	for _, transport := range []string{"ws", "quic", "wt"} {
 		t.Run(transport, func(t *testing.T) {
 			ctx := t.Context()
-			phoneRC, phone := s.user(t, "acme", "ana-"+transport)
-			laptopRC, _ := s.login(t, "acme", "ana-"+transport, "laptop")
-			boRC, _ := s.user(t, "acme", "bo-"+transport)
+			phoneRC, phone := s.User(t, "acme", "ana-"+transport)
+			laptopRC, _ := s.Login(t, "acme", "ana-"+transport, "laptop")
+			boRC, _ := s.User(t, "acme", "bo-"+transport)
 			g, err := boRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "t", MemberIDs: []string{phone.User.ID}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, _ := rawDial(t, s.dialer(transport), phone.AccessToken, phone.Device.ID)
+			raw, _ := rawDial(t, s.Dialer(transport), phone.AccessToken, phone.Device.ID)
 			if a := raw.request(&syncpb.Frame{Body: &syncpb.Frame_Send{Send: &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "before", Body: []byte("hi")}}}); a.GetSendAck() == nil {
 				t.Fatalf("send before the revocation: %v", a)
 			}
-			box := newInbox()
-			sdk := sdkDevice(t, s.dialer(transport), phoneRC, phone, box, phoneRC.RefreshAccess)
+			box := systest.NewInbox()
+			sdk := sdkDevice(t, s.Dialer(transport), phoneRC, phone, box, phoneRC.RefreshAccess)
 			if _, err := boRC.Send(ctx, rest.SendRequest{ConvID: g.ID, Body: "live"}); err != nil {
 				t.Fatal(err)
 			}
-			box.waitFor(t, g.ID, 2, "phone")
+			box.WaitFor(t, g.ID, 2, "phone")
 
 			if err := laptopRC.RevokeDevice(ctx, phone.Device.ID); err != nil {
 				t.Fatal(err)
@@ -215,8 +210,8 @@ func TestRevokedTokenRefusedOverHTTP(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	b, _ := s.startExtraEdge(t, time.Second)
 	baseB := "http://" + b.Addr().String()
-	_, phone := s.user(t, "acme", "ana")
-	laptopRC, _ := s.login(t, "acme", "ana", "laptop")
+	_, phone := s.User(t, "acme", "ana")
+	laptopRC, _ := s.Login(t, "acme", "ana", "laptop")
 	if r := s.do(t, "GET", "/v1/me", phone.AccessToken, nil); r.status != 200 {
 		t.Fatalf("before: %d %s", r.status, r.body)
 	}
@@ -246,8 +241,7 @@ func accessOf(rc *rest.Client) string {
 func waitHTTP(t *testing.T, base, token string, status int, code string) {
 	t.Helper()
 	rc := rest.New(base, rest.WithTokens(token, ""))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.NoError(t, 20*time.Second, base+"/v1/me", func() error {
 		_, _, err := rc.Me(t.Context())
 		got, gotStatus := "", 200
 		var e *rest.Error
@@ -256,14 +250,11 @@ func waitHTTP(t *testing.T, base, token string, status int, code string) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		if gotStatus == status && got == code {
-			return
+		if gotStatus != status || got != code {
+			return fmt.Errorf("%d %s, want %d %s", gotStatus, got, status, code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/v1/me: %d %s after 20s, want %d %s", base, gotStatus, got, status, code)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // A password change ends the sessions of the user's other devices and
@@ -271,16 +262,16 @@ func waitHTTP(t *testing.T, base, token string, status int, code string) {
 func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	phoneRC, phone := s.user(t, "acme", "ana")
-	tabletRC, tablet := s.login(t, "acme", "ana", "tablet")
+	phoneRC, phone := s.User(t, "acme", "ana")
+	tabletRC, tablet := s.Login(t, "acme", "ana", "tablet")
 	g, err := phoneRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "me"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	phoneBox, tabletBox := newInbox(), newInbox()
-	phoneC := sdkDevice(t, s.dialer("ws"), phoneRC, phone, phoneBox, phoneRC.RefreshAccess)
-	tabletC := sdkDevice(t, s.dialer("quic"), tabletRC, tablet, tabletBox, tabletRC.RefreshAccess)
-	raw, _ := rawDial(t, s.dialer("wt"), tablet.AccessToken, tablet.Device.ID)
+	phoneBox, tabletBox := systest.NewInbox(), systest.NewInbox()
+	phoneC := sdkDevice(t, s.Dialer("ws"), phoneRC, phone, phoneBox, phoneRC.RefreshAccess)
+	tabletC := sdkDevice(t, s.Dialer("quic"), tabletRC, tablet, tabletBox, tabletRC.RefreshAccess)
+	raw, _ := rawDial(t, s.Dialer("wt"), tablet.AccessToken, tablet.Device.ID)
 
 	if err := phoneRC.ChangePassword(ctx, "wrong password", "a new password"); rest.Code(err) != syncpb.Code_CODE_FORBIDDEN {
 		t.Fatalf("with a wrong current password: %v", err)
@@ -300,7 +291,7 @@ func TestPasswordChangeEndsOtherSessions(t *testing.T) {
 	if _, err := phoneC.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte("still me")}); err != nil {
 		t.Fatal(err)
 	}
-	phoneBox.waitFor(t, g.ID, 1, "phone")
+	phoneBox.WaitFor(t, g.ID, 1, "phone")
 	if err := phoneRC.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -325,9 +316,9 @@ func TestRemovedUserSessionsEnd(t *testing.T) {
 	b, _ := s.startExtraEdge(t, time.Second)
 	baseB := "http://" + b.Addr().String()
 	ctx := t.Context()
-	ownerRC, _ := s.user(t, "acme", "ana")
-	boRC, bo := s.user(t, "acme", "bo")
-	cyRC, _ := s.user(t, "acme", "cy")
+	ownerRC, _ := s.User(t, "acme", "ana")
+	boRC, bo := s.User(t, "acme", "bo")
+	cyRC, _ := s.User(t, "acme", "cy")
 	g, err := ownerRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "team", MemberIDs: []string{bo.User.ID}})
 	if err != nil {
 		t.Fatal(err)
@@ -337,11 +328,11 @@ func TestRemovedUserSessionsEnd(t *testing.T) {
 	}
 	raws := map[string]*rawDevice{}
 	for _, transport := range []string{"ws", "quic", "wt"} {
-		_, dev := s.login(t, "acme", "bo", "bo-"+transport)
-		raws[transport], _ = rawDial(t, s.dialer(transport), dev.AccessToken, dev.Device.ID)
+		_, dev := s.Login(t, "acme", "bo", "bo-"+transport)
+		raws[transport], _ = rawDial(t, s.Dialer(transport), dev.AccessToken, dev.Device.ID)
 	}
-	sdkBox := newInbox()
-	sdk := sdkDevice(t, s.dialer("ws"), boRC, bo, sdkBox, boRC.RefreshAccess)
+	sdkBox := systest.NewInbox()
+	sdk := sdkDevice(t, s.Dialer("ws"), boRC, bo, sdkBox, boRC.RefreshAccess)
 	waitHTTP(t, baseB, bo.AccessToken, 200, "")
 
 	// Only the owner may remove, and not itself.
@@ -411,13 +402,13 @@ func TestSessionTokenExpiry(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			rc, sess := s.user(t, "acme", "ana-"+transport)
+			rc, sess := s.User(t, "acme", "ana-"+transport)
 			g, err := rc.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "t"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Without Reauth, the session ends at expiry.
-			raw, w := rawDial(t, s.dialer(transport), sess.AccessToken, sess.Device.ID)
+			raw, w := rawDial(t, s.Dialer(transport), sess.AccessToken, sess.Device.ID)
 			if left := time.Until(time.UnixMilli(w.TokenExpiresUnixMs)); left <= 0 || left > ttl+time.Second {
 				t.Fatalf("welcome: the token expires in %v, want about %v", left, ttl)
 			}
@@ -427,7 +418,7 @@ func TestSessionTokenExpiry(t *testing.T) {
 			if err := rc.Refresh(ctx); err != nil {
 				t.Fatal(err)
 			}
-			raw, w = rawDial(t, s.dialer(transport), accessOf(rc), sess.Device.ID)
+			raw, w = rawDial(t, s.Dialer(transport), accessOf(rc), sess.Device.ID)
 			first := time.UnixMilli(w.TokenExpiresUnixMs)
 			waitClock(t, first.Add(-ttl/2))
 			if err := rc.Refresh(ctx); err != nil {
@@ -448,7 +439,7 @@ func TestSessionTokenExpiry(t *testing.T) {
 			// The SDK refreshes and reauths by itself: one connection
 			// through several token lifetimes.
 			var refreshed atomic.Int32
-			c := sdkDevice(t, s.dialer(transport), rc, sess, newInbox(), func(ctx context.Context) (string, error) {
+			c := sdkDevice(t, s.Dialer(transport), rc, sess, systest.NewInbox(), func(ctx context.Context) (string, error) {
 				refreshed.Add(1)
 				return rc.RefreshAccess(ctx)
 			})
@@ -473,92 +464,18 @@ func waitClock(t *testing.T, at time.Time) {
 	}
 }
 
-// tcpProxy forwards TCP connections to target until cut: then it closes
-// them and refuses new ones until healed.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.setCut(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *tcpProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
-}
-
-func (p *tcpProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
 // An edge whose NATS connection was down when a device was revoked still
 // refuses the device's token once it is back, and ends the device's
 // session that stayed open on it meanwhile.
 func TestEdgeCatchesUpOnMissedRevocations(t *testing.T) {
 	s := startTestSystem(t, "", func(c *system.Config) { c.Core.NATS.ClientAddr = "127.0.0.1:0" })
 	u := s.node.NATSURL()
-	proxy := newTCPProxy(t, u[len("nats://"):])
-	b := s.startEdgeVia(t, "nats://"+proxy.ln.Addr().String())
+	proxy := coretest.NewProxy(t, u[len("nats://"):])
+	b := s.startEdgeVia(t, "nats://"+proxy.Addr())
 	baseB := "http://" + b.Addr().String()
 	ctx := t.Context()
-	phoneRC, phone := s.user(t, "acme", "ana")
-	laptopRC, _ := s.login(t, "acme", "ana", "laptop")
+	phoneRC, phone := s.User(t, "acme", "ana")
+	laptopRC, _ := s.Login(t, "acme", "ana", "laptop")
 	g, err := phoneRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "t"})
 	if err != nil {
 		t.Fatal(err)
@@ -566,39 +483,14 @@ func TestEdgeCatchesUpOnMissedRevocations(t *testing.T) {
 	waitHTTP(t, baseB, phone.AccessToken, 200, "")
 	raw, _ := rawDial(t, client.WebSocket("ws://"+b.Addr().String()+"/v1/ws"), phone.AccessToken, phone.Device.ID)
 
-	proxy.setCut(true)
+	proxy.Cut()
 	// Edge B knows it may be missing revocations: it refuses tokens.
 	waitHTTP(t, baseB, phone.AccessToken, 503, "unavailable")
 	if err := laptopRC.RevokeDevice(ctx, phone.Device.ID); err != nil {
 		t.Fatal(err)
 	}
-	proxy.setCut(false)
+	proxy.Restore()
 	waitHTTP(t, baseB, phone.AccessToken, 401, "revoked")
 	raw.endsWith(syncpb.Code_CODE_REVOKED, g.ID)
 	waitHTTP(t, baseB, accessOf(laptopRC), 200, "")
-}
-
-// startEdgeVia starts another edge on the system's core that reaches NATS
-// at url (through a proxy, say), sharing the system's token keys.
-func (s *testSystem) startEdgeVia(t *testing.T, url string) *edge.Edge {
-	t.Helper()
-	keys, err := auth.LoadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATSURL: url, Auth: auth.Config{Keys: keys},
-		RequestTimeout: 2 * time.Second, HTTP: httpapi.Config{UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6},
-		ShutdownTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = e.Close()
-		if err := <-done; err != nil {
-			t.Errorf("edge via %s: %v", url, err)
-		}
-	})
-	return e
 }

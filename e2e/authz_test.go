@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // The authorization matrix: every endpoint of the OpenAPI document and
 // every frame type of the protocol schema, against every kind of bad token
@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/edge/auth"
+	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
@@ -76,7 +77,7 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 func (f *authzFixture) newUser(t *testing.T, workspace, name string) authzUser {
 	t.Helper()
 	f.n++
-	rc, sess := f.s.user(t, workspace, name)
+	rc, sess := f.s.User(t, workspace, name)
 	return authzUser{name: name, rc: rc, sess: sess}
 }
 
@@ -113,7 +114,7 @@ func (f *authzFixture) badTokens(t *testing.T) []struct{ name, token, code strin
 		t.Fatal(err)
 	}
 	if f.revoked == "" {
-		_, doomed := f.s.login(t, "acme", "member", "doomed")
+		_, doomed := f.s.Login(t, "acme", "member", "doomed")
 		if err := f.member.rc.RevokeDevice(t.Context(), doomed.Device.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +261,7 @@ func post(path string, body func(*authzFixture) any) func(*testing.T, *authzFixt
 // served OpenAPI document, with whether it names a bearer security.
 func openAPIOperations(t *testing.T) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "edge", "httpapi", "openapi.json"))
+	b, err := os.ReadFile(filepath.Join("..", "edge", "httpapi", "openapi.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +373,7 @@ func dialRaw(t *testing.T, f *authzFixture, transport, token string) (*rawSessio
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	tr, err := f.s.dialer(transport)(ctx)
+	tr, err := f.s.Dialer(transport)(ctx)
 	if err != nil {
 		t.Fatalf("dial %s: %v", transport, err)
 	}
@@ -683,13 +684,12 @@ func TestAuthorizationMatrixSessions(t *testing.T) {
 			// The four relations outside the conversation typed in it: the
 			// core dropped each as a stranger's.
 			want := strangers + 4
-			deadline := time.Now().Add(20 * time.Second)
-			for f.s.node.TypingStats().Strangers < want {
-				if time.Now().After(deadline) {
-					t.Fatalf("typing of non-members: %d dropped as strangers', want %d", f.s.node.TypingStats().Strangers-strangers, 4)
+			poll.NoError(t, 20*time.Second, "typing of non-members", func() error {
+				if got := f.s.node.TypingStats().Strangers; got < want {
+					return fmt.Errorf("%d dropped as strangers', want %d", got-strangers, 4)
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return nil
+			})
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 import (
 	"context"
@@ -39,23 +39,12 @@ func (l *receiptLog) has(conv, user string, typ syncpb.ReceiptType, seq uint64) 
 	return false
 }
 
-// login signs name in again as a new device.
-func (s *testSystem) login(t testing.TB, workspace, name, device string) (*rest.Client, *rest.Session) {
-	t.Helper()
-	c := rest.New(s.base)
-	sess, err := c.Login(t.Context(), rest.LoginRequest{Workspace: workspace, Username: name, Password: testPassword, DeviceName: device})
-	if err != nil {
-		t.Fatalf("login %s as %s: %v", name, device, err)
-	}
-	return c, sess
-}
-
 func (s *testSystem) receiptDevice(t testing.TB, transport string, rc *rest.Client, sess *rest.Session, log *receiptLog, mods ...func(*client.Config)) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cfg := client.Config{
-		Dial:       s.dialer(transport),
+		Dial:       s.Dialer(transport),
 		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 		DeviceID:   sess.Device.ID,
 		OnReceipt:  log.add,
@@ -79,15 +68,15 @@ func (s *testSystem) receiptDevice(t testing.TB, transport string, rc *rest.Clie
 func TestReceiptsAcrossDevices(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	anaRC, anaS := s.user(t, "acme", "ana")
-	boRC, boS := s.user(t, "acme", "bo")
+	anaRC, anaS := s.User(t, "acme", "ana")
+	boRC, boS := s.User(t, "acme", "bo")
 	anaLog := &receiptLog{}
 	ana := s.receiptDevice(t, "ws", anaRC, anaS, anaLog)
 	logs := map[string]*receiptLog{"laptop": {}, "phone": {}, "browser": {}}
 	bo := map[string]*client.Client{"laptop": s.receiptDevice(t, "ws", boRC, boS, logs["laptop"])}
-	phoneRC, phoneS := s.login(t, "acme", "bo", "bo-phone")
+	phoneRC, phoneS := s.Login(t, "acme", "bo", "bo-phone")
 	bo["phone"] = s.receiptDevice(t, "quic", phoneRC, phoneS, logs["phone"], func(c *client.Config) { c.ReportDelivered = true })
-	webRC, webS := s.login(t, "acme", "bo", "bo-browser")
+	webRC, webS := s.Login(t, "acme", "bo", "bo-browser")
 	bo["browser"] = s.receiptDevice(t, "wt", webRC, webS, logs["browser"])
 
 	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "reads", MemberIDs: []string{boS.User.ID}})
@@ -130,7 +119,7 @@ func TestReceiptsAcrossDevices(t *testing.T) {
 	}
 
 	// A fourth device, added later, starts from the server's state.
-	tabRC, tabS := s.login(t, "acme", "bo", "bo-tablet")
+	tabRC, tabS := s.Login(t, "acme", "bo", "bo-tablet")
 	tab := s.receiptDevice(t, "ws", tabRC, tabS, &receiptLog{})
 	poll.Until(t, 20*time.Second, "the tablet's unread count", func() bool { return tab.Unread()[g.ID] == 3 })
 	if got := tab.ReadSeq(g.ID); got != 7 {
@@ -173,7 +162,7 @@ func TestReceiptsLargeGroupAggregates(t *testing.T) {
 	logs := make([]*receiptLog, len(names))
 	devs := make([]*client.Client, len(names))
 	for i, n := range names {
-		rc, sess := s.user(t, "acme", n)
+		rc, sess := s.User(t, "acme", n)
 		logs[i] = &receiptLog{}
 		devs[i] = s.receiptDevice(t, "ws", rc, sess, logs[i])
 		ids = append(ids, sess.User.ID)
@@ -229,8 +218,8 @@ func TestReceiptsLargeGroupAggregates(t *testing.T) {
 func BenchmarkReceiptFanout(b *testing.B) {
 	s := startTestSystem(b, "", func(c *system.Config) { c.Edge.Session.FrameRate, c.Edge.Session.FrameBurst = 100_000, 200_000 })
 	ctx := b.Context()
-	anaRC, anaS := s.user(b, "acme", "ana")
-	boRC, boS := s.user(b, "acme", "bo")
+	anaRC, anaS := s.User(b, "acme", "ana")
+	boRC, boS := s.User(b, "acme", "bo")
 	seen := make(chan uint64, 1024)
 	ana := s.receiptDevice(b, "ws", anaRC, anaS, &receiptLog{})
 	s.receiptDevice(b, "ws", boRC, boS, &receiptLog{}, func(c *client.Config) {
@@ -285,8 +274,8 @@ func BenchmarkReceiptFanout(b *testing.B) {
 func TestReceiptsSenderPositionIsTheSameEverywhere(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	anaRC, anaS := s.user(t, "acme", "ana")
-	boRC, boS := s.user(t, "acme", "bo")
+	anaRC, anaS := s.User(t, "acme", "ana")
+	boRC, boS := s.User(t, "acme", "bo")
 	ana := s.receiptDevice(t, "ws", anaRC, anaS, &receiptLog{})
 	boLog := &receiptLog{}
 	s.receiptDevice(t, "ws", boRC, boS, boLog)
@@ -329,7 +318,7 @@ func TestReceiptsSenderPositionIsTheSameEverywhere(t *testing.T) {
 	}
 	check("after sending", 1) // ana
 	poll.Until(t, 20*time.Second, "the sending device's read position", func() bool { return ana.ReadSeq(g.ID) == last.Seq && ana.Unread()[g.ID] == 0 })
-	phoneRC, phoneS := s.login(t, "acme", "ana", "ana-phone")
+	phoneRC, phoneS := s.Login(t, "acme", "ana", "ana-phone")
 	phone := s.receiptDevice(t, "ws", phoneRC, phoneS, &receiptLog{})
 	poll.Until(t, 20*time.Second, "a new device's sync", func() bool { return phone.ReadSeq(g.ID) == last.Seq })
 	if n := phone.Unread()[g.ID]; n != 0 {

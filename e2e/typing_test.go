@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // End-to-end tests of typing indicators: the Go SDK over raw QUIC,
 // WebTransport (datagrams) and WebSocket (frames) against a real serve
@@ -89,7 +89,7 @@ func (s *testSystem) typingDevice(t *testing.T, transport, workspace, user strin
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	d.c, err = client.Dial(ctx, client.Config{
-		Dial:       s.dialer(transport),
+		Dial:       s.Dialer(transport),
 		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 		DeviceID:   sess.Device.ID,
 		OnTyping:   d.log.add,
@@ -144,7 +144,7 @@ func TestSessionsTypingAcrossTransports(t *testing.T) {
 	s := startTestSystem(t, "", noCPUShedding)
 	var ids []string
 	for _, u := range []string{"uq", "uwt", "uws", "stranger"} {
-		_, sess := s.user(t, "acme", u)
+		_, sess := s.User(t, "acme", u)
 		ids = append(ids, sess.User.ID)
 	}
 	quic := s.typingDevice(t, "quic", "acme", "uq", 0)
@@ -152,7 +152,7 @@ func TestSessionsTypingAcrossTransports(t *testing.T) {
 	ws := s.typingDevice(t, "ws", "acme", "uws", 400*time.Millisecond) // short TTL: its indicator lapses
 	quic2 := s.typingDevice(t, "ws", "acme", "uq", 0)                  // uq's other device
 	stranger := s.typingDevice(t, "quic", "acme", "stranger", 0)
-	rc, _ := s.user(t, "acme", "owner")
+	rc, _ := s.User(t, "acme", "owner")
 	g, err := rc.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "typing", MemberIDs: ids[:3]})
 	if err != nil {
 		t.Fatal(err)
@@ -208,8 +208,8 @@ func noCPUShedding(c *system.Config) { c.Edge.TypingShedWait = -1 }
 // to its rate; its session and everyone else's keep working.
 func TestSessionsTypingFloodIsRateLimited(t *testing.T) {
 	s := startTestSystem(t, "", noCPUShedding)
-	rc, floodS := s.user(t, "acme", "flood")
-	_, peerS := s.user(t, "acme", "peer")
+	rc, floodS := s.User(t, "acme", "flood")
+	_, peerS := s.User(t, "acme", "peer")
 	peer := s.typingDevice(t, "wt", "acme", "peer", 0)
 	g, err := rc.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "flood", MemberIDs: []string{peerS.User.ID}})
 	if err != nil {

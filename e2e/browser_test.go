@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package e2e_test
 
 // Browser tests: web/parley.js, the minimal browser client, in real
 // headless Chromium (web/test/wt_browser.mjs through playwright-core)
@@ -37,7 +37,7 @@ const defaultChromium = "/usr/bin/chromium"
 // Chromium and playwright-core.
 func needWeb(t *testing.T, withBrowser bool) (node, web string) {
 	t.Helper()
-	web, err := filepath.Abs(filepath.Join("..", "..", "web"))
+	web, err := filepath.Abs(filepath.Join("..", "web"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +152,13 @@ func TestBrowserWebTransport(t *testing.T) {
 	node, web := needWeb(t, true)
 	began := time.Now()
 	s := startTestSystem(t, "", noCPUShedding)
-	anaRC, anaS := s.user(t, "acme", "ana") // in the browser
-	boRC, boS := s.user(t, "acme", "bo")    // a Go device over WebSocket
+	anaRC, anaS := s.User(t, "acme", "ana") // in the browser
+	boRC, boS := s.User(t, "acme", "bo")    // a Go device over WebSocket
 	g, err := anaRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "browser", MemberIDs: []string{boS.User.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bo := s.deviceOver(t, "ws", boRC, boS, nil)
+	bo := s.Device(t, "ws", boRC, boS, nil)
 	var hashes []string
 	for _, h := range s.edge.CertHashes() {
 		hashes = append(hashes, base64.StdEncoding.EncodeToString(h[:]))
@@ -227,7 +227,7 @@ func TestBrowserWebTransport(t *testing.T) {
 	var result *browserEvent
 	var fromBrowser *syncpb.Message
 	for fromBrowser == nil {
-		for _, m := range bo.box.get(g.ID) {
+		for _, m := range bo.Box.Get(g.ID) {
 			if m.Kind == syncpb.MessageKind_MESSAGE_KIND_USER && m.SenderDeviceId == anaS.Device.ID && string(m.Body) == sent {
 				fromBrowser = m
 			}
@@ -236,7 +236,7 @@ func TestBrowserWebTransport(t *testing.T) {
 			break
 		}
 		select {
-		case <-bo.box.ch:
+		case <-bo.Box.Changed():
 		case ev, ok := <-events:
 			if !ok {
 				t.Fatal("the browser script ended before bo got its message")
@@ -258,10 +258,10 @@ func TestBrowserWebTransport(t *testing.T) {
 	}
 	// bo types (over WebSocket; the edge pushes it to the browser as a
 	// datagram) and answers; the browser reports both and exits.
-	if err := bo.c.Typing(ctx, g.ID, true); err != nil {
+	if err := bo.C.Typing(ctx, g.ID, true); err != nil {
 		t.Fatalf("bo's typing: %v", err)
 	}
-	replyAck, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte(reply)})
+	replyAck, err := bo.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte(reply)})
 	if err != nil {
 		t.Fatalf("bo's reply: %v", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // End-to-end tests of refresh-token rotation: a real serve system (the
 // directory's Raft group on Badger), refreshes over real HTTP.
@@ -73,7 +73,7 @@ func (s *testSystem) revoked(t *testing.T, access, id string) bool {
 // device revoked. The user's other device is untouched.
 func TestAPIRefreshTokenReuseRevokesDevice(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	_, phone := s.user(t, "acme", "ana")
+	_, phone := s.User(t, "acme", "ana")
 	laptop := rest.New(s.base)
 	laptopS, err := laptop.Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: "ana", Password: testPassword, DeviceName: "laptop"})
 	if err != nil {
@@ -135,7 +135,7 @@ func TestAPIConcurrentRefreshesRotateOnce(t *testing.T) {
 	}
 	t.Run("no grace", func(t *testing.T) {
 		s := startTestSystem(t, "", func(c *system.Config) { c.Edge.Auth.RefreshGrace = -1 })
-		_, ana := s.user(t, "acme", "ana")
+		_, ana := s.User(t, "acme", "ana")
 		ok, codes := race(t, s, ana.RefreshToken)
 		if len(ok) != 1 {
 			t.Fatalf("%d of %d refreshes succeeded, want 1 (refused: %v)", len(ok), racers, codes)
@@ -159,7 +159,7 @@ func TestAPIConcurrentRefreshesRotateOnce(t *testing.T) {
 	})
 	t.Run("grace", func(t *testing.T) {
 		s := startTestSystem(t, "", nil)
-		_, ana := s.user(t, "acme", "ana")
+		_, ana := s.User(t, "acme", "ana")
 		ok, codes := race(t, s, ana.RefreshToken)
 		if len(ok) != racers {
 			t.Fatalf("%d of %d refreshes succeeded within the grace (refused: %v)", len(ok), racers, codes)
@@ -179,7 +179,7 @@ func TestAPIConcurrentRefreshesRotateOnce(t *testing.T) {
 func TestAPIRefreshRotationSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	s := startTestSystem(t, dir, nil)
-	_, phone := s.user(t, "acme", "ana")
+	_, phone := s.User(t, "acme", "ana")
 	laptop, err := rest.New(s.base).Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: "ana", Password: testPassword, DeviceName: "laptop"})
 	if err != nil {
 		t.Fatal(err)
@@ -189,9 +189,7 @@ func TestAPIRefreshRotationSurvivesRestart(t *testing.T) {
 	l2 := s.rotate(t, laptop.RefreshToken)
 	l3 := s.rotate(t, l2.RefreshToken)
 
-	stop := s.stop
-	s.stop = func() error { return nil }
-	if err := stop(); err != nil {
+	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
 	s = startTestSystem(t, dir, nil)

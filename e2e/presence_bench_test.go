@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 import (
 	"context"
@@ -100,17 +100,17 @@ func cpuTime() time.Duration {
 // (paced at 2,000 per second, then all at once) and edge kill (its NATS connection cut, no
 // closing batch); and the CPU the whole process spends idle with 0 and
 // with 10,000 users connected. Run: go test -run '^$' -bench Presence10k
-// -benchtime 1x ./cmd/parley/ (not part of make test).
+// -benchtime 1x ./e2e/ (not part of make test).
 func BenchmarkPresence10k(b *testing.B) {
 	const users = 10_000
 	const rate = 2000 // connects or disconnects per second
 	for range b.N {
 		r := startPresenceRegion(b, core.PresenceConfig{})
-		ncA, err := nats.Connect(r.urls[0])
+		ncA, err := nats.Connect(r.NATSURLs()[0])
 		if err != nil {
 			b.Fatal(err)
 		}
-		ncW, err := nats.Connect(r.urls[2])
+		ncW, err := nats.Connect(r.NATSURLs()[2])
 		if err != nil {
 			b.Fatal(err)
 		}

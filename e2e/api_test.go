@@ -1,12 +1,12 @@
-package main
+package e2e_test
 
-// End-to-end tests of the /v1 API: a real `parley serve` system (single-node
-// Raft shards on Badger, in-process NATS, the edge on 127.0.0.1:0) driven
-// over real HTTP, both with the Go client (client/rest) and raw requests.
+// End-to-end tests of the /v1 API: a real one-node system (systest:
+// single-node Raft shards on Badger, in-process NATS, the edge on
+// 127.0.0.1:0) driven over real HTTP, both with the Go client
+// (client/rest) and raw requests.
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,79 +19,10 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/client/rest"
-	"github.com/parley-chat/parley/core"
-	"github.com/parley-chat/parley/edge"
 	"github.com/parley-chat/parley/edge/auth"
-	"github.com/parley-chat/parley/edge/httpapi"
-	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/system"
-	"github.com/parley-chat/parley/web"
 )
-
-const testPassword = "correct horse battery"
-
-// testFamily places the refresh tokens of pairs issued in tests; no
-// directory knows it.
-var testFamily = auth.Family{ID: "0123456789abcdef", Generation: 1}
-
-// testSystem is a running serve system and its base URL.
-type testSystem struct {
-	*system.System
-	node *core.Node
-	edge *edge.Edge
-	base string
-	dir  string
-	// stop shuts the system down and returns Run's error; only once.
-	stop func() error
-}
-
-func startTestSystem(t testing.TB, dir string, mod func(*system.Config)) *testSystem {
-	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	cfg := system.Config{
-		DataDir: dir,
-		Core:    core.Config{NATS: core.NATSConfig{ClientAddr: "-"}, RaftAddr: "127.0.0.1:0", ShardCount: 4},
-		Edge: edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"}, WebApp: web.App(),
-			HTTP: httpapi.Config{UserRate: 10_000, UserBurst: 10_000, IPRate: 10_000, IPBurst: 10_000}},
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	s, err := system.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(rctx) }()
-	ts := &testSystem{System: s, node: s.Node(), edge: s.Edge(), base: "http://" + s.HTTPAddr(), dir: dir}
-	ts.stop = func() error {
-		stop()
-		return <-done
-	}
-	t.Cleanup(func() { _ = ts.stop() })
-	return ts
-}
-
-// user registers and logs in a user, returning a client holding its tokens.
-func (s *testSystem) user(t testing.TB, workspace, name string) (*rest.Client, *rest.Session) {
-	t.Helper()
-	ctx := t.Context()
-	c := rest.New(s.base)
-	if _, err := c.Register(ctx, workspace, name, testPassword); err != nil {
-		t.Fatalf("register %s/%s: %v", workspace, name, err)
-	}
-	sess, err := c.Login(ctx, rest.LoginRequest{Workspace: workspace, Username: name, Password: testPassword, DeviceName: name + "-laptop"})
-	if err != nil {
-		t.Fatalf("login %s/%s: %v", workspace, name, err)
-	}
-	return c, sess
-}
 
 // raw is one raw HTTP exchange.
 type raw struct {
@@ -200,9 +131,9 @@ func userMessages(msgs []rest.Message) []rest.Message {
 func TestAPIWalkthrough(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	ana, anaS := s.user(t, "acme", "ana")
-	bo, boS := s.user(t, "acme", "bo")
-	cy, cyS := s.user(t, "acme", "cy")
+	ana, anaS := s.User(t, "acme", "ana")
+	bo, boS := s.User(t, "acme", "bo")
+	cy, cyS := s.User(t, "acme", "cy")
 
 	me, dev, err := ana.Me(ctx)
 	if err != nil || me.ID != anaS.User.ID || dev != anaS.Device.ID {
@@ -398,8 +329,8 @@ func TestAPIWalkthrough(t *testing.T) {
 
 func TestAPIErrors(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	_, anaS := s.user(t, "acme", "ana")
-	_, boS := s.user(t, "acme", "bo")
+	_, anaS := s.User(t, "acme", "ana")
+	_, boS := s.User(t, "acme", "bo")
 	tok := anaS.AccessToken
 	var conv struct {
 		Conversation rest.Conversation `json:"conversation"`
@@ -498,7 +429,7 @@ func TestAPIErrors(t *testing.T) {
 
 func TestAPIRateLimit(t *testing.T) {
 	s := startTestSystem(t, "", func(c *system.Config) { c.Edge.HTTP.UserRate, c.Edge.HTTP.UserBurst = 0.5, 3 })
-	_, anaS := s.user(t, "acme", "ana")
+	_, anaS := s.User(t, "acme", "ana")
 	var limited raw
 	for i := range 10 {
 		r := s.do(t, "GET", "/v1/conversations", anaS.AccessToken, nil)
@@ -517,7 +448,7 @@ func TestAPIRateLimit(t *testing.T) {
 		t.Fatalf("Retry-After %q", limited.header.Get("Retry-After"))
 	}
 	// Another user is not affected by ana's flood.
-	_, boS := s.user(t, "acme", "bo")
+	_, boS := s.User(t, "acme", "bo")
 	if r := s.do(t, "GET", "/v1/conversations", boS.AccessToken, nil); r.status != 200 {
 		t.Fatalf("bo: %d %s", r.status, r.body)
 	}
@@ -529,12 +460,12 @@ func TestAPIConcurrentSendsWithRetries(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
 	const senders, each = 8, 40
-	owner, _ := s.user(t, "acme", "owner")
+	owner, _ := s.User(t, "acme", "owner")
 	clients := make([]*rest.Client, senders)
 	ids := make([]string, senders)
 	for i := range senders {
 		var sess *rest.Session
-		clients[i], sess = s.user(t, "acme", fmt.Sprintf("s%d", i))
+		clients[i], sess = s.User(t, "acme", fmt.Sprintf("s%d", i))
 		ids[i] = sess.User.ID
 	}
 	g, err := owner.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "busy", MemberIDs: ids})
@@ -602,7 +533,7 @@ func TestAPIRestartKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	s := startTestSystem(t, dir, nil)
 	ctx := t.Context()
-	ana, anaS := s.user(t, "acme", "ana")
+	ana, anaS := s.User(t, "acme", "ana")
 	g, err := ana.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "kept"})
 	if err != nil {
 		t.Fatal(err)
@@ -614,9 +545,7 @@ func TestAPIRestartKeepsEverything(t *testing.T) {
 		}
 	}
 	before := allHistory(t, ana, g.ID, 50)
-	stop := s.stop
-	s.stop = func() error { return nil }
-	if err := stop(); err != nil {
+	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -650,7 +579,7 @@ func TestAPIRestartKeepsEverything(t *testing.T) {
 // a crash.
 func TestAPIHostileInputs(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	_, anaS := s.user(t, "acme", "ana")
+	_, anaS := s.User(t, "acme", "ana")
 	tok := anaS.AccessToken
 	junk := [][]byte{
 		nil,
@@ -714,8 +643,8 @@ func TestAPIHostileInputs(t *testing.T) {
 func TestAPISendIDsAreTheSenders(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	ana, anaS := s.user(t, "acme", "ana")
-	bo, boS := s.user(t, "acme", "bo")
+	ana, anaS := s.User(t, "acme", "ana")
+	bo, boS := s.User(t, "acme", "bo")
 	g, err := ana.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "ids", MemberIDs: []string{boS.User.ID}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // End-to-end tests of device sessions: the Go SDK (client) over real
 // WebSocket connections to a real serve system.
@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,63 +17,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	quicproxy "github.com/quic-go/quic-go/integrationtests/tools/proxy"
-	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
-	"github.com/parley-chat/parley/edge"
-	"github.com/parley-chat/parley/edge/auth"
-	"github.com/parley-chat/parley/edge/httpapi"
-	"github.com/parley-chat/parley/edge/quicport"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/systest"
 )
-
-// inbox records what OnMessage handed the app.
-type inbox struct {
-	mu   sync.Mutex
-	msgs map[string][]*syncpb.Message
-	ch   chan struct{}
-}
-
-func newInbox() *inbox {
-	return &inbox{msgs: map[string][]*syncpb.Message{}, ch: make(chan struct{}, 1)}
-}
-
-func (b *inbox) add(m *syncpb.Message) {
-	b.mu.Lock()
-	b.msgs[m.ConvId] = append(b.msgs[m.ConvId], m)
-	b.mu.Unlock()
-	select {
-	case b.ch <- struct{}{}:
-	default:
-	}
-}
-
-func (b *inbox) get(conv string) []*syncpb.Message {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.msgs[conv])
-}
-
-// waitFor waits until the inbox holds n messages of conv.
-func (b *inbox) waitFor(t *testing.T, conv string, n int, what string) []*syncpb.Message {
-	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for {
-		if got := b.get(conv); len(got) >= n {
-			return got
-		}
-		select {
-		case <-b.ch:
-		case <-deadline:
-			t.Fatalf("%s: %d of %d messages after 60s", what, len(b.get(conv)), n)
-		}
-	}
-}
 
 // checkOnceInOrder fails unless msgs are seqs 1..len, each once.
 func checkOnceInOrder(t *testing.T, what string, msgs []*syncpb.Message) {
@@ -86,79 +38,12 @@ func checkOnceInOrder(t *testing.T, what string, msgs []*syncpb.Message) {
 	}
 }
 
-// wsDevice is a user's device session over WebSocket.
-type wsDevice struct {
-	c     *client.Client
-	box   *inbox
-	rest  *rest.Client
-	sess  *rest.Session
-	drops *dropper
-}
-
-// dropper lets a test cut a device's current connection, as a network
-// failure would.
-type dropper struct {
-	mu sync.Mutex
-	t  client.Transport
-}
-
-func (d *dropper) dial(inner client.Dialer) client.Dialer {
-	return func(ctx context.Context) (client.Transport, error) {
-		t, err := inner(ctx)
-		if err == nil {
-			d.mu.Lock()
-			d.t = t
-			d.mu.Unlock()
-		}
-		return t, err
-	}
-}
-
-func (d *dropper) drop() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.t != nil {
-		_ = d.t.Close(nil)
-	}
-}
+// wsDevice is a user's device session (over WebSocket unless said).
+type wsDevice = systest.Device
 
 func (s *testSystem) device(t *testing.T, rc *rest.Client, sess *rest.Session, marks map[string]uint64) *wsDevice {
 	t.Helper()
-	return s.deviceOver(t, "ws", rc, sess, marks)
-}
-
-// dialer returns the SDK dialer of transport ("ws", "quic" or "wt") to
-// the system's edge, trusting its dev certificate by hash.
-func (s *testSystem) dialer(transport string) client.Dialer {
-	opts := client.QUICOptions{TLS: client.PinnedTLS(s.edge.CertHashes()...)}
-	switch transport {
-	case "quic":
-		return client.QUIC(s.edge.UDPAddr().String(), opts)
-	case "wt":
-		return client.WebTransport("https://"+s.edge.UDPAddr().String()+"/v1/wt", opts)
-	}
-	return client.WebSocket("ws" + s.base[len("http"):] + "/v1/ws")
-}
-
-func (s *testSystem) deviceOver(t *testing.T, transport string, rc *rest.Client, sess *rest.Session, marks map[string]uint64) *wsDevice {
-	t.Helper()
-	d := &wsDevice{box: newInbox(), rest: rc, sess: sess, drops: &dropper{}}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var err error
-	d.c, err = client.Dial(ctx, client.Config{
-		Dial:       d.drops.dial(s.dialer(transport)),
-		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
-		DeviceID:   sess.Device.ID,
-		Watermarks: marks,
-		OnMessage:  d.box.add,
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.c.Close() })
-	return d
+	return s.Device(t, "ws", rc, sess, marks)
 }
 
 func TestSessionsGroupConversationOverWebSocket(t *testing.T) {
@@ -168,11 +53,11 @@ func TestSessionsGroupConversationOverWebSocket(t *testing.T) {
 	devs := make([]*wsDevice, len(names))
 	var ids []string
 	for i, n := range names {
-		rc, sess := s.user(t, "acme", n)
+		rc, sess := s.User(t, "acme", n)
 		devs[i] = s.device(t, rc, sess, nil)
 		ids = append(ids, sess.User.ID)
 	}
-	g, err := devs[0].rest.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "live", MemberIDs: ids[1:]})
+	g, err := devs[0].Rest.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "live", MemberIDs: ids[1:]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +66,7 @@ func TestSessionsGroupConversationOverWebSocket(t *testing.T) {
 	for i, d := range devs {
 		wg.Go(func() {
 			for j := range each {
-				if _, err := d.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "%s %d", names[i], j)}); err != nil {
+				if _, err := d.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "%s %d", names[i], j)}); err != nil {
 					t.Errorf("%s send %d: %v", names[i], j, err)
 					return
 				}
@@ -189,14 +74,14 @@ func TestSessionsGroupConversationOverWebSocket(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	h, err := devs[0].rest.History(ctx, rest.HistoryRequest{ConvID: g.ID, Limit: 1, Backward: true})
+	h, err := devs[0].Rest.History(ctx, rest.HistoryRequest{ConvID: g.ID, Limit: 1, Backward: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	total := int(h.LastSeq)
 	var first []*syncpb.Message
 	for i, d := range devs {
-		got := d.box.waitFor(t, g.ID, total, names[i])
+		got := d.Box.WaitFor(t, g.ID, total, names[i])
 		checkOnceInOrder(t, names[i], got)
 		if len(got) != total {
 			t.Fatalf("%s got %d messages, want %d", names[i], len(got), total)
@@ -219,8 +104,8 @@ func TestSessionsGroupConversationOverWebSocket(t *testing.T) {
 func TestSessionsResumeAfterDrops(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	anaRC, anaS := s.user(t, "acme", "ana")
-	boRC, boS := s.user(t, "acme", "bo")
+	anaRC, anaS := s.User(t, "acme", "ana")
+	boRC, boS := s.User(t, "acme", "bo")
 	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "flaky", MemberIDs: []string{boS.User.ID}})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +121,7 @@ func TestSessionsResumeAfterDrops(t *testing.T) {
 				case <-stop:
 					return
 				case <-time.After(time.Duration(rand.IntN(150)+5) * time.Millisecond):
-					d.drops.drop()
+					d.Drop()
 				}
 			}
 		})
@@ -248,7 +133,7 @@ func TestSessionsResumeAfterDrops(t *testing.T) {
 		if i%3 == 0 {
 			sender = bo
 		}
-		ack, err := sender.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "m%d", i)})
+		ack, err := sender.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "m%d", i)})
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
@@ -264,10 +149,10 @@ func TestSessionsResumeAfterDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, d := range map[string]*wsDevice{"ana": ana, "bo": bo} {
-		got := d.box.waitFor(t, g.ID, int(h.LastSeq), name)
+		got := d.Box.WaitFor(t, g.ID, int(h.LastSeq), name)
 		checkOnceInOrder(t, name, got)
-		if d.c.Connections() < 3 {
-			t.Logf("%s reconnected only %d times", name, d.c.Connections())
+		if d.C.Connections() < 3 {
+			t.Logf("%s reconnected only %d times", name, d.C.Connections())
 		}
 	}
 	// A device that was off for the whole conversation catches up from
@@ -278,7 +163,7 @@ func TestSessionsResumeAfterDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	tablet := s.device(t, boRC2, sess2, nil)
-	checkOnceInOrder(t, "tablet", tablet.box.waitFor(t, g.ID, int(h.LastSeq), "tablet"))
+	checkOnceInOrder(t, "tablet", tablet.Box.WaitFor(t, g.ID, int(h.LastSeq), "tablet"))
 }
 
 // sendAll has every device send n messages to conv concurrently.
@@ -288,7 +173,7 @@ func sendAll(t *testing.T, conv string, n int, devs map[string]*wsDevice) {
 	for name, d := range devs {
 		wg.Go(func() {
 			for j := range n {
-				if _, err := d.c.Send(t.Context(), &syncpb.SendRequest{ConvId: conv, Body: fmt.Appendf(nil, "%s %d", name, j)}); err != nil {
+				if _, err := d.C.Send(t.Context(), &syncpb.SendRequest{ConvId: conv, Body: fmt.Appendf(nil, "%s %d", name, j)}); err != nil {
 					t.Errorf("%s send %d: %v", name, j, err)
 					return
 				}
@@ -315,24 +200,24 @@ func TestSessionsOverQUICWebTransportAndWebSocket(t *testing.T) {
 	devs := map[string]*wsDevice{}
 	var ids []string
 	for _, tr := range []string{"quic", "wt", "ws"} {
-		rc, sess := s.user(t, "acme", "u"+tr)
-		devs[tr] = s.deviceOver(t, tr, rc, sess, nil)
+		rc, sess := s.User(t, "acme", "u"+tr)
+		devs[tr] = s.Device(t, tr, rc, sess, nil)
 		ids = append(ids, sess.User.ID)
 	}
-	g, err := devs["quic"].rest.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "mixed", MemberIDs: ids[1:]})
+	g, err := devs["quic"].Rest.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "mixed", MemberIDs: ids[1:]})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sendAll(t, g.ID, 15, devs)
-	total := lastSeq(t, devs["ws"].rest, g.ID)
+	total := lastSeq(t, devs["ws"].Rest, g.ID)
 	for tr, d := range devs {
-		got := d.box.waitFor(t, g.ID, total, tr)
+		got := d.Box.WaitFor(t, g.ID, total, tr)
 		checkOnceInOrder(t, tr, got)
 		if len(got) != total {
 			t.Fatalf("%s: %d messages, want %d", tr, len(got), total)
 		}
-		if d.c.Connections() != 1 {
-			t.Errorf("%s: %d connections, want 1", tr, d.c.Connections())
+		if d.C.Connections() != 1 {
+			t.Errorf("%s: %d connections, want 1", tr, d.C.Connections())
 		}
 	}
 }
@@ -343,10 +228,10 @@ func TestSessionsOverQUICWebTransportAndWebSocket(t *testing.T) {
 // connection move more than twice: client/migrate_test.go.)
 func TestSessionsQUICMigration(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	phoneRC, phoneS := s.user(t, "acme", "phone")
-	peerRC, peerS := s.user(t, "acme", "peer")
-	phone := s.deviceOver(t, "quic", phoneRC, phoneS, nil)
-	peer := s.deviceOver(t, "ws", peerRC, peerS, nil)
+	phoneRC, phoneS := s.User(t, "acme", "phone")
+	peerRC, peerS := s.User(t, "acme", "peer")
+	phone := s.Device(t, "quic", phoneRC, phoneS, nil)
+	peer := s.Device(t, "ws", peerRC, peerS, nil)
 	g, err := phoneRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "moving", MemberIDs: []string{peerS.User.ID}})
 	if err != nil {
 		t.Fatal(err)
@@ -355,13 +240,13 @@ func TestSessionsQUICMigration(t *testing.T) {
 	migrated := make(chan error, 1)
 	go func() {
 		for i := range 2 {
-			peer.box.waitFor(t, g.ID, 15*(i+1), "peer") // mid-conversation
-			before := phone.c.LocalAddr()
-			if err := phone.c.Migrate(t.Context()); err != nil {
+			peer.Box.WaitFor(t, g.ID, 15*(i+1), "peer") // mid-conversation
+			before := phone.C.LocalAddr()
+			if err := phone.C.Migrate(t.Context()); err != nil {
 				migrated <- fmt.Errorf("migrate %d: %w", i, err)
 				return
 			}
-			if after := phone.c.LocalAddr(); before == nil || after == nil || before.String() == after.String() {
+			if after := phone.C.LocalAddr(); before == nil || after == nil || before.String() == after.String() {
 				migrated <- fmt.Errorf("migrate %d: local address %v -> %v", i, before, after)
 				return
 			}
@@ -374,15 +259,15 @@ func TestSessionsQUICMigration(t *testing.T) {
 	}
 	total := lastSeq(t, peerRC, g.ID)
 	for name, d := range both {
-		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
+		checkOnceInOrder(t, name, d.Box.WaitFor(t, g.ID, total, name))
 	}
-	if n := phone.c.Connections(); n != 1 {
+	if n := phone.C.Connections(); n != 1 {
 		t.Fatalf("the phone reconnected: %d connections, want 1 (migration should keep it)", n)
 	}
 
 	// A third move within 5 s of the others.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	err = phone.c.Migrate(ctx)
+	err = phone.C.Migrate(ctx)
 	cancel()
 	if err != nil {
 		t.Fatalf("third move: %v", err)
@@ -390,9 +275,9 @@ func TestSessionsQUICMigration(t *testing.T) {
 	sendAll(t, g.ID, 10, both)
 	total = lastSeq(t, peerRC, g.ID)
 	for name, d := range both {
-		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
+		checkOnceInOrder(t, name, d.Box.WaitFor(t, g.ID, total, name))
 	}
-	if n := phone.c.Connections(); n != 1 {
+	if n := phone.C.Connections(); n != 1 {
 		t.Fatalf("the phone reconnected after the third move: %d connections, want 1", n)
 	}
 }
@@ -426,22 +311,22 @@ func TestSessionsQUICThroughLossAndDelay(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
 
-	phoneRC, phoneS := s.user(t, "acme", "lossy")
-	peerRC, peerS := s.user(t, "acme", "wired")
-	d := &wsDevice{box: newInbox(), rest: phoneRC, sess: phoneS, drops: &dropper{}}
+	phoneRC, phoneS := s.User(t, "acme", "lossy")
+	peerRC, peerS := s.User(t, "acme", "wired")
+	d := &wsDevice{Box: systest.NewInbox(), Rest: phoneRC, Sess: phoneS}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	d.c, err = client.Dial(ctx, client.Config{
+	d.C, err = client.Dial(ctx, client.Config{
 		Dial:      client.QUIC(proxy.LocalAddr().String(), client.QUICOptions{TLS: client.PinnedTLS(s.edge.CertHashes()...)}),
 		Token:     func(context.Context) (string, error) { a, _ := phoneRC.Tokens(); return a, nil },
 		DeviceID:  phoneS.Device.ID,
-		OnMessage: d.box.add,
+		OnMessage: d.Box.Add,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.c.Close() })
-	peer := s.deviceOver(t, "ws", peerRC, peerS, nil)
+	t.Cleanup(func() { d.C.Close() })
+	peer := s.Device(t, "ws", peerRC, peerS, nil)
 	g, err := phoneRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "lossy", MemberIDs: []string{peerS.User.ID}})
 	if err != nil {
 		t.Fatal(err)
@@ -450,46 +335,12 @@ func TestSessionsQUICThroughLossAndDelay(t *testing.T) {
 	sendAll(t, g.ID, 15, both)
 	total := lastSeq(t, peerRC, g.ID)
 	for name, dev := range both {
-		checkOnceInOrder(t, name, dev.box.waitFor(t, g.ID, total, name))
+		checkOnceInOrder(t, name, dev.Box.WaitFor(t, g.ID, total, name))
 	}
-	t.Logf("proxy: %d packets passed, %d dropped; the phone connected %d time(s)", passed.Load(), dropped.Load(), d.c.Connections())
+	t.Logf("proxy: %d packets passed, %d dropped; the phone connected %d time(s)", passed.Load(), dropped.Load(), d.C.Connections())
 	if dropped.Load() == 0 {
 		t.Fatal("the proxy dropped nothing: the test did not test loss")
 	}
-}
-
-// startExtraEdge starts a second edge on the system's core (as `parley
-// edge` would), sharing its token keys.
-func (s *testSystem) startExtraEdge(t *testing.T, shutdown time.Duration) (*edge.Edge, func()) {
-	t.Helper()
-	keys, err := auth.LoadOrCreateKeyFile(filepath.Join(s.dir, "edge", "token.keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := s.node.ConnectNATS("edge-b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", QUIC: quicport.Config{Addr: "127.0.0.1:0"}, NATS: nc,
-		Auth: auth.Config{Keys: keys}, HTTP: httpapi.Config{UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6},
-		ShutdownTimeout: shutdown})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Run(context.Background()) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			_ = e.Close()
-			if err := <-done; err != nil {
-				t.Errorf("edge b: %v", err)
-			}
-			nc.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return e, stop
 }
 
 // Devices on an edge that dies mid-stream (or drains) move to the other
@@ -513,18 +364,18 @@ func TestSessionsSurviveEdgeLoss(t *testing.T) {
 			var ids []string
 			var first *rest.Client
 			for tr, dial := range dialers {
-				rc, sess := s.user(t, "acme", "u"+tr)
-				d := &wsDevice{box: newInbox(), rest: rc, sess: sess}
+				rc, sess := s.User(t, "acme", "u"+tr)
+				d := &wsDevice{Box: systest.NewInbox(), Rest: rc, Sess: sess}
 				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 				var err error
-				d.c, err = client.Dial(ctx, client.Config{Dial: dial, DeviceID: sess.Device.ID, OnMessage: d.box.add,
+				d.C, err = client.Dial(ctx, client.Config{Dial: dial, DeviceID: sess.Device.ID, OnMessage: d.Box.Add,
 					Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 					MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 				cancel()
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { d.c.Close() })
+				t.Cleanup(func() { d.C.Close() })
 				devs[tr] = d
 				ids = append(ids, sess.User.ID)
 				first = rc
@@ -539,7 +390,7 @@ func TestSessionsSurviveEdgeLoss(t *testing.T) {
 			killed := make(chan struct{})
 			go func() {
 				defer close(killed)
-				devs["ws"].box.waitFor(t, g.ID, 20, "ws") // mid-stream
+				devs["ws"].Box.WaitFor(t, g.ID, 20, "ws") // mid-stream
 				stopB()
 			}()
 			sendAll(t, g.ID, 25, devs)
@@ -550,8 +401,8 @@ func TestSessionsSurviveEdgeLoss(t *testing.T) {
 				t.Fatalf("last seq %d, want %d: a send was lost or stored twice", total, 3*30)
 			}
 			for tr, d := range devs {
-				checkOnceInOrder(t, tr, d.box.waitFor(t, g.ID, total, tr))
-				if d.c.Connections() < 2 {
+				checkOnceInOrder(t, tr, d.Box.WaitFor(t, g.ID, total, tr))
+				if d.C.Connections() < 2 {
 					t.Errorf("%s never reconnected", tr)
 				}
 			}
@@ -598,7 +449,7 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 	var ids []string
 	var owner *rest.Client
 	for i := range 5 {
-		rc, sess := s.user(t, "acme", fmt.Sprint("m", i))
+		rc, sess := s.User(t, "acme", fmt.Sprint("m", i))
 		if i == 0 {
 			owner = rc
 		}
@@ -607,15 +458,15 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 		if i%2 == 1 {
 			dial = client.WebSocket("ws://" + b.Addr().String() + "/v1/ws")
 		}
-		d := &wsDevice{box: newInbox(), rest: rc, sess: sess}
+		d := &wsDevice{Box: systest.NewInbox(), Rest: rc, Sess: sess}
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		d.c, err = client.Dial(ctx, client.Config{Dial: dial, DeviceID: sess.Device.ID, OnMessage: d.box.add,
+		d.C, err = client.Dial(ctx, client.Config{Dial: dial, DeviceID: sess.Device.ID, OnMessage: d.Box.Add,
 			Token: func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil }})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { d.c.Close() })
+		t.Cleanup(func() { d.C.Close() })
 		devs[fmt.Sprint("m", i)] = d
 	}
 	// Created with 4 members (large: > 3); m4 joins later.
@@ -632,7 +483,7 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 	sendAll(t, g.ID, 10, first)
 	total := lastSeq(t, owner, g.ID)
 	for name, d := range first {
-		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
+		checkOnceInOrder(t, name, d.Box.WaitFor(t, g.ID, total, name))
 	}
 	if c, u := convPubs.Load(), userPubs.Load(); c != int64(total) || u != 0 {
 		t.Fatalf("%d messages went out as %d conversation-subject and %d user-subject publishes; want %d and 0", total, c, u, total)
@@ -651,12 +502,12 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 	sendAll(t, g.ID, 10, now)
 	total = lastSeq(t, owner, g.ID)
 	for name, d := range map[string]*wsDevice{"m0": devs["m0"], "m1": devs["m1"], "m2": devs["m2"]} {
-		checkOnceInOrder(t, name, d.box.waitFor(t, g.ID, total, name))
+		checkOnceInOrder(t, name, d.Box.WaitFor(t, g.ID, total, name))
 	}
 	// m4 holds everything from seq 1 too (it catches up what preceded its
 	// join) and m3 stops at its removal.
-	checkOnceInOrder(t, "m4", devs["m4"].box.waitFor(t, g.ID, total, "m4"))
-	got := devs["m3"].box.waitFor(t, g.ID, removedAt, "m3")
+	checkOnceInOrder(t, "m4", devs["m4"].Box.WaitFor(t, g.ID, total, "m4"))
+	got := devs["m3"].Box.WaitFor(t, g.ID, removedAt, "m3")
 	checkOnceInOrder(t, "m3", got)
 	if len(got) != removedAt {
 		t.Fatalf("m3 got %d messages; it was removed at seq %d", len(got), removedAt)
@@ -666,13 +517,12 @@ func TestSessionsLargeGroupUsesConversationSubject(t *testing.T) {
 // waitConvs waits until an edge's hub listens on n conversation subjects.
 func waitConvs(t *testing.T, what string, convs func() int, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for convs() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s listens on %d conversation subjects, want %d", what, convs(), n)
+	poll.NoError(t, 10*time.Second, what, func() error {
+		if got := convs(); got != n {
+			return fmt.Errorf("listens on %d conversation subjects, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // switchable dials through inner while on, and fails while off (the
@@ -693,18 +543,18 @@ func (s *switchable) dial(ctx context.Context) (client.Transport, error) {
 // file: the next run sends them, the peer gets each once, OnAck reports.
 func TestSessionsOutboxSurvivesRestart(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	rc, sess := s.user(t, "acme", "offline")
-	peerRC, peerS := s.user(t, "acme", "peer")
-	peer := s.deviceOver(t, "ws", peerRC, peerS, nil)
+	rc, sess := s.User(t, "acme", "offline")
+	peerRC, peerS := s.User(t, "acme", "peer")
+	peer := s.Device(t, "ws", peerRC, peerS, nil)
 	g, err := rc.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "outbox", MemberIDs: []string{peerS.User.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "outbox")
-	netw := &switchable{inner: s.dialer("quic")}
+	netw := &switchable{inner: s.Dialer("quic")}
 	netw.on.Store(true)
-	drops := &dropper{}
-	cfg := client.Config{Dial: drops.dial(netw.dial), DeviceID: sess.Device.ID, OutboxPath: path,
+	drops := &systest.Dropper{}
+	cfg := client.Config{Dial: drops.Dial(netw.dial), DeviceID: sess.Device.ID, OutboxPath: path,
 		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 	c, err := client.Dial(t.Context(), cfg)
@@ -715,7 +565,7 @@ func TestSessionsOutboxSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	netw.on.Store(false)
-	drops.drop()
+	drops.Drop()
 	for i := range 3 {
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		_, err := c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "offline %d", i)})
@@ -753,7 +603,7 @@ func TestSessionsOutboxSurvivesRestart(t *testing.T) {
 			t.Fatalf("restored send %d never acked", i)
 		}
 	}
-	got := peer.box.waitFor(t, g.ID, 4, "peer")
+	got := peer.Box.WaitFor(t, g.ID, 4, "peer")
 	checkOnceInOrder(t, "peer", got)
 	for i, m := range got[1:] {
 		if want := fmt.Sprintf("offline %d", i); string(m.Body) != want {
@@ -780,13 +630,13 @@ func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
-	rc, sess := s.user(t, "acme", "idle")
-	peerRC, peerS := s.user(t, "acme", "talker")
-	box := newInbox()
+	rc, sess := s.User(t, "acme", "idle")
+	peerRC, peerS := s.User(t, "acme", "talker")
+	box := systest.NewInbox()
 	c, err := client.Dial(t.Context(), client.Config{
 		Dial:     client.QUIC(proxy.LocalAddr().String(), client.QUICOptions{TLS: client.PinnedTLS(s.edge.CertHashes()...)}),
 		Token:    func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
-		DeviceID: sess.Device.ID, OnMessage: box.add, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		DeviceID: sess.Device.ID, OnMessage: box.Add, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -795,8 +645,8 @@ func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
 	ws := s.device(t, peerRC, peerS, nil) // a WebSocket device, idle too
 	// Ten keepalive periods (three without a frame end a session).
 	time.Sleep(1500 * time.Millisecond)
-	if c.Connections() != 1 || ws.c.Connections() != 1 {
-		t.Fatalf("idle sessions reconnected: quic %d, ws %d connections", c.Connections(), ws.c.Connections())
+	if c.Connections() != 1 || ws.C.Connections() != 1 {
+		t.Fatalf("idle sessions reconnected: quic %d, ws %d connections", c.Connections(), ws.C.Connections())
 	}
 	g, err := peerRC.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "dead path", MemberIDs: []string{sess.User.ID}})
 	if err != nil {
@@ -804,14 +654,14 @@ func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
 	}
 	blackhole.Store(true)
 	for i := range 5 {
-		if _, err := ws.c.Send(t.Context(), &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "while dark %d", i)}); err != nil {
+		if _, err := ws.C.Send(t.Context(), &syncpb.SendRequest{ConvId: g.ID, Body: fmt.Appendf(nil, "while dark %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	poll.Until(t, 20*time.Second, "the client notices the silent path", func() bool { return !c.Connected() })
 	blackhole.Store(false) // the network comes back
 	poll.Until(t, 20*time.Second, "the client reconnects", func() bool { return c.Connections() >= 2 })
-	checkOnceInOrder(t, "idle", box.waitFor(t, g.ID, 5, "idle"))
+	checkOnceInOrder(t, "idle", box.WaitFor(t, g.ID, 5, "idle"))
 }
 
 // Over device sessions too, a client_msg_id is its sender's: bo's device
@@ -821,41 +671,41 @@ func TestSessionsKeepAliveAndDeadPath(t *testing.T) {
 func TestSessionSendIDsAreTheSenders(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	anaRC, anaS := s.user(t, "acme", "ana")
-	boRC, boS := s.user(t, "acme", "bo")
+	anaRC, anaS := s.User(t, "acme", "ana")
+	boRC, boS := s.User(t, "acme", "bo")
 	ana, bo := s.device(t, anaRC, anaS, nil), s.device(t, boRC, boS, nil)
 	g, err := anaRC.CreateConversation(ctx, rest.NewConversation{Type: "group", Title: "ids", MemberIDs: []string{boS.User.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana")})
+	first, err := ana.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from bo")})
+	mine, err := bo.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from bo")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mine.Duplicate || mine.Seq != first.Seq+1 || mine.MsgId == first.MsgId {
 		t.Fatalf("bo's send under ana's id answered %v (ana's %v): want a message of his own", mine, first)
 	}
-	again, err := ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana")})
+	again, err := ana.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana")})
 	if err != nil || !again.Duplicate || again.Seq != first.Seq || again.MsgId != first.MsgId {
 		t.Fatalf("ana's retry: %v %v, want the first answer %v", again, err, first)
 	}
-	_, err = ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana, edited")})
+	_, err = ana.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, ClientMsgId: "shared-1", Body: []byte("from ana, edited")})
 	if !errors.Is(err, syncproto.ErrConflict) {
 		t.Fatalf("ana reusing her id for other content: %v, want CONFLICT", err)
 	}
-	if n := ana.c.Pending(); n != 0 {
+	if n := ana.C.Pending(); n != 0 {
 		t.Fatalf("%d sends pending after the conflict", n)
 	}
-	next, err := ana.c.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte("next")})
+	next, err := ana.C.Send(ctx, &syncpb.SendRequest{ConvId: g.ID, Body: []byte("next")})
 	if err != nil || next.Seq != mine.Seq+1 {
 		t.Fatalf("the send after the conflict: %v %v", next, err)
 	}
 	for name, d := range map[string]*wsDevice{"ana": ana, "bo": bo} {
-		got := d.box.waitFor(t, g.ID, int(next.Seq), name)
+		got := d.Box.WaitFor(t, g.ID, int(next.Seq), name)
 		checkOnceInOrder(t, name, got)
 		if m := got[mine.Seq-1]; string(m.Body) != "from bo" || m.SenderUserId != boS.User.ID || m.ClientMsgId != "shared-1" {
 			t.Fatalf("%s received %v at seq %d", name, m, mine.Seq)

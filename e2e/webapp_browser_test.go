@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package e2e_test
 
 // Browser tests of the web app (web/, served by the edge at /): users sign
 // up, chat, go offline and reload in real headless Chromium, driven by
@@ -300,8 +300,8 @@ func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) 
 	ctx := t.Context()
 	ana = d.page("ana", "chromium", pageOpts)
 	ana.signUp(s.base, "acme", "ana") // creates acme
-	cyRC, cyS := s.user(t, "acme", "cy")
-	cy = s.deviceOver(t, "ws", cyRC, cyS, nil)
+	cyRC, cyS := s.User(t, "acme", "cy")
+	cy = s.Device(t, "ws", cyRC, cyS, nil)
 	bo = d.page("bo", "chromium", pageOpts)
 	bo.signUp(s.base, "acme", "bo") // joins it
 	for _, p := range []*appPage{ana, bo} {
@@ -345,17 +345,17 @@ func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) 
 	bo.fill("textarea[aria-label=Message]", "typing…")
 	ana.waitFor("bo typing", jsTyping, "bo is typing")
 	bo.fill("textarea[aria-label=Message]", "")
-	if err := cy.c.Typing(ctx, groupID(t, ana), true); err != nil {
+	if err := cy.C.Typing(ctx, groupID(t, ana), true); err != nil {
 		t.Fatalf("cy's typing: %v", err)
 	}
 	ana.waitFor("cy typing", jsTyping, "cy")
 	bo.say("g2 from bo")
 	ana.waitFor("bo's typing cleared by his send", `() => !(document.querySelector('.typing')?.textContent ?? '').includes('bo')`, nil)
-	ack, err := cy.c.Send(ctx, &syncpb.SendRequest{ConvId: groupID(t, ana), Body: []byte("g3 from cy")})
+	ack, err := cy.C.Send(ctx, &syncpb.SendRequest{ConvId: groupID(t, ana), Body: []byte("g3 from cy")})
 	if err != nil {
 		t.Fatalf("cy's send: %v", err)
 	}
-	if err := cy.c.Typing(ctx, groupID(t, ana), false); err != nil {
+	if err := cy.C.Typing(ctx, groupID(t, ana), false); err != nil {
 		t.Fatalf("cy's typing: %v", err)
 	}
 	want := []string{"g1 from ana", "g2 from bo", "g3 from cy"}
@@ -365,7 +365,7 @@ func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) 
 	// cy's Go device got the browsers' messages once, in order.
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		var got []string
-		for _, m := range cy.box.get(groupID(t, ana)) {
+		for _, m := range cy.Box.Get(groupID(t, ana)) {
 			if m.Kind == syncpb.MessageKind_MESSAGE_KIND_USER {
 				got = append(got, string(m.Body))
 			}
@@ -377,12 +377,12 @@ func (w *webTest) chat(t *testing.T, transport string, pageOpts map[string]any) 
 			t.Fatalf("cy's device got %q, want %q", got, want)
 		}
 		select {
-		case <-cy.box.ch:
+		case <-cy.Box.Changed():
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	// cy reads: ana's g1 turns read (bo's page read it already).
-	if err := cy.c.Receipt(ctx, groupID(t, ana), ack.Seq, syncpb.ReceiptType_RECEIPT_TYPE_READ); err != nil {
+	if err := cy.C.Receipt(ctx, groupID(t, ana), ack.Seq, syncpb.ReceiptType_RECEIPT_TYPE_READ); err != nil {
 		t.Fatalf("cy's read receipt: %v", err)
 	}
 	ana.waitFor("g1 read by both", jsStateIs, []string{"g1 from ana", "read"})
@@ -416,12 +416,12 @@ func TestWebAppChat(t *testing.T) {
 	// list on a phone; the sign-in page. cy writes to ana in a 1:1 first
 	// (an unread count in the list), and bo is typing.
 	ctx := t.Context()
-	dm, err := cy.rest.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
+	dm, err := cy.Rest.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, text := range []string{"lunch at 12?", "the usual place 🍜"} {
-		if _, err := cy.c.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte(text)}); err != nil {
+		if _, err := cy.C.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte(text)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -540,9 +540,9 @@ func TestWebAppWebSocketFallback(t *testing.T) {
 func TestWebAppOfflineAndReload(t *testing.T) {
 	w := newWebTest(t)
 	s, ctx := w.s, t.Context()
-	s.user(t, "acme", "ana")
-	boRC, boS := s.user(t, "acme", "bo")
-	bo := s.deviceOver(t, "ws", boRC, boS, nil)
+	s.User(t, "acme", "ana")
+	boRC, boS := s.User(t, "acme", "bo")
+	bo := s.Device(t, "ws", boRC, boS, nil)
 	dm, err := boRC.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
 	if err != nil {
 		t.Fatal(err)
@@ -550,7 +550,7 @@ func TestWebAppOfflineAndReload(t *testing.T) {
 	var want []string
 	send := func(text string) {
 		t.Helper()
-		if _, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte(text)}); err != nil {
+		if _, err := bo.C.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte(text)}); err != nil {
 			t.Fatalf("bo's send: %v", err)
 		}
 		want = append(want, text)
@@ -597,7 +597,7 @@ func TestWebAppOfflineAndReload(t *testing.T) {
 	ana.waitFor("sent while away acknowledged", jsStateIs, []string{"sent while away", "sent"})
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		n := 0
-		for _, m := range bo.box.get(dm.ID) {
+		for _, m := range bo.Box.Get(dm.ID) {
 			if string(m.Body) == "sent while away" {
 				n++
 			}
@@ -609,7 +609,7 @@ func TestWebAppOfflineAndReload(t *testing.T) {
 			t.Fatalf("bo's device got ana's retried message %d times, want once", n)
 		}
 		select {
-		case <-bo.box.ch:
+		case <-bo.Box.Changed():
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -662,14 +662,14 @@ func TestWebAppTokenRefresh(t *testing.T) {
 	s, ctx := w.s, t.Context()
 	ana := w.d.page("ana", "chromium", nil)
 	ana.signUp(s.base, "acme", "ana")
-	boRC, boS := s.user(t, "acme", "bo")
-	bo := s.deviceOver(t, "ws", boRC, boS, nil)
+	boRC, boS := s.User(t, "acme", "bo")
+	bo := s.Device(t, "ws", boRC, boS, nil)
 	time.Sleep(15 * time.Second) // two and a half access token lifetimes
 	dm, err := boRC.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bo.c.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte("still there?")}); err != nil {
+	if _, err := bo.C.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte("still there?")}); err != nil {
 		t.Fatal(err)
 	}
 	ana.openConv("bo")

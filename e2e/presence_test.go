@@ -1,4 +1,4 @@
-package main
+package e2e_test
 
 // End-to-end presence: a region of three core nodes (real Raft, clustered
 // NATS) and two edges, Go SDK devices over WebSocket.
@@ -6,54 +6,33 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"golang.org/x/time/rate"
-
 	"github.com/parley-chat/parley/client"
 	"github.com/parley-chat/parley/client/rest"
 	"github.com/parley-chat/parley/core"
-	"github.com/parley-chat/parley/core/group"
+	"github.com/parley-chat/parley/core/coretest"
 	"github.com/parley-chat/parley/edge"
-	"github.com/parley-chat/parley/edge/auth"
-	"github.com/parley-chat/parley/edge/httpapi"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
 	"github.com/parley-chat/parley/system"
+	"github.com/parley-chat/parley/systest"
 )
 
-// presenceRegion is three core nodes and the NATS URLs edges may use.
-type presenceRegion struct {
-	nodes []*core.Node
-	urls  []string
-	keys  []auth.Key
-}
+// presenceRegion is three core nodes (systest.Region) with presence
+// configured, and edges a test starts on them.
+type presenceRegion struct{ *systest.Region }
 
 func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRegion {
 	t.Helper()
-	nodes, urls, err := startCores(t.Context(), t.TempDir(), 3, core.Config{ShardCount: 4, Presence: presence,
-		Logger: slog.New(slog.DiscardHandler),
-		Timing: group.Timing{HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &presenceRegion{nodes: nodes, urls: urls}
-	t.Cleanup(func() {
-		for _, nd := range r.nodes {
-			nd.Close()
-		}
-	})
-	k, err := auth.GenerateKey("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.keys = []auth.Key{k}
-	return r
+	// BalanceInterval as core's default: these tests are not about
+	// leadership hand-overs.
+	return &presenceRegion{systest.StartRegion(t, 3, systest.RegionOptions{Core: coretest.Options{
+		Base: core.Config{Presence: presence, BalanceInterval: 2 * time.Second}}})}
 }
 
 // waitReplicated waits until every node's copy of conv's shard holds it:
@@ -61,65 +40,31 @@ func startPresenceRegion(t testing.TB, presence core.PresenceConfig) *presenceRe
 func (r *presenceRegion) waitReplicated(t *testing.T, u *presenceUser, conv string) {
 	t.Helper()
 	caller := &syncpb.Caller{WorkspaceId: u.sess.User.WorkspaceID, UserId: u.id}
-	for _, n := range r.nodes {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+	for _, n := range r.Live() {
+		poll.NoError(t, 30*time.Second, n.NodeID()+": conversation replicated", func() error {
 			resp := n.ReadLocal(t.Context(), n.ShardGroupOf(conv), &syncpb.CoreRequest{Caller: caller,
 				Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}})
-			if resp.GetError() == nil {
-				break
+			if e := resp.GetError(); e != nil {
+				return fmt.Errorf("%v", e)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: conversation not replicated: %v", n.NodeID(), resp.GetError())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// testEdge is an edge of the region with its own NATS connection, which
-// kill cuts before closing the edge: to the cores the edge goes silent
-// with no closing batch, as when its process dies.
-type testEdge struct {
-	e    *edge.Edge
-	nc   *nats.Conn
-	stop func()
-}
-
-func (r *presenceRegion) startEdge(t *testing.T, natsURL string) *testEdge {
-	t.Helper()
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := edge.New(edge.Config{HTTPAddr: "127.0.0.1:0", NATS: nc, Auth: auth.Config{Keys: r.keys},
-		ShutdownTimeout: time.Nanosecond, HTTP: httpapi.Config{UserRate: rate.Inf, UserBurst: 1e6, IPRate: rate.Inf, IPBurst: 1e6}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Run(context.Background()) }()
-	te := &testEdge{e: e, nc: nc}
-	var once sync.Once
-	te.stop = func() {
-		once.Do(func() {
-			_ = e.Close()
-			if err := <-done; err != nil {
-				t.Errorf("edge: %v", err)
-			}
-			nc.Close()
+			return nil
 		})
 	}
-	t.Cleanup(te.stop)
-	return te
 }
 
-func (te *testEdge) kill() {
-	te.nc.Close()
-	te.stop()
-}
+// testEdge is an edge of the region whose Kill cuts its NATS connection
+// before closing the edge: to the cores the edge goes silent with no
+// closing batch, as when its process dies.
+type testEdge = systest.Edge
 
-func (te *testEdge) base() string { return "http://" + te.e.Addr().String() }
+// startEdge starts an edge on node i, with no QUIC port and no shutdown
+// grace.
+func (r *presenceRegion) startEdge(t *testing.T, i int) *testEdge {
+	t.Helper()
+	return r.StartEdge(t, i, systest.EdgeOptions{Config: func(c *edge.Config) {
+		c.QUIC.Addr, c.ShutdownTimeout = "", time.Nanosecond
+	}})
+}
 
 // watcherView records the presence a device was told, per user.
 type watcherView struct {
@@ -209,7 +154,7 @@ func (u *presenceUser) device(t *testing.T, te *testEdge, first bool, onPresence
 	t.Helper()
 	rc, sess := u.rest, u.sess
 	if !first {
-		rc = rest.New(te.base())
+		rc = rest.New(te.URL())
 		var err error
 		sess, err = rc.Login(t.Context(), rest.LoginRequest{Workspace: "acme", Username: sess.User.Username, Password: testPassword, DeviceName: "another"})
 		if err != nil {
@@ -219,7 +164,7 @@ func (u *presenceUser) device(t *testing.T, te *testEdge, first bool, onPresence
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, client.Config{
-		Dial:       client.WebSocket("ws://" + te.e.Addr().String() + "/v1/ws"),
+		Dial:       client.WebSocket("ws://" + te.Addr().String() + "/v1/ws"),
 		Token:      func(context.Context) (string, error) { a, _ := rc.Tokens(); return a, nil },
 		DeviceID:   sess.Device.ID,
 		OnPresence: onPresence,
@@ -237,13 +182,13 @@ func (u *presenceUser) device(t *testing.T, te *testEdge, first bool, onPresence
 // lease ends, except a user with a device left on the surviving edge.
 func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 	r := startPresenceRegion(t, core.PresenceConfig{})
-	a := r.startEdge(t, r.urls[0])
-	b := r.startEdge(t, r.urls[1])
-	ana := r.user(t, a.base(), "ana")
-	bo := r.user(t, a.base(), "bo")
-	cy := r.user(t, a.base(), "cy")
-	eve := r.user(t, a.base(), "eve")
-	dee := r.user(t, a.base(), "dee") // shares no conversation with ana
+	a := r.startEdge(t, 0)
+	b := r.startEdge(t, 1)
+	ana := r.user(t, a.URL(), "ana")
+	bo := r.user(t, a.URL(), "bo")
+	cy := r.user(t, a.URL(), "cy")
+	eve := r.user(t, a.URL(), "eve")
+	dee := r.user(t, a.URL(), "dee") // shares no conversation with ana
 	team, err := ana.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "team",
 		MemberIDs: []string{bo.id, cy.id, eve.id}})
 	if err != nil {
@@ -282,13 +227,13 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 
 	// A conversation created while both are connected: ana is told fay's
 	// state at once, and watches her from then on.
-	fay := r.user(t, a.base(), "fay")
+	fay := r.user(t, a.URL(), "fay")
 	fayDev := fay.device(t, a, true, nil)
 	if _, err := fay.rest.CreateConversation(t.Context(), rest.NewConversation{Type: "direct", MemberIDs: []string{ana.id}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("fay online seen %v after the new conversation", view.waitState(t, "new member", fay.id, true))
-	poll.Until(t, 20*time.Second, "ana's edge watches fay", func() bool { return a.e.Presence().IsWatched(fay.id) })
+	poll.Until(t, 20*time.Second, "ana's edge watches fay", func() bool { return a.Presence().IsWatched(fay.id) })
 	if err := fayDev.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -314,11 +259,11 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 
 	// Edge b dies: cy (only on b) goes offline; bo keeps its laptop on a.
 	boOfflines := view.offlines(bo.id)
-	b.kill()
+	b.Kill(t)
 	took := view.waitState(t, "edge kill", cy.id, false)
 	t.Logf("cy offline seen %v after edge b was killed (lease %v)", took, 1500*time.Millisecond)
 	// Every node drops the lease at its own next check.
-	for _, nd := range r.nodes {
+	for _, nd := range r.Live() {
 		poll.Until(t, 20*time.Second, nd.NodeID()+" holds edge a's lease only", func() bool { _, edges := nd.PresenceOnline(); return edges == 1 })
 	}
 	// (An update may come twice around a leadership change; an offline
@@ -335,15 +280,9 @@ func TestPresenceAcrossEdgesInRegion(t *testing.T) {
 // presence: its lookups are refused (FORBIDDEN).
 func TestPresenceOffForWorkspace(t *testing.T) {
 	s := startTestSystem(t, "", nil)
-	_, ana := s.user(t, "acme", "ana")
-	// Restart with the workspace id known; the cleanup stops it once.
-	first := s.stop
-	var once sync.Once
-	s.stop = func() error {
-		var err error
-		once.Do(func() { err = first() })
-		return err
-	}
+	_, ana := s.User(t, "acme", "ana")
+	// Restart with the workspace id known (Stop is idempotent: the
+	// cleanup's is a no-op).
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +293,7 @@ func TestPresenceOffForWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := s.device(t, rc, sess, nil)
-	_, err = d.c.Presence(t.Context())
+	_, err = d.C.Presence(t.Context())
 	if syncproto.AsError(err).Code != syncpb.Code_CODE_FORBIDDEN {
 		t.Fatalf("presence in a workspace with presence off: %v, want FORBIDDEN", err)
 	}
@@ -365,8 +304,8 @@ func TestPresenceOffForWorkspace(t *testing.T) {
 func TestPresenceOffByWorkspaceOwner(t *testing.T) {
 	s := startTestSystem(t, "", nil)
 	ctx := t.Context()
-	anaRC, _ := s.user(t, "acme", "ana") // the first user owns the workspace
-	boRC, boS := s.user(t, "acme", "bo")
+	anaRC, _ := s.User(t, "acme", "ana") // the first user owns the workspace
+	boRC, boS := s.User(t, "acme", "bo")
 	var re *rest.Error
 	if _, err := boRC.SetPresenceOff(ctx, true); !errors.As(err, &re) || re.Code != syncpb.Code_CODE_FORBIDDEN || re.Status != 403 {
 		t.Fatalf("a member turned presence off: %v", err)
@@ -378,13 +317,13 @@ func TestPresenceOffByWorkspaceOwner(t *testing.T) {
 		t.Fatalf("a member reading the setting: %+v, %v", w, err)
 	}
 	d := s.device(t, boRC, boS, nil)
-	if _, err := d.c.Presence(ctx); syncproto.AsError(err).Code != syncpb.Code_CODE_FORBIDDEN {
+	if _, err := d.C.Presence(ctx); syncproto.AsError(err).Code != syncpb.Code_CODE_FORBIDDEN {
 		t.Fatalf("presence with presence off: %v, want FORBIDDEN", err)
 	}
 	if _, err := anaRC.SetPresenceOff(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.c.Presence(ctx); err != nil {
+	if _, err := d.C.Presence(ctx); err != nil {
 		t.Fatalf("presence back on: %v", err)
 	}
 }
