@@ -115,7 +115,7 @@ const (
 	DefaultDeviceBurst = 3
 	DefaultGatewayRate = 100
 	// PreviewLen is how many characters of a body a push shows.
-	PreviewLen = 100
+	PreviewLen  = 100
 	intakeQueue = 4096
 )
 

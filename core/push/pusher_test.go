@@ -101,17 +101,17 @@ type service interface {
 // Web Push service or gateway. Members: alice (the sender; a laptop with
 // a target), bob (a phone with a target, a laptop without).
 type harness struct {
-	t     *testing.T
-	kind  Kind
-	dir   *fakeDir
-	pres  *fakePresence
-	convs *fakeConvs
-	svc   service
-	gone  int // the status that means "gone"
-	reg   *prometheus.Registry
-	cfg   Config
-	db    *badger.DB
-	dbDir string
+	t         *testing.T
+	kind      Kind
+	dir       *fakeDir
+	pres      *fakePresence
+	convs     *fakeConvs
+	svc       service
+	gone      int // the status that means "gone"
+	reg       *prometheus.Registry
+	cfg       Config
+	db        *badger.DB
+	dbDir     string
 	noContent bool
 
 	p      *Pusher
