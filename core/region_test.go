@@ -60,6 +60,13 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 	t.Helper()
+	return newTestRegionWith(t, n, timing, nil)
+}
+
+// newTestRegionWith is newTestRegion with each node's config passed
+// through mod (when not nil) before the nodes start.
+func newTestRegionWith(t *testing.T, n int, timing group.Timing, mod func(*core.Config)) *testRegion {
+	t.Helper()
 	r := &testRegion{t: t}
 	var peers []core.Peer
 	var clusterAddrs []string
@@ -80,6 +87,9 @@ func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 			RaftAddr: peers[i].RaftAddr, Peers: peers, ShardCount: testShards,
 			NATS:   core.NATSConfig{ClientAddr: testaddr.Free(t), ClusterAddr: clusterAddrs[i], Routes: routes},
 			Timing: timing, BalanceInterval: 500 * time.Millisecond, Logger: testLogger(t).With("node", peers[i].ID),
+		}
+		if mod != nil {
+			mod(&cfg)
 		}
 		tn := &testNode{cfg: cfg}
 		r.nodes = append(r.nodes, tn)

@@ -133,6 +133,13 @@ type Config struct {
 	// NoContent reports whether a workspace is in "no content" mode (ids
 	// and counts only); nil: none is.
 	NoContent func(workspace string) bool
+	// Resolve, when set, completes a committed message on the pusher's
+	// own goroutine (off the commit path) before it is considered: its
+	// workspace, title, members and sender's name. An error drops it.
+	Resolve func(*Message) error
+	// Mentioned reports whether m mentions user, for users whose level is
+	// LevelMentions; nil: user is in m.Mentions.
+	Mentioned func(m *Message, user string) bool
 	// Grace is how long after a commit a push waits, so a device that
 	// reconnects at once is not pushed (2 s).
 	Grace time.Duration
@@ -204,6 +211,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NoContent == nil {
 		c.NoContent = func(string) bool { return false }
+	}
+	if c.Mentioned == nil {
+		c.Mentioned = func(m *Message, user string) bool { return slices.Contains(m.Mentions, user) }
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -373,6 +383,13 @@ func (p *Pusher) now() int64 { return p.cfg.Now().UnixMilli() }
 // onMessage queues, or coalesces into a queued push, a push for each
 // device that should get one.
 func (p *Pusher) onMessage(m *Message) {
+	if p.cfg.Resolve != nil {
+		if err := p.cfg.Resolve(m); err != nil {
+			p.log.Warn("push: resolve message", "conv", m.Conv, "err", err)
+			p.m.failed.WithLabelValues("directory").Inc()
+			return
+		}
+	}
 	// A message moves its sender's read position: their other devices'
 	// notifications are stale.
 	p.onRead(&readEvent{workspace: m.Workspace, conv: m.Conv, user: m.Sender, seq: m.Seq})
@@ -385,7 +402,7 @@ func (p *Pusher) onMessage(m *Message) {
 		case LevelNone:
 			continue
 		case LevelMentions:
-			if !slices.Contains(m.Mentions, u) {
+			if !p.cfg.Mentioned(m, u) {
 				continue
 			}
 		}
