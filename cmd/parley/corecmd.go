@@ -54,7 +54,8 @@ type coreFile struct {
 		ClusterAddr string   `json:"cluster_addr"`
 		Routes      []string `json:"routes"`
 	} `json:"nats"`
-	LogLevel string `json:"log_level"`
+	LogLevel string    `json:"log_level"`
+	Push     *pushFile `json:"push"`
 }
 
 func readCoreFile(path string) (*coreFile, error) {
@@ -160,6 +161,9 @@ func runCore(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg.NATS.Routes = splitList(*natsRoutes)
 	}
 	cfg.Presence.Off = splitList(*presenceOff)
+	if cfg.Push, err = f.Push.config(); err != nil {
+		return err
+	}
 	for _, p := range f.Peers {
 		cfg.Peers = append(cfg.Peers, core.Peer{ID: p.ID, RaftAddr: p.RaftAddr})
 	}

@@ -98,12 +98,16 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	rotate := fs.Bool("rotate", false, "add a new signing key to an existing file")
 	id := fs.String("id", "", "key id (default k<n>)")
+	vapid := fs.Bool("vapid", false, "write a VAPID key pair for Web Push instead (see docs/push.md)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: parley keygen [-rotate] [-id ID] FILE")
+		fmt.Fprintln(stderr, "usage: parley keygen [-rotate] [-id ID] FILE | parley keygen -vapid FILE")
 		return errUsage
+	}
+	if *vapid {
+		return runKeygenVAPID(fs.Arg(0), stdout)
 	}
 	path := fs.Arg(0)
 	var keys []auth.Key
