@@ -6,6 +6,11 @@ import (
 	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
+// VAPIDKeyPath is where an edge serves the region's VAPID public key
+// (text/plain, base64url), for a browser's PushManager.subscribe
+// applicationServerKey.
+const VAPIDKeyPath = "/.well-known/parley/vapid-public-key"
+
 // Limits of push registration (docs/push.md).
 const (
 	// MaxPushEndpointLen bounds a Web Push endpoint URL.

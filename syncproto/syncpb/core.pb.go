@@ -1260,8 +1260,11 @@ type RegionInfo struct {
 	// the directory group. An edge is ready when all of them are set.
 	ShardLeaders    []string `protobuf:"bytes,4,rep,name=shard_leaders,json=shardLeaders,proto3" json:"shard_leaders,omitempty"`
 	DirectoryLeader string   `protobuf:"bytes,5,opt,name=directory_leader,json=directoryLeader,proto3" json:"directory_leader,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The region's VAPID public key for Web Push (base64url), "" when Web
+	// Push is off: edges serve it at syncproto.VAPIDKeyPath.
+	VapidPublicKey string `protobuf:"bytes,20,opt,name=vapid_public_key,json=vapidPublicKey,proto3" json:"vapid_public_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegionInfo) Reset() {
@@ -1325,6 +1328,13 @@ func (x *RegionInfo) GetShardLeaders() []string {
 func (x *RegionInfo) GetDirectoryLeader() string {
 	if x != nil {
 		return x.DirectoryLeader
+	}
+	return ""
+}
+
+func (x *RegionInfo) GetVapidPublicKey() string {
+	if x != nil {
+		return x.VapidPublicKey
 	}
 	return ""
 }
@@ -3330,7 +3340,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"revocation\x18) \x01(\v2\x15.parley.v1.RevocationR\n" +
 	"revocationB\b\n" +
 	"\x06result\"\x13\n" +
-	"\x11RegionInfoRequest\"\xab\x01\n" +
+	"\x11RegionInfoRequest\"\xd5\x01\n" +
 	"\n" +
 	"RegionInfo\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1f\n" +
@@ -3338,7 +3348,8 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"shardCount\x12\x14\n" +
 	"\x05nodes\x18\x03 \x03(\tR\x05nodes\x12#\n" +
 	"\rshard_leaders\x18\x04 \x03(\tR\fshardLeaders\x12)\n" +
-	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\"\xc1\x01\n" +
+	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\x12(\n" +
+	"\x10vapid_public_key\x18\x14 \x01(\tR\x0evapidPublicKey\"\xc1\x01\n" +
 	"\tWorkspace\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
