@@ -18,8 +18,6 @@ package push
 import (
 	"container/heap"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +32,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/syncproto"
 )
 
 // Level is a user's notification level for a conversation.
@@ -749,14 +749,8 @@ func preview(body []byte, contentType string) string {
 	return s[:i]
 }
 
-var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
 // newPushID is "p_" and 26 base32 characters of 128 random bits.
-func newPushID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "p_" + b32.EncodeToString(b[:])
-}
+func newPushID() string { return syncproto.NewID("p_") }
 
 // dueHeap orders entries by DueMs.
 type dueHeap []*entry
