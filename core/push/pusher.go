@@ -144,7 +144,8 @@ type Config struct {
 	// reconnects at once is not pushed (2 s).
 	Grace time.Duration
 	// MaxPending bounds the queue (10 000 pushes); MaxSent the
-	// remembered pushes that a read may clear (100 000).
+	// remembered pushes that a read may clear (100 000; beyond it one is
+	// forgotten for each new one).
 	MaxPending, MaxSent int
 	// Workers is how many sends run at once (4).
 	Workers int
@@ -716,7 +717,15 @@ func (p *Pusher) finish(e *entry, failure string) {
 	}
 	k := sentSlot{e.Device, e.Conv}
 	if _, ok := p.sent[k]; !ok && len(p.sent) >= p.cfg.MaxSent {
-		return
+		// Full: forget some other record (that device's notification
+		// then waits for the app to clear it).
+		for old := range p.sent {
+			delete(p.sent, old)
+			if err := p.st.del(sentKey(old.device, old.conv)); err != nil {
+				p.log.Warn("push record delete", "err", err)
+			}
+			break
+		}
 	}
 	s := sent{Workspace: e.Workspace, User: e.User, Seq: e.LastSeq, Target: e.Target}
 	if err := p.st.put(sentKey(e.Device, e.Conv), s); err != nil {

@@ -480,3 +480,25 @@ func TestPreview(t *testing.T) {
 		}
 	}
 }
+
+// Past MaxSent, an older push record is forgotten for the new one: the
+// newest push is still cleared.
+func TestSentBounded(t *testing.T) {
+	h := newHarness(t, KindWebPush, func(c *Config) { c.MaxSent = 1 })
+	h.send("in c_test")
+	h.waitPushes(1)
+	h.send("in c_other", func(m *Message) { m.Conv = "c_other" })
+	h.waitPushes(2)
+	h.quiet(2)
+	h.p.mu.Lock()
+	n := len(h.p.sent)
+	h.p.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d push records, want 1", n)
+	}
+	h.convs.read("bob", 2)
+	h.p.Read(ws, "c_other", "bob", 2)
+	if got := h.quiet(3); got[2].Type != TypeClear || got[2].Conv != "c_other" {
+		t.Fatalf("clear %+v", got[2])
+	}
+}
