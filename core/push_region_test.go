@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/core/push"
+	"github.com/parley-chat/parley/core/push/pushtest"
 	"github.com/parley-chat/parley/internal/poll"
 	"github.com/parley-chat/parley/syncproto"
 	"github.com/parley-chat/parley/syncproto/syncpb"
@@ -66,11 +67,17 @@ func TestRegionPush(t *testing.T) {
 	srv := httptest.NewServer(gw)
 	defer srv.Close()
 	const grace = 300 * time.Millisecond
+	vapid, err := push.GenerateVAPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp := pushtest.New(t, vapid.Public)
 	r := newTestRegionWith(t, 3, testTiming, func(c *core.Config) {
-		c.Push = &core.PushConfig{Gateways: map[string]push.Gateway{"gw": {URL: srv.URL}}, Grace: grace}
+		c.Push = &core.PushConfig{Gateways: map[string]push.Gateway{"gw": {URL: srv.URL}}, Grace: grace,
+			VAPID: vapid, Subscriber: "mailto:ops@parley.test", AllowLoopback: true}
 	})
-	us := r.setupUsers("ana", "bo")
-	ana, bo := us[0], us[1]
+	us := r.setupUsers("ana", "bo", "cy")
+	ana, bo, cy := us[0], us[1], us[2]
 	conv := r.createGroup(ana, us)
 	api := syncproto.APISubject(syncproto.DefaultRegion)
 	laptop := &syncpb.Caller{WorkspaceId: bo.WorkspaceId, UserId: bo.UserId}
@@ -86,12 +93,25 @@ func TestRegionPush(t *testing.T) {
 		return &syncpb.PushTarget{Target: &syncpb.PushTarget_Gateway{Gateway: &syncpb.GatewayTarget{Gateway: name, PushKey: "bo-phone-key", AppId: "chat.parley"}}}
 	}
 	r.mustCall(api, target(gwTarget("gw")))
+	// cy's phone (offline throughout) subscribes to Web Push.
+	sub := wp.Subscribe("cy")
+	r.mustCall(api, &syncpb.CoreRequest{Caller: cy, Op: &syncpb.CoreRequest_SetPushTarget{SetPushTarget: &syncpb.SetPushTargetRequest{
+		DeviceId: cy.DeviceId, Target: &syncpb.PushTarget{Target: &syncpb.PushTarget_WebPush{WebPush: &syncpb.WebPushSubscription{
+			Endpoint: sub.Endpoint, P256Dh: sub.P256dh, Auth: sub.Auth}}}}}})
 	for _, bad := range []*syncpb.PushTarget{gwTarget("evil"), {Target: &syncpb.PushTarget_WebPush{WebPush: &syncpb.WebPushSubscription{
 		Endpoint: "https://10.0.0.1/push", P256Dh: "k", Auth: "a"}}}} {
 		resp, _ := r.call(t.Context(), api, target(bad))
 		if resp.GetError().GetCode() != syncpb.Code_CODE_INVALID_ARGUMENT {
 			t.Fatalf("bad target %v: %v", bad, resp.GetError())
 		}
+	}
+
+	// A shard leader reads targets from its own directory replica: wait
+	// until every replica has applied the registrations (one committed on
+	// a quorum may reach the third node a moment later).
+	applied := r.nodes[r.leaderOf("dir")].node.Group("dir").Raft().AppliedIndex()
+	for _, n := range r.live() {
+		poll.Until(t, 20*time.Second, "registrations on every replica", func() bool { return n.Group("dir").Raft().AppliedIndex() >= applied })
 	}
 
 	// An edge reports bo's phone connected; every node must hold it.
@@ -119,6 +139,16 @@ func TestRegionPush(t *testing.T) {
 	if got := gw.pushes(); len(got) != 0 {
 		t.Fatalf("online device pushed: %v", got)
 	}
+	// cy's phone got it by Web Push (VAPID checked, payload decrypted).
+	poll.Until(t, 20*time.Second, "cy's phone pushed", func() bool { return len(wp.Received()) >= 1 })
+	var n push.Notification
+	if got := wp.Received(); len(got) != 1 {
+		t.Fatalf("web pushes %d", len(got))
+	} else if err := json.Unmarshal(got[0].Payload, &n); err != nil || n.Body != "while bo is online" || n.Title != "t" || n.Sender != "ana" || n.Count != 1 {
+		t.Fatalf("web push %s: %v", got[0].Payload, err)
+	}
+	// Its push service now says the subscription is gone: it is removed.
+	wp.Answer("cy", http.StatusGone)
 
 	// The phone goes away: the next message is pushed once.
 	for _, n := range r.live() {
@@ -156,5 +186,9 @@ func TestRegionPush(t *testing.T) {
 	time.Sleep(3 * grace)
 	if got := gw.pushes(); len(got) != 2 {
 		t.Fatalf("muted conversation pushed: %v", got)
+	}
+	// cy's subscription answered 410 once and was removed: no more pushes.
+	if got := wp.Received(); len(got) != 1 {
+		t.Fatalf("web pushes after 410: %d", len(got))
 	}
 }

@@ -634,6 +634,7 @@ func (p *Pusher) send(ctx context.Context, e *entry) {
 		s = p.cfg.Gateway
 	}
 	if s == nil {
+		p.m.failed.WithLabelValues("no_sender").Inc()
 		p.finish(e, "no_sender")
 		return
 	}
@@ -665,7 +666,7 @@ func (p *Pusher) send(ctx context.Context, e *entry) {
 		p.finish(e, "gone")
 	case errors.As(err, &se) && !se.Retry:
 		p.m.failed.WithLabelValues(fmt.Sprintf("%dxx", se.Status/100)).Inc()
-		p.log.Info("push refused", "device", e.Device, "status", se.Status)
+		p.log.Info("push refused", "device", e.Device, "status", se.Status, "err", err)
 		p.finish(e, "refused")
 	case ctx.Err() != nil:
 		// Stopping: the push stays stored and is sent after the restart.
@@ -675,6 +676,7 @@ func (p *Pusher) send(ctx context.Context, e *entry) {
 			reason = fmt.Sprintf("%dxx", se.Status/100)
 		}
 		p.m.failed.WithLabelValues(reason).Inc()
+		p.log.Debug("push failed; retrying", "device", e.Device, "attempt", e.Attempts+1, "err", err)
 		p.retry(e, err)
 	}
 }

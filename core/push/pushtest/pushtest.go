@@ -1,4 +1,10 @@
-package push
+// Package pushtest is a Web Push service for tests, on loopback: it hands
+// out subscriptions (a user agent's P-256 key and auth secret), checks
+// each request's VAPID JWT (RFC 8292: ES256 by the application server's
+// key, the right audience, not expired, a contact) and decrypts its
+// RFC 8291 aes128gcm payload with crypto/ecdh, crypto/hkdf and AES-GCM.
+// It records the plaintexts, and answers statuses a test queues.
+package pushtest
 
 import (
 	"bytes"
@@ -26,21 +32,29 @@ import (
 	"time"
 )
 
-// pushService is a Web Push service on loopback for tests: it hands out
-// subscriptions (a user agent's P-256 key and auth secret), checks each
-// request's VAPID JWT (ES256, signed by the application server's key, the
-// right audience, not expired) and decrypts its RFC 8291 aes128gcm
-// payload with crypto/ecdh, crypto/hkdf and AES-GCM.
-type pushService struct {
-	t     *testing.T
-	srv   *httptest.Server
-	vapid VAPID
+// Service is the Web Push service.
+type Service struct {
+	t        testing.TB
+	srv      *httptest.Server
+	vapidPub string
 
 	mu     sync.Mutex
 	subs   map[string]*uaKeys
-	got    []Notification
+	got    []Push
 	status map[string][]int // per subscription, statuses to answer in turn
 	errs   []error
+}
+
+// Push is one push the service accepted.
+type Push struct {
+	Subscription string // the id given to Subscribe
+	Payload      []byte // decrypted
+}
+
+// Subscription is what a browser's PushSubscription gives: the endpoint
+// and its keys, base64url.
+type Subscription struct {
+	Endpoint, P256dh, Auth string
 }
 
 type uaKeys struct {
@@ -48,16 +62,19 @@ type uaKeys struct {
 	auth []byte
 }
 
-func newPushService(t *testing.T, vapid VAPID) *pushService {
+// New starts a service that accepts pushes signed with the VAPID public
+// key vapidPublic (base64url); it stops at the test's end.
+func New(t testing.TB, vapidPublic string) *Service {
 	t.Helper()
-	s := &pushService{t: t, vapid: vapid, subs: map[string]*uaKeys{}, status: map[string][]int{}}
+	s := &Service{t: t, vapidPub: vapidPublic, subs: map[string]*uaKeys{}, status: map[string][]int{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
 	return s
 }
 
-// subscribe makes a subscription, as a browser's PushManager would.
-func (s *pushService) subscribe(id string) Target {
+// Subscribe makes a subscription named id, as a browser's PushManager
+// would.
+func (s *Service) Subscribe(id string) Subscription {
 	priv, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		s.t.Fatal(err)
@@ -67,29 +84,31 @@ func (s *pushService) subscribe(id string) Target {
 	s.mu.Lock()
 	s.subs[id] = &uaKeys{priv: priv, auth: auth}
 	s.mu.Unlock()
-	return Target{Kind: KindWebPush, Endpoint: s.srv.URL + "/push/" + id,
+	return Subscription{Endpoint: s.srv.URL + "/push/" + id,
 		P256dh: base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes()),
 		Auth:   base64.RawURLEncoding.EncodeToString(auth)}
 }
 
-// answer makes the service answer the next requests for a subscription
+// Answer makes the service answer the next requests for a subscription
 // with these statuses (then 201).
-func (s *pushService) answer(id string, statuses ...int) {
+func (s *Service) Answer(id string, statuses ...int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status[id] = append(s.status[id], statuses...)
 }
 
-func (s *pushService) received() []Notification {
+// Received are the pushes accepted so far; it fails the test if any
+// request was malformed (bad VAPID, bad encryption).
+func (s *Service) Received() []Push {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.errs) > 0 {
 		s.t.Fatalf("push service: %v", errors.Join(s.errs...))
 	}
-	return append([]Notification(nil), s.got...)
+	return append([]Push(nil), s.got...)
 }
 
-func (s *pushService) serve(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	id, ok := strings.CutPrefix(r.URL.Path, "/push/")
 	s.mu.Lock()
 	ua := s.subs[id]
@@ -98,7 +117,7 @@ func (s *pushService) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	n, err := s.check(r, ua)
+	plain, err := s.check(r, ua)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -113,11 +132,11 @@ func (s *pushService) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.got = append(s.got, *n)
+	s.got = append(s.got, Push{Subscription: id, Payload: plain})
 	w.WriteHeader(http.StatusCreated)
 }
 
-func (s *pushService) check(r *http.Request, ua *uaKeys) (*Notification, error) {
+func (s *Service) check(r *http.Request, ua *uaKeys) ([]byte, error) {
 	if err := s.checkVAPID(r); err != nil {
 		return nil, fmt.Errorf("vapid: %w", err)
 	}
@@ -135,15 +154,14 @@ func (s *pushService) check(r *http.Request, ua *uaKeys) (*Notification, error) 
 	if err != nil {
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	var n Notification
-	if err := json.Unmarshal(plain, &n); err != nil {
-		return nil, fmt.Errorf("payload: %w", err)
+	if !json.Valid(plain) {
+		return nil, errors.New("payload is not JSON")
 	}
-	return &n, nil
+	return plain, nil
 }
 
 // checkVAPID verifies "Authorization: vapid t=<jwt>, k=<key>" (RFC 8292).
-func (s *pushService) checkVAPID(r *http.Request) error {
+func (s *Service) checkVAPID(r *http.Request) error {
 	v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "vapid ")
 	if !ok {
 		return errors.New("no vapid authorization")
@@ -158,7 +176,7 @@ func (s *pushService) checkVAPID(r *http.Request) error {
 			key = val
 		}
 	}
-	if key != s.vapid.Public {
+	if key != s.vapidPub {
 		return errors.New("k is not the application server's key")
 	}
 	kb, err := base64.RawURLEncoding.DecodeString(key)
