@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -92,7 +93,9 @@ func (n *Node) startPush(reg prometheus.Registerer) error {
 			Client: push.NewHTTPClient(pc.guard(), push.DefaultTimeout)}
 	}
 	if len(pc.Gateways) > 0 {
-		cfg.Gateway = &push.GatewaySender{Gateways: pc.Gateways, Client: push.NewHTTPClient(push.Guard{AllowLoopback: true}, push.DefaultTimeout)}
+		// The operator's own URLs: no SSRF guard (a gateway may well be
+		// on a private network).
+		cfg.Gateway = &push.GatewaySender{Gateways: pc.Gateways, Client: &http.Client{Timeout: push.DefaultTimeout}}
 	}
 	p, err := push.New(n.db, cfg)
 	if err != nil {
