@@ -142,6 +142,8 @@ type Config struct {
 	MaxInFlight int
 	// Presence configures the presence table (see PresenceConfig).
 	Presence PresenceConfig
+	// Push configures push to offline devices (see PushConfig); nil: off.
+	Push *PushConfig
 	// BalanceInterval is how often a node hands groups it leads to their
 	// preferred leaders (spreading leaders across nodes); 0 means 2 s,
 	// negative disables balancing.

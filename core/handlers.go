@@ -83,9 +83,13 @@ func (n *Node) regionInfo() *syncpb.CoreResponse {
 		leaders[i], _ = n.groups[route.ShardGroup(i)].g.Leader()
 	}
 	dirLeader, _ := n.groups[route.DirGroup].g.Leader()
+	var vapid string
+	if n.cfg.Push != nil {
+		vapid = n.cfg.Push.VAPID.Public
+	}
 	return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_RegionInfo{RegionInfo: &syncpb.RegionInfo{
 		Region: n.cfg.Region, ShardCount: uint32(n.cfg.ShardCount), Nodes: peerIDs(n.peers),
-		ShardLeaders: leaders, DirectoryLeader: dirLeader,
+		ShardLeaders: leaders, DirectoryLeader: dirLeader, VapidPublicKey: vapid,
 	}}}
 }
 

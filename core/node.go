@@ -31,6 +31,7 @@ import (
 	"github.com/parley-chat/parley/core/group"
 	"github.com/parley-chat/parley/core/internal/raftlog"
 	"github.com/parley-chat/parley/core/natsembed"
+	"github.com/parley-chat/parley/core/push"
 	"github.com/parley-chat/parley/core/raftmux"
 	"github.com/parley-chat/parley/core/raftstore"
 	"github.com/parley-chat/parley/core/receipts"
@@ -85,6 +86,7 @@ type Node struct {
 	rcancel  context.CancelFunc
 	lcancel  context.CancelFunc // last-seen (presence)
 	presence *presenceService
+	pusher   *push.Pusher // nil when Config.Push is
 
 	metrics    *nodeMetrics
 	unregister []func() // removes the node's series from Config.Metrics (Close)
@@ -172,7 +174,8 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("core: %w", err)
 	}
 
-	dir, err := directory.New(n.db, directory.Config{Group: route.DirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations, Logger: n.log})
+	dir, err := directory.New(n.db, directory.Config{Group: route.DirGroup, Sync: n.syncer.Sync, OnRevoke: n.publishRevocations,
+		CheckPushTarget: n.checkPushTarget, Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("core: directory state: %w", err)
 	}
@@ -198,7 +201,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if !cfg.NATS.NoJetStream {
 		n.receipts, err = receipts.New(n.db, n.nc, receipts.Config{
 			Region: cfg.Region, NodeID: cfg.NodeID, Peers: peerIDs(n.peers),
-			Replicas: min(3, len(n.peers)), OnChange: n.fanout.ReceiptsChanged, Logger: n.log,
+			Replicas: min(3, len(n.peers)), OnChange: n.receiptsChanged, Logger: n.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("core: %w", err)
@@ -209,6 +212,9 @@ func New(cfg Config) (_ *Node, err error) {
 		defer n.wg.Done()
 		_ = n.fanout.Run(n.stopCtx)
 	}()
+	if err := n.startPush(reg); err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.ShardCount; i++ {
 		name := route.ShardGroup(i)
 		var sm *shard.FSM
@@ -235,6 +241,7 @@ func New(cfg Config) (_ *Node, err error) {
 			}
 			if len(own) > 0 {
 				n.fanout.Committed(sm, own)
+				n.pushCommitted(own)
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,

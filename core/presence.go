@@ -388,3 +388,12 @@ func (n *Node) PresenceOf(userID string) *syncpb.PresenceUpdate {
 	defer n.presence.mu.Unlock()
 	return n.presence.table.State(userID)
 }
+
+// DeviceOnline reports whether this node's table has a live session of
+// the device on any edge of the region (every node holds the whole
+// table): the pusher's Presence.
+func (p *presenceService) DeviceOnline(userID, deviceID string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.table.DeviceOnline(userID, deviceID)
+}

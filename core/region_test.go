@@ -35,7 +35,18 @@ type testRegion struct {
 
 func newTestRegion(t *testing.T, n int, timing group.Timing) *testRegion {
 	t.Helper()
-	return &testRegion{Region: coretest.New(t, n, coretest.Options{Base: core.Config{Timing: timing}}), t: t}
+	return newTestRegionWith(t, n, timing, nil)
+}
+
+// newTestRegionWith is newTestRegion with each node's config passed
+// through mod (when not nil) before the nodes start.
+func newTestRegionWith(t *testing.T, n int, timing group.Timing, mod func(*core.Config)) *testRegion {
+	t.Helper()
+	opts := coretest.Options{Base: core.Config{Timing: timing}}
+	if mod != nil {
+		opts.Node = func(_ int, c *core.Config) { mod(c) }
+	}
+	return &testRegion{Region: coretest.New(t, n, opts), t: t}
 }
 
 // newRegionWithGroup starts a 3-node region (skipped with -short) with

@@ -204,6 +204,16 @@ var httpRows = map[string]httpRow{
 	"DELETE /v1/devices/{id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
 		return f.s.do(t, "DELETE", "/v1/devices/d_doesnotexist", token, nil)
 	}},
+	"PUT /v1/devices/{id}/push": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "PUT", "/v1/devices/d_doesnotexist/push", token, jsonBody(t, map[string]any{"gateway": map[string]string{"gateway": "gw", "push_key": "k"}}))
+	}},
+	"DELETE /v1/devices/{id}/push": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "DELETE", "/v1/devices/d_doesnotexist/push", token, nil)
+	}},
+	"GET /.well-known/parley/vapid-public-key": {public: true, call: get("/.well-known/parley/vapid-public-key")},
+	"PUT /v1/conversations/{id}/notify": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "PUT", "/v1/conversations/"+f.conv+"/notify", token, jsonBody(t, map[string]string{"level": "mentions"}))
+	}, byRelation: outsiders(want{204, ""}, want{204, ""})},
 	"POST /v1/conversations": {call: post("/v1/conversations", func(*authzFixture) any { return map[string]string{"type": "group"} })},
 	"GET /v1/conversations":  {call: get("/v1/conversations")},
 	"GET /v1/unread":         {call: get("/v1/unread")},

@@ -31,6 +31,7 @@ var requestRows = []Request{
 	{Op: "change_password", Route: RouteDirectory},
 	{Op: "list_revocations", Route: RouteDirectory, Read: true, Result: "revocations"},
 	{Op: "remove_user", Route: RouteDirectory, Result: "user"},
+	{Op: "set_push_target", Route: RouteDirectory, validate: check(ValidateSetPushTarget)},
 
 	// The shard group of the request's conversation.
 	{Op: "create_conversation", Route: RouteConversation, Result: "conversation"},
@@ -44,6 +45,7 @@ var requestRows = []Request{
 		Frame: "receipt", FrameReply: "receipt_ack"},
 	{Op: "get_receipts", Route: RouteConversation, Read: true, Result: "receipts"},
 	{Op: "typing", Route: RouteConversation, NoReply: true, validate: check(ValidateTyping), Frame: "typing"},
+	{Op: "set_notify_level", Route: RouteConversation, validate: check(ValidateSetNotifyLevel)},
 
 	// Frames the edge answers itself.
 	{Frame: "ping", FrameReply: "pong", IDOptional: true},

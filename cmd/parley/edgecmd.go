@@ -78,15 +78,19 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // runKeygen writes a new token key file, or with -rotate puts a new key
 // first in an existing one (old keys keep verifying until removed).
 func runKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := settings.NewFlagSet("parley keygen", "[-rotate] [-id ID] FILE", stderr, false)
+	fs := settings.NewFlagSet("parley keygen", "[-rotate] [-id ID] FILE | -vapid FILE", stderr, false)
 	rotate := fs.Bool("rotate", false, "add a new signing key to an existing file")
 	id := fs.String("id", "", "key id (default k<n>)")
+	vapid := fs.Bool("vapid", false, "write a VAPID key pair for Web Push instead (see docs/push.md)")
 	if err := settings.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return settings.ErrUsage
+	}
+	if *vapid {
+		return runKeygenVAPID(fs.Arg(0), stdout)
 	}
 	path := fs.Arg(0)
 	var keys []auth.Key

@@ -36,6 +36,7 @@ func coreFlags(fs *flag.FlagSet, c *core.Config, onEveryNode string) {
 	fs.IntVar(&c.ShardCount, "shards", 0, "number of shard groups (default 16; fixed once data exists"+onEveryNode+")")
 	fs.IntVar(&c.LargeGroup, "large-group", 0, "member count above which a group's deliveries go once per edge on its conversation subject (default 100; -1: never)")
 	fs.Var(settings.List{P: &c.Presence.Off}, "presence-off", "workspace ids whose presence is not shown: id,..."+onEveryNode)
+	pushFlags(fs, c, onEveryNode)
 }
 
 // edgeFlags adds the flags serve and edge share: the edge's listeners,

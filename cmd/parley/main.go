@@ -30,7 +30,7 @@ Usage:
   parley core    [flags]   run one core node of a region
   parley edge    [flags]   run an edge against a region's NATS
   parley bench   [flags]   measure send-ack latency and throughput over /v1
-  parley keygen  FILE      write (or -rotate) the edges' token key file
+  parley keygen  FILE      write (or -rotate) the edges' token key file (-vapid: a Web Push key pair)
   parley version           print version information
 
 Run "parley <command> -h" for a command's flags.

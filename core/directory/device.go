@@ -224,6 +224,7 @@ func applyRevokeDevice(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command, req *sync
 // MaxDevices.
 func markRevoked(tx *kvfsm.Tx, d *syncpb.Device) error {
 	d.Revoked = true
+	tx.Delete(pushTargetKey(d.Id)) // a device logged out is never pushed
 	if err := putDevice(tx, d); err != nil {
 		return err
 	}

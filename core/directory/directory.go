@@ -76,7 +76,12 @@ type Config struct {
 	// batch of entries is stored, with the revocations they committed, in
 	// log order, on every replica. It must not block.
 	OnRevoke func([]*syncpb.Revocation)
-	Logger   *slog.Logger
+	// CheckPushTarget, when set, vets a push target a device registers
+	// (the node's SSRF guard and its gateways), on the leader before the
+	// command is proposed; its error is shown to the client. Nil accepts
+	// what syncproto.ValidateSetPushTarget accepts.
+	CheckPushTarget func(*syncpb.PushTarget) error
+	Logger          *slog.Logger
 }
 
 // Validate reports the first bad field.
@@ -94,6 +99,7 @@ type FSM struct {
 	m        *kvfsm.Machine
 	log      *slog.Logger
 	onRevoke func([]*syncpb.Revocation)
+	checkPT  func(*syncpb.PushTarget) error
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -107,7 +113,7 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{log: log.With("group", cfg.Group), onRevoke: cfg.OnRevoke}
+	f := &FSM{log: log.With("group", cfg.Group), onRevoke: cfg.OnRevoke, checkPT: cfg.CheckPushTarget}
 	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("directory: %w", err)
@@ -194,7 +200,8 @@ var prepares = map[protoreflect.Name]prepareFunc{
 	"list_revocations": read(func(f *FSM, _ *syncpb.Caller, req *syncpb.ListRevocationsRequest) (*syncpb.CoreResponse, error) {
 		return f.listRevocations(req)
 	}),
-	"remove_user": write((*FSM).prepareRemoveUser),
+	"remove_user":     write((*FSM).prepareRemoveUser),
+	"set_push_target": write((*FSM).prepareSetPushTarget),
 }
 
 // write adapts a write's typed handler.
@@ -232,6 +239,8 @@ func (f *FSM) apply(tx *kvfsm.Tx, index uint64, cmd *cmdpb.Command) (*syncpb.Cor
 		resp, err = applyChangePassword(tx, index, cmd, op.ChangePassword)
 	case *cmdpb.Command_RemoveUser:
 		resp, err = applyRemoveUser(tx, index, cmd, op.RemoveUser)
+	case *cmdpb.Command_SetPushTarget:
+		resp, err = applySetPushTarget(tx, cmd, op.SetPushTarget)
 	default:
 		err = syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "not a directory command")
 	}

@@ -23,6 +23,7 @@ import (
 //	e/<user>/<device>      the user's devices (empty value)
 //	k/<user>               number of the user's devices not revoked (be64)
 //	r/<ms>/<index>         a revocation (syncpb.Revocation), see revocation.go
+//	p/<device>             the device's push target (syncpb.PushTarget), see push.go
 func workspaceKey(ws string) []byte         { return []byte("w/" + ws) }
 func workspaceNameKey(name string) []byte   { return []byte("n/" + name) }
 func userKey(user string) []byte            { return []byte("u/" + user) }

@@ -59,7 +59,10 @@ func updated(ws *syncpb.Workspace, req *syncpb.UpdateWorkspaceRequest) (next *sy
 	if req.SearchOff != nil {
 		next.SearchOff = req.GetSearchOff()
 	}
-	return next, next.PresenceOff != ws.PresenceOff || next.SearchOff != ws.SearchOff
+	if req.PushNoContent != nil {
+		next.PushNoContent = req.GetPushNoContent()
+	}
+	return next, !proto.Equal(next, ws)
 }
 
 func (f *FSM) prepareUpdateWorkspace(caller *syncpb.Caller, req *syncpb.UpdateWorkspaceRequest, now int64) (*cmdpb.Command, *syncpb.CoreResponse, error) {

@@ -215,6 +215,21 @@ func (t *Table) State(userID string) *syncpb.PresenceUpdate {
 	return p
 }
 
+// DeviceOnline reports whether a device has a live session: an edge
+// whose lease has not run out reports it connected (a push is not needed).
+func (t *Table) DeviceOnline(userID, deviceID string) bool {
+	if u := t.users[userID]; u == nil || u.devices == 0 {
+		return false
+	}
+	now, k := t.cfg.Now(), devKey{userID, deviceID}
+	for _, e := range t.edges {
+		if _, ok := e.devices[k]; ok && !now.After(e.expires) {
+			return true
+		}
+	}
+	return false
+}
+
 // Recent is the current state of every user whose state last changed at
 // or after since (a user never seen changing is left out), for a node
 // that must tell watchers again what may not have reached them.

@@ -264,3 +264,22 @@ func TestTableRecent(t *testing.T) {
 		t.Fatalf("%d recent after the last change", n)
 	}
 }
+
+func TestDeviceOnline(t *testing.T) {
+	tb, c := newTestTable(t)
+	a, b := &edgeFeed{id: "ea", epoch: 1}, &edgeFeed{id: "eb", epoch: 1}
+	tb.Apply(a.snapshot(dev("u1", "phone")))
+	tb.Apply(b.snapshot(dev("u1", "laptop")))
+	if !tb.DeviceOnline("u1", "phone") || !tb.DeviceOnline("u1", "laptop") || tb.DeviceOnline("u1", "tablet") || tb.DeviceOnline("u2", "phone") {
+		t.Fatal("wrong devices online")
+	}
+	tb.Apply(a.disconnect(dev("u1", "phone")))
+	if tb.DeviceOnline("u1", "phone") || !tb.DeviceOnline("u1", "laptop") {
+		t.Fatal("phone still online after disconnect")
+	}
+	// A lease that ran out counts for nothing, even before Expire.
+	c.advance(2 * time.Second)
+	if tb.DeviceOnline("u1", "laptop") {
+		t.Fatal("laptop online on a dead edge")
+	}
+}

@@ -254,6 +254,7 @@ func putMember(tx *kvfsm.Tx, conv string, m *syncpb.Member) error {
 func deleteMember(tx *kvfsm.Tx, conv, user string) {
 	tx.Delete(memberKey(conv, user))
 	tx.Delete(userConvKey(user, conv))
+	tx.Delete(notifyKey(conv, user))
 }
 
 func (f *FSM) getConversation(caller *syncpb.Caller, req *syncpb.GetConversationRequest) (*syncpb.CoreResponse, error) {

@@ -27,6 +27,7 @@ import (
 //	                         (syncpb.SendAck), whoever sent it
 //	o/<conv>/<user>          the user's last message: seq, then ts
 //	                         (be64 each; seq alone from rules 0 sends)
+//	n/<conv>/<user>          the member's notification level (notify.go)
 func metaKey(conv string) []byte               { return []byte("c/" + conv) }
 func memberPrefix(conv string) []byte          { return []byte("m/" + conv + "/") }
 func memberKey(conv, user string) []byte       { return []byte("m/" + conv + "/" + user) }

@@ -236,7 +236,8 @@ var prepares = map[protoreflect.Name]prepareFunc{
 	"receipt": readOp(func(*FSM, *syncpb.Caller, *syncpb.ReceiptReport) (*syncpb.CoreResponse, error) {
 		return nil, syncproto.Errorf(syncpb.Code_CODE_INVALID_ARGUMENT, "receipts are not shard commands (see CheckReceipt)")
 	}),
-	"sync": readOp((*FSM).sync),
+	"sync":             readOp((*FSM).sync),
+	"set_notify_level": writeOp((*FSM).prepareSetNotifyLevel),
 }
 
 // writeOp adapts a write's typed handler.
@@ -281,6 +282,8 @@ func (f *FSM) applyCommand(tx *kvfsm.Tx, c *Committed, cmd *cmdpb.Command) (*syn
 		return applyChange(tx, c, cmd, op.ChangeMembers)
 	case *cmdpb.Command_Send:
 		return applySend(tx, c, cmd, op.Send)
+	case *cmdpb.Command_SetNotifyLevel:
+		return applySetNotifyLevel(tx, cmd, op.SetNotifyLevel)
 	case *cmdpb.Command_Receipt:
 		// Receipts are kept by core/receipts, not the shard: a receipt
 		// command in a shard log applies as a no-op.

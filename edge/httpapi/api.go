@@ -241,6 +241,10 @@ var routes = []route{
 	{"PATCH", "/v1/workspace", true, false, true, (*API).updateWorkspace},
 	{"DELETE", "/v1/workspace/users/{user_id}", true, false, true, (*API).removeUser},
 	{"DELETE", "/v1/devices/{id}", true, false, true, (*API).revokeDevice},
+	{"PUT", "/v1/devices/{id}/push", true, false, true, (*API).setPushTarget},
+	{"DELETE", "/v1/devices/{id}/push", true, false, true, (*API).removePushTarget},
+	{"PUT", "/v1/conversations/{id}/notify", true, false, true, (*API).setNotifyLevel},
+	{"GET", syncproto.VAPIDKeyPath, false, false, true, (*API).vapidKey},
 
 	{"POST", "/v1/conversations", true, false, true, (*API).createConversation},
 	{"GET", "/v1/conversations", true, false, true, (*API).listConversations},

@@ -44,6 +44,9 @@ type fakeCore struct {
 	dropRotate int              // apply the next n rotate_refresh but send no reply
 	sends      int              // send requests seen
 	leaderless map[int]bool     // shards region_info names no leader for (-1: the directory)
+	vapid      string           // region_info's VAPID public key
+	pushTo     map[string]*syncpb.PushTarget
+	levels     map[string]syncpb.NotifyLevel // conv/user
 }
 
 func newFakeCore(t *testing.T, nc *nats.Conn) *fakeCore {
@@ -116,6 +119,8 @@ func convOfReq(req *syncpb.CoreRequest) string {
 		return op.History.ConvId
 	case *syncpb.CoreRequest_Receipt:
 		return op.Receipt.ConvId
+	case *syncpb.CoreRequest_SetNotifyLevel:
+		return op.SetNotifyLevel.ConvId
 	}
 	return ""
 }
@@ -150,7 +155,7 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 	switch op := req.Op.(type) {
 	case *syncpb.CoreRequest_RegionInfo:
 		info := &syncpb.RegionInfo{Region: "local", ShardCount: fakeShards, Nodes: []string{"fake"},
-			ShardLeaders: slices.Repeat([]string{"fake"}, fakeShards), DirectoryLeader: "fake"}
+			ShardLeaders: slices.Repeat([]string{"fake"}, fakeShards), DirectoryLeader: "fake", VapidPublicKey: f.vapid}
 		for i := range f.leaderless {
 			if i < 0 {
 				info.DirectoryLeader = ""
@@ -243,6 +248,24 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
 		}
 		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_Device{Device: d}}
+
+	case *syncpb.CoreRequest_SetPushTarget:
+		if e := needCaller(); e != nil {
+			return e
+		}
+		d := f.devices[op.SetPushTarget.DeviceId]
+		if d == nil || d.UserId != c.UserId {
+			return fail(syncpb.Code_CODE_NOT_FOUND, "no such device")
+		}
+		if f.pushTo == nil {
+			f.pushTo = map[string]*syncpb.PushTarget{}
+		}
+		if op.SetPushTarget.Target == nil {
+			delete(f.pushTo, d.Id)
+		} else {
+			f.pushTo[d.Id] = op.SetPushTarget.Target
+		}
+		return &syncpb.CoreResponse{}
 
 	case *syncpb.CoreRequest_RevokeDevice:
 		if e := needCaller(); e != nil {
@@ -482,6 +505,13 @@ func (f *fakeCore) handle(subject string, req *syncpb.CoreRequest) *syncpb.CoreR
 		key := c.DeviceId + "/" + receiptTypeName(r.Type)
 		cv.receipts[key] = max(cv.receipts[key], min(r.Seq, cv.conv.LastSeq))
 		return &syncpb.CoreResponse{Result: &syncpb.CoreResponse_ReceiptAck{ReceiptAck: &syncpb.ReceiptAck{ConvId: r.ConvId, Type: r.Type, Seq: cv.receipts[key]}}}
+
+	case *syncpb.CoreRequest_SetNotifyLevel:
+		if f.levels == nil {
+			f.levels = map[string]syncpb.NotifyLevel{}
+		}
+		f.levels[op.SetNotifyLevel.ConvId+"/"+c.UserId] = op.SetNotifyLevel.Level
+		return &syncpb.CoreResponse{}
 	}
 	return fail(syncpb.Code_CODE_INVALID_ARGUMENT, "unknown op")
 }

@@ -7,16 +7,18 @@ import (
 )
 
 type workspaceJSON struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	CreatedTS   int64  `json:"created_ts"`
-	PresenceOff bool   `json:"presence_off"`
-	SearchOff   bool   `json:"search_off"`
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	CreatedTS     int64  `json:"created_ts"`
+	PresenceOff   bool   `json:"presence_off"`
+	SearchOff     bool   `json:"search_off"`
+	PushNoContent bool   `json:"push_no_content"`
 }
 
 type updateWorkspaceRequest struct {
-	PresenceOff *bool `json:"presence_off"`
-	SearchOff   *bool `json:"search_off"`
+	PresenceOff   *bool `json:"presence_off"`
+	SearchOff     *bool `json:"search_off"`
+	PushNoContent *bool `json:"push_no_content"`
 }
 
 func writeWorkspace(c *call, r *syncpb.CoreResponse) error {
@@ -24,7 +26,8 @@ func writeWorkspace(c *call, r *syncpb.CoreResponse) error {
 	if ws == nil {
 		return missing("workspace")
 	}
-	writeJSON(c.w, http.StatusOK, workspaceJSON{ID: ws.Id, Name: ws.Name, CreatedTS: ws.CreatedUnixMs, PresenceOff: ws.PresenceOff, SearchOff: ws.SearchOff})
+	writeJSON(c.w, http.StatusOK, workspaceJSON{ID: ws.Id, Name: ws.Name, CreatedTS: ws.CreatedUnixMs, PresenceOff: ws.PresenceOff, SearchOff: ws.SearchOff,
+		PushNoContent: ws.PushNoContent})
 	return nil
 }
 
@@ -44,11 +47,11 @@ func (a *API) updateWorkspace(c *call) error {
 	if err := c.decode(&req); err != nil {
 		return err
 	}
-	if req.PresenceOff == nil && req.SearchOff == nil {
-		return invalid("nothing to change: the settings are presence_off and search_off")
+	if req.PresenceOff == nil && req.SearchOff == nil && req.PushNoContent == nil {
+		return invalid("nothing to change: the settings are presence_off, search_off and push_no_content")
 	}
 	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_UpdateWorkspace{UpdateWorkspace: &syncpb.UpdateWorkspaceRequest{
-		PresenceOff: req.PresenceOff, SearchOff: req.SearchOff,
+		PresenceOff: req.PresenceOff, SearchOff: req.SearchOff, PushNoContent: req.PushNoContent,
 	}}})
 	if err != nil {
 		return err

@@ -330,6 +330,8 @@ type CoreRequest struct {
 	//	*CoreRequest_ListRevocations
 	//	*CoreRequest_RemoveUser
 	//	*CoreRequest_Search
+	//	*CoreRequest_SetPushTarget
+	//	*CoreRequest_SetNotifyLevel
 	Op            isCoreRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -629,6 +631,24 @@ func (x *CoreRequest) GetSearch() *SearchRequest {
 	return nil
 }
 
+func (x *CoreRequest) GetSetPushTarget() *SetPushTargetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_SetPushTarget); ok {
+			return x.SetPushTarget
+		}
+	}
+	return nil
+}
+
+func (x *CoreRequest) GetSetNotifyLevel() *SetNotifyLevelRequest {
+	if x != nil {
+		if x, ok := x.Op.(*CoreRequest_SetNotifyLevel); ok {
+			return x.SetNotifyLevel
+		}
+	}
+	return nil
+}
+
 type isCoreRequest_Op interface {
 	isCoreRequest_Op()
 }
@@ -756,6 +776,16 @@ type CoreRequest_Search struct {
 	Search *SearchRequest `protobuf:"bytes,42,opt,name=search,proto3,oneof"`
 }
 
+type CoreRequest_SetPushTarget struct {
+	// Push (docs/push.md): a device's push target (directory) and the
+	// caller's notification level in a conversation (its shard).
+	SetPushTarget *SetPushTargetRequest `protobuf:"bytes,60,opt,name=set_push_target,json=setPushTarget,proto3,oneof"`
+}
+
+type CoreRequest_SetNotifyLevel struct {
+	SetNotifyLevel *SetNotifyLevelRequest `protobuf:"bytes,61,opt,name=set_notify_level,json=setNotifyLevel,proto3,oneof"`
+}
+
 func (*CoreRequest_RegionInfo) isCoreRequest_Op() {}
 
 func (*CoreRequest_RegisterUser) isCoreRequest_Op() {}
@@ -809,6 +839,10 @@ func (*CoreRequest_ListRevocations) isCoreRequest_Op() {}
 func (*CoreRequest_RemoveUser) isCoreRequest_Op() {}
 
 func (*CoreRequest_Search) isCoreRequest_Op() {}
+
+func (*CoreRequest_SetPushTarget) isCoreRequest_Op() {}
+
+func (*CoreRequest_SetNotifyLevel) isCoreRequest_Op() {}
 
 type CoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1226,8 +1260,11 @@ type RegionInfo struct {
 	// the directory group. An edge is ready when all of them are set.
 	ShardLeaders    []string `protobuf:"bytes,4,rep,name=shard_leaders,json=shardLeaders,proto3" json:"shard_leaders,omitempty"`
 	DirectoryLeader string   `protobuf:"bytes,5,opt,name=directory_leader,json=directoryLeader,proto3" json:"directory_leader,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The region's VAPID public key for Web Push (base64url), "" when Web
+	// Push is off: edges serve it at syncproto.VAPIDKeyPath.
+	VapidPublicKey string `protobuf:"bytes,20,opt,name=vapid_public_key,json=vapidPublicKey,proto3" json:"vapid_public_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegionInfo) Reset() {
@@ -1295,6 +1332,13 @@ func (x *RegionInfo) GetDirectoryLeader() string {
 	return ""
 }
 
+func (x *RegionInfo) GetVapidPublicKey() string {
+	if x != nil {
+		return x.VapidPublicKey
+	}
+	return ""
+}
+
 type Workspace struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1304,7 +1348,10 @@ type Workspace struct {
 	PresenceOff bool `protobuf:"varint,4,opt,name=presence_off,json=presenceOff,proto3" json:"presence_off,omitempty"`
 	// Set by the workspace owner: its messages are not indexed and search
 	// finds nothing in it.
-	SearchOff     bool `protobuf:"varint,5,opt,name=search_off,json=searchOff,proto3" json:"search_off,omitempty"`
+	SearchOff bool `protobuf:"varint,5,opt,name=search_off,json=searchOff,proto3" json:"search_off,omitempty"`
+	// Set by the workspace owner: pushes to offline devices carry ids and
+	// counts only, never a title, sender or text.
+	PushNoContent bool `protobuf:"varint,6,opt,name=push_no_content,json=pushNoContent,proto3" json:"push_no_content,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1370,6 +1417,13 @@ func (x *Workspace) GetPresenceOff() bool {
 func (x *Workspace) GetSearchOff() bool {
 	if x != nil {
 		return x.SearchOff
+	}
+	return false
+}
+
+func (x *Workspace) GetPushNoContent() bool {
+	if x != nil {
+		return x.PushNoContent
 	}
 	return false
 }
@@ -1463,6 +1517,7 @@ type UpdateWorkspaceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PresenceOff   *bool                  `protobuf:"varint,1,opt,name=presence_off,json=presenceOff,proto3,oneof" json:"presence_off,omitempty"`
 	SearchOff     *bool                  `protobuf:"varint,2,opt,name=search_off,json=searchOff,proto3,oneof" json:"search_off,omitempty"`
+	PushNoContent *bool                  `protobuf:"varint,3,opt,name=push_no_content,json=pushNoContent,proto3,oneof" json:"push_no_content,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1507,6 +1562,13 @@ func (x *UpdateWorkspaceRequest) GetPresenceOff() bool {
 func (x *UpdateWorkspaceRequest) GetSearchOff() bool {
 	if x != nil && x.SearchOff != nil {
 		return *x.SearchOff
+	}
+	return false
+}
+
+func (x *UpdateWorkspaceRequest) GetPushNoContent() bool {
+	if x != nil && x.PushNoContent != nil {
+		return *x.PushNoContent
 	}
 	return false
 }
@@ -3208,11 +3270,11 @@ var File_parley_v1_core_proto protoreflect.FileDescriptor
 
 const file_parley_v1_core_proto_rawDesc = "" +
 	"\n" +
-	"\x14parley/v1/core.proto\x12\tparley.v1\x1a\x17parley/v1/message.proto\x1a\x18parley/v1/presence.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x15parley/v1/error.proto\x1a\x16parley/v1/search.proto\"a\n" +
+	"\x14parley/v1/core.proto\x12\tparley.v1\x1a\x14parley/v1/push.proto\x1a\x17parley/v1/message.proto\x1a\x18parley/v1/presence.proto\x1a\x14parley/v1/sync.proto\x1a\x17parley/v1/receipt.proto\x1a\x15parley/v1/error.proto\x1a\x16parley/v1/search.proto\"a\n" +
 	"\x06Caller\x12!\n" +
 	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xa5\x0f\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\"\xbe\x10\n" +
 	"\vCoreRequest\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
@@ -3246,7 +3308,9 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"\x10list_revocations\x18& \x01(\v2!.parley.v1.ListRevocationsRequestH\x00R\x0flistRevocations\x12?\n" +
 	"\vremove_user\x18' \x01(\v2\x1c.parley.v1.RemoveUserRequestH\x00R\n" +
 	"removeUser\x122\n" +
-	"\x06search\x18* \x01(\v2\x18.parley.v1.SearchRequestH\x00R\x06searchB\x04\n" +
+	"\x06search\x18* \x01(\v2\x18.parley.v1.SearchRequestH\x00R\x06search\x12I\n" +
+	"\x0fset_push_target\x18< \x01(\v2\x1f.parley.v1.SetPushTargetRequestH\x00R\rsetPushTarget\x12L\n" +
+	"\x10set_notify_level\x18= \x01(\v2 .parley.v1.SetNotifyLevelRequestH\x00R\x0esetNotifyLevelB\x04\n" +
 	"\x02op\"\x8c\t\n" +
 	"\fCoreResponse\x12&\n" +
 	"\x05error\x18\x01 \x01(\v2\x10.parley.v1.ErrorR\x05error\x128\n" +
@@ -3276,7 +3340,7 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"revocation\x18) \x01(\v2\x15.parley.v1.RevocationR\n" +
 	"revocationB\b\n" +
 	"\x06result\"\x13\n" +
-	"\x11RegionInfoRequest\"\xab\x01\n" +
+	"\x11RegionInfoRequest\"\xd5\x01\n" +
 	"\n" +
 	"RegionInfo\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1f\n" +
@@ -3284,23 +3348,27 @@ const file_parley_v1_core_proto_rawDesc = "" +
 	"shardCount\x12\x14\n" +
 	"\x05nodes\x18\x03 \x03(\tR\x05nodes\x12#\n" +
 	"\rshard_leaders\x18\x04 \x03(\tR\fshardLeaders\x12)\n" +
-	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\"\x99\x01\n" +
+	"\x10directory_leader\x18\x05 \x01(\tR\x0fdirectoryLeader\x12(\n" +
+	"\x10vapid_public_key\x18\x14 \x01(\tR\x0evapidPublicKey\"\xc1\x01\n" +
 	"\tWorkspace\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x03 \x01(\x03R\rcreatedUnixMs\x12!\n" +
 	"\fpresence_off\x18\x04 \x01(\bR\vpresenceOff\x12\x1d\n" +
 	"\n" +
-	"search_off\x18\x05 \x01(\bR\tsearchOff\"\x15\n" +
+	"search_off\x18\x05 \x01(\bR\tsearchOff\x12&\n" +
+	"\x0fpush_no_content\x18\x06 \x01(\bR\rpushNoContent\"\x15\n" +
 	"\x13GetWorkspaceRequest\",\n" +
 	"\x11RemoveUserRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"\x84\x01\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xc5\x01\n" +
 	"\x16UpdateWorkspaceRequest\x12&\n" +
 	"\fpresence_off\x18\x01 \x01(\bH\x00R\vpresenceOff\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"search_off\x18\x02 \x01(\bH\x01R\tsearchOff\x88\x01\x01B\x0f\n" +
+	"search_off\x18\x02 \x01(\bH\x01R\tsearchOff\x88\x01\x01\x12+\n" +
+	"\x0fpush_no_content\x18\x03 \x01(\bH\x02R\rpushNoContent\x88\x01\x01B\x0f\n" +
 	"\r_presence_offB\r\n" +
-	"\v_search_off\"\xe1\x01\n" +
+	"\v_search_offB\x12\n" +
+	"\x10_push_no_content\"\xe1\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1a\n" +
@@ -3512,14 +3580,16 @@ var file_parley_v1_core_proto_goTypes = []any{
 	(*Typing)(nil),                    // 46: parley.v1.Typing
 	(*GetPresenceRequest)(nil),        // 47: parley.v1.GetPresenceRequest
 	(*SearchRequest)(nil),             // 48: parley.v1.SearchRequest
-	(*Error)(nil),                     // 49: parley.v1.Error
-	(*SendAck)(nil),                   // 50: parley.v1.SendAck
-	(*HistoryResponse)(nil),           // 51: parley.v1.HistoryResponse
-	(*ReceiptAck)(nil),                // 52: parley.v1.ReceiptAck
-	(*SyncResponse)(nil),              // 53: parley.v1.SyncResponse
-	(*ReceiptList)(nil),               // 54: parley.v1.ReceiptList
-	(*PresenceList)(nil),              // 55: parley.v1.PresenceList
-	(*SearchResponse)(nil),            // 56: parley.v1.SearchResponse
+	(*SetPushTargetRequest)(nil),      // 49: parley.v1.SetPushTargetRequest
+	(*SetNotifyLevelRequest)(nil),     // 50: parley.v1.SetNotifyLevelRequest
+	(*Error)(nil),                     // 51: parley.v1.Error
+	(*SendAck)(nil),                   // 52: parley.v1.SendAck
+	(*HistoryResponse)(nil),           // 53: parley.v1.HistoryResponse
+	(*ReceiptAck)(nil),                // 54: parley.v1.ReceiptAck
+	(*SyncResponse)(nil),              // 55: parley.v1.SyncResponse
+	(*ReceiptList)(nil),               // 56: parley.v1.ReceiptList
+	(*PresenceList)(nil),              // 57: parley.v1.PresenceList
+	(*SearchResponse)(nil),            // 58: parley.v1.SearchResponse
 }
 var file_parley_v1_core_proto_depIdxs = []int32{
 	4,  // 0: parley.v1.CoreRequest.caller:type_name -> parley.v1.Caller
@@ -3550,46 +3620,48 @@ var file_parley_v1_core_proto_depIdxs = []int32{
 	31, // 25: parley.v1.CoreRequest.list_revocations:type_name -> parley.v1.ListRevocationsRequest
 	11, // 26: parley.v1.CoreRequest.remove_user:type_name -> parley.v1.RemoveUserRequest
 	48, // 27: parley.v1.CoreRequest.search:type_name -> parley.v1.SearchRequest
-	49, // 28: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
-	8,  // 29: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
-	13, // 30: parley.v1.CoreResponse.user:type_name -> parley.v1.User
-	17, // 31: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
-	14, // 32: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
-	19, // 33: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
-	20, // 34: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
-	9,  // 35: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
-	28, // 36: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
-	34, // 37: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
-	35, // 38: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
-	50, // 39: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
-	51, // 40: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
-	52, // 41: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
-	53, // 42: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
-	54, // 43: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
-	55, // 44: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
-	32, // 45: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
-	56, // 46: parley.v1.CoreResponse.search:type_name -> parley.v1.SearchResponse
-	30, // 47: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
-	13, // 48: parley.v1.UserList.users:type_name -> parley.v1.User
-	13, // 49: parley.v1.Credentials.user:type_name -> parley.v1.User
-	25, // 50: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
-	19, // 51: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
-	0,  // 52: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
-	19, // 53: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
-	1,  // 54: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
-	30, // 55: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
-	3,  // 56: parley.v1.Member.role:type_name -> parley.v1.Role
-	2,  // 57: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
-	33, // 58: parley.v1.Conversation.members:type_name -> parley.v1.Member
-	34, // 59: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
-	2,  // 60: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
-	40, // 61: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
-	3,  // 62: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	49, // 28: parley.v1.CoreRequest.set_push_target:type_name -> parley.v1.SetPushTargetRequest
+	50, // 29: parley.v1.CoreRequest.set_notify_level:type_name -> parley.v1.SetNotifyLevelRequest
+	51, // 30: parley.v1.CoreResponse.error:type_name -> parley.v1.Error
+	8,  // 31: parley.v1.CoreResponse.region_info:type_name -> parley.v1.RegionInfo
+	13, // 32: parley.v1.CoreResponse.user:type_name -> parley.v1.User
+	17, // 33: parley.v1.CoreResponse.credentials:type_name -> parley.v1.Credentials
+	14, // 34: parley.v1.CoreResponse.users:type_name -> parley.v1.UserList
+	19, // 35: parley.v1.CoreResponse.device:type_name -> parley.v1.Device
+	20, // 36: parley.v1.CoreResponse.devices:type_name -> parley.v1.DeviceList
+	9,  // 37: parley.v1.CoreResponse.workspace:type_name -> parley.v1.Workspace
+	28, // 38: parley.v1.CoreResponse.refresh_rotation:type_name -> parley.v1.RefreshRotation
+	34, // 39: parley.v1.CoreResponse.conversation:type_name -> parley.v1.Conversation
+	35, // 40: parley.v1.CoreResponse.conversations:type_name -> parley.v1.ConversationList
+	52, // 41: parley.v1.CoreResponse.send_ack:type_name -> parley.v1.SendAck
+	53, // 42: parley.v1.CoreResponse.history:type_name -> parley.v1.HistoryResponse
+	54, // 43: parley.v1.CoreResponse.receipt_ack:type_name -> parley.v1.ReceiptAck
+	55, // 44: parley.v1.CoreResponse.sync:type_name -> parley.v1.SyncResponse
+	56, // 45: parley.v1.CoreResponse.receipts:type_name -> parley.v1.ReceiptList
+	57, // 46: parley.v1.CoreResponse.presence:type_name -> parley.v1.PresenceList
+	32, // 47: parley.v1.CoreResponse.revocations:type_name -> parley.v1.RevocationList
+	58, // 48: parley.v1.CoreResponse.search:type_name -> parley.v1.SearchResponse
+	30, // 49: parley.v1.CoreResponse.revocation:type_name -> parley.v1.Revocation
+	13, // 50: parley.v1.UserList.users:type_name -> parley.v1.User
+	13, // 51: parley.v1.Credentials.user:type_name -> parley.v1.User
+	25, // 52: parley.v1.Device.refresh:type_name -> parley.v1.TokenFamily
+	19, // 53: parley.v1.DeviceList.devices:type_name -> parley.v1.Device
+	0,  // 54: parley.v1.RefreshRotation.outcome:type_name -> parley.v1.RefreshOutcome
+	19, // 55: parley.v1.RefreshRotation.device:type_name -> parley.v1.Device
+	1,  // 56: parley.v1.Revocation.reason:type_name -> parley.v1.RevocationReason
+	30, // 57: parley.v1.RevocationList.revocations:type_name -> parley.v1.Revocation
+	3,  // 58: parley.v1.Member.role:type_name -> parley.v1.Role
+	2,  // 59: parley.v1.Conversation.type:type_name -> parley.v1.ConversationType
+	33, // 60: parley.v1.Conversation.members:type_name -> parley.v1.Member
+	34, // 61: parley.v1.ConversationList.conversations:type_name -> parley.v1.Conversation
+	2,  // 62: parley.v1.CreateConversationRequest.type:type_name -> parley.v1.ConversationType
+	40, // 63: parley.v1.ChangeMembersRequest.set_roles:type_name -> parley.v1.ChangeMembersRequest.SetRolesEntry
+	3,  // 64: parley.v1.ChangeMembersRequest.SetRolesEntry.value:type_name -> parley.v1.Role
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_core_proto_init() }
@@ -3597,6 +3669,7 @@ func file_parley_v1_core_proto_init() {
 	if File_parley_v1_core_proto != nil {
 		return
 	}
+	file_parley_v1_push_proto_init()
 	file_parley_v1_message_proto_init()
 	file_parley_v1_presence_proto_init()
 	file_parley_v1_sync_proto_init()
@@ -3631,6 +3704,8 @@ func file_parley_v1_core_proto_init() {
 		(*CoreRequest_ListRevocations)(nil),
 		(*CoreRequest_RemoveUser)(nil),
 		(*CoreRequest_Search)(nil),
+		(*CoreRequest_SetPushTarget)(nil),
+		(*CoreRequest_SetNotifyLevel)(nil),
 	}
 	file_parley_v1_core_proto_msgTypes[2].OneofWrappers = []any{
 		(*CoreResponse_RegionInfo)(nil),

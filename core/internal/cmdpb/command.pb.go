@@ -58,6 +58,8 @@ type Command struct {
 	//	*Command_ChangeMembers
 	//	*Command_Send
 	//	*Command_Receipt
+	//	*Command_SetPushTarget
+	//	*Command_SetNotifyLevel
 	Op              isCommand_Op `protobuf_oneof:"op"`
 	VerifiedUserIds []string     `protobuf:"bytes,30,rep,name=verified_user_ids,json=verifiedUserIds,proto3" json:"verified_user_ids,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -244,6 +246,24 @@ func (x *Command) GetReceipt() *syncpb.ReceiptReport {
 	return nil
 }
 
+func (x *Command) GetSetPushTarget() *syncpb.SetPushTargetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetPushTarget); ok {
+			return x.SetPushTarget
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetNotifyLevel() *syncpb.SetNotifyLevelRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetNotifyLevel); ok {
+			return x.SetNotifyLevel
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetVerifiedUserIds() []string {
 	if x != nil {
 		return x.VerifiedUserIds
@@ -304,6 +324,15 @@ type Command_Receipt struct {
 	Receipt *syncpb.ReceiptReport `protobuf:"bytes,23,opt,name=receipt,proto3,oneof"`
 }
 
+type Command_SetPushTarget struct {
+	// Push (docs/push.md): directory, then shard.
+	SetPushTarget *syncpb.SetPushTargetRequest `protobuf:"bytes,50,opt,name=set_push_target,json=setPushTarget,proto3,oneof"`
+}
+
+type Command_SetNotifyLevel struct {
+	SetNotifyLevel *syncpb.SetNotifyLevelRequest `protobuf:"bytes,51,opt,name=set_notify_level,json=setNotifyLevel,proto3,oneof"`
+}
+
 func (*Command_RegisterUser) isCommand_Op() {}
 
 func (*Command_RegisterDevice) isCommand_Op() {}
@@ -327,6 +356,10 @@ func (*Command_ChangeMembers) isCommand_Op() {}
 func (*Command_Send) isCommand_Op() {}
 
 func (*Command_Receipt) isCommand_Op() {}
+
+func (*Command_SetPushTarget) isCommand_Op() {}
+
+func (*Command_SetNotifyLevel) isCommand_Op() {}
 
 // Receipt state transfer between core nodes (core/receipts): a node whose
 // stream position fell behind the stream's retention merges a peer's whole
@@ -512,7 +545,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xb9\b\n" +
+	"\rcommand.proto\x12\x0eparley.core.v1\x1a\x14parley/v1/push.proto\x1a\x14parley/v1/core.proto\x1a\x17parley/v1/message.proto\x1a\x17parley/v1/receipt.proto\"\xd2\t\n" +
 	"\aCommand\x12)\n" +
 	"\x06caller\x18\x01 \x01(\v2\x11.parley.v1.CallerR\x06caller\x12\x1c\n" +
 	"\n" +
@@ -533,7 +566,9 @@ const file_command_proto_rawDesc = "" +
 	"\x13create_conversation\x18\x14 \x01(\v2$.parley.v1.CreateConversationRequestH\x00R\x12createConversation\x12H\n" +
 	"\x0echange_members\x18\x15 \x01(\v2\x1f.parley.v1.ChangeMembersRequestH\x00R\rchangeMembers\x12,\n" +
 	"\x04send\x18\x16 \x01(\v2\x16.parley.v1.SendRequestH\x00R\x04send\x124\n" +
-	"\areceipt\x18\x17 \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceipt\x12*\n" +
+	"\areceipt\x18\x17 \x01(\v2\x18.parley.v1.ReceiptReportH\x00R\areceipt\x12I\n" +
+	"\x0fset_push_target\x182 \x01(\v2\x1f.parley.v1.SetPushTargetRequestH\x00R\rsetPushTarget\x12L\n" +
+	"\x10set_notify_level\x183 \x01(\v2 .parley.v1.SetNotifyLevelRequestH\x00R\x0esetNotifyLevel\x12*\n" +
 	"\x11verified_user_ids\x18\x1e \x03(\tR\x0fverifiedUserIdsB\x04\n" +
 	"\x02op\"A\n" +
 	"\x13ReceiptStateRequest\x12\x14\n" +
@@ -579,6 +614,8 @@ var file_command_proto_goTypes = []any{
 	(*syncpb.ChangeMembersRequest)(nil),      // 14: parley.v1.ChangeMembersRequest
 	(*syncpb.SendRequest)(nil),               // 15: parley.v1.SendRequest
 	(*syncpb.ReceiptReport)(nil),             // 16: parley.v1.ReceiptReport
+	(*syncpb.SetPushTargetRequest)(nil),      // 17: parley.v1.SetPushTargetRequest
+	(*syncpb.SetNotifyLevelRequest)(nil),     // 18: parley.v1.SetNotifyLevelRequest
 }
 var file_command_proto_depIdxs = []int32{
 	4,  // 0: parley.core.v1.Command.caller:type_name -> parley.v1.Caller
@@ -594,12 +631,14 @@ var file_command_proto_depIdxs = []int32{
 	14, // 10: parley.core.v1.Command.change_members:type_name -> parley.v1.ChangeMembersRequest
 	15, // 11: parley.core.v1.Command.send:type_name -> parley.v1.SendRequest
 	16, // 12: parley.core.v1.Command.receipt:type_name -> parley.v1.ReceiptReport
-	2,  // 13: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	17, // 13: parley.core.v1.Command.set_push_target:type_name -> parley.v1.SetPushTargetRequest
+	18, // 14: parley.core.v1.Command.set_notify_level:type_name -> parley.v1.SetNotifyLevelRequest
+	2,  // 15: parley.core.v1.ReceiptStatePage.entries:type_name -> parley.core.v1.ReceiptStateEntry
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -620,6 +659,8 @@ func file_command_proto_init() {
 		(*Command_ChangeMembers)(nil),
 		(*Command_Send)(nil),
 		(*Command_Receipt)(nil),
+		(*Command_SetPushTarget)(nil),
+		(*Command_SetNotifyLevel)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
