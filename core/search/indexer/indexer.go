@@ -103,12 +103,14 @@ type Indexer struct {
 	dirty map[string]dirty
 	pos   map[string]uint64 // indexed positions (as stored)
 	busy  bool              // a pass is under way
+	ready bool              // Run caught up with every shard
 
 	indexed atomic.Uint64
 }
 
-// New returns an indexer over cfg; it loads the stored positions and
-// marks every conversation past its position dirty (CatchUp of all).
+// New returns an indexer over cfg with the stored positions; Run first
+// marks every conversation past its position dirty (CatchUp of all), so
+// New may come before the shards can be read.
 func New(cfg Config) (*Indexer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -128,11 +130,6 @@ func New(cfg Config) (*Indexer, error) {
 	ix := &Indexer{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), dirty: map[string]dirty{}, pos: map[string]uint64{}}
 	if err := ix.loadPositions(); err != nil {
 		return nil, err
-	}
-	for i := range cfg.Shards {
-		if err := ix.CatchUp(i); err != nil {
-			return nil, err
-		}
 	}
 	return ix, nil
 }
@@ -220,6 +217,23 @@ func (ix *Indexer) kick() {
 // finishes its current batch first, so closing between batches loses no
 // position that was stored.
 func (ix *Indexer) Run(ctx context.Context) error {
+	for i := range ix.cfg.Shards {
+		for {
+			err := ix.CatchUp(i)
+			if err == nil {
+				break
+			}
+			ix.log.Warn("search catch-up failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(ix.cfg.RetryWait):
+			}
+		}
+	}
+	ix.mu.Lock()
+	ix.ready = true
+	ix.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -416,9 +430,10 @@ func (ix *Indexer) Stats() Stats {
 	return st
 }
 
-// Idle says whether nothing is waiting to be indexed.
+// Idle says whether Run caught up with the shards and nothing is
+// waiting to be indexed.
 func (ix *Indexer) Idle() bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return len(ix.dirty) == 0 && !ix.busy
+	return ix.ready && len(ix.dirty) == 0 && !ix.busy
 }
