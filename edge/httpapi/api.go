@@ -254,6 +254,7 @@ var routes = []route{
 	{"POST", "/v1/receipts", true, false, true, (*API).receipt},
 	{"GET", "/v1/conversations/{id}/receipts", true, false, true, (*API).receipts},
 	{"GET", "/v1/unread", true, false, true, (*API).unread},
+	{"GET", "/v1/search", true, false, true, (*API).search},
 	{"POST", "/v1/me/password", true, false, true, (*API).changePassword},
 }
 
