@@ -264,7 +264,12 @@ func searchQuery(sr *syncpb.SearchRequest) (q search.Query, ok bool, err error) 
 	}
 	q.HasAttachment = q.HasAttachment || sr.HasAttachment
 	if len(q.Terms) == 0 && len(q.From) == 0 && q.After.IsZero() && q.Before.IsZero() && !q.HasAttachment {
-		return q, false, &search.QueryError{Reason: "nothing to search for", Pos: -1}
+		if sr.ConvId == "" {
+			return q, false, &search.QueryError{Reason: "nothing to search for", Pos: -1}
+		}
+		// A conversation alone is a filter too: all of its messages
+		// (every ts is at least 1 ms).
+		q.After = time.UnixMilli(1).UTC()
 	}
 	if !q.After.IsZero() && !q.Before.IsZero() && !q.After.Before(q.Before) {
 		return q, false, nil
@@ -295,3 +300,8 @@ func (n *Node) onRestore(i int) func() {
 		}
 	}
 }
+
+// SearchIdle says whether this node's indexer has caught up with its
+// shards and has nothing waiting (true when search is off), for tests
+// and readiness checks.
+func (n *Node) SearchIdle() bool { return n.indexer == nil || n.indexer.Idle() }

@@ -538,18 +538,17 @@ var sessionRows = map[protoreflect.Name]sessionRow{
 			wantCode(t, a, relationCode[rel], func(a *syncpb.Frame) bool { return len(a.GetHistoryResponse().GetMessages()) > 0 })
 		},
 	},
-	// A search names the conversation: whatever the answer, it never holds
-	// a message of a conversation the caller is not a member of.
+	// A search names the conversation: every caller gets an answer, and
+	// it never holds a message of a conversation the caller is not a
+	// member of (the same empty page as a conversation that does not
+	// exist).
 	"search_request": {
 		build: func(f *authzFixture, _ authzUser) *syncpb.Frame {
 			return &syncpb.Frame{Body: &syncpb.Frame_SearchRequest{SearchRequest: &syncpb.SearchRequest{ConvId: f.conv}}}
 		},
 		check: func(t *testing.T, f *authzFixture, rel string, a *syncpb.Frame) {
-			if a.GetError() != nil {
-				return
-			}
-			if a.GetSearchResponse() == nil {
-				t.Fatalf("search answered %v", a)
+			if a.GetError() != nil || a.GetSearchResponse() == nil {
+				t.Fatalf("search by a %s answered %v, want a search response", rel, a)
 			}
 			for _, h := range a.GetSearchResponse().GetHits() {
 				if relationCode[rel] != 0 && h.ConvId == f.conv {
