@@ -305,3 +305,10 @@ func (n *Node) onRestore(i int) func() {
 // shards and has nothing waiting (true when search is off), for tests
 // and readiness checks.
 func (n *Node) SearchIdle() bool { return n.indexer == nil || n.indexer.Idle() }
+
+// SearchLocal answers a search request from this node's own index, as
+// this node answers one that reaches it on the API subject; for tests
+// and diagnostics that compare nodes.
+func (n *Node) SearchLocal(ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse {
+	return n.search(ctx, req)
+}
