@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,4 +212,48 @@ func TestSearchOffWorkspace(t *testing.T) {
 	}
 	after := owner.send(t, c.ID, "the public recipe")
 	member.waitFound(t, rest.SearchRequest{Query: "recipe"}, after.MsgID)
+}
+
+// parley reindex rebuilds a stopped node's index from its stored
+// messages; the node then finds them as before.
+func TestReindex(t *testing.T) {
+	dir := t.TempDir()
+	s := startTestSystem(t, dir, nil)
+	owner := newSearchUser(t, s, "acme", "owner")
+	c, err := owner.rc.CreateConversation(t.Context(), rest.NewConversation{Type: "group", Title: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *rest.SendResult
+	for i := range 30 {
+		last = owner.send(t, c.ID, fmt.Sprintf("rebuild me %d", i))
+	}
+	owner.waitFound(t, rest.SearchRequest{Query: "rebuild"}, last.MsgID)
+	first := s.stop // stop may run once; the cleanup calls it again
+	var once sync.Once
+	s.stop = func() (err error) {
+		once.Do(func() { err = first() })
+		return err
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if code := run([]string{"reindex", "--data", filepath.Join(dir, "core"), "--shards", "4"}, &out, &errOut); code != 0 {
+		t.Fatalf("parley reindex: exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "30 indexed, 0 left") || !strings.Contains(out.String(), "done") {
+		t.Fatalf("parley reindex printed %q", out.String())
+	}
+	s = startTestSystem(t, dir, nil)
+	owner = newSearchLogin(t, s, "acme", "owner")
+	if got := owner.search(t, rest.SearchRequest{Query: "rebuild", Limit: 100}); got.Total != 30 {
+		t.Fatalf("after reindex %d found, want 30", got.Total)
+	}
+}
+
+func newSearchLogin(t *testing.T, s *testSystem, workspace, name string) searchUser {
+	t.Helper()
+	rc, sess := s.login(t, workspace, name, name+"-again")
+	return searchUser{rc: rc, sess: sess}
 }

@@ -101,6 +101,7 @@ type Indexer struct {
 
 	mu    sync.Mutex
 	dirty map[string]dirty
+	work  map[string]dirty  // taken by the pass under way (entries leave as done)
 	pos   map[string]uint64 // indexed positions (as stored)
 	busy  bool              // a pass is under way
 	ready bool              // Run caught up with every shard
@@ -268,6 +269,7 @@ func (ix *Indexer) pass(ctx context.Context) error {
 		ix.mu.Lock()
 		work := ix.dirty
 		ix.dirty = map[string]dirty{}
+		ix.work = work
 		ix.busy = len(work) > 0
 		ix.mu.Unlock()
 		if len(work) == 0 {
@@ -282,6 +284,7 @@ func (ix *Indexer) pass(ctx context.Context) error {
 			}
 			ix.dirty[conv] = d
 		}
+		ix.work = nil
 		ix.busy = false
 		ix.mu.Unlock()
 		if err != nil {
@@ -290,8 +293,8 @@ func (ix *Indexer) pass(ctx context.Context) error {
 	}
 }
 
-// indexAll indexes work's conversations, deleting each from work once it
-// is indexed up to what work knew.
+// indexAll indexes work's conversations, deleting each from work (under
+// mu: Stats reads it) once it is indexed up to what work knew.
 func (ix *Indexer) indexAll(ctx context.Context, work map[string]dirty) error {
 	b := batch{pos: map[string]uint64{}}
 	for conv, d := range work {
@@ -332,7 +335,9 @@ func (ix *Indexer) indexAll(ctx context.Context, work map[string]dirty) error {
 			}
 		}
 		// Done: a later Notify re-adds it if more came.
+		ix.mu.Lock()
 		delete(work, conv)
+		ix.mu.Unlock()
 	}
 	return ix.flush(ctx, &b)
 }
@@ -401,8 +406,10 @@ func text(m *syncpb.Message) string {
 
 // Stats are the indexer's progress.
 type Stats struct {
-	// LagMessages are the messages known committed and not yet indexed;
-	// LagSeconds is the age of the oldest of them (0 when none).
+	// LagMessages are the messages known committed and not yet indexed
+	// (a conversation in both the pass under way and newly dirty counts
+	// twice, an estimate); LagSeconds is the age of the oldest of them
+	// (0 when none or unknown, as after a catch-up).
 	LagMessages uint64
 	LagSeconds  float64
 	// Indexed counts the docs indexed since New.
@@ -416,12 +423,14 @@ func (ix *Indexer) Stats() Stats {
 	defer ix.mu.Unlock()
 	st := Stats{Indexed: ix.indexed.Load()}
 	oldest := int64(0)
-	for conv, d := range ix.dirty {
-		if p := ix.pos[conv]; d.lastSeq > p {
-			st.LagMessages += d.lastSeq - p
-		}
-		if d.oldest > 0 && (oldest == 0 || d.oldest < oldest) {
-			oldest = d.oldest
+	for _, m := range []map[string]dirty{ix.dirty, ix.work} {
+		for conv, d := range m {
+			if p := ix.pos[conv]; d.lastSeq > p {
+				st.LagMessages += d.lastSeq - p
+			}
+			if d.oldest > 0 && (oldest == 0 || d.oldest < oldest) {
+				oldest = d.oldest
+			}
 		}
 	}
 	if oldest > 0 && now > oldest {
