@@ -35,11 +35,7 @@ func TestRegionSearchThroughLeaderChangeAndRestore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node region; skipped with -short")
 	}
-	timing := testTiming
-	timing.SnapshotThreshold = 200
-	timing.TrailingLogs = 50
-	timing.SnapshotInterval = 200 * time.Millisecond
-	r := newTestRegion(t, 3, timing)
+	r := newTestRegion(t, 3, snapshotTiming())
 	users := r.setupUsers("ana", "bo")
 	conv := r.createGroup(users[0], users)
 	name := r.nodes[0].node.ShardGroupOf(conv)
