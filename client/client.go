@@ -827,6 +827,17 @@ func (c *Client) History(ctx context.Context, req *syncpb.HistoryRequest) (*sync
 	return r.GetHistoryResponse(), nil
 }
 
+// Search searches the messages of the caller's conversations (see
+// syncproto's search_request): one page of hits, and a cursor for the
+// next. A bad query is an INVALID_ARGUMENT *syncproto.Error.
+func (c *Client) Search(ctx context.Context, req *syncpb.SearchRequest) (*syncpb.SearchResponse, error) {
+	r, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_SearchRequest{SearchRequest: req}})
+	if err != nil {
+		return nil, err
+	}
+	return r.GetSearchResponse(), nil
+}
+
 // Receipt reports that this device delivered or read conv up to seq.
 func (c *Client) Receipt(ctx context.Context, conv string, seq uint64, typ syncpb.ReceiptType) error {
 	r, err := c.request(ctx, &syncpb.Frame{Body: &syncpb.Frame_Receipt{Receipt: &syncpb.ReceiptReport{ConvId: conv, Seq: seq, Type: typ}}})

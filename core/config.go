@@ -111,7 +111,8 @@ type Config struct {
 	NodeID string
 	Region string
 	// DataDir holds the Raft WAL (raftwal/), the Badger DB (badger/), the
-	// groups' snapshots (snapshots/) and NATS JetStream files (nats/).
+	// groups' snapshots (snapshots/), NATS JetStream files (nats/) and
+	// the search index (search/).
 	DataDir string
 	// RaftAddr is the Raft listener ("127.0.0.1:0" by default); RaftAdvertise
 	// is the address peers dial (the listener's address by default).
@@ -144,6 +145,9 @@ type Config struct {
 	Presence PresenceConfig
 	// Push configures push to offline devices (see PushConfig); nil: off.
 	Push *PushConfig
+	// Search configures message search (see SearchConfig); on by
+	// default, with an embedded index in DataDir/search.
+	Search SearchConfig
 	// BalanceInterval is how often a node hands groups it leads to their
 	// preferred leaders (spreading leaders across nodes); 0 means 2 s,
 	// negative disables balancing.
@@ -209,6 +213,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); c.RaftAddr != "" && err != nil {
 		return fmt.Errorf("core: Config.RaftAddr: %w", err)
+	}
+	if err := c.Search.Validate(); err != nil {
+		return err
 	}
 	if err := c.Presence.Validate(); err != nil {
 		return err

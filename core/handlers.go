@@ -22,6 +22,7 @@ import (
 var nodeRequests = map[protoreflect.Name]func(n *Node, ctx context.Context, req *syncpb.CoreRequest) *syncpb.CoreResponse{
 	"region_info":  func(n *Node, _ context.Context, _ *syncpb.CoreRequest) *syncpb.CoreResponse { return n.regionInfo() },
 	"get_presence": (*Node).getPresence,
+	"search":       (*Node).search,
 }
 
 // leaderRequests are the handlers of the requests a group's leader serves

@@ -85,6 +85,7 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) error {
 			Name: "parley_core_receipts_merged_total", Help: "Receipt deltas merged into this node's max-registers from the receipt stream.",
 		}, func() float64 { return float64(n.receipts.Merged()) }))
 	}
+	cs = append(cs, n.searchCollectors()...)
 	cs = append(cs, n.syncer.Collectors()...)
 	unregister, err := coremetrics.Register(reg, cs...)
 	if err != nil {

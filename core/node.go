@@ -36,6 +36,8 @@ import (
 	"github.com/parley-chat/parley/core/raftstore"
 	"github.com/parley-chat/parley/core/receipts"
 	"github.com/parley-chat/parley/core/route"
+	"github.com/parley-chat/parley/core/search"
+	"github.com/parley-chat/parley/core/search/indexer"
 	"github.com/parley-chat/parley/core/shard"
 	"github.com/parley-chat/parley/crdt"
 )
@@ -86,7 +88,11 @@ type Node struct {
 	rcancel  context.CancelFunc
 	lcancel  context.CancelFunc // last-seen (presence)
 	presence *presenceService
-	pusher   *push.Pusher // nil when Config.Push is
+	pusher   *push.Pusher     // nil when Config.Push is
+	engine   search.Engine    // nil when search is off
+	indexer  *indexer.Indexer // nil when search is off
+	// shardFSMs are the shards' state machines by index, for the indexer.
+	shardFSMs []*shard.FSM
 
 	metrics    *nodeMetrics
 	unregister []func() // removes the node's series from Config.Metrics (Close)
@@ -215,11 +221,19 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.startPush(reg); err != nil {
 		return nil, err
 	}
+	// The indexer exists before the shards, so it hears of every commit
+	// (raft replays the log as a group starts); it runs once they exist.
+	if err := n.openSearch(); err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.ShardCount; i++ {
 		name := route.ShardGroup(i)
 		var sm *shard.FSM
 		var g atomic.Pointer[group.Group] // set once the group runs
 		onCommit := func(cs []shard.Committed) {
+			if n.indexer != nil {
+				n.indexer.Notify(i, cs) // on every node: each keeps its own index
+			}
 			for _, c := range cs {
 				if c.MembersChanged {
 					n.fanout.Forget(c.ConvID) // on every node: any may lead next
@@ -245,15 +259,19 @@ func New(cfg Config) (_ *Node, err error) {
 			}
 		}
 		sm, err = shard.New(n.db, shard.Config{Group: name, Directory: directoryClient{n}, Sync: n.syncer.Sync, OnCommit: onCommit,
-			LargeGroup: cfg.LargeGroup, Reads: readPositions{n}, Logger: n.log})
+			OnRestore: n.onRestore(i), LargeGroup: cfg.LargeGroup, Reads: readPositions{n}, Logger: n.log})
 		if err != nil {
 			return nil, fmt.Errorf("core: shard %s state: %w", name, err)
+		}
+		if n.shardFSMs != nil {
+			n.shardFSMs[i] = sm
 		}
 		if err := n.addGroup(name, i+1, sm, &member{shard: sm}); err != nil {
 			return nil, err
 		}
 		g.Store(n.groups[name].g)
 	}
+	n.runSearch()
 	if err := n.startPresence(); err != nil {
 		return nil, err
 	}
@@ -432,6 +450,11 @@ func (n *Node) Close() error {
 		}
 		if n.syncer != nil {
 			n.syncer.Close()
+		}
+		if n.engine != nil {
+			if err := n.engine.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("core: close search: %w", err))
+			}
 		}
 		if n.db != nil {
 			if err := n.db.Close(); err != nil {

@@ -272,10 +272,7 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node region; skipped with -short")
 	}
-	timing := testTiming
-	timing.SnapshotThreshold = 200
-	timing.TrailingLogs = 50
-	timing.SnapshotInterval = 200 * time.Millisecond
+	timing := snapshotTiming()
 	// The wiped node misses `missed` entries: 700 in make test, 100,000
 	// with PARLEY_TEST_LONG=1 (make test-long).
 	missed := 700
@@ -317,6 +314,16 @@ func TestRegionNodeCatchesUpFromSnapshot(t *testing.T) {
 	for _, n := range r.Live() {
 		checkLog(t, n.NodeID(), conv, waitMessages(t, n, users[0], conv, total, 5*time.Minute), nil)
 	}
+}
+
+// snapshotTiming is testTiming with snapshots every 200 entries and 50
+// trailing logs, so a node a few hundred entries behind is sent one.
+func snapshotTiming() group.Timing {
+	timing := testTiming
+	timing.SnapshotThreshold = 200
+	timing.TrailingLogs = 50
+	timing.SnapshotInterval = 200 * time.Millisecond
+	return timing
 }
 
 // sendConcurrently sends messages m<from>..m<to-1> to conv from 32

@@ -583,6 +583,70 @@ func (c *Client) History(ctx context.Context, req HistoryRequest) (*History, err
 	return &h, nil
 }
 
+// SearchRequest is one search (GET /v1/search): Query in the query
+// language, and optional filters. Before and After are Unix
+// milliseconds (0: unbounded); Sort is "newest" (default) or
+// "relevance"; Cursor is a previous page's NextCursor.
+type SearchRequest struct {
+	Query         string
+	ConvID        string
+	From          string
+	Before, After int64
+	HasAttachment bool
+	Sort          string
+	Limit         int
+	Cursor        string
+}
+
+// SearchResult is one page of hits.
+type SearchResult struct {
+	Hits       []SearchHit `json:"hits"`
+	Total      int         `json:"total"` // on the first page only
+	NextCursor string      `json:"next_cursor"`
+}
+
+// SearchHit is one matching message: a snippet of its text with the
+// matched byte ranges.
+type SearchHit struct {
+	ConvID   string `json:"conv_id"`
+	Seq      uint64 `json:"seq"`
+	MsgID    string `json:"msg_id"`
+	SenderID string `json:"sender_id"`
+	TS       int64  `json:"ts"`
+	Snippet  string `json:"snippet"`
+	Marks    []struct {
+		Start int `json:"start"`
+		End   int `json:"end"`
+	} `json:"marks"`
+}
+
+// Search searches the messages of the caller's conversations.
+func (c *Client) Search(ctx context.Context, req SearchRequest) (*SearchResult, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"q": req.Query, "conv_id": req.ConvID, "from": req.From, "sort": req.Sort, "cursor": req.Cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if req.Before > 0 {
+		q.Set("before", strconv.FormatInt(req.Before, 10))
+	}
+	if req.After > 0 {
+		q.Set("after", strconv.FormatInt(req.After, 10))
+	}
+	if req.HasAttachment {
+		q.Set("has", "attachment")
+	}
+	if req.Limit > 0 {
+		q.Set("limit", strconv.Itoa(req.Limit))
+	}
+	var out SearchResult
+	if err := c.do(ctx, http.MethodGet, "/v1/search?"+q.Encode(), nil, &out, true); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Receipt records that this device has delivered or read up to seq
 // (typ "delivered" or "read").
 func (c *Client) Receipt(ctx context.Context, convID string, seq uint64, typ string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -37,6 +38,20 @@ func coreFlags(fs *flag.FlagSet, c *core.Config, onEveryNode string) {
 	fs.IntVar(&c.LargeGroup, "large-group", 0, "member count above which a group's deliveries go once per edge on its conversation subject (default 100; -1: never)")
 	fs.Var(settings.List{P: &c.Presence.Off}, "presence-off", "workspace ids whose presence is not shown: id,..."+onEveryNode)
 	pushFlags(fs, c, onEveryNode)
+	fs.Func("search", "message search engine: bleve (an index in search/ of the core's data directory), typesense, or off (default bleve)", func(s string) error {
+		switch s {
+		case "off":
+			c.Search.Disabled = true
+		case core.SearchBleve, core.SearchTypesense:
+			c.Search.Engine = s
+		default:
+			return errors.New("want bleve, typesense or off")
+		}
+		return nil
+	})
+	fs.StringVar(&c.Search.TypesenseURL, "search-typesense-url", "", "the Typesense cluster of --search typesense (http://host:8108)")
+	fs.StringVar(&c.Search.TypesenseKey, "search-typesense-key", "", "the Typesense API key of --search typesense")
+	fs.IntVar(&c.Search.BatchSize, "search-batch", 0, "most messages indexed in one batch (default 500)")
 }
 
 // edgeFlags adds the flags serve and edge share: the edge's listeners,

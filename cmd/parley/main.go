@@ -31,6 +31,7 @@ Usage:
   parley edge    [flags]   run an edge against a region's NATS
   parley bench   [flags]   measure send-ack latency and throughput over /v1
   parley keygen  FILE      write (or -rotate) the edges' token key file (-vapid: a Web Push key pair)
+  parley reindex [flags]   rebuild a stopped core node's search index (resumable)
   parley version           print version information
 
 Run "parley <command> -h" for a command's flags.
@@ -59,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		err = runKeygen(args[1:], stdout, stderr)
+	case "reindex":
+		err = runReindex(ctx, args[1:], stdout, stderr)
 	case "version":
 		err = runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

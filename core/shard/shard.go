@@ -81,6 +81,9 @@ type Config struct {
 	// membership they changed, in log order. It must not block: the node
 	// queues them for delivery.
 	OnCommit func([]Committed)
+	// OnRestore, when set, is called after a snapshot replaced the
+	// shard's state (no OnCommit tells of what it brought).
+	OnRestore func()
 	// LargeGroup is the member count above which a conversation's live
 	// deliveries go on its conversation subject (sync lists such groups
 	// for the edge); 0 means never.
@@ -119,13 +122,14 @@ func (c *Config) Validate() error {
 // and Restore from one goroutine; Prepare and AppliedIndex may run
 // concurrently with them.
 type FSM struct {
-	m        *kvfsm.Machine
-	dir      Directory
-	log      *slog.Logger
-	onCommit func([]Committed)
-	large    uint64 // Config.LargeGroup; 0: none
-	reads    ReadPositions
-	batch    []Committed // of the ApplyBatch under way
+	m         *kvfsm.Machine
+	dir       Directory
+	log       *slog.Logger
+	onCommit  func([]Committed)
+	onRestore func()
+	large     uint64 // Config.LargeGroup; 0: none
+	reads     ReadPositions
+	batch     []Committed // of the ApplyBatch under way
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -139,7 +143,7 @@ func New(db *badger.DB, cfg Config) (*FSM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit, large: uint64(max(cfg.LargeGroup, 0)), reads: cfg.Reads}
+	f := &FSM{dir: cfg.Directory, log: log.With("shard", cfg.Group), onCommit: cfg.OnCommit, onRestore: cfg.OnRestore, large: uint64(max(cfg.LargeGroup, 0)), reads: cfg.Reads}
 	m, err := kvfsm.New(db, kvfsm.Config{Group: cfg.Group, Apply: f.apply, Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("shard: %w", err)
@@ -181,7 +185,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { return f.m.Snapshot() }
 
 // Restore replaces the shard's keys with a snapshot's; see kvfsm.
-func (f *FSM) Restore(rc io.ReadCloser) error { return f.m.Restore(rc) }
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	if err := f.m.Restore(rc); err != nil {
+		return err
+	}
+	if f.onRestore != nil {
+		f.onRestore()
+	}
+	return nil
+}
 
 // AppliedIndex is the last raft index whose effects are in the DB.
 func (f *FSM) AppliedIndex() (uint64, error) { return f.m.AppliedIndex() }

@@ -259,6 +259,7 @@ var routes = []route{
 	{"GET", "/v1/conversations/{id}/receipts", true, false, true, (*API).receipts},
 	{"GET", "/v1/unread", true, false, true, (*API).unread},
 	{"GET", "/v1/users", true, false, true, (*API).lookupUsers},
+	{"GET", "/v1/search", true, false, true, (*API).search},
 	{"POST", "/v1/me/password", true, false, true, (*API).changePassword},
 }
 
