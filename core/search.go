@@ -41,7 +41,7 @@ type SearchConfig struct {
 	// TypesenseURL and TypesenseKey reach the Typesense cluster.
 	TypesenseURL, TypesenseKey string
 	// BatchSize is the most messages indexed in one engine call
-	// (default 500).
+	// (default 2000).
 	BatchSize int
 }
 

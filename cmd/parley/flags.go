@@ -51,7 +51,7 @@ func coreFlags(fs *flag.FlagSet, c *core.Config, onEveryNode string) {
 	})
 	fs.StringVar(&c.Search.TypesenseURL, "search-typesense-url", "", "the Typesense cluster of --search typesense (http://host:8108)")
 	fs.StringVar(&c.Search.TypesenseKey, "search-typesense-key", "", "the Typesense API key of --search typesense")
-	fs.IntVar(&c.Search.BatchSize, "search-batch", 0, "most messages indexed in one batch (default 500)")
+	fs.IntVar(&c.Search.BatchSize, "search-batch", 0, "most messages indexed in one batch (default 2000)")
 }
 
 // edgeFlags adds the flags serve and edge share: the edge's listeners,

@@ -62,13 +62,21 @@ type Config struct {
 	// SearchOff says whether a workspace turned search off (its messages
 	// are not indexed); nil: never.
 	SearchOff func(workspace string) (bool, error)
-	// BatchSize is the most messages indexed in one engine call; 0: 500.
+	// BatchSize is the most messages indexed in one engine call; 0: 2000.
 	BatchSize int
 	// RetryWait is the wait after a failed pass (default 1 s).
 	RetryWait time.Duration
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Interval is the least time between two passes (default 500 ms):
+	// commits that arrive meanwhile are indexed together, so the engine
+	// gets a few large batches rather than one per commit (each batch is a
+	// segment the index must persist and later merge).
+	Interval time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
+
+// DefaultInterval is Config.Interval's default.
+const DefaultInterval = 500 * time.Millisecond
 
 // Validate names the first bad field.
 func (c *Config) Validate() error {
@@ -79,8 +87,8 @@ func (c *Config) Validate() error {
 		return errors.New("indexer: Config.DB is required")
 	case c.BatchSize < 0 || c.BatchSize > 10000:
 		return fmt.Errorf("indexer: Config.BatchSize %d out of 0..10000", c.BatchSize)
-	case c.RetryWait < 0:
-		return errors.New("indexer: Config.RetryWait is negative")
+	case c.RetryWait < 0 || c.Interval < 0:
+		return errors.New("indexer: Config.RetryWait and Config.Interval must not be negative")
 	}
 	return nil
 }
@@ -117,7 +125,10 @@ func New(cfg Config) (*Indexer, error) {
 		return nil, err
 	}
 	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 500
+		cfg.BatchSize = 2000
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
 	}
 	if cfg.RetryWait == 0 {
 		cfg.RetryWait = time.Second
@@ -241,17 +252,19 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-ix.wake:
 		}
+		wait := ix.cfg.Interval
 		if err := ix.pass(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			ix.log.Warn("search indexing failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(ix.cfg.RetryWait):
-			}
+			wait = ix.cfg.RetryWait
 			ix.kick()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
 		}
 	}
 }
