@@ -30,8 +30,9 @@ import (
 
 // Client calls one parley edge. Safe for concurrent use.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	chunk int // Upload's chunk size; 0: DefaultUploadChunk
 
 	onTokens func(access, refresh string)
 
@@ -424,6 +425,8 @@ type SendRequest struct {
 	ClientMsgID string `json:"client_msg_id"`
 	Body        string `json:"body"`
 	ContentType string `json:"content_type,omitempty"`
+	// Attachments are finished uploads of the caller's (see Upload).
+	Attachments []AttachmentRef `json:"attachments,omitempty"`
 }
 
 // SendResult is the server's acknowledgement.
@@ -532,17 +535,18 @@ func NewClientMsgID() string { return syncproto.NewClientMsgID() }
 // Message is a stored message. System messages (membership changes) have
 // Kind "system" and a JSON body.
 type Message struct {
-	ConvID         string `json:"conv_id"`
-	Seq            uint64 `json:"seq"`
-	MsgID          string `json:"msg_id"`
-	ClientMsgID    string `json:"client_msg_id"`
-	SenderUserID   string `json:"sender_user_id"`
-	SenderDeviceID string `json:"sender_device_id"`
-	TS             int64  `json:"ts"`
-	Body           string `json:"body"`
-	BodyBase64     string `json:"body_base64"`
-	ContentType    string `json:"content_type"`
-	Kind           string `json:"kind"`
+	ConvID         string       `json:"conv_id"`
+	Seq            uint64       `json:"seq"`
+	MsgID          string       `json:"msg_id"`
+	ClientMsgID    string       `json:"client_msg_id"`
+	SenderUserID   string       `json:"sender_user_id"`
+	SenderDeviceID string       `json:"sender_device_id"`
+	TS             int64        `json:"ts"`
+	Body           string       `json:"body"`
+	BodyBase64     string       `json:"body_base64"`
+	ContentType    string       `json:"content_type"`
+	Kind           string       `json:"kind"`
+	Attachments    []Attachment `json:"attachments"`
 }
 
 // History is one page of messages, ascending by seq.
