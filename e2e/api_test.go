@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -556,7 +557,7 @@ func TestAPIRestartKeepsEverything(t *testing.T) {
 		t.Fatalf("%d messages after restart, %d before", len(after), len(before))
 	}
 	for i := range after {
-		if after[i] != before[i] {
+		if !reflect.DeepEqual(after[i], before[i]) {
 			t.Fatalf("message %d changed: %+v -> %+v", i, before[i], after[i])
 		}
 	}

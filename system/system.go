@@ -237,6 +237,9 @@ func (s *System) Ready() error { return s.node.Ready() }
 // Node is the core node, for tests and stats.
 func (s *System) Node() *core.Node { return s.node }
 
+// Attach is the attachment service, for tests (Sweep).
+func (s *System) Attach() *attach.Service { return s.attach }
+
 // Edge is the edge, for tests and stats.
 func (s *System) Edge() *edge.Edge { return s.edge }
 

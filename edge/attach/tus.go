@@ -272,5 +272,6 @@ func (s *Service) ServeTus(w http.ResponseWriter, r *http.Request, who Who, id s
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
-	t.h.Middleware(h).ServeHTTP(w, r)
+	// tusd's handlers read the id from a path without the base.
+	t.h.Middleware(http.StripPrefix(BasePath, h)).ServeHTTP(w, r)
 }

@@ -115,11 +115,11 @@ func (a *API) redirect(c *call, thumb bool) error {
 	}
 	c.info.conv = conv
 	_, err = a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_GetConversation{GetConversation: &syncpb.GetConversationRequest{ConvId: conv}}})
-	switch syncproto.AsError(err).Code {
-	case syncpb.Code_CODE_OK:
-	case syncpb.Code_CODE_NOT_MEMBER, syncpb.Code_CODE_NOT_FOUND, syncpb.Code_CODE_FORBIDDEN:
-		return syncproto.Errorf(syncpb.Code_CODE_NOT_FOUND, "no such attachment")
-	default:
+	if err != nil {
+		switch syncproto.AsError(err).Code {
+		case syncpb.Code_CODE_NOT_MEMBER, syncpb.Code_CODE_NOT_FOUND, syncpb.Code_CODE_FORBIDDEN:
+			return syncproto.Errorf(syncpb.Code_CODE_NOT_FOUND, "no such attachment")
+		}
 		return err
 	}
 	u, err := a.attach.DownloadURL(c.ctx, rec, thumb)
