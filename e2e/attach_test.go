@@ -142,22 +142,10 @@ func pngBytes(t *testing.T) []byte {
 }
 
 // fetch GETs path with token, following the redirect to the signed URL.
-func fetch(t *testing.T, base, path, token string, h http.Header) (*http.Response, []byte) {
+func fetch(t *testing.T, s *testSystem, path, token string, h map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", base+path, nil)
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	r := s.request(t, "GET", path, token, h, nil)
+	return &http.Response{StatusCode: r.status, Header: r.header}, r.body
 }
 
 // signedURL is where GET /v1/attachments/{id}[/thumb] redirects.
@@ -245,7 +233,7 @@ func TestUploadResumesAfterCuts(t *testing.T) {
 	if _, err := rc.Send(t.Context(), rest.SendRequest{ConvID: conv.ID, Body: "here", Attachments: []rest.AttachmentRef{{ID: id}}}); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := fetch(t, e.s.base, "/v1/attachments/"+id, sess.AccessToken, nil)
+	resp, body := fetch(t, e.s, "/v1/attachments/"+id, sess.AccessToken, nil)
 	if resp.StatusCode != 200 || sha256.Sum256(body) != sum {
 		t.Fatalf("download: %d, %d bytes, identical %v: %.200s", resp.StatusCode, len(body), sha256.Sum256(body) == sum, body)
 	}
@@ -257,7 +245,7 @@ func TestUploadResumesAfterCuts(t *testing.T) {
 		t.Errorf("headers %v", resp.Header)
 	}
 	// A range.
-	resp, body = fetch(t, e.s.base, "/v1/attachments/"+id, sess.AccessToken, http.Header{"Range": {"bytes=10-19"}})
+	resp, body = fetch(t, e.s, "/v1/attachments/"+id, sess.AccessToken, map[string]string{"Range": "bytes=10-19"})
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[10:20]) {
 		t.Fatalf("range: %d %q", resp.StatusCode, body)
 	}
@@ -436,14 +424,14 @@ func TestAttachOnceAndDownloadAuthz(t *testing.T) {
 
 	// Members download; the image is shown inline, named in UTF-8.
 	for _, who := range []*rest.Session{ann, bob} {
-		resp, body := fetch(t, e.s.base, "/v1/attachments/"+id, who.AccessToken, nil)
+		resp, body := fetch(t, e.s, "/v1/attachments/"+id, who.AccessToken, nil)
 		if resp.StatusCode != 200 || !bytes.Equal(body, img) {
 			t.Fatalf("%s: %d", who.User.Username, resp.StatusCode)
 		}
 		if cd := resp.Header.Get("Content-Disposition"); cd != `inline; filename="caf_ _.png"; filename*=UTF-8''caf%C3%A9%20%E2%98%95.png` {
 			t.Errorf("Content-Disposition %q", cd)
 		}
-		resp, body = fetch(t, e.s.base, "/v1/attachments/"+id+"/thumb", who.AccessToken, nil)
+		resp, body = fetch(t, e.s, "/v1/attachments/"+id+"/thumb", who.AccessToken, nil)
 		if resp.StatusCode != 200 || media.Sniff(body) != "image/jpeg" {
 			t.Fatalf("thumb: %d %s", resp.StatusCode, media.Sniff(body))
 		}
@@ -461,7 +449,7 @@ func TestAttachOnceAndDownloadAuthz(t *testing.T) {
 	}
 	// Signed URLs: tampered or expired ones are refused.
 	u := signedURL(t, e.s.base, "/v1/attachments/"+id, ann.AccessToken)
-	if resp, _ := fetch(t, e.s.base, u, "", nil); resp.StatusCode != 200 {
+	if resp, _ := fetch(t, e.s, u, "", nil); resp.StatusCode != 200 {
 		t.Fatalf("signed URL: %d", resp.StatusCode)
 	}
 	tampered := []string{

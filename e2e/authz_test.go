@@ -211,11 +211,17 @@ func (f *authzFixture) attachment(t *testing.T) string {
 // tus is one raw tus request.
 func (s *testSystem) tus(t *testing.T, method, path, token string, h map[string]string, body []byte) raw {
 	t.Helper()
+	h["Tus-Resumable"] = "1.0.0"
+	return s.request(t, method, path, token, h, body)
+}
+
+// request is one raw request with headers h.
+func (s *testSystem) request(t *testing.T, method, path, token string, h map[string]string, body []byte) raw {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, s.base+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Tus-Resumable", "1.0.0")
 	for k, v := range h {
 		req.Header.Set(k, v)
 	}
