@@ -172,20 +172,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return fmt.Errorf("rest: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		retryAfter := headerRetryAfter(resp.Header)
-		var eb errorBody
-		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
-			// Not the edge's answer (a proxy's, say): the status decides.
-			return &Error{Code: statusCode(resp.StatusCode), Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode, RetryAfter: retryAfter}
-		}
-		code := syncpb.Code(eb.Error.NumericCode)
-		if code == syncpb.Code_CODE_OK {
-			code = codeByName(eb.Error.Code)
-		}
-		if eb.Error.RetryAfterMS > 0 {
-			retryAfter = time.Duration(eb.Error.RetryAfterMS) * time.Millisecond
-		}
-		return &Error{Status: resp.StatusCode, Code: code, Message: eb.Error.Message, RetryAfter: retryAfter}
+		return apiError(resp, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -193,6 +180,24 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		}
 	}
 	return nil
+}
+
+// apiError is the *Error of an error answer resp with body b.
+func apiError(resp *http.Response, b []byte) error {
+	retryAfter := headerRetryAfter(resp.Header)
+	var eb errorBody
+	if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
+		// Not the edge's answer (a proxy's, say): the status decides.
+		return &Error{Code: statusCode(resp.StatusCode), Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode, RetryAfter: retryAfter}
+	}
+	code := syncpb.Code(eb.Error.NumericCode)
+	if code == syncpb.Code_CODE_OK {
+		code = codeByName(eb.Error.Code)
+	}
+	if eb.Error.RetryAfterMS > 0 {
+		retryAfter = time.Duration(eb.Error.RetryAfterMS) * time.Millisecond
+	}
+	return &Error{Status: resp.StatusCode, Code: code, Message: eb.Error.Message, RetryAfter: retryAfter}
 }
 
 // User is an account.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/parley-chat/parley/syncproto/syncpb"
 )
 
 // DefaultUploadChunk is how many bytes Upload sends per PATCH unless
@@ -190,15 +187,7 @@ func (c *Client) tus(ctx context.Context, method, path string, h http.Header, bo
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 300 {
-		var eb errorBody
-		if jsonErr := json.Unmarshal(b, &eb); jsonErr != nil || eb.Error.Code == "" {
-			return nil, &Error{Code: statusCode(resp.StatusCode), Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode}
-		}
-		code := syncpb.Code(eb.Error.NumericCode)
-		if code == syncpb.Code_CODE_OK {
-			code = codeByName(eb.Error.Code)
-		}
-		return nil, &Error{Status: resp.StatusCode, Code: code, Message: eb.Error.Message}
+		return nil, apiError(resp, b)
 	}
 	return resp, nil
 }
