@@ -78,6 +78,13 @@ func (a *API) send(c *call) error {
 	}
 	var err error
 	if a.attach != nil && len(atts) > 0 {
+		// The send as the client wrote it is checked first, so a bad one
+		// gets the same answer on every transport.
+		if _, _, err := syncproto.CheckRequest(&syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+			ConvId: req.ConvID, ClientMsgId: req.ClientMsgID, Body: body, ContentType: req.ContentType, Attachments: atts,
+		}}}); err != nil {
+			return err
+		}
 		err = a.attachAndSend(c, req.ConvID, req.ClientMsgID, atts, sendCore)
 	} else {
 		err = sendCore(atts)
