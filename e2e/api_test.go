@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -556,7 +557,7 @@ func TestAPIRestartKeepsEverything(t *testing.T) {
 		t.Fatalf("%d messages after restart, %d before", len(after), len(before))
 	}
 	for i := range after {
-		if after[i] != before[i] {
+		if !reflect.DeepEqual(after[i], before[i]) {
 			t.Fatalf("message %d changed: %+v -> %+v", i, before[i], after[i])
 		}
 	}
@@ -678,11 +679,16 @@ func TestAPISendIDsAreTheSenders(t *testing.T) {
 			t.Fatalf("retry of %q: %d %s, want the first answer %+v", tc.body, r.status, r.body, tc.want)
 		}
 	}
+	// Attachments are real uploads of the sender's (see attach_test.go).
+	upID, err := ana.Upload(ctx, strings.NewReader("png"), 3, "x.png", "image/png", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, body := range map[string]map[string]any{
 		"other body":         {"body": "from ana, edited"},
 		"other content type": {"body": "from ana", "content_type": "text/markdown"},
 		"binary body":        {"body_base64": "ZnJvbSBhbmE="}, // "from ana", as application/octet-stream
-		"an attachment":      {"body": "from ana", "attachments": []map[string]any{{"id": "a_1", "name": "x.png", "content_type": "image/png", "size": 3}}},
+		"an attachment":      {"body": "from ana", "attachments": []map[string]any{{"id": upID}}},
 	} {
 		r, _ := send(anaS.AccessToken, body)
 		if r.status != http.StatusConflict || r.code(t) != "conflict" || !strings.Contains(string(r.body), "client_msg_id") {

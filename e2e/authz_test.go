@@ -8,9 +8,12 @@ package e2e_test
 // fails the test.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +50,7 @@ type authzFixture struct {
 	owner, member, stranger, kicked, left, other authzUser
 	conv                                         string
 	n                                            int    // users made so far (for fresh names)
+	att                                          string // see attachment
 	revoked                                      string // an access token of a revoked device of member
 }
 
@@ -182,6 +186,60 @@ func outsiders(member, owner want) map[string]want {
 		"member": member, "owner": owner}
 }
 
+// hidden: outsiders are told the thing does not exist.
+func hidden(member want) map[string]want {
+	return map[string]want{"stranger": notFound, "other workspace": notFound, "kicked": notFound, "left": notFound,
+		"member": member, "owner": member}
+}
+
+// attachment is an image the owner uploaded and sent in the fixture's
+// conversation, made on first use.
+func (f *authzFixture) attachment(t *testing.T) string {
+	t.Helper()
+	if f.att != "" {
+		return f.att
+	}
+	img := pngBytes(t)
+	id, err := f.owner.rc.Upload(t.Context(), bytes.NewReader(img), int64(len(img)), "pic.png", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.owner.rc.Send(t.Context(), rest.SendRequest{ConvID: f.conv, Body: "pic", Attachments: []rest.AttachmentRef{{ID: id}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.att = id
+	return id
+}
+
+// tus is one raw tus request.
+func (s *testSystem) tus(t *testing.T, method, path, token string, h map[string]string, body []byte) raw {
+	t.Helper()
+	h["Tus-Resumable"] = "1.0.0"
+	return s.request(t, method, path, token, h, body)
+}
+
+// request is one raw request with headers h.
+func (s *testSystem) request(t *testing.T, method, path, token string, h map[string]string, body []byte) raw {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, s.base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return raw{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
 func jsonBody(t *testing.T, v any) []byte { t.Helper(); return mustJSON(t, v) }
 
 var httpRows = map[string]httpRow{
@@ -259,6 +317,31 @@ var httpRows = map[string]httpRow{
 		}
 		return f.s.do(t, "DELETE", "/v1/conversations/"+f.conv+"/members/"+target.id(), token, nil)
 	}, byRelation: outsiders(forbidden, want{200, ""})},
+	"POST /v1/uploads": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.tus(t, "POST", "/v1/uploads", token, map[string]string{"Upload-Length": "4"}, nil)
+	}},
+	// Another user's upload is not found, as a missing one is.
+	"PATCH /v1/uploads/{id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.tus(t, "PATCH", "/v1/uploads/"+f.attachment(t), token,
+			map[string]string{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, []byte("x"))
+	}, byRelation: map[string]want{"stranger": notFound, "other workspace": notFound, "kicked": notFound, "left": notFound,
+		"member": notFound}},
+	"GET /v1/uploads/{id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "GET", "/v1/uploads/"+f.attachment(t), token, nil)
+	}, byRelation: map[string]want{"stranger": notFound, "other workspace": notFound, "kicked": notFound, "left": notFound,
+		"member": notFound, "owner": {200, ""}}},
+	// Only members see an attachment (the signed URL is followed); to
+	// everyone else it does not exist.
+	"GET /v1/attachments/{id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "GET", "/v1/attachments/"+f.attachment(t), token, nil)
+	}, byRelation: hidden(want{200, ""})},
+	"GET /v1/attachments/{id}/thumb": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "GET", "/v1/attachments/"+f.attachment(t)+"/thumb", token, nil)
+	}, byRelation: hidden(want{200, ""})},
+	// Signed URLs need no token; an unsigned one is refused.
+	"GET /v1/blobs/{kind}/{id}": {public: true, call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
+		return f.s.do(t, "GET", "/v1/blobs/uploads/"+f.attachment(t)+"?exp=9999999999&sig=AAAA", token, nil)
+	}},
 	"PATCH /v1/conversations/{id}/members/{user_id}": {call: func(t *testing.T, f *authzFixture, u authzUser, token string) raw {
 		return f.s.do(t, "PATCH", "/v1/conversations/"+f.conv+"/members/"+f.member.id(), token, jsonBody(t, map[string]string{"role": "member"}))
 	}, byRelation: outsiders(forbidden, want{200, ""})},

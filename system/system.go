@@ -10,18 +10,22 @@ package system
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/blob/disk"
 	"github.com/parley-chat/parley/core"
 	"github.com/parley-chat/parley/edge"
+	"github.com/parley-chat/parley/edge/attach"
 	"github.com/parley-chat/parley/edge/auth"
 )
 
@@ -43,6 +47,11 @@ type Config struct {
 	// the key file); and Cert.Dir when the edge has a UDP port (QUIC.Addr)
 	// and neither Cert.CertFile nor Cert.Dir. NATSURL must be empty.
 	Edge edge.Config
+	// Attach configures uploads and attachments. Start sets Store (a
+	// blob/disk store in DataDir/blobs) when nil, Dir (DataDir/edge/uploads)
+	// and SignKey (DataDir/edge/blob.key, created when missing) when
+	// empty, and Logger; the edge gets the Service as HTTP.Attach.
+	Attach attach.Config
 	// ReadyTimeout bounds Start's wait for every group of the node to
 	// elect a leader (default DefaultReadyTimeout).
 	ReadyTimeout time.Duration
@@ -102,9 +111,10 @@ func (c Config) logger() *slog.Logger {
 // System is a running core node and edge. Start builds one; Run serves;
 // Close releases.
 type System struct {
-	node *core.Node
-	nc   *nats.Conn
-	edge *edge.Edge
+	node   *core.Node
+	attach *attach.Service
+	nc     *nats.Conn
+	edge   *edge.Edge
 }
 
 // Start starts the node, waits for its groups to elect leaders (within
@@ -147,12 +157,67 @@ func Start(ctx context.Context, cfg Config) (s *System, err error) {
 		return nil, err
 	}
 	ec.NATS = s.nc
+	if s.attach, err = startAttach(cfg); err != nil {
+		return nil, err
+	}
+	ec.HTTP.Attach = s.attach
 	ec.Metrics = cfg.Metrics
 	ec.Logger = cfg.Logger.With("part", "edge")
 	if s.edge, err = edge.New(ec); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// startAttach builds the attachment service as Config.Attach says.
+func startAttach(cfg Config) (*attach.Service, error) {
+	ac := cfg.Attach
+	if ac.Store == nil {
+		st, err := disk.New(disk.Config{Dir: filepath.Join(cfg.DataDir, "blobs")})
+		if err != nil {
+			return nil, fmt.Errorf("system: blobs: %w", err)
+		}
+		ac.Store = st
+	}
+	if ac.Dir == "" {
+		ac.Dir = filepath.Join(cfg.DataDir, "edge", "uploads")
+	}
+	if len(ac.SignKey) == 0 {
+		k, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "edge", "blob.key"))
+		if err != nil {
+			return nil, fmt.Errorf("system: blob signing key: %w", err)
+		}
+		ac.SignKey = k
+	}
+	ac.Logger = cfg.Logger.With("part", "attach")
+	s, err := attach.New(ac)
+	if err != nil {
+		return nil, fmt.Errorf("system: %w", err)
+	}
+	return s, nil
+}
+
+// loadOrCreateKey reads the 32-byte key at path, writing a random one
+// first when the file is missing.
+func loadOrCreateKey(path string) ([]byte, error) {
+	k, err := os.ReadFile(path)
+	if err == nil {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("%s holds %d bytes, want 32", path, len(k))
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	k = make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return k, os.WriteFile(path, k, 0o600)
 }
 
 // HTTPAddr is where the /v1 API (and WebSocket sessions) listen.
@@ -172,6 +237,9 @@ func (s *System) Ready() error { return s.node.Ready() }
 // Node is the core node, for tests and stats.
 func (s *System) Node() *core.Node { return s.node }
 
+// Attach is the attachment service, for tests (Sweep).
+func (s *System) Attach() *attach.Service { return s.attach }
+
 // Edge is the edge, for tests and stats.
 func (s *System) Edge() *edge.Edge { return s.edge }
 
@@ -189,6 +257,9 @@ func (s *System) Close() error {
 		if err := s.edge.Close(); err != nil && !errors.Is(err, edge.ErrClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if s.attach != nil {
+		errs = append(errs, s.attach.Close())
 	}
 	if s.nc != nil {
 		s.nc.Close()

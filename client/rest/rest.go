@@ -30,8 +30,9 @@ import (
 
 // Client calls one parley edge. Safe for concurrent use.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	chunk int // Upload's chunk size; 0: DefaultUploadChunk
 
 	onTokens func(access, refresh string)
 
@@ -171,20 +172,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return fmt.Errorf("rest: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		retryAfter := headerRetryAfter(resp.Header)
-		var eb errorBody
-		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
-			// Not the edge's answer (a proxy's, say): the status decides.
-			return &Error{Code: statusCode(resp.StatusCode), Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode, RetryAfter: retryAfter}
-		}
-		code := syncpb.Code(eb.Error.NumericCode)
-		if code == syncpb.Code_CODE_OK {
-			code = codeByName(eb.Error.Code)
-		}
-		if eb.Error.RetryAfterMS > 0 {
-			retryAfter = time.Duration(eb.Error.RetryAfterMS) * time.Millisecond
-		}
-		return &Error{Status: resp.StatusCode, Code: code, Message: eb.Error.Message, RetryAfter: retryAfter}
+		return apiError(resp, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -192,6 +180,24 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		}
 	}
 	return nil
+}
+
+// apiError is the *Error of an error answer resp with body b.
+func apiError(resp *http.Response, b []byte) error {
+	retryAfter := headerRetryAfter(resp.Header)
+	var eb errorBody
+	if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
+		// Not the edge's answer (a proxy's, say): the status decides.
+		return &Error{Code: statusCode(resp.StatusCode), Message: fmt.Sprintf("%.200s", b), Status: resp.StatusCode, RetryAfter: retryAfter}
+	}
+	code := syncpb.Code(eb.Error.NumericCode)
+	if code == syncpb.Code_CODE_OK {
+		code = codeByName(eb.Error.Code)
+	}
+	if eb.Error.RetryAfterMS > 0 {
+		retryAfter = time.Duration(eb.Error.RetryAfterMS) * time.Millisecond
+	}
+	return &Error{Status: resp.StatusCode, Code: code, Message: eb.Error.Message, RetryAfter: retryAfter}
 }
 
 // User is an account.
@@ -424,6 +430,8 @@ type SendRequest struct {
 	ClientMsgID string `json:"client_msg_id"`
 	Body        string `json:"body"`
 	ContentType string `json:"content_type,omitempty"`
+	// Attachments are finished uploads of the caller's (see Upload).
+	Attachments []AttachmentRef `json:"attachments,omitempty"`
 }
 
 // SendResult is the server's acknowledgement.
@@ -532,17 +540,18 @@ func NewClientMsgID() string { return syncproto.NewClientMsgID() }
 // Message is a stored message. System messages (membership changes) have
 // Kind "system" and a JSON body.
 type Message struct {
-	ConvID         string `json:"conv_id"`
-	Seq            uint64 `json:"seq"`
-	MsgID          string `json:"msg_id"`
-	ClientMsgID    string `json:"client_msg_id"`
-	SenderUserID   string `json:"sender_user_id"`
-	SenderDeviceID string `json:"sender_device_id"`
-	TS             int64  `json:"ts"`
-	Body           string `json:"body"`
-	BodyBase64     string `json:"body_base64"`
-	ContentType    string `json:"content_type"`
-	Kind           string `json:"kind"`
+	ConvID         string       `json:"conv_id"`
+	Seq            uint64       `json:"seq"`
+	MsgID          string       `json:"msg_id"`
+	ClientMsgID    string       `json:"client_msg_id"`
+	SenderUserID   string       `json:"sender_user_id"`
+	SenderDeviceID string       `json:"sender_device_id"`
+	TS             int64        `json:"ts"`
+	Body           string       `json:"body"`
+	BodyBase64     string       `json:"body_base64"`
+	ContentType    string       `json:"content_type"`
+	Kind           string       `json:"kind"`
+	Attachments    []Attachment `json:"attachments"`
 }
 
 // History is one page of messages, ascending by seq.

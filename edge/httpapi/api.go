@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/parley-chat/parley/edge/attach"
 	"github.com/parley-chat/parley/edge/auth"
 	"github.com/parley-chat/parley/edge/internal/edgemetrics"
 	"github.com/parley-chat/parley/syncproto"
@@ -91,6 +93,10 @@ type Config struct {
 	// Metrics are the series the edge's transports share (sends, rate
 	// limits); nil: not measured.
 	Metrics *edgemetrics.Shared
+	// Attach, when set, serves uploads (/v1/uploads, tus) and attachment
+	// downloads, and resolves a send's attachments by upload id; without
+	// it those routes answer 404. Its owner closes it.
+	Attach *attach.Service
 	// Logger gets the access log (debug) and internal errors (default:
 	// discard).
 	Logger *slog.Logger
@@ -146,6 +152,7 @@ type API struct {
 	readyTTL time.Duration
 	readyTO  time.Duration
 	metrics  *edgemetrics.Shared
+	attach   *attach.Service
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -160,6 +167,7 @@ func New(cfg Config) (*API, error) {
 	a := &API{
 		core: cfg.Core, auth: cfg.Auth, revoked: cfg.Revoked, maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout,
 		log: cfg.Logger, now: cfg.Now, readyTTL: cfg.ReadyTTL, readyTO: cfg.ReadyTimeout, metrics: cfg.Metrics,
+		attach: cfg.Attach,
 	}
 	if a.maxBody == 0 {
 		a.maxBody = DefaultMaxBodyBytes
@@ -261,6 +269,13 @@ var routes = []route{
 	{"GET", "/v1/users", true, false, true, (*API).lookupUsers},
 	{"GET", "/v1/search", true, false, true, (*API).search},
 	{"POST", "/v1/me/password", true, false, true, (*API).changePassword},
+
+	{"POST", "/v1/uploads", true, false, false, (*API).createUpload},
+	{"PATCH", "/v1/uploads/{id}", true, false, false, (*API).resumeUpload},
+	{"GET", "/v1/uploads/{id}", true, false, false, (*API).getUpload},
+	{"GET", "/v1/attachments/{id}", true, false, true, (*API).download},
+	{"GET", "/v1/attachments/{id}/thumb", true, false, true, (*API).downloadThumb},
+	{"GET", "/v1/blobs/{kind}/{id}", false, false, false, (*API).serveBlob},
 }
 
 // call is one request on its way through a handler.
@@ -270,6 +285,7 @@ type call struct {
 	ctx    context.Context // r's context with the request deadline
 	claims *auth.Claims    // nil on routes without auth
 	info   *reqInfo
+	body   io.ReadCloser // r's body before the size bound, for uploads
 }
 
 // caller is the identity passed to the core: always the verified token's.
@@ -346,7 +362,7 @@ func (a *API) wrap(rt route) http.Handler {
 			info = &reqInfo{}
 		}
 		info.route = rt.pattern
-		c := &call{w: w, r: r, info: info}
+		c := &call{w: w, r: r, info: info, body: r.Body}
 		if err := a.admit(rt, c); err != nil {
 			a.writeError(w, r, err)
 			return

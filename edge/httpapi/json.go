@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"strings"
 	"unicode/utf8"
 
@@ -124,6 +125,11 @@ type attachmentJSON struct {
 	ContentType string `json:"content_type"`
 	Size        uint64 `json:"size"`
 	MetaBase64  string `json:"meta_base64,omitempty"`
+	// Set from the finished upload by the edge, never from the client.
+	SHA256    string `json:"sha256,omitempty"` // hex
+	Width     uint32 `json:"width,omitempty"`
+	Height    uint32 `json:"height,omitempty"`
+	Thumbnail bool   `json:"thumbnail,omitempty"`
 }
 
 type messageJSON struct {
@@ -172,7 +178,8 @@ func toMessage(m *syncpb.Message) messageJSON {
 		out.Kind = "system"
 	}
 	for _, at := range m.Attachments {
-		a := attachmentJSON{ID: at.Id, Name: at.Name, ContentType: at.ContentType, Size: at.Size}
+		a := attachmentJSON{ID: at.Id, Name: at.Name, ContentType: at.ContentType, Size: at.Size,
+			SHA256: hex.EncodeToString(at.Sha256), Width: at.Width, Height: at.Height, Thumbnail: at.Thumbnail}
 		if len(at.Meta) > 0 {
 			a.MetaBase64 = base64.StdEncoding.EncodeToString(at.Meta)
 		}

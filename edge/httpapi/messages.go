@@ -69,9 +69,26 @@ func (a *API) send(c *call) error {
 		atts = append(atts, &syncpb.Attachment{Id: at.ID, Name: at.Name, ContentType: at.ContentType, Size: at.Size, Meta: meta})
 	}
 	start := time.Now()
-	r, err := a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
-		ConvId: req.ConvID, ClientMsgId: req.ClientMsgID, Body: body, ContentType: req.ContentType, Attachments: atts,
-	}}})
+	var r *syncpb.CoreResponse
+	sendCore := func(atts []*syncpb.Attachment) (err error) {
+		r, err = a.callCore(c, &syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+			ConvId: req.ConvID, ClientMsgId: req.ClientMsgID, Body: body, ContentType: req.ContentType, Attachments: atts,
+		}}})
+		return err
+	}
+	var err error
+	if a.attach != nil && len(atts) > 0 {
+		// The send as the client wrote it is checked first, so a bad one
+		// gets the same answer on every transport.
+		if _, _, err := syncproto.CheckRequest(&syncpb.CoreRequest{Op: &syncpb.CoreRequest_Send{Send: &syncpb.SendRequest{
+			ConvId: req.ConvID, ClientMsgId: req.ClientMsgID, Body: body, ContentType: req.ContentType, Attachments: atts,
+		}}}); err != nil {
+			return err
+		}
+		err = a.attachAndSend(c, req.ConvID, req.ClientMsgID, atts, sendCore)
+	} else {
+		err = sendCore(atts)
+	}
 	a.metrics.Send("http", start, err)
 	if err != nil {
 		return err

@@ -204,7 +204,14 @@ type Attachment struct {
 	ContentType string                 `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	Size        uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	// Opaque per-attachment metadata (e.g. wrapped keys when encrypted).
-	Meta          []byte `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	Meta []byte `protobuf:"bytes,5,opt,name=meta,proto3" json:"meta,omitempty"`
+	// Set by the edge from the finished upload (never from the client):
+	// the bytes' SHA-256, an image's size in pixels, and whether a
+	// thumbnail exists (GET /v1/attachments/{id}/thumb).
+	Sha256        []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Width         uint32 `protobuf:"varint,7,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32 `protobuf:"varint,8,opt,name=height,proto3" json:"height,omitempty"`
+	Thumbnail     bool   `protobuf:"varint,9,opt,name=thumbnail,proto3" json:"thumbnail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +279,34 @@ func (x *Attachment) GetMeta() []byte {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *Attachment) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *Attachment) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *Attachment) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *Attachment) GetThumbnail() bool {
+	if x != nil {
+		return x.Thumbnail
+	}
+	return false
 }
 
 type SendRequest struct {
@@ -529,14 +564,18 @@ const file_parley_v1_message_proto_rawDesc = "" +
 	"\fcontent_type\x18\t \x01(\tR\vcontentType\x127\n" +
 	"\vattachments\x18\n" +
 	" \x03(\v2\x15.parley.v1.AttachmentR\vattachments\x12*\n" +
-	"\x04kind\x18\v \x01(\x0e2\x16.parley.v1.MessageKindR\x04kind\"{\n" +
+	"\x04kind\x18\v \x01(\x0e2\x16.parley.v1.MessageKindR\x04kind\"\xdf\x01\n" +
 	"\n" +
 	"Attachment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
 	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
-	"\x04meta\x18\x05 \x01(\fR\x04meta\"\xba\x01\n" +
+	"\x04meta\x18\x05 \x01(\fR\x04meta\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x14\n" +
+	"\x05width\x18\a \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\b \x01(\rR\x06height\x12\x1c\n" +
+	"\tthumbnail\x18\t \x01(\bR\tthumbnail\"\xba\x01\n" +
 	"\vSendRequest\x12\x17\n" +
 	"\aconv_id\x18\x01 \x01(\tR\x06convId\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
