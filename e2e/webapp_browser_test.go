@@ -812,3 +812,59 @@ func TestWebAppSearch(t *testing.T) {
 		}
 	}
 }
+
+// Push: the app registers its service worker (/sw.js); a Web Push message
+// (delivered through the DevTools protocol: Chromium cannot subscribe to
+// a push service of the test's) shows a notification once, whatever the
+// repeats of its push_id, and a "clear" with its tag closes it.
+func TestWebAppPush(t *testing.T) {
+	w := newWebTest(t)
+	ana := w.d.page("ana", "chromium", map[string]any{"permissions": []string{"notifications"}})
+	ana.signUp(w.s.base, "acme", "ana")
+	ana.eval(`() => navigator.serviceWorker.ready.then(() => null)`, nil)
+	ana.waitFor("the service worker active", `() => window.parleySW?.active?.scriptURL.endsWith('/sw.js')`, nil)
+	ana.waitFor("the Notifications toggle", `() => document.querySelector('button[aria-label=Notifications]')?.getAttribute('aria-checked') === 'false'`, nil)
+	const jsNotes = `() => navigator.serviceWorker.getRegistration('/').then((r) => r.getNotifications()).then((ns) =>
+		ns.map((n) => ({title: n.title, body: n.body, tag: n.tag, conv: n.data?.convId})))`
+	msg := map[string]any{"push_id": "p_1", "type": "message", "workspace_id": "w_1", "conv_id": "c_abc", "seq": 7,
+		"msg_id": "m_1", "count": 1, "tag": "parley:c_abc", "title": "team", "sender": "bo", "body": "lunch?"}
+	// waitNotes waits in the page (waitFor takes a promise for truthy)
+	// until the notifications satisfy cond.
+	waitNotes := func(what, cond string) {
+		t.Helper()
+		var ok bool
+		v := ana.eval(`async () => { for (let i = 0; i < 200; i++) { const ns = await (`+jsNotes+`)(); if ((`+cond+`)(ns)) return true; await new Promise((r) => setTimeout(r, 50)); } return false; }`, nil)
+		if err := json.Unmarshal(v, &ok); err != nil || !ok {
+			t.Fatalf("waiting for %s: notifications %s", what, ana.eval(jsNotes, nil))
+		}
+	}
+	ana.do("push", map[string]any{"data": msg})
+	waitNotes("the first notification", `(ns) => ns.length === 1`)
+	ana.do("push", map[string]any{"data": msg}) // the same push again: shown once
+	other := map[string]any{"push_id": "p_2", "type": "message", "conv_id": "c_def", "seq": 3, "count": 1,
+		"tag": "parley:c_def", "sender": "cy", "body": "hi"}
+	ana.do("push", map[string]any{"data": other})
+	waitNotes("two notifications", `(ns) => ns.length === 2`)
+	var notes []struct{ Title, Body, Tag, Conv string }
+	if err := json.Unmarshal(ana.eval(jsNotes, nil), &notes); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(notes, func(a, b struct{ Title, Body, Tag, Conv string }) int { return strings.Compare(a.Tag, b.Tag) })
+	if len(notes) != 2 || notes[0].Title != "team" || notes[0].Body != "bo: lunch?" || notes[0].Conv != "c_abc" ||
+		notes[1].Title != "cy" || notes[1].Body != "hi" || notes[1].Tag != "parley:c_def" {
+		t.Fatalf("notifications %+v", notes)
+	}
+	ana.do("push", map[string]any{"data": map[string]any{"push_id": "p_3", "type": "clear", "conv_id": "c_abc", "seq": 7, "tag": "parley:c_abc"}})
+	waitNotes("c_abc's notification closed, c_def's left", `(ns) => ns.length === 1 && ns[0].tag === 'parley:c_def'`)
+	// p_1 again (a push service's redelivery) after its notification
+	// closed: not shown again; a new push of the conversation is.
+	ana.do("push", map[string]any{"data": msg})
+	msg["push_id"], msg["body"] = "p_4", "still on?"
+	ana.do("push", map[string]any{"data": msg})
+	waitNotes("p_4 shown", `(ns) => ns.length === 2 && ns.some((n) => n.body === 'bo: still on?')`)
+	waitNotes("p_1 not shown again", `(ns) => !ns.some((n) => n.body === 'bo: lunch?')`)
+	// Turning notifications on asks the server for its VAPID key: this
+	// system has no Web Push, so the toggle says so and stays off.
+	ana.click("button[aria-label=Notifications]")
+	ana.waitFor("the toggle's error", `() => /push|service/.test(document.querySelector('.notify [role=alert]')?.textContent ?? '') && document.querySelector('button[aria-label=Notifications]').getAttribute('aria-checked') === 'false'`, nil)
+}

@@ -203,6 +203,67 @@ function Search({ onResults }) {
   </div>`;
 }
 
+// ---- notifications (Web Push through sw.js) ----
+
+const pushable = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+const swReady = pushable ? navigator.serviceWorker.register('/sw.js').catch((e) => { console.warn('service worker', e); return null; }) : Promise.resolve(null);
+if (pushable) {
+  swReady.then((r) => (window.parleySW = r)); // for tests and the console
+  // A notification's click in a window that is open: show its conversation.
+  navigator.serviceWorker.addEventListener('message', (e) => {
+    if (e.data?.type === 'open' && e.data.convId && store) go(e.data.convId);
+  });
+}
+
+function b64url(s) {
+  const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4));
+  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+}
+
+// Notifications is the toggle: on asks permission (on this click, never
+// by itself), subscribes with the server's VAPID key and registers the
+// subscription as this device's push target; off removes both.
+function Notifications() {
+  const [on, setOn] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState('');
+  useEffect(() => {
+    swReady.then(async (reg) => {
+      const sub = await reg?.pushManager.getSubscription();
+      setOn(!!sub && Notification.permission === 'granted');
+    }).catch(() => {});
+  }, []);
+  if (!pushable) return null;
+  const toggle = async () => {
+    setBusy(true);
+    setErr('');
+    try {
+      const reg = await swReady;
+      if (!reg) throw new Error('no service worker');
+      if (on) {
+        const sub = await reg.pushManager.getSubscription();
+        await api.removePush();
+        await sub?.unsubscribe();
+        setOn(false);
+        return;
+      }
+      if ((await Notification.requestPermission()) !== 'granted') throw new Error('notifications are blocked');
+      const key = await api.vapidKey();
+      if (!key) throw new Error('this server sends no push');
+      const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64url(key) });
+      await api.setPush(sub.toJSON());
+      setOn(true);
+    } catch (e) {
+      setErr(e.message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<button type="button" class="link notify" role="switch" aria-checked=${on} disabled=${busy}
+    onClick=${toggle} aria-label="Notifications" title=${err || (on ? 'Notifications on' : 'Notifications off')}>
+    ${on ? '🔔' : '🔕'}${err && html`<span class="error" role="alert"> ${err}</span>`}</button>`;
+}
+
 function Sidebar({ onNew }) {
   const s = use();
   const list = s.sorted();
@@ -234,6 +295,7 @@ function Sidebar({ onNew }) {
     </ul>
     <footer class="bar me">
       <span>${s.me && (s.me.display_name || s.me.username)}</span>
+      <${Notifications} />
       <button class="link" onClick=${() => api.logout()} aria-label="Log out">Log out</button>
     </footer>
   </nav>`;
