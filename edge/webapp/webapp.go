@@ -6,7 +6,9 @@
 // for a year as immutable; index.html (no-cache) is the only entry point,
 // and every "%ASSETS%" in it becomes /assets/<id>. Any change to any file
 // gives a new id, so a browser never mixes an old module with a new one,
-// and no build step has to rename files.
+// and no build step has to rename files. The one exception is the
+// service worker, sw.js, served at /sw.js when Files has it: a
+// registration names its script by a URL that must not change.
 //
 // Requests for paths no file has and that look like app routes (GET or
 // HEAD, no dot in the last segment) get index.html, so a reload of
