@@ -88,7 +88,7 @@ func TestWebClientCodec(t *testing.T) {
 	node, web := needWeb(t, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	out, err := startNode(ctx, node, web, nil, "--test", "--test-reporter=spec", "test/codec.test.mjs", "test/client.test.mjs").CombinedOutput()
+	out, err := startNode(ctx, node, web, nil, "--test", "--test-reporter=spec", "test/codec.test.mjs", "test/client.test.mjs", "test/search.test.mjs").CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test web/test/: %v\n%s", err, out)
 	}

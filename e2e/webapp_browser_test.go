@@ -684,3 +684,187 @@ func TestWebAppTokenRefresh(t *testing.T) {
 	ana.waitFor("online after the reload", jsOnline, nil)
 	ana.threadIs([]string{"still there?", "yes"})
 }
+
+// Search: ana finds a word of an old message (not in the page the
+// conversation opens with), sees it marked, clicks the hit and the
+// conversation opens at that message, highlighted; a CJK query finds CJK
+// text (the marks are UTF-8 byte ranges, the page's strings UTF-16).
+func TestWebAppSearch(t *testing.T) {
+	w := newWebTest(t)
+	s, ctx := w.s, t.Context()
+	anaRC, _ := s.User(t, "acme", "ana")
+	boRC, boS := s.User(t, "acme", "bo")
+	bo := s.Device(t, "ws", boRC, boS, nil)
+	dm, err := boRC.CreateConversation(ctx, rest.NewConversation{Type: "direct", MemberUsernames: []string{"ana"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"the quarterly report is ready", "我家在上海东边"}
+	for i := range 60 {
+		texts = append(texts, fmt.Sprintf("filler %02d", i+1))
+	}
+	seqs := map[string]uint64{}
+	for _, text := range texts {
+		ack, err := bo.C.Send(ctx, &syncpb.SendRequest{ConvId: dm.ID, Body: []byte(text)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[text] = ack.Seq
+	}
+	// Wait until the index has them (it trails the log).
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		a, err1 := anaRC.Search(ctx, rest.SearchRequest{Query: "quarterly"})
+		b, err2 := anaRC.Search(ctx, rest.SearchRequest{Query: "上海"})
+		if err1 == nil && err2 == nil && len(a.Hits) == 1 && len(b.Hits) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not indexed in 30s: %v %v", err1, err2)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	ana := w.d.page("ana", "chromium", nil)
+	ana.do("goto", map[string]any{"url": s.base + "/"})
+	ana.fill("input[name=workspace]", "acme")
+	ana.fill("input[name=username]", "ana")
+	ana.fill("input[name=password]", testPassword)
+	ana.click("form.card button.primary")
+	ana.waitFor("the session", jsOnline, nil)
+	ana.waitFor("bo's conversation", jsConvLink, "bo")
+
+	const jsHits = `() => [...document.querySelectorAll('.hits a.hit')].map((a) => ({
+		conv: a.querySelector('.hit-conv').textContent, head: a.querySelector('.hit-head').textContent,
+		snippet: a.querySelector('.snippet').textContent, marks: [...a.querySelectorAll('mark')].map((m) => m.textContent),
+		seq: Number(a.dataset.seq)}))`
+	type hit struct {
+		Conv, Head, Snippet string
+		Marks               []string
+		Seq                 uint64
+	}
+	hits := func() []hit {
+		var hs []hit
+		if err := json.Unmarshal(ana.eval(jsHits, nil), &hs); err != nil {
+			t.Fatal(err)
+		}
+		return hs
+	}
+	// "/" focuses the box.
+	ana.press("body", "/")
+	ana.waitFor("the search box focused", `() => document.activeElement?.getAttribute('aria-label') === 'Search messages'`, nil)
+	ana.fill("input[aria-label='Search messages']", "quarterly")
+	ana.waitFor("a hit", `() => document.querySelectorAll('.hits mark').length > 0`, nil)
+	hs := hits()
+	if len(hs) != 1 || hs[0].Conv != "bo" || hs[0].Snippet != "the quarterly report is ready" ||
+		!slices.Equal(hs[0].Marks, []string{"quarterly"}) || hs[0].Seq != seqs[texts[0]] || !strings.Contains(hs[0].Head, "bo") {
+		t.Fatalf("hits %+v", hs)
+	}
+	if v := ana.eval(`() => document.querySelector('.convs').hidden`, nil); string(v) != "true" {
+		t.Errorf("the conversation list shows under the hits")
+	}
+	shot := filepath.Join(w.shot, "desktop-search-light.png")
+	ana.shot(shot)
+	// The hit opens the conversation at that message (60 newer ones: it is
+	// read from history), highlighted and on screen.
+	ana.click(".hits a.hit")
+	ana.waitFor("the conversation open", `() => document.querySelector('.main .head h2')?.textContent.trim() === 'bo'`, nil)
+	ana.waitFor("the message highlighted and on screen", `(seq) => {
+		const li = document.querySelector('.thread li.msg.focused[data-seq="' + seq + '"]');
+		if (!li) return false;
+		const a = li.getBoundingClientRect(), b = document.querySelector('.thread').getBoundingClientRect();
+		return a.top >= b.top && a.bottom <= b.bottom;
+	}`, seqs[texts[0]])
+	ana.waitFor("the highlight gone", `() => !document.querySelector('.thread li.msg.focused')`, nil)
+
+	// Ctrl+K focuses the box again; a CJK query; the order toggle; Esc closes.
+	ana.press("textarea[aria-label=Message]", "Control+k")
+	ana.waitFor("the search box focused", `() => document.activeElement?.getAttribute('aria-label') === 'Search messages'`, nil)
+	ana.fill("input[aria-label='Search messages']", "上海")
+	ana.waitFor("the CJK hit", `() => [...document.querySelectorAll('.hits mark')].some((m) => m.textContent === '上海')`, nil)
+	hs = hits()
+	if len(hs) != 1 || hs[0].Snippet != "我家在上海东边" || !slices.Equal(hs[0].Marks, []string{"上海"}) {
+		t.Fatalf("CJK hits %+v", hs)
+	}
+	ana.click("button[aria-pressed=false]:has-text('Relevance')")
+	ana.waitFor("by relevance", `() => document.querySelector("button[aria-pressed=true]")?.textContent === 'Relevance' && document.querySelectorAll('.hits mark').length > 0`, nil)
+	ana.press("input[aria-label='Search messages']", "Escape")
+	ana.waitFor("search closed", `() => !document.querySelector('.hits') && !document.querySelector('.convs').hidden`, nil)
+	// Esc in the box closed the search, not the conversation.
+	ana.waitFor("the conversation still open", `() => document.querySelector('.main .head h2')?.textContent.trim() === 'bo'`, nil)
+
+	// "More" pages with the cursor: the 60 fillers, 20 at a time.
+	ana.fill("input[aria-label='Search messages']", "filler")
+	ana.waitFor("the first page", `() => document.querySelectorAll('.hits a.hit').length === 20`, nil)
+	ana.click(".hits button:has-text('More')")
+	ana.waitFor("the second page", `() => document.querySelectorAll('.hits a.hit').length === 40`, nil)
+	ana.click(".hits button:has-text('More')")
+	ana.waitFor("the last page", `() => document.querySelectorAll('.hits a.hit').length === 60 && !document.querySelector('.hits button')`, nil)
+	if n := len(hits()); n != 60 {
+		t.Errorf("%d hits, want 60", n)
+	}
+	if os.Getenv("PARLEY_UPDATE_SCREENSHOTS") == "1" {
+		b, err := os.ReadFile(shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", filepath.Base(shot)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Push: the app registers its service worker (/sw.js); a Web Push message
+// (delivered through the DevTools protocol: Chromium cannot subscribe to
+// a push service of the test's) shows a notification once, whatever the
+// repeats of its push_id, and a "clear" with its tag closes it.
+func TestWebAppPush(t *testing.T) {
+	w := newWebTest(t)
+	ana := w.d.page("ana", "chromium", map[string]any{"permissions": []string{"notifications"}})
+	ana.signUp(w.s.base, "acme", "ana")
+	ana.eval(`() => navigator.serviceWorker.ready.then(() => null)`, nil)
+	ana.waitFor("the service worker active", `() => window.parleySW?.active?.scriptURL.endsWith('/sw.js')`, nil)
+	ana.waitFor("the Notifications toggle", `() => document.querySelector('button[aria-label=Notifications]')?.getAttribute('aria-checked') === 'false'`, nil)
+	const jsNotes = `() => navigator.serviceWorker.getRegistration('/').then((r) => r.getNotifications()).then((ns) =>
+		ns.map((n) => ({title: n.title, body: n.body, tag: n.tag, conv: n.data?.convId})))`
+	msg := map[string]any{"push_id": "p_1", "type": "message", "workspace_id": "w_1", "conv_id": "c_abc", "seq": 7,
+		"msg_id": "m_1", "count": 1, "tag": "parley:c_abc", "title": "team", "sender": "bo", "body": "lunch?"}
+	// waitNotes waits in the page (waitFor takes a promise for truthy)
+	// until the notifications satisfy cond.
+	waitNotes := func(what, cond string) {
+		t.Helper()
+		var ok bool
+		v := ana.eval(`async () => { for (let i = 0; i < 200; i++) { const ns = await (`+jsNotes+`)(); if ((`+cond+`)(ns)) return true; await new Promise((r) => setTimeout(r, 50)); } return false; }`, nil)
+		if err := json.Unmarshal(v, &ok); err != nil || !ok {
+			t.Fatalf("waiting for %s: notifications %s", what, ana.eval(jsNotes, nil))
+		}
+	}
+	ana.do("push", map[string]any{"data": msg})
+	waitNotes("the first notification", `(ns) => ns.length === 1`)
+	ana.do("push", map[string]any{"data": msg}) // the same push again: shown once
+	other := map[string]any{"push_id": "p_2", "type": "message", "conv_id": "c_def", "seq": 3, "count": 1,
+		"tag": "parley:c_def", "sender": "cy", "body": "hi"}
+	ana.do("push", map[string]any{"data": other})
+	waitNotes("two notifications", `(ns) => ns.length === 2`)
+	var notes []struct{ Title, Body, Tag, Conv string }
+	if err := json.Unmarshal(ana.eval(jsNotes, nil), &notes); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(notes, func(a, b struct{ Title, Body, Tag, Conv string }) int { return strings.Compare(a.Tag, b.Tag) })
+	if len(notes) != 2 || notes[0].Title != "team" || notes[0].Body != "bo: lunch?" || notes[0].Conv != "c_abc" ||
+		notes[1].Title != "cy" || notes[1].Body != "hi" || notes[1].Tag != "parley:c_def" {
+		t.Fatalf("notifications %+v", notes)
+	}
+	ana.do("push", map[string]any{"data": map[string]any{"push_id": "p_3", "type": "clear", "conv_id": "c_abc", "seq": 7, "tag": "parley:c_abc"}})
+	waitNotes("c_abc's notification closed, c_def's left", `(ns) => ns.length === 1 && ns[0].tag === 'parley:c_def'`)
+	// p_1 again (a push service's redelivery) after its notification
+	// closed: not shown again; a new push of the conversation is.
+	ana.do("push", map[string]any{"data": msg})
+	msg["push_id"], msg["body"] = "p_4", "still on?"
+	ana.do("push", map[string]any{"data": msg})
+	waitNotes("p_4 shown", `(ns) => ns.length === 2 && ns.some((n) => n.body === 'bo: still on?')`)
+	waitNotes("p_1 not shown again", `(ns) => !ns.some((n) => n.body === 'bo: lunch?')`)
+	// Turning notifications on asks the server for its VAPID key: this
+	// system has no Web Push, so the toggle says so and stays off.
+	ana.click("button[aria-label=Notifications]")
+	ana.waitFor("the toggle's error", `() => /push|service/.test(document.querySelector('.notify [role=alert]')?.textContent ?? '') && document.querySelector('button[aria-label=Notifications]').getAttribute('aria-checked') === 'false'`, nil)
+}

@@ -10,7 +10,7 @@ import (
 	"io/fs"
 )
 
-//go:embed index.html parley.js rest.js app
+//go:embed index.html parley.js rest.js sw.js app
 var files embed.FS
 
 // App is the app's static files, index.html at the root.

@@ -193,6 +193,32 @@ export class Api {
     return this.call('GET', `/v1/conversations/${encodeURIComponent(convId)}/receipts`);
   }
 
+  // search is one page of GET /v1/search: {q, convId, sort, cursor, limit}.
+  search({ q, convId = '', sort = '', cursor = '', limit = 0 }) {
+    const p = new URLSearchParams({ q });
+    if (convId) p.set('conv_id', convId);
+    if (sort) p.set('sort', sort);
+    if (cursor) p.set('cursor', cursor);
+    if (limit) p.set('limit', String(limit));
+    return this.call('GET', `/v1/search?${p}`);
+  }
+
+  // vapidKey is the server's Web Push key (text), or '' when push is off.
+  async vapidKey() {
+    const r = await fetch(`${this.base}/.well-known/parley/vapid-public-key`, { cache: 'no-store' });
+    return r.ok ? (await r.text()).trim() : '';
+  }
+
+  // setPush registers this device's Web Push subscription (its toJSON()).
+  setPush(sub) {
+    const { endpoint, keys } = sub;
+    return this.call('PUT', `/v1/devices/${encodeURIComponent(this.saved.deviceId)}/push`, { web_push: { endpoint, keys } });
+  }
+
+  removePush() {
+    return this.call('DELETE', `/v1/devices/${encodeURIComponent(this.saved.deviceId)}/push`);
+  }
+
   // users names users of the workspace by id.
   users(ids) {
     return this.call('GET', `/v1/users?ids=${ids.map(encodeURIComponent).join(',')}`);

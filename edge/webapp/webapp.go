@@ -6,7 +6,9 @@
 // for a year as immutable; index.html (no-cache) is the only entry point,
 // and every "%ASSETS%" in it becomes /assets/<id>. Any change to any file
 // gives a new id, so a browser never mixes an old module with a new one,
-// and no build step has to rename files.
+// and no build step has to rename files. The one exception is the
+// service worker, sw.js, served at /sw.js when Files has it: a
+// registration names its script by a URL that must not change.
 //
 // Requests for paths no file has and that look like app routes (GET or
 // HEAD, no dot in the last segment) get index.html, so a reload of
@@ -61,6 +63,11 @@ const (
 	AssetPlaceholder = "%ASSETS%"
 	// ConfigPath answers the page's transports as JSON (see config).
 	ConfigPath = "/config.json"
+	// ServiceWorkerPath serves Files' sw.js, when it has one, at a fixed
+	// URL (a registration names its script by URL, so it cannot be a
+	// hashed one), no-cache so a browser checks it for updates; its scope
+	// is the whole app, the default for a script at the root.
+	ServiceWorkerPath = "/sw.js"
 )
 
 // reserved paths belong to the API, whatever files the app has.
@@ -116,6 +123,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p == ConfigPath:
 		h.config(w, r)
+	case p == ServiceWorkerPath:
+		h.serviceWorker(w, r)
 	case strings.HasPrefix(p, assetPrefix):
 		h.asset(w, r, strings.TrimPrefix(p, assetPrefix))
 	case p == "/" || p == "/index.html" || !strings.Contains(path.Base(p), "."):
@@ -196,6 +205,23 @@ func (h *Handler) config(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	http.ServeContent(w, r, "config.json", time.Time{}, strings.NewReader(body))
+}
+
+// serviceWorker serves sw.js at ServiceWorkerPath (the API's 404 when
+// Files has none), under a policy of its own: a worker's policy is its
+// script's response header, not the page's.
+func (h *Handler) serviceWorker(w http.ResponseWriter, r *http.Request) {
+	b, err := fs.ReadFile(h.cfg.Files, "sw.js")
+	if err != nil {
+		h.cfg.Next.ServeHTTP(w, r)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", types[".js"])
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Content-Security-Policy", "default-src 'none'; connect-src 'self'")
+	http.ServeContent(w, r, "sw.js", h.mod, bytes.NewReader(b))
 }
 
 // asset serves id/name from Files when id is the current build's.

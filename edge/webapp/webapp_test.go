@@ -16,6 +16,7 @@ func newTestHandler(t *testing.T) *Handler {
 		"app/style.css":    {Data: []byte("body{}\n")},
 		"app/vendor/x.mjs": {Data: []byte("export{};\n")},
 		"app/README":       {Data: []byte("no extension, not served\n")},
+		"sw.js":            {Data: []byte("self.addEventListener('push', () => {});\n")},
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -47,6 +48,9 @@ func TestHandler(t *testing.T) {
 		{"GET", h.AssetBase() + "/app/style.css", 200, "text/css; charset=utf-8", "public, max-age=31536000, immutable", "body"},
 		{"GET", h.AssetBase() + "/app/vendor/x.mjs", 200, "text/javascript; charset=utf-8", "public, max-age=31536000, immutable", ""},
 		{"GET", "/config.json", 200, "application/json", "no-store", `"webtransport":"https://example.test:8443/v1/wt"`},
+		// The service worker: a fixed URL, checked for updates.
+		{"GET", "/sw.js", 200, "text/javascript; charset=utf-8", "no-cache", "addEventListener('push'"},
+		{"GET", "/sw.js/x", 200, "text/html; charset=utf-8", "no-cache", js}, // an app route, not the worker
 		// Not the app's: the API answers.
 		{"GET", "/assets/0123456789abcdef/app/main.js", 404, "", "", "not_found"}, // another build
 		{"GET", h.AssetBase() + "/index.html", 404, "", "", "not_found"},
@@ -140,5 +144,28 @@ func TestBuildID(t *testing.T) {
 	}
 	if _, err := New(Config{Files: fstest.MapFS{}, Next: next}); err == nil {
 		t.Error("New without an index.html succeeded")
+	}
+}
+
+// The service worker has its own policy, and is the API's 404 when the
+// app has none.
+func TestServiceWorker(t *testing.T) {
+	rec := httptest.NewRecorder()
+	newTestHandler(t).ServeHTTP(rec, httptest.NewRequest("GET", "/sw.js", nil))
+	if got := rec.Header().Get("Content-Security-Policy"); got != "default-src 'none'; connect-src 'self'" {
+		t.Errorf("sw.js policy %q", got)
+	}
+	if got := rec.Header().Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("sw.js nosniff %q", got)
+	}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	h, err := New(Config{Files: fstest.MapFS{"index.html": {Data: []byte("x")}}, Next: next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/sw.js", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("no sw.js: %d, want 404", rec.Code)
 	}
 }

@@ -97,9 +97,177 @@ function Presence({ user }) {
   return html`<span class=${'dot' + (p.online ? ' on' : '')} data-online=${p.online ? 'true' : 'false'} role="img" aria-label=${label} title=${label}></span>`;
 }
 
+// ---- search (the search module) ----
+
+// Search is the box at the top of the list and, while it holds a query,
+// the hits in the list's place: newest first or by relevance, a page at a
+// time ("More" follows the cursor). Ctrl/Cmd+K or "/" focuses it, Esc
+// closes it.
+function Search({ onResults }) {
+  const s = use();
+  const box = useRef(null);
+  const [q, setQ] = useState('');
+  const [sort, setSort] = useState('newest');
+  const [res, setRes] = useState(null); // {q, sort, hits, total, nextCursor}
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState('');
+  const gen = useRef(0);
+  const run = async (query, order, cursor = '', prev = []) => {
+    const my = ++gen.current;
+    if (!query.trim()) {
+      setRes(null);
+      onResults(false);
+      return;
+    }
+    setBusy(true);
+    try {
+      const r = await search.query(api, { q: query, sort: order, cursor });
+      if (my !== gen.current) return;
+      s.learnUsers(r.hits.map((h) => h.senderId)).catch(() => {});
+      setRes((old) => ({ q: query, sort: order, hits: [...prev, ...r.hits], total: cursor ? old?.total ?? 0 : r.total, nextCursor: r.nextCursor }));
+      setErr('');
+      onResults(true);
+    } catch (e) {
+      if (my === gen.current) setErr(e.message);
+    } finally {
+      if (my === gen.current) setBusy(false);
+    }
+  };
+  const timer = useRef(null);
+  const onInput = (e) => {
+    setQ(e.target.value);
+    clearTimeout(timer.current);
+    const v = e.target.value;
+    timer.current = setTimeout(() => run(v, sort), 250);
+  };
+  const close = () => {
+    clearTimeout(timer.current);
+    gen.current++;
+    setQ('');
+    setRes(null);
+    setErr('');
+    onResults(false);
+    box.current?.blur();
+  };
+  useEffect(() => {
+    const onKey = (e) => {
+      const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName) || e.target.isContentEditable;
+      if (((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 'k') || (e.key === '/' && !typing && !e.ctrlKey && !e.metaKey)) {
+        e.preventDefault();
+        box.current?.focus();
+        box.current?.select();
+      }
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
+  const order = (o) => {
+    setSort(o);
+    run(q, o);
+  };
+  const open = (h) => {
+    history.pushState(null, '', `/c/${h.convId}`);
+    s.jump(h.convId, h.seq);
+  };
+  return html`<div class="search" role="search">
+    <input ref=${box} type="search" value=${q} placeholder="Search (Ctrl+K)" aria-label="Search messages"
+      onInput=${onInput} onKeyDown=${(e) => {
+        if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); close(); }
+        if (e.key === 'Enter') { e.preventDefault(); clearTimeout(timer.current); run(q, sort); }
+      }} />
+    ${res && html`<div class="search-bar row">
+      <span class="muted" role="status">${res.total} ${res.total === 1 ? 'result' : 'results'}</span>
+      <span class="seg" role="group" aria-label="Order">
+        <button type="button" class=${'link' + (sort === 'newest' ? ' on' : '')} aria-pressed=${sort === 'newest'} onClick=${() => order('newest')}>Newest</button>
+        <button type="button" class=${'link' + (sort === 'relevance' ? ' on' : '')} aria-pressed=${sort === 'relevance'} onClick=${() => order('relevance')}>Relevance</button>
+      </span>
+      <button type="button" class="icon" aria-label="Close search" onClick=${close}>×</button>
+    </div>`}
+    ${err && html`<p class="error" role="alert">${err}</p>`}
+    ${res && html`<ul class="hits" aria-label="Search results">
+      ${res.hits.map((h) => {
+        const c = s.convs.get(h.convId);
+        return html`<li key=${`${h.convId}/${h.seq}`}>
+          <a class="hit" href=${`/c/${h.convId}`} data-conv=${h.convId} data-seq=${h.seq}
+            onClick=${(e) => { e.preventDefault(); open(h); }}>
+            <span class="hit-head"><span class="hit-conv">${c ? s.title(c) : '…'}</span>
+              <span class="muted">${s.name(h.senderId)} · <time datetime=${new Date(h.ts).toISOString()}>${new Date(h.ts).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })}</time></span></span>
+            <span class="snippet">${h.segments.map((g) => (g.mark ? html`<mark>${g.text}</mark>` : g.text))}</span>
+          </a>
+        </li>`;
+      })}
+      ${res.hits.length === 0 && html`<li class="empty muted">No messages match.</li>`}
+      ${res.nextCursor && html`<li class="center"><button type="button" class="link" disabled=${busy}
+        onClick=${() => run(res.q, res.sort, res.nextCursor, res.hits)}>More</button></li>`}
+    </ul>`}
+  </div>`;
+}
+
+// ---- notifications (Web Push through sw.js) ----
+
+const pushable = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+const swReady = pushable ? navigator.serviceWorker.register('/sw.js').catch((e) => { console.warn('service worker', e); return null; }) : Promise.resolve(null);
+if (pushable) {
+  swReady.then((r) => (window.parleySW = r)); // for tests and the console
+  // A notification's click in a window that is open: show its conversation.
+  navigator.serviceWorker.addEventListener('message', (e) => {
+    if (e.data?.type === 'open' && e.data.convId && store) go(e.data.convId);
+  });
+}
+
+function b64url(s) {
+  const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4));
+  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+}
+
+// Notifications is the toggle: on asks permission (on this click, never
+// by itself), subscribes with the server's VAPID key and registers the
+// subscription as this device's push target; off removes both.
+function Notifications() {
+  const [on, setOn] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState('');
+  useEffect(() => {
+    swReady.then(async (reg) => {
+      const sub = await reg?.pushManager.getSubscription();
+      setOn(!!sub && Notification.permission === 'granted');
+    }).catch(() => {});
+  }, []);
+  if (!pushable) return null;
+  const toggle = async () => {
+    setBusy(true);
+    setErr('');
+    try {
+      const reg = await swReady;
+      if (!reg) throw new Error('no service worker');
+      if (on) {
+        const sub = await reg.pushManager.getSubscription();
+        await api.removePush();
+        await sub?.unsubscribe();
+        setOn(false);
+        return;
+      }
+      if ((await Notification.requestPermission()) !== 'granted') throw new Error('notifications are blocked');
+      const key = await api.vapidKey();
+      if (!key) throw new Error('this server sends no push');
+      const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64url(key) });
+      await api.setPush(sub.toJSON());
+      setOn(true);
+    } catch (e) {
+      setErr(e.message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<button type="button" class="link notify" role="switch" aria-checked=${on} disabled=${busy}
+    onClick=${toggle} aria-label="Notifications" title=${err || (on ? 'Notifications on' : 'Notifications off')}>
+    ${on ? '🔔' : '🔕'}${err && html`<span class="error" role="alert"> ${err}</span>`}</button>`;
+}
+
 function Sidebar({ onNew }) {
   const s = use();
   const list = s.sorted();
+  const [searching, setSearching] = useState(false);
   return html`<nav class="side" aria-label="Conversations">
     <header class="bar">
       <h1 class="brand"><${Logo} /> parley</h1>
@@ -107,8 +275,8 @@ function Sidebar({ onNew }) {
         aria-label=${`connection ${s.status.state}`} title=${`${s.status.state} ${s.client?.transport ?? ''}`}></span>
       <button class="icon" onClick=${onNew} aria-label="New conversation" title="New conversation">+</button>
     </header>
-    ${search && html`<div class="search"><!-- the search module's box --></div>`}
-    <ul class="convs">
+    ${search && html`<${Search} onResults=${setSearching} />`}
+    <ul class="convs" hidden=${searching}>
       ${list.map((c) => {
         const n = s.unread(c);
         const other = s.other(c);
@@ -127,6 +295,7 @@ function Sidebar({ onNew }) {
     </ul>
     <footer class="bar me">
       <span>${s.me && (s.me.display_name || s.me.username)}</span>
+      <${Notifications} />
       <button class="link" onClick=${() => api.logout()} aria-label="Log out">Log out</button>
     </footer>
   </nav>`;
@@ -180,7 +349,8 @@ function rows(convId) {
 function Message({ m, convId, mine }) {
   const s = use();
   const state = m.pending ? m.pending.state : mine ? s.tick(convId, m.seq) : null;
-  return html`<li class=${'msg' + (mine ? ' mine' : '')} data-seq=${m.seq ?? ''} data-client-msg-id=${m.clientMsgId ?? m.key}
+  const focused = s.focus?.convId === convId && s.focus.seq === m.seq;
+  return html`<li class=${'msg' + (mine ? ' mine' : '') + (focused ? ' focused' : '')} data-seq=${m.seq ?? ''} data-client-msg-id=${m.clientMsgId ?? m.key}
       data-state=${state ?? ''}>
     <span class="bubble">
       <span class="body">${m.text}</span>
@@ -221,6 +391,18 @@ function Thread({ convId }) {
     const el = scroller.current;
     if (el) el.scrollTop = el.scrollHeight;
   }, [convId]);
+  // A search hit: scroll to its message once it is there.
+  const focusedOn = useRef(null);
+  useEffect(() => {
+    const f = s.focus;
+    if (!f || f.convId !== convId || focusedOn.current === f) return;
+    const li = scroller.current?.querySelector(`li.msg[data-seq="${f.seq}"]`);
+    if (!li) return;
+    focusedOn.current = f;
+    li.scrollIntoView({ block: 'center' });
+    const el = scroller.current;
+    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+  });
 
   // The read position moves as messages are actually on screen.
   useEffect(() => {

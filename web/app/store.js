@@ -35,6 +35,7 @@ export function createStore(api) {
     presence: new Map(), // user -> {online, lastSeen}
     typing: new Map(), // conv -> Set(user)
     current: null,
+    focus: null, // {convId, seq}: the message a search hit opened, highlighted for a moment
     client: null,
     error: '',
   };
@@ -292,6 +293,27 @@ export function createStore(api) {
       changed();
     }).catch(() => {});
   };
+
+  // jump opens a conversation at message seq (a search hit): history is
+  // read back page by page until it holds seq, and the message is
+  // highlighted for a moment.
+  let focusTimer = null;
+  s.jump = async (convId, seq) => {
+    await s.open(convId);
+    for (let i = 0; i < 40 && !s.msgs.get(convId)?.has(seq) && s.oldest.get(convId) !== 0; i++) {
+      if (s.loading.has(convId)) await new Promise((r) => setTimeout(r, 50));
+      else await s.older(convId);
+    }
+    if (s.current !== convId) return;
+    s.focus = { convId, seq };
+    clearTimeout(focusTimer);
+    focusTimer = setTimeout(() => {
+      s.focus = null;
+      changed();
+    }, 3000);
+    changed();
+  };
+  s.learnUsers = learnUsers;
 
   // older loads the page before the oldest message held.
   s.older = async (id) => {

@@ -6,10 +6,14 @@
 // Commands ({"id": n, "cmd": ..., ...}):
 //
 //	launch     {name, args}                     a browser (PARLEY_CHROMIUM, default /usr/bin/chromium)
-//	page       {name, browser, width, height, colorScheme, noWebTransport, blackholeUDP}
+//	page       {name, browser, width, height, colorScheme, noWebTransport, blackholeUDP, permissions}
 //	           a page in a fresh context (noWebTransport: the page has no WebTransport,
 //	           as in a browser without it; blackholeUDP: its WebTransport sessions go to
-//	           this UDP port instead, which drops everything, as where UDP is blocked)
+//	           this UDP port instead, which drops everything, as where UDP is blocked;
+//	           permissions: granted to the context, e.g. ["notifications"])
+//	push       {page, data}                     a Web Push message (data: JSON) delivered to the page
+//	           origin's service worker through the DevTools protocol
+//	           (ServiceWorker.deliverPushMessage), as a push service would
 //	goto       {page, url}
 //	fill       {page, selector, value}
 //	click      {page, selector}
@@ -47,10 +51,11 @@ const commands = {
   async launch({ name, args = [] }) {
     browsers.set(name, await chromium.launch({ executablePath, args: args ?? [] }));
   },
-  async page({ name, browser, width, height, colorScheme, noWebTransport = false, blackholeUDP = 0 }) {
+  async page({ name, browser, width, height, colorScheme, noWebTransport = false, blackholeUDP = 0, permissions = [] }) {
     const context = await browsers.get(browser).newContext({
       viewport: { width: width ?? 1280, height: height ?? 800 }, colorScheme: colorScheme ?? 'light', deviceScaleFactor: 1,
     });
+    if (permissions?.length) await context.grantPermissions(permissions);
     if (noWebTransport) await context.addInitScript(() => { delete window.WebTransport; });
     if (blackholeUDP) {
       // WebTransport sessions go to a UDP port that drops every packet, as
@@ -87,6 +92,21 @@ const commands = {
   viewport: ({ page: n, width, height }) => page(n).page.setViewportSize({ width, height }),
   screenshot: ({ page: n, path }) => page(n).page.screenshot({ path }).then(() => null),
   logs: ({ page: n }) => page(n).logs,
+  async push({ page: n, data }) {
+    const p = page(n);
+    if (!p.cdp) {
+      p.cdp = await p.context.newCDPSession(p.page);
+      p.regs = new Map();
+      p.cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => e.registrations.forEach((r) => p.regs.set(r.registrationId, r)));
+      await p.cdp.send('ServiceWorker.enable');
+    }
+    const origin = new URL(p.page.url()).origin;
+    const find = () => [...p.regs.values()].find((r) => !r.isDeleted && r.scopeURL.startsWith(origin + '/'));
+    for (let i = 0; i < 200 && !find(); i++) await new Promise((r) => setTimeout(r, 50));
+    const reg = find();
+    if (!reg) throw new Error(`no service worker registration for ${origin} in ${JSON.stringify([...p.regs.values()])}`);
+    await p.cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId: reg.registrationId, data: JSON.stringify(data) });
+  },
   async close({ page: n }) {
     await page(n).context.close();
     pages.delete(n);
