@@ -472,7 +472,7 @@ func TestWebAppChat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join("..", "..", "docs", "screenshots", filepath.Base(p)), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join("..", "docs", "screenshots", filepath.Base(p)), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
